@@ -1,0 +1,1 @@
+"""Multimodal industrial visual inspection."""

@@ -1,0 +1,33 @@
+"""Defect standards: versioned YAML clauses, validation, the rule engine, prompt text."""
+
+from inspection.standards.loader import Problem, StandardError, load_standard, parse_standard
+from inspection.standards.render import render_clause, render_standard
+from inspection.standards.rules import apply_standard, assign_zone, decide_defect
+from inspection.standards.schema import (
+    MEASURED_ATTRIBUTES,
+    Clause,
+    Condition,
+    DefectClass,
+    Standard,
+    Text,
+    Zone,
+)
+
+__all__ = [
+    "MEASURED_ATTRIBUTES",
+    "Clause",
+    "Condition",
+    "DefectClass",
+    "Problem",
+    "Standard",
+    "StandardError",
+    "Text",
+    "Zone",
+    "apply_standard",
+    "assign_zone",
+    "decide_defect",
+    "load_standard",
+    "parse_standard",
+    "render_clause",
+    "render_standard",
+]

@@ -1,0 +1,261 @@
+"""The data model shared by every stage: capture, detection, rules, records, reports.
+
+Plain frozen dataclasses over numpy arrays, so that the torch-free edge runtime uses the
+same objects as training and the cloud. Arrays are never copied by the dataclasses;
+treat them as read-only once an object is built.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+AUDIO_SAMPLE_RATE = 16_000
+"""Sample rate of every audio clip the pipeline consumes (Whisper's)."""
+
+
+class Verdict(enum.StrEnum):
+    """The edge's decision for one part. An error is never a PASS."""
+
+    PASS = "PASS"
+    REJECT = "REJECT"
+    REVIEW = "REVIEW"
+
+
+class Severity(enum.StrEnum):
+    MINOR = "minor"
+    MAJOR = "major"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+class Action(enum.StrEnum):
+    ACCEPT = "accept"
+    REVIEW = "review"
+    REWORK = "rework"
+    SCRAP = "scrap"
+
+    @property
+    def rank(self) -> int:
+        return _ACTION_RANK[self]
+
+    @property
+    def verdict(self) -> Verdict:
+        """The line verdict a disposition implies."""
+        if self is Action.ACCEPT:
+            return Verdict.PASS
+        if self is Action.REVIEW:
+            return Verdict.REVIEW
+        return Verdict.REJECT
+
+
+_SEVERITY_RANK = {Severity.MINOR: 0, Severity.MAJOR: 1, Severity.CRITICAL: 2}
+_ACTION_RANK = {Action.ACCEPT: 0, Action.REVIEW: 1, Action.REWORK: 2, Action.SCRAP: 3}
+
+
+@dataclass(frozen=True)
+class BBox:
+    """Axis-aligned box in pixels, ``x0, y0`` inclusive, ``x1, y1`` exclusive."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def as_list(self) -> list[int]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera image.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        ``(H, W)`` or ``(H, W, C)`` array, uint8 or uint16, RGB channel order.
+    camera : str
+        Camera id at the station.
+    mm_per_px : float | None
+        Calibrated scale; ``None`` when the station is uncalibrated (sizes then stay in px).
+    """
+
+    image: np.ndarray
+    camera: str = "cam0"
+    mm_per_px: float | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """Mono audio, float32 in [-1, 1], at ``sample_rate`` Hz."""
+
+    samples: np.ndarray
+    sample_rate: int = AUDIO_SAMPLE_RATE
+    kind: str = "tap"  # "tap" (tap test / part sound) or "note" (operator's spoken note)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything captured of one part at one station."""
+
+    part_id: str
+    station: str
+    frames: tuple[Frame, ...]
+    audio: AudioClip | None = None
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    product: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One defect instance, measured in physical units.
+
+    ``attributes`` holds the measured quantities the standards' conditions refer to
+    (``length_mm``, ``width_mm``, ``area_mm2``, ``depth_mm``, ``delta_e`` ...).
+    """
+
+    defect_class: str
+    attributes: Mapping[str, float] = field(default_factory=dict)
+    bbox: BBox | None = None
+    mask: np.ndarray | None = None  # (H, W) bool, in the frame's pixels
+    zone: str | None = None
+    score: float = 1.0
+    frame_index: int = 0
+
+    @property
+    def centroid(self) -> tuple[float, float] | None:
+        """``(x, y)`` centre of the mask, or of the box, in pixels."""
+        if self.mask is not None and self.mask.any():
+            ys, xs = np.nonzero(self.mask)
+            return float(xs.mean()), float(ys.mean())
+        if self.bbox is not None:
+            return (self.bbox.x0 + self.bbox.x1) / 2, (self.bbox.y0 + self.bbox.y1) / 2
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready view (the mask is left out: it lives in image files)."""
+        return {
+            "defect_class": self.defect_class,
+            "attributes": {k: float(v) for k, v in self.attributes.items()},
+            "bbox": self.bbox.as_list() if self.bbox else None,
+            "zone": self.zone,
+            "score": float(self.score),
+            "frame_index": self.frame_index,
+        }
+
+
+@dataclass(frozen=True)
+class DefectDecision:
+    """What the defect standard says about one defect."""
+
+    defect: Defect
+    zone: str | None
+    severity: Severity | None
+    action: Action
+    clause_id: str | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "defect": self.defect.to_json(),
+            "zone": self.zone,
+            "severity": self.severity.value if self.severity else None,
+            "action": self.action.value,
+            "clause_id": self.clause_id,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class InspectionResult:
+    """The edge's decision for one part, traceable to every version that made it."""
+
+    part_id: str
+    verdict: Verdict
+    severity: Severity | None
+    action: Action
+    decisions: tuple[DefectDecision, ...] = ()
+    reasons: tuple[str, ...] = ()
+    standard_id: str | None = None
+    standard_version: str | None = None
+    model_version: str | None = None
+    calibration_version: str | None = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    path: str = "edge"
+
+    @property
+    def clauses(self) -> tuple[str, ...]:
+        """Clauses cited, each once, in the order of the defects citing them."""
+        return tuple(dict.fromkeys(d.clause_id for d in self.decisions if d.clause_id))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready record of the decision and everything that made it."""
+        return {
+            "part_id": self.part_id,
+            "verdict": self.verdict.value,
+            "severity": self.severity.value if self.severity else None,
+            "action": self.action.value,
+            "clauses": list(self.clauses),
+            "decisions": [d.to_json() for d in self.decisions],
+            "reasons": list(self.reasons),
+            "standard_id": self.standard_id,
+            "standard_version": self.standard_version,
+            "model_version": self.model_version,
+            "calibration_version": self.calibration_version,
+            "scores": {k: float(v) for k, v in self.scores.items()},
+            "timings_ms": {k: float(v) for k, v in self.timings_ms.items()},
+            "path": self.path,
+        }
+
+
+@dataclass(frozen=True)
+class ReportDefect:
+    defect_class: str
+    zone: str | None
+    size_mm: float | None
+    severity: Severity | None
+    clause_id: str | None
+    action: Action
+
+
+@dataclass(frozen=True)
+class Report:
+    """The structured inspection report the cloud decoder writes for one part."""
+
+    part_id: str
+    verdict: Verdict
+    defects: tuple[ReportDefect, ...]
+    summary: str
+    language: str = "en"
+    standard_id: str | None = None
+    standard_version: str | None = None

@@ -1,0 +1,172 @@
+"""Pictures people would rather see than read: defect overlays and HTML reports.
+
+Reports are single self-contained HTML files (images embedded as base64 PNG), so they
+can be mailed or archived with the batch they describe.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspection.io import to_uint8_rgb
+
+VERDICT_COLOURS = {"PASS": "#2e7d32", "REVIEW": "#f9a825", "REJECT": "#c62828"}
+
+_PALETTE = [  # RGB, distinguishable on metal, paint and ceramic
+    (255, 64, 64),
+    (64, 160, 255),
+    (255, 200, 0),
+    (200, 64, 255),
+    (0, 220, 140),
+    (255, 128, 0),
+    (255, 255, 255),
+]
+
+
+def class_colour(index: int) -> tuple[int, int, int]:
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def overlay(
+    image: np.ndarray,
+    regions: Sequence[tuple[np.ndarray, str, tuple[int, int, int]]],
+    heatmap: np.ndarray | None = None,
+    alpha: float = 0.35,
+) -> np.ndarray:
+    """Draw each ``(mask, label, rgb)`` region as a tinted outline with its label.
+
+    ``heatmap`` (``(H, W)`` floats in 0..1), when given, is blended in first, e.g. an
+    anomaly map.
+    """
+    canvas = to_uint8_rgb(image).copy()
+    if heatmap is not None:
+        heat = cv2.applyColorMap((np.clip(heatmap, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+        canvas = cv2.addWeighted(canvas, 1 - alpha, heat[:, :, ::-1], alpha, 0)
+    scale = max(1, round(max(canvas.shape[:2]) / 256))
+    for mask, label, colour in regions:
+        mask = np.asarray(mask, dtype=np.uint8)
+        if not mask.any():
+            continue
+        tint = canvas.copy()
+        tint[mask > 0] = colour
+        canvas = cv2.addWeighted(canvas, 1 - alpha, tint, alpha, 0)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(canvas, contours, -1, colour, scale, cv2.LINE_AA)
+        x, y, _, _ = cv2.boundingRect(np.concatenate(contours))
+        _label(canvas, label, (x, max(10 * scale, y - 3)), colour, scale)
+    return canvas
+
+
+def _label(canvas: np.ndarray, text: str, origin: tuple[int, int], colour, scale: int) -> None:
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale
+    cv2.putText(canvas, text, origin, font, size, (0, 0, 0), 3 * scale, cv2.LINE_AA)
+    cv2.putText(canvas, text, origin, font, size, colour, scale, cv2.LINE_AA)
+
+
+def png_base64(image: np.ndarray) -> str:
+    """An RGB or grayscale image as a base64 PNG string for ``<img src=...>``."""
+    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".png", out)
+    if not ok:
+        raise ValueError("cannot encode image as PNG")
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def figure_base64(fig) -> str:
+    """A matplotlib figure as a base64 PNG string (the figure is closed)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Card:
+    """One part in a report: its picture, a title and lines of detail."""
+
+    image_b64: str
+    title: str
+    lines: tuple[str, ...] = ()
+    verdict: str | None = None
+
+
+def write_html_report(
+    path: str | Path,
+    title: str,
+    summary: Sequence[tuple[str, str]] = (),
+    tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[str]]]] = (),
+    figures: Sequence[tuple[str, str]] = (),
+    cards: Sequence[Card] = (),
+) -> Path:
+    """Write a self-contained HTML report.
+
+    Parameters
+    ----------
+    summary
+        ``(name, value)`` pairs shown at the top.
+    tables
+        ``(caption, header, rows)``.
+    figures
+        ``(caption, base64 PNG)`` plots.
+    cards
+        One card per part shown, with its overlay image.
+    """
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
+    if summary:
+        parts.append("<dl class='summary'>")
+        parts += [f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in summary]
+        parts.append("</dl>")
+    for caption, header, rows in tables:
+        parts.append(f"<h2>{esc(caption)}</h2><table><tr>")
+        parts += [f"<th>{esc(h)}</th>" for h in header]
+        parts.append("</tr>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>")
+        parts.append("</table>")
+    for caption, b64 in figures:
+        parts.append(f"<figure><img src='data:image/png;base64,{b64}'>")
+        parts.append(f"<figcaption>{esc(caption)}</figcaption></figure>")
+    if cards:
+        parts.append("<h2>Parts</h2><div class='cards'>")
+        for card in cards:
+            colour = VERDICT_COLOURS.get(card.verdict or "", "#555")
+            parts.append(f"<div class='card' style='border-color:{colour}'>")
+            parts.append(f"<img src='data:image/png;base64,{card.image_b64}'>")
+            parts.append(f"<h3 style='color:{colour}'>{esc(card.title)}</h3>")
+            parts += [f"<p>{esc(line)}</p>" for line in card.lines]
+            parts.append("</div>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;background:#fafafa}
+h1{margin-bottom:.2em} table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}
+th{background:#eee} .summary{display:flex;flex-wrap:wrap;gap:1.5em}
+.summary dt{font-size:.8em;color:#666} .summary dd{margin:0;font-size:1.3em;font-weight:600}
+figure{display:inline-block;margin:1em} figure img{max-width:520px}
+.cards{display:flex;flex-wrap:wrap;gap:1em}
+.card{width:270px;border:3px solid;border-radius:6px;padding:6px;background:#fff}
+.card img{width:100%} .card h3{margin:.3em 0;font-size:1em} .card p{margin:.1em 0;font-size:.8em}
+"""

@@ -1,0 +1,106 @@
+"""The command line, run in-process with typer's runner."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import STANDARDS_DIR
+from typer.testing import CliRunner
+
+from inspection.cli import app
+
+runner = CliRunner()
+
+
+def test_standards_validate_ok_and_broken(tmp_path):
+    ok = runner.invoke(app, ["standards", "validate", *map(str, STANDARDS_DIR.glob("*.yaml"))])
+    assert ok.exit_code == 0, ok.output
+    assert "QS-BRK-200" in ok.output
+    broken = tmp_path / "b.yaml"
+    text = (STANDARDS_DIR / "bracket.yaml").read_text(encoding="utf-8")
+    broken.write_text(text.replace("severity: critical", "severity: fatal", 1), encoding="utf-8")
+    bad = runner.invoke(app, ["standards", "validate", str(broken)])
+    assert bad.exit_code == 1
+    assert "b.yaml:" in bad.output and "severity" in bad.output
+
+
+def test_standards_render_by_product_name():
+    result = runner.invoke(app, ["standards", "render", "tile", "--lang", "zh"])
+    assert result.exit_code == 0
+    assert "陶瓷绝缘片" in result.output and "[T10]" in result.output
+
+
+def test_standards_apply_defects_json(tmp_path):
+    defects = tmp_path / "d.json"
+    defects.write_text(
+        json.dumps(
+            [
+                {"defect_class": "scratch", "attributes": {"length_mm": 4}, "zone": "A"},
+                {"defect_class": "crack", "attributes": {}, "zone": "C"},
+            ]
+        )
+    )
+    out = tmp_path / "r.json"
+    result = runner.invoke(
+        app, ["standards", "apply", "panel", "--defects", str(defects), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(out.read_text())
+    assert record["verdict"] == "REJECT"
+    assert record["clauses"] == ["P-3.1", "P-6.1"]
+
+
+def test_synth_check_and_apply_pipeline(tmp_path):
+    data = tmp_path / "line"
+    made = runner.invoke(
+        app,
+        [
+            "synth",
+            "--out",
+            str(data),
+            "--n",
+            "24",
+            "--seed",
+            "3",
+            "--product",
+            "panel",
+            "--workers",
+            "1",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    checked = runner.invoke(
+        app, ["datasets", "check", str(data), "--json", str(tmp_path / "c.json")]
+    )
+    assert checked.exit_code == 0, checked.output
+    assert json.loads((tmp_path / "c.json").read_text())["n_samples"] == 24
+    out = tmp_path / "verdicts.json"
+    applied = runner.invoke(
+        app, ["standards", "apply", "panel", "--manifest", str(data), "--json", str(out)]
+    )
+    assert applied.exit_code == 0, applied.output
+    records = json.loads(out.read_text())
+    assert len(records) == 24
+    # Every part with a crack or a missing feature is rejected under the panel standard.
+    manifest = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    for row, record in zip(manifest, records, strict=True):
+        if row["label"] in ("crack", "missing_feature"):
+            assert record["verdict"] == "REJECT", (row["part_id"], record)
+        if row["label"] == "good":
+            assert record["verdict"] == "PASS"
+
+
+def test_datasets_check_exits_1_on_broken_file(tmp_path):
+    root = tmp_path / "ds"
+    (root / "good").mkdir(parents=True)
+    (root / "good" / "a.png").write_bytes(b"broken")
+    result = runner.invoke(app, ["datasets", "check", str(root)])
+    assert result.exit_code == 1
+
+
+def test_unknown_product_and_bad_options(tmp_path):
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--product", "spoon"])
+    assert result.exit_code == 2
+    assert "spoon" in result.output
+    result = runner.invoke(app, ["standards", "apply", "bracket"])
+    assert result.exit_code == 2

@@ -1,0 +1,129 @@
+"""The rule engine on a table of cases, boundaries included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspection.standards import apply_standard, assign_zone
+from inspection.types import Action, Defect, Severity, Verdict
+
+# (class, zone, attributes, expected action, expected clause, expected severity)
+BRACKET_CASES = [
+    # scratch on the visible face: > 5 scrap, (2, 5] rework, <= 2 accept
+    ("scratch", "A", {"length_mm": 5.01}, Action.SCRAP, "4.1.1", Severity.CRITICAL),
+    ("scratch", "A", {"length_mm": 5.0}, Action.REWORK, "4.1.2", Severity.MAJOR),
+    ("scratch", "A", {"length_mm": 2.01}, Action.REWORK, "4.1.2", Severity.MAJOR),
+    ("scratch", "A", {"length_mm": 2.0}, Action.ACCEPT, None, None),
+    ("scratch", "A", {"length_mm": 0.4}, Action.ACCEPT, None, None),
+    # the same scratch in the edge band is judged by the edge-band clause
+    ("scratch", "B", {"length_mm": 8.0}, Action.ACCEPT, None, None),
+    ("scratch", "B", {"length_mm": 10.0}, Action.ACCEPT, None, None),
+    ("scratch", "B", {"length_mm": 10.5}, Action.REWORK, "4.1.3", Severity.MAJOR),
+    # dent: depth > 0.3 scrap outranks length > 1.5 rework
+    ("dent", "A", {"length_mm": 2.0, "depth_mm": 0.31}, Action.SCRAP, "4.2.1", Severity.CRITICAL),
+    ("dent", "A", {"length_mm": 2.0, "depth_mm": 0.3}, Action.REWORK, "4.2.2", Severity.MAJOR),
+    ("dent", "B", {"length_mm": 1.5, "depth_mm": 0.1}, Action.ACCEPT, None, None),
+    # dent without a depth: the scrap clause cannot be evaluated -> review, never pass
+    ("dent", "A", {"length_mm": 1.0}, Action.REVIEW, "4.2.1", Severity.CRITICAL),
+    # colour: > 3 rework
+    ("color_deviation", "A", {"delta_e": 3.0}, Action.ACCEPT, None, None),
+    ("color_deviation", "B", {"delta_e": 3.2}, Action.REWORK, "4.3.1", Severity.MAJOR),
+    # crack: any size, any zone
+    ("crack", "B", {"length_mm": 0.1}, Action.SCRAP, "4.4.1", Severity.CRITICAL),
+    ("crack", None, {}, Action.SCRAP, "4.4.1", Severity.CRITICAL),
+    ("missing_feature", "B", {"area_mm2": 3.0}, Action.SCRAP, "4.6.1", Severity.CRITICAL),
+    # a class the standard does not list
+    ("burr", "A", {"length_mm": 0.1}, Action.REVIEW, None, None),
+]
+
+
+@pytest.mark.parametrize(("cls", "zone", "attrs", "action", "clause", "severity"), BRACKET_CASES)
+def test_single_defect_table(bracket_standard, cls, zone, attrs, action, clause, severity):
+    result = apply_standard(bracket_standard, [Defect(cls, attrs, zone=zone)], part_id="p")
+    (decision,) = result.decisions
+    assert decision.action is action
+    assert decision.clause_id == clause
+    assert decision.severity == severity
+    assert result.verdict is action.verdict
+    assert result.standard_id == "QS-BRK-200"
+    assert result.standard_version == bracket_standard.version
+
+
+def test_no_defects_is_pass(bracket_standard):
+    result = apply_standard(bracket_standard, [], part_id="p0")
+    assert result.verdict is Verdict.PASS
+    assert result.action is Action.ACCEPT
+    assert result.severity is None
+
+
+def test_worst_defect_governs_the_part(bracket_standard):
+    defects = [
+        Defect("scratch", {"length_mm": 3.0}, zone="A"),  # rework
+        Defect("crack", {"length_mm": 1.0}, zone="B"),  # scrap
+        Defect("color_deviation", {"delta_e": 1.0}, zone="A"),  # accept
+    ]
+    result = apply_standard(bracket_standard, defects)
+    assert result.verdict is Verdict.REJECT
+    assert result.action is Action.SCRAP
+    assert result.severity is Severity.CRITICAL
+    assert result.clauses == ("4.1.2", "4.4.1")
+
+
+def test_review_is_not_hidden_behind_accept_but_reject_wins(bracket_standard):
+    review = Defect("burr", {}, zone="A")
+    accept = Defect("scratch", {"length_mm": 1.0}, zone="A")
+    assert apply_standard(bracket_standard, [accept, review]).verdict is Verdict.REVIEW
+    scrap = Defect("crack", {}, zone="A")
+    assert apply_standard(bracket_standard, [review, scrap]).verdict is Verdict.REJECT
+
+
+@pytest.mark.parametrize(("n_spots", "action"), [(2, Action.ACCEPT), (3, Action.REWORK)])
+def test_count_per_zone(bracket_standard, n_spots, action):
+    spots = [Defect("contamination", {"area_mm2": 0.1}, zone="A") for _ in range(n_spots)]
+    # spots in another zone do not count towards zone A
+    spots += [Defect("contamination", {"area_mm2": 0.1}, zone="B") for _ in range(3)]
+    result = apply_standard(bracket_standard, spots)
+    assert result.action is action
+    zone_a = [d for d in result.decisions if d.zone == "A"]
+    assert all(d.action is action for d in zone_a)
+
+
+def test_total_count_across_zones(panel_standard):
+    spots = [Defect("contamination", {"length_mm": 0.2}, zone=z) for z in "AACC"]
+    result = apply_standard(panel_standard, spots)
+    assert {d.clause_id for d in result.decisions} == {"P-7.2"}
+    assert apply_standard(panel_standard, spots[:3]).verdict is Verdict.PASS
+
+
+def test_review_action_gives_review(panel_standard):
+    result = apply_standard(panel_standard, [Defect("color_deviation", {"delta_e": 1.5})])
+    assert result.verdict is Verdict.REVIEW
+    assert result.clauses == ("P-5.2",)
+    result = apply_standard(panel_standard, [Defect("color_deviation", {"delta_e": 2.5})])
+    assert (result.verdict, result.clauses) == (Verdict.REJECT, ("P-5.1",))
+
+
+def test_zone_from_centroid(bracket_standard):
+    mask = np.zeros((100, 200), bool)
+    mask[45:55, 95:105] = True  # centre of the part -> visible face A
+    centre = Defect("scratch", {"length_mm": 6.0}, mask=mask)
+    assert assign_zone(bracket_standard, centre, (200, 100)) == "A"
+    edge_mask = np.zeros((100, 200), bool)
+    edge_mask[2:5, 2:20] = True  # corner -> edge band B
+    edge = Defect("scratch", {"length_mm": 6.0}, mask=edge_mask)
+    result = apply_standard(bracket_standard, [centre, edge], image_size=(200, 100))
+    assert [d.zone for d in result.decisions] == ["A", "B"]
+    assert [d.action for d in result.decisions] == [Action.SCRAP, Action.ACCEPT]
+
+
+def test_same_defects_differ_between_standards(bracket_standard, panel_standard):
+    scratch = [Defect("scratch", {"length_mm": 4.0, "width_mm": 0.1}, zone="A")]
+    assert apply_standard(bracket_standard, scratch).action is Action.REWORK
+    assert apply_standard(panel_standard, scratch).action is Action.SCRAP
+
+
+def test_reason_names_clause_and_measurement(bracket_standard):
+    result = apply_standard(bracket_standard, [Defect("scratch", {"length_mm": 7.25}, zone="A")])
+    reason = result.reasons[0]
+    assert "4.1.1" in reason and "7.25" in reason and "length_mm > 5" in reason

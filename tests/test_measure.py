@@ -1,0 +1,94 @@
+"""Measurement on masks of known size."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from inspection.measure import (
+    connected_components,
+    defects_from_mask,
+    delta_e,
+    measure_region,
+    region_delta_e,
+)
+
+
+def test_rectangle_of_known_size():
+    mask = np.zeros((100, 100), bool)
+    mask[20:24, 10:60] = True  # 50 x 4 px
+    comp = measure_region(mask, mm_per_px=0.1)
+    assert comp.length_mm == pytest.approx(5.0, rel=1e-6)
+    assert comp.width_mm == pytest.approx(0.4, rel=1e-6)
+    assert comp.area_mm2 == pytest.approx(2.0, rel=1e-6)
+    assert comp.bbox.as_list() == [10, 20, 60, 24]
+
+
+@pytest.mark.parametrize("angle", [0, 17, 45, 80])
+def test_rotated_line_length(angle):
+    mask = np.zeros((200, 200), np.uint8)
+    length = 120
+    dx, dy = np.cos(np.radians(angle)) * length / 2, np.sin(np.radians(angle)) * length / 2
+    cv2.line(mask, (int(100 - dx), int(100 - dy)), (int(100 + dx), int(100 + dy)), 1, 3)
+    comp = measure_region(mask > 0, mm_per_px=0.05)
+    assert comp.length_mm == pytest.approx(length * 0.05, rel=0.05)
+
+
+def test_disc_area():
+    mask = np.zeros((200, 200), np.uint8)
+    cv2.circle(mask, (100, 100), 40, 1, -1)
+    comp = measure_region(mask > 0, mm_per_px=0.2)
+    assert comp.area_mm2 == pytest.approx(np.pi * 8.0**2, rel=0.02)
+    assert comp.length_mm == pytest.approx(16.0, rel=0.03)
+
+
+def test_components_split_and_drop_specks():
+    mask = np.zeros((50, 50), bool)
+    mask[5:10, 5:10] = True
+    mask[30:40, 30:35] = True
+    mask[45, 45] = True  # one-pixel speck
+    comps = connected_components(mask, 1.0, min_area_px=4)
+    assert sorted(c.area_px for c in comps) == [25, 50]
+
+
+def test_empty_mask_is_an_error():
+    with pytest.raises(ValueError, match="empty"):
+        measure_region(np.zeros((5, 5), bool), 1.0)
+
+
+def test_delta_e_reference_values():
+    # CIEDE2000 is zero for equal colours and symmetric.
+    assert delta_e(np.array([10, 200, 30], np.uint8), np.array([10, 200, 30], np.uint8)) == 0
+    a, b = np.array([0.5, 0.4, 0.3]), np.array([0.52, 0.4, 0.28])
+    assert delta_e(a, b) == pytest.approx(delta_e(b, a))
+    # Sharma et al. (2005) test pair 1, given in Lab: check through skimage directly.
+    from skimage.color import deltaE_ciede2000
+
+    assert deltaE_ciede2000([50, 2.6772, -79.7751], [50, 0, -82.7485]) == pytest.approx(
+        2.0425, abs=1e-4
+    )
+
+
+def test_region_delta_e_ignores_lighting_gradient_with_surround():
+    ref = np.array([150, 150, 155])
+    ramp = np.linspace(0.75, 1.2, 120)[None, :, None]
+    image = np.clip(ref * ramp * np.ones((120, 120, 1)), 0, 255).astype(np.uint8)
+    mask = np.zeros((120, 120), bool)
+    mask[50:70, 95:110] = True
+    assert region_delta_e(image, mask, ref) > 5  # the gradient alone looks like a defect
+    assert region_delta_e(image, mask, ref, surround_px=6) < 0.6
+    shifted = image.copy()
+    shifted[mask] = np.clip(shifted[mask].astype(int) + np.array([14, -4, -10]), 0, 255)
+    assert region_delta_e(shifted, mask, ref, surround_px=6) > 4
+
+
+def test_defects_from_mask_attributes():
+    image = np.full((64, 64, 3), 128, np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[10:12, 10:40] = True
+    (defect,) = defects_from_mask(mask, "scratch", 0.1, image, np.array([128, 128, 128]))
+    assert defect.defect_class == "scratch"
+    assert defect.attributes["length_mm"] == pytest.approx(3.0)
+    assert defect.attributes["delta_e"] == pytest.approx(0.0, abs=1e-6)
+    assert defect.mask.sum() == 60
