@@ -108,7 +108,9 @@ def tap_audio(
     t = np.arange(n) / sr
     onset = rng.uniform(0.05, 0.15)
     modes = product.modes
-    freqs = np.array([m.freq_hz for m in modes]) * (1 + rng.uniform(-1, 1, len(modes)) * FREQ_JITTER)
+    freqs = np.array([m.freq_hz for m in modes]) * (
+        1 + rng.uniform(-1, 1, len(modes)) * FREQ_JITTER
+    )
     damps = np.array([m.damping for m in modes]) * (
         1 + rng.uniform(-1, 1, len(modes)) * DAMPING_JITTER
     )

@@ -138,8 +138,10 @@ def _make(job: _Job) -> dict[str, Any]:
 
 
 def _init_worker() -> None:
-    # Parallelism is across processes; OpenCV's own threads would only contend.
-    cv2.setNumThreads(1)
+    # Parallelism is across processes; OpenCV's own threads would only contend. 0 runs
+    # OpenCV sequentially; in a forked worker any other value reconfigures the thread
+    # pool inherited from the parent, which hangs.
+    cv2.setNumThreads(0)
 
 
 def _prepare(out: Path) -> None:
@@ -289,8 +291,7 @@ def _run(jobs: list[_Job], workers: int):
             cv2.setNumThreads(threads)
         return
     # fork: workers start at once and scripts need no ``__main__`` guard. Each worker
-    # turns OpenCV's thread pool off before its first call, which also keeps it clear
-    # of the pool state it inherited from this process.
+    # turns OpenCV's threading off before its first call (see _init_worker).
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else None)
     with ctx.Pool(workers, initializer=_init_worker) as pool:

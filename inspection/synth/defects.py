@@ -116,6 +116,12 @@ def _rounded(attrs: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), _ROUND) for k, v in attrs.items()}
 
 
+def _gauge(mask: np.ndarray, mm_per_px: float) -> dict[str, float]:
+    """Length, width and area as :func:`inspection.measure.measure_region` reads them."""
+    comp = measure_region(mask, mm_per_px)
+    return {"length_mm": comp.length_mm, "width_mm": comp.width_mm, "area_mm2": comp.area_mm2}
+
+
 def _area_mm2(mask: np.ndarray, mm_per_px: float) -> float:
     return int(np.count_nonzero(mask)) * mm_per_px**2
 
@@ -164,8 +170,14 @@ def _reserve(free: np.ndarray, mask: np.ndarray, gap_px: int) -> None:
 
 
 def _perturbed_disc(
-    rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, cx: float, cy: float,
-    a: float, b: float, wobble: float,
+    rng: np.random.Generator,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    cx: float,
+    cy: float,
+    a: float,
+    b: float,
+    wobble: float,
 ) -> np.ndarray:
     """Pixel centres inside an ellipse whose radius wobbles with a few low harmonics."""
     phi = rng.uniform(0, np.pi)
@@ -253,7 +265,9 @@ def render_scratch(
     out = []
     for _ in range(1 if rng.random() < 0.65 else 2):
         length_mm = _log_uniform(rng, *SCRATCH_LENGTH_MM)
-        width = SCRATCH_WIDTH_PX[0] + (SCRATCH_WIDTH_PX[1] - SCRATCH_WIDTH_PX[0]) * rng.random() ** 1.5
+        width = (
+            SCRATCH_WIDTH_PX[0] + (SCRATCH_WIDTH_PX[1] - SCRATCH_WIDTH_PX[0]) * rng.random() ** 1.5
+        )
         placed = None
         for _attempt in range(8):
             total_px = max(length_mm / mpp, 2.5 * width)
@@ -428,13 +442,7 @@ def render_color_deviation(
     patch[local] = shifted.astype(np.float32)
     mask = _full(size, sy, sx, local)
     _reserve(free, mask, 3)
-    comp = measure_region(mask, mpp)
-    attrs = {
-        "length_mm": comp.length_mm,
-        "width_mm": comp.width_mm,
-        "area_mm2": comp.area_mm2,
-        "delta_e": achieved,
-    }
+    attrs = {**_gauge(mask, mpp), "delta_e": achieved}
     return [SynthDefect("color_deviation", mask, _rounded(attrs))]
 
 
@@ -445,10 +453,11 @@ def _crack_path(
     rng: np.random.Generator, start: np.ndarray, heading: float, length_px: float
 ) -> np.ndarray:
     """Jagged random walk: short steps, heading wandering around its mean."""
-    steps = max(3, int(length_px / 1.6))
+    steps = max(3, int(length_px / 2.0))
     wander = np.zeros(steps)
+    kicks = rng.normal(0.0, 0.32, steps)
     for i in range(1, steps):
-        wander[i] = 0.75 * wander[i - 1] + rng.normal(0.0, 0.38)
+        wander[i] = 0.6 * wander[i - 1] + kicks[i]
     angles = heading + wander
     step = length_px / steps
     moves = np.stack([np.cos(angles), np.sin(angles)], axis=1) * step
@@ -458,14 +467,15 @@ def _crack_path(
 def _draw_crack(size: int, main: np.ndarray, branches: list[np.ndarray]) -> np.ndarray:
     canvas = np.zeros((size, size), np.uint8)
     scale = 8  # cv2 sub-pixel coordinates (shift=3)
-    pts = np.round(main * scale).astype(np.int32)
-    n = len(pts)
-    for i in range(n - 1):
-        # Wider in the middle, where a crack has opened most.
-        thick = 2 if 0.3 < i / n < 0.7 else 1
-        cv2.line(canvas, tuple(pts[i]), tuple(pts[i + 1]), 1, thick, cv2.LINE_8, 3)
-    for br in branches:
-        cv2.polylines(canvas, [np.round(br * scale).astype(np.int32)], False, 1, 1, cv2.LINE_8, 3)
+    for path in (main, *branches):
+        cv2.polylines(canvas, [np.round(path * scale).astype(np.int32)], False, 1, 1, cv2.LINE_8, 3)
+    n = len(main)
+    if n > 20:
+        # A long crack has opened one pixel wider in its middle.
+        mid = np.zeros_like(canvas)
+        stretch = main[int(0.4 * n) : int(0.6 * n) + 1]
+        cv2.polylines(mid, [np.round(stretch * scale).astype(np.int32)], False, 1, 1, cv2.LINE_8, 3)
+        canvas |= cv2.dilate(mid, np.ones((2, 2), np.uint8))
     return canvas.astype(bool)
 
 
@@ -493,7 +503,9 @@ def render_crack(
         if rng.random() < 0.35:
             at = main[int(len(main) * rng.uniform(0.3, 0.7))]
             turn = rng.choice([-1, 1]) * rng.uniform(0.4, 1.0)
-            branches.append(_crack_path(rng, at, heading + turn, length_px * rng.uniform(0.2, 0.45)))
+            branches.append(
+                _crack_path(rng, at, heading + turn, length_px * rng.uniform(0.2, 0.45))
+            )
         candidate = _draw_crack(size, main, branches)
         inside = (main.min() >= 0) and (main.max() < size - 1)
         if inside and candidate.any() and free[candidate].all():
@@ -503,11 +515,11 @@ def render_crack(
             length_px *= 0.8
     if mask is None:
         return []
-    attrs = measure_region(mask, mpp).attributes()
+    attrs = _gauge(mask, mpp)
     _reserve(free, mask, 3)
     if internal:
         return [SynthDefect("crack", np.zeros_like(mask), _rounded(attrs), visible=False)]
-    darkness = rng.uniform(0.35, 0.6) * cv2.resize(
+    darkness = rng.uniform(0.45, 0.7) * cv2.resize(
         rng.uniform(0.85, 1.15, (4, 4)).astype(np.float32), (size, size)
     )
     image[mask] *= darkness[mask][:, None]
@@ -553,7 +565,7 @@ def render_contamination(
         image[sy, sx] = patch * (1 - alpha) + colour * alpha
         mask = _full(size, sy, sx, local)
         _reserve(free, mask, 3)
-        out.append(SynthDefect("contamination", mask, _rounded(measure_region(mask, mpp).attributes())))
+        out.append(SynthDefect("contamination", mask, _rounded(_gauge(mask, mpp))))
     return out
 
 
@@ -572,8 +584,8 @@ def render_missing_feature(
         raise ValueError("missing_feature needs a scene built with an omitted feature")
     feature = scene.product.feature(scene.omitted)
     mask = scene.footprint(feature)
-    comp = measure_region(mask, scene.mm_per_px)
-    return [SynthDefect("missing_feature", mask, _rounded(comp.attributes()), feature=feature.id)]
+    attrs = _rounded(_gauge(mask, scene.mm_per_px))
+    return [SynthDefect("missing_feature", mask, attrs, feature=feature.id)]
 
 
 def choose_missing_feature(scene_features: tuple[str, ...], rng: np.random.Generator) -> str:

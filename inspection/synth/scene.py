@@ -109,11 +109,22 @@ class Scene:
             self._distances[feature.id] = dist
         return dist
 
+    @property
+    def chamfer_px(self) -> float:
+        """Width of the chamfer along every edge of the material."""
+        return max(1.2, 0.006 * self.size)
+
     def footprint(self, feature: Feature) -> np.ndarray:
-        """Exact ``(H, W)`` bool footprint of a feature (a notch only inside the part)."""
-        disc = self.feature_distance(feature) <= feature.radius * self.size
+        """``(H, W)`` bool footprint of a feature: every pixel of the part it changes.
+
+        A hole or notch includes its chamfer ring; a notch is clipped to the part.
+        """
+        reach = feature.radius * self.size
+        if feature.kind in ("hole", "notch"):
+            reach += self.chamfer_px
+        disc = self.feature_distance(feature) <= reach
         if feature.kind == "notch":
-            disc &= self.outline_sdf <= 0
+            disc &= self.outline_sdf < 0.5  # pixels the part covers, at least partly
         return disc
 
     def free_area(self) -> np.ndarray:
@@ -192,7 +203,7 @@ def compose(scene: Scene, rng: np.random.Generator) -> np.ndarray:
 
 def _bevel_shading(scene: Scene, sdf: np.ndarray) -> np.ndarray:
     """Relative brightness change of a narrow chamfer along every edge of the material."""
-    width = max(1.2, 0.006 * scene.size)
+    width = scene.chamfer_px
     band = np.clip(1.0 + sdf / width, 0.0, 1.0) * (sdf <= 0.5)
     gy, gx = np.gradient(sdf)
     norm = np.hypot(gx, gy) + 1e-6

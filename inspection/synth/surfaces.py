@@ -129,7 +129,7 @@ def painted(rng: np.random.Generator, size: int, rgb: tuple[int, int, int]) -> n
     thickness = smooth_noise(rng, (s, s), scale=s / 6)
     intensity = 1.0 + 0.009 * slope + 0.01 * thickness
     img = _tint(intensity, rgb)
-    gloss = rng.uniform(0.1, 0.16) * bar * (1.0 + 0.12 * slope)
+    gloss = rng.uniform(0.07, 0.11) * bar * (1.0 + 0.15 * slope)
     img = img + gloss[:, :, None] * (1.0 - img)
     img -= 0.5 * gloss.mean()  # keep the mean near the nominal colour
     return np.clip(img, 0.0, 1.0)
