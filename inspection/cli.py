@@ -51,6 +51,9 @@ def synth(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     train_ratio: Annotated[float, typer.Option(help="Share of parts in train/good.")] = 0.5,
     defect_ratio: Annotated[float, typer.Option(help="Share of defective test parts.")] = 0.7,
+    train_defect_ratio: Annotated[
+        float, typer.Option(help="Share of defective (labelled) train parts; 0: good only.")
+    ] = 0.0,
 ) -> None:
     """Synthesise a production line run: part images, defect masks and tap-test audio."""
     from inspection.synth import synthesize
@@ -65,6 +68,7 @@ def synth(
             workers=workers,
             train_ratio=train_ratio,
             defect_ratio=defect_ratio,
+            train_defect_ratio=train_defect_ratio,
         )
     except ValueError as exc:
         _fail(str(exc))
@@ -238,6 +242,118 @@ def datasets_check(
         raise typer.Exit(1)
 
 
+@app.command("train")
+def train_command(
+    data: Annotated[
+        Path, typer.Option(help="Dataset: MVTec folder, folder-per-class or manifest.")
+    ],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    config: Annotated[
+        str, typer.Option(help="Model config: tiny, small, base or a YAML.")
+    ] = "small",
+    normal_only: Annotated[bool, typer.Option(help="Use good images only.")] = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop, calibrate and save by then.")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Optimisation steps planned.")] = 3000,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed; runs are deterministic per seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT.")] = False,
+) -> None:
+    """Train a detection model, from good images alone with --normal-only."""
+    from inspection.train.trainer import TrainOptions, train
+
+    result = train(
+        TrainOptions(
+            data=data,
+            out=out,
+            config=config,
+            normal_only=normal_only,
+            device=device,
+            max_minutes=max_minutes,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            resume=resume,
+        )
+    )
+    console.print(
+        f"{result.steps} steps in {result.seconds / 60:.1f} min "
+        f"({result.images_per_second:.1f} img/s), loss {result.final_loss:.3f}"
+        + (" [stopped at the deadline]" if result.stopped_by_deadline else "")
+    )
+    console.print(f"thresholds {result.thresholds}; held-out AUROC {result.holdout_auroc}")
+    console.print(f"model written to {result.out}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[Path, typer.Option(help="Model directory (or .onnx edge graph).")],
+    data: Annotated[Path, typer.Option(help="Dataset to evaluate on.")],
+    out: Annotated[Path, typer.Option(help="Output folder: metrics.json, scores.csv, plots.")],
+    split: Annotated[
+        str, typer.Option(help="Split to evaluate ('all' for every sample).")
+    ] = "test",
+) -> None:
+    """Evaluate a model: metrics.json, scores.csv, plots and index.html."""
+    from inspection.evaluate import evaluate, thresholds_of
+
+    detector, metadata = _detector(model)
+    metrics = evaluate(
+        detector, thresholds_of(metadata), data, out, split=None if split == "all" else split
+    )
+    table = Table(title=f"{model} on {data}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (
+        "image_auroc",
+        "pixel_auroc",
+        "pixel_aupro",
+        "false_reject_rate_at_miss_1pct",
+        "size_error_mm_median",
+    ):
+        value = metrics[key]
+        table.add_row(key, "null" if value is None else f"{value:.4f}")
+    table.add_row("latency p50 ms", f"{metrics['latency_ms']['p50'] or 0:.1f}")
+    console.print(table)
+    console.print(f"report: {out / 'index.html'}")
+
+
+@app.command("package")
+def package_command(
+    model: Annotated[Path, typer.Option(help="Trained model directory.")],
+    eval_dir: Annotated[Path, typer.Option("--eval", help="Its `inspection evaluate` output.")],
+    command: Annotated[str, typer.Option(help="The command that made the model.")],
+    description: Annotated[str, typer.Option(help="One paragraph for the model card.")] = (
+        "Defect detection model for the simulated bracket line."
+    ),
+) -> None:
+    """Write the model card (with measured metrics) and the SHA-256 manifest."""
+    from inspection.models.card import write_manifest, write_model_card
+
+    metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
+    card = write_model_card(model, metrics, command, description)
+    manifest = write_manifest(model)
+    console.print(f"wrote {card} and {manifest}")
+
+
+def _detector(path: Path):
+    """A detector and its metadata from a model directory or an exported .onnx file."""
+    if path.suffix == ".onnx":
+        from inspection.export.runtime import OnnxDetector
+
+        detector = OnnxDetector(path)
+        return detector, detector.metadata
+    from inspection.models import load_model
+    from inspection.models.detector import TorchDetector
+
+    model = load_model(path)
+    return TorchDetector(model), model.metadata
+
+
 @app.command()
 def demo(
     out: Annotated[
@@ -246,11 +362,17 @@ def demo(
     product: Annotated[str, typer.Option(help="Product: bracket, panel or tile.")] = "bracket",
     n: Annotated[int, typer.Option(help="Parts through the simulated line.")] = 48,
     seed: Annotated[int, typer.Option(help="Line seed.")] = 2026,
+    model: Annotated[
+        str, typer.Option(help="Model directory; 'none' measures ground-truth masks instead.")
+    ] = "models/default",
 ) -> None:
-    """Run a simulated line through measurement and the product's standard."""
+    """Run a simulated line through the detection model and the product's standard."""
     from inspection.demo import run_demo
 
-    run_demo(out=out, product=product, n=n, seed=seed, console=console)
+    model_dir = None if model == "none" else Path(model)
+    if model_dir is not None and not (model_dir / "model.safetensors").exists():
+        _fail(f"no model in {model_dir}: train one with `make model`, or pass --model none")
+    run_demo(out=out, product=product, n=n, seed=seed, console=console, model_dir=model_dir)
 
 
 def _load_standard(file: Path):

@@ -130,29 +130,41 @@ def _mean_rgb(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def defects_from_mask(
     mask: np.ndarray,
     defect_class: str,
-    mm_per_px: float,
+    mm_per_px: float | None,
     image: np.ndarray | None = None,
     reference_rgb: np.ndarray | None = None,
     min_area_px: int = 4,
     score: float = 1.0,
 ) -> list[Defect]:
-    """One measured :class:`Defect` per connected component of a class mask.
+    """One measured :class:`Defect` per connected component of a class mask."""
+    return [
+        measure_defect(comp, defect_class, mm_per_px, image, reference_rgb, score)
+        for comp in connected_components(mask, mm_per_px or 1.0, min_area_px=min_area_px)
+    ]
 
-    Gives ``length_mm``, ``width_mm``, ``area_mm2`` and, when the image and the part's
-    reference colour are given, ``delta_e`` against the reference under local light.
+
+def measure_defect(
+    comp: Component,
+    defect_class: str,
+    mm_per_px: float | None,
+    image: np.ndarray | None = None,
+    reference_rgb: np.ndarray | None = None,
+    score: float = 1.0,
+) -> Defect:
+    """A component as a :class:`Defect` with its physical attributes.
+
+    ``length_mm``, ``width_mm`` and ``area_mm2`` need the station's scale: without it
+    (``mm_per_px=None``) they are left out, so that a standard's size clauses cannot be
+    decided and the part goes to review instead of being judged on pixels. ``delta_e``
+    (against the reference under local light) needs the image and the reference colour.
     """
-    defects = []
-    for comp in connected_components(mask, mm_per_px, min_area_px=min_area_px):
-        attributes = comp.attributes()
-        if image is not None and reference_rgb is not None:
-            surround = max(3, round(0.05 * max(image.shape[:2])))
-            attributes["delta_e"] = round(
-                region_delta_e(image, comp.mask, reference_rgb, surround_px=surround), 3
-            )
-        defects.append(
-            Defect(defect_class, attributes, bbox=comp.bbox, mask=comp.mask, score=score)
+    attributes = comp.attributes() if mm_per_px else {}
+    if image is not None and reference_rgb is not None:
+        surround = max(3, round(0.05 * max(image.shape[:2])))
+        attributes["delta_e"] = round(
+            region_delta_e(image, comp.mask, reference_rgb, surround_px=surround), 3
         )
-    return defects
+    return Defect(defect_class, attributes, bbox=comp.bbox, mask=comp.mask, score=score)
 
 
 def _full_scale(image: np.ndarray) -> float:

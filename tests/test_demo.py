@@ -10,7 +10,9 @@ from inspection.demo import run_demo
 
 
 def test_demo_runs_and_measures(tmp_path):
-    summary = run_demo(tmp_path, "bracket", n=16, seed=5, console=Console(file=None, quiet=True))
+    summary = run_demo(
+        tmp_path, "bracket", n=16, seed=5, console=Console(file=None, quiet=True), model_dir=None
+    )
     assert summary.n == 16
     assert sum(summary.verdicts.values()) == 16
     # Measuring exact masks must reproduce the exact-attribute verdicts almost always.

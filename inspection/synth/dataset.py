@@ -77,25 +77,43 @@ class _Job:
 
 
 def plan(
-    n: int, seed: int, train_ratio: float = 0.5, defect_ratio: float = 0.7
+    n: int,
+    seed: int,
+    train_ratio: float = 0.5,
+    defect_ratio: float = 0.7,
+    train_defect_ratio: float = 0.0,
 ) -> list[tuple[str, str]]:
     """``(split, label)`` of every part index.
 
-    Train parts come first, all good. Of the test parts ``defect_ratio`` are defective,
-    their classes taken round-robin over :data:`DEFECT_CLASSES`; good and defective test
-    parts are interleaved by a permutation seeded from ``(seed, n)``.
+    Train parts come first: all good by default (the normal-only setting), or with
+    ``train_defect_ratio`` of them defective (labelled defects to learn from). Of the
+    test parts ``defect_ratio`` are defective. Classes are taken round-robin over
+    :data:`DEFECT_CLASSES`; good and defective parts of a split are interleaved by a
+    permutation seeded from ``(seed, n)``.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    if not 0.0 <= train_ratio <= 1.0 or not 0.0 <= defect_ratio <= 1.0:
-        raise ValueError("train_ratio and defect_ratio must lie in [0, 1]")
+    ratios = (train_ratio, defect_ratio, train_defect_ratio)
+    if not all(0.0 <= r <= 1.0 for r in ratios):
+        raise ValueError("train_ratio, defect_ratio and train_defect_ratio must lie in [0, 1]")
     n_train = round(n * train_ratio)
     n_test = n - n_train
-    n_bad = round(n_test * defect_ratio)
-    test = [DEFECT_CLASSES[i % len(DEFECT_CLASSES)] for i in range(n_bad)]
-    test += ["good"] * (n_test - n_bad)
+    test = _labels(n_test, defect_ratio)
     order = np.random.default_rng([seed, n, 0x5EED]).permutation(n_test)
-    return [("train", "good")] * n_train + [("test", test[i]) for i in order]
+    if train_defect_ratio == 0.0:
+        train = [("train", "good")] * n_train
+    else:
+        labels = _labels(n_train, train_defect_ratio)
+        train_order = np.random.default_rng([seed, n, 0x7A1]).permutation(n_train)
+        train = [("train", labels[i]) for i in train_order]
+    return train + [("test", test[i]) for i in order]
+
+
+def _labels(count: int, defect_ratio: float) -> list[str]:
+    n_bad = round(count * defect_ratio)
+    return [DEFECT_CLASSES[i % len(DEFECT_CLASSES)] for i in range(n_bad)] + ["good"] * (
+        count - n_bad
+    )
 
 
 def _paths(split: str, label: str, index: int) -> tuple[str, str | None, str]:
@@ -178,7 +196,13 @@ def _prepare(out: Path) -> None:
 
 
 def _metadata(
-    product: str, seed: int, n: int, size: int, train_ratio: float, defect_ratio: float
+    product: str,
+    seed: int,
+    n: int,
+    size: int,
+    train_ratio: float,
+    defect_ratio: float,
+    train_defect_ratio: float = 0.0,
 ) -> dict[str, Any]:
     prod = get_product(product)
     return {
@@ -194,6 +218,7 @@ def _metadata(
         "field_of_view_mm": prod.field_of_view_mm,
         "train_ratio": train_ratio,
         "defect_ratio": defect_ratio,
+        "train_defect_ratio": train_defect_ratio,
         "defect_classes": list(DEFECT_CLASSES),
         "standard": f"datasets/standards/{product}.yaml",
         "audio_sample_rate": 16000,
@@ -210,6 +235,7 @@ def synthesize(
     train_ratio: float = 0.5,
     defect_ratio: float = 0.7,
     progress: bool = True,
+    train_defect_ratio: float = 0.0,
 ) -> SynthSummary:
     """Run the synthetic line and write an MVTec AD dataset with audio and a manifest.
 
@@ -229,9 +255,12 @@ def synthesize(
     workers : int
         Processes; 1 runs in this process.
     train_ratio : float
-        Fraction of parts in ``train`` (all good).
+        Fraction of parts in ``train``.
     defect_ratio : float
         Fraction of the test parts that are defective.
+    train_defect_ratio : float
+        Fraction of the train parts that are defective (labelled defects); 0 keeps the
+        normal-only MVTec setting.
     progress : bool
         Show a tqdm progress bar.
 
@@ -248,9 +277,9 @@ def synthesize(
     """
     out = Path(out)
     get_product(product)
-    labels = plan(n, seed, train_ratio, defect_ratio)
+    labels = plan(n, seed, train_ratio, defect_ratio, train_defect_ratio)
     _prepare(out)
-    meta = _metadata(product, seed, n, size, train_ratio, defect_ratio)
+    meta = _metadata(product, seed, n, size, train_ratio, defect_ratio, train_defect_ratio)
     # Written first, so an interrupted run is still recognised (and replaced) next time.
     (out / "dataset.yaml").write_text(yaml.safe_dump({**meta, "complete": False}, sort_keys=False))
     jobs = [

@@ -1,0 +1,73 @@
+"""Edge verdict latency: detect + measure + rules per part, torch vs ONNX Runtime.
+
+python benchmarks/edge_latency.py                      # models/default, 60 bracket parts
+python benchmarks/edge_latency.py --model none --config small --n 40
+
+Both detectors run the same parts in one process, interleaved, so the machine's noise
+hits both alike; the ratio is the figure to trust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inspection.capture.simulator import SimulatedLine
+from inspection.config import standard_path
+from inspection.evaluate import thresholds_of
+from inspection.export.onnx import export_onnx
+from inspection.export.runtime import OnnxDetector
+from inspection.models import create_model, load_model
+from inspection.models.detector import TorchDetector
+from inspection.pipeline import Inspector
+from inspection.standards import load_standard
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/default", help="model dir, or 'none'")
+    parser.add_argument("--config", default="small", help="config when --model none")
+    parser.add_argument("--n", type=int, default=60)
+    parser.add_argument("--product", default="bracket")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    model = create_model(args.config) if args.model == "none" else load_model(args.model)
+    standard = load_standard(standard_path(args.product))
+    thresholds = thresholds_of(model.metadata)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_onnx(model, Path(tmp) / "edge.onnx", with_audio=True)
+        inspectors = {
+            "torch": Inspector(TorchDetector(model), standard, thresholds),
+            "onnxruntime": Inspector(
+                OnnxDetector(onnx_path, threads=args.threads), standard, thresholds
+            ),
+        }
+        parts = list(SimulatedLine(args.product, n=args.n, seed=99))
+        for inspector in inspectors.values():  # warm up
+            inspector.inspect(parts[0])
+        times: dict[str, list[float]] = {name: [] for name in inspectors}
+        for observation in parts:
+            for name, inspector in inspectors.items():
+                start = time.perf_counter()
+                inspector.inspect(observation)
+                times[name].append((time.perf_counter() - start) * 1000)
+    print(
+        f"{args.n} {args.product} parts, model {model.config.name} "
+        f"({model.num_params() / 1e6:.2f} M params), {args.threads} threads"
+    )
+    print(f"{'backend':<12} {'p50 ms':>8} {'p95 ms':>8} {'ratio p50':>10}")
+    base = np.median(times["torch"])
+    for name, values in times.items():
+        p50, p95 = np.median(values), np.percentile(values, 95)
+        print(f"{name:<12} {p50:8.1f} {p95:8.1f} {p50 / base:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Generated training text: random valid standards, random parts, their target reports.
+
+The decoder must read a standard from its prompt rather than memorise the shipped
+ones, so training mixes the project's standards with generated ones that use other
+zones, limits, clause-id styles and languages. Everything is drawn from a numpy
+``Generator``: the same seed gives the same corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from inspection.config import get_settings
+from inspection.decoder.prompt import build_prompt
+from inspection.decoder.schema import LANGUAGES, MAX_DEFECTS, report_text, target_report
+from inspection.standards import Standard, apply_standard, load_standard, parse_standard
+from inspection.types import Defect, InspectionResult
+
+# (id, en, zh): a vocabulary of surface defects beyond the synthetic line's six.
+_CLASSES = (
+    ("scratch", "scratch", "划痕"),
+    ("dent", "dent", "凹坑"),
+    ("crack", "crack", "裂纹"),
+    ("color_deviation", "colour deviation", "色差"),
+    ("contamination", "contamination spot", "污染斑点"),
+    ("missing_feature", "missing feature", "特征缺失"),
+    ("burr", "burr", "毛刺"),
+    ("pit", "pit", "麻点"),
+    ("bubble", "paint bubble", "气泡"),
+    ("chip", "edge chip", "崩边"),
+    ("stain", "stain", "污渍"),
+    ("porosity", "porosity", "气孔"),
+    ("wrinkle", "wrinkle", "褶皱"),
+    ("deformation", "deformation", "变形"),
+)
+_ZONE_NAMES = (
+    ("visible face", "外观面"),
+    ("sealing surface", "密封面"),
+    ("edge band", "边缘带"),
+    ("mounting area", "安装区"),
+    ("rear face", "背面"),
+)
+_PRODUCTS = ("housing", "cover", "flange", "panel", "bracket", "tile", "lid", "shaft")
+# attribute: (typical limit range, unit shown in clause text)
+_LIMITS = {
+    "length_mm": (0.5, 20.0),
+    "width_mm": (0.1, 3.0),
+    "area_mm2": (0.2, 10.0),
+    "depth_mm": (0.05, 1.0),
+    "delta_e": (1.0, 6.0),
+    "count": (2.0, 5.0),
+}
+_ACTIONS = {"minor": ("accept", "rework"), "major": ("rework", "review"), "critical": ("scrap",)}
+_ZH = {
+    "minor": "轻微",
+    "major": "严重",
+    "critical": "致命",
+    "accept": "接收",
+    "review": "复检",
+    "rework": "返工",
+    "scrap": "报废",
+}
+_MEASURED = ("length_mm", "width_mm", "area_mm2", "delta_e")  # depth is often not measured
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: the prompt text and the target report JSON."""
+
+    prompt: str
+    target: str
+    standard: Standard
+    defects: tuple[Defect, ...]
+    result: InspectionResult
+    language: str
+
+
+def generate_standard(
+    rng: np.random.Generator,
+    n_zones: int | None = None,
+    n_classes: int | None = None,
+    max_clauses_per_class: int = 3,
+) -> Standard:
+    """A random, valid standard: zones, classes, clause ids and limits all drawn.
+
+    Parameters
+    ----------
+    rng
+        The source of randomness.
+    n_zones, n_classes
+        Counts; drawn (1-3 zones, 2-6 classes) when ``None``.
+    max_clauses_per_class
+        Each class gets 1 to this many clauses.
+    """
+    n_zones = n_zones or int(rng.integers(1, 4))
+    n_classes = n_classes or int(rng.integers(2, 7))
+    zone_ids = _zone_ids(rng, n_zones)
+    classes = [_CLASSES[i] for i in rng.choice(len(_CLASSES), n_classes, replace=False)]
+    clause_id = _clause_id_style(rng)
+    clauses = []
+    for c, (cls, en, zh) in enumerate(classes, 1):
+        for k in range(1, int(rng.integers(1, max_clauses_per_class + 1)) + 1):
+            clauses.append(_clause(rng, clause_id(c, k), cls, en, zh, zone_ids))
+    product = str(rng.choice(_PRODUCTS))
+    data = {
+        "id": f"QS-{product[:3].upper()}-{int(rng.integers(100, 1000))}",
+        "title": {"en": f"{product} surface defect standard", "zh": f"{product} 表面缺陷标准"},
+        "product": product,
+        "revision": str(rng.choice(list("ABCDEFG"))),
+        "zones": _zones(rng, zone_ids),
+        "defect_classes": [{"id": c, "name": {"en": en, "zh": zh}} for c, en, zh in classes],
+        "clauses": clauses,
+    }
+    # Through the loader: a generated standard passes every check a YAML file does.
+    return parse_standard(yaml.safe_dump(data, allow_unicode=True), source="<generated>")
+
+
+def _zone_ids(rng: np.random.Generator, n: int) -> list[str]:
+    style = int(rng.integers(0, 3))
+    if style == 0:
+        return list("ABCDE"[:n])
+    if style == 1:
+        return [f"Z{i}" for i in range(1, n + 1)]
+    return list("PQRST"[:n])
+
+
+def _zones(rng: np.random.Generator, ids: list[str]) -> list[dict]:
+    # Nested boxes, the last the whole part: the first zone containing a point wins.
+    zones = []
+    for i, zone_id in enumerate(ids):
+        margin = round(0.1 * (len(ids) - 1 - i) + float(rng.uniform(0.0, 0.05)), 2)
+        region = [margin, margin, round(1 - margin, 2), round(1 - margin, 2)]
+        en, zh = _ZONE_NAMES[int(rng.integers(len(_ZONE_NAMES)))]
+        zones.append({"id": zone_id, "name": {"en": en, "zh": zh}, "region": region})
+    return zones
+
+
+def _clause_id_style(rng: np.random.Generator):
+    section, prefix = int(rng.integers(2, 10)), str(rng.choice(["P", "C", "S", "T", "Q"]))
+    styles = (
+        lambda c, k: f"{section}.{c}.{k}",
+        lambda c, k: f"{prefix}-{c}.{k}",
+        lambda c, k: f"{prefix}{c}{k:02d}",
+    )
+    return styles[int(rng.integers(len(styles)))]
+
+
+def _clause(
+    rng: np.random.Generator, clause_id: str, cls: str, en: str, zh: str, zone_ids: list[str]
+) -> dict:
+    severity = str(rng.choice(list(_ACTIONS)))
+    action = str(rng.choice(_ACTIONS[severity]))
+    clause: dict = {"id": clause_id, "defect": cls, "severity": severity, "action": action}
+    zones = None
+    if len(zone_ids) > 1 and rng.random() < 0.5:
+        zones = sorted(rng.choice(zone_ids, int(rng.integers(1, len(zone_ids))), replace=False))
+        clause["zones"] = [str(z) for z in zones]
+    when = []
+    if rng.random() < 0.85:
+        attribute = str(rng.choice(list(_LIMITS)))
+        lo, hi = _LIMITS[attribute]
+        limit = float(rng.integers(int(lo), int(hi) + 1)) if attribute == "count" else None
+        limit = limit or round(float(rng.uniform(lo, hi)), 1)
+        op = ">=" if attribute == "count" else ">"
+        when = [f"{attribute} {op} {limit:g}"]
+        clause["when"] = when
+    where_en = f" in zone {'/'.join(zones)}" if zones else ""
+    where_zh = f"区域 {'/'.join(zones)} 内" if zones else ""
+    cond = f" with {when[0]}" if when else ""
+    cond_zh = f"（{when[0]}）" if when else ""
+    clause["text"] = {
+        "en": f"{en.capitalize()}{where_en}{cond}: {severity}, {action}.",
+        "zh": f"{where_zh}{zh}{cond_zh}：{_ZH[severity]}，{_ZH[action]}。",
+    }
+    return clause
+
+
+def random_defects(
+    rng: np.random.Generator, standard: Standard, max_defects: int = 4
+) -> tuple[Defect, ...]:
+    """Measured defects of one random part: classes, zones and sizes near the limits.
+
+    Sizes are drawn around the standard's own thresholds so that parts land on both
+    sides of every limit; ``depth_mm`` is sometimes left unmeasured (as on a 2D camera),
+    which makes the rule engine ask for review.
+    """
+    n = int(rng.integers(0, min(max_defects, MAX_DEFECTS) + 1))
+    defects = []
+    for _ in range(n):
+        cls = str(rng.choice(list(standard.class_ids)))
+        zone = str(rng.choice([z.id for z in standard.zones]))
+        attributes = {a: _draw(rng, standard, cls, a) for a in _MEASURED}
+        if rng.random() < 0.5:
+            attributes["depth_mm"] = _draw(rng, standard, cls, "depth_mm")
+        defects.append(Defect(cls, attributes, zone=zone))
+    return tuple(defects)
+
+
+def _draw(rng: np.random.Generator, standard: Standard, cls: str, attribute: str) -> float:
+    limits = [
+        c.value
+        for clause in standard.clauses
+        if clause.defect == cls
+        for c in clause.when
+        if c.attribute == attribute
+    ]
+    if limits:
+        centre = float(rng.choice(limits))
+    else:
+        lo, hi = _LIMITS.get(attribute, (0.1, 5.0))
+        centre = (lo + hi) / 2
+    return round(max(centre * float(rng.uniform(0.3, 1.7)), 0.01), 2)
+
+
+def make_example(
+    standard: Standard, defects: Sequence[Defect], language: str = "en", part_id: str = ""
+) -> Example:
+    """Prompt and target report for one part: the rule engine writes the truth."""
+    result = apply_standard(standard, defects, part_id)
+    report = target_report(result, standard, language)
+    return Example(
+        prompt=build_prompt(standard, defects, language),
+        target=report_text(report),
+        standard=standard,
+        defects=tuple(defects),
+        result=result,
+        language=language,
+    )
+
+
+def generate_examples(
+    rng: np.random.Generator,
+    n: int,
+    standards: Sequence[Standard] = (),
+    generated_fraction: float = 0.5,
+    max_defects: int = 4,
+) -> Iterator[Example]:
+    """``n`` random examples over the given standards and freshly generated ones."""
+    for i in range(n):
+        if not standards or rng.random() < generated_fraction:
+            standard = generate_standard(rng)
+        else:
+            standard = standards[int(rng.integers(len(standards)))]
+        language = str(rng.choice(LANGUAGES))
+        defects = random_defects(rng, standard, max_defects)
+        yield make_example(standard, defects, language, part_id=f"part-{i:06d}")
+
+
+def shipped_standards(directory: str | Path | None = None) -> list[Standard]:
+    """The project's standards (``datasets/standards/*.yaml`` by default)."""
+    directory = Path(directory) if directory else get_settings().standards_dir
+    return [load_standard(p) for p in sorted(directory.glob("*.yaml"))]
+
+
+def corpus_texts(examples: Sequence[Example]) -> Iterator[str]:
+    """The texts a tokenizer is trained on: prompts (standards in zh/en) and reports."""
+    for example in examples:
+        yield example.prompt
+        yield example.target

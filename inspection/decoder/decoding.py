@@ -1,0 +1,208 @@
+"""Constrained decoding: every report parses and validates against its standard's schema.
+
+xgrammar compiles the per-standard JSON schema (:func:`report_json_schema`) against
+the decoder's tokenizer and masks, at every step, the tokens that would leave the
+grammar; it works offline with a tokenizer trained here and with
+``generate(inputs_embeds=...)``. Decoding is greedy. Strings and numbers in the schema
+are bounded, so a report has a worst-case length (:func:`max_report_bytes`) and the
+default token budget always lets it finish, whatever the weights.
+
+Each row of a batch has its own grammar: parts of different standards (or different
+numbers of defects) decode together.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xgrammar as xgr
+from pydantic import ValidationError
+from transformers import PreTrainedTokenizerBase
+from xgrammar.contrib.hf import LogitsProcessor
+
+from inspection.decoder.model import ReportDecoder
+from inspection.decoder.prompt import build_prompt
+from inspection.decoder.schema import (
+    LANGUAGES,
+    max_report_bytes,
+    parse_report,
+    report_json_schema,
+)
+from inspection.decoder.tokenizer import control_token_ids
+from inspection.standards import Standard
+from inspection.types import Defect, Report
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode.
+
+    Attributes
+    ----------
+    language : str
+        ``"en"`` or ``"zh"``: the prompt's language and the report's (pinned in the schema).
+    max_new_tokens : int | None
+        Token budget a report. ``None``: the schema's worst case, so that decoding always
+        finishes; a smaller budget can cut a report short (``DecodingResult.error``).
+    batch_size : int
+        Parts decoded together.
+    exact_defects : bool
+        The report lists exactly the measured defects (``minItems = maxItems``).
+    """
+
+    language: str = "en"
+    max_new_tokens: int | None = None
+    batch_size: int = 16
+    exact_defects: bool = True
+
+    def __post_init__(self) -> None:
+        if self.language not in LANGUAGES:
+            raise ValueError(f"unknown language {self.language!r}; use one of {LANGUAGES}")
+        if self.batch_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):
+            raise ValueError("batch_size and max_new_tokens must be positive")
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """One part to report on: its payload and what the edge measured.
+
+    Attributes
+    ----------
+    fused : np.ndarray
+        ``(N, D)`` fused tokens (float16 on the wire).
+    standard : Standard
+        The part's standard (its ids are the only ones the report may cite).
+    defects : tuple[Defect, ...]
+        Measured defects with zones, in the order the report lists them.
+    part_id : str
+        Carried into the report.
+    """
+
+    fused: np.ndarray
+    standard: Standard
+    defects: tuple[Defect, ...] = ()
+    part_id: str = ""
+
+
+@dataclass(frozen=True)
+class DecodingResult:
+    """One decoded report.
+
+    Attributes
+    ----------
+    report : Report | None
+        The validated report; ``None`` only when a caller's ``max_new_tokens`` cut it.
+    text : str
+        The JSON the decoder wrote.
+    tokens : tuple[int, ...]
+        Its token ids (without ``</s>``).
+    seconds : float
+        Wall time of the batch this part was decoded in (the latency it saw).
+    error : str | None
+        Why ``report`` is ``None``.
+    """
+
+    report: Report | None
+    text: str
+    tokens: tuple[int, ...]
+    seconds: float
+    error: str | None = None
+
+
+def decode(
+    model: ReportDecoder,
+    requests: Sequence[ReportRequest],
+    options: DecodingOptions = DecodingOptions(),
+) -> list[DecodingResult]:
+    """Write the reports of ``requests``, ``options.batch_size`` at a time, greedily.
+
+    Returns
+    -------
+    list[DecodingResult]
+        One per request, in order.
+    """
+    results: list[DecodingResult] = []
+    for start in range(0, len(requests), options.batch_size):
+        results += _decode_batch(model, requests[start : start + options.batch_size], options)
+    return results
+
+
+def _decode_batch(
+    model: ReportDecoder, requests: Sequence[ReportRequest], options: DecodingOptions
+) -> list[DecodingResult]:
+    start = time.perf_counter()
+    tokenizer = model.tokenizer
+    counts = [len(r.defects) if options.exact_defects else None for r in requests]
+    compiler = _compiler(tokenizer, model.lm.config.vocab_size)
+    grammars = [
+        _compile(compiler, r.standard, options.language, n)
+        for r, n in zip(requests, counts, strict=True)
+    ]
+    budget = options.max_new_tokens or max(
+        max_report_bytes(r.standard, n) + 1 for r, n in zip(requests, counts, strict=True)
+    )
+    prompts = [build_prompt(r.standard, r.defects, options.language) for r in requests]
+    fused = torch.as_tensor(np.stack([np.asarray(r.fused, np.float32) for r in requests]))
+    model.eval()
+    with torch.inference_mode():
+        embeds, mask, _ = model.inputs(fused, model.encode(prompts), pad_left=True)
+        out = model.lm.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=budget,
+            do_sample=False,
+            logits_processor=[LogitsProcessor(grammars)],  # one per generate() call
+            suppress_tokens=_suppressed(tokenizer),
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # (B, T_new): only new tokens with inputs_embeds
+    seconds = time.perf_counter() - start
+    return [
+        _result(tokenizer, row.tolist(), r, n, options.language, seconds)
+        for row, r, n in zip(out, requests, counts, strict=True)
+    ]
+
+
+def _result(
+    tokenizer: PreTrainedTokenizerBase,
+    row: list[int],
+    request: ReportRequest,
+    n_defects: int | None,
+    language: str,
+    seconds: float,
+) -> DecodingResult:
+    eos = tokenizer.eos_token_id
+    tokens = tuple(row[: row.index(eos)] if eos in row else row)
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    try:
+        report = parse_report(text, request.standard, request.part_id, language, n_defects)
+    except ValidationError as exc:
+        return DecodingResult(None, text, tokens, seconds, f"cut short or invalid: {exc}")
+    return DecodingResult(report, text, tokens, seconds)
+
+
+@functools.lru_cache(maxsize=4)
+def _compiler(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> xgr.GrammarCompiler:
+    info = xgr.TokenizerInfo.from_huggingface(
+        tokenizer, vocab_size=vocab_size, stop_token_ids=[tokenizer.eos_token_id]
+    )
+    return xgr.GrammarCompiler(info)  # caches compiled grammars by schema
+
+
+def _compile(
+    compiler: xgr.GrammarCompiler, standard: Standard, language: str, n_defects: int | None
+) -> xgr.CompiledGrammar:
+    schema = report_json_schema(standard, language, n_defects)
+    # Compact JSON (no free whitespace): the form the decoder is trained on, and bounded.
+    return compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+
+
+@functools.lru_cache(maxsize=4)
+def _suppressed(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    return control_token_ids(tokenizer)

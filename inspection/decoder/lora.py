@@ -1,0 +1,106 @@
+"""LoRA adapters on the decoder's LM (peft): one per product line, swapped at run time.
+
+An adapter holds only the low-rank weights of the LM's attention projections, so it is
+saved on its own (kilobytes to megabytes), loaded next to others on one base model and
+switched by name without reloading the base. The fusion resampler and the projector
+are shared by every product line and stay outside the adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+
+from inspection.decoder.model import ReportDecoder
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    """Shape of an adapter.
+
+    Attributes
+    ----------
+    rank, alpha, dropout : int, int, float
+        LoRA's ``r``, ``lora_alpha`` and ``lora_dropout``.
+    target_modules : tuple[str, ...]
+        LM modules that get adapters (Llama's attention projections by default).
+    init_identity : bool
+        True: a new adapter starts as a no-op (LoRA's ``B = 0``), as for training.
+        False: random, so that an untrained adapter visibly changes the output (tests).
+    """
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    init_identity: bool = True
+
+    def peft_config(self) -> LoraConfig:
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=self.rank,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            init_lora_weights=self.init_identity,
+        )
+
+
+def is_wrapped(model: ReportDecoder) -> bool:
+    """The decoder's LM carries peft adapters."""
+    return isinstance(model.lm, PeftModel)
+
+
+def add_adapter(model: ReportDecoder, name: str, options: LoraOptions = LoraOptions()) -> None:
+    """Add a new adapter ``name`` to the LM and make it the active one.
+
+    Only the adapter's weights are then trainable in the LM (fusion and projector keep
+    their ``requires_grad``; freeze them yourself to train the adapter alone).
+    """
+    if not is_wrapped(model):
+        model.lm = get_peft_model(model.lm, options.peft_config(), adapter_name=name)
+    else:
+        model.lm.add_adapter(name, options.peft_config())
+    model.lm.set_adapter(name)
+
+
+def save_adapter(model: ReportDecoder, name: str, directory: str | Path) -> Path:
+    """Write adapter ``name`` alone (``adapter_config.json`` + safetensors).
+
+    Returns
+    -------
+    Path
+        The adapter's directory (peft puts a non-default adapter in ``directory/name``).
+    """
+    _require_wrapped(model)
+    directory = Path(directory)
+    model.lm.save_pretrained(directory, selected_adapters=[name])
+    return directory if name == "default" else directory / name
+
+
+def load_adapter(model: ReportDecoder, directory: str | Path, name: str) -> None:
+    """Load a saved adapter as ``name`` next to the others and make it active."""
+    if not is_wrapped(model):
+        model.lm = PeftModel.from_pretrained(model.lm, str(directory), adapter_name=name)
+    else:
+        model.lm.load_adapter(str(directory), adapter_name=name)
+    model.lm.set_adapter(name)
+
+
+def use_adapter(model: ReportDecoder, name: str) -> None:
+    """Switch the active adapter (no weights are reloaded)."""
+    _require_wrapped(model)
+    model.lm.set_adapter(name)
+
+
+def adapters(model: ReportDecoder) -> Sequence[str]:
+    """Names of the adapters loaded on the LM."""
+    return list(model.lm.peft_config) if is_wrapped(model) else []
+
+
+def _require_wrapped(model: ReportDecoder) -> None:
+    if not is_wrapped(model):
+        raise ValueError("the decoder has no LoRA adapters; add_adapter or load_adapter first")

@@ -1,0 +1,337 @@
+"""The structured report the decoder writes, and its JSON schema for one standard.
+
+A report is JSON: ``defects`` (one entry per measured defect, in the prompt's order),
+then ``verdict``, ``summary`` and ``language``. Defects come before the verdict so that a
+left-to-right decoder writes the evidence before the conclusion.
+
+The schema for one standard restricts ``defect_class``, ``zone`` and ``clause_id`` to the
+ids that standard defines: a constrained decoder then cannot cite a clause the prompt
+does not contain. The rule engine writes the training target (:func:`target_report`);
+the summary is a deterministic zh/en template of the rule engine's outcome.
+
+Every string here is bounded and every number has a range, so a report has a
+worst-case length (:func:`max_report_bytes`): decoding with at least that many new
+tokens always finishes, even from a randomly initialised model.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from inspection.standards import Standard
+from inspection.types import (
+    Action,
+    Defect,
+    DefectDecision,
+    InspectionResult,
+    Report,
+    ReportDefect,
+    Severity,
+    Verdict,
+)
+
+LANGUAGES = ("en", "zh")
+SUMMARY_MAX_CHARS = 160
+MAX_SIZE_MM = 10_000.0
+MAX_DEFECTS = 16
+_MAX_NUMBER_CHARS = 12  # xgrammar writes a number in [0, 1e4] with at most 6 decimals
+
+Size = Annotated[float, Field(ge=0.0, le=MAX_SIZE_MM)]
+
+
+class ReportDefectModel(BaseModel):
+    """One defect of the report, as JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defect_class: str
+    zone: str | None
+    size_mm: Size | None
+    severity: Literal["minor", "major", "critical"] | None
+    clause_id: str | None
+    action: Literal["accept", "review", "rework", "scrap"]
+
+
+class ReportModel(BaseModel):
+    """The report as JSON, for any standard (the per-standard model narrows it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defects: list[ReportDefectModel] = Field(max_length=MAX_DEFECTS)
+    verdict: Literal["PASS", "REJECT", "REVIEW"]
+    summary: str = Field(max_length=SUMMARY_MAX_CHARS)
+    language: Literal["en", "zh"]
+
+
+@functools.lru_cache(maxsize=64)
+def report_model(
+    standard: Standard, language: str | None = None, n_defects: int | None = None
+) -> type[ReportModel]:
+    """The pydantic model of a report under ``standard``.
+
+    Parameters
+    ----------
+    standard
+        Its class, zone and clause ids become the only values those fields accept.
+    language
+        Pin ``language`` to one value; ``None`` accepts ``en`` and ``zh``.
+    n_defects
+        Exactly this many defects (the measured ones); ``None``: 0 to ``MAX_DEFECTS``.
+    """
+    if language is not None and language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    if n_defects is not None and not 0 <= n_defects <= MAX_DEFECTS:
+        raise ValueError(f"n_defects must be in 0..{MAX_DEFECTS}, not {n_defects}")
+    defect = create_model(
+        "ReportDefect",
+        __base__=ReportDefectModel,
+        defect_class=(Literal[standard.class_ids], ...),
+        zone=(Literal[tuple(z.id for z in standard.zones)] | None, ...),
+        clause_id=(Literal[standard.clause_ids] | None, ...),
+    )
+    count = (
+        {"max_length": MAX_DEFECTS}
+        if n_defects is None
+        else {"min_length": n_defects, "max_length": n_defects}
+    )
+    languages = LANGUAGES if language is None else (language,)
+    return create_model(
+        "Report",
+        __base__=ReportModel,
+        defects=(list[defect], Field(**count)),
+        language=(Literal[languages], ...),
+    )
+
+
+def report_json_schema(
+    standard: Standard, language: str | None = None, n_defects: int | None = None
+) -> dict[str, Any]:
+    """JSON schema of a report under ``standard`` (see :func:`report_model`)."""
+    return report_model(standard, language, n_defects).model_json_schema()
+
+
+def max_report_bytes(standard: Standard, n_defects: int | None = None) -> int:
+    """Worst-case UTF-8 length of a compact report JSON valid under the schema.
+
+    A byte-level tokenizer spends at least one byte per token, so this bounds the
+    tokens of any schema-valid report (plus one for end-of-text).
+    """
+
+    def longest(values: list[str | None]) -> str | None:
+        return max(values, key=lambda v: len(json.dumps(v, ensure_ascii=False).encode()))
+
+    worst_defect = {
+        "defect_class": longest(list(standard.class_ids)),
+        "zone": longest([z.id for z in standard.zones] + [None]),
+        "size_mm": 0,
+        "severity": "critical",
+        "clause_id": longest([*standard.clause_ids, None]),
+        "action": "accept",
+    }
+    defect_bytes = len(_dumps(worst_defect).encode()) - 1 + _MAX_NUMBER_CHARS + len(", ")
+    frame = {"defects": [], "verdict": "REJECT", "summary": "", "language": "en"}
+    summary_bytes = 4 * SUMMARY_MAX_CHARS  # up to 4 UTF-8 bytes a character
+    n = MAX_DEFECTS if n_defects is None else n_defects
+    return len(_dumps(frame).encode()) + summary_bytes + n * defect_bytes
+
+
+def report_text(report: Report) -> str:
+    """The report as the compact JSON the decoder is trained to write (and the grammar
+    accepts): keys in schema order, ``", "`` and ``": "`` separators, UTF-8 text."""
+    return _dumps(to_json(report))
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The JSON fields of a report (its part id and standard are known from context)."""
+    return {
+        "defects": [
+            {
+                "defect_class": d.defect_class,
+                "zone": d.zone,
+                "size_mm": d.size_mm,
+                "severity": d.severity.value if d.severity else None,
+                "clause_id": d.clause_id,
+                "action": d.action.value,
+            }
+            for d in report.defects
+        ],
+        "verdict": report.verdict.value,
+        "summary": report.summary,
+        "language": report.language,
+    }
+
+
+def parse_report(
+    text: str,
+    standard: Standard,
+    part_id: str = "",
+    language: str | None = None,
+    n_defects: int | None = None,
+) -> Report:
+    """Validate decoder output against the standard's schema and build a :class:`Report`.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        If the text is not JSON or breaks the schema (unknown clause, wrong count ...).
+    """
+    model = report_model(standard, language, n_defects).model_validate_json(text)
+    return from_model(model, part_id, standard)
+
+
+def from_model(model: ReportModel, part_id: str, standard: Standard | None = None) -> Report:
+    """A validated JSON report as the project's :class:`~inspection.types.Report`."""
+    return Report(
+        part_id=part_id,
+        verdict=Verdict(model.verdict),
+        defects=tuple(
+            ReportDefect(
+                defect_class=d.defect_class,
+                zone=d.zone,
+                size_mm=d.size_mm,
+                severity=Severity(d.severity) if d.severity else None,
+                clause_id=d.clause_id,
+                action=Action(d.action),
+            )
+            for d in model.defects
+        ),
+        summary=model.summary,
+        language=model.language,
+        standard_id=standard.id if standard else None,
+        standard_version=standard.version if standard else None,
+    )
+
+
+def size_mm(attributes: Mapping[str, float]) -> float | None:
+    """One size for a defect: its length, else the diameter of a disc of its area."""
+    if "length_mm" in attributes:
+        value = float(attributes["length_mm"])
+    elif "area_mm2" in attributes:
+        value = 2.0 * math.sqrt(max(float(attributes["area_mm2"]), 0.0) / math.pi)
+    else:
+        return None
+    if not math.isfinite(value):
+        return None
+    return round(min(max(value, 0.0), MAX_SIZE_MM), 2)
+
+
+def target_report(result: InspectionResult, standard: Standard, language: str = "en") -> Report:
+    """The report the decoder should write for a part: the rule engine's decisions.
+
+    Raises
+    ------
+    ValueError
+        If a decision names a class or zone the standard does not define: such a part
+        has no schema-valid report (the rule engine sends it to REVIEW anyway).
+    """
+    if language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    zones = {z.id for z in standard.zones}
+    for d in result.decisions:
+        if d.defect.defect_class not in standard.class_ids or (d.zone and d.zone not in zones):
+            raise ValueError(
+                f"{d.defect.defect_class} in zone {d.zone}: not in standard {standard.id}"
+            )
+    return Report(
+        part_id=result.part_id,
+        verdict=result.verdict,
+        defects=tuple(_report_defect(d) for d in result.decisions),
+        summary=summarise(result, standard, language),
+        language=language,
+        standard_id=standard.id,
+        standard_version=standard.version,
+    )
+
+
+def _report_defect(decision: DefectDecision) -> ReportDefect:
+    return ReportDefect(
+        defect_class=decision.defect.defect_class,
+        zone=decision.zone,
+        size_mm=size_mm(decision.defect.attributes),
+        severity=decision.severity,
+        clause_id=decision.clause_id,
+        action=decision.action,
+    )
+
+
+_SUMMARY = {
+    "en": {
+        "none": "{verdict}: no defects found.",
+        "ok": "{verdict}: {n} defect(s), all within tolerance.",
+        "worst": "{verdict}: {n} defect(s); worst: {name} in zone {zone}, {severity}, {action}"
+        " (clause {clause}).",
+    },
+    "zh": {
+        "none": "{verdict}：未发现缺陷。",
+        "ok": "{verdict}：{n} 处缺陷，均在公差内。",
+        "worst": "{verdict}：{n} 处缺陷；最严重：区域 {zone} 的{name}，{severity}，{action}"
+        "（条款 {clause}）。",
+    },
+}
+_WORDS_ZH = {
+    "PASS": "合格",
+    "REJECT": "不合格",
+    "REVIEW": "待复检",
+    "minor": "轻微",
+    "major": "严重",
+    "critical": "致命",
+    "accept": "接收",
+    "review": "复检",
+    "rework": "返工",
+    "scrap": "报废",
+}
+
+
+def summarise(result: InspectionResult, standard: Standard, language: str = "en") -> str:
+    """A one-line summary of the rule engine's outcome, deterministic, in ``language``."""
+
+    def word(value: str) -> str:
+        return _WORDS_ZH.get(value, value) if language == "zh" else value
+
+    templates = _SUMMARY[language]
+    fields: dict[str, Any] = {"verdict": word(result.verdict.value), "n": len(result.decisions)}
+    if not result.decisions:
+        text = templates["none"].format(**fields)
+    else:
+        worst = max(
+            result.decisions,
+            key=lambda d: (d.action.rank, d.severity.rank if d.severity else -1),
+        )
+        if worst.action is Action.ACCEPT:
+            text = templates["ok"].format(**fields)
+        else:
+            text = templates["worst"].format(
+                **fields,
+                name=_class_name(standard, worst.defect.defect_class, language),
+                zone=worst.zone or "-",
+                severity=word(worst.severity.value) if worst.severity else "-",
+                action=word(worst.action.value),
+                clause=worst.clause_id or "-",
+            )
+    return _clean(text)[:SUMMARY_MAX_CHARS]
+
+
+def _class_name(standard: Standard, class_id: str, language: str) -> str:
+    names = {c.id: c.name.get(language) for c in standard.defect_classes}
+    return names.get(class_id, class_id)
+
+
+def _clean(text: str) -> str:
+    # The grammar's strings carry no quotes, backslashes or control characters.
+    return "".join(" " if ord(c) < 32 else c for c in text).replace('"', "'").replace("\\", "/")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def defects_of(result: InspectionResult) -> tuple[Defect, ...]:
+    """The measured defects of a result, each with the zone the rule engine gave it."""
+    return tuple(replace(d.defect, zone=d.zone) for d in result.decisions)

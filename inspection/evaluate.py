@@ -1,0 +1,351 @@
+"""``inspection evaluate``: a model on a dataset, as metrics, scores, plots and a page.
+
+Writes ``OUT/metrics.json`` (image AUROC, pixel AUROC, AUPRO, per-class accuracy,
+false-reject rate at a 1 % miss rate, median size error, latency), ``OUT/scores.csv``
+(one row an image) and plots (ROC, PR, confusion matrix, defect-map overlays) with an
+``OUT/index.html``. What the data cannot define (no masks, one class only) is null.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from inspection.datasets import Sample, load_dataset
+from inspection.io import InputError, read_audio, read_image, read_mask, to_uint8_rgb
+from inspection.measure import measure_region
+from inspection.metrics import (
+    GOOD,
+    false_reject_rate_at_miss,
+    image_auroc,
+    median_abs_error,
+    per_class_scores,
+    pixel_aupro,
+    pixel_auroc,
+)
+from inspection.pipeline import Detector, Thresholds, defects_from_detection
+from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
+
+MAP_SIDE = 256  # anomaly maps are kept at most this size for the pixel metrics
+
+
+@dataclass
+class Row:
+    """One evaluated image."""
+
+    path: str
+    label: str
+    score: float
+    image_score: float
+    audio_score: float | None
+    verdict: str
+    main_class: str | None
+    latency_ms: float
+    mask: np.ndarray | None = None  # bool, at most MAP_SIDE
+    amap: np.ndarray | None = None  # float16, same size as mask
+    error: str | None = None
+
+
+def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
+    t = metadata.get("thresholds") or {}
+    return Thresholds(
+        image=float(t.get("image", 0.5)),
+        pixel=float(t.get("pixel", 0.5)),
+        audio=float(t.get("audio", 0.5)),
+        version=str(metadata.get("calibration_version", "training-holdout")),
+    )
+
+
+def evaluate(
+    detector: Detector,
+    thresholds: Thresholds,
+    data: str | Path,
+    out: str | Path,
+    split: str | None = "test",
+    progress: bool = True,
+    examples: int = 24,
+) -> dict[str, Any]:
+    """Evaluate ``detector`` on ``data``; returns the metrics written to ``metrics.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(data)
+    samples = [s for s in dataset.samples if split is None or s.split in (split, None)]
+    if not samples:
+        raise ValueError(f"{data}: no samples in split {split!r}")
+    rows, size_pairs, cards = [], [], []
+    for sample in tqdm(
+        samples, desc="evaluating", unit="img", disable=not progress, mininterval=1.0
+    ):
+        row, pairs, image, detection = _evaluate_one(
+            detector, thresholds, sample, dataset.mm_per_px
+        )
+        rows.append(row)
+        size_pairs += pairs
+        if image is not None and detection is not None and len(cards) < 4 * examples:
+            cards.append((row, _example_card(row, image, detection, thresholds, sample)))
+    metrics = _metrics(rows, size_pairs, thresholds, detector)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    _write_scores(out / "scores.csv", rows)
+    _write_page(out, rows, metrics, _pick_examples(cards, examples), str(data))
+    return metrics
+
+
+def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: float | None):
+    label = sample.label
+    mm = sample.attributes.get("mm_per_px", mm_per_px)
+    try:
+        image = read_image(sample.image)
+        audio = read_audio(sample.audio) if sample.audio is not None else None
+        start = time.perf_counter()
+        detection = detector.detect(image, audio)
+        latency = (time.perf_counter() - start) * 1000
+    except (InputError, ValueError) as exc:
+        row = Row(
+            str(sample.image),
+            label,
+            float("nan"),
+            float("nan"),
+            None,
+            "REVIEW",
+            None,
+            0.0,
+            error=str(exc),
+        )
+        return row, [], None, None
+    score = float(detection.part_score[0])
+    rejected = score >= thresholds.image
+    main = detection.classes[int(np.argmax(detection.class_scores[0]))] if rejected else None
+    audio_score = None if detection.audio_score is None else float(detection.audio_score[0])
+    mask = read_mask(sample.mask) if sample.mask is not None else None
+    if mask is None and sample.is_good:
+        mask = np.zeros(image.shape[:2], bool)
+    small_mask, small_map = _shrink(mask, detection.anomaly_map[0])
+    row = Row(
+        str(sample.image),
+        label,
+        score,
+        float(detection.image_score[0]),
+        audio_score,
+        "REJECT" if rejected else "PASS",
+        main,
+        latency,
+        small_mask,
+        small_map,
+    )
+    pairs = _size_pairs(detection, thresholds, sample, mm) if rejected and mm else []
+    return row, pairs, image, detection
+
+
+def _shrink(mask: np.ndarray | None, amap: np.ndarray):
+    scale = min(1.0, MAP_SIDE / max(amap.shape))
+    size = (max(1, round(amap.shape[1] * scale)), max(1, round(amap.shape[0] * scale)))
+    small_map = cv2.resize(amap, size, interpolation=cv2.INTER_AREA).astype(np.float16)
+    if mask is None:
+        return None, small_map
+    small_mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return small_mask, small_map
+
+
+def _size_pairs(detection, thresholds, sample: Sample, mm: float) -> list[tuple[float, float]]:
+    """(measured, true) lengths for predicted regions matched to true defects."""
+    truths = [d for d in sample.attributes.get("defects", []) if d.get("visible", True)]
+    if not truths or sample.mask is None:
+        return []
+    found = defects_from_detection(detection, thresholds, mm)
+    pairs = []
+    for truth in truths:
+        length = truth.get("attributes", {}).get("length_mm")
+        box = truth.get("bbox")
+        if length is None or not box:
+            continue
+        x0, y0, x1, y1 = box
+        hits = [d for d in found if d.mask[y0:y1, x0:x1].any()]
+        if hits:
+            best = max(hits, key=lambda d: d.mask[y0:y1, x0:x1].sum())
+            pairs.append((measure_region(best.mask, mm).length_mm, float(length)))
+    return pairs
+
+
+def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> dict[str, Any]:
+    valid = [r for r in rows if r.error is None]
+    defective = [r.label != GOOD for r in valid]
+    scores = [r.score for r in valid]
+    masks = [r.mask for r in valid]
+    maps = [r.amap.astype(np.float32) for r in valid]
+    latencies = [r.latency_ms for r in valid]
+    metrics: dict[str, Any] = {
+        "n_images": len(rows),
+        "n_errors": len(rows) - len(valid),
+        "classes": dict(Counter(r.label for r in rows)),
+        "image_auroc": image_auroc(defective, scores),
+        "image_auroc_image_only": image_auroc(defective, [r.image_score for r in valid]),
+        "pixel_auroc": pixel_auroc(masks, maps),
+        "pixel_aupro": pixel_aupro(masks, maps),
+        "per_class": per_class_scores([r.label for r in valid], [r.main_class for r in valid]),
+        "false_reject_rate_at_miss_1pct": false_reject_rate_at_miss(defective, scores, 0.01),
+        "false_reject_rate_at_threshold": _rate(valid, GOOD, reject=True),
+        "miss_rate_at_threshold": _miss_rate(valid),
+        "size_error_mm_median": median_abs_error(size_pairs),
+        "size_pairs": len(size_pairs),
+        "latency_ms": {
+            "p50": float(np.percentile(latencies, 50)) if latencies else None,
+            "p95": float(np.percentile(latencies, 95)) if latencies else None,
+        },
+        "thresholds": {
+            "image": thresholds.image,
+            "pixel": thresholds.pixel,
+            "audio": thresholds.audio,
+        },
+        "model_version": getattr(detector, "version", None),
+    }
+    metrics["per_class_by_score"] = _per_class_auroc(valid)
+    for cls, scores in metrics["per_class"].items():
+        scores["detected"] = _rate(valid, cls, reject=True)  # rejected, whatever the class
+        if cls not in detector.classes:  # a class the model was never taught: no accuracy
+            scores.update(accuracy=None, precision=None, recall=None, f1=None)
+    return metrics
+
+
+def _per_class_auroc(rows: list[Row]) -> dict[str, dict[str, float | None]]:
+    """Good vs each class: AUROC of the fused score and of the image score alone."""
+    out = {}
+    good = [r for r in rows if r.label == GOOD]
+    for cls in sorted({r.label for r in rows} - {GOOD}):
+        subset = good + [r for r in rows if r.label == cls]
+        y = [r.label != GOOD for r in subset]
+        out[cls] = {
+            "auroc": image_auroc(y, [r.score for r in subset]),
+            "auroc_image_only": image_auroc(y, [r.image_score for r in subset]),
+        }
+    return out
+
+
+def _rate(rows: list[Row], label: str, reject: bool) -> float | None:
+    subset = [r for r in rows if r.label == label]
+    if not subset:
+        return None
+    return float(np.mean([(r.verdict == "REJECT") == reject for r in subset]))
+
+
+def _miss_rate(rows: list[Row]) -> float | None:
+    bad = [r for r in rows if r.label != GOOD]
+    return float(np.mean([r.verdict != "REJECT" for r in bad])) if bad else None
+
+
+def _write_scores(path: Path, rows: list[Row]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "class", "score", "verdict", "main_class", "error"])
+        for r in rows:
+            writer.writerow(
+                [r.path, r.label, f"{r.score:.6f}", r.verdict, r.main_class or "", r.error or ""]
+            )
+
+
+def _example_card(row: Row, image, detection, thresholds: Thresholds, sample: Sample) -> Card:
+    regions = []
+    if sample.mask is not None:
+        regions.append((read_mask(sample.mask), "truth", (0, 255, 0)))
+    for i, d in enumerate(defects_from_detection(detection, thresholds, None)):
+        regions.append((d.mask, d.defect_class, class_colour(i + 1)))
+    picture = overlay(to_uint8_rgb(image), regions, heatmap=detection.anomaly_map[0])
+    scale = min(1.0, 320 / max(picture.shape[:2]))
+    picture = cv2.resize(picture, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    lines = (
+        f"score {row.score:.3f} (threshold {thresholds.image:.3f})",
+        f"predicted: {row.main_class or 'good'}",
+    )
+    return Card(png_base64(picture), f"{Path(row.path).name}: {row.label}", lines, row.verdict)
+
+
+def _pick_examples(cards: list[tuple[Row, Card]], n: int) -> list[Card]:
+    """A few of each class, the highest-scoring good parts first among the good."""
+    by_label: dict[str, list[tuple[Row, Card]]] = {}
+    for row, card in cards:
+        by_label.setdefault(row.label, []).append((row, card))
+    per = max(1, n // max(1, len(by_label)))
+    picked = []
+    for label in sorted(by_label):
+        items = sorted(by_label[label], key=lambda rc: -rc[0].score if label == GOOD else 0)
+        picked += [card for _, card in items[:per]]
+    return picked
+
+
+def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    valid = [r for r in rows if r.error is None]
+    y = np.array([r.label != GOOD for r in valid])
+    s = np.array([r.score for r in valid])
+    figures = []
+    if 0 < y.sum() < len(y):
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        RocCurveDisplay.from_predictions(y, s, ax=ax, name="part score")
+        ax.set_title("ROC")
+        fig.savefig(out / "roc.png", dpi=110, bbox_inches="tight")
+        figures.append(("ROC: defective vs good", figure_base64(fig)))
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        PrecisionRecallDisplay.from_predictions(y, s, ax=ax, name="part score")
+        ax.set_title("Precision-recall")
+        fig.savefig(out / "pr.png", dpi=110, bbox_inches="tight")
+        figures.append(("Precision-recall", figure_base64(fig)))
+    truth = [r.label for r in valid]
+    pred = [r.main_class or GOOD for r in valid]
+    labels = sorted(set(truth) | set(pred))
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ConfusionMatrixDisplay.from_predictions(
+        truth, pred, labels=labels, ax=ax, xticks_rotation=45, colorbar=False
+    )
+    ax.set_title("True class vs predicted main defect")
+    fig.savefig(out / "confusion.png", dpi=110, bbox_inches="tight")
+    figures.append(("Confusion matrix", figure_base64(fig)))
+    summary = [
+        (k, _fmt(metrics[k]))
+        for k in (
+            "image_auroc",
+            "pixel_auroc",
+            "pixel_aupro",
+            "false_reject_rate_at_miss_1pct",
+            "size_error_mm_median",
+            "n_images",
+            "n_errors",
+        )
+    ]
+    summary.append(("latency p50 ms", _fmt(metrics["latency_ms"]["p50"])))
+    per_class = [
+        (
+            c,
+            *(_fmt(v[k]) for k in ("accuracy", "precision", "recall", "f1")),
+            _fmt(metrics["per_class_by_score"].get(c, {}).get("auroc")),
+        )
+        for c, v in metrics["per_class"].items()
+    ]
+    write_html_report(
+        out / "index.html",
+        title=f"Evaluation of {metrics.get('model_version')} on {data}",
+        summary=summary,
+        tables=[
+            ("Per class", ["class", "accuracy", "precision", "recall", "f1", "AUROC"], per_class)
+        ],
+        figures=figures,
+        cards=cards,
+    )
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "null"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,126 @@
+"""Run an exported edge graph with ONNX Runtime, torch-free (numpy, OpenCV, onnxruntime).
+
+The edge box runs this: it imports no torch (a test enforces it). The ONNX file carries
+the model config in its metadata, so preprocessing, the audio front end and the class
+names come from the file itself.
+
+>>> detector = OnnxDetector("models/small.onnx")  # doctest: +SKIP
+>>> det = detector.detect(read_image("part.png"), audio=clip)  # doctest: +SKIP
+>>> det.part_score, det.anomaly_map.shape  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from inspection.models.audio import fit_mel_frames
+from inspection.models.config import ModelConfig
+from inspection.models.detector import TiledDetector
+from inspection.models.outputs import Detection
+
+# Whisper's log-mel of silence: fed to a graph with an audio branch when a part has no
+# clip; the audio outputs are then dropped and the part logit is the image logit.
+_SILENT_MEL = -1.5
+
+
+class OnnxDetector(TiledDetector):
+    """The edge graph under ONNX Runtime.
+
+    :meth:`detect` (from :class:`~inspection.models.detector.TiledDetector`) takes one
+    full image and its optional clip; :meth:`run` one batch of model inputs.
+
+    Parameters
+    ----------
+    path : str | Path
+        ``.onnx`` file written by :func:`inspection.export.onnx.export_onnx`.
+    providers : list[str] | None
+        Execution providers; default CPU (TensorRT / CUDA where the box has them).
+    threads : int | None
+        Intra-op threads; ``None`` lets ONNX Runtime decide.
+    batch_size : int
+        Tiles per run in :meth:`detect`.
+
+    Attributes
+    ----------
+    config : ModelConfig
+        The exported model's config (from the file's metadata).
+    version : str
+        The checkpoint's ``model_version`` (``"unsaved"`` for a model never saved).
+    metadata : dict
+        The checkpoint's extra metadata (e.g. thresholds), as exported.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        batch_size: int = 8,
+    ):
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            str(self.path), options, providers=providers or ["CPUExecutionProvider"]
+        )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "config" not in meta:
+            raise ValueError(f"{self.path}: no model config in the ONNX metadata; re-export it")
+        self.config = ModelConfig.from_dict(json.loads(meta["config"]))
+        self.grid: tuple[int, int] = tuple(json.loads(meta["grid"]))
+        self.version = meta.get("model_version") or "unsaved"
+        self.metadata: dict[str, Any] = json.loads(meta.get("extra") or "{}")
+        self.batch_size = batch_size
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.with_audio = "mel" in self.inputs
+
+    def run(self, images: np.ndarray, mel: np.ndarray | None = None) -> Detection:
+        """Run one batch of model inputs.
+
+        Parameters
+        ----------
+        images : np.ndarray
+            ``(B, C, S, S)`` float32, normalised (:func:`~inspection.models.preprocess.preprocess`).
+        mel : np.ndarray | None
+            ``(B, n_mels, F)``, or ``(n_mels, F)`` for the whole batch; frames are cropped
+            or padded. ``None``: no audio (part logit = image logit).
+
+        Raises
+        ------
+        ValueError
+            Audio given to a graph exported without the audio branch (dropping it could
+            pass a part whose crack is audible only).
+        """
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        feeds = {"image": images}
+        if mel is not None and not self.with_audio:
+            raise ValueError(f"{self.path} was exported without audio; cannot use the clip")
+        if self.with_audio:
+            feeds["mel"] = self._mel_batch(mel, len(images))
+        values = dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
+        detection = Detection(
+            maps=values["maps"],
+            image_logit=values["image_logit"],
+            class_logits=values["class_logits"],
+            audio_logit=values.get("audio_logit"),
+            part_logit=values["part_logit"],
+            patch_tokens=values["patch_tokens"],
+            audio_tokens=values.get("audio_tokens"),
+            grid=self.grid,
+            classes=self.config.classes,
+        )
+        return detection.without_audio() if mel is None else detection
+
+    def _mel_batch(self, mel: np.ndarray | None, batch: int) -> np.ndarray:
+        shape = (batch, self.config.n_mels, self.config.n_audio_frames)
+        if mel is None:
+            return np.full(shape, _SILENT_MEL, dtype=np.float32)
+        mel = fit_mel_frames(np.asarray(mel, dtype=np.float32), self.config.n_audio_frames)
+        return np.ascontiguousarray(np.broadcast_to(mel, shape), dtype=np.float32)

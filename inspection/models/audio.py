@@ -1,0 +1,117 @@
+"""Audio front end, torch-free: whisper's log-mel spectrogram in numpy.
+
+The recipe is whisper's ``log_mel_spectrogram`` (``n_fft`` 400, hop 160, periodic Hann,
+reflect-padded centred STFT, last frame dropped, whisper's mel filter bank, ``log10``
+clamped at 1e-10, floor at max - 8, ``(x + 4) / 4``), so the torch-free edge runtime
+feeds the exported audio encoder exactly what training fed it. Unlike whisper, a clip is
+cropped or padded to the model's own length (``2 * n_audio_ctx`` frames), not to 30 s.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from inspection.io import audio_clip
+from inspection.types import AUDIO_SAMPLE_RATE, AudioClip
+
+MEL_FILTERS = Path(__file__).resolve().parents[1] / "assets" / "mel_filters.npz"
+N_FFT = 400
+HOP_LENGTH = 160
+
+
+@lru_cache(maxsize=4)
+def mel_filters(n_mels: int = 80, path: str | None = None) -> np.ndarray:
+    """Whisper's mel filter bank ``(n_mels, 1 + N_FFT // 2)`` float32.
+
+    Read with numpy from whisper's ``mel_filters.npz``, bundled in ``inspection/assets``
+    (so an edge box needs neither whisper nor torch), or from ``path``.
+    """
+    file = Path(path) if path else MEL_FILTERS
+    with np.load(file, allow_pickle=False) as data:
+        key = f"mel_{n_mels}"
+        if key not in data:
+            raise ValueError(f"{file}: no {n_mels}-bin filter bank (has {sorted(data)})")
+        return data[key].astype(np.float32)
+
+
+def pad_or_trim(samples: np.ndarray, length: int) -> np.ndarray:
+    """Crop the end off, or pad zeros at the end, to exactly ``length`` samples."""
+    if samples.shape[-1] >= length:
+        return samples[..., :length]
+    return np.pad(samples, (0, length - samples.shape[-1]))
+
+
+def log_mel_spectrogram(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
+    """Whisper's log-mel spectrogram of 16 kHz mono samples.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        ``(n,)`` float audio at 16 kHz, ``n > 200``.
+    n_mels : int
+        80 or 128.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_mels, n // 160)`` float32, matching ``whisper.audio.log_mel_spectrogram``.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    x = np.pad(x, N_FFT // 2, mode="reflect")  # torch.stft(center=True)
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH]  # (T+1, n_fft)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic Hann
+    power = np.abs(np.fft.rfft(frames * window, axis=-1)[:-1]) ** 2  # (T, n_fft//2+1)
+    mel = mel_filters(n_mels).astype(np.float64) @ power.T  # (n_mels, T)
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+def audio_to_mel(
+    audio: AudioClip | np.ndarray,
+    n_mels: int = 80,
+    n_frames: int = 100,
+    sample_rate: int = AUDIO_SAMPLE_RATE,
+) -> np.ndarray:
+    """The model's audio input: a clip as ``(n_mels, n_frames)`` log-mel, float32.
+
+    The clip is validated (empty or non-finite audio is refused), resampled to 16 kHz,
+    and cropped or zero-padded to ``n_frames * 160`` samples, so the whisper encoder gets
+    the ``2 * n_audio_ctx`` frames it asserts on.
+
+    Parameters
+    ----------
+    audio : AudioClip | np.ndarray
+        A clip, or raw mono samples at ``sample_rate``.
+    n_mels, n_frames : int
+        ``config.n_mels`` and ``config.n_audio_frames``.
+
+    Raises
+    ------
+    inspection.io.InputError
+        Empty audio, or NaN / infinite samples.
+    """
+    if isinstance(audio, AudioClip):
+        samples, rate = audio.samples, audio.sample_rate
+    else:
+        samples, rate = audio, sample_rate
+    clip = audio_clip(samples, rate, sample_rate=AUDIO_SAMPLE_RATE)
+    samples = pad_or_trim(clip.samples, n_frames * HOP_LENGTH)
+    return log_mel_spectrogram(samples, n_mels)  # (n_mels, n_frames)
+
+
+def fit_mel_frames(mel: np.ndarray, n_frames: int) -> np.ndarray:
+    """Crop or pad ``(..., n_mels, F)`` log-mel to ``n_frames`` along time.
+
+    Padding uses each clip's minimum, the floor that zero-padded audio maps to (the numpy
+    twin of ``inspection.models.audio_encoder.fit_frames``).
+    """
+    frames = mel.shape[-1]
+    if frames >= n_frames:
+        return mel[..., :n_frames]
+    floor = mel.min(axis=(-2, -1), keepdims=True)
+    pad = np.broadcast_to(floor, (*mel.shape[:-1], n_frames - frames))
+    return np.concatenate([mel, pad], axis=-1).astype(np.float32)

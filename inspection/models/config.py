@@ -1,0 +1,181 @@
+"""Model configuration: the shape of a detection model, as a frozen dataclass.
+
+A model is a name that resolves to a :class:`ModelConfig` (``models/<name>.yaml``), the
+way open_clip resolves ``"ViT-B-16"``. The config is also stored inside every
+checkpoint, like whisper's ``ModelDimensions``, so a checkpoint rebuilds its own model.
+
+This module imports no torch: the edge runtime reads configs too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_CLASSES = (
+    "scratch",
+    "dent",
+    "color_deviation",
+    "crack",
+    "contamination",
+    "missing_feature",
+)
+"""Defect classes of the synthetic line and the example standards."""
+
+# CLIP's normalisation: right for pretrained open_clip towers, harmless from scratch.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+IMAGE_TOWERS = ("vit", "timm")
+SUPPORTED_N_MELS = (80, 128)  # the filter banks whisper ships
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes a detection model's architecture and input contract.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``tiny``, ``small``, ``base`` ...).
+    image_size : int
+        Side ``S`` of the square input the image tower sees, in pixels.
+    in_chans : int
+        Input channels, 3 (RGB, gray replicated) or 1 (``vit`` tower only).
+    image_tower : str
+        ``"vit"``: open_clip ``VisionTransformer`` built from ``width``, ``layers``,
+        ``heads``, ``patch_size``. ``"timm"``: open_clip's timm-backed tower
+        ``timm_model`` (a conv net; its stride sets the grid).
+    width, layers, heads, patch_size, mlp_ratio : int, int, int, int, float
+        ViT shape; ``width // heads`` is open_clip's ``head_width``.
+    quick_gelu : bool
+        True for towers trained by OpenAI (their checkpoints use QuickGELU).
+    timm_model : str | None
+        timm architecture name for ``image_tower="timm"``; never downloaded.
+    classes : tuple[str, ...]
+        Defect classes ``K``; map channel 0 is "anomalous", channel ``1 + k`` class k.
+    n_mels, n_audio_ctx : int, int
+        Log-mel bins and audio tokens; the clip is ``2 * n_audio_ctx`` mel frames
+        (10 ms hop), so 50 tokens are 1 s at 16 kHz.
+    audio_width, audio_layers, audio_heads : int
+        whisper ``AudioEncoder`` shape (``n_state``, ``n_layer``, ``n_head``).
+    head_width : int
+        Width of the token projection and the score and audio heads.
+    stem_widths : tuple[int, int, int]
+        Channels of the full-resolution convolutional stem at strides 1, 2 and 4 (the
+        U-Net skips that keep 1-4 px scratches sharp in the maps).
+    topk_fraction : float
+        Fraction of a map's pixels averaged for the image-level score (top-k pooling).
+    image_mean, image_std : tuple[float, ...]
+        Per-channel normalisation of ``[0, 1]`` pixels, one value per input channel.
+    pretrained_image, pretrained_audio : str | None
+        Local files for the towers (an open_clip checkpoint or timm weights; a whisper
+        ``.pt``). Read at build time; never downloaded. ``None``: random weights.
+    """
+
+    name: str
+    image_size: int
+    in_chans: int = 3
+    image_tower: str = "vit"
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    patch_size: int = 16
+    mlp_ratio: float = 4.0
+    quick_gelu: bool = False
+    timm_model: str | None = None
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    n_mels: int = 80
+    n_audio_ctx: int = 50
+    audio_width: int = 512
+    audio_layers: int = 6
+    audio_heads: int = 8
+    head_width: int = 64
+    stem_widths: tuple[int, int, int] = (8, 16, 32)
+    topk_fraction: float = 0.01
+    image_mean: tuple[float, ...] = CLIP_MEAN
+    image_std: tuple[float, ...] = CLIP_STD
+    pretrained_image: str | None = None
+    pretrained_audio: str | None = None
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give lists; a frozen, hashable config wants tuples.
+        for name in ("classes", "stem_widths", "image_mean", "image_std"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        problems = self._problems()
+        if problems:
+            raise ValueError(f"model config {self.name!r}: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        p = []
+        if self.image_tower not in IMAGE_TOWERS:
+            p.append(f"image_tower must be one of {IMAGE_TOWERS}, not {self.image_tower!r}")
+        if self.image_tower == "timm" and not self.timm_model:
+            p.append("image_tower 'timm' needs timm_model")
+        if self.in_chans not in (1, 3):
+            p.append(f"in_chans must be 1 or 3, not {self.in_chans}")
+        if self.image_tower == "timm" and self.in_chans != 3:
+            p.append("the timm tower takes 3 channels (gray is replicated by preprocessing)")
+        if self.image_tower == "vit":
+            if self.image_size % self.patch_size:
+                p.append(f"image_size {self.image_size} not a multiple of {self.patch_size}")
+            if self.width % self.heads:
+                p.append(f"width {self.width} not divisible by heads {self.heads}")
+        if self.image_size % 4:
+            p.append("image_size must be a multiple of 4 (the stem halves it twice)")
+        if self.audio_width % self.audio_heads:
+            p.append(f"audio_width {self.audio_width} not divisible by {self.audio_heads}")
+        if self.n_mels not in SUPPORTED_N_MELS:
+            p.append(f"n_mels must be one of {SUPPORTED_N_MELS} (whisper's filter banks)")
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            p.append("classes must be non-empty and unique")
+        if len(self.stem_widths) != 3:
+            p.append("stem_widths takes three widths (strides 1, 2, 4)")
+        if len(self.image_mean) != self.in_chans or len(self.image_std) != self.in_chans:
+            p.append("image_mean and image_std need one value per input channel")
+        if not 0.0 < self.topk_fraction <= 1.0:
+            p.append("topk_fraction must be in (0, 1]")
+        return p
+
+    @property
+    def num_classes(self) -> int:
+        """Defect classes ``K`` (the maps have ``1 + K`` channels)."""
+        return len(self.classes)
+
+    @property
+    def map_channels(self) -> tuple[str, ...]:
+        """Names of the map channels: ``("anomalous", *classes)``."""
+        return ("anomalous", *self.classes)
+
+    @property
+    def n_audio_frames(self) -> int:
+        """Mel frames the audio encoder takes (whisper asserts ``2 * n_audio_ctx``)."""
+        return 2 * self.n_audio_ctx
+
+    @property
+    def n_audio_samples(self) -> int:
+        """Samples of 16 kHz audio one clip is cropped or padded to."""
+        return self.n_audio_frames * 160
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON- and YAML-ready dict (tuples as lists)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Build from :meth:`to_dict` output; unknown keys are an error, not ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
+        return cls(**dict(data))

@@ -1,0 +1,262 @@
+"""``inspection train``: fit a detection model on good images (and labelled defects).
+
+Deterministic per seed (batch ``k`` is a function of ``(seed, k)``), resumable (weights,
+optimiser and step are checkpointed), bounded in time (``max_minutes``: the model at the
+deadline is calibrated and saved), and calibrated: thresholds are set on held-out good
+images and stored in the checkpoint, so verdicts mean something out of the box.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inspection.datasets import load_dataset
+from inspection.metrics import image_auroc
+from inspection.models import create_model, load_model, save_model
+from inspection.models.detector import TorchDetector
+from inspection.models.preprocess import PreprocessOptions
+from inspection.train.anomalies import synthesise_anomaly
+from inspection.train.data import BatchMaker, Item, load_items, training_samples
+from inspection.train.losses import detection_loss
+
+STATE_FILE = "train_state.pt"
+PLAN_AFTER_STEPS = 10  # steps timed before a deadline run plans its schedule
+CALIBRATION_RESERVE = 0.05  # share of a --max-minutes budget kept for calibration
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What ``inspection train`` takes."""
+
+    data: Path
+    out: Path
+    config: str = "small"
+    normal_only: bool = False
+    device: str = "cpu"
+    max_minutes: float | None = None
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    anomaly_prob: float = 0.5
+    holdout: float = 0.1
+    target_frr: float = 0.01
+    checkpoint_every: int = 200
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    steps: int
+    seconds: float
+    images_per_second: float
+    final_loss: float
+    thresholds: dict[str, float]
+    holdout_auroc: float | None  # good held-out images vs the same with synthetic defects
+    stopped_by_deadline: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """Train, calibrate and save a model to ``options.out``."""
+    begun = time.monotonic()
+    torch.manual_seed(options.seed)
+    device = torch.device(options.device)
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    model, optimizer, start_step, elapsed0, planned = _model_and_state(options, device)
+    config = model.config
+    prep = PreprocessOptions.from_config(config)
+
+    dataset = load_dataset(options.data)
+    good_samples, labelled_samples = training_samples(dataset, options.normal_only)
+    rng = np.random.default_rng(options.seed)
+    order = rng.permutation(len(good_samples))
+    n_hold = max(1, round(options.holdout * len(good_samples)))
+    holdout = [good_samples[i] for i in order[:n_hold]]
+    fit = [good_samples[i] for i in order[n_hold:]] or holdout
+    good = load_items(fit, prep, "loading good images")
+    labelled = load_items(labelled_samples, prep, "loading labelled defects")
+    held = load_items(holdout, prep, "loading held-out images")
+    maker = BatchMaker(
+        good,
+        labelled,
+        config.classes,
+        prep,
+        config.n_mels,
+        config.n_audio_frames,
+        options.seed,
+        options.anomaly_prob,
+    )
+
+    started = time.monotonic()
+    deadline = None  # seconds of training left, counted from `started`
+    if options.max_minutes is not None:
+        budget = options.max_minutes * 60 - elapsed0
+        # Loading is spent already; keep 5 % of the budget for calibration and saving.
+        deadline = budget * (1 - CALIBRATION_RESERVE) - (started - begun)
+    # The learning-rate schedule spans the steps the run will really make: with a
+    # deadline, that is measured after a few steps, so the model at the deadline has
+    # finished annealing (and the plan is kept in the checkpoint for --resume).
+    history: list[dict[str, float]] = []
+    step, stopped = start_step, False
+    bar = tqdm(
+        total=options.steps,
+        initial=start_step,
+        desc="training",
+        unit="step",
+        disable=not options.progress,
+        dynamic_ncols=True,
+    )
+    model.train()
+    log = (out / LOG_FILE).open("a", encoding="utf-8")
+    while step < options.steps:
+        if deadline is not None and time.monotonic() - started > deadline:
+            stopped = True
+            break
+        if planned is None and deadline is not None and step - start_step == PLAN_AFTER_STEPS:
+            per_step = (time.monotonic() - started) / PLAN_AFTER_STEPS
+            planned = min(
+                options.steps,
+                step + int(0.97 * (deadline - (time.monotonic() - started)) / per_step),
+            )
+        _set_lr(optimizer, options, step, planned or options.steps)
+        batch = _to_torch(maker.batch(step, options.batch_size), device)
+        out_ = model(batch["images"], batch.get("mel"))
+        terms = detection_loss(out_, batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        record = {"step": step, **{k: v.item() for k, v in terms.items()}}
+        history.append(record)
+        log.write(json.dumps(record) + "\n")
+        bar.set_postfix(loss=f"{record['total']:.3f}", seg=f"{record['seg']:.3f}")
+        bar.update(1)
+        if step % options.checkpoint_every == 0:
+            elapsed = elapsed0 + time.monotonic() - started
+            _checkpoint(model, optimizer, step, elapsed, planned, out)
+    bar.close()
+    log.close()
+    seconds = time.monotonic() - started
+    model.eval()
+    thresholds, auroc = calibrate(model, held, options)
+    model.metadata.update(
+        {
+            "thresholds": thresholds,
+            "holdout_auroc": auroc,
+            "train": _jsonable(asdict(options)),
+            "steps": step,
+        }
+    )
+    _checkpoint(model, optimizer, step, elapsed0 + seconds, planned, out)
+    done = step - start_step
+    return TrainResult(
+        out=out,
+        steps=step,
+        seconds=seconds,
+        images_per_second=done * options.batch_size / max(seconds, 1e-9),
+        final_loss=float(np.mean([h["total"] for h in history[-50:]])) if history else math.nan,
+        thresholds=thresholds,
+        holdout_auroc=auroc,
+        stopped_by_deadline=stopped,
+        history=history,
+    )
+
+
+def calibrate(
+    model, held: list[Item], options: TrainOptions
+) -> tuple[dict[str, float], float | None]:
+    """Thresholds from held-out good images, and a sanity AUROC on synthetic defects.
+
+    The image threshold passes all but ``target_frr`` of the held-out good parts; the
+    pixel threshold is the 99.9th percentile of their anomaly maps (a defect region must
+    stand out from everything a good surface shows); the audio threshold likewise at
+    ``target_frr``.
+    """
+    detector = TorchDetector(model)
+    rng = np.random.default_rng([options.seed, 999_983])
+    good_scores, bad_scores, pixels, audio_scores = [], [], [], []
+    for item in tqdm(held, desc="calibrating", leave=False, disable=not options.progress):
+        det = detector.detect(item.image, item.audio)
+        good_scores.append(float(det.image_score[0]))
+        pixels.append(det.anomaly_map[0].ravel()[:: max(1, det.anomaly_map[0].size // 20000)])
+        if det.audio_score is not None:
+            audio_scores.append(float(det.audio_score[0]))
+        anomaly = synthesise_anomaly(rng, item.image)
+        bad_scores.append(float(detector.detect(anomaly.image).image_score[0]))
+    quantile = 1.0 - options.target_frr
+    thresholds = {
+        "image": float(np.quantile(good_scores, quantile)) if good_scores else 0.5,
+        "pixel": float(np.quantile(np.concatenate(pixels), 0.999)) if pixels else 0.5,
+        "audio": float(np.quantile(audio_scores, quantile)) if audio_scores else 0.5,
+        "held_out_good": len(good_scores),
+    }
+    labels = [False] * len(good_scores) + [True] * len(bad_scores)
+    return thresholds, image_auroc(labels, good_scores + bad_scores)
+
+
+def _model_and_state(options: TrainOptions, device: torch.device):
+    state_file = options.out / STATE_FILE
+    if options.resume and state_file.exists():
+        model = load_model(options.out, device=str(device))
+        optimizer = _optimizer(model, options)
+        state = torch.load(state_file, map_location=device, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        planned = state.get("planned_steps")
+        return model, optimizer, int(state["step"]), float(state["elapsed"]), planned
+    if options.resume:
+        raise FileNotFoundError(f"--resume: no {STATE_FILE} in {options.out}")
+    model = create_model(options.config, device=str(device))
+    return model, _optimizer(model, options), 0, 0.0, None
+
+
+def _optimizer(model, options: TrainOptions) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, options: TrainOptions, step: int, total: int) -> None:
+    """Linear warm-up then cosine decay over ``total`` steps."""
+    warmup = max(1, min(total, options.steps) // 50)
+    if step < warmup:
+        scale = (step + 1) / warmup
+    else:
+        scale = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    for group in optimizer.param_groups:
+        group["lr"] = options.lr * max(scale, 0.02)
+
+
+def _to_torch(batch, device: torch.device) -> dict[str, torch.Tensor]:
+    out = {k: torch.from_numpy(v).to(device) for k, v in batch.__dict__.items() if v is not None}
+    out["class_weight"] = out["class_weight"].expand_as(out["maps"][:, 1:])
+    return out
+
+
+def _checkpoint(model, optimizer, step: int, elapsed: float, planned: int | None, out: Path):
+    save_model(model, out, extra=model.metadata)
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "elapsed": elapsed,
+        "planned_steps": planned,
+    }
+    tmp = out / (STATE_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / STATE_FILE)  # atomic: an interrupted save never leaves a torn state
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}

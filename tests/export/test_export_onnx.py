@@ -1,0 +1,111 @@
+"""ONNX export of the edge graph: parity with torch, dynamic batch, torch-free runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxscript")
+ort = pytest.importorskip("onnxruntime")
+
+from inspection.export.onnx import export_onnx  # noqa: E402
+from inspection.export.runtime import OnnxDetector  # noqa: E402
+from inspection.models import create_model, save_model  # noqa: E402
+
+FIELDS = ("maps", "image_logit", "class_logits", "audio_logit", "part_logit")
+FIELDS += ("patch_tokens", "audio_tokens")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    save_model(model, tmp_path_factory.mktemp("ckpt"), extra={"image_threshold": 0.5})
+    return model
+
+
+@pytest.fixture(scope="module")
+def onnx_path(tiny, tmp_path_factory):
+    return export_onnx(tiny, tmp_path_factory.mktemp("onnx") / "tiny.onnx", with_audio=True)
+
+
+def test_single_file_with_metadata(onnx_path, tiny):
+    assert onnx_path.is_file() and not onnx_path.with_suffix(".onnx.data").exists()
+    assert list(onnx_path.parent.iterdir()) == [onnx_path]
+    detector = OnnxDetector(onnx_path)
+    assert detector.config == tiny.config and detector.version == tiny.model_version
+    assert detector.metadata == {"image_threshold": 0.5} and detector.classes == tiny.config.classes
+    assert detector.inputs == ["image", "mel"] and list(detector.outputs) == list(FIELDS)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_matches_torch(onnx_path, tiny, batch):
+    image, mel = torch.randn(batch, 3, 64, 64), torch.randn(batch, 80, 100)
+    with torch.no_grad():
+        expected = tiny(image, mel)
+    det = OnnxDetector(onnx_path).run(image.numpy(), mel.numpy())
+    for name in FIELDS:
+        got, want = getattr(det, name), getattr(expected, name).numpy()
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=name)
+    assert det.grid == expected.grid
+
+
+def test_runner_without_audio_scores_the_image_alone(onnx_path, tiny):
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = tiny(image)
+    det = OnnxDetector(onnx_path).run(image.numpy())
+    assert det.audio_logit is None and det.audio_tokens is None
+    np.testing.assert_allclose(det.part_logit, expected.part_logit.numpy(), atol=1e-4)
+
+
+def test_image_only_graph(tiny, tmp_path):
+    tiny.train()
+    path = export_onnx(tiny, tmp_path / "image.onnx", with_audio=False)
+    assert tiny.training  # the caller's model is left as it was
+    tiny.eval()
+    detector = OnnxDetector(path)
+    assert detector.inputs == ["image"] and not detector.with_audio
+    det = detector.run(np.zeros((2, 3, 64, 64), np.float32))
+    np.testing.assert_array_equal(det.part_logit, det.image_logit)
+    with pytest.raises(ValueError, match="without audio"):
+        detector.run(np.zeros((1, 3, 64, 64), np.float32), np.zeros((1, 80, 100), np.float32))
+
+
+def test_runner_detects_on_a_full_image_without_torch(onnx_path):
+    """The edge path (preprocess, log-mel, ONNX Runtime, stitch) in a torch-free process."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "torch":
+                    raise ImportError("torch is not allowed on the edge")
+
+        sys.meta_path.insert(0, NoTorch())
+        import numpy as np
+        from inspection.export.runtime import OnnxDetector
+        from inspection.types import AudioClip
+
+        detector = OnnxDetector({str(onnx_path)!r})
+        image = np.random.default_rng(0).integers(0, 65535, (90, 150), dtype=np.uint16)
+        clip = AudioClip(np.random.default_rng(1).standard_normal(12000).astype("float32") * 0.1)
+        detector.batch_size = 2
+        det = detector.detect(image, audio=clip)
+        assert det.maps.shape == (1, 7, 90, 150), det.maps.shape
+        assert det.part_score.shape == (1,) and det.audio_score is not None
+        assert det.class_score_dict(0).keys() == set(detector.config.classes)
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -1,0 +1,87 @@
+"""Registry and configs: every registered model builds and runs with random weights."""
+
+from __future__ import annotations
+
+import pytest
+
+from inspection.models.config import DEFAULT_CLASSES, ModelConfig
+from inspection.models.registry import get_config, list_models, load_config, register_model
+
+torch = pytest.importorskip("torch")
+
+
+def test_shipped_configs_are_registered():
+    names = list_models()
+    assert {"tiny", "small", "base"} <= set(names)
+    base = get_config("base")
+    assert (base.width, base.layers, base.heads, base.patch_size) == (768, 12, 12, 16)
+    assert (base.audio_width, base.audio_layers, base.audio_heads) == (512, 6, 8)  # whisper base
+    assert base.pretrained_image is None and base.pretrained_audio is None
+    assert get_config("small").image_size == 256
+    assert get_config("tiny").classes == DEFAULT_CLASSES
+
+
+def test_config_round_trips_through_dict_and_yaml(tmp_path):
+    config = get_config("small")
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    path = tmp_path / "mine.yaml"
+    import yaml
+
+    data = config.to_dict() | {"name": "mine"}
+    path.write_text(yaml.safe_dump(data))
+    assert load_config(path) == config.replace(name="mine")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"image_tower": "resnet"}, "image_tower"),
+        ({"image_size": 100}, "multiple"),
+        ({"n_mels": 64}, "n_mels"),
+        ({"classes": ()}, "classes"),
+        ({"image_tower": "timm"}, "timm_model"),
+    ],
+)
+def test_invalid_configs_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        get_config("tiny").replace(**changes)
+
+
+def test_unknown_names_and_fields_are_refused():
+    with pytest.raises(KeyError, match="tiny"):
+        get_config("no-such-model")
+    with pytest.raises(ValueError, match="colour"):
+        ModelConfig.from_dict(get_config("tiny").to_dict() | {"colour": 1})
+
+
+def test_register_model_makes_a_name_resolvable():
+    from inspection.models import create_model
+
+    register_model(get_config("tiny").replace(name="tiny-3cls", classes=("a", "b", "c")))
+    model = create_model("tiny-3cls")
+    out = model(torch.zeros(1, 3, 64, 64))
+    assert out.maps.shape == (1, 4, 64, 64)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_builds_and_runs(name):
+    from inspection.models import create_model
+
+    model = create_model(name)
+    c = model.config
+    s, k = c.image_size, c.num_classes
+    image = torch.randn(1, c.in_chans, s, s)
+    mel = torch.randn(1, c.n_mels, c.n_audio_frames)
+    with torch.no_grad():
+        out = model(image, mel)
+    n = out.grid[0] * out.grid[1]
+    assert out.maps.shape == (1, 1 + k, s, s)
+    assert out.image_logit.shape == (1,) and out.part_logit.shape == (1,)
+    assert out.class_logits.shape == (1, k)
+    assert out.audio_logit.shape == (1,)
+    assert out.patch_tokens.shape == (1, n, model.image_encoder.width)
+    assert out.audio_tokens.shape == (1, c.n_audio_ctx, c.audio_width)
+    assert all(torch.isfinite(t).all() for t in (out.maps, out.part_logit, out.audio_logit))
+    if name == "base":
+        assert out.grid == (14, 14) and out.patch_tokens.shape[-1] == 768
+        assert 80e6 < model.num_params("image_encoder") < 90e6  # ViT-B/16 tower

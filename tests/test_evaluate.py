@@ -1,0 +1,110 @@
+"""Evaluation outputs, on a tiny model: files, keys, nulls where data cannot tell."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="evaluation runs a torch model (install the models extra)")
+
+from inspection.evaluate import evaluate, thresholds_of
+from inspection.models import create_model, save_model
+from inspection.models.card import verify_manifest, write_manifest, write_model_card
+from inspection.models.detector import TorchDetector
+from inspection.synth import synthesize
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    model = create_model("tiny")
+    model.metadata = {"thresholds": {"image": 0.5, "pixel": 0.5, "audio": 0.5}}
+    return save_model(model, tmp_path_factory.mktemp("model") / "tiny", extra=model.metadata)
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "panel"
+    synthesize(out, n=24, seed=4, product="panel", size=64, workers=1, progress=False)
+    return out
+
+
+def _detector(path: Path):
+    from inspection.models import load_model
+
+    model = load_model(path)
+    return TorchDetector(model), thresholds_of(model.metadata)
+
+
+def test_evaluate_writes_metrics_scores_plots_and_page(tiny_model, line, tmp_path):
+    detector, thresholds = _detector(tiny_model)
+    metrics = evaluate(detector, thresholds, line, tmp_path, progress=False, examples=6)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in (
+        "image_auroc",
+        "pixel_auroc",
+        "pixel_aupro",
+        "per_class",
+        "false_reject_rate_at_miss_1pct",
+        "size_error_mm_median",
+        "latency_ms",
+    ):
+        assert key in saved
+    assert 0.0 <= saved["image_auroc"] <= 1.0 and 0.0 <= saved["pixel_auroc"] <= 1.0
+    assert saved["latency_ms"]["p50"] > 0
+    assert set(saved["per_class"]) <= {
+        "scratch",
+        "dent",
+        "color_deviation",
+        "crack",
+        "contamination",
+        "missing_feature",
+    }
+    for scores in saved["per_class"].values():
+        assert set(scores) >= {"accuracy", "precision", "recall", "f1"}
+    rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
+    assert len(rows) == saved["n_images"] == 12
+    assert set(rows[0]) >= {"path", "class", "score", "verdict"}
+    assert {r["verdict"] for r in rows} <= {"PASS", "REJECT", "REVIEW"}
+    for name in ("roc.png", "pr.png", "confusion.png", "index.html"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "data:image/png;base64," in (tmp_path / "index.html").read_text()
+
+
+def test_dataset_without_masks_gives_nulls_and_broken_files_are_counted(tiny_model, tmp_path):
+    root = tmp_path / "folder"
+    rng = np.random.default_rng(0)
+    for label in ("good", "scuff"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(root / label / f"{i}.png"), rng.integers(0, 255, (50, 70), np.uint8))
+    (root / "scuff" / "broken.png").write_bytes(b"not a png")
+    detector, thresholds = _detector(tiny_model)
+    metrics = evaluate(detector, thresholds, root, tmp_path / "out", split=None, progress=False)
+    assert metrics["pixel_auroc"] is None and metrics["pixel_aupro"] is None
+    assert metrics["n_errors"] == 1
+    assert metrics["image_auroc"] is not None
+    # A class the model was never taught has no accuracy, only a detection rate.
+    assert metrics["per_class"]["scuff"]["accuracy"] is None
+    assert metrics["per_class"]["scuff"]["detected"] is not None
+
+
+def test_manifest_and_card(tiny_model, line, tmp_path):
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny_model, shipped)
+    write_manifest(shipped)
+    assert verify_manifest(shipped) == []
+    detector, thresholds = _detector(shipped)
+    metrics = evaluate(detector, thresholds, line, tmp_path / "eval", progress=False)
+    card = write_model_card(shipped, metrics, "inspection train ...", "A test model.")
+    text = card.read_text()
+    assert "image_auroc" in text and "inspection train ..." in text
+    weights = shipped / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert any("model.safetensors" in p for p in verify_manifest(shipped))

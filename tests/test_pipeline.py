@@ -1,0 +1,155 @@
+"""The decision pipeline with a scripted detector: verdicts, review paths, never PASS on error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from inspection.models.outputs import Detection
+from inspection.pipeline import Inspector, Thresholds, defects_from_detection
+from inspection.types import AudioClip, Frame, Observation, Verdict
+
+CLASSES = ("scratch", "dent", "color_deviation", "crack", "contamination", "missing_feature")
+H = W = 100
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float32), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def detection(region=None, cls="scratch", part=0.9, audio=None) -> Detection:
+    """A detection whose anomaly and class maps light up ``region`` (a (H, W) bool)."""
+    maps = np.full((1, 1 + len(CLASSES), H, W), -8.0, np.float32)
+    if region is not None:
+        maps[0, 0][region] = 4.0
+        maps[0, 1 + CLASSES.index(cls)][region] = 3.0
+    audio_logit = None if audio is None else _logit(np.array([audio]))
+    return Detection(
+        maps=maps,
+        image_logit=_logit(np.array([part])),
+        class_logits=np.zeros((1, len(CLASSES)), np.float32),
+        audio_logit=audio_logit,
+        part_logit=_logit(np.array([max(part, audio or 0)])),
+        patch_tokens=np.zeros((1, 4, 8), np.float32),
+        audio_tokens=None,
+        grid=(2, 2),
+        classes=CLASSES,
+    )
+
+
+@dataclass
+class ScriptedDetector:
+    """Returns prepared detections in turn, or raises."""
+
+    outputs: list
+    classes: tuple[str, ...] = CLASSES
+    version: str = "scripted-1"
+
+    def detect(self, image, audio=None):
+        out = self.outputs.pop(0)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def _scratch_region(length_px=60):
+    region = np.zeros((H, W), bool)
+    region[50:52, 20 : 20 + length_px] = True  # centre of the part: zone A
+    return region
+
+
+def _observation(n_frames=1, mm_per_px=0.1, audio=None):
+    frames = tuple(
+        Frame(np.full((H, W, 3), 128, np.uint8), f"cam{i}", mm_per_px) for i in range(n_frames)
+    )
+    return Observation("part-1", "st", frames, audio=audio, metadata={"reference_rgb": [128] * 3})
+
+
+def _inspect(bracket_standard, *outputs, **obs):
+    inspector = Inspector(
+        ScriptedDetector(list(outputs)), bracket_standard, Thresholds(version="t1")
+    )
+    return inspector.inspect(_observation(**obs))
+
+
+def test_measured_scratch_is_rejected_with_clause(bracket_standard):
+    result = _inspect(bracket_standard, detection(_scratch_region(60)))  # 6 mm at 0.1 mm/px
+    assert result.verdict is Verdict.REJECT
+    assert result.clauses == ("4.1.1",)
+    (decision,) = result.decisions
+    assert decision.defect.attributes["length_mm"] == pytest.approx(6.0)
+    assert result.model_version == "scripted-1" and result.calibration_version == "t1"
+    assert result.scores["part"] == pytest.approx(0.9, abs=1e-4)
+    assert {"detect", "decide", "total"} <= set(result.timings_ms)
+
+
+def test_short_scratch_within_tolerance_passes(bracket_standard):
+    result = _inspect(bracket_standard, detection(_scratch_region(15)))  # 1.5 mm
+    assert result.verdict is Verdict.PASS
+
+
+def test_below_image_threshold_passes_without_measuring(bracket_standard):
+    result = _inspect(bracket_standard, detection(_scratch_region(60), part=0.2))
+    assert result.verdict is Verdict.PASS and not result.decisions
+
+
+def test_anomalous_but_nothing_to_measure_goes_to_review(bracket_standard):
+    result = _inspect(bracket_standard, detection(None, part=0.95))
+    assert result.verdict is Verdict.REVIEW
+    assert "no region" in result.reasons[0]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [RuntimeError("model crashed"), ValueError("bad frame")],
+)
+def test_errors_give_review_never_pass(bracket_standard, failure):
+    result = _inspect(bracket_standard, failure)
+    assert result.verdict is Verdict.REVIEW
+    assert str(failure) in result.reasons[0]
+    assert result.standard_id == "QS-BRK-200"
+
+
+def test_nan_scores_give_review(bracket_standard):
+    broken = detection(None, part=0.1)
+    broken = Detection(**{**broken.__dict__, "part_logit": np.array([np.nan], np.float32)})
+    assert _inspect(bracket_standard, broken).verdict is Verdict.REVIEW
+
+
+def test_no_frames_gives_review(bracket_standard):
+    inspector = Inspector(ScriptedDetector([]), bracket_standard)
+    observation = Observation("p", "st", frames=())
+    assert inspector.inspect(observation).verdict is Verdict.REVIEW
+
+
+def test_audible_crack_is_rejected(bracket_standard):
+    clip = AudioClip(np.zeros(16000, np.float32))
+    result = _inspect(bracket_standard, detection(None, part=0.1, audio=0.97), audio=clip)
+    assert result.verdict is Verdict.REJECT
+    assert result.clauses == ("4.4.1",)
+    assert result.scores["audio"] == pytest.approx(0.97, abs=1e-4)
+
+
+def test_uncalibrated_station_cannot_judge_sizes(bracket_standard):
+    result = _inspect(bracket_standard, detection(_scratch_region(60)), mm_per_px=None)
+    assert result.verdict is Verdict.REVIEW
+    assert "length_mm" in result.reasons[0]
+
+
+def test_worst_frame_governs(bracket_standard):
+    result = _inspect(
+        bracket_standard, detection(None, part=0.1), detection(_scratch_region(60)), n_frames=2
+    )
+    assert result.verdict is Verdict.REJECT
+    assert result.decisions[0].defect.frame_index == 1
+
+
+def test_region_class_is_the_strongest_class_map():
+    defects = defects_from_detection(
+        detection(_scratch_region(30), cls="contamination"), Thresholds(), 0.1
+    )
+    assert [d.defect_class for d in defects] == ["contamination"]
+    assert defects[0].attributes["length_mm"] == pytest.approx(3.0)

@@ -1,0 +1,118 @@
+"""Training: a tiny run learns, is deterministic, and resumes after an interruption."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inspection.models import load_model
+from inspection.synth import synthesize
+from inspection.train import data as train_data
+from inspection.train.trainer import TrainOptions, train
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("line") / "bracket"
+    synthesize(
+        out, n=40, seed=11, product="bracket", size=64, workers=1, train_ratio=0.8, progress=False
+    )
+    return out
+
+
+def _options(data: Path, out: Path, **changes) -> TrainOptions:
+    base = TrainOptions(
+        data=data,
+        out=out,
+        config="tiny",
+        normal_only=True,
+        steps=12,
+        batch_size=4,
+        checkpoint_every=6,
+        progress=False,
+        holdout=0.2,
+    )
+    return replace(base, **changes)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path).state_dict()
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    straight = train(_options(tiny_data, tmp_path / "straight"))
+    assert straight.steps == 12
+
+    real_batch = train_data.BatchMaker.batch
+
+    def crash_at_step_9(self, step, batch_size):
+        if step == 9:
+            raise KeyboardInterrupt("power cut")
+        return real_batch(self, step, batch_size)
+
+    monkeypatch.setattr(train_data.BatchMaker, "batch", crash_at_step_9)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(tiny_data, tmp_path / "cut"))
+    monkeypatch.setattr(train_data.BatchMaker, "batch", real_batch)
+    resumed = train(_options(tiny_data, tmp_path / "cut", resume=True))
+    assert resumed.steps == 12
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "cut")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_resume_without_state_is_an_error(tiny_data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_state"):
+        train(_options(tiny_data, tmp_path / "none", resume=True))
+
+
+def test_deadline_stops_and_still_saves_a_calibrated_model(tiny_data, tmp_path):
+    result = train(_options(tiny_data, tmp_path / "quick", steps=10_000, max_minutes=0.05))
+    assert result.stopped_by_deadline and 0 < result.steps < 10_000
+    model = load_model(tmp_path / "quick")
+    assert set(model.metadata["thresholds"]) >= {"image", "pixel", "audio"}
+
+
+@pytest.mark.slow
+def test_tiny_training_learns(tiny_data, tmp_path):
+    from inspection.io import read_image
+    from inspection.metrics import image_auroc, pixel_auroc
+    from inspection.models import create_model
+    from inspection.models.detector import TorchDetector
+    from inspection.train.anomalies import synthesise_anomaly
+
+    result = train(
+        _options(
+            tiny_data, tmp_path / "learn", steps=120, batch_size=8, lr=3e-3, checkpoint_every=1000
+        )
+    )
+    losses = np.array([h["total"] for h in result.history])
+    assert losses[-20:].mean() < 0.85 * losses[:20].mean()
+    thresholds = load_model(tmp_path / "learn").metadata["thresholds"]
+    assert 0 < thresholds["image"] < 1
+    # Good images against the same images with synthetic defects: the trained model
+    # must localise and score them well above chance, and above the untrained model.
+    goods = [read_image(p) for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:24]]
+    rng = np.random.default_rng(5)
+    anomalies = [synthesise_anomaly(rng, g) for g in goods]
+    scores = {}
+    for name, model in (
+        ("trained", load_model(tmp_path / "learn")),
+        ("untrained", create_model("tiny")),
+    ):
+        detector = TorchDetector(model)
+        maps = [detector.detect(a.image).anomaly_map[0] for a in anomalies]
+        image_scores = [
+            float(detector.detect(im).image_score[0]) for im in goods + [a.image for a in anomalies]
+        ]
+        scores[name] = (
+            pixel_auroc([a.mask for a in anomalies], maps),
+            image_auroc([False] * len(goods) + [True] * len(anomalies), image_scores),
+        )
+    assert scores["trained"][0] > 0.7, scores
+    assert scores["trained"][0] > scores["untrained"][0] + 0.1, scores
+    assert scores["trained"][1] > 0.6, scores
