@@ -18,6 +18,16 @@ import numpy as np
 AUDIO_SAMPLE_RATE = 16_000
 """Sample rate of every audio clip the pipeline consumes (Whisper's)."""
 
+DEFECT_CLASSES = (
+    "scratch",
+    "dent",
+    "color_deviation",
+    "crack",
+    "contamination",
+    "missing_feature",
+)
+"""The defect classes the line reports on (synthetic line and default models)."""
+
 
 class Verdict(enum.StrEnum):
     """The edge's decision for one part. An error is never a PASS."""

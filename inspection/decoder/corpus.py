@@ -19,6 +19,7 @@ from inspection.config import get_settings
 from inspection.decoder.prompt import build_prompt
 from inspection.decoder.schema import LANGUAGES, MAX_DEFECTS, report_text, target_report
 from inspection.standards import Standard, apply_standard, load_standard, parse_standard
+from inspection.standards.render import TERMS_ZH
 from inspection.types import Defect, InspectionResult
 
 # (id, en, zh): a vocabulary of surface defects beyond the synthetic line's six.
@@ -56,15 +57,7 @@ _LIMITS = {
     "count": (2.0, 5.0),
 }
 _ACTIONS = {"minor": ("accept", "rework"), "major": ("rework", "review"), "critical": ("scrap",)}
-_ZH = {
-    "minor": "轻微",
-    "major": "严重",
-    "critical": "致命",
-    "accept": "接收",
-    "review": "复检",
-    "rework": "返工",
-    "scrap": "报废",
-}
+_ZH = TERMS_ZH
 _MEASURED = ("length_mm", "width_mm", "area_mm2", "delta_e")  # depth is often not measured
 
 

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from inspection.standards import Standard
+from inspection.standards.render import TERMS_ZH
 from inspection.types import (
     Action,
     Defect,
@@ -275,18 +276,7 @@ _SUMMARY = {
         "（条款 {clause}）。",
     },
 }
-_WORDS_ZH = {
-    "PASS": "合格",
-    "REJECT": "不合格",
-    "REVIEW": "待复检",
-    "minor": "轻微",
-    "major": "严重",
-    "critical": "致命",
-    "accept": "接收",
-    "review": "复检",
-    "rework": "返工",
-    "scrap": "报废",
-}
+_WORDS_ZH = {"PASS": "合格", "REJECT": "不合格", "REVIEW": "待复检", **TERMS_ZH}
 
 
 def summarise(result: InspectionResult, standard: Standard, language: str = "en") -> str:

@@ -14,14 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_CLASSES = (
-    "scratch",
-    "dent",
-    "color_deviation",
-    "crack",
-    "contamination",
-    "missing_feature",
-)
+from inspection.types import DEFECT_CLASSES as DEFAULT_CLASSES
+
 """Defect classes of the synthetic line and the example standards."""
 
 # CLIP's normalisation: right for pretrained open_clip towers, harmless from scratch.

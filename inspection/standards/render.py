@@ -65,6 +65,13 @@ _WORDS = {
 }
 
 
+TERMS_ZH = {
+    k: _WORDS["zh"][k]
+    for k in ("minor", "major", "critical", "accept", "review", "rework", "scrap")
+}
+"""Chinese names of severities and actions: the one table reports and prompts use."""
+
+
 def render_standard(standard: Standard, lang: str = "en") -> str:
     """The standard as prompt text in ``lang`` (``"en"`` or ``"zh"``)."""
     if lang not in LANGUAGES:

@@ -7,9 +7,10 @@
 """
 
 from inspection.synth.dataset import SynthSummary, synthesize
-from inspection.synth.defects import DEFECT_CLASSES, SynthDefect
+from inspection.synth.defects import SynthDefect
 from inspection.synth.part import SynthPart, generate_part
 from inspection.synth.products import PRODUCTS, get_product
+from inspection.types import DEFECT_CLASSES
 
 __all__ = [
     "DEFECT_CLASSES",

@@ -30,9 +30,9 @@ import yaml
 from tqdm import tqdm
 
 from inspection.io import write_audio, write_image
-from inspection.synth.defects import DEFECT_CLASSES
 from inspection.synth.part import generate_part
 from inspection.synth.products import get_product
+from inspection.types import DEFECT_CLASSES
 
 GENERATOR = "inspection.synth/1.0"
 _OWN_ENTRIES = frozenset(

@@ -21,14 +21,6 @@ from inspection.synth.scene import Scene
 from inspection.synth.surfaces import LIGHT_DIR
 from inspection.types import BBox, Defect
 
-DEFECT_CLASSES = (
-    "scratch",
-    "dent",
-    "color_deviation",
-    "crack",
-    "contamination",
-    "missing_feature",
-)
 INTERNAL_CRACK_RATE = 0.3
 SCRATCH_LENGTH_MM = (2.0, 30.0)
 SCRATCH_WIDTH_PX = (1.0, 4.0)

@@ -9,14 +9,13 @@ import numpy as np
 from inspection.synth.audio import tap_audio
 from inspection.synth.camera import expose, quantise
 from inspection.synth.defects import (
-    DEFECT_CLASSES,
     RENDERERS,
     SynthDefect,
     choose_missing_feature,
 )
 from inspection.synth.products import get_product
 from inspection.synth.scene import build_scene, compose, sample_pose
-from inspection.types import AudioClip
+from inspection.types import DEFECT_CLASSES, AudioClip
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def generate_part(
     seed : int
         Run seed.
     defect_class : str | None
-        One of :data:`inspection.synth.defects.DEFECT_CLASSES`, or ``None`` for a good part.
+        One of :data:`inspection.types.DEFECT_CLASSES`, or ``None`` for a good part.
     size : int
         Image side in pixels.
     camera : bool
