@@ -18,6 +18,7 @@ from inspection.models import create_model, save_model
 from inspection.models.card import verify_manifest, write_manifest, write_model_card
 from inspection.models.detector import TorchDetector
 from inspection.synth import synthesize
+from inspection.types import DEFECT_CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +59,7 @@ def test_evaluate_writes_metrics_scores_plots_and_page(tiny_model, line, tmp_pat
         assert key in saved
     assert 0.0 <= saved["image_auroc"] <= 1.0 and 0.0 <= saved["pixel_auroc"] <= 1.0
     assert saved["latency_ms"]["p50"] > 0
-    assert set(saved["per_class"]) <= {
-        "scratch",
-        "dent",
-        "color_deviation",
-        "crack",
-        "contamination",
-        "missing_feature",
-    }
+    assert set(saved["per_class"]) <= set(DEFECT_CLASSES)
     for scores in saved["per_class"].values():
         assert set(scores) >= {"accuracy", "precision", "recall", "f1"}
     rows = list(csv.DictReader((tmp_path / "scores.csv").open()))

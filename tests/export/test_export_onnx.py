@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
+from edge_guard import run_without_torch
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
@@ -80,16 +77,9 @@ def test_image_only_graph(tiny, tmp_path):
 
 def test_runner_detects_on_a_full_image_without_torch(onnx_path):
     """The edge path (preprocess, log-mel, ONNX Runtime, stitch) in a torch-free process."""
-    code = textwrap.dedent(
+    result = run_without_torch(
         f"""
         import sys
-
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "torch":
-                    raise ImportError("torch is not allowed on the edge")
-
-        sys.meta_path.insert(0, NoTorch())
         import numpy as np
         from inspection.export.runtime import OnnxDetector
         from inspection.types import AudioClip
@@ -106,6 +96,5 @@ def test_runner_detects_on_a_full_image_without_torch(onnx_path):
         print("ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+from edge_guard import run_without_torch
 
 TORCH_FREE = (
     "inspection.export.runtime",
@@ -20,16 +18,10 @@ TORCH_FREE = (
 
 
 def test_runtime_imports_without_torch():
-    code = textwrap.dedent(
+    result = run_without_torch(
         f"""
-        import importlib, sys
+        import importlib
 
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "torch":
-                    raise ImportError("torch is not allowed on the edge")
-
-        sys.meta_path.insert(0, NoTorch())
         for name in {TORCH_FREE!r}:
             importlib.import_module(name)
         from inspection.models import get_config, list_models
@@ -40,5 +32,4 @@ def test_runtime_imports_without_torch():
         assert "torch" not in sys.modules, [m for m in sys.modules if "torch" in m]
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
