@@ -14,6 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # `make model`: the shipped default, reproducible (GPU when there is one).
 DEVICE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
 MODEL_MINUTES ?= 20
+DECODER_MINUTES ?= 70
 MODEL_RUN := runs/model
 
 .PHONY: install demo test lint format clean model
@@ -46,11 +47,19 @@ model: install
 		--train-ratio 0
 	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default --config small \
 		--max-minutes $(MODEL_MINUTES) --steps 4000 --device $(DEVICE)
-	rm -f models/default/train_state.pt
+	rm -f models/default/train_state.pt models/default/train_log.jsonl
+	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder --config small \
+		--max-minutes $(DECODER_MINUTES) --steps 100000 --device $(DEVICE)
+	$(BIN)/inspection decoder ship --decoder $(MODEL_RUN)/decoder --to models/default/decoder
+	$(BIN)/inspection decoder evaluate --decoder models/default/decoder --n 1000 \
+		--out $(MODEL_RUN)/decoder-unseen
+	$(BIN)/inspection decoder evaluate --decoder models/default/decoder --n 1000 \
+		--standard benchmarks/standards/housing.yaml --out $(MODEL_RUN)/decoder-housing
 	$(BIN)/inspection evaluate --model models/default --data $(MODEL_RUN)/heldout \
 		--out $(MODEL_RUN)/eval
 	$(BIN)/inspection package --model models/default --eval $(MODEL_RUN)/eval \
-		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) DEVICE=$(DEVICE)"
+		--decoder-eval $(MODEL_RUN)/decoder-unseen --decoder-eval $(MODEL_RUN)/decoder-housing \
+		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DEVICE=$(DEVICE)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

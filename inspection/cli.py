@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from inspection.decoder.commands import adapters_app, ask_command, decoder_app
+from inspection.terminal import console, err_console, fail
 
 app = typer.Typer(
     name="inspection",
@@ -27,8 +29,9 @@ datasets_app = typer.Typer(help="Load and check datasets.", no_args_is_help=True
 app.add_typer(standards_app, name="standards")
 app.add_typer(datasets_app, name="datasets")
 
-console = Console()
-err_console = Console(stderr=True)
+app.add_typer(decoder_app, name="decoder")
+app.add_typer(adapters_app, name="adapters")
+app.command("ask")(ask_command)
 
 
 @app.command()
@@ -71,7 +74,7 @@ def synth(
             train_defect_ratio=train_defect_ratio,
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = Table(
         title=f"{summary.n} parts of {product} in {summary.seconds:.1f} s "
         f"({summary.parts_per_second:.0f} parts/s) -> {out}"
@@ -140,7 +143,7 @@ def standards_apply(
 
     standard = _load_standard(file)
     if (manifest is None) == (defects is None):
-        _fail("give exactly one of --manifest or --defects")
+        fail("give exactly one of --manifest or --defects")
     if defects is not None:
         items = json.loads(defects.read_text(encoding="utf-8"))
         parts = [
@@ -234,7 +237,7 @@ def datasets_check(
     try:
         report = check_dataset(path)
     except DatasetError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     print_check_report(report, console)
     if json_out:
         json_out.write_text(json.dumps(report.to_json(), indent=1))
@@ -297,13 +300,35 @@ def evaluate_command(
     split: Annotated[
         str, typer.Option(help="Split to evaluate ('all' for every sample).")
     ] = "test",
+    decoder: Annotated[
+        Path | None,
+        typer.Option(help="Report decoder to score too (default: MODEL/decoder if present)."),
+    ] = None,
+    standard: Annotated[
+        Path | None,
+        typer.Option(help="Score the reports under this standard (default: the dataset's)."),
+    ] = None,
+    reports: Annotated[bool, typer.Option(help="Score the decoder's reports.")] = True,
 ) -> None:
     """Evaluate a model: metrics.json, scores.csv, plots and index.html."""
     from inspection.evaluate import evaluate, thresholds_of
 
     detector, metadata = _detector(model)
+    if decoder is None and (model / "decoder").is_dir():
+        decoder = model / "decoder"
+    report_decoder = None
+    if reports and decoder is not None:
+        from inspection.decoder.lora import load_decoder
+
+        report_decoder = load_decoder(decoder)
     metrics = evaluate(
-        detector, thresholds_of(metadata), data, out, split=None if split == "all" else split
+        detector,
+        thresholds_of(metadata),
+        data,
+        out,
+        split=None if split == "all" else split,
+        decoder=report_decoder,
+        standard=_load_standard(standard) if standard is not None else None,
     )
     table = Table(title=f"{model} on {data}")
     table.add_column("metric")
@@ -319,6 +344,10 @@ def evaluate_command(
         table.add_row(key, "null" if value is None else f"{value:.4f}")
     table.add_row("latency p50 ms", f"{metrics['latency_ms']['p50'] or 0:.1f}")
     console.print(table)
+    if report_decoder is not None:
+        from inspection.decoder.commands import print_report_metrics
+
+        print_report_metrics(metrics, f"reports under {metrics['report_standard']['id']}")
     console.print(f"report: {out / 'index.html'}")
 
 
@@ -330,12 +359,22 @@ def package_command(
     description: Annotated[str, typer.Option(help="One paragraph for the model card.")] = (
         "Defect detection model for the simulated bracket line."
     ),
+    decoder_eval: Annotated[
+        list[Path] | None,
+        typer.Option(help="`inspection decoder evaluate` outputs to add (repeatable)."),
+    ] = None,
 ) -> None:
     """Write the model card (with measured metrics) and the SHA-256 manifest."""
-    from inspection.models.card import write_manifest, write_model_card
+    from inspection.models.card import decoder_section, write_manifest, write_model_card
 
-    metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
-    card = write_model_card(model, metrics, command, description)
+    def read(folder: Path) -> dict:
+        return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+    metrics = read(eval_dir)
+    evals = [("the evaluated line", metrics)] if "report_valid_json_rate" in metrics else []
+    evals += [(", ".join(read(d).get("standards", [])), read(d)) for d in decoder_eval or []]
+    extra = {"Report decoder": decoder_section(evals)} if evals else None
+    card = write_model_card(model, metrics, command, description, extra)
     manifest = write_manifest(model)
     console.print(f"wrote {card} and {manifest}")
 
@@ -365,14 +404,24 @@ def demo(
     model: Annotated[
         str, typer.Option(help="Model directory; 'none' measures ground-truth masks instead.")
     ] = "models/default",
+    language: Annotated[str, typer.Option(help="Language of the reports: en or zh.")] = "en",
 ) -> None:
-    """Run a simulated line through the detection model and the product's standard."""
+    """Run a simulated line through the detection model, the product's standard and the
+    report decoder (when the model has one)."""
     from inspection.demo import run_demo
 
     model_dir = None if model == "none" else Path(model)
     if model_dir is not None and not (model_dir / "model.safetensors").exists():
-        _fail(f"no model in {model_dir}: train one with `make model`, or pass --model none")
-    run_demo(out=out, product=product, n=n, seed=seed, console=console, model_dir=model_dir)
+        fail(f"no model in {model_dir}: train one with `make model`, or pass --model none")
+    run_demo(
+        out=out,
+        product=product,
+        n=n,
+        seed=seed,
+        console=console,
+        model_dir=model_dir,
+        language=language,
+    )
 
 
 def _load_standard(file: Path):
@@ -382,12 +431,7 @@ def _load_standard(file: Path):
     try:
         return load_standard(standard_path(file))
     except StandardError as exc:
-        _fail(str(exc))
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(2)
+        fail(str(exc))
 
 
 if __name__ == "__main__":

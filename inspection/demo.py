@@ -27,6 +27,7 @@ from rich.table import Table
 
 from inspection.capture.simulator import SimulatedLine
 from inspection.config import get_settings, standard_path
+from inspection.decoder.schema import to_json as report_json
 from inspection.measure import defects_from_mask
 from inspection.standards import Standard, apply_standard, load_standard
 from inspection.synth import SynthPart
@@ -91,7 +92,8 @@ def truth_defects(part: SynthPart) -> list[Defect]:
 
 
 def _decider(standard: Standard, model_dir: Path | None):
-    """(decide(observation, part) -> result, description of the detector)."""
+    """``decide(observation, part) -> (result, report request or None)``, a description of
+    the detector, and the report decoder (``model_dir/decoder``) or ``None``."""
     if model_dir is not None and (model_dir / "model.safetensors").exists():
         from inspection.evaluate import thresholds_of
         from inspection.models import load_model
@@ -100,15 +102,25 @@ def _decider(standard: Standard, model_dir: Path | None):
 
         model = load_model(model_dir)
         inspector = Inspector(TorchDetector(model), standard, thresholds_of(model.metadata))
+        described = f"model {model_dir} ({model.model_version})"
+        if not (model_dir / "decoder").is_dir():
+            return (lambda obs, part: (inspector.inspect(obs), None)), described, None
+        from inspection.decoder.lora import load_decoder
+        from inspection.decoder.reporting import report_request
+
+        decoder = load_decoder(model_dir / "decoder")
         return (
-            lambda obs, part: inspector.inspect(obs)
-        ), f"model {model_dir} ({model.model_version})"
+            (lambda obs, part: report_request(inspector, decoder, obs)),
+            described + f" + report decoder {decoder.config.name}",
+            decoder,
+        )
 
-    def oracle(observation: Observation, part: SynthPart) -> InspectionResult:
+    def oracle(observation: Observation, part: SynthPart):
         size = (observation.frames[0].width, observation.frames[0].height)
-        return apply_standard(standard, measure_part(observation, part), part.part_id, size)
+        defects = measure_part(observation, part)
+        return apply_standard(standard, defects, part.part_id, size), None
 
-    return oracle, "ground-truth masks (no model)"
+    return oracle, "ground-truth masks (no model)", None
 
 
 def run_demo(
@@ -118,39 +130,102 @@ def run_demo(
     seed: int,
     console: Console,
     model_dir: Path | None = DEFAULT_MODEL,
+    language: str = "en",
 ) -> DemoSummary:
-    """Run ``n`` parts of ``product`` through the station and write ``out/report.html``."""
+    """Run ``n`` parts of ``product`` through the station and write ``out/report.html``.
+
+    With a report decoder beside the model (``model_dir/decoder``), every part also gets
+    the decoder's report in ``language``, cross-checked against the rule engine.
+    """
     standard = load_standard(standard_path(product))
     line = SimulatedLine(product, n=n, seed=seed, defect_rate=0.6)
-    decide, detector = _decider(standard, model_dir)
+    decide, detector, decoder = _decider(standard, model_dir)
     console.print(
         f"[bold]Simulated line[/bold]: {n} parts of {product}, standard {standard.id} "
         f"rev {standard.revision} ({standard.version}); detector: {detector}"
     )
     out.mkdir(parents=True, exist_ok=True)
-    rows, cards, times, length_errors = [], [], [], []
+    rows, cards, times, length_errors, requests = [], [], [], [], []
+    for observation, part in track(line.parts(), total=n, description="inspecting"):
+        size = (observation.frames[0].width, observation.frames[0].height)
+        start = perf_counter()
+        result, request = decide(observation, part)
+        times.append((perf_counter() - start) * 1000)
+        truth = apply_standard(standard, truth_defects(part), part.part_id, image_size=size)
+        length_errors += _scratch_length_errors([d.defect for d in result.decisions], part)
+        label = _label(part)
+        rows.append((label, result, truth))
+        requests.append(request)
+        cards.append(_card(observation, part, result, label))
+    checks = _reports(decoder, requests, language, console) if decoder else [None] * len(rows)
     with (out / "results.jsonl").open("w", encoding="utf-8") as records:
-        for observation, part in track(line.parts(), total=n, description="inspecting"):
-            size = (observation.frames[0].width, observation.frames[0].height)
-            start = perf_counter()
-            result = decide(observation, part)
-            times.append((perf_counter() - start) * 1000)
-            truth = apply_standard(standard, truth_defects(part), part.part_id, image_size=size)
-            length_errors += _scratch_length_errors([d.defect for d in result.decisions], part)
-            label = _label(part)
-            rows.append((label, result, truth))
-            records.write(
-                json.dumps(
-                    {**result.to_json(), "label": label, "truth_verdict": truth.verdict.value}
-                )
-                + "\n"
-            )
-            cards.append(_card(observation, part, result, label))
+        for (label, result, truth), check in zip(rows, checks, strict=True):
+            record = {**result.to_json(), "label": label, "truth_verdict": truth.verdict.value}
+            if check is not None:
+                record["report"] = report_json(check.report) if check.report else None
+                record["cross_check"] = check.to_json()
+            records.write(json.dumps(record, ensure_ascii=False) + "\n")
+    cards = [_with_report(card, check) for card, check in zip(cards, checks, strict=True)]
     summary = _summarise(rows, times, length_errors, out / "report.html")
     _print(console, rows, summary, standard)
+    if decoder is not None:
+        _print_reports(console, rows, checks)
     _write_report(summary, rows, cards, standard, product)
     console.print(f"HTML report: [link=file://{summary.report.resolve()}]{summary.report}[/link]")
     return summary
+
+
+def _reports(decoder, requests, language: str, console: Console):
+    """The decoder's reports of every part, cross-checked against the rule engine."""
+    from inspection.decoder.crosscheck import cross_check
+    from inspection.decoder.decoding import DecodingOptions, decode
+
+    start = perf_counter()
+    decoded = decode(decoder, requests, DecodingOptions(language=language, batch_size=16))
+    seconds = perf_counter() - start
+    console.print(
+        f"report decoder: {len(decoded)} reports in {seconds:.1f} s "
+        f"({len(decoded) / max(seconds, 1e-9):.1f} reports/s, batch 16, {language})"
+    )
+    return [
+        cross_check(_rules_result(decoder, r), d.report)
+        for r, d in zip(requests, decoded, strict=True)
+    ]
+
+
+def _rules_result(decoder, request) -> InspectionResult:
+    # The rule engine on exactly what the decoder was given (the measured defects).
+    return apply_standard(request.standard, request.defects, request.part_id)
+
+
+def _print_reports(console: Console, rows, checks) -> None:
+    table = Table(title="The report decoder beside the rule engine")
+    for col in ("part", "rules", "report", "final", "clauses (report)", "summary"):
+        table.add_column(col, overflow="fold")
+    for (_, result, _), check in zip(rows, checks, strict=True):
+        report = check.report
+        table.add_row(
+            result.part_id.rsplit("-", 1)[-1],
+            check.rule_result.verdict.value,
+            (report.verdict.value if report else "none")
+            + ("" if check.agreed else " [yellow](differs)[/]"),
+            check.final_verdict.value,
+            ", ".join(d.clause_id or "-" for d in report.defects) if report else "",
+            report.summary if report else "",
+        )
+    console.print(table)
+    agreed = sum(c.agreed for c in checks)
+    console.print(
+        f"[bold]reports[/bold]: {agreed}/{len(checks)} agree with the rule engine on every "
+        "field; a disagreement sends a PASS to REVIEW and never releases a REJECT"
+    )
+
+
+def _with_report(card: Card, check) -> Card:
+    if check is None or check.report is None:
+        return card
+    note = "report agrees" if check.agreed else "report differs: " + "; ".join(check.disagreements)
+    return replace(card, lines=(*card.lines, f"report: {check.report.summary}", note))
 
 
 def _label(part: SynthPart) -> str:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from inspection.config import standard_path
 from inspection.datasets import Sample, load_dataset
 from inspection.io import InputError, read_audio, read_image, read_mask, to_uint8_rgb
 from inspection.measure import measure_region
@@ -32,7 +33,9 @@ from inspection.metrics import (
     pixel_aupro,
     pixel_auroc,
 )
-from inspection.pipeline import Detector, Thresholds, defects_from_detection
+from inspection.pipeline import Detector, Inspector, Thresholds, defects_from_detection
+from inspection.standards import Standard, load_standard
+from inspection.types import Frame, Observation
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
 MAP_SIDE = 256  # anomaly maps are kept at most this size for the pixel metrics
@@ -73,15 +76,28 @@ def evaluate(
     split: str | None = "test",
     progress: bool = True,
     examples: int = 24,
+    decoder: Any = None,
+    standard: Standard | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``detector`` on ``data``; returns the metrics written to ``metrics.json``."""
+    """Evaluate ``detector`` on ``data``; returns the metrics written to ``metrics.json``.
+
+    With a report ``decoder`` (:class:`~inspection.decoder.model.ReportDecoder`) every
+    part also gets a report, scored against the rule engine under ``standard`` (default:
+    the dataset's product standard) on the same measurements: the ``report_*`` figures
+    of :mod:`inspection.decoder.evaluate` join the metrics.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(data)
     samples = [s for s in dataset.samples if split is None or s.split in (split, None)]
     if not samples:
         raise ValueError(f"{data}: no samples in split {split!r}")
-    rows, size_pairs, cards = [], [], []
+    if decoder is not None and standard is None:
+        product = dataset.metadata.get("product")
+        if not product:
+            raise ValueError(f"{data}: no product in dataset.yaml; give the standard to use")
+        standard = load_standard(standard_path(product))
+    rows, size_pairs, cards, requests = [], [], [], []
     for sample in tqdm(
         samples, desc="evaluating", unit="img", disable=not progress, mininterval=1.0
     ):
@@ -90,13 +106,34 @@ def evaluate(
         )
         rows.append(row)
         size_pairs += pairs
+        mm = sample.attributes.get("mm_per_px", dataset.mm_per_px)
+        if decoder is not None and detection is not None:
+            requests.append(
+                _report_request(
+                    detector, thresholds, standard, decoder, sample, image, detection, mm
+                )
+            )
         if image is not None and detection is not None and len(cards) < 4 * examples:
             cards.append((row, _example_card(row, image, detection, thresholds, sample)))
     metrics = _metrics(rows, size_pairs, thresholds, detector)
+    if decoder is not None:
+        from inspection.decoder.evaluate import score_reports
+
+        metrics["report_standard"] = {"id": standard.id, "version": standard.version}
+        metrics.update(score_reports(decoder, requests, progress=progress))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     _write_scores(out / "scores.csv", rows)
     _write_page(out, rows, metrics, _pick_examples(cards, examples), str(data))
     return metrics
+
+
+def _report_request(detector, thresholds, standard, decoder, sample, image, detection, mm):
+    from inspection.decoder.reporting import report_request
+
+    frame = Frame(image=image, camera="eval", mm_per_px=mm)
+    observation = Observation(sample.part_id, "eval", (frame,), metadata=dict(sample.attributes))
+    inspector = Inspector(detector, standard, thresholds)
+    return report_request(inspector, decoder, observation, detection)[1]
 
 
 def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: float | None):
@@ -123,7 +160,8 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
         return row, [], None, None
     score = float(detection.part_score[0])
     rejected = score >= thresholds.image
-    main = detection.classes[int(np.argmax(detection.class_scores[0]))] if rejected else None
+    found = defects_from_detection(detection, thresholds, mm) if rejected else []
+    main = _main_class(detection, found) if rejected else None
     audio_score = None if detection.audio_score is None else float(detection.audio_score[0])
     mask = read_mask(sample.mask) if sample.mask is not None else None
     if mask is None and sample.is_good:
@@ -141,8 +179,16 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
         small_mask,
         small_map,
     )
-    pairs = _size_pairs(detection, thresholds, sample, mm) if rejected and mm else []
+    pairs = _size_pairs(found, sample, mm) if rejected and mm else []
     return row, pairs, image, detection
+
+
+def _main_class(detection, found) -> str:
+    """The part's main defect: the class of its strongest region, as the line reports it
+    (the class maps over the region); the image-level class scores when no region."""
+    if found:
+        return max(found, key=lambda d: d.score).defect_class
+    return detection.classes[int(np.argmax(detection.class_scores[0]))]
 
 
 def _shrink(mask: np.ndarray | None, amap: np.ndarray):
@@ -155,12 +201,11 @@ def _shrink(mask: np.ndarray | None, amap: np.ndarray):
     return small_mask, small_map
 
 
-def _size_pairs(detection, thresholds, sample: Sample, mm: float) -> list[tuple[float, float]]:
+def _size_pairs(found, sample: Sample, mm: float) -> list[tuple[float, float]]:
     """(measured, true) lengths for predicted regions matched to true defects."""
     truths = [d for d in sample.attributes.get("defects", []) if d.get("visible", True)]
     if not truths or sample.mask is None:
         return []
-    found = defects_from_detection(detection, thresholds, mm)
     pairs = []
     for truth in truths:
         length = truth.get("attributes", {}).get("length_mm")

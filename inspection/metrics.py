@@ -165,3 +165,41 @@ def median_abs_error(pairs: Sequence[tuple[float, float]]) -> float | None:
     if not pairs:
         return None
     return float(np.median([abs(a - b) for a, b in pairs]))
+
+
+def rouge_l(candidate: str, reference: str, characters: bool = False) -> float:
+    """ROUGE-L F1: the longest common subsequence of tokens over both lengths.
+
+    Tokens are whitespace-separated words, or single characters (``characters=True``,
+    for Chinese, which has no spaces). Two empty texts score 1.
+    """
+    a = list(candidate.replace(" ", "")) if characters else candidate.split()
+    b = list(reference.replace(" ", "")) if characters else reference.split()
+    if not a or not b:
+        return float(a == b)
+    lcs = _lcs_length(a, b)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    row = [0] * (len(b) + 1)  # one row of the dynamic programme at a time
+    for x in a:
+        prev_diag, row[0] = 0, 0
+        for j, y in enumerate(b, 1):
+            prev_diag, row[j] = row[j], prev_diag + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+REPORT_METRICS = (
+    "report_valid_json_rate",
+    "report_field_accuracy",
+    "report_defect_exact_rate",
+    "report_verdict_accuracy",
+    "cross_check_agreement",
+    "rouge_l",
+    "reports_per_second",
+)
+"""The report decoder's headline figures (see ``inspection.decoder.evaluate``)."""

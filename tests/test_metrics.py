@@ -12,6 +12,7 @@ from inspection.metrics import (
     per_class_scores,
     pixel_aupro,
     pixel_auroc,
+    rouge_l,
 )
 
 
@@ -88,3 +89,11 @@ def test_per_class_scores():
 def test_median_abs_error():
     assert median_abs_error([(1.0, 1.5), (2.0, 2.0), (3.0, 2.0)]) == 0.5
     assert median_abs_error([]) is None
+
+
+def test_rouge_l():
+    assert rouge_l("the cat sat on the mat", "the cat on the mat") == pytest.approx(10 / 11)
+    assert rouge_l("a b", "c d") == 0.0
+    assert rouge_l("", "") == 1.0 and rouge_l("x", "") == 0.0
+    # Chinese is compared character by character (no spaces to split on)
+    assert rouge_l("不合格：2 处", "不合格：3 处", characters=True) == pytest.approx(5 / 6)

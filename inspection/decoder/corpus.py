@@ -17,7 +17,15 @@ import yaml
 
 from inspection.config import get_settings
 from inspection.decoder.prompt import build_prompt
-from inspection.decoder.schema import LANGUAGES, MAX_DEFECTS, report_text, target_report
+from inspection.decoder.schema import (
+    LANGUAGES,
+    MAX_DEFECTS,
+    QUESTION_KINDS,
+    answer,
+    answer_text,
+    report_text,
+    target_report,
+)
 from inspection.standards import Standard, apply_standard, load_standard, parse_standard
 from inspection.standards.render import TERMS_ZH
 from inspection.types import Defect, InspectionResult
@@ -58,7 +66,27 @@ _LIMITS = {
 }
 _ACTIONS = {"minor": ("accept", "rework"), "major": ("rework", "review"), "critical": ("scrap",)}
 _ZH = TERMS_ZH
-_MEASURED = ("length_mm", "width_mm", "area_mm2", "delta_e")  # depth is often not measured
+_MEASURED = ("length_mm", "width_mm", "area_mm2", "delta_e")
+# Left unmeasured this often: depth needs a 3D sensor; ΔE is measured for colour only.
+_UNMEASURED = {"depth_mm": 0.5, "delta_e": 0.3}
+# Question phrasings per kind ({i}: a defect number); the answer comes from the rules.
+QUESTIONS = {
+    "en": {
+        "verdict": ("Is this part acceptable?", "Does the part pass?", "What is the verdict?"),
+        "count": ("How many defects were found?", "How many defects does the part have?"),
+        "clause": (
+            "Which clause applies to defect {i}?",
+            "What does the standard say about defect {i}?",
+        ),
+        "largest": ("What is the largest defect?", "Which defect is the biggest?"),
+    },
+    "zh": {
+        "verdict": ("这个零件合格吗？", "检验结论是什么？", "零件能放行吗？"),
+        "count": ("发现了几处缺陷？", "零件有几处缺陷？"),
+        "clause": ("缺陷 {i} 适用哪条条款？", "标准对缺陷 {i} 怎么规定？"),
+        "largest": ("最大的缺陷是哪个？", "哪处缺陷最大？"),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +99,7 @@ class Example:
     defects: tuple[Defect, ...]
     result: InspectionResult
     language: str
+    question: str | None = None
 
 
 def generate_standard(
@@ -187,9 +216,11 @@ def random_defects(
     for _ in range(n):
         cls = str(rng.choice(list(standard.class_ids)))
         zone = str(rng.choice([z.id for z in standard.zones]))
-        attributes = {a: _draw(rng, standard, cls, a) for a in _MEASURED}
-        if rng.random() < 0.5:
-            attributes["depth_mm"] = _draw(rng, standard, cls, "depth_mm")
+        attributes = {
+            a: _draw(rng, standard, cls, a)
+            for a in (*_MEASURED, "depth_mm")
+            if rng.random() >= _UNMEASURED.get(a, 0.0)
+        }
         defects.append(Defect(cls, attributes, zone=zone))
     return tuple(defects)
 
@@ -226,14 +257,40 @@ def make_example(
     )
 
 
+def make_question_example(
+    rng: np.random.Generator,
+    standard: Standard,
+    defects: Sequence[Defect],
+    language: str = "en",
+    part_id: str = "",
+) -> Example:
+    """A random question about the part, and the answer the rule engine's result gives."""
+    result = apply_standard(standard, defects, part_id)
+    kinds = QUESTION_KINDS if defects else ("verdict", "count")
+    kind = str(rng.choice(kinds))
+    i = int(rng.integers(1, len(defects) + 1)) if defects else 1
+    question = str(rng.choice(QUESTIONS[language][kind])).format(i=i)
+    return Example(
+        prompt=build_prompt(standard, defects, language, question=question),
+        target=answer_text(answer(kind, result, standard, language, i), language),
+        standard=standard,
+        defects=tuple(defects),
+        result=result,
+        language=language,
+        question=question,
+    )
+
+
 def generate_examples(
     rng: np.random.Generator,
     n: int,
     standards: Sequence[Standard] = (),
     generated_fraction: float = 0.5,
     max_defects: int = 4,
+    question_fraction: float = 0.0,
 ) -> Iterator[Example]:
-    """``n`` random examples over the given standards and freshly generated ones."""
+    """``n`` random examples over the given standards and freshly generated ones; a
+    ``question_fraction`` of them ask a question instead of asking for the report."""
     for i in range(n):
         if not standards or rng.random() < generated_fraction:
             standard = generate_standard(rng)
@@ -241,7 +298,11 @@ def generate_examples(
             standard = standards[int(rng.integers(len(standards)))]
         language = str(rng.choice(LANGUAGES))
         defects = random_defects(rng, standard, max_defects)
-        yield make_example(standard, defects, language, part_id=f"part-{i:06d}")
+        part_id = f"part-{i:06d}"
+        if rng.random() < question_fraction:
+            yield make_question_example(rng, standard, defects, language, part_id)
+        else:
+            yield make_example(standard, defects, language, part_id)
 
 
 def shipped_standards(directory: str | Path | None = None) -> list[Standard]:

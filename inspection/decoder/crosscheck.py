@@ -112,12 +112,13 @@ def compare(result: InspectionResult, report: Report | None) -> list[str]:
             "action": rule.action.value,
         }
         for name, expected in rule_fields.items():
-            got = _value(ours, name)
+            got = field_value(ours, name)
             if got != expected:
                 out.append(f"defect {i} {name}: report {got}, rules {expected}")
     return out
 
 
-def _value(defect: ReportDefect, name: str) -> str | None:
+def field_value(defect: ReportDefect, name: str) -> str | None:
+    """A report defect's field as plain text (enums by their value)."""
     value = getattr(defect, name)
     return getattr(value, "value", value)

@@ -30,8 +30,12 @@ from inspection.decoder.model import ReportDecoder
 from inspection.decoder.prompt import build_prompt
 from inspection.decoder.schema import (
     LANGUAGES,
+    SUMMARY_MAX_CHARS,
+    AnswerModel,
+    answer_json_schema,
     max_report_bytes,
     parse_report,
+    question_language,
     report_json_schema,
 )
 from inspection.decoder.tokenizer import control_token_ids
@@ -53,7 +57,8 @@ class DecodingOptions:
     batch_size : int
         Parts decoded together.
     exact_defects : bool
-        The report lists exactly the measured defects (``minItems = maxItems``).
+        The report lists exactly the measured defects, entry ``i`` pinned to defect ``i``
+        and to the outcomes the standard allows for it (see ``report_json_schema``).
     """
 
     language: str = "en"
@@ -137,36 +142,93 @@ def _decode_batch(
     model: ReportDecoder, requests: Sequence[ReportRequest], options: DecodingOptions
 ) -> list[DecodingResult]:
     start = time.perf_counter()
-    tokenizer = model.tokenizer
     counts = [len(r.defects) if options.exact_defects else None for r in requests]
-    compiler = _compiler(tokenizer, model.lm.config.vocab_size)
+    compiler = _compiler(model.tokenizer, model.lm.config.vocab_size)
     grammars = [
-        _compile(compiler, r.standard, options.language, n)
+        _compile(compiler, report_json_schema(r.standard, options.language, n, _pinned(r, options)))
         for r, n in zip(requests, counts, strict=True)
     ]
     budget = options.max_new_tokens or max(
         max_report_bytes(r.standard, n) + 1 for r, n in zip(requests, counts, strict=True)
     )
     prompts = [build_prompt(r.standard, r.defects, options.language) for r in requests]
-    fused = torch.as_tensor(np.stack([np.asarray(r.fused, np.float32) for r in requests]))
+    rows = generate(model, [r.fused for r in requests], prompts, grammars, budget)
+    seconds = time.perf_counter() - start
+    return [
+        _result(model.tokenizer, row, r, n, options.language, seconds)
+        for row, r, n in zip(rows, requests, counts, strict=True)
+    ]
+
+
+def _pinned(request: ReportRequest, options: DecodingOptions) -> tuple[Defect, ...] | None:
+    return request.defects if options.exact_defects else None
+
+
+def generate(
+    model: ReportDecoder,
+    fused: Sequence[np.ndarray],
+    prompts: Sequence[str],
+    grammars: Sequence[xgr.CompiledGrammar],
+    max_new_tokens: int,
+) -> list[list[int]]:
+    """Greedy grammar-constrained generation of one batch; the new token ids of each row."""
+    tokenizer = model.tokenizer
+    prefix = torch.as_tensor(np.stack([np.asarray(f, np.float32) for f in fused]))
     model.eval()
     with torch.inference_mode():
-        embeds, mask, _ = model.inputs(fused, model.encode(prompts), pad_left=True)
+        embeds, mask, _ = model.inputs(prefix, model.encode(prompts), pad_left=True)
         out = model.lm.generate(
             inputs_embeds=embeds,
             attention_mask=mask,
-            max_new_tokens=budget,
+            max_new_tokens=max_new_tokens,
             do_sample=False,
-            logits_processor=[LogitsProcessor(grammars)],  # one per generate() call
+            logits_processor=[LogitsProcessor(list(grammars))],  # one per generate() call
             suppress_tokens=_suppressed(tokenizer),
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )  # (B, T_new): only new tokens with inputs_embeds
+    return [row.tolist() for row in out]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The decoder's answer to a question about one part.
+
+    Attributes
+    ----------
+    text : str
+        The answer (empty when it could not be decoded).
+    language : str
+        The question's language, which the answer is in.
+    seconds : float
+        Decoding time.
+    error : str | None
+        Why ``text`` is empty.
+    """
+
+    text: str
+    language: str
+    seconds: float
+    error: str | None = None
+
+
+def ask(model: ReportDecoder, request: ReportRequest, question: str) -> Answer:
+    """Answer ``question`` about one part, in the question's language (zh or en)."""
+    start = time.perf_counter()
+    language = question_language(question)
+    compiler = _compiler(model.tokenizer, model.lm.config.vocab_size)
+    grammar = _compile(compiler, answer_json_schema(language))
+    prompt = build_prompt(request.standard, request.defects, language, question=question)
+    budget = 4 * SUMMARY_MAX_CHARS + 64  # the schema's longest answer, in bytes
+    (row,) = generate(model, [request.fused], [prompt], [grammar], budget)
+    eos = model.tokenizer.eos_token_id
+    text = model.tokenizer.decode(row[: row.index(eos)] if eos in row else row)
     seconds = time.perf_counter() - start
-    return [
-        _result(tokenizer, row.tolist(), r, n, options.language, seconds)
-        for row, r, n in zip(out, requests, counts, strict=True)
-    ]
+    try:
+        parsed = AnswerModel.model_validate_json(text)
+    except ValidationError as exc:
+        return Answer("", language, seconds, f"cut short or invalid: {exc}")
+    return Answer(parsed.answer, language, seconds)
 
 
 def _result(
@@ -195,10 +257,7 @@ def _compiler(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> xgr.Gramma
     return xgr.GrammarCompiler(info)  # caches compiled grammars by schema
 
 
-def _compile(
-    compiler: xgr.GrammarCompiler, standard: Standard, language: str, n_defects: int | None
-) -> xgr.CompiledGrammar:
-    schema = report_json_schema(standard, language, n_defects)
+def _compile(compiler: xgr.GrammarCompiler, schema: dict) -> xgr.CompiledGrammar:
     # Compact JSON (no free whitespace): the form the decoder is trained on, and bounded.
     return compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
 

@@ -8,6 +8,7 @@ are shared by every product line and stay outside the adapters.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,7 @@ def load_adapter(model: ReportDecoder, directory: str | Path, name: str) -> None
 def use_adapter(model: ReportDecoder, name: str) -> None:
     """Switch the active adapter (no weights are reloaded)."""
     _require_wrapped(model)
+    _enable(model)
     model.lm.set_adapter(name)
 
 
@@ -104,3 +106,88 @@ def adapters(model: ReportDecoder) -> Sequence[str]:
 def _require_wrapped(model: ReportDecoder) -> None:
     if not is_wrapped(model):
         raise ValueError("the decoder has no LoRA adapters; add_adapter or load_adapter first")
+
+
+# -- adapters saved with a decoder --------------------------------------------------
+#
+# DECODER/adapters/<name>/ holds one adapter (peft files + adapter.json: the standard it
+# was trained on and its figures); DECODER/adapters/ACTIVE names the one in use.
+
+ADAPTERS_DIR = "adapters"
+ACTIVE_FILE = "ACTIVE"
+INFO_FILE = "adapter.json"
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A saved adapter: its name, folder and what ``adapter.json`` records."""
+
+    name: str
+    path: Path
+    info: dict
+    active: bool
+
+
+def adapter_dir(decoder_dir: str | Path, name: str) -> Path:
+    """Where adapter ``name`` of a decoder lives."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name == ACTIVE_FILE:
+        raise ValueError(f"bad adapter name {name!r}: use letters, digits, '-' and '_'")
+    return Path(decoder_dir) / ADAPTERS_DIR / name
+
+
+def saved_adapters(decoder_dir: str | Path) -> list[AdapterInfo]:
+    """The adapters saved with a decoder, by name."""
+    root = Path(decoder_dir) / ADAPTERS_DIR
+    active = active_adapter(decoder_dir)
+    found = []
+    for path in sorted(p for p in root.glob("*") if (p / "adapter_config.json").is_file()):
+        info_file = path / INFO_FILE
+        info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
+        found.append(AdapterInfo(path.name, path, info, path.name == active))
+    return found
+
+
+def active_adapter(decoder_dir: str | Path) -> str | None:
+    """The adapter a loaded decoder uses, or ``None`` for the base alone."""
+    path = Path(decoder_dir) / ADAPTERS_DIR / ACTIVE_FILE
+    name = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    return name or None
+
+
+def set_active_adapter(decoder_dir: str | Path, name: str | None) -> None:
+    """Make ``name`` the adapter loaded decoders use (``None``: the base alone)."""
+    if name is not None and not (adapter_dir(decoder_dir, name) / "adapter_config.json").is_file():
+        known = ", ".join(a.name for a in saved_adapters(decoder_dir)) or "none"
+        raise KeyError(f"no adapter {name!r} in {decoder_dir} (saved: {known})")
+    root = Path(decoder_dir) / ADAPTERS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ACTIVE_FILE).write_text((name or "") + "\n", encoding="utf-8")
+
+
+def load_decoder(decoder_dir: str | Path, device: str = "cpu") -> ReportDecoder:
+    """A decoder with every saved adapter loaded and the active one in use.
+
+    Switch between them with :func:`use_adapter` (or :func:`base_only`) at run time: the
+    base weights are loaded once.
+    """
+    model = ReportDecoder.load(decoder_dir, device=device)
+    saved = saved_adapters(decoder_dir)
+    for adapter in saved:
+        load_adapter(model, adapter.path, adapter.name)
+    active = active_adapter(decoder_dir)
+    if active is not None:
+        use_adapter(model, active)
+    elif saved:
+        base_only(model)
+    return model.eval()
+
+
+def base_only(model: ReportDecoder) -> None:
+    """Decode with the base weights alone (the adapters stay loaded, inactive)."""
+    if is_wrapped(model):
+        model.lm.base_model.disable_adapter_layers()
+
+
+def _enable(model: ReportDecoder) -> None:
+    if is_wrapped(model):
+        model.lm.base_model.enable_adapter_layers()

@@ -11,6 +11,7 @@ or, for ``base``, a local Hugging Face model directory (never downloaded).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -179,8 +180,12 @@ class ReportDecoder(nn.Module):
             lm = LlamaForCausalLM(_llama_config(config, tokenizer))
         return cls(config, lm, tokenizer)
 
-    def save(self, directory: str | Path) -> Path:
-        """Weights (safetensors), configs and tokenizer in one directory."""
+    def save(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Weights (safetensors), configs and tokenizer in one directory.
+
+        ``dtype`` (e.g. ``torch.float16``) stores the weights in that type, to ship them
+        at half the size; :meth:`load` brings them back to float32.
+        """
         if hasattr(self.lm, "peft_config"):  # LoRA layers live inside the base modules
             raise ValueError(
                 "this decoder carries LoRA adapters: save them with "
@@ -193,7 +198,8 @@ class ReportDecoder(nn.Module):
         self.lm.config.save_pretrained(directory / "lm")
         self.tokenizer.save_pretrained(directory / "tokenizer")
         # save_model handles tied embeddings, which safetensors' save_file refuses.
-        save_model(self, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
+        module = self if dtype is None else copy.deepcopy(self).to(dtype)
+        save_model(module, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
         return directory
 
     @classmethod
@@ -282,7 +288,17 @@ class ReportDecoder(nn.Module):
         """Mean cross-entropy of the target report tokens (and ``</s>``) given the prefix
         and the prompt; the prefix and prompt themselves carry no loss."""
         embeds, mask, labels = self.inputs(fused, prompt_ids, target_ids)
-        return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        body, head = getattr(base, "model", None), getattr(base, "lm_head", None)
+        if body is None or head is None:  # an LM of another layout: the generic path
+            return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+        # Logits only where there is a loss: the prompt is most of the sequence, and the
+        # vocabulary projection is the LM's largest matrix product.
+        hidden = body(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # (B, L, H)
+        targets = labels[:, 1:]  # (B, L-1): position t predicts token t + 1
+        keep = targets != IGNORE_INDEX
+        logits = head(hidden[:, :-1][keep])  # (K, V)
+        return nn.functional.cross_entropy(logits.float(), targets[keep])
 
 
 def _pad(rows: list[Tensor], labels: list[Tensor], left: bool) -> tuple[Tensor, Tensor, Tensor]:

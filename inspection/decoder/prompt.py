@@ -3,58 +3,137 @@
 The fused tokens come first (as embeddings); this text follows them. It carries the
 measurements but never the rule engine's decisions, so that the report is the
 decoder's own reading of the standard and the cross-check means something.
+
+The standard is retrieved, not pasted whole: under each measured defect come the
+standard's clauses for that defect's class and zone, each condition rendered with its
+limit beside the part's measured value and whether it holds (``✓``, ``✗``, or ``?`` where
+the attribute was not measured):
+
+    2. stain (stain), zone A: area_mm2=3.79, delta_e=4.44, length_mm=5.44, width_mm=1.65
+    - [C-4.1] depth_mm ? > 0.10 ? -> critical, scrap
+    - [C-4.3] width_mm 1.65 > 2.00 ✗ -> critical, scrap
+
+Each condition's truth is a measurement fact, as a calculator's result would be; which
+clause governs (the strictest action among those that hold, then severity, then order),
+whether an unmeasured clause could be stricter and so calls for review, the verdict, and
+the wording are the decoder's. (Measured: the small LM trained for 20 minutes on a CPU
+did not learn decimal comparison from the bare numbers: clause accuracy stayed at 0.59
+and it never wrote "no clause applies".) Retrieval keeps the prompt a few hundred tokens
+whatever the standard's size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inspection.standards import Standard, render_standard
+from inspection.standards import (
+    Clause,
+    Condition,
+    Standard,
+    candidate_clauses,
+    class_counts,
+    term,
+)
+from inspection.standards.render import render_header
 from inspection.types import Defect
 
 _WORDS = {
     "en": {
-        "measured": "Measured defects:",
+        "rule": (
+            "Rules: the applicable clause with the strictest action governs (then severity, "
+            "then the first listed); a clause that could be stricter but needs an unmeasured "
+            "value means review; no applicable clause means accept."
+        ),
+        "measured": "Measured defects and the clauses that cover them:",
         "none": "none",
         "zone": "zone",
         "no_zone": "zone unknown",
+        "no_clause": "- no clause covers it",
         "instruction": "Write the inspection report as JSON in English.",
+        "question": "Question: ",
+        "answer": "Answer as JSON in English.",
     },
     "zh": {
-        "measured": "实测缺陷：",
+        "rule": (
+            "规则：适用条款中处置最严者优先（其次严重度，再次先列者）；可能更严但缺少实测值的条款需复检；"
+            "无适用条款则接收。"
+        ),
+        "measured": "实测缺陷及其适用条款：",
         "none": "无",
         "zone": "区域",
         "no_zone": "区域未知",
+        "no_clause": "- 无条款覆盖",
         "instruction": "请用中文以 JSON 格式写出检验报告。",
+        "question": "问题：",
+        "answer": "请用中文以 JSON 格式回答。",
     },
 }
 
 
-def build_prompt(standard: Standard, defects: Sequence[Defect], language: str = "en") -> str:
+def build_prompt(
+    standard: Standard,
+    defects: Sequence[Defect],
+    language: str = "en",
+    question: str | None = None,
+) -> str:
     """The prompt text for one part.
 
     Parameters
     ----------
     standard
-        The product's standard, rendered in ``language``.
+        The product's standard; its header and the clauses covering each defect are
+        rendered in ``language``.
     defects
         The measured defects, in the order the report must list them, each with its zone
         set (see :func:`inspection.decoder.schema.defects_of`).
     language
-        ``"en"`` or ``"zh"``: of the standard's text, the instruction and the report.
+        ``"en"`` or ``"zh"``: of the prompt's text and of the report (or answer).
+    question
+        Ask this about the part instead of asking for the report.
     """
     w = _WORDS[language]
-    lines = [render_standard(standard, language), w["measured"]]
-    lines += [f"{i}. {describe_defect(d, language)}" for i, d in enumerate(defects, 1)]
+    lines = [render_header(standard, language), w["rule"], w["measured"]]
+    counts = class_counts(defects, [d.zone for d in defects])
+    for i, (defect, (count, total)) in enumerate(zip(defects, counts, strict=True), 1):
+        lines.append(f"{i}. {describe_defect(defect, language, standard)}")
+        measured = {**defect.attributes, "count": count, "total_count": total}
+        clauses = candidate_clauses(standard, defect.defect_class, defect.zone)
+        lines += [render_check(c, measured, language) for c in clauses] or [w["no_clause"]]
     if not defects:
         lines.append(w["none"])
-    lines.append(w["instruction"])
+    if question is None:
+        lines.append(w["instruction"])
+    else:
+        lines += [w["question"] + " ".join(question.split()), w["answer"]]
     return "\n".join(lines) + "\n"
 
 
-def describe_defect(defect: Defect, language: str = "en") -> str:
-    """``scratch, zone A: length_mm=6.20, width_mm=0.30`` (attributes in sorted order)."""
+def describe_defect(defect: Defect, language: str = "en", standard: Standard | None = None) -> str:
+    """``scratch (scratch), zone A: length_mm=6.20, width_mm=0.30`` (sorted attributes;
+    the class's name in ``language`` when the standard is given)."""
     w = _WORDS[language]
+    names = {c.id: c.name.get(language) for c in standard.defect_classes} if standard else {}
+    name = f" ({names[defect.defect_class]})" if defect.defect_class in names else ""
     where = f"{w['zone']} {defect.zone}" if defect.zone else w["no_zone"]
     values = ", ".join(f"{k}={float(v):.2f}" for k, v in sorted(defect.attributes.items()))
-    return f"{defect.defect_class}, {where}: {values or '-'}"
+    return f"{defect.defect_class}{name}, {where}: {values or '-'}"
+
+
+def render_check(clause: Clause, measured: dict[str, float], language: str = "en") -> str:
+    """``- [4.1.2] length_mm 6.20 > 5.00 ✓ and width_mm ? > 0.50 ? -> major, rework``.
+
+    Each condition carries its truth on this part: ``✓`` holds, ``✗`` does not, ``?``
+    cannot be told (the attribute was not measured).
+    """
+
+    def check(c: Condition) -> str:
+        if c.attribute not in measured:
+            return f"{c.attribute} ? {c.op} {c.value:.2f} ?"
+        value = float(measured[c.attribute])
+        return f"{c.attribute} {value:.2f} {c.op} {c.value:.2f} {'✓' if c.holds(value) else '✗'}"
+
+    checks = term("and", language).join(check(c) for c in clause.when)
+    outcome = term(clause.severity.value, language) + term("sep", language)
+    return f"- [{clause.id}] {checks or term('always', language)} -> {outcome}" + term(
+        clause.action.value, language
+    )

@@ -19,13 +19,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from inspection.standards import Standard
+from inspection.standards import Standard, candidate_clauses
 from inspection.standards.render import TERMS_ZH
 from inspection.types import (
     Action,
@@ -112,10 +112,69 @@ def report_model(
 
 
 def report_json_schema(
-    standard: Standard, language: str | None = None, n_defects: int | None = None
+    standard: Standard,
+    language: str | None = None,
+    n_defects: int | None = None,
+    defects: Sequence[Defect] | None = None,
 ) -> dict[str, Any]:
-    """JSON schema of a report under ``standard`` (see :func:`report_model`)."""
-    return report_model(standard, language, n_defects).model_json_schema()
+    """JSON schema of a report under ``standard`` (see :func:`report_model`).
+
+    With ``defects`` (the measured ones, zones set) the schema is pinned to that part:
+    entry ``i`` of the report is defect ``i`` with its class, zone and size as measured,
+    and either one of the clauses covering that class and zone with the severity and
+    action the clause prescribes (or ``review`` when the clause needs a value that was
+    not measured), or no clause and ``accept``. Which of these holds is the decoder's
+    to judge; a report it writes can then never misquote a clause or re-measure a part.
+    """
+    if defects is None:
+        return report_model(standard, language, n_defects).model_json_schema()
+    schema = report_model(standard, language, len(defects)).model_json_schema()
+    schema["properties"]["defects"] = {
+        "type": "array",
+        "prefixItems": [_pinned_defect(standard, d) for d in defects],
+        "items": False,
+        "minItems": len(defects),
+        "maxItems": len(defects),
+    }
+    schema.pop("$defs", None)
+    return schema
+
+
+def _pinned_defect(standard: Standard, defect: Defect) -> dict[str, Any]:
+    measured = set(defect.attributes) | {"count", "total_count"}
+    outcomes: list[tuple[str | None, str | None, str]] = []
+    for clause in candidate_clauses(standard, defect.defect_class, defect.zone):
+        outcomes.append((clause.severity.value, clause.id, clause.action.value))
+        if any(c.attribute not in measured for c in clause.when):
+            outcomes.append((clause.severity.value, clause.id, Action.REVIEW.value))
+    outcomes.append((None, None, Action.ACCEPT.value))
+    return {
+        "anyOf": [
+            _pinned_object(defect, {"severity": sev, "clause_id": cid, "action": act})
+            for sev, cid, act in dict.fromkeys(outcomes)
+        ]
+    }
+
+
+def _pinned_object(defect: Defect, outcome: Mapping[str, str | None]) -> dict[str, Any]:
+    def const(value: str | None) -> dict[str, Any]:
+        return {"type": "null"} if value is None else {"const": value}
+
+    # The size stays a free bounded number: xgrammar would spell a float const with 17
+    # digits (16.809999999999999), so the decoder copies it from the prompt instead.
+    size = {"type": "number", "minimum": 0.0, "maximum": MAX_SIZE_MM}
+    properties = {
+        "defect_class": const(defect.defect_class),
+        "zone": const(defect.zone),
+        "size_mm": size if size_mm(defect.attributes) is not None else {"type": "null"},
+        **{k: const(v) for k, v in outcome.items()},
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 def max_report_bytes(standard: Standard, n_defects: int | None = None) -> int:
@@ -268,12 +327,20 @@ _SUMMARY = {
         "ok": "{verdict}: {n} defect(s), all within tolerance.",
         "worst": "{verdict}: {n} defect(s); worst: {name} in zone {zone}, {severity}, {action}"
         " (clause {clause}).",
+        "count": "{n} defect(s).",
+        "clause": "Defect {i} ({name}, zone {zone}): clause {clause}, {severity}, {action}.",
+        "no_clause": "Defect {i} ({name}, zone {zone}): no clause applies; accept.",
+        "largest": "Defect {i}: {name}, {size} mm.",
     },
     "zh": {
         "none": "{verdict}：未发现缺陷。",
         "ok": "{verdict}：{n} 处缺陷，均在公差内。",
         "worst": "{verdict}：{n} 处缺陷；最严重：区域 {zone} 的{name}，{severity}，{action}"
         "（条款 {clause}）。",
+        "count": "{n} 处缺陷。",
+        "clause": "缺陷 {i}（{name}，区域 {zone}）：条款 {clause}，{severity}，{action}。",
+        "no_clause": "缺陷 {i}（{name}，区域 {zone}）：无适用条款，接收。",
+        "largest": "缺陷 {i}：{name}，{size} 毫米。",
     },
 }
 _WORDS_ZH = {"PASS": "合格", "REJECT": "不合格", "REVIEW": "待复检", **TERMS_ZH}
@@ -308,6 +375,50 @@ def summarise(result: InspectionResult, standard: Standard, language: str = "en"
     return _clean(text)[:SUMMARY_MAX_CHARS]
 
 
+QUESTION_KINDS = ("verdict", "count", "clause", "largest")
+
+
+def answer(
+    kind: str,
+    result: InspectionResult,
+    standard: Standard,
+    language: str = "en",
+    defect: int = 1,
+) -> str:
+    """The reference answer to a question of ``kind`` about a part (1-based ``defect``).
+
+    ``verdict`` is the summary; ``count`` the number of defects; ``clause`` the decision
+    on one defect; ``largest`` the defect with the largest size.
+    """
+    if kind not in QUESTION_KINDS:
+        raise ValueError(f"unknown question kind {kind!r}; use one of {QUESTION_KINDS}")
+    templates = _SUMMARY[language]
+    n = len(result.decisions)
+    if kind == "verdict":
+        return summarise(result, standard, language)
+    if kind == "count" or n == 0:
+        return templates["count"].format(n=n)
+    sizes = [size_mm(d.defect.attributes) or 0.0 for d in result.decisions]
+    i = int(max(range(n), key=lambda k: sizes[k])) + 1 if kind == "largest" else defect
+    d = result.decisions[i - 1]
+    fields = {
+        "i": i,
+        "name": _class_name(standard, d.defect.defect_class, language),
+        "zone": d.zone or "-",
+    }
+    if kind == "largest":
+        text = templates["largest"].format(**fields, size=f"{sizes[i - 1]:.2f}")
+    elif d.clause_id is None:
+        text = templates["no_clause"].format(**fields)
+    else:
+        word = (lambda v: _WORDS_ZH.get(v, v)) if language == "zh" else (lambda v: v)
+        severity = word(d.severity.value) if d.severity else "-"
+        text = templates["clause"].format(
+            **fields, clause=d.clause_id, severity=severity, action=word(d.action.value)
+        )
+    return _clean(text)[:SUMMARY_MAX_CHARS]
+
+
 def _class_name(standard: Standard, class_id: str, language: str) -> str:
     names = {c.id: c.name.get(language) for c in standard.defect_classes}
     return names.get(class_id, class_id)
@@ -325,3 +436,31 @@ def _dumps(obj: Any) -> str:
 def defects_of(result: InspectionResult) -> tuple[Defect, ...]:
     """The measured defects of a result, each with the zone the rule engine gave it."""
     return tuple(replace(d.defect, zone=d.zone) for d in result.decisions)
+
+
+class AnswerModel(BaseModel):
+    """The decoder's answer to a question about one part (``inspection ask``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    answer: str = Field(max_length=SUMMARY_MAX_CHARS)
+    language: Literal["en", "zh"]
+
+
+def answer_json_schema(language: str) -> dict[str, Any]:
+    """JSON schema of an answer in ``language``."""
+    if language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    schema = AnswerModel.model_json_schema()
+    schema["properties"]["language"] = {"const": language}
+    return schema
+
+
+def answer_text(answer: str, language: str) -> str:
+    """An answer as the compact JSON the decoder writes."""
+    return _dumps({"answer": _clean(answer)[:SUMMARY_MAX_CHARS], "language": language})
+
+
+def question_language(question: str) -> str:
+    """``"zh"`` when the question holds a CJK character, else ``"en"``."""
+    return "zh" if any("\u4e00" <= c <= "\u9fff" for c in question) else "en"

@@ -41,8 +41,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedT
         itself (the decoder places them).
     """
     tokenizer = Tokenizer(models.BPE())
+    # Digits one by one: comparing 6.20 with 5.00 is then digit against digit, which a
+    # small LM learns; merged digit groups would each be a symbol to memorise.
     # No prefix space: a report tokenised on its own matches what the decoder generates.
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from inspection.metrics import REPORT_METRICS
+
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
 NOT_SHIPPED = frozenset({MANIFEST, "train_state.pt", "train_log.jsonl"})
@@ -24,11 +26,12 @@ def sha256(path: Path) -> str:
 
 
 def write_manifest(model_dir: str | Path) -> Path:
-    """``manifest.json``: SHA-256 and size of every file the model ships with."""
+    """``manifest.json``: SHA-256 and size of every file the model ships with (sub-folders
+    such as ``decoder/`` included, by relative path)."""
     model_dir = Path(model_dir)
     files = {
-        p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
-        for p in sorted(model_dir.iterdir())
+        p.relative_to(model_dir).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size}
+        for p in sorted(model_dir.rglob("*"))
         if p.is_file() and p.name not in NOT_SHIPPED
     }
     path = model_dir / MANIFEST
@@ -115,6 +118,22 @@ def write_model_card(
     path = model_dir / CARD
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def decoder_section(evaluations: list[tuple[str, dict[str, Any]]]) -> str:
+    """A table of the report decoder's figures, one row per evaluation ``(what, metrics)``."""
+    keys = REPORT_METRICS
+    lines = [
+        "Reports scored against the rule engine on the same measurements "
+        "(see `inspection/decoder/evaluate.py`).",
+        "",
+        "| parts under | n | " + " | ".join(keys) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in keys) + " |",
+    ]
+    for what, m in evaluations:
+        cells = [_fmt(m.get(k)) for k in keys]
+        lines.append(f"| {what} | {m.get('report_parts')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _fmt(value: Any) -> str:

@@ -1,8 +1,14 @@
 """Defect standards: versioned YAML clauses, validation, the rule engine, prompt text."""
 
 from inspection.standards.loader import Problem, StandardError, load_standard, parse_standard
-from inspection.standards.render import render_clause, render_standard
-from inspection.standards.rules import apply_standard, assign_zone, decide_defect
+from inspection.standards.render import render_clause, render_header, render_standard, term
+from inspection.standards.rules import (
+    apply_standard,
+    assign_zone,
+    candidate_clauses,
+    class_counts,
+    decide_defect,
+)
 from inspection.standards.schema import (
     MEASURED_ATTRIBUTES,
     Clause,
@@ -25,9 +31,13 @@ __all__ = [
     "Zone",
     "apply_standard",
     "assign_zone",
+    "candidate_clauses",
+    "class_counts",
     "decide_defect",
     "load_standard",
     "parse_standard",
     "render_clause",
+    "render_header",
     "render_standard",
+    "term",
 ]

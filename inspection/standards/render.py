@@ -78,8 +78,7 @@ def render_standard(standard: Standard, lang: str = "en") -> str:
         raise ValueError(f"unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
     w = _WORDS[lang]
     lines = [
-        f"{w['standard']} {standard.id} {w['rev']} {standard.revision} "
-        f"({w['version']} {standard.version}){w['colon']}{standard.title.get(lang)}",
+        render_header(standard, lang),
         f"{w['product']}{w['colon']}{standard.product}{w['end']}{w['units']}",
         w["zones"],
         *(f"- {_zone_line(z, lang)}" for z in standard.zones),
@@ -89,6 +88,20 @@ def render_standard(standard: Standard, lang: str = "en") -> str:
         *(f"- {render_clause(c, lang)}" for c in standard.clauses),
     ]
     return "\n".join(lines)
+
+
+def render_header(standard: Standard, lang: str = "en") -> str:
+    """The standard's first line: id, revision, content version and title."""
+    w = _WORDS[lang]
+    return (
+        f"{w['standard']} {standard.id} {w['rev']} {standard.revision} "
+        f"({w['version']} {standard.version}){w['colon']}{standard.title.get(lang)}"
+    )
+
+
+def term(word: str, lang: str = "en") -> str:
+    """A word of the rendered text (a severity, an action, ``"and"`` ...) in ``lang``."""
+    return _WORDS[lang][word]
 
 
 def render_clause(clause: Clause, lang: str = "en") -> str:

@@ -63,15 +63,22 @@ def apply_standard(
         id and content version.
     """
     zones = [assign_zone(standard, d, image_size) for d in defects]
-    per_zone = Counter((d.defect_class, z) for d, z in zip(defects, zones, strict=True))
-    per_part = Counter(d.defect_class for d in defects)
+    counts = class_counts(defects, zones)
     decisions = tuple(
-        decide_defect(
-            standard, d, z, count=per_zone[(d.defect_class, z)], total=per_part[d.defect_class]
-        )
-        for d, z in zip(defects, zones, strict=True)
+        decide_defect(standard, d, z, count, total)
+        for d, z, (count, total) in zip(defects, zones, counts, strict=True)
     )
     return summarise(standard, decisions, part_id)
+
+
+def class_counts(defects: Sequence[Defect], zones: Sequence[str | None]) -> list[tuple[int, int]]:
+    """Per defect, ``(count, total_count)``: defects of its class in its zone, on the part."""
+    per_zone = Counter((d.defect_class, z) for d, z in zip(defects, zones, strict=True))
+    per_part = Counter(d.defect_class for d in defects)
+    return [
+        (per_zone[(d.defect_class, z)], per_part[d.defect_class])
+        for d, z in zip(defects, zones, strict=True)
+    ]
 
 
 def summarise(
@@ -110,7 +117,7 @@ def decide_defect(
     measured = {**defect.attributes, "count": float(count), "total_count": float(total)}
     applicable: list[Clause] = []
     undecidable: list[tuple[Clause, list[str]]] = []
-    for clause in _candidates(standard, defect.defect_class, zone):
+    for clause in candidate_clauses(standard, defect.defect_class, zone):
         missing = [c.attribute for c in clause.when if c.attribute not in measured]
         if missing:
             undecidable.append((clause, missing))
@@ -154,7 +161,8 @@ def decide_defect(
     )
 
 
-def _candidates(standard: Standard, defect_class: str, zone: str | None) -> list[Clause]:
+def candidate_clauses(standard: Standard, defect_class: str, zone: str | None) -> list[Clause]:
+    """The clauses that cover ``defect_class`` in ``zone``, in the standard's order."""
     return [
         c
         for c in standard.clauses

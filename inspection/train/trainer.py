@@ -132,7 +132,7 @@ def train(options: TrainOptions) -> TrainResult:
                 options.steps,
                 step + int(0.97 * (deadline - (time.monotonic() - started)) / per_step),
             )
-        _set_lr(optimizer, options, step, planned or options.steps)
+        set_lr(optimizer, options.lr, step, planned or options.steps)
         batch = _to_torch(maker.batch(step, options.batch_size), device)
         out_ = model(batch["images"], batch.get("mel"))
         terms = detection_loss(out_, batch)
@@ -228,15 +228,15 @@ def _optimizer(model, options: TrainOptions) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, options: TrainOptions, step: int, total: int) -> None:
-    """Linear warm-up then cosine decay over ``total`` steps."""
-    warmup = max(1, min(total, options.steps) // 50)
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, step: int, total: int) -> None:
+    """Linear warm-up (2 % of ``total``) then cosine decay to 2 % of ``lr`` at ``total``."""
+    warmup = max(1, total // 50)
     if step < warmup:
         scale = (step + 1) / warmup
     else:
         scale = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
     for group in optimizer.param_groups:
-        group["lr"] = options.lr * max(scale, 0.02)
+        group["lr"] = lr * max(scale, 0.02)
 
 
 def _to_torch(batch, device: torch.device) -> dict[str, torch.Tensor]:

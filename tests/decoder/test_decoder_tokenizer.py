@@ -60,3 +60,9 @@ def test_control_tokens(tokenizer):
     newline = tokenizer.encode("\n", add_special_tokens=False)
     assert set(newline) <= banned
     assert not banned & set(tokenizer.encode('{"a": 1.5}', add_special_tokens=False))
+
+
+def test_digits_are_single_tokens(tokenizer):
+    # Numbers are compared digit against digit in the prompt (see decoder.prompt).
+    pieces = tokenizer.tokenize("length_mm 16.20 > 5.00")
+    assert [p for p in pieces if any(c.isdigit() for c in p)] == list("1620500")

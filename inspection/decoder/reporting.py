@@ -1,0 +1,99 @@
+"""One part end to end: the edge's verdict, the decoder's report, the cross-check.
+
+The edge (:class:`~inspection.pipeline.Inspector`) decides from the detection model
+and the rule engine; the decoder reads the same detection's fused tokens and the
+measured defects and writes the report; :func:`~inspection.decoder.crosscheck.cross_check`
+compares the two. ``inspection demo``, ``inspection ask`` and ``inspection evaluate
+--decoder`` all go through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from inspection.decoder.crosscheck import CrossCheck, cross_check
+from inspection.decoder.decoding import (
+    Answer,
+    DecodingOptions,
+    DecodingResult,
+    ReportRequest,
+    ask,
+    decode,
+)
+from inspection.decoder.model import ReportDecoder
+from inspection.decoder.schema import defects_of
+from inspection.models.outputs import Detection
+from inspection.pipeline import Detector, Inspector
+from inspection.types import AudioClip, InspectionResult, Observation
+
+
+@dataclass(frozen=True)
+class PartReport:
+    """The edge's result, the decoder's report and their cross-check for one part."""
+
+    result: InspectionResult
+    decoded: DecodingResult
+    check: CrossCheck
+
+
+class _Recording:
+    """A detector that keeps its last detection (the payload is made from it), or
+    replays one already made (an evaluation that has run the model once)."""
+
+    def __init__(self, detector: Detector, replay: Detection | None = None):
+        self.detector = detector
+        self.version = detector.version
+        self.replay = replay
+        self.last: Detection | None = None
+
+    def detect(self, image: np.ndarray, audio: AudioClip | None = None) -> Detection:
+        self.last = self.replay if self.replay is not None else self.detector.detect(image, audio)
+        return self.last
+
+
+def report_request(
+    inspector: Inspector,
+    decoder: ReportDecoder,
+    observation: Observation,
+    detection: Detection | None = None,
+) -> tuple[InspectionResult, ReportRequest]:
+    """Inspect one part and build the decoder's request from the same detection.
+
+    ``detection``, when given, is the part's detection already made (one frame). A part
+    whose detection failed gets a zero payload: its result is REVIEW already, and the
+    report can only agree or send it to review.
+    """
+    recording = _Recording(inspector.detector, detection)
+    result = replace(inspector, detector=recording).inspect(observation)
+    if recording.last is not None:
+        fused = decoder.fuse_detection(recording.last)[0]  # (N, D) float16
+    else:
+        fusion = decoder.config.fusion
+        fused = np.zeros((fusion.queries, fusion.dim), np.float16)
+    request = ReportRequest(fused, inspector.standard, defects_of(result), observation.part_id)
+    return result, request
+
+
+def report_parts(
+    inspector: Inspector,
+    decoder: ReportDecoder,
+    observations: list[Observation],
+    options: DecodingOptions | None = None,
+) -> list[PartReport]:
+    """Inspect and report on parts (decoded ``options.batch_size`` at a time)."""
+    pairs = [report_request(inspector, decoder, o) for o in observations]
+    decoded = decode(decoder, [r for _, r in pairs], options or DecodingOptions())
+    return [
+        PartReport(result, d, cross_check(result, d.report))
+        for (result, _), d in zip(pairs, decoded, strict=True)
+    ]
+
+
+def ask_part(
+    inspector: Inspector, decoder: ReportDecoder, observation: Observation, question: str
+) -> tuple[InspectionResult, Answer]:
+    """Inspect one part and answer ``question`` about it in the question's language."""
+    result, request = report_request(inspector, decoder, observation)
+    return result, ask(decoder, request, question)

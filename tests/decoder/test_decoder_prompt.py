@@ -1,0 +1,86 @@
+"""The prompt (clauses retrieved beside each defect) and the per-part pinned grammar."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inspection.decoder.corpus import generate_examples, shipped_standards
+from inspection.decoder.prompt import build_prompt
+from inspection.decoder.schema import report_json_schema
+from inspection.types import Defect
+
+xgr = pytest.importorskip("xgrammar")
+
+
+def test_prompt_puts_the_covering_clauses_under_each_defect(bracket_standard):
+    defects = (
+        Defect("scratch", {"length_mm": 6.2, "width_mm": 0.3}, zone="A"),
+        Defect("dent", {"length_mm": 1.0}, zone="B"),
+    )
+    prompt = build_prompt(bracket_standard, defects, "en")
+    scratch, dent = prompt.split("\n1. ")[1].split("\n2. ")
+    assert "[4.1.1] length_mm 6.20 > 5.00 ✓ -> critical, scrap" in scratch
+    assert (
+        "[4.1.2] length_mm 6.20 > 2.00 ✓ and length_mm 6.20 <= 5.00 ✗ -> major, rework"
+    ) in scratch
+    assert "4.1.3" not in scratch  # zone B only
+    assert "[4.2.1] depth_mm ? > 0.30 ? -> critical, scrap" in dent  # not measured
+    assert "4.1." not in dent
+    assert prompt.rstrip().endswith("Write the inspection report as JSON in English.")
+
+
+def test_question_prompt_in_chinese(bracket_standard):
+    prompt = build_prompt(bracket_standard, (), "zh", question="零件合格吗？")
+    assert "问题：零件合格吗？" in prompt and "无" in prompt
+    assert prompt.rstrip().endswith("请用中文以 JSON 格式回答。")
+
+
+@pytest.fixture(scope="module")
+def compiler():
+    from inspection.decoder.tokenizer import tokenizer_corpus, train_tokenizer
+
+    tokenizer = train_tokenizer(tokenizer_corpus(n_examples=20, n_standards=4), vocab_size=512)
+    info = xgr.TokenizerInfo.from_huggingface(
+        tokenizer, vocab_size=len(tokenizer), stop_token_ids=[tokenizer.eos_token_id]
+    )
+    return tokenizer, xgr.GrammarCompiler(info)
+
+
+def _accepts(compiler, schema: dict, text: str) -> bool:
+    tokenizer, grammar_compiler = compiler
+    grammar = grammar_compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+    matcher = xgr.GrammarMatcher(grammar)
+    ids = [*tokenizer.encode(text), tokenizer.eos_token_id]
+    return all(matcher.accept_token(i) for i in ids) and matcher.is_terminated()
+
+
+def test_every_target_report_fits_its_pinned_grammar(compiler):
+    rng = np.random.default_rng(8)
+    for example in generate_examples(rng, 60, shipped_standards()):
+        schema = report_json_schema(example.standard, example.language, defects=example.defects)
+        assert _accepts(compiler, schema, example.target), example.target
+
+
+def test_pinned_grammar_refuses_another_class_clause_and_a_wrong_action(compiler, bracket_standard):
+    defects = (Defect("scratch", {"length_mm": 6.2}, zone="A"),)
+    schema = report_json_schema(bracket_standard, "en", defects=defects)
+    good = {
+        "defect_class": "scratch",
+        "zone": "A",
+        "size_mm": 6.2,
+        "severity": "critical",
+        "clause_id": "4.1.1",
+        "action": "scrap",
+    }
+    frame = {"verdict": "REJECT", "summary": "x", "language": "en"}
+
+    def text(defect: dict) -> str:
+        return json.dumps({"defects": [defect], **frame}, ensure_ascii=False)
+
+    assert _accepts(compiler, schema, text(good))
+    assert not _accepts(compiler, schema, text({**good, "clause_id": "4.2.1"}))  # a dent's
+    assert not _accepts(compiler, schema, text({**good, "action": "accept"}))  # not 4.1.1's
+    assert not _accepts(compiler, schema, text({**good, "defect_class": "dent"}))  # measured
