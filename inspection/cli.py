@@ -371,7 +371,9 @@ def package_command(
         return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 
     metrics = read(eval_dir)
-    evals = [("the evaluated line", metrics)] if "report_valid_json_rate" in metrics else []
+    evals = []
+    if "report_valid_json_rate" in metrics:
+        evals.append((f"the evaluated data ({metrics['report_standard']['id']})", metrics))
     evals += [(", ".join(read(d).get("standards", [])), read(d)) for d in decoder_eval or []]
     extra = {"Report decoder": decoder_section(evals)} if evals else None
     card = write_model_card(model, metrics, command, description, extra)

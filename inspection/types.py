@@ -256,6 +256,7 @@ class ReportDefect:
     severity: Severity | None
     clause_id: str | None
     action: Action
+    evidence: str = ""  # the covering clauses and whether each held: "4.1.1 ✓ critical scrap"
 
 
 @dataclass(frozen=True)

@@ -284,9 +284,15 @@ class ReportDecoder(nn.Module):
         fused: Tensor,
         prompt_ids: Sequence[Sequence[int]],
         target_ids: Sequence[Sequence[int]],
+        target_weights: Sequence[Sequence[float]] | None = None,
     ) -> Tensor:
         """Mean cross-entropy of the target report tokens (and ``</s>``) given the prefix
-        and the prompt; the prefix and prompt themselves carry no loss."""
+        and the prompt; the prefix and prompt themselves carry no loss.
+
+        ``target_weights`` (one per target token; ``</s>`` counts 1) makes it a weighted
+        mean, e.g. to train on the tokens the grammar leaves free (see
+        :func:`inspection.decoder.train.free_token_weights`).
+        """
         embeds, mask, labels = self.inputs(fused, prompt_ids, target_ids)
         base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
         body, head = getattr(base, "model", None), getattr(base, "lm_head", None)
@@ -298,7 +304,14 @@ class ReportDecoder(nn.Module):
         targets = labels[:, 1:]  # (B, L-1): position t predicts token t + 1
         keep = targets != IGNORE_INDEX
         logits = head(hidden[:, :-1][keep])  # (K, V)
-        return nn.functional.cross_entropy(logits.float(), targets[keep])
+        if target_weights is None:
+            return nn.functional.cross_entropy(logits.float(), targets[keep])
+        # Row-major order of `keep` is each row's target tokens then its </s>.
+        w = torch.tensor(
+            [x for row in target_weights for x in (*row, 1.0)], device=logits.device
+        )  # (K,)
+        ce = nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none")
+        return (w * ce).sum() / w.sum()
 
 
 def _pad(rows: list[Tensor], labels: list[Tensor], left: bool) -> tuple[Tensor, Tensor, Tensor]:

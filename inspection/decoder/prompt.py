@@ -93,10 +93,8 @@ def build_prompt(
     """
     w = _WORDS[language]
     lines = [render_header(standard, language), w["rule"], w["measured"]]
-    counts = class_counts(defects, [d.zone for d in defects])
-    for i, (defect, (count, total)) in enumerate(zip(defects, counts, strict=True), 1):
+    for i, (defect, measured) in enumerate(zip(defects, measured_values(defects), strict=True), 1):
         lines.append(f"{i}. {describe_defect(defect, language, standard)}")
-        measured = {**defect.attributes, "count": count, "total_count": total}
         clauses = candidate_clauses(standard, defect.defect_class, defect.zone)
         lines += [render_check(c, measured, language) for c in clauses] or [w["no_clause"]]
     if not defects:
@@ -119,6 +117,41 @@ def describe_defect(defect: Defect, language: str = "en", standard: Standard | N
     return f"{defect.defect_class}{name}, {where}: {values or '-'}"
 
 
+def measured_values(defects: Sequence[Defect]) -> list[dict[str, float]]:
+    """Per defect, its measured attributes with ``count`` and ``total_count`` added (the
+    values a standard's conditions are evaluated on)."""
+    counts = class_counts(defects, [d.zone for d in defects])
+    return [
+        {**d.attributes, "count": count, "total_count": total}
+        for d, (count, total) in zip(defects, counts, strict=True)
+    ]
+
+
+def condition_mark(condition: Condition, measured: dict[str, float]) -> str:
+    """``✓`` the condition holds, ``✗`` it does not, ``?`` its attribute was not measured."""
+    if condition.attribute not in measured:
+        return "?"
+    return "✓" if condition.holds(float(measured[condition.attribute])) else "✗"
+
+
+def clause_mark(clause: Clause, measured: dict[str, float]) -> str:
+    """A clause's mark: ``?`` if any condition cannot be told, else ``✓`` if all hold."""
+    marks = [condition_mark(c, measured) for c in clause.when]
+    return "?" if "?" in marks else ("✗" if "✗" in marks else "✓")
+
+
+def evidence(standard: Standard, defect: Defect, measured: dict[str, float]) -> str:
+    """The clauses covering a defect and their marks, as a report's evidence field:
+    ``4.1.1 ✓ critical scrap; 4.1.2 ✗ major rework`` (``-`` when no clause covers it)."""
+    return (
+        "; ".join(
+            f"{c.id} {clause_mark(c, measured)} {c.severity.value} {c.action.value}"
+            for c in candidate_clauses(standard, defect.defect_class, defect.zone)
+        )
+        or "-"
+    )
+
+
 def render_check(clause: Clause, measured: dict[str, float], language: str = "en") -> str:
     """``- [4.1.2] length_mm 6.20 > 5.00 ✓ and width_mm ? > 0.50 ? -> major, rework``.
 
@@ -127,10 +160,8 @@ def render_check(clause: Clause, measured: dict[str, float], language: str = "en
     """
 
     def check(c: Condition) -> str:
-        if c.attribute not in measured:
-            return f"{c.attribute} ? {c.op} {c.value:.2f} ?"
-        value = float(measured[c.attribute])
-        return f"{c.attribute} {value:.2f} {c.op} {c.value:.2f} {'✓' if c.holds(value) else '✗'}"
+        value = f"{float(measured[c.attribute]):.2f}" if c.attribute in measured else "?"
+        return f"{c.attribute} {value} {c.op} {c.value:.2f} {condition_mark(c, measured)}"
 
     checks = term("and", language).join(check(c) for c in clause.when)
     outcome = term(clause.severity.value, language) + term("sep", language)

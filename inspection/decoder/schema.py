@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from inspection.decoder.prompt import evidence, measured_values
 from inspection.standards import Standard, candidate_clauses
 from inspection.standards.render import TERMS_ZH
 from inspection.types import (
@@ -40,6 +41,7 @@ from inspection.types import (
 
 LANGUAGES = ("en", "zh")
 SUMMARY_MAX_CHARS = 160
+EVIDENCE_MAX_CHARS = 240
 MAX_SIZE_MM = 10_000.0
 MAX_DEFECTS = 16
 _MAX_NUMBER_CHARS = 12  # xgrammar writes a number in [0, 1e4] with at most 6 decimals
@@ -55,6 +57,7 @@ class ReportDefectModel(BaseModel):
     defect_class: str
     zone: str | None
     size_mm: Size | None
+    evidence: str = Field(max_length=EVIDENCE_MAX_CHARS)
     severity: Literal["minor", "major", "critical"] | None
     clause_id: str | None
     action: Literal["accept", "review", "rework", "scrap"]
@@ -129,9 +132,12 @@ def report_json_schema(
     if defects is None:
         return report_model(standard, language, n_defects).model_json_schema()
     schema = report_model(standard, language, len(defects)).model_json_schema()
+    measured = measured_values(defects)
     schema["properties"]["defects"] = {
         "type": "array",
-        "prefixItems": [_pinned_defect(standard, d) for d in defects],
+        "prefixItems": [
+            _pinned_defect(standard, d, m) for d, m in zip(defects, measured, strict=True)
+        ],
         "items": False,
         "minItems": len(defects),
         "maxItems": len(defects),
@@ -140,35 +146,49 @@ def report_json_schema(
     return schema
 
 
-def _pinned_defect(standard: Standard, defect: Defect) -> dict[str, Any]:
-    measured = set(defect.attributes) | {"count", "total_count"}
+def _pinned_defect(
+    standard: Standard, defect: Defect, measured: dict[str, float]
+) -> dict[str, Any]:
     outcomes: list[tuple[str | None, str | None, str]] = []
     for clause in candidate_clauses(standard, defect.defect_class, defect.zone):
         outcomes.append((clause.severity.value, clause.id, clause.action.value))
         if any(c.attribute not in measured for c in clause.when):
             outcomes.append((clause.severity.value, clause.id, Action.REVIEW.value))
     outcomes.append((None, None, Action.ACCEPT.value))
+    fixed = _fixed_fields(standard, defect, measured)
     return {
         "anyOf": [
-            _pinned_object(defect, {"severity": sev, "clause_id": cid, "action": act})
+            _pinned_object(fixed, {"severity": sev, "clause_id": cid, "action": act})
             for sev, cid, act in dict.fromkeys(outcomes)
         ]
     }
 
 
-def _pinned_object(defect: Defect, outcome: Mapping[str, str | None]) -> dict[str, Any]:
-    def const(value: str | None) -> dict[str, Any]:
-        return {"type": "null"} if value is None else {"const": value}
+def _const(value: str | None) -> dict[str, Any]:
+    return {"type": "null"} if value is None else {"const": value}
 
-    # The size stays a free bounded number: xgrammar would spell a float const with 17
-    # digits (16.809999999999999), so the decoder copies it from the prompt instead.
-    size = {"type": "number", "minimum": 0.0, "maximum": MAX_SIZE_MM}
-    properties = {
-        "defect_class": const(defect.defect_class),
-        "zone": const(defect.zone),
-        "size_mm": size if size_mm(defect.attributes) is not None else {"type": "null"},
-        **{k: const(v) for k, v in outcome.items()},
+
+def _fixed_fields(
+    standard: Standard, defect: Defect, measured: dict[str, float]
+) -> dict[str, dict[str, Any]]:
+    size = size_mm(defect.attributes)
+    # A number is pinned as a range of one value: xgrammar spells a float const with 17
+    # digits (16.809999999999999), but minimum = maximum gives exactly "16.81".
+    pinned_size = (
+        {"type": "null"} if size is None else {"type": "number", "minimum": size, "maximum": size}
+    )
+    return {
+        "defect_class": _const(defect.defect_class),
+        "zone": _const(defect.zone),
+        "size_mm": pinned_size,
+        "evidence": _const(evidence_field(standard, defect, measured)),
     }
+
+
+def _pinned_object(
+    fixed: dict[str, dict[str, Any]], outcome: Mapping[str, str | None]
+) -> dict[str, Any]:
+    properties = {**fixed, **{k: _const(v) for k, v in outcome.items()}}
     return {
         "type": "object",
         "properties": properties,
@@ -191,11 +211,14 @@ def max_report_bytes(standard: Standard, n_defects: int | None = None) -> int:
         "defect_class": longest(list(standard.class_ids)),
         "zone": longest([z.id for z in standard.zones] + [None]),
         "size_mm": 0,
+        "evidence": "",
         "severity": "critical",
         "clause_id": longest([*standard.clause_ids, None]),
         "action": "accept",
     }
-    defect_bytes = len(_dumps(worst_defect).encode()) - 1 + _MAX_NUMBER_CHARS + len(", ")
+    defect_bytes = (
+        len(_dumps(worst_defect).encode()) - 1 + _MAX_NUMBER_CHARS + len(", ")
+    ) + 4 * EVIDENCE_MAX_CHARS
     frame = {"defects": [], "verdict": "REJECT", "summary": "", "language": "en"}
     summary_bytes = 4 * SUMMARY_MAX_CHARS  # up to 4 UTF-8 bytes a character
     n = MAX_DEFECTS if n_defects is None else n_defects
@@ -216,6 +239,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 "defect_class": d.defect_class,
                 "zone": d.zone,
                 "size_mm": d.size_mm,
+                "evidence": d.evidence,
                 "severity": d.severity.value if d.severity else None,
                 "clause_id": d.clause_id,
                 "action": d.action.value,
@@ -259,6 +283,7 @@ def from_model(model: ReportModel, part_id: str, standard: Standard | None = Non
                 severity=Severity(d.severity) if d.severity else None,
                 clause_id=d.clause_id,
                 action=Action(d.action),
+                evidence=d.evidence,
             )
             for d in model.defects
         ),
@@ -299,10 +324,13 @@ def target_report(result: InspectionResult, standard: Standard, language: str = 
             raise ValueError(
                 f"{d.defect.defect_class} in zone {d.zone}: not in standard {standard.id}"
             )
+    measured = measured_values(defects_of(result))
     return Report(
         part_id=result.part_id,
         verdict=result.verdict,
-        defects=tuple(_report_defect(d) for d in result.decisions),
+        defects=tuple(
+            _report_defect(d, standard, m) for d, m in zip(result.decisions, measured, strict=True)
+        ),
         summary=summarise(result, standard, language),
         language=language,
         standard_id=standard.id,
@@ -310,7 +338,10 @@ def target_report(result: InspectionResult, standard: Standard, language: str = 
     )
 
 
-def _report_defect(decision: DefectDecision) -> ReportDefect:
+def _report_defect(
+    decision: DefectDecision, standard: Standard, measured: dict[str, float]
+) -> ReportDefect:
+    located = replace(decision.defect, zone=decision.zone)
     return ReportDefect(
         defect_class=decision.defect.defect_class,
         zone=decision.zone,
@@ -318,7 +349,14 @@ def _report_defect(decision: DefectDecision) -> ReportDefect:
         severity=decision.severity,
         clause_id=decision.clause_id,
         action=decision.action,
+        evidence=evidence_field(standard, located, measured),
     )
+
+
+def evidence_field(standard: Standard, defect: Defect, measured: dict[str, float]) -> str:
+    """The report's evidence for a defect (see :func:`inspection.decoder.prompt.evidence`),
+    cut to the schema's bound."""
+    return _clean(evidence(standard, defect, measured))[:EVIDENCE_MAX_CHARS]
 
 
 _SUMMARY = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from inspection.train.trainer import set_lr
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.jsonl"
-PLAN_AFTER_STEPS = 10  # steps timed before a deadline run plans its schedule
+PLAN_AT_STEPS = (10, 30, 100)  # a deadline run plans its schedule after these many steps
 _FEATURE_GRID = 8  # patch grid of the random detection features (8 x 8 tokens)
 _AUDIO_TOKENS = 25
 
@@ -121,8 +122,10 @@ def train_decoder(options: DecoderTrainOptions) -> DecoderTrainResult:
             if deadline is not None and spent > deadline:
                 stopped = True
                 break
-            if planned is None and deadline is not None and step - first_step == PLAN_AFTER_STEPS:
-                per_step = spent / PLAN_AFTER_STEPS
+            if deadline is not None and step - first_step in PLAN_AT_STEPS:
+                # (Re)plan from the pace so far: a machine busy with other work at the start
+                # would otherwise fix a short schedule and idle at the floor learning rate.
+                per_step = spent / (step - first_step)
                 planned = min(options.steps, step + int(0.97 * (deadline - spent) / per_step))
                 bar.total = planned  # the bar shows the steps the deadline allows
                 bar.refresh()
@@ -197,9 +200,32 @@ def _loss(
     )
     fused = model.fuse(patches, maps, audio)  # (B, N, D)
     prompts = model.encode([e.prompt for e in examples])
-    targets = model.encode([e.target for e in examples])
+    pairs = [free_token_weights(model.tokenizer, e.target) for e in examples]
+    targets, weights = [t for t, _ in pairs], [w for _, w in pairs]
     n_tokens = sum(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
-    return model(fused, prompts, targets), n_tokens
+    return model(fused, prompts, targets, weights), n_tokens
+
+
+# Values the grammar leaves to the decoder; everything else in a report is pinned to the
+# part (class, zone, size, evidence) or is JSON punctuation.
+_FREE_VALUE = re.compile(r'"(severity|clause_id|action|verdict|summary|answer)": (null|"[^"]*")')
+PINNED_WEIGHT = 0.05  # kept above 0 so that the LM still learns the report's form
+
+
+def free_token_weights(tokenizer, target: str) -> tuple[list[int], list[float]]:
+    """Token ids of a target and a loss weight each: 1 on the values the grammar leaves
+    free (severity, clause, action, verdict, summary, answer), ``PINNED_WEIGHT`` elsewhere.
+
+    The grammar writes the pinned tokens at run time whatever the LM predicts, so the
+    gradient goes where the decoder's choices are.
+    """
+    encoded = tokenizer(target, add_special_tokens=False, return_offsets_mapping=True)
+    spans = [m.span(2) for m in _FREE_VALUE.finditer(target)]
+    weights = [
+        1.0 if any(a < end and start < b for start, end in spans) else PINNED_WEIGHT
+        for a, b in encoded["offset_mapping"]
+    ]
+    return encoded["input_ids"], weights
 
 
 def _model(options: DecoderTrainOptions) -> ReportDecoder:

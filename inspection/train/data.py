@@ -50,7 +50,7 @@ class Batch:
 def load_items(samples: list[Sample], options: PreprocessOptions, desc: str) -> list[Item]:
     """Decode samples at working resolution; unreadable files are skipped with a note."""
     items = []
-    for sample in tqdm(samples, desc=desc, unit="img", leave=False):
+    for sample in tqdm(samples, desc=desc, unit="img", leave=False, mininterval=2.0):
         try:
             items.append(_load_item(sample, options))
         except InputError as exc:

@@ -119,6 +119,7 @@ def train(options: TrainOptions) -> TrainResult:
         unit="step",
         disable=not options.progress,
         dynamic_ncols=True,
+        mininterval=2.0,  # a non-TTY log gets a line every 2 s, not every step
     )
     model.train()
     log = (out / LOG_FILE).open("a", encoding="utf-8")
@@ -190,7 +191,9 @@ def calibrate(
     detector = TorchDetector(model)
     rng = np.random.default_rng([options.seed, 999_983])
     good_scores, bad_scores, pixels, audio_scores = [], [], [], []
-    for item in tqdm(held, desc="calibrating", leave=False, disable=not options.progress):
+    for item in tqdm(
+        held, desc="calibrating", leave=False, disable=not options.progress, mininterval=2.0
+    ):
         det = detector.detect(item.image, item.audio)
         good_scores.append(float(det.image_score[0]))
         pixels.append(det.anomaly_map[0].ravel()[:: max(1, det.anomaly_map[0].size // 20000)])

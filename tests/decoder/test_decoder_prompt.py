@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from inspection.decoder.corpus import generate_examples, shipped_standards
-from inspection.decoder.prompt import build_prompt
-from inspection.decoder.schema import report_json_schema
+from inspection.decoder.prompt import build_prompt, measured_values
+from inspection.decoder.schema import evidence_field, report_json_schema
 from inspection.types import Defect
 
 xgr = pytest.importorskip("xgrammar")
@@ -67,10 +67,13 @@ def test_every_target_report_fits_its_pinned_grammar(compiler):
 def test_pinned_grammar_refuses_another_class_clause_and_a_wrong_action(compiler, bracket_standard):
     defects = (Defect("scratch", {"length_mm": 6.2}, zone="A"),)
     schema = report_json_schema(bracket_standard, "en", defects=defects)
+    evidence = evidence_field(bracket_standard, defects[0], measured_values(defects)[0])
+    assert evidence == "4.1.1 ✓ critical scrap; 4.1.2 ✗ major rework"
     good = {
         "defect_class": "scratch",
         "zone": "A",
         "size_mm": 6.2,
+        "evidence": evidence,
         "severity": "critical",
         "clause_id": "4.1.1",
         "action": "scrap",
@@ -84,3 +87,5 @@ def test_pinned_grammar_refuses_another_class_clause_and_a_wrong_action(compiler
     assert not _accepts(compiler, schema, text({**good, "clause_id": "4.2.1"}))  # a dent's
     assert not _accepts(compiler, schema, text({**good, "action": "accept"}))  # not 4.1.1's
     assert not _accepts(compiler, schema, text({**good, "defect_class": "dent"}))  # measured
+    assert not _accepts(compiler, schema, text({**good, "size_mm": 6.3}))  # measured
+    assert not _accepts(compiler, schema, text({**good, "evidence": "4.1.1 ✓"}))

@@ -172,3 +172,18 @@ def test_held_out_requests_are_deterministic_and_under_unseen_standards(tiny_dec
     assert all(isinstance(r, ReportRequest) and r.fused.dtype == np.float16 for r in a)
     shipped = {s.version for s in shipped_standards()}
     assert not shipped & {r.standard.version for r in a}
+
+
+def test_loss_weights_fall_on_what_the_grammar_leaves_free(tiny_decoder):
+    from inspection.decoder.train import PINNED_WEIGHT, free_token_weights
+
+    rng = np.random.default_rng(6)
+    example = next(e for e in generate_examples(rng, 20, shipped_standards()) if e.defects)
+    ids, weights = free_token_weights(tiny_decoder.tokenizer, example.target)
+    assert ids == tiny_decoder.encode([example.target])[0]
+    free = tiny_decoder.tokenizer.decode([i for i, w in zip(ids, weights, strict=True) if w == 1])
+    pinned = tiny_decoder.tokenizer.decode(
+        [i for i, w in zip(ids, weights, strict=True) if w == PINNED_WEIGHT]
+    )
+    assert example.result.verdict.value in free and example.defects[0].defect_class in pinned
+    assert "evidence" in pinned and "evidence" not in free
