@@ -187,15 +187,7 @@ def _reports(decoder, requests, language: str, console: Console):
         f"report decoder: {len(decoded)} reports in {seconds:.1f} s "
         f"({len(decoded) / max(seconds, 1e-9):.1f} reports/s, batch 16, {language})"
     )
-    return [
-        cross_check(_rules_result(decoder, r), d.report)
-        for r, d in zip(requests, decoded, strict=True)
-    ]
-
-
-def _rules_result(decoder, request) -> InspectionResult:
-    # The rule engine on exactly what the decoder was given (the measured defects).
-    return apply_standard(request.standard, request.defects, request.part_id)
+    return [cross_check(r.rules(), d.report) for r, d in zip(requests, decoded, strict=True)]
 
 
 def _print_reports(console: Console, rows, checks) -> None:

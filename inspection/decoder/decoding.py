@@ -39,8 +39,8 @@ from inspection.decoder.schema import (
     report_json_schema,
 )
 from inspection.decoder.tokenizer import control_token_ids
-from inspection.standards import Standard
-from inspection.types import Defect, Report
+from inspection.standards import Standard, apply_standard
+from inspection.types import Defect, InspectionResult, Report
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,10 @@ class ReportRequest:
     standard: Standard
     defects: tuple[Defect, ...] = ()
     part_id: str = ""
+
+    def rules(self) -> InspectionResult:
+        """The rule engine on exactly what the decoder is given: the report's target."""
+        return apply_standard(self.standard, self.defects, self.part_id)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from inspection.decoder.model import ReportDecoder
 from inspection.decoder.schema import LANGUAGES, target_report
 from inspection.decoder.train import random_fused_inputs
 from inspection.metrics import rouge_l
-from inspection.standards import Standard, apply_standard
+from inspection.standards import Standard
 from inspection.types import InspectionResult, Report
 
 FIELDS = ("defect_class", "severity", "clause_id", "action")
@@ -60,7 +60,7 @@ def score_reports(
     by_language: dict[str, list[tuple[ReportRequest, Report, InspectionResult]]] = {}
     for i, request in enumerate(requests):
         language = languages[i % len(languages)]
-        result = apply_standard(request.standard, request.defects, request.part_id)
+        result = request.rules()
         try:
             target = target_report(result, request.standard, language)
         except ValueError:

@@ -9,33 +9,16 @@ compares the two. ``inspection demo``, ``inspection ask`` and ``inspection evalu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from inspection.decoder.crosscheck import CrossCheck, cross_check
-from inspection.decoder.decoding import (
-    Answer,
-    DecodingOptions,
-    DecodingResult,
-    ReportRequest,
-    ask,
-    decode,
-)
+from inspection.decoder.decoding import Answer, ReportRequest, ask
 from inspection.decoder.model import ReportDecoder
 from inspection.decoder.schema import defects_of
 from inspection.models.outputs import Detection
 from inspection.pipeline import Detector, Inspector
 from inspection.types import AudioClip, InspectionResult, Observation
-
-
-@dataclass(frozen=True)
-class PartReport:
-    """The edge's result, the decoder's report and their cross-check for one part."""
-
-    result: InspectionResult
-    decoded: DecodingResult
-    check: CrossCheck
 
 
 class _Recording:
@@ -74,21 +57,6 @@ def report_request(
         fused = np.zeros((fusion.queries, fusion.dim), np.float16)
     request = ReportRequest(fused, inspector.standard, defects_of(result), observation.part_id)
     return result, request
-
-
-def report_parts(
-    inspector: Inspector,
-    decoder: ReportDecoder,
-    observations: list[Observation],
-    options: DecodingOptions | None = None,
-) -> list[PartReport]:
-    """Inspect and report on parts (decoded ``options.batch_size`` at a time)."""
-    pairs = [report_request(inspector, decoder, o) for o in observations]
-    decoded = decode(decoder, [r for _, r in pairs], options or DecodingOptions())
-    return [
-        PartReport(result, d, cross_check(result, d.report))
-        for (result, _), d in zip(pairs, decoded, strict=True)
-    ]
 
 
 def ask_part(
