@@ -28,15 +28,17 @@ class Detection:
 
     The fields are those of the torch ``DetectionOutput``, as logits, so nothing is lost
     and tiles can be merged in logit space. Probabilities are the ``*_score`` /
-    ``*_map`` properties: every one is a **sigmoid** of its logit, an independent
-    probability (multi-label; class scores need not sum to 1, a pixel may be both a
-    scratch and contamination). Nothing here is thresholded: thresholds are calibrated
-    and versioned elsewhere.
+    ``*_map`` properties: the image, class, audio and part scores and the anomaly map are
+    **sigmoids** of their logits, independent probabilities (image class scores are
+    multi-label: a part may show a scratch and contamination); a pixel's class is one of
+    K (``class_maps``). Nothing here is thresholded: thresholds are calibrated and
+    versioned elsewhere.
 
     Attributes
     ----------
     maps : np.ndarray
-        ``(B, 1 + K, H, W)`` float32 logits; channel 0 "anomalous", ``1 + k`` class k.
+        ``(B, 1 + K, H, W)`` float32 logits; channel 0 "anomalous" (a sigmoid), channels
+        ``1 + k`` the class of a defect pixel (a softmax over the K of them).
     image_logit : np.ndarray
         ``(B,)`` the image is anomalous.
     class_logits : np.ndarray
@@ -76,8 +78,12 @@ class Detection:
 
     @property
     def class_maps(self) -> np.ndarray:
-        """``(B, K, H, W)`` probability that each pixel belongs to class k."""
-        return sigmoid(self.maps[:, 1:])
+        """``(B, K, H, W)`` probability that each pixel is a defect of class k: the
+        anomaly probability times the softmax of the class channels (which class, given
+        that it is a defect)."""
+        logits = self.maps[:, 1:]
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (self.anomaly_map[:, None] * z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
     @property
     def image_score(self) -> np.ndarray:

@@ -159,7 +159,7 @@ def dent(rng: np.random.Generator, image: np.ndarray) -> Anomaly:
 def colour_shift(rng: np.random.Generator, image: np.ndarray) -> Anomaly:
     """A blob whose colour (or, on grey parts, lightness) is shifted in CIELAB."""
     mask = _blob_mask(rng, image.shape[:2], rng.uniform(0.01, 0.08))
-    grey = bool(np.all(image[..., 0] == image[..., 1]) and np.all(image[..., 1] == image[..., 2]))
+    grey = _is_grey(image)
     shift = rng.normal(0, 1, 3) * ([1.0, 0.0, 0.0] if grey else [0.5, 1.0, 1.0])
     shift *= rng.uniform(4, 20) / (np.linalg.norm(shift) + 1e-6)
     # Only the blob goes through CIELAB: a round trip would nudge every other pixel.
@@ -182,10 +182,35 @@ def spot(rng: np.random.Generator, image: np.ndarray) -> Anomaly:
     return _finish(image, out, mask, "contamination", "spot")
 
 
+def _is_grey(image: np.ndarray) -> bool:
+    return bool(
+        np.array_equal(image[..., 0], image[..., 1])
+        and np.array_equal(image[..., 1], image[..., 2])
+    )
+
+
+def shading(rng: np.random.Generator, image: np.ndarray) -> Anomaly:
+    """A large, low-contrast darker or lighter region with a soft or hard rim: a stain,
+    a burn, uneven grinding, a worn patch; what a defect looks like when it is neither
+    thin nor small."""
+    mask = _blob_mask(rng, image.shape[:2], rng.uniform(0.02, 0.2))
+    soft = rng.random() < 0.5
+    weight = mask.astype(np.float32)
+    if soft:  # fades in over a few pixels; the mask keeps only what visibly changed
+        weight = cv2.GaussianBlur(weight, (0, 0), max(1.0, min(image.shape[:2]) / 80)) * mask
+    gain = 1.0 + rng.choice([-1, 1]) * rng.uniform(0.12, 0.45)
+    out = image.astype(np.float32) * (1 + (gain - 1) * weight[:, :, None])
+    return _finish(image, out, mask, None, "shading")
+
+
 def _finish(
     original: np.ndarray, out: np.ndarray, mask: np.ndarray, cls: str | None, kind: str
 ) -> Anomaly:
-    out = np.clip(out, 0, 255).astype(np.uint8)
+    if _is_grey(original):
+        # A grey camera sees no colour: a tinted anomaly on a grey part would teach the
+        # shortcut "colour = defect", which no real grey defect shows.
+        out = np.repeat(out.mean(axis=2, keepdims=True), 3, axis=2)
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
     changed = mask & np.any(out != original, axis=2)  # exact: only pixels that changed
     return Anomaly(out, changed, cls, kind)
 
@@ -198,6 +223,7 @@ RECIPES: dict[str, Callable[[np.random.Generator, np.ndarray], Anomaly]] = {
     "dent": dent,
     "colour_shift": colour_shift,
     "spot": spot,
+    "shading": shading,
 }
 
 

@@ -69,6 +69,8 @@ def test_numpy_twin(tiny):
     np.testing.assert_allclose(det.part_score, torch.sigmoid(out.part_logit).numpy(), rtol=1e-6)
     assert set(det.class_score_dict(1)) == set(tiny.config.classes)
     assert det.without_audio().audio_logit is None
+    # A pixel's class is one of K: the class maps share out its anomaly probability.
+    np.testing.assert_allclose(det.class_maps.sum(1), det.anomaly_map, rtol=1e-5, atol=1e-6)
 
 
 def test_tiles_merge_back_to_the_full_image(tiny):
