@@ -41,9 +41,11 @@ class ModelConfig:
     image_tower : str
         ``"vit"``: open_clip ``VisionTransformer`` built from ``width``, ``layers``,
         ``heads``, ``patch_size``. ``"timm"``: open_clip's timm-backed tower
-        ``timm_model`` (a conv net; its stride sets the grid).
+        ``timm_model``, a conv net read at strides 4, 8 and 16; its stride-16 features
+        become the patch tokens through ``layers`` transformer layers of ``width``.
     width, layers, heads, patch_size, mlp_ratio : int, int, int, int, float
-        ViT shape; ``width // heads`` is open_clip's ``head_width``.
+        ViT shape (for ``"timm"``: the token width and the context layers over the conv
+        features); ``width // heads`` is open_clip's ``head_width``.
     quick_gelu : bool
         True for towers trained by OpenAI (their checkpoints use QuickGELU).
     timm_model : str | None
@@ -56,10 +58,13 @@ class ModelConfig:
     audio_width, audio_layers, audio_heads : int
         whisper ``AudioEncoder`` shape (``n_state``, ``n_layer``, ``n_head``).
     head_width : int
-        Width of the token projection and the score and audio heads.
-    stem_widths : tuple[int, int, int]
-        Channels of the full-resolution convolutional stem at strides 1, 2 and 4 (the
-        U-Net skips that keep 1-4 px scratches sharp in the maps).
+        Width of the score and audio heads.
+    stem_widths : tuple[int, ...]
+        Channels of a convolutional stem on the image at strides 2, 4, ... (one level per
+        width): the fine levels a ViT's patch grid lacks. Empty for a conv tower.
+    pyramid_width, fine_width : int, int
+        Channels of the pyramid head's top-down path, and of its full-resolution
+        refinement (which keeps 1-2 px scratches sharp in the maps).
     topk_fraction : float
         Fraction of a map's pixels averaged for the image-level score (top-k pooling).
     image_mean, image_std : tuple[float, ...]
@@ -87,7 +92,9 @@ class ModelConfig:
     audio_layers: int = 6
     audio_heads: int = 8
     head_width: int = 64
-    stem_widths: tuple[int, int, int] = (8, 16, 32)
+    stem_widths: tuple[int, ...] = (16, 32)
+    pyramid_width: int = 48
+    fine_width: int = 8
     topk_fraction: float = 0.01
     image_mean: tuple[float, ...] = CLIP_MEAN
     image_std: tuple[float, ...] = CLIP_STD
@@ -118,18 +125,20 @@ class ModelConfig:
         if self.image_tower == "vit":
             if self.image_size % self.patch_size:
                 p.append(f"image_size {self.image_size} not a multiple of {self.patch_size}")
-            if self.width % self.heads:
-                p.append(f"width {self.width} not divisible by heads {self.heads}")
-        if self.image_size % 4:
-            p.append("image_size must be a multiple of 4 (the stem halves it twice)")
+            if not self.stem_widths:
+                p.append("a vit tower needs stem_widths (its patch grid has no fine levels)")
+        elif self.image_size % 16:
+            p.append(f"image_size {self.image_size} not a multiple of 16 (the conv tower's grid)")
+        if self.layers and self.width % self.heads:
+            p.append(f"width {self.width} not divisible by heads {self.heads}")
+        if self.image_size % 2 ** len(self.stem_widths):
+            p.append("image_size must be divisible by the stem's deepest stride")
         if self.audio_width % self.audio_heads:
             p.append(f"audio_width {self.audio_width} not divisible by {self.audio_heads}")
         if self.n_mels not in SUPPORTED_N_MELS:
             p.append(f"n_mels must be one of {SUPPORTED_N_MELS} (whisper's filter banks)")
         if not self.classes or len(set(self.classes)) != len(self.classes):
             p.append("classes must be non-empty and unique")
-        if len(self.stem_widths) != 3:
-            p.append("stem_widths takes three widths (strides 1, 2, 4)")
         if len(self.image_mean) != self.in_chans or len(self.image_std) != self.in_chans:
             p.append("image_mean and image_std need one value per input channel")
         if not 0.0 < self.topk_fraction <= 1.0:

@@ -1,16 +1,19 @@
-"""Detection heads: pixel maps from patch tokens plus a full-resolution stem, image-level
-scores, and the image + audio fusion that gives the part's logit.
+"""Detection heads: pixel maps from a feature pyramid refined at full resolution,
+image-level scores, and the image + audio fusion that gives the part's logit.
 
-Map channel 0 is "anomalous" (any defect), channel ``1 + k`` is defect class ``k``. Every
-output is an independent logit (multi-label: a part, or a pixel, can carry two classes).
+Map channel 0 is "anomalous" (any defect, a sigmoid logit); channels ``1 + k`` say which
+class ``k`` a defect pixel shows (softmax logits over the K classes). The image-level
+class logits are independent (multi-label: a part can carry two classes).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import Transformer
 from torch import Tensor, nn
 
 # Defects are rare: start every map logit at a 1 % prior, so the first steps of training
@@ -28,62 +31,87 @@ def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 
 class ConvStem(nn.Module):
-    """Shallow convolutions on the raw image at strides 1, 2 and 4.
+    """Shallow convolutions on the raw image at strides 2, 4, ... (one per width).
 
-    The ViT sees 16 px patches; a 1-4 px scratch is a sub-patch detail. These skips give
-    the decoder the pixel-accurate edges (U-Net style) so the maps stay sharp.
+    A ViT sees 16 px patches; a 1-4 px scratch is a sub-patch detail. These levels give
+    the pyramid head the fine edges (U-Net style) a patch grid lacks. A conv tower has
+    its own fine levels and needs no stem.
     """
 
-    def __init__(self, in_chans: int, widths: tuple[int, int, int]):
+    def __init__(self, in_chans: int, widths: tuple[int, ...]):
         super().__init__()
-        w1, w2, w4 = widths
-        self.s1 = nn.Sequential(conv_block(in_chans, w1), conv_block(w1, w1))
-        self.s2 = nn.Sequential(conv_block(w1, w2, stride=2), conv_block(w2, w2))
-        self.s4 = nn.Sequential(conv_block(w2, w4, stride=2), conv_block(w4, w4))
+        chans = (in_chans, *widths)
+        self.levels = nn.ModuleList(
+            nn.Sequential(conv_block(c_in, c_out, stride=2), conv_block(c_out, c_out))
+            for c_in, c_out in itertools.pairwise(chans)
+        )
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        f1 = self.s1(x)  # (B, w1, H, W)
-        f2 = self.s2(f1)  # (B, w2, H/2, W/2)
-        f4 = self.s4(f2)  # (B, w4, H/4, W/4)
-        return [f1, f2, f4]
+        out = []
+        for level in self.levels:
+            x = level(x)  # (B, w_i, H / 2^(i+1), W / 2^(i+1))
+            out.append(x)
+        return out
 
 
-class SegmentationHead(nn.Module):
-    """Per-patch logits from tokens, refined to pixel maps through the stem's skips.
+class TokenContext(nn.Module):
+    """Transformer layers over a conv tower's deepest features: every patch token sees the
+    whole part (a missing hole is only missing relative to where the others are).
 
-    ``maps = upsample(patch_logits) + decoder(tokens, skips)``: the tokens decide *what*
-    (per patch), the decoder adds *where exactly* at full resolution.
+    Projects ``(B, N, C_in)`` to ``(B, N, width)`` and adds learned positions first.
     """
 
-    def __init__(self, token_width: int, width: int, stem_widths: tuple[int, int, int], n_out: int):
+    def __init__(self, c_in: int, width: int, layers: int, heads: int, n_tokens: int):
         super().__init__()
-        w1, w2, w4 = stem_widths
-        self.proj = nn.Sequential(
-            nn.LayerNorm(token_width), nn.Linear(token_width, width), nn.GELU()
-        )
-        self.patch = nn.Conv2d(width, n_out, 1)
-        self.up4 = conv_block(width + w4, w4)
-        self.up2 = conv_block(w4 + w2, w2)
-        self.up1 = conv_block(w2 + w1, w1)
-        self.out = nn.Conv2d(w1, n_out, 1)
-        nn.init.constant_(self.patch.bias, PRIOR_LOGIT)
-        nn.init.zeros_(self.out.bias)
+        self.proj = nn.Linear(c_in, width)
+        self.pos = nn.Parameter(torch.zeros(1, n_tokens, width))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.blocks = Transformer(width, layers, heads) if layers else None
 
-    def forward(
-        self, tokens: Tensor, grid: tuple[int, int], skips: list[Tensor]
-    ) -> tuple[Tensor, Tensor]:
-        """Return pixel maps ``(B, n_out, H, W)`` and patch logits ``(B, n_out, gh, gw)``."""
-        B = tokens.shape[0]
-        x = self.proj(tokens).transpose(1, 2).reshape(B, -1, *grid)  # (B, D, gh, gw)
-        patch_logits = self.patch(x)  # (B, n_out, gh, gw)
-        f1, f2, f4 = skips
-        for block, skip in ((self.up4, f4), (self.up2, f2), (self.up1, f1)):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([x, skip], dim=1))  # (B, w_s, H/s, W/s), s = skip stride
-        coarse = F.interpolate(
-            patch_logits, size=f1.shape[-2:], mode="bilinear", align_corners=False
+    def forward(self, tokens: Tensor) -> Tensor:
+        x = self.proj(tokens) + self.pos  # (B, N, width)
+        return x if self.blocks is None else self.blocks(x)  # (B, N, width)
+
+
+class PyramidHead(nn.Module):
+    """Pixel maps from a feature pyramid (FPN top-down), refined at full resolution.
+
+    The levels (finest first) are merged top-down into ``width`` channels at the finest
+    level, whose logits are upsampled; a thin full-resolution path on the image itself
+    adds the pixel-exact edges of 1-2 px scratches: ``maps = up(coarse) + fine(image, up(x))``.
+    """
+
+    def __init__(
+        self, channels: tuple[int, ...], width: int, fine_width: int, n_out: int, in_chans: int
+    ):
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.smooth = nn.ModuleList(conv_block(width, width) for _ in channels[:-1])
+        self.coarse = nn.Conv2d(width, n_out, 1)
+        self.squeeze = nn.Conv2d(width, fine_width, 1)
+        self.fine = nn.Sequential(
+            nn.Conv2d(in_chans + fine_width, fine_width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(fine_width, fine_width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(fine_width, n_out, 1),
         )
-        return coarse + self.out(x), patch_logits  # (B, n_out, H, W), (B, n_out, gh, gw)
+        nn.init.constant_(self.coarse.bias, PRIOR_LOGIT)
+        nn.init.zeros_(self.fine[-1].bias)
+
+    def forward(self, levels: list[Tensor], image: Tensor) -> Tensor:
+        """Return pixel logits ``(B, n_out, H, W)`` at the image's size."""
+        x = self.lateral[-1](levels[-1])  # (B, D, gh, gw)
+        for i in range(len(levels) - 2, -1, -1):
+            x = _resize(x, levels[i].shape[-2:]) + self.lateral[i](levels[i])
+            x = self.smooth[i](x)  # (B, D, H / s_i, W / s_i)
+        size = image.shape[-2:]
+        fine = self.fine(torch.cat([image, _resize(self.squeeze(x), size)], dim=1))
+        return _resize(self.coarse(x), size) + fine  # (B, n_out, H, W)
+
+
+def _resize(x: Tensor, size) -> Tensor:
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class ScoreHead(nn.Module):

@@ -1,8 +1,11 @@
-"""Image encoder: an open_clip vision tower that returns patch tokens and their grid.
+"""Image encoder: an open_clip vision tower that returns a feature pyramid, whose
+deepest level is the patch tokens.
 
 Both towers are built from the config alone, without any download: ``"vit"`` is
-open_clip's ``VisionTransformer`` from a custom ``CLIPVisionCfg``; ``"timm"`` is open_clip's
-timm-backed tower (a conv net). Pretrained weights come only from a local file.
+open_clip's ``VisionTransformer`` from a custom ``CLIPVisionCfg`` (one level: its patch
+grid); ``"timm"`` is open_clip's timm-backed tower, a conv net read at strides 4, 8 and
+16 (its later stages and classifier are pruned away). Pretrained weights come only from
+a local file.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from torch import Tensor, nn
 
 from inspection.models.config import ModelConfig
 
+TIMM_STRIDES = (4, 8, 16)  # the conv tower's levels: fine enough for 1-4 px defects
+
 
 class ImageEncoder(nn.Module):
-    """open_clip vision tower giving patch tokens ``(B, N, C)`` on a ``(gh, gw)`` grid.
+    """open_clip vision tower giving a feature pyramid; its deepest level, flattened, is
+    the patch tokens ``(B, N, C)`` on a ``(gh, gw)`` grid.
 
     Parameters
     ----------
@@ -26,6 +32,13 @@ class ImageEncoder(nn.Module):
         Tower kind and shape.
     load_pretrained : bool
         Read ``config.pretrained_image`` if it is set.
+
+    Attributes
+    ----------
+    strides : tuple[int, ...]
+        Stride of each pyramid level, finest first.
+    channels : tuple[int, ...]
+        Channels of each level; ``width`` is the last (the patch tokens').
     """
 
     def __init__(self, config: ModelConfig, load_pretrained: bool = True):
@@ -33,7 +46,6 @@ class ImageEncoder(nn.Module):
         self.kind = config.image_tower
         self.tower = _build_tower(config)
         if self.kind == "vit":
-            self.width = config.width
             # Patch tokens are what the heads read: open_clip's pooled projection is unused
             # weight (and an unused parameter breaks DDP), so it goes.
             self.tower.proj = None
@@ -41,23 +53,36 @@ class ImageEncoder(nn.Module):
                 self.tower.conv1 = nn.Conv2d(
                     config.in_chans, config.width, config.patch_size, config.patch_size, bias=False
                 )
+            self.strides, self.channels = (config.patch_size,), (config.width,)
         else:
-            self.width = int(self.tower.trunk.num_features)
+            trunk = self.tower.trunk
+            info = {f["reduction"]: (i, f["num_chs"]) for i, f in enumerate(trunk.feature_info)}
+            missing = [s for s in TIMM_STRIDES if s not in info]
+            if missing:
+                raise ValueError(f"timm model {config.timm_model!r} has no stride-{missing} level")
+            self.indices = [info[s][0] for s in TIMM_STRIDES]
+            # Stages past stride 16 and the classifier are never run: drop their weights.
+            trunk.prune_intermediate_layers(self.indices, prune_head=True)
+            self.strides, self.channels = TIMM_STRIDES, tuple(info[s][1] for s in TIMM_STRIDES)
+        self.width = self.channels[-1]
         if load_pretrained and config.pretrained_image:
             self.load_pretrained(config.pretrained_image)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """Encode ``x`` ``(B, C_in, S, S)`` to patch tokens ``(B, N, C)`` and grid ``(gh, gw)``."""
+    def pyramid(self, x: Tensor) -> list[Tensor]:
+        """Encode ``x`` ``(B, C_in, S, S)`` to feature maps ``(B, C_i, S / s_i, S / s_i)``,
+        one per stride in :attr:`strides`, finest first."""
         if self.kind == "vit":
             _, tokens = self.tower(x)  # (B, N, C); output_tokens=True gives (pooled, tokens)
-            return tokens, tuple(self.tower.grid_size)
-        feats = self.tower.trunk.forward_features(x)
-        if feats.ndim == 4:  # conv net
-            gh, gw = feats.shape[-2:]  # (B, C, gh, gw)
-            return feats.flatten(2).transpose(1, 2), (gh, gw)  # (B, N, C)
-        # A token trunk (timm ViT): drop its class/register tokens.
-        tokens = feats[:, self.tower.trunk.num_prefix_tokens :]  # (B, N, C)
-        return tokens, tuple(self.tower.trunk.patch_embed.grid_size)
+            gh, gw = self.tower.grid_size
+            return [tokens.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)]  # (B, C, gh, gw)
+        return self.tower.trunk.forward_intermediates(
+            x, indices=self.indices, intermediates_only=True
+        )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Encode ``x`` ``(B, C_in, S, S)`` to patch tokens ``(B, N, C)`` and grid ``(gh, gw)``."""
+        deepest = self.pyramid(x)[-1]  # (B, C, gh, gw)
+        return deepest.flatten(2).transpose(1, 2), tuple(deepest.shape[-2:])
 
     def load_pretrained(self, path: str | Path) -> None:
         """Load tower weights from a local file.

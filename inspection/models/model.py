@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from inspection.models.audio_encoder import AudioEncoder
 from inspection.models.config import ModelConfig
-from inspection.models.heads import ConvStem, PartFusion, ScoreHead, SegmentationHead
+from inspection.models.heads import ConvStem, PartFusion, PyramidHead, ScoreHead, TokenContext
 from inspection.models.image_encoder import ImageEncoder
 from inspection.models.outputs import Detection
 
@@ -97,13 +97,18 @@ class DefectModel(nn.Module):
         self.config = config
         n_out = 1 + config.num_classes
         self.image_encoder = ImageEncoder(config, load_pretrained=load_pretrained)
-        self.stem = ConvStem(config.in_chans, config.stem_widths)
-        self.seg_head = SegmentationHead(
-            self.image_encoder.width, config.head_width, config.stem_widths, n_out
+        self.stem = ConvStem(config.in_chans, config.stem_widths) if config.stem_widths else None
+        self.context = None
+        if config.image_tower != "vit":  # a conv tower's tokens get global context here
+            grid = config.image_size // self.image_encoder.strides[-1]
+            self.context = TokenContext(
+                self.image_encoder.width, config.width, config.layers, config.heads, grid * grid
+            )
+        channels = (*config.stem_widths, *self.image_encoder.channels[:-1], config.width)
+        self.seg_head = PyramidHead(
+            channels, config.pyramid_width, config.fine_width, n_out, config.in_chans
         )
-        self.score_head = ScoreHead(
-            self.image_encoder.width, config.head_width, n_out, config.topk_fraction
-        )
+        self.score_head = ScoreHead(config.width, config.head_width, n_out, config.topk_fraction)
         self.audio_encoder = AudioEncoder(config, load_pretrained=load_pretrained)
         self.fusion = PartFusion()
         self.model_version: str | None = None
@@ -121,8 +126,15 @@ class DefectModel(nn.Module):
             cropped or padded to ``2 * n_audio_ctx``. ``None``: no audio.
         """
         self._check_image(image)
-        tokens, grid = self.image_encoder(image)  # (B, N, C)
-        maps, _ = self.seg_head(tokens, grid, self.stem(image))  # (B, 1+K, H, W)
+        levels = self.image_encoder.pyramid(image)  # finest first, (B, C_i, S/s_i, S/s_i)
+        B, _, gh, gw = levels[-1].shape
+        tokens = levels[-1].flatten(2).transpose(1, 2)  # (B, N, C)
+        if self.context is not None:
+            tokens = self.context(tokens)  # (B, N, width)
+        levels[-1] = tokens.transpose(1, 2).reshape(B, -1, gh, gw)  # (B, width, gh, gw)
+        if self.stem is not None:
+            levels = self.stem(image) + levels
+        maps = self.seg_head(levels, image)  # (B, 1+K, S, S)
         logits = self.score_head(maps, tokens)  # (B, 1+K)
         audio_tokens = audio_logit = None
         if mel is not None:
@@ -135,7 +147,7 @@ class DefectModel(nn.Module):
             part_logit=self.fusion(logits[:, 0], audio_logit),
             patch_tokens=tokens,
             audio_tokens=audio_tokens,
-            grid=grid,
+            grid=(gh, gw),
         )
 
     def _check_image(self, image: Tensor) -> None:

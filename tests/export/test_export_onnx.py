@@ -53,6 +53,22 @@ def test_onnx_matches_torch(onnx_path, tiny, batch):
     assert det.grid == expected.grid
 
 
+def test_conv_tower_exports_with_parity(tmp_path):
+    """The timm conv tower (pyramid read through forward_intermediates, context layers)
+    exports with a dynamic batch and the same outputs."""
+    torch.manual_seed(0)
+    model = create_model("tiny-conv")
+    path = export_onnx(model, tmp_path / "conv.onnx", with_audio=True)
+    image, mel = torch.randn(3, 3, 64, 64), torch.randn(3, 80, 100)
+    with torch.no_grad():
+        expected = model(image, mel)
+    det = OnnxDetector(path).run(image.numpy(), mel.numpy())
+    for name in FIELDS:
+        np.testing.assert_allclose(
+            getattr(det, name), getattr(expected, name).numpy(), atol=1e-4, err_msg=name
+        )
+
+
 def test_runner_without_audio_scores_the_image_alone(onnx_path, tiny):
     image = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

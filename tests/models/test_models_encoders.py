@@ -13,7 +13,7 @@ from inspection.models.image_encoder import ImageEncoder  # noqa: E402
 from inspection.models.registry import get_config  # noqa: E402
 
 
-@pytest.mark.parametrize("name, grid, width", [("tiny", (4, 4), 32), ("tiny-conv", (2, 2), 96)])
+@pytest.mark.parametrize("name, grid, width", [("tiny", (4, 4), 32), ("tiny-conv", (4, 4), 192)])
 def test_image_encoder_gives_patch_tokens_and_grid(name, grid, width):
     encoder = ImageEncoder(get_config(name))
     tokens, got = encoder(torch.randn(3, 3, 64, 64))

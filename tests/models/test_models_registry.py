@@ -79,7 +79,7 @@ def test_every_registered_model_builds_and_runs(name):
     assert out.image_logit.shape == (1,) and out.part_logit.shape == (1,)
     assert out.class_logits.shape == (1, k)
     assert out.audio_logit.shape == (1,)
-    assert out.patch_tokens.shape == (1, n, model.image_encoder.width)
+    assert out.patch_tokens.shape == (1, n, c.width)  # what the report decoder reads
     assert out.audio_tokens.shape == (1, c.n_audio_ctx, c.audio_width)
     assert all(torch.isfinite(t).all() for t in (out.maps, out.part_logit, out.audio_logit))
     if name == "base":
