@@ -29,6 +29,7 @@ from inspection.train.losses import detection_loss
 
 STATE_FILE = "train_state.pt"
 PLAN_AFTER_STEPS = 10  # steps timed before a deadline run plans its schedule
+REPLAN_EVERY = 50  # steps between re-plans of a deadline run's schedule
 CALIBRATION_RESERVE = 0.05  # share of a --max-minutes budget kept for calibration
 LOG_FILE = "train_log.jsonl"
 
@@ -108,12 +109,13 @@ def train(options: TrainOptions) -> TrainResult:
         # Loading is spent already; keep 5 % of the budget for calibration and saving.
         deadline = budget * (1 - CALIBRATION_RESERVE) - (started - begun)
     # The learning-rate schedule spans the steps the run will really make: with a
-    # deadline, that is measured after a few steps, so the model at the deadline has
-    # finished annealing (and the plan is kept in the checkpoint for --resume).
+    # deadline, that is measured after a few steps and again every REPLAN_EVERY, so the
+    # model at the deadline has finished annealing (the plan is kept for --resume).
     history: list[dict[str, float]] = []
     step, stopped = start_step, False
+    timed_from = (start_step, started)  # (step, time) the pace is measured from
     bar = tqdm(
-        total=options.steps,
+        total=planned or options.steps,
         initial=start_step,
         desc="training",
         unit="step",
@@ -127,12 +129,18 @@ def train(options: TrainOptions) -> TrainResult:
         if deadline is not None and time.monotonic() - started > deadline:
             stopped = True
             break
-        if planned is None and deadline is not None and step - start_step == PLAN_AFTER_STEPS:
-            per_step = (time.monotonic() - started) / PLAN_AFTER_STEPS
-            planned = min(
-                options.steps,
-                step + int(0.97 * (deadline - (time.monotonic() - started)) / per_step),
-            )
+        if deadline is not None and step - timed_from[0] == (
+            PLAN_AFTER_STEPS if planned is None else REPLAN_EVERY
+        ):
+            # Re-planned from the recent pace: on a shared machine it changes as other
+            # jobs come and go, and the schedule must still end at the deadline.
+            now = time.monotonic()
+            per_step = (now - timed_from[1]) / (step - timed_from[0])
+            left = deadline - (now - started)
+            planned = min(options.steps, step + max(1, int(0.97 * left / per_step)))
+            timed_from = (step, now)
+            bar.total = planned  # the bar shows the steps the deadline allows, and their ETA
+            bar.refresh()
         set_lr(optimizer, options.lr, step, planned or options.steps)
         batch = _to_torch(maker.batch(step, options.batch_size), device)
         out_ = model(batch["images"], batch.get("mel"))
