@@ -54,8 +54,12 @@ class Row:
     main_class: str | None
     latency_ms: float
     mask: np.ndarray | None = None  # bool, at most MAP_SIDE
-    amap: np.ndarray | None = None  # float16, same size as mask
+    amap: np.ndarray | None = None  # float16 logits (not probabilities), same size as mask
     error: str | None = None
+    # Ranking figures (AUROC) use logits: a confident model's probabilities round to 1.0
+    # in float32 and would tie, and a tie is not a ranking.
+    part_logit: float = float("nan")
+    image_logit: float = float("nan")
 
 
 def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
@@ -166,7 +170,7 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
     mask = read_mask(sample.mask) if sample.mask is not None else None
     if mask is None and sample.is_good:
         mask = np.zeros(image.shape[:2], bool)
-    small_mask, small_map = _shrink(mask, detection.anomaly_map[0])
+    small_mask, small_map = _shrink(mask, detection.maps[0, 0])
     row = Row(
         str(sample.image),
         label,
@@ -178,6 +182,8 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
         latency,
         small_mask,
         small_map,
+        part_logit=float(detection.part_logit[0]),
+        image_logit=float(detection.image_logit[0]),
     )
     pairs = _size_pairs(found, sample, mm) if rejected and mm else []
     return row, pairs, image, detection
@@ -188,6 +194,8 @@ def _main_class(detection, found) -> str:
     (the class maps over the region); the image-level class scores when no region."""
     if found:
         return max(found, key=lambda d: d.score).defect_class
+    if not detection.classes:  # a detector that names no classes
+        return "anomaly"
     return detection.classes[int(np.argmax(detection.class_scores[0]))]
 
 
@@ -223,7 +231,7 @@ def _size_pairs(found, sample: Sample, mm: float) -> list[tuple[float, float]]:
 def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> dict[str, Any]:
     valid = [r for r in rows if r.error is None]
     defective = [r.label != GOOD for r in valid]
-    scores = [r.score for r in valid]
+    scores = [r.part_logit for r in valid]
     masks = [r.mask for r in valid]
     maps = [r.amap.astype(np.float32) for r in valid]
     latencies = [r.latency_ms for r in valid]
@@ -232,7 +240,7 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
         "n_errors": len(rows) - len(valid),
         "classes": dict(Counter(r.label for r in rows)),
         "image_auroc": image_auroc(defective, scores),
-        "image_auroc_image_only": image_auroc(defective, [r.image_score for r in valid]),
+        "image_auroc_image_only": image_auroc(defective, [r.image_logit for r in valid]),
         "pixel_auroc": pixel_auroc(masks, maps),
         "pixel_aupro": pixel_aupro(masks, maps),
         "per_class": per_class_scores([r.label for r in valid], [r.main_class for r in valid]),
@@ -268,8 +276,8 @@ def _per_class_auroc(rows: list[Row]) -> dict[str, dict[str, float | None]]:
         subset = good + [r for r in rows if r.label == cls]
         y = [r.label != GOOD for r in subset]
         out[cls] = {
-            "auroc": image_auroc(y, [r.score for r in subset]),
-            "auroc_image_only": image_auroc(y, [r.image_score for r in subset]),
+            "auroc": image_auroc(y, [r.part_logit for r in subset]),
+            "auroc_image_only": image_auroc(y, [r.image_logit for r in subset]),
         }
     return out
 
@@ -334,7 +342,7 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
 
     valid = [r for r in rows if r.error is None]
     y = np.array([r.label != GOOD for r in valid])
-    s = np.array([r.score for r in valid])
+    s = np.array([r.part_logit for r in valid])
     figures = []
     if 0 < y.sum() < len(y):
         fig, ax = plt.subplots(figsize=(4.5, 4))
