@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from inspection.decoder.prompt import evidence, measured_values
+from inspection.decoder.prompt import clause_mark, evidence, measured_values
 from inspection.standards import Standard, candidate_clauses
 from inspection.standards.render import TERMS_ZH
 from inspection.types import (
@@ -124,10 +124,11 @@ def report_json_schema(
 
     With ``defects`` (the measured ones, zones set) the schema is pinned to that part:
     entry ``i`` of the report is defect ``i`` with its class, zone and size as measured,
-    and either one of the clauses covering that class and zone with the severity and
-    action the clause prescribes (or ``review`` when the clause needs a value that was
-    not measured), or no clause and ``accept``. Which of these holds is the decoder's
-    to judge; a report it writes can then never misquote a clause or re-measure a part.
+    and either one of the clauses covering that class and zone whose conditions all hold,
+    with the severity and action it prescribes, or one that needs a value that was not
+    measured, with ``review``, or no clause and ``accept``. Which of these governs is the
+    decoder's to judge; a report it writes can then never misquote a clause, cite one the
+    part does not meet, or re-measure a part.
     """
     if defects is None:
         return report_model(standard, language, n_defects).model_json_schema()
@@ -149,10 +150,15 @@ def report_json_schema(
 def _pinned_defect(
     standard: Standard, defect: Defect, measured: dict[str, float]
 ) -> dict[str, Any]:
+    # What the measurements leave possible: a clause whose conditions all hold, with the
+    # action it prescribes; one that needs an unmeasured value, as review; no clause.
+    # A clause the part fails (a ✗ condition) can never be cited.
     outcomes: list[tuple[str | None, str | None, str]] = []
     for clause in candidate_clauses(standard, defect.defect_class, defect.zone):
-        outcomes.append((clause.severity.value, clause.id, clause.action.value))
-        if any(c.attribute not in measured for c in clause.when):
+        mark = clause_mark(clause, measured)
+        if mark == "✓":
+            outcomes.append((clause.severity.value, clause.id, clause.action.value))
+        elif mark == "?":
             outcomes.append((clause.severity.value, clause.id, Action.REVIEW.value))
     outcomes.append((None, None, Action.ACCEPT.value))
     fixed = _fixed_fields(standard, defect, measured)

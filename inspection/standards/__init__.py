@@ -8,6 +8,7 @@ from inspection.standards.rules import (
     candidate_clauses,
     class_counts,
     decide_defect,
+    ranked_clauses,
 )
 from inspection.standards.schema import (
     MEASURED_ATTRIBUTES,
@@ -36,6 +37,7 @@ __all__ = [
     "decide_defect",
     "load_standard",
     "parse_standard",
+    "ranked_clauses",
     "render_clause",
     "render_header",
     "render_standard",

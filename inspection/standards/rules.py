@@ -117,7 +117,7 @@ def decide_defect(
     measured = {**defect.attributes, "count": float(count), "total_count": float(total)}
     applicable: list[Clause] = []
     undecidable: list[tuple[Clause, list[str]]] = []
-    for clause in candidate_clauses(standard, defect.defect_class, zone):
+    for clause in ranked_clauses(standard, defect.defect_class, zone):  # strictest first
         missing = [c.attribute for c in clause.when if c.attribute not in measured]
         if missing:
             undecidable.append((clause, missing))
@@ -127,7 +127,7 @@ def decide_defect(
     # A clause we cannot evaluate only matters if it could make the outcome stricter.
     stricter = [(c, m) for c, m in undecidable if c.action.rank > best]
     if stricter:
-        clause, missing = max(stricter, key=lambda cm: cm[0].action.rank)
+        clause, missing = stricter[0]  # the strictest of them
         return DefectDecision(
             defect,
             zone,
@@ -146,9 +146,7 @@ def decide_defect(
             None,
             f"{defect.defect_class} in zone {zone}: within tolerance ({_describe(measured)})",
         )
-    governing = max(
-        applicable, key=lambda c: (c.action.rank, c.severity.rank, -_index(standard, c))
-    )
+    governing = applicable[0]
     conditions = " and ".join(str(c) for c in governing.when) or "any size"
     return DefectDecision(
         defect,
@@ -170,8 +168,12 @@ def candidate_clauses(standard: Standard, defect_class: str, zone: str | None) -
     ]
 
 
-def _index(standard: Standard, clause: Clause) -> int:
-    return standard.clauses.index(clause)
+def ranked_clauses(standard: Standard, defect_class: str, zone: str | None) -> list[Clause]:
+    """The clauses that cover ``defect_class`` in ``zone``, strictest first: by action,
+    then severity, then the standard's order. The first that applies governs."""
+    clauses = candidate_clauses(standard, defect_class, zone)
+    order = {id(c): i for i, c in enumerate(clauses)}
+    return sorted(clauses, key=lambda c: (-c.action.rank, -c.severity.rank, order[id(c)]))
 
 
 def _describe(measured: dict[str, float]) -> str:

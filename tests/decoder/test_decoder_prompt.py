@@ -89,3 +89,9 @@ def test_pinned_grammar_refuses_another_class_clause_and_a_wrong_action(compiler
     assert not _accepts(compiler, schema, text({**good, "defect_class": "dent"}))  # measured
     assert not _accepts(compiler, schema, text({**good, "size_mm": 6.3}))  # measured
     assert not _accepts(compiler, schema, text({**good, "evidence": "4.1.1 ✓"}))
+    # 4.1.2 covers the class and zone, but its condition fails (✗): it cannot be cited.
+    failing = {"severity": "major", "clause_id": "4.1.2", "action": "rework"}
+    assert not _accepts(compiler, schema, text({**good, **failing}))
+    assert _accepts(
+        compiler, schema, text({**good, "severity": None, "clause_id": None, "action": "accept"})
+    )

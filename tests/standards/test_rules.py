@@ -127,3 +127,39 @@ def test_reason_names_clause_and_measurement(bracket_standard):
     result = apply_standard(bracket_standard, [Defect("scratch", {"length_mm": 7.25}, zone="A")])
     reason = result.reasons[0]
     assert "4.1.1" in reason and "7.25" in reason and "length_mm > 5" in reason
+
+
+RANKING_STANDARD = """
+id: QS-RANK-1
+title: {en: ranking, zh: 排序}
+product: x
+revision: A
+zones: [{id: A, name: {en: face, zh: 面}, region: [0, 0, 1, 1]}]
+defect_classes: [{id: dent, name: {en: dent, zh: 凹坑}}]
+clauses:
+  - {id: d1, defect: dent, when: ["length_mm > 1"], severity: minor, action: rework,
+     text: {en: a, zh: a}}
+  - {id: d2, defect: dent, when: ["length_mm > 2"], severity: major, action: rework,
+     text: {en: b, zh: b}}
+  - {id: d3, defect: dent, when: ["depth_mm > 0.5"], severity: minor, action: scrap,
+     text: {en: c, zh: c}}
+  - {id: d4, defect: dent, when: ["depth_mm > 0.2"], severity: critical, action: scrap,
+     text: {en: d, zh: d}}
+"""
+
+
+def test_clauses_rank_strictest_first_and_the_first_that_holds_governs():
+    from inspection.standards import parse_standard, ranked_clauses
+
+    standard = parse_standard(RANKING_STANDARD)
+    # Action, then severity, then the file's order.
+    assert [c.id for c in ranked_clauses(standard, "dent", "A")] == ["d4", "d3", "d2", "d1"]
+
+    def decide(attrs):
+        return apply_standard(standard, [Defect("dent", attrs, zone="A")]).decisions[0]
+
+    assert decide({"length_mm": 3.0, "depth_mm": 0.1}).clause_id == "d2"  # major beats minor
+    assert decide({"length_mm": 1.5, "depth_mm": 0.6}).clause_id == "d4"  # critical scrap
+    # Depth not measured: both scrap clauses could apply; the strictest is cited for review.
+    review = decide({"length_mm": 3.0})
+    assert review.action is Action.REVIEW and review.clause_id == "d4"
