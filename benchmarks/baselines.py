@@ -1,17 +1,23 @@
 """Our model against the baselines, side by side on the same data, in one run.
 
-python benchmarks/baselines.py --data DATA --model models/default --minutes 10
+python benchmarks/baselines.py --data TRAIN --eval-data HELD_OUT --minutes 10 [--normal-only]
 
-Baselines, each behind the same detector interface and scored by the same
-``inspection.evaluate``:
-- classical: the threshold/blob pipeline lines used before deep learning: local
-  contrast (the image minus its median-blurred self), normalised by its spread on good
-  training parts; the part score is the top-0.1 % response; no training.
-- resnet18: a timm ResNet-18 from scratch, trained for the same minutes on the same
-  batches (good images with the same synthesised anomalies, and labelled defects where
-  the data has them), as a multi-label image classifier (anomalous + one per class).
-anomalib's DRAEM is left out: anomalib and Lightning do not install offline here with
-the pinned torch (see benchmarks/README.md).
+Every learned method trains for the same minutes on the same machine, one after the
+other, from the same training images and the same synthesised anomalies (the project's
+own recipes: nothing is downloaded); every method's image threshold is set the same way
+(1 % false rejects on the same held-out good training images); all are scored by the same
+``inspection.evaluate`` on the same held-out parts. Methods:
+
+- ours: ``inspection train`` (``--config``, default ``small``) for the budget.
+- classical: the threshold/blob pipeline lines used before deep learning: local contrast
+  (the image minus its median-blurred self), normalised by its spread on good training
+  parts; the part score is the top-0.1 % response; no training.
+- resnet18: a timm ResNet-18 from scratch on the same batches, as a multi-label image
+  classifier (anomalous + one output per class); its map is its image score everywhere.
+- draem: anomalib's DRAEM (its reconstructive and discriminative sub-networks and its
+  loss: L2 + SSIM + focal), trained on good images with the project's synthesised
+  anomalies as its anomaly source (anomalib's own needs the DTD download). Its map has
+  no classes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from inspection.datasets import load_dataset
 from inspection.evaluate import evaluate, thresholds_of
@@ -33,9 +40,12 @@ from inspection.models.detector import TiledDetector, TorchDetector
 from inspection.models.outputs import Detection
 from inspection.models.preprocess import PreprocessOptions
 from inspection.pipeline import Thresholds
-from inspection.train.data import BatchMaker, load_items, training_samples
+from inspection.train.anomalies import synthesise_anomaly
+from inspection.train.data import BatchMaker, Item, load_items, training_samples
+from inspection.train.trainer import TrainOptions, train
 
 CLASSES = get_config("small").classes
+TARGET_FRR = 0.01
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -43,20 +53,23 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p)).astype(np.float32)
 
 
-def _detection(amap: np.ndarray, image_p: float, class_p: np.ndarray) -> Detection:
+def _classless(amap_logit: np.ndarray, image_logit: np.ndarray) -> Detection:
+    """A Detection of a method that finds anomalies but names no class (``classes=()``:
+    evaluation then reports no per-class accuracy for it, rather than a made-up one)."""
+    amap_logit = np.asarray(amap_logit, np.float32).reshape(
+        len(image_logit), 1, *amap_logit.shape[-2:]
+    )
+    b = len(image_logit)
     return Detection(
-        maps=np.concatenate(
-            [_logit(amap)[None, None], np.full((1, len(CLASSES), *amap.shape), -9.0, np.float32)],
-            axis=1,
-        ),
-        image_logit=_logit(np.array([image_p])),
-        class_logits=_logit(class_p[None]),
+        maps=amap_logit,
+        image_logit=np.asarray(image_logit, np.float32),
+        class_logits=np.zeros((b, 0), np.float32),
         audio_logit=None,
-        part_logit=_logit(np.array([image_p])),
-        patch_tokens=np.zeros((1, 1, 1), np.float32),
+        part_logit=np.asarray(image_logit, np.float32),
+        patch_tokens=np.zeros((b, 1, 1), np.float32),
         audio_tokens=None,
         grid=(1, 1),
-        classes=CLASSES,
+        classes=(),
     )
 
 
@@ -64,7 +77,7 @@ class ClassicalDetector:
     """Local contrast, normalised on good parts: the pre-deep-learning line inspection."""
 
     version = "classical-local-contrast"
-    classes = CLASSES
+    classes = ()
 
     def __init__(self, good_images: list[np.ndarray], kernel: int = 21):
         self.kernel = kernel
@@ -72,19 +85,14 @@ class ClassicalDetector:
         self.scale = float(np.percentile(responses, 99.9)) + 1e-6
 
     def _response(self, image: np.ndarray) -> np.ndarray:
-        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        grey = image if image.ndim == 2 else cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2GRAY)
         grey = cv2.normalize(grey, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
         return np.abs(grey.astype(np.float32) - cv2.medianBlur(grey, self.kernel))
 
     def detect(self, image: np.ndarray, audio=None) -> Detection:
         response = self._response(image) / self.scale  # 1.0 = the good parts' 99.9th pct
-        amap = 1 / (1 + np.exp(-4 * (response - 1)))  # (H, W) in 0..1
         top = np.sort(response.ravel())[-max(1, response.size // 1000) :].mean()
-        return _detection(
-            amap.astype(np.float32),
-            float(1 / (1 + np.exp(-4 * (top - 1)))),
-            np.full(len(CLASSES), 0.5, np.float32),
-        )
+        return _classless(4 * (response - 1), np.array([4 * (top - 1)]))
 
 
 class ResNetDetector(TiledDetector):
@@ -110,14 +118,44 @@ class ResNetDetector(TiledDetector):
         )
 
 
+class DraemDetector(TiledDetector):
+    """anomalib's DRAEM behind the tiled-detector interface (inputs in [0, 1])."""
+
+    classes = ()
+
+    def __init__(self, net: torch.nn.Module, config):
+        self.net, self.config, self.version = net.eval(), config, "anomalib-draem-scratch"
+
+    def run(self, images: np.ndarray, mel=None) -> Detection:
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(_unnormalise(images, self.config)))
+        # softmax probabilities of "anomalous", as logits
+        return _classless(_logit(out.anomaly_map.numpy()), _logit(out.pred_score.numpy()))
+
+
+def _unnormalise(images: np.ndarray, config) -> np.ndarray:
+    mean = np.asarray(config.image_mean, np.float32)[:, None, None]
+    std = np.asarray(config.image_std, np.float32)[:, None, None]
+    return np.ascontiguousarray(images * std + mean, dtype=np.float32)
+
+
+def _budgeted(minutes: float, name: str):
+    """Step numbers until ``minutes`` have passed, with a progress bar."""
+    deadline, step = time.monotonic() + minutes * 60, 0
+    with tqdm(desc=name, unit="step", mininterval=5.0) as bar:
+        while time.monotonic() < deadline:
+            yield step
+            step += 1
+            bar.update(1)
+
+
 def train_resnet(maker: BatchMaker, minutes: float, batch_size: int = 8) -> torch.nn.Module:
     import timm
 
     net = timm.create_model("resnet18", pretrained=False, num_classes=1 + len(CLASSES))
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
-    deadline, step = time.monotonic() + minutes * 60, 0
     net.train()
-    while time.monotonic() < deadline:
+    for step in _budgeted(minutes, "resnet18"):
         batch = maker.batch(step, batch_size)
         logits = net(torch.from_numpy(batch.images))  # (B, 1+K)
         target = torch.from_numpy(
@@ -127,58 +165,146 @@ def train_resnet(maker: BatchMaker, minutes: float, batch_size: int = 8) -> torc
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        step += 1
-    print(f"resnet18: {step} steps in {minutes} min")
     return net
+
+
+def _draem_batch(good: list[Item], size: int, step: int, batch_size: int, seed: int = 0):
+    """(augmented, clean, mask) in [0, 1], as DRAEM trains: half the crops get an anomaly."""
+    rng = np.random.default_rng([seed, step])
+    augmented, clean, masks = [], [], []
+    for _ in range(batch_size):
+        image = good[int(rng.integers(len(good)))].image
+        y = int(rng.integers(0, image.shape[0] - size + 1))
+        x = int(rng.integers(0, image.shape[1] - size + 1))
+        crop = image[y : y + size, x : x + size]
+        mask = np.zeros((size, size), bool)
+        out = crop
+        if rng.random() < 0.5:
+            anomaly = synthesise_anomaly(rng, crop)
+            out, mask = anomaly.image, anomaly.mask
+        augmented.append(out)
+        clean.append(crop)
+        masks.append(mask)
+
+    def chw(images: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(images).astype(np.float32).transpose(0, 3, 1, 2) / 255)
+
+    return chw(augmented), chw(clean), torch.from_numpy(np.stack(masks)[:, None].astype(np.int64))
+
+
+def train_draem(good: list[Item], size: int, minutes: float, batch_size: int = 8):
+    from anomalib.models.image.draem.loss import DraemLoss
+    from anomalib.models.image.draem.torch_model import DraemModel
+
+    net = DraemModel()
+    loss_fn = DraemLoss()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)  # DRAEM's published rate
+    net.train()
+    for step in _budgeted(minutes, "draem"):
+        augmented, clean, mask = _draem_batch(good, size, step, batch_size)
+        reconstruction, prediction = net(augmented)
+        loss = loss_fn(clean, reconstruction, mask, prediction)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return net
+
+
+def calibrated(detector, held: list[Item]) -> Thresholds:
+    """Image threshold at a 1 % false-reject rate on held-out good images (as ours)."""
+    scores = [float(detector.detect(item.image).part_score[0]) for item in held]
+    pixels = np.concatenate([detector.detect(it.image).anomaly_map[0].ravel() for it in held[:8]])
+    return Thresholds(
+        image=float(np.quantile(scores, 1 - TARGET_FRR)),
+        pixel=float(np.quantile(pixels, 0.999)),
+        version="held-out-good",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--model", default="models/default")
-    parser.add_argument("--minutes", type=float, default=10.0, help="ResNet-18 budget")
+    parser.add_argument("--data", required=True, help="training data (its train split)")
+    parser.add_argument("--eval-data", help="held-out parts (default: --data's test split)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="budget of each method")
+    parser.add_argument("--config", default="small", help="our model's config")
     parser.add_argument("--normal-only", action="store_true")
+    parser.add_argument("--methods", default="ours,classical,resnet18,draem")
     parser.add_argument("--out", default="runs/baselines")
     args = parser.parse_args()
+    out = Path(args.out)
+    methods = args.methods.split(",")
+    torch.manual_seed(0)
 
-    model = load_model(args.model)
-    config = model.config
+    config = get_config(args.config)
     prep = PreprocessOptions.from_config(config)
     good_s, labelled_s = training_samples(load_dataset(args.data), args.normal_only)
-    good = load_items(good_s, prep, "good")
+    order = np.random.default_rng(0).permutation(len(good_s))  # the trainer's split
+    n_hold = max(1, round(0.1 * len(good_s)))
+    held = load_items([good_s[i] for i in order[:n_hold]], prep, "held-out good")
+    good = load_items([good_s[i] for i in order[n_hold:]], prep, "good")
     labelled = load_items(labelled_s, prep, "labelled")
     maker = BatchMaker(good, labelled, CLASSES, prep, config.n_mels, config.n_audio_frames, 0)
-    classical = ClassicalDetector([it.image for it in good[:100]])
-    resnet = ResNetDetector(train_resnet(maker, args.minutes), config)
-    detectors = {
-        "ours": (TorchDetector(model), thresholds_of(model.metadata)),
-        "classical": (classical, Thresholds(image=0.5, pixel=0.5)),
-        "resnet18": (resnet, Thresholds(image=0.5, pixel=0.5)),
+
+    detectors = {}
+    seconds = {}
+    for name in methods:
+        start = time.monotonic()
+        if name == "ours":
+            options = TrainOptions(
+                data=Path(args.data),
+                out=out / "ours-model",
+                config=args.config,
+                normal_only=args.normal_only,
+                max_minutes=args.minutes,
+                steps=1_000_000,
+            )
+            train(options)
+            model = load_model(options.out)
+            detectors[name] = (TorchDetector(model), thresholds_of(model.metadata))
+        elif name == "classical":
+            detector = ClassicalDetector([it.image for it in good[:100]])
+            detectors[name] = (detector, calibrated(detector, held))
+        elif name == "resnet18":
+            detector = ResNetDetector(train_resnet(maker, args.minutes), config)
+            detectors[name] = (detector, calibrated(detector, held))
+        elif name == "draem":
+            detector = DraemDetector(train_draem(good, config.image_size, args.minutes), config)
+            detectors[name] = (detector, calibrated(detector, held))
+        else:
+            raise SystemExit(f"unknown method {name!r}")
+        seconds[name] = time.monotonic() - start
+
+    eval_data = args.eval_data or args.data
+    results = {
+        name: evaluate(detector, thresholds, eval_data, out / name, progress=False)
+        for name, (detector, thresholds) in detectors.items()
     }
-    results = {}
-    for name, (detector, thresholds) in detectors.items():
-        results[name] = evaluate(
-            detector, thresholds, args.data, Path(args.out) / name, progress=False
-        )
-    print(
-        f"{'method':<10} {'image AUROC':>12} {'ratio':>6} "
-        + " ".join(f"{c[:8]:>9}" for c in CLASSES)
-    )
-    ours = results["ours"]["image_auroc"] or 1e-9
+    _print_table(results, seconds)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        name: {
+            "image_auroc": m["image_auroc"],
+            "pixel_auroc": m["pixel_auroc"],
+            "per_class": {c: v["accuracy"] for c, v in m["per_class"].items()},
+            "per_class_auroc": {c: v["auroc"] for c, v in m["per_class_by_score"].items()},
+            "seconds": seconds[name],
+        }
+        for name, m in results.items()
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _print_table(results: dict, seconds: dict) -> None:
+    classes = sorted({c for m in results.values() for c in m["per_class"]})
+    ours = (results.get("ours") or next(iter(results.values())))["image_auroc"] or 1e-9
+    head = f"{'method':<10} {'s':>6} {'img AUROC':>9} {'/ ours':>6} {'px AUROC':>8} "
+    print(head + " ".join(f"{c[:9]:>9}" for c in classes) + "   (per-class accuracy)")
     for name, m in results.items():
-        accs = [m["per_class"].get(c, {}).get("accuracy") for c in CLASSES]
+        accs = [m["per_class"].get(c, {}).get("accuracy") for c in classes]
         cells = " ".join(f"{a:9.3f}" if a is not None else f"{'n/a':>9}" for a in accs)
-        print(f"{name:<10} {m['image_auroc']:12.4f} {m['image_auroc'] / ours:6.3f} {cells}")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "summary.json").write_text(
-        json.dumps(
-            {
-                k: {"image_auroc": v["image_auroc"], "per_class": v["per_class"]}
-                for k, v in results.items()
-            },
-            indent=2,
-        )
-    )
+        px = f"{m['pixel_auroc']:8.3f}" if m["pixel_auroc"] is not None else f"{'n/a':>8}"
+        auroc = m["image_auroc"]
+        print(f"{name:<10} {seconds[name]:6.0f} {auroc:9.4f} {auroc / ours:6.3f} {px} {cells}")
 
 
 if __name__ == "__main__":
