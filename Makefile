@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # `make model`: the shipped default, reproducible (GPU when there is one).
 DEVICE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
-MODEL_MINUTES ?= 20
+MODEL_MINUTES ?= 40
 DECODER_MINUTES ?= 70
 MODEL_RUN := runs/model
 
@@ -43,10 +43,10 @@ format: install
 model: install
 	$(BIN)/inspection synth --out $(MODEL_RUN)/train --n 1400 --seed 1 --product bracket \
 		--train-ratio 0.8 --train-defect-ratio 0.5
-	$(BIN)/inspection synth --out $(MODEL_RUN)/heldout --n 600 --seed 7 --product bracket \
+	$(BIN)/inspection synth --out $(MODEL_RUN)/heldout --n 300 --seed 7 --product bracket \
 		--train-ratio 0
 	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default --config small \
-		--max-minutes $(MODEL_MINUTES) --steps 4000 --device $(DEVICE)
+		--max-minutes $(MODEL_MINUTES) --steps 100000 --device $(DEVICE)
 	rm -f models/default/train_state.pt models/default/train_log.jsonl
 	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder --config small \
 		--max-minutes $(DECODER_MINUTES) --steps 100000 --device $(DEVICE)
