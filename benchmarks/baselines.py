@@ -23,6 +23,7 @@ own recipes: nothing is downloaded); every method's image threshold is set the s
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -233,6 +234,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     methods = args.methods.split(",")
+    if "draem" in methods and importlib.util.find_spec("anomalib") is None:
+        print("draem: skipped, anomalib is not installed (pip install -e '.[bench]')")
+        methods.remove("draem")
     torch.manual_seed(0)
 
     config = get_config(args.config)

@@ -33,7 +33,13 @@ from inspection.metrics import (
     pixel_aupro,
     pixel_auroc,
 )
-from inspection.pipeline import Detector, Inspector, Thresholds, defects_from_detection
+from inspection.pipeline import (
+    Detector,
+    Inspector,
+    Thresholds,
+    defects_from_detection,
+    part_defects,
+)
 from inspection.standards import Standard, load_standard
 from inspection.types import Frame, Observation
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
@@ -164,7 +170,7 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
         return row, [], None, None
     score = float(detection.part_score[0])
     rejected = score >= thresholds.image
-    found = defects_from_detection(detection, thresholds, mm) if rejected else []
+    found = part_defects(detection, thresholds, mm) if rejected else []  # as the line
     main = _main_class(detection, found) if rejected else None
     audio_score = None if detection.audio_score is None else float(detection.audio_score[0])
     mask = read_mask(sample.mask) if sample.mask is not None else None
@@ -221,7 +227,7 @@ def _size_pairs(found, sample: Sample, mm: float) -> list[tuple[float, float]]:
         if length is None or not box:
             continue
         x0, y0, x1, y1 = box
-        hits = [d for d in found if d.mask[y0:y1, x0:x1].any()]
+        hits = [d for d in found if d.mask is not None and d.mask[y0:y1, x0:x1].any()]
         if hits:
             best = max(hits, key=lambda d: d.mask[y0:y1, x0:x1].sum())
             pairs.append((measure_region(best.mask, mm).length_mm, float(length)))

@@ -14,7 +14,8 @@ Decision policy
   is one defect, of the class whose map is strongest over it, measured in mm (length,
   width, area) and ΔE, and judged by the standard. A part that scores as defective but
   shows no region to measure goes to REVIEW.
-- An audio anomaly with no visible crack is an internal crack (tap test).
+- A part whose tap test rings wrong has a crack: the most crack-like region the maps
+  call a scratch (the two look alike), or an internal crack when none is visible.
 - Any error on this path (unreadable frame, model failure, NaN scores) gives REVIEW
   with its reason: an error is never a PASS.
 """
@@ -68,19 +69,55 @@ def defects_from_detection(
     mm_per_px: float | None,
     image: np.ndarray | None = None,
     reference_rgb: Sequence[int] | None = None,
+    audible: bool = False,
 ) -> list[Defect]:
-    """Measured defects from one image's detection (batch of 1, full image size)."""
+    """Measured defects from one image's detection (batch of 1, full image size).
+
+    With ``audible`` (the tap test rang wrong) and no region the maps call a crack, the
+    most crack-like of the regions they call a scratch is the crack: the two look alike
+    as thin lines, but only a crack changes how the part rings.
+    """
     anomaly = detection.anomaly_map[0]  # (H, W)
     class_maps = detection.class_maps[0]  # (K, H, W)
     reference = np.asarray(reference_rgb) if reference_rgb is not None else None
-    defects = []
-    for comp in connected_components(
+    regions = connected_components(
         anomaly >= thresholds.pixel, mm_per_px or 1.0, min_area_px=thresholds.min_area_px
-    ):
-        strength = class_maps[:, comp.mask].mean(axis=1)  # (K,)
-        cls = detection.classes[int(np.argmax(strength))] if len(strength) else "anomaly"
-        score = float(anomaly[comp.mask].max())
-        defects.append(measure_defect(comp, cls, mm_per_px, image, reference, score))
+    )
+    strengths = [class_maps[:, comp.mask].mean(axis=1) for comp in regions]  # each (K,)
+    names = [detection.classes[int(np.argmax(s))] if len(s) else "anomaly" for s in strengths]
+    if audible and "crack" in detection.classes and "crack" not in names:
+        crack = detection.classes.index("crack")
+        lines = [i for i, name in enumerate(names) if name == "scratch"]
+        if lines:
+            names[max(lines, key=lambda i: strengths[i][crack])] = "crack"
+    return [
+        measure_defect(comp, name, mm_per_px, image, reference, float(anomaly[comp.mask].max()))
+        for comp, name in zip(regions, names, strict=True)
+    ]
+
+
+def part_defects(
+    detection: Detection,
+    thresholds: Thresholds,
+    mm_per_px: float | None,
+    image: np.ndarray | None = None,
+    reference_rgb: Sequence[int] | None = None,
+) -> list[Defect]:
+    """The part's defects as the line decides them (one image, batch of 1).
+
+    The image's measured regions when the part score reaches the image threshold, and
+    the tap test's finding: a part that rings wrong has a crack, visible (see
+    :func:`defects_from_detection`) or, with none to see, internal.
+    """
+    audio = None if detection.audio_score is None else float(detection.audio_score[0])
+    audible = audio is not None and audio >= thresholds.audio
+    defects = []
+    if float(detection.part_score[0]) >= thresholds.image:
+        defects = defects_from_detection(
+            detection, thresholds, mm_per_px, image, reference_rgb, audible=audible
+        )
+    if audible and not any(d.defect_class == "crack" for d in defects):
+        defects.append(Defect("crack", {}, zone=None, score=audio))
     return defects
 
 
@@ -141,15 +178,8 @@ class Inspector:
         if not all(np.isfinite(v) for v in scores.values()):
             raise ValueError(f"model returned non-finite scores {scores}")
         size = (frame.width, frame.height)
-        defects: list[Defect] = []
-        if part_score >= self.thresholds.image:
-            reference = observation.metadata.get("reference_rgb")
-            defects = defects_from_detection(
-                detection, self.thresholds, frame.mm_per_px, frame.image, reference
-            )
-        audible = audio_score is not None and audio_score >= self.thresholds.audio
-        if audible and not any(d.defect_class == "crack" for d in defects):
-            defects.append(Defect("crack", {}, zone=None, score=audio_score))
+        reference = observation.metadata.get("reference_rgb")
+        defects = part_defects(detection, self.thresholds, frame.mm_per_px, frame.image, reference)
         defects = [replace(d, frame_index=index) for d in defects]
         result = apply_standard(self.standard, defects, observation.part_id, image_size=size)
         if part_score >= self.thresholds.image and not defects:

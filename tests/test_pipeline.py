@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inspection.models.outputs import Detection
-from inspection.pipeline import Inspector, Thresholds, defects_from_detection
+from inspection.pipeline import Inspector, Thresholds, defects_from_detection, part_defects
 from inspection.types import AudioClip, Frame, Observation, Verdict
 
 CLASSES = ("scratch", "dent", "color_deviation", "crack", "contamination", "missing_feature")
@@ -153,3 +153,19 @@ def test_region_class_is_the_strongest_class_map():
     )
     assert [d.defect_class for d in defects] == ["contamination"]
     assert defects[0].attributes["length_mm"] == pytest.approx(3.0)
+
+
+def test_a_scratch_that_rings_is_the_crack_the_tap_heard():
+    thresholds = Thresholds(audio=0.5)
+    second = _scratch_region(30)
+    region = _scratch_region(60) | np.roll(second, 30, axis=0)  # two thin lines
+
+    quiet = part_defects(detection(region, audio=0.1), thresholds, 0.1)
+    assert sorted(d.defect_class for d in quiet) == ["scratch", "scratch"]
+
+    rings = part_defects(detection(region, audio=0.97), thresholds, 0.1)
+    assert sorted(d.defect_class for d in rings) == ["crack", "scratch"]  # one crack only
+
+    dent = part_defects(detection(_scratch_region(30), cls="dent", audio=0.97), thresholds, 0.1)
+    assert [d.defect_class for d in dent] == ["dent", "crack"]  # no line: an internal crack
+    assert dent[1].mask is None
