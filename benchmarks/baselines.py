@@ -17,7 +17,9 @@ own recipes: nothing is downloaded); every method's image threshold is set the s
 - draem: anomalib's DRAEM (its reconstructive and discriminative sub-networks and its
   loss: L2 + SSIM + focal), trained on good images with the project's synthesised
   anomalies as its anomaly source (anomalib's own needs the DTD download). Its map has
-  no classes.
+  no classes. Its reconstructive U-Net is heavy: on a 2-core CPU one step of 8 crops at
+  256 px takes about 145 s, so a budget of minutes gives it a handful of steps; give it
+  a GPU (or `--minutes` in hours) before reading its row.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -169,3 +169,11 @@ def test_a_scratch_that_rings_is_the_crack_the_tap_heard():
     dent = part_defects(detection(_scratch_region(30), cls="dent", audio=0.97), thresholds, 0.1)
     assert [d.defect_class for d in dent] == ["dent", "crack"]  # no line: an internal crack
     assert dent[1].mask is None
+
+
+def test_a_detector_without_classes_gives_unnamed_regions():
+    classless = detection(_scratch_region(30))
+    classless = replace(classless, maps=classless.maps[:, :1], classes=())
+    assert classless.class_maps.shape == (1, 0, H, W)
+    defects = part_defects(classless, Thresholds(), 0.1)
+    assert [d.defect_class for d in defects] == ["anomaly"]

@@ -82,6 +82,8 @@ class Detection:
         anomaly probability times the softmax of the class channels (which class, given
         that it is a defect)."""
         logits = self.maps[:, 1:]
+        if logits.shape[1] == 0:  # a detector that names no classes
+            return logits.astype(np.float32)
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         return (self.anomaly_map[:, None] * z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
