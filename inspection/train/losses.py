@@ -11,9 +11,7 @@ from inspection.models.model import DetectionOutput
 RIM_PX = 6  # clean pixels this close to a defect are weighed apart (see balanced_bce)
 
 
-def balanced_bce(
-    logits: Tensor, target: Tensor, weight: Tensor | None = None, rim_px: int = 0
-) -> Tensor:
+def balanced_bce(logits: Tensor, target: Tensor, rim_px: int = 0) -> Tensor:
     """Binary cross-entropy averaged over defect pixels and over clean pixels apart, summed.
 
     Defect pixels are rare (a 3-pixel spot among 65k clean ones): a plain mean lets the
@@ -25,13 +23,11 @@ def balanced_bce(
     pixels among 65k): with ``rim_px``, the clean pixels within that distance of a defect
     are averaged a third time, so the map keeps the defect's true outline, which is what
     measurement in mm and the region's class depend on (measured: a 4 x 6 px spot came
-    out as a 367 px region without it). ``weight`` (same shape, 0 or 1) leaves pixels
-    out, e.g. where the class is unknown.
+    out as a 367 px region without it).
     """
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    w = torch.ones_like(target) if weight is None else weight
-    pos, neg = target * w, (1 - target) * w
-    loss = _mean_over(bce, pos) + _mean_over(bce, neg)
+    neg = 1 - target
+    loss = _mean_over(bce, target) + _mean_over(bce, neg)
     if rim_px:
         near = F.max_pool2d(target, 2 * rim_px + 1, stride=1, padding=rim_px)  # dilated
         loss = loss + _mean_over(bce, near * neg)
