@@ -34,6 +34,7 @@ from inspection.metrics import (
     pixel_auroc,
 )
 from inspection.pipeline import (
+    AUDIO_THRESHOLD_FLOOR,
     Detector,
     Inspector,
     Thresholds,
@@ -69,11 +70,13 @@ class Row:
 
 
 def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
+    """A model's recorded thresholds (the audio one no lower than its floor: models
+    calibrated before the floor recorded the good taps' noise)."""
     t = metadata.get("thresholds") or {}
     return Thresholds(
         image=float(t.get("image", 0.5)),
         pixel=float(t.get("pixel", 0.5)),
-        audio=float(t.get("audio", 0.5)),
+        audio=max(AUDIO_THRESHOLD_FLOOR, float(t.get("audio", 0.5))),
         version=str(metadata.get("calibration_version", "training-holdout")),
     )
 
@@ -169,8 +172,8 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
         )
         return row, [], None, None
     score = float(detection.part_score[0])
-    rejected = score >= thresholds.image
-    found = part_defects(detection, thresholds, mm) if rejected else []  # as the line
+    found = part_defects(detection, thresholds, mm)  # as the line decides them
+    rejected = score >= thresholds.image or bool(found)  # found: a tap that rang wrong too
     main = _main_class(detection, found) if rejected else None
     audio_score = None if detection.audio_score is None else float(detection.audio_score[0])
     mask = read_mask(sample.mask) if sample.mask is not None else None

@@ -42,6 +42,12 @@ from inspection.types import (
     Verdict,
 )
 
+AUDIO_THRESHOLD_FLOOR = 0.5
+"""The lowest audio threshold a calibration may set: the audio head is a classifier
+trained with cross-entropy on labelled taps, so 0.5 is its own decision boundary. Good
+taps saturate near 0 (the shipped default: 3.4e-5 to 3.6e-5 on every held-out part), and
+their 99th percentile, taken alone, sits inside that noise and flags good parts."""
+
 
 @dataclass(frozen=True)
 class Thresholds:

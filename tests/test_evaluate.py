@@ -102,3 +102,13 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     weights = shipped / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     assert any("model.safetensors" in p for p in verify_manifest(shipped))
+
+
+def test_recorded_audio_threshold_is_never_under_the_heads_boundary():
+    """A calibration on saturated good taps recorded ~3.6e-5; loading lifts it to 0.5,
+    so a good tap's noise cannot flag a part, while the image thresholds stay as saved."""
+    recorded = {"thresholds": {"image": 0.46, "pixel": 0.24, "audio": 3.6e-5}}
+    thresholds = thresholds_of(recorded)
+    assert thresholds.audio == 0.5
+    assert (thresholds.image, thresholds.pixel) == (0.46, 0.24)
+    assert thresholds_of({"thresholds": {"audio": 0.8}}).audio == 0.8
