@@ -28,11 +28,10 @@ from inspection.decoder.corpus import Example, generate_examples, shipped_standa
 from inspection.decoder.lora import LoraOptions, add_adapter, load_adapter, save_adapter
 from inspection.decoder.model import ReportDecoder
 from inspection.standards import Standard, load_standard
-from inspection.train.trainer import set_lr
+from inspection.train.schedule import DeadlinePlan, set_lr
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.jsonl"
-PLAN_AT_STEPS = (10, 30, 100)  # a deadline run plans its schedule after these many steps
 _FEATURE_GRID = 8  # patch grid of the random detection features (8 x 8 tokens)
 _AUDIO_TOKENS = 25
 
@@ -104,8 +103,9 @@ def train_decoder(options: DecoderTrainOptions) -> DecoderTrainResult:
     optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
     step, elapsed0, planned = _restore(model, optimizer, options, device)
     deadline = None if options.max_minutes is None else options.max_minutes * 60 - elapsed0
+    plan = DeadlinePlan(options.steps, deadline, step, started, planned)
     bar = tqdm(
-        total=options.steps,
+        total=plan.total,
         initial=step,
         desc="decoder" if options.adapter is None else f"adapter {options.adapter}",
         unit="step",
@@ -118,18 +118,14 @@ def train_decoder(options: DecoderTrainOptions) -> DecoderTrainResult:
     model.train()
     with (out / LOG_FILE).open("a", encoding="utf-8") as log:
         while step < options.steps:
-            spent = time.monotonic() - started
-            if deadline is not None and spent > deadline:
+            now = time.monotonic()
+            if plan.expired(now):
                 stopped = True
                 break
-            if deadline is not None and step - first_step in PLAN_AT_STEPS:
-                # (Re)plan from the pace so far: a machine busy with other work at the start
-                # would otherwise fix a short schedule and idle at the floor learning rate.
-                per_step = spent / (step - first_step)
-                planned = min(options.steps, step + int(0.97 * (deadline - spent) / per_step))
-                bar.total = planned  # the bar shows the steps the deadline allows
+            if plan.update(step, now):
+                bar.total = plan.total  # the bar shows the steps the deadline allows
                 bar.refresh()
-            set_lr(optimizer, options.lr, step, planned or options.steps)
+            set_lr(optimizer, options.lr, step, plan.total)
             examples = batch_examples(options, standards, step)
             loss, n_tokens = _loss(model, examples, options.seed, step, device)
             optimizer.zero_grad(set_to_none=True)
@@ -143,12 +139,11 @@ def train_decoder(options: DecoderTrainOptions) -> DecoderTrainResult:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             bar.update(1)
             if step % options.checkpoint_every == 0:
-                _save(
-                    model, optimizer, options, step, elapsed0 + time.monotonic() - started, planned
-                )
+                elapsed = elapsed0 + time.monotonic() - started
+                _save(model, optimizer, options, step, elapsed, plan.planned)
     bar.close()
     seconds = time.monotonic() - started
-    _save(model, optimizer, options, step, elapsed0 + seconds, planned)
+    _save(model, optimizer, options, step, elapsed0 + seconds, plan.planned)
     done = step - first_step
     return DecoderTrainResult(
         out=out,

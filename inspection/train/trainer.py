@@ -27,10 +27,9 @@ from inspection.pipeline import AUDIO_THRESHOLD_FLOOR
 from inspection.train.anomalies import synthesise_anomaly
 from inspection.train.data import BatchMaker, Item, load_items, training_samples
 from inspection.train.losses import detection_loss
+from inspection.train.schedule import DeadlinePlan, set_lr
 
 STATE_FILE = "train_state.pt"
-PLAN_AFTER_STEPS = 10  # steps timed before a deadline run plans its schedule
-REPLAN_EVERY = 50  # steps between re-plans of a deadline run's schedule
 CALIBRATION_RESERVE = 0.05  # share of a --max-minutes budget kept for calibration
 LOG_FILE = "train_log.jsonl"
 
@@ -109,14 +108,13 @@ def train(options: TrainOptions) -> TrainResult:
         budget = options.max_minutes * 60 - elapsed0
         # Loading is spent already; keep 5 % of the budget for calibration and saving.
         deadline = budget * (1 - CALIBRATION_RESERVE) - (started - begun)
-    # The learning-rate schedule spans the steps the run will really make: with a
-    # deadline, that is measured after a few steps and again every REPLAN_EVERY, so the
-    # model at the deadline has finished annealing (the plan is kept for --resume).
+    # The learning-rate schedule spans the steps the run will really make, so the model
+    # at the deadline has finished annealing (the plan is kept for --resume).
+    plan = DeadlinePlan(options.steps, deadline, start_step, started, planned)
     history: list[dict[str, float]] = []
     step, stopped = start_step, False
-    timed_from = (start_step, started)  # (step, time) the pace is measured from
     bar = tqdm(
-        total=planned or options.steps,
+        total=plan.total,
         initial=start_step,
         desc="training",
         unit="step",
@@ -127,22 +125,14 @@ def train(options: TrainOptions) -> TrainResult:
     model.train()
     log = (out / LOG_FILE).open("a", encoding="utf-8")
     while step < options.steps:
-        if deadline is not None and time.monotonic() - started > deadline:
+        now = time.monotonic()
+        if plan.expired(now):
             stopped = True
             break
-        if deadline is not None and step - timed_from[0] == (
-            PLAN_AFTER_STEPS if planned is None else REPLAN_EVERY
-        ):
-            # Re-planned from the recent pace: on a shared machine it changes as other
-            # jobs come and go, and the schedule must still end at the deadline.
-            now = time.monotonic()
-            per_step = (now - timed_from[1]) / (step - timed_from[0])
-            left = deadline - (now - started)
-            planned = min(options.steps, step + max(1, int(0.97 * left / per_step)))
-            timed_from = (step, now)
-            bar.total = planned  # the bar shows the steps the deadline allows, and their ETA
+        if plan.update(step, now):
+            bar.total = plan.total  # the bar shows the steps the deadline allows, and their ETA
             bar.refresh()
-        set_lr(optimizer, options.lr, step, planned or options.steps)
+        set_lr(optimizer, options.lr, step, plan.total)
         batch = _to_torch(maker.batch(step, options.batch_size), device)
         out_ = model(batch["images"], batch.get("mel"))
         terms = detection_loss(out_, batch)
@@ -158,7 +148,7 @@ def train(options: TrainOptions) -> TrainResult:
         bar.update(1)
         if step % options.checkpoint_every == 0:
             elapsed = elapsed0 + time.monotonic() - started
-            _checkpoint(model, optimizer, step, elapsed, planned, out)
+            _checkpoint(model, optimizer, step, elapsed, plan.planned, out)
     bar.close()
     log.close()
     seconds = time.monotonic() - started
@@ -172,7 +162,7 @@ def train(options: TrainOptions) -> TrainResult:
             "steps": step,
         }
     )
-    _checkpoint(model, optimizer, step, elapsed0 + seconds, planned, out)
+    _checkpoint(model, optimizer, step, elapsed0 + seconds, plan.planned, out)
     done = step - start_step
     return TrainResult(
         out=out,
@@ -241,17 +231,6 @@ def _model_and_state(options: TrainOptions, device: torch.device):
 
 def _optimizer(model, options: TrainOptions) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float, step: int, total: int) -> None:
-    """Linear warm-up (2 % of ``total``) then cosine decay to 2 % of ``lr`` at ``total``."""
-    warmup = max(1, total // 50)
-    if step < warmup:
-        scale = (step + 1) / warmup
-    else:
-        scale = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    for group in optimizer.param_groups:
-        group["lr"] = lr * max(scale, 0.02)
 
 
 def _to_torch(batch, device: torch.device) -> dict[str, torch.Tensor]:
