@@ -5,9 +5,10 @@ measurements but never the rule engine's decisions, so that the report is the
 decoder's own reading of the standard and the cross-check means something.
 
 The standard is retrieved, not pasted whole: under each measured defect come the
-standard's clauses for that defect's class and zone, each condition rendered with its
-limit beside the part's measured value and whether it holds (``✓``, ``✗``, or ``?`` where
-the attribute was not measured):
+standard's clauses for that defect's class and zone, strictest first (by action, then
+severity, then the standard's order: the precedence the standard itself states), each
+condition rendered with its limit beside the part's measured value and whether it holds
+(``✓``, ``✗``, or ``?`` where the attribute was not measured):
 
     2. stain (stain), zone A: area_mm2=3.79, delta_e=4.44, length_mm=5.44, width_mm=1.65
     - [C-4.1] depth_mm ? > 0.10 ? -> critical, scrap
@@ -18,8 +19,11 @@ clause governs (the strictest action among those that hold, then severity, then 
 whether an unmeasured clause could be stricter and so calls for review, the verdict, and
 the wording are the decoder's. (Measured: the small LM trained for 20 minutes on a CPU
 did not learn decimal comparison from the bare numbers: clause accuracy stayed at 0.59
-and it never wrote "no clause applies".) Retrieval keeps the prompt a few hundred tokens
-whatever the standard's size.
+and it never wrote "no clause applies".) Listing the clauses in the standard's order
+instead left the decoder to rank actions and severities across the list, and most of its
+remaining errors were that ranking (measured on unseen generated standards; see
+benchmarks/README.md). Retrieval keeps the prompt a few hundred tokens whatever the
+standard's size.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from inspection.standards import (
     Clause,
     Condition,
     Standard,
-    candidate_clauses,
     class_counts,
+    ranked_clauses,
     term,
 )
 from inspection.standards.render import render_header
@@ -40,9 +44,10 @@ from inspection.types import Defect
 _WORDS = {
     "en": {
         "rule": (
-            "Rules: the applicable clause with the strictest action governs (then severity, "
-            "then the first listed); a clause that could be stricter but needs an unmeasured "
-            "value means review; no applicable clause means accept."
+            "Rules: clauses are listed strictest first (action, then severity). The first "
+            "that holds (✓) governs; a clause above it that needs an unmeasured value (?) "
+            "and has a stricter action means review under the first such clause; if none "
+            "holds, a ? clause stricter than accept means review, otherwise accept."
         ),
         "measured": "Measured defects and the clauses that cover them:",
         "none": "none",
@@ -55,8 +60,9 @@ _WORDS = {
     },
     "zh": {
         "rule": (
-            "规则：适用条款中处置最严者优先（其次严重度，再次先列者）；可能更严但缺少实测值的条款需复检；"
-            "无适用条款则接收。"
+            "规则：条款按处置从严到宽排列（其次严重度）。第一条成立（✓）的条款为准；"
+            "排在其前、缺少实测值（?）且处置更严的条款需复检，引用第一条此类条款；"
+            "无成立条款时，处置严于接收的 ? 条款需复检，否则接收。"
         ),
         "measured": "实测缺陷及其适用条款：",
         "none": "无",
@@ -95,7 +101,7 @@ def build_prompt(
     lines = [render_header(standard, language), w["rule"], w["measured"]]
     for i, (defect, measured) in enumerate(zip(defects, measured_values(defects), strict=True), 1):
         lines.append(f"{i}. {describe_defect(defect, language, standard)}")
-        clauses = candidate_clauses(standard, defect.defect_class, defect.zone)
+        clauses = ranked_clauses(standard, defect.defect_class, defect.zone)
         lines += [render_check(c, measured, language) for c in clauses] or [w["no_clause"]]
     if not defects:
         lines.append(w["none"])
@@ -141,12 +147,13 @@ def clause_mark(clause: Clause, measured: dict[str, float]) -> str:
 
 
 def evidence(standard: Standard, defect: Defect, measured: dict[str, float]) -> str:
-    """The clauses covering a defect and their marks, as a report's evidence field:
-    ``4.1.1 ✓ critical scrap; 4.1.2 ✗ major rework`` (``-`` when no clause covers it)."""
+    """The clauses covering a defect and their marks, strictest first as in the prompt, as
+    a report's evidence field: ``4.1.1 ✓ critical scrap; 4.1.2 ✗ major rework`` (``-`` when
+    no clause covers it)."""
     return (
         "; ".join(
             f"{c.id} {clause_mark(c, measured)} {c.severity.value} {c.action.value}"
-            for c in candidate_clauses(standard, defect.defect_class, defect.zone)
+            for c in ranked_clauses(standard, defect.defect_class, defect.zone)
         )
         or "-"
     )

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-torch = pytest.importorskip("torch", reason="the schedule sets torch optimiser rates")
+import torch
 
 from inspection.train.schedule import PLAN_AFTER_STEPS, REPLAN_EVERY, DeadlinePlan, set_lr
 
