@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from inspection.datasets import load_dataset
-from inspection.evaluate import evaluate, thresholds_of
+from inspection.evaluate import evaluate
 from inspection.models import get_config, load_model
 from inspection.models.detector import TiledDetector, TorchDetector
 from inspection.models.outputs import Detection
 from inspection.models.preprocess import PreprocessOptions
-from inspection.pipeline import Thresholds
+from inspection.pipeline import Thresholds, thresholds_of
 from inspection.train.anomalies import synthesise_anomaly
 from inspection.train.data import BatchMaker, Item, load_items, training_samples
 from inspection.train.trainer import TrainOptions, train

@@ -19,12 +19,11 @@ import torch
 
 from inspection.capture.simulator import SimulatedLine
 from inspection.config import standard_path
-from inspection.evaluate import thresholds_of
 from inspection.export.onnx import export_onnx
 from inspection.export.runtime import OnnxDetector
 from inspection.models import create_model, load_model
 from inspection.models.detector import TorchDetector
-from inspection.pipeline import Inspector
+from inspection.pipeline import Inspector, thresholds_of
 from inspection.standards import load_standard
 
 

@@ -311,7 +311,8 @@ def evaluate_command(
     reports: Annotated[bool, typer.Option(help="Score the decoder's reports.")] = True,
 ) -> None:
     """Evaluate a model: metrics.json, scores.csv, plots and index.html."""
-    from inspection.evaluate import evaluate, thresholds_of
+    from inspection.evaluate import evaluate
+    from inspection.pipeline import thresholds_of
 
     detector, metadata = _detector(model)
     if decoder is None and (model / "decoder").is_dir():

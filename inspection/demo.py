@@ -95,10 +95,9 @@ def _decider(standard: Standard, model_dir: Path | None):
     """``decide(observation, part) -> (result, report request or None)``, a description of
     the detector, and the report decoder (``model_dir/decoder``) or ``None``."""
     if model_dir is not None and (model_dir / "model.safetensors").exists():
-        from inspection.evaluate import thresholds_of
         from inspection.models import load_model
         from inspection.models.detector import TorchDetector
-        from inspection.pipeline import Inspector
+        from inspection.pipeline import Inspector, thresholds_of
 
         model = load_model(model_dir)
         inspector = Inspector(TorchDetector(model), standard, thresholds_of(model.metadata))

@@ -34,7 +34,6 @@ from inspection.metrics import (
     pixel_auroc,
 )
 from inspection.pipeline import (
-    AUDIO_THRESHOLD_FLOOR,
     Detector,
     Inspector,
     Thresholds,
@@ -67,18 +66,6 @@ class Row:
     # in float32 and would tie, and a tie is not a ranking.
     part_logit: float = float("nan")
     image_logit: float = float("nan")
-
-
-def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
-    """A model's recorded thresholds (the audio one no lower than its floor: models
-    calibrated before the floor recorded the good taps' noise)."""
-    t = metadata.get("thresholds") or {}
-    return Thresholds(
-        image=float(t.get("image", 0.5)),
-        pixel=float(t.get("pixel", 0.5)),
-        audio=max(AUDIO_THRESHOLD_FLOOR, float(t.get("audio", 0.5))),
-        version=str(metadata.get("calibration_version", "training-holdout")),
-    )
 
 
 def evaluate(

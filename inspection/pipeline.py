@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,10 +43,11 @@ from inspection.types import (
 )
 
 AUDIO_THRESHOLD_FLOOR = 0.5
-"""The lowest audio threshold a calibration may set: the audio head is a classifier
-trained with cross-entropy on labelled taps, so 0.5 is its own decision boundary. Good
-taps saturate near 0 (the shipped default: 3.4e-5 to 3.6e-5 on every held-out part), and
-their 99th percentile, taken alone, sits inside that noise and flags good parts."""
+"""The lowest audio threshold the line uses (see :func:`thresholds_of`): the audio head
+is a classifier trained with cross-entropy on labelled taps, so 0.5 is its own decision
+boundary. Good taps saturate near 0 (the shipped default: 3.4e-5 to 3.7e-5 on every
+held-out part that is not cracked), and their 99th percentile, taken alone, sits inside
+that noise and flags good parts."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,19 @@ class Thresholds:
     audio: float = 0.5  # tap-test score at or above: audible defect
     min_area_px: int = 4  # smaller regions are sensor noise
     version: str = "uncalibrated"
+
+
+def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
+    """The thresholds recorded in a model's metadata, as the line uses them: the audio
+    one no lower than :data:`AUDIO_THRESHOLD_FLOOR` (calibration records the good taps'
+    own percentile, which can sit inside their noise)."""
+    t = metadata.get("thresholds") or {}
+    return Thresholds(
+        image=float(t.get("image", 0.5)),
+        pixel=float(t.get("pixel", 0.5)),
+        audio=max(AUDIO_THRESHOLD_FLOOR, float(t.get("audio", 0.5))),
+        version=str(metadata.get("calibration_version", "training-holdout")),
+    )
 
 
 class Detector(Protocol):

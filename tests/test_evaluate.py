@@ -13,10 +13,11 @@ import pytest
 
 pytest.importorskip("torch", reason="evaluation runs a torch model (install the models extra)")
 
-from inspection.evaluate import evaluate, thresholds_of
+from inspection.evaluate import evaluate
 from inspection.models import create_model, save_model
 from inspection.models.card import verify_manifest, write_manifest, write_model_card
 from inspection.models.detector import TorchDetector
+from inspection.pipeline import thresholds_of
 from inspection.synth import synthesize
 from inspection.types import DEFECT_CLASSES
 
@@ -102,13 +103,3 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     weights = shipped / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     assert any("model.safetensors" in p for p in verify_manifest(shipped))
-
-
-def test_recorded_audio_threshold_is_never_under_the_heads_boundary():
-    """A calibration on saturated good taps recorded ~3.6e-5; loading lifts it to 0.5,
-    so a good tap's noise cannot flag a part, while the image thresholds stay as saved."""
-    recorded = {"thresholds": {"image": 0.46, "pixel": 0.24, "audio": 3.6e-5}}
-    thresholds = thresholds_of(recorded)
-    assert thresholds.audio == 0.5
-    assert (thresholds.image, thresholds.pixel) == (0.46, 0.24)
-    assert thresholds_of({"thresholds": {"audio": 0.8}}).audio == 0.8

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from inspection.models.outputs import Detection
-from inspection.pipeline import Inspector, Thresholds, defects_from_detection, part_defects
+from inspection.pipeline import (
+    Inspector,
+    Thresholds,
+    defects_from_detection,
+    part_defects,
+    thresholds_of,
+)
 from inspection.types import AudioClip, Frame, Observation, Verdict
 
 CLASSES = ("scratch", "dent", "color_deviation", "crack", "contamination", "missing_feature")
@@ -177,3 +183,13 @@ def test_a_detector_without_classes_gives_unnamed_regions():
     assert classless.class_maps.shape == (1, 0, H, W)
     defects = part_defects(classless, Thresholds(), 0.1)
     assert [d.defect_class for d in defects] == ["anomaly"]
+
+
+def test_recorded_audio_threshold_is_never_under_the_heads_boundary():
+    """A calibration on saturated good taps recorded ~3.6e-5; loading lifts it to 0.5,
+    so a good tap's noise cannot flag a part, while the image thresholds stay as saved."""
+    recorded = {"thresholds": {"image": 0.46, "pixel": 0.24, "audio": 3.6e-5}}
+    thresholds = thresholds_of(recorded)
+    assert thresholds.audio == 0.5
+    assert (thresholds.image, thresholds.pixel) == (0.46, 0.24)
+    assert thresholds_of({"thresholds": {"audio": 0.8}}).audio == 0.8

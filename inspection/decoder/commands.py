@@ -269,11 +269,10 @@ def ask_command(
     """Answer a question about one part from its tokens, measurements and the standard."""
     from inspection.decoder.lora import load_decoder
     from inspection.decoder.reporting import ask_part
-    from inspection.evaluate import thresholds_of
     from inspection.io import InputError, read_audio, read_image
     from inspection.models import load_model
     from inspection.models.detector import TorchDetector
-    from inspection.pipeline import Inspector
+    from inspection.pipeline import Inspector, thresholds_of
     from inspection.standards import load_standard
     from inspection.types import Frame, Observation
 

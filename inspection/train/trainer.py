@@ -23,7 +23,6 @@ from inspection.metrics import image_auroc
 from inspection.models import create_model, load_model, save_model
 from inspection.models.detector import TorchDetector
 from inspection.models.preprocess import PreprocessOptions
-from inspection.pipeline import AUDIO_THRESHOLD_FLOOR
 from inspection.train.anomalies import synthesise_anomaly
 from inspection.train.data import BatchMaker, Item, load_items, training_samples
 from inspection.train.losses import detection_loss
@@ -185,8 +184,8 @@ def calibrate(
     The image threshold passes all but ``target_frr`` of the held-out good parts; the
     pixel threshold is the 99.9th percentile of their anomaly maps (a defect region must
     stand out from everything a good surface shows); the audio threshold likewise at
-    ``target_frr``, but never under the audio head's own boundary
-    (:data:`~inspection.pipeline.AUDIO_THRESHOLD_FLOOR`).
+    ``target_frr`` (recorded as measured; :func:`~inspection.pipeline.thresholds_of`
+    lifts it to the audio head's own boundary when it is lower).
     """
     detector = TorchDetector(model)
     rng = np.random.default_rng([options.seed, 999_983])
@@ -205,9 +204,7 @@ def calibrate(
     thresholds = {
         "image": float(np.quantile(good_scores, quantile)) if good_scores else 0.5,
         "pixel": float(np.quantile(np.concatenate(pixels), 0.999)) if pixels else 0.5,
-        "audio": max(AUDIO_THRESHOLD_FLOOR, float(np.quantile(audio_scores, quantile)))
-        if audio_scores
-        else AUDIO_THRESHOLD_FLOOR,
+        "audio": float(np.quantile(audio_scores, quantile)) if audio_scores else 0.5,
         "held_out_good": len(good_scores),
     }
     labels = [False] * len(good_scores) + [True] * len(bad_scores)
