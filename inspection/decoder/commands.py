@@ -39,6 +39,9 @@ def decoder_train(
         float, typer.Option(help="Share of parts under freshly generated standards.")
     ] = 0.7,
     question_fraction: Annotated[float, typer.Option(help="Share of questions.")] = 0.15,
+    unmeasured_fraction: Annotated[
+        float, typer.Option(help="Share of parts drawn with a clause needing an unmeasured value.")
+    ] = 0.0,
     steps: Annotated[int, typer.Option(help="Optimisation steps planned.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Parts per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
@@ -58,6 +61,7 @@ def decoder_train(
             standards=tuple(_standard_paths(standard)),
             generated_fraction=generated_fraction,
             question_fraction=question_fraction,
+            unmeasured_fraction=unmeasured_fraction,
             steps=steps,
             batch_size=batch_size,
             lr=lr,

@@ -55,6 +55,9 @@ class DecoderTrainOptions:
         alone, as a fine-tune to one product does).
     question_fraction : float
         Share of examples that are questions (``inspection ask``) rather than reports.
+    unmeasured_fraction : float
+        Share of parts redrawn until a clause needs an unmeasured value (see
+        :func:`inspection.decoder.corpus.generate_examples`).
     adapter : str | None
         Train only a LoRA adapter of this name on ``init`` (which is required).
     """
@@ -65,6 +68,7 @@ class DecoderTrainOptions:
     standards: tuple[Path, ...] = ()
     generated_fraction: float = 0.7
     question_fraction: float = 0.15
+    unmeasured_fraction: float = 0.0
     steps: int = 2000
     batch_size: int = 16
     lr: float = 1e-3
@@ -169,6 +173,7 @@ def batch_examples(
             standards,
             options.generated_fraction,
             question_fraction=options.question_fraction,
+            unmeasured_fraction=options.unmeasured_fraction,
         )
     )
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from inspection.decoder.corpus import generate_examples, shipped_standards
+from inspection.decoder.corpus import generate_examples, needs_unmeasured, shipped_standards
 from inspection.decoder.prompt import build_prompt, measured_values
 from inspection.decoder.schema import evidence_field, report_json_schema
 from inspection.types import Defect
@@ -36,6 +36,25 @@ def test_question_prompt_in_chinese(bracket_standard):
     prompt = build_prompt(bracket_standard, (), "zh", question="零件合格吗？")
     assert "问题：零件合格吗？" in prompt and "无" in prompt
     assert prompt.rstrip().endswith("请用中文以 JSON 格式回答。")
+
+
+def test_needs_unmeasured_sees_a_clause_on_a_missing_value(bracket_standard):
+    dent = Defect("dent", {"length_mm": 1.0}, zone="B")  # its clause 4.2.1 needs depth_mm
+    assert needs_unmeasured(bracket_standard, [dent])
+    measured = Defect("dent", {"length_mm": 1.0, "depth_mm": 0.1}, zone="B")
+    assert not needs_unmeasured(bracket_standard, [measured])
+
+
+def test_unmeasured_fraction_shows_more_parts_with_a_missing_value():
+    def share(fraction: float) -> float:
+        rng = np.random.default_rng(3)
+        examples = list(
+            generate_examples(rng, 120, shipped_standards(), unmeasured_fraction=fraction)
+        )
+        return np.mean([needs_unmeasured(e.standard, e.defects) for e in examples])
+
+    natural, all_redrawn = share(0.0), share(1.0)
+    assert natural < 0.5 and all_redrawn > 0.9  # a few standards have no such clause
 
 
 @pytest.fixture(scope="module")
