@@ -100,6 +100,7 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     card = write_model_card(shipped, metrics, "inspection train ...", "A test model.")
     text = card.read_text()
     assert "image_auroc" in text and "inspection train ..." in text
+    assert f"image {thresholds.image:.4g}" in text  # the thresholds the line uses
     weights = shipped / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     assert any("model.safetensors" in p for p in verify_manifest(shipped))

@@ -63,7 +63,7 @@ def write_model_card(
     """``MODEL_CARD.md`` with the measured metrics and the command that made the model."""
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    thresholds = config.get("extra", {}).get("thresholds", {})
+    extra = config.get("extra", {})
     lines = [
         f"# Model card: {model_dir.name}",
         "",
@@ -74,7 +74,7 @@ def write_model_card(
         f"(image size {config['config'].get('image_size')}, tower "
         f"{config['config'].get('image_tower')})",
         f"- classes: {', '.join(config['config'].get('classes', []))}",
-        f"- thresholds (held-out good parts): {json.dumps(thresholds)}",
+        f"- thresholds: {_thresholds_line(extra)}",
         "",
         "## How it was made",
         "",
@@ -134,6 +134,24 @@ def decoder_section(evaluations: list[tuple[str, dict[str, Any]]]) -> str:
         cells = [_fmt(m.get(k)) for k in keys]
         lines.append(f"| {what} | {m.get('report_parts')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _thresholds_line(metadata: dict[str, Any]) -> str:
+    """The thresholds as the line uses them (through :func:`pipeline.thresholds_of`), and
+    what calibration recorded where the line lifts a value to its floor."""
+    from inspection.pipeline import thresholds_of  # the pipeline imports models.outputs
+
+    recorded = metadata.get("thresholds") or {}
+    used = thresholds_of(metadata)
+    parts = [f"image {used.image:.4g}", f"pixel {used.pixel:.4g}", f"audio {used.audio:.4g}"]
+    if "audio" in recorded and float(recorded["audio"]) < used.audio:
+        parts[-1] += f" (recorded {float(recorded['audio']):.2g}, lifted to its floor)"
+    source = (
+        f"{recorded['held_out_good']} held-out good parts"
+        if "held_out_good" in recorded
+        else used.version
+    )
+    return ", ".join(parts) + f"; set on {source}"
 
 
 def _fmt(value: Any) -> str:
