@@ -205,8 +205,8 @@ def _shrink(mask: np.ndarray | None, amap: np.ndarray):
     return small_mask, small_map
 
 
-def _size_pairs(found, sample: Sample, mm: float) -> list[tuple[float, float]]:
-    """(measured, true) lengths for predicted regions matched to true defects."""
+def _size_pairs(found, sample: Sample, mm: float) -> list[tuple[str, float, float]]:
+    """(true class, measured, true) lengths for predicted regions matched to true defects."""
     truths = [d for d in sample.attributes.get("defects", []) if d.get("visible", True)]
     if not truths or sample.mask is None:
         return []
@@ -220,7 +220,8 @@ def _size_pairs(found, sample: Sample, mm: float) -> list[tuple[float, float]]:
         hits = [d for d in found if d.mask is not None and d.mask[y0:y1, x0:x1].any()]
         if hits:
             best = max(hits, key=lambda d: d.mask[y0:y1, x0:x1].sum())
-            pairs.append((measure_region(best.mask, mm).length_mm, float(length)))
+            measured = measure_region(best.mask, mm).length_mm
+            pairs.append((str(truth.get("defect_class", sample.label)), measured, float(length)))
     return pairs
 
 
@@ -243,7 +244,11 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
         "false_reject_rate_at_miss_1pct": false_reject_rate_at_miss(defective, scores, 0.01),
         "false_reject_rate_at_threshold": _rate(valid, GOOD, reject=True),
         "miss_rate_at_threshold": _miss_rate(valid),
-        "size_error_mm_median": median_abs_error(size_pairs),
+        "size_error_mm_median": median_abs_error([p[1:] for p in size_pairs]),
+        "size_error_mm_median_by_class": {
+            cls: median_abs_error([p[1:] for p in size_pairs if p[0] == cls])
+            for cls in sorted({p[0] for p in size_pairs})
+        },
         "size_pairs": len(size_pairs),
         "latency_ms": {
             "p50": float(np.percentile(latencies, 50)) if latencies else None,
@@ -379,6 +384,7 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
             c,
             *(_fmt(v[k]) for k in ("accuracy", "precision", "recall", "f1")),
             _fmt(metrics["per_class_by_score"].get(c, {}).get("auroc")),
+            _fmt(metrics["size_error_mm_median_by_class"].get(c)),
         )
         for c, v in metrics["per_class"].items()
     ]
@@ -387,7 +393,11 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
         title=f"Evaluation of {metrics.get('model_version')} on {data}",
         summary=summary,
         tables=[
-            ("Per class", ["class", "accuracy", "precision", "recall", "f1", "AUROC"], per_class)
+            (
+                "Per class",
+                ["class", "accuracy", "precision", "recall", "f1", "AUROC", "length error mm"],
+                per_class,
+            )
         ],
         figures=figures,
         cards=cards,

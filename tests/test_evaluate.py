@@ -59,6 +59,9 @@ def test_evaluate_writes_metrics_scores_plots_and_page(tiny_model, line, tmp_pat
     ):
         assert key in saved
     assert 0.0 <= saved["image_auroc"] <= 1.0 and 0.0 <= saved["pixel_auroc"] <= 1.0
+    by_class = saved["size_error_mm_median_by_class"]  # the same pairs, split by true class
+    assert set(by_class) <= set(saved["classes"])
+    assert (saved["size_error_mm_median"] is None) == (not by_class)
     assert saved["latency_ms"]["p50"] > 0
     assert set(saved["per_class"]) <= set(DEFECT_CLASSES)
     for scores in saved["per_class"].values():

@@ -99,10 +99,12 @@ def write_model_card(
     lines.append(f"| latency p50 (ms, CPU) | {_fmt(metrics.get('latency_ms', {}).get('p50'))} |")
     lines += [
         "",
-        "| class | accuracy | precision | recall | AUROC (fused) | AUROC (image) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| class | accuracy | precision | recall | AUROC (fused) | AUROC (image) "
+        "| length error (mm, median) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     by_score = metrics.get("per_class_by_score", {})
+    size_error = metrics.get("size_error_mm_median_by_class", {})
     for cls, v in metrics.get("per_class", {}).items():
         s = by_score.get(cls, {})
         cells = [
@@ -111,6 +113,7 @@ def write_model_card(
             v.get("recall"),
             s.get("auroc"),
             s.get("auroc_image_only"),
+            size_error.get(cls),
         ]
         lines.append(f"| {cls} | " + " | ".join(_fmt(c) for c in cells) + " |")
     for title, body in (extra_sections or {}).items():
