@@ -15,6 +15,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DEVICE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
 MODEL_MINUTES ?= 40
 DECODER_MINUTES ?= 70
+# then a fine-tune that shows more parts whose clauses need an unmeasured value
+DECODER_FINETUNE_MINUTES ?= 90
 MODEL_RUN := runs/model
 
 .PHONY: install demo test lint format clean model
@@ -50,7 +52,10 @@ model: install
 	rm -f models/default/train_state.pt models/default/train_log.jsonl
 	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder --config small \
 		--max-minutes $(DECODER_MINUTES) --steps 100000 --device $(DEVICE)
-	$(BIN)/inspection decoder ship --decoder $(MODEL_RUN)/decoder --to models/default/decoder
+	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder-ft --init $(MODEL_RUN)/decoder \
+		--lr 5e-4 --unmeasured-fraction 0.5 --max-minutes $(DECODER_FINETUNE_MINUTES) \
+		--steps 100000 --seed 29 --device $(DEVICE)
+	$(BIN)/inspection decoder ship --decoder $(MODEL_RUN)/decoder-ft --to models/default/decoder
 	$(BIN)/inspection decoder evaluate --decoder models/default/decoder --n 1000 \
 		--out $(MODEL_RUN)/decoder-unseen
 	$(BIN)/inspection decoder evaluate --decoder models/default/decoder --n 1000 \
@@ -59,7 +64,7 @@ model: install
 		--out $(MODEL_RUN)/eval
 	$(BIN)/inspection package --model models/default --eval $(MODEL_RUN)/eval \
 		--decoder-eval $(MODEL_RUN)/decoder-unseen --decoder-eval $(MODEL_RUN)/decoder-housing \
-		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DEVICE=$(DEVICE)"
+		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -327,7 +327,9 @@ def generate_examples(
             standard = standards[int(rng.integers(len(standards)))]
         language = str(rng.choice(LANGUAGES))
         defects = random_defects(rng, standard, max_defects)
-        if rng.random() < unmeasured_fraction:
+        # Drawn only when asked for: the corpus of a given seed (the held-out parts of
+        # ``decoder evaluate`` among them) stays what it was before this option existed.
+        if unmeasured_fraction > 0 and rng.random() < unmeasured_fraction:
             for _ in range(_MAX_REDRAWS):
                 if needs_unmeasured(standard, defects):
                     break
