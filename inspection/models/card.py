@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inspection.metrics import REPORT_METRICS
+from inspection.pipeline import thresholds_of
 
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
@@ -142,8 +143,6 @@ def decoder_section(evaluations: list[tuple[str, dict[str, Any]]]) -> str:
 def _thresholds_line(metadata: dict[str, Any]) -> str:
     """The thresholds as the line uses them (through :func:`pipeline.thresholds_of`), and
     what calibration recorded where the line lifts a value to its floor."""
-    from inspection.pipeline import thresholds_of  # the pipeline imports models.outputs
-
     recorded = metadata.get("thresholds") or {}
     used = thresholds_of(metadata)
     parts = [f"image {used.image:.4g}", f"pixel {used.pixel:.4g}", f"audio {used.audio:.4g}"]
