@@ -264,6 +264,10 @@ def train_command(
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seed; runs are deterministic per seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT.")] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Fine-tune from this model's weights (its own config)."),
+    ] = None,
 ) -> None:
     """Train a detection model, from good images alone with --normal-only."""
     from inspection.train.trainer import TrainOptions, train
@@ -281,6 +285,7 @@ def train_command(
             lr=lr,
             seed=seed,
             resume=resume,
+            init=init,
         )
     )
     console.print(

@@ -100,7 +100,8 @@ class SynthDefect:
 Renderer = Callable[[np.ndarray, Scene, np.random.Generator, np.ndarray], list[SynthDefect]]
 
 
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A magnitude spread evenly over its orders: faint and strong both drawn often."""
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
@@ -256,7 +257,7 @@ def render_scratch(
     mpp, size = scene.mm_per_px, scene.size
     out = []
     for _ in range(1 if rng.random() < 0.65 else 2):
-        length_mm = _log_uniform(rng, *SCRATCH_LENGTH_MM)
+        length_mm = log_uniform(rng, *SCRATCH_LENGTH_MM)
         width = (
             SCRATCH_WIDTH_PX[0] + (SCRATCH_WIDTH_PX[1] - SCRATCH_WIDTH_PX[0]) * rng.random() ** 1.5
         )
@@ -326,9 +327,9 @@ def render_dent(
     """
     mpp, size = scene.mm_per_px, scene.size
     min_len = max(DENT_LENGTH_MM[0], 6.0 * mpp)
-    length_mm = _log_uniform(rng, min_len, max(DENT_LENGTH_MM[1], 2 * min_len))
+    length_mm = log_uniform(rng, min_len, max(DENT_LENGTH_MM[1], 2 * min_len))
     width_mm = max(length_mm * rng.uniform(0.5, 1.0), 5.0 * mpp)
-    depth_mm = min(_log_uniform(rng, *DENT_DEPTH_MM), 0.15 * length_mm)
+    depth_mm = min(log_uniform(rng, *DENT_DEPTH_MM), 0.15 * length_mm)
     a, b = length_mm / mpp / 2, width_mm / mpp / 2
     for _ in range(30):
         centre = _pick_centre(rng, free, a + 1)
@@ -409,9 +410,9 @@ def render_color_deviation(
     plus the applied shift; the texture inside the patch keeps its relief.
     """
     mpp, size = scene.mm_per_px, scene.size
-    length_mm = _log_uniform(rng, max(3.0, 8 * mpp), 20.0)
+    length_mm = log_uniform(rng, max(3.0, 8 * mpp), 20.0)
     aspect = rng.uniform(0.5, 1.0)
-    target = _log_uniform(rng, *DELTA_E_RANGE)
+    target = log_uniform(rng, *DELTA_E_RANGE)
     # Mostly a hue/chroma drift (heat tint, pigment), with some lightness change.
     direction = rng.normal(size=3) * np.array([0.6, 1.0, 1.0])
     direction /= np.linalg.norm(direction)
@@ -482,7 +483,7 @@ def render_crack(
     """
     mpp, size = scene.mm_per_px, scene.size
     internal = rng.random() < INTERNAL_CRACK_RATE
-    length_px = _log_uniform(rng, *CRACK_LENGTH_MM) / mpp
+    length_px = log_uniform(rng, *CRACK_LENGTH_MM) / mpp
     mask = None
     for attempt in range(60):
         centre = _pick_centre(rng, free, 3)
@@ -535,7 +536,7 @@ def render_contamination(
     count = int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))
     out = []
     for _ in range(count):
-        diameter_px = max(_log_uniform(rng, *SPOT_DIAMETER_MM) / mpp, 3.0)
+        diameter_px = max(log_uniform(rng, *SPOT_DIAMETER_MM) / mpp, 3.0)
         r = diameter_px / 2
         centre = _pick_centre(rng, free, 1.3 * r + 1)
         if centre is None:

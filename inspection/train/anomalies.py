@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
+from inspection.synth.defects import log_uniform
 from inspection.synth.surfaces import smooth_noise
 
 
@@ -116,7 +117,9 @@ def scratch(rng: np.random.Generator, image: np.ndarray) -> Anomaly:
     cv2.polylines(mask, [pts], False, 1, int(rng.integers(1, max(2, side // 100) + 2)))
     mask = mask.astype(bool)
     out = image.astype(np.float32)
-    out[mask] += rng.choice([-1, 1]) * rng.uniform(25, 90)
+    # Log-uniform contrast: a line's scratches are mostly faint (a few grey levels over
+    # the surface's own grain) and sometimes glaring; faint ones are the ones missed.
+    out[mask] += rng.choice([-1, 1]) * log_uniform(rng, 8, 90)
     return _finish(image, out, mask, "scratch", "scratch")
 
 
@@ -161,7 +164,7 @@ def colour_shift(rng: np.random.Generator, image: np.ndarray) -> Anomaly:
     mask = _blob_mask(rng, image.shape[:2], rng.uniform(0.01, 0.08))
     grey = _is_grey(image)
     shift = rng.normal(0, 1, 3) * ([1.0, 0.0, 0.0] if grey else [0.5, 1.0, 1.0])
-    shift *= rng.uniform(4, 20) / (np.linalg.norm(shift) + 1e-6)
+    shift *= log_uniform(rng, 1.5, 20) / (np.linalg.norm(shift) + 1e-6)  # ΔE*ab, faint to plain
     # Only the blob goes through CIELAB: a round trip would nudge every other pixel.
     lab = rgb2lab(image[mask][None].astype(np.float32) / 255.0) + shift  # (1, N, 3)
     out = image.astype(np.float32)

@@ -53,6 +53,7 @@ class TrainOptions:
     target_frr: float = 0.01
     checkpoint_every: int = 200
     resume: bool = False
+    init: Path | None = None  # start from this model's weights (same architecture)
     progress: bool = True
 
 
@@ -222,7 +223,12 @@ def _model_and_state(options: TrainOptions, device: torch.device):
         return model, optimizer, int(state["step"]), float(state["elapsed"]), planned
     if options.resume:
         raise FileNotFoundError(f"--resume: no {STATE_FILE} in {options.out}")
-    model = create_model(options.config, device=str(device))
+    if options.init is not None:
+        # Fine-tuning: the weights go on, the optimiser and the schedule start afresh.
+        model = load_model(options.init, device=str(device))
+        model.metadata = {"init": str(options.init), "init_version": model.model_version}
+    else:
+        model = create_model(options.config, device=str(device))
     return model, _optimizer(model, options), 0, 0.0, None
 
 

@@ -69,3 +69,21 @@ def test_anomalies_on_a_grey_part_stay_grey(name):
     for seed in range(5):
         out = RECIPES[name](np.random.default_rng(seed), image).image
         assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+
+
+def test_faint_and_strong_defects_are_both_taught():
+    # Scratch contrast and colour-shift ΔE are drawn log-uniformly: a line's missed
+    # defects are the faint ones, so a good share of those drawn must be faint too.
+    from inspection.measure import delta_e
+
+    image = np.full((96, 96, 3), 120, np.uint8)
+    contrasts, shifts = [], []
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        s = RECIPES["scratch"](rng, image)
+        contrasts.append(np.abs(s.image[s.mask].astype(float) - 120).mean())
+        c = RECIPES["colour_shift"](rng, image)
+        shifts.append(delta_e(image[0, 0], c.image[c.mask].mean(axis=0).round().astype(np.uint8)))
+    contrasts, shifts = np.array(contrasts), np.array(shifts)
+    assert (contrasts < 20).mean() > 0.15 and (contrasts > 50).mean() > 0.1
+    assert (shifts < 4).mean() > 0.2 and (shifts > 8).mean() > 0.1

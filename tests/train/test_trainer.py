@@ -70,6 +70,19 @@ def test_resume_without_state_is_an_error(tiny_data, tmp_path):
         train(_options(tiny_data, tmp_path / "none", resume=True))
 
 
+def test_init_fine_tunes_from_a_trained_model(tiny_data, tmp_path):
+    first = train(_options(tiny_data, tmp_path / "first", steps=6))
+    first_weights = _weights(first.out)
+    tuned = train(_options(tiny_data, tmp_path / "tuned", steps=3, init=first.out, lr=1e-9))
+    assert tuned.steps == 3  # a fresh schedule: the step count starts again at 0
+    # A learning rate of 1e-9 leaves the weights where --init put them, not at a fresh draw.
+    for name, value in _weights(tuned.out).items():
+        torch.testing.assert_close(value, first_weights[name], rtol=1e-4, atol=1e-5, msg=name)
+    model = load_model(tuned.out)
+    assert model.metadata["init_version"] == load_model(first.out).model_version
+    assert model.metadata["steps"] == 3
+
+
 def test_deadline_stops_and_still_saves_a_calibrated_model(tiny_data, tmp_path):
     result = train(_options(tiny_data, tmp_path / "quick", steps=10_000, max_minutes=0.05))
     assert result.stopped_by_deadline and 0 < result.steps < 10_000
