@@ -14,6 +14,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # `make model`: the shipped default, reproducible (GPU when there is one).
 DEVICE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
 MODEL_MINUTES ?= 40
+# then a fine-tune of the detection model (fresh schedule, half the learning rate)
+MODEL_FINETUNE_MINUTES ?= 65
 DECODER_MINUTES ?= 70
 # then a fine-tune that shows more parts whose clauses need an unmeasured value
 DECODER_FINETUNE_MINUTES ?= 90
@@ -47,8 +49,11 @@ model: install
 		--train-ratio 0.8 --train-defect-ratio 0.5
 	$(BIN)/inspection synth --out $(MODEL_RUN)/heldout --n 300 --seed 7 --product bracket \
 		--train-ratio 0
-	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default --config small \
+	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect --config small \
 		--max-minutes $(MODEL_MINUTES) --steps 100000 --device $(DEVICE)
+	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default \
+		--init $(MODEL_RUN)/detect --lr 5e-4 --seed 3 --max-minutes $(MODEL_FINETUNE_MINUTES) \
+		--steps 100000 --device $(DEVICE)
 	rm -f models/default/train_state.pt models/default/train_log.jsonl
 	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder --config small \
 		--max-minutes $(DECODER_MINUTES) --steps 100000 --device $(DEVICE)
@@ -64,7 +69,7 @@ model: install
 		--out $(MODEL_RUN)/eval
 	$(BIN)/inspection package --model models/default --eval $(MODEL_RUN)/eval \
 		--decoder-eval $(MODEL_RUN)/decoder-unseen --decoder-eval $(MODEL_RUN)/decoder-housing \
-		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
+		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -185,11 +185,27 @@ def test_a_detector_without_classes_gives_unnamed_regions():
     assert [d.defect_class for d in defects] == ["anomaly"]
 
 
-def test_recorded_audio_threshold_is_never_under_the_heads_boundary():
-    """A calibration on saturated good taps recorded ~3.6e-5; loading lifts it to 0.5,
-    so a good tap's noise cannot flag a part, while the image thresholds stay as saved."""
-    recorded = {"thresholds": {"image": 0.46, "pixel": 0.24, "audio": 3.6e-5}}
+def test_recorded_audio_and_pixel_thresholds_are_never_under_the_heads_boundary():
+    """A calibration on saturated good taps recorded ~3.6e-5, on clean good maps ~0.001;
+    loading lifts both to 0.5, so a good tap's noise cannot flag a part and a region is
+    not cut at its halo, while the image threshold stays as saved."""
+    recorded = {"thresholds": {"image": 0.46, "pixel": 0.001, "audio": 3.6e-5}}
     thresholds = thresholds_of(recorded)
-    assert thresholds.audio == 0.5
-    assert (thresholds.image, thresholds.pixel) == (0.46, 0.24)
-    assert thresholds_of({"thresholds": {"audio": 0.8}}).audio == 0.8
+    assert (thresholds.audio, thresholds.pixel) == (0.5, 0.5)
+    assert thresholds.image == 0.46
+    assert thresholds_of({"thresholds": {"audio": 0.8, "pixel": 0.7}}).audio == 0.8
+    assert thresholds_of({"thresholds": {"audio": 0.8, "pixel": 0.7}}).pixel == 0.7
+
+
+def test_a_halo_under_the_pixel_floor_is_not_measured_as_defect():
+    # A 30 px scratch whose map fades to 0.01 over a wide halo: cut at the recorded
+    # 0.001 the halo is measured too; at the line's floor only the scratch is.
+    det = detection(_scratch_region(30))
+    halo = det.maps.copy()
+    halo[0, 0] = np.maximum(halo[0, 0], -4.0)  # logit -4: p = 0.018 everywhere
+    det = replace(det, maps=halo)
+    (whole,) = part_defects(det, Thresholds(image=0.1, pixel=0.001), 0.1)
+    assert whole.attributes["length_mm"] > 0.1 * 90  # the recorded value, taken as is: the whole image
+    used = thresholds_of({"thresholds": {"image": 0.1, "pixel": 0.001}})
+    (scratch,) = part_defects(det, used, 0.1)
+    assert scratch.attributes["length_mm"] < 0.1 * 40

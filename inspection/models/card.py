@@ -146,8 +146,9 @@ def _thresholds_line(metadata: dict[str, Any]) -> str:
     recorded = metadata.get("thresholds") or {}
     used = thresholds_of(metadata)
     parts = [f"image {used.image:.4g}", f"pixel {used.pixel:.4g}", f"audio {used.audio:.4g}"]
-    if "audio" in recorded and float(recorded["audio"]) < used.audio:
-        parts[-1] += f" (recorded {float(recorded['audio']):.2g}, lifted to its floor)"
+    for i, name in ((1, "pixel"), (2, "audio")):
+        if name in recorded and float(recorded[name]) < getattr(used, name):
+            parts[i] += f" (recorded {float(recorded[name]):.2g}, lifted to its floor)"
     source = (
         f"{recorded['held_out_good']} held-out good parts"
         if "held_out_good" in recorded
