@@ -205,7 +205,8 @@ def test_a_halo_under_the_pixel_floor_is_not_measured_as_defect():
     halo[0, 0] = np.maximum(halo[0, 0], -4.0)  # logit -4: p = 0.018 everywhere
     det = replace(det, maps=halo)
     (whole,) = part_defects(det, Thresholds(image=0.1, pixel=0.001), 0.1)
-    assert whole.attributes["length_mm"] > 0.1 * 90  # the recorded value, taken as is: the whole image
+    # The recorded value, taken as is, makes the whole image one region.
+    assert whole.attributes["length_mm"] > 0.1 * 90
     used = thresholds_of({"thresholds": {"image": 0.1, "pixel": 0.001}})
     (scratch,) = part_defects(det, used, 0.1)
     assert scratch.attributes["length_mm"] < 0.1 * 40
