@@ -107,3 +107,13 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     weights = shipped / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     assert any("model.safetensors" in p for p in verify_manifest(shipped))
+
+
+def test_card_shows_thresholds_lifted_to_their_floor():
+    from inspection.models.card import _thresholds_line
+
+    lifted = _thresholds_line({"thresholds": {"image": 0.09, "pixel": 0.001, "audio": 4e-8}})
+    assert lifted.startswith("image 0.09, pixel 0.5 (recorded 0.001, lifted to its floor)")
+    assert "audio 0.5 (recorded 4e-08, lifted to its floor)" in lifted
+    kept = _thresholds_line({"thresholds": {"image": 0.4, "pixel": 0.7, "audio": 0.8}})
+    assert kept.startswith("image 0.4, pixel 0.7, audio 0.8;") and "lifted" not in kept

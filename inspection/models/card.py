@@ -145,10 +145,13 @@ def _thresholds_line(metadata: dict[str, Any]) -> str:
     what calibration recorded where the line lifts a value to its floor."""
     recorded = metadata.get("thresholds") or {}
     used = thresholds_of(metadata)
-    parts = [f"image {used.image:.4g}", f"pixel {used.pixel:.4g}", f"audio {used.audio:.4g}"]
-    for i, name in ((1, "pixel"), (2, "audio")):
-        if name in recorded and float(recorded[name]) < getattr(used, name):
-            parts[i] += f" (recorded {float(recorded[name]):.2g}, lifted to its floor)"
+    parts = []
+    for name in ("image", "pixel", "audio"):
+        value = getattr(used, name)
+        part = f"{name} {value:.4g}"
+        if name in recorded and float(recorded[name]) < value:
+            part += f" (recorded {float(recorded[name]):.2g}, lifted to its floor)"
+        parts.append(part)
     source = (
         f"{recorded['held_out_good']} held-out good parts"
         if "held_out_good" in recorded

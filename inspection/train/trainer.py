@@ -185,7 +185,7 @@ def calibrate(
     The image threshold passes all but ``target_frr`` of the held-out good parts; the
     pixel threshold is the 99.9th percentile of their anomaly maps (a defect region must
     stand out from everything a good surface shows); the audio threshold likewise at
-    ``target_frr``. Both are recorded as measured; :func:`~inspection.pipeline.thresholds_of`
+    ``target_frr``. All are recorded as measured; :func:`~inspection.pipeline.thresholds_of`
     lifts the pixel and audio ones to their heads' own boundary (0.5) when lower.
     """
     detector = TorchDetector(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from inspection.measure import delta_e
 from inspection.train.anomalies import RECIPES, estimate_foreground, synthesise_anomaly
 
 
@@ -74,8 +75,6 @@ def test_anomalies_on_a_grey_part_stay_grey(name):
 def test_faint_and_strong_defects_are_both_taught():
     # Scratch contrast and colour-shift ΔE are drawn log-uniformly: a line's missed
     # defects are the faint ones, so a good share of those drawn must be faint too.
-    from inspection.measure import delta_e
-
     image = np.full((96, 96, 3), 120, np.uint8)
     contrasts, shifts = [], []
     for seed in range(60):
