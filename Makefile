@@ -14,8 +14,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # `make model`: the shipped default, reproducible (GPU when there is one).
 DEVICE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
 MODEL_MINUTES ?= 40
-# then a fine-tune of the detection model (fresh schedule, half the learning rate)
+# then two fine-tunes of the detection model (fresh schedule each, lower learning rates)
 MODEL_FINETUNE_MINUTES ?= 65
+MODEL_FINETUNE2_MINUTES ?= 60
 DECODER_MINUTES ?= 70
 # then a fine-tune that shows more parts whose clauses need an unmeasured value
 DECODER_FINETUNE_MINUTES ?= 90
@@ -51,8 +52,11 @@ model: install
 		--train-ratio 0
 	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect --config small \
 		--max-minutes $(MODEL_MINUTES) --steps 100000 --device $(DEVICE)
-	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default \
+	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect-ft \
 		--init $(MODEL_RUN)/detect --lr 5e-4 --seed 3 --max-minutes $(MODEL_FINETUNE_MINUTES) \
+		--steps 100000 --device $(DEVICE)
+	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default \
+		--init $(MODEL_RUN)/detect-ft --lr 3e-4 --seed 4 --max-minutes $(MODEL_FINETUNE2_MINUTES) \
 		--steps 100000 --device $(DEVICE)
 	rm -f models/default/train_state.pt models/default/train_log.jsonl
 	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder --config small \

@@ -12,6 +12,7 @@ only, no masks), so an evaluation on partial data reports nulls instead of crash
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -27,6 +28,23 @@ def image_auroc(is_defective: Sequence[bool], scores: Sequence[float]) -> float 
     if y.all() or not y.any():
         return None
     return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
+
+
+def threshold_for_frr(good_scores: Sequence[float], target_frr: float) -> float:
+    """The threshold (``score >= threshold`` rejects) that passes a new good part with
+    probability at least ``1 - target_frr``, from ``n`` held-out good scores.
+
+    Split conformal: it passes the ``ceil((n + 1) (1 - target_frr))``-th smallest of them
+    (a plain quantile of a few goods sits below that and rejects more than it promised).
+    With fewer than ``1 / target_frr - 1`` goods no order statistic can promise the rate:
+    the threshold then passes every held-out good, and a new good is rejected with
+    probability ``1 / (n + 1)``.
+    """
+    scores = np.sort(np.asarray(good_scores, dtype=np.float64))
+    if scores.size == 0:
+        raise ValueError("no good scores to set a threshold from")
+    k = min(math.ceil((scores.size + 1) * (1.0 - target_frr)), scores.size)
+    return float(np.nextafter(scores[k - 1], np.inf))  # just above: the k-th passes
 
 
 def false_reject_rate_at_miss(

@@ -13,6 +13,7 @@ from inspection.metrics import (
     pixel_aupro,
     pixel_auroc,
     rouge_l,
+    threshold_for_frr,
 )
 
 
@@ -97,3 +98,29 @@ def test_rouge_l():
     assert rouge_l("", "") == 1.0 and rouge_l("x", "") == 0.0
     # Chinese is compared character by character (no spaces to split on)
     assert rouge_l("不合格：2 处", "不合格：3 处", characters=True) == pytest.approx(5 / 6)
+
+
+def test_threshold_for_frr_is_the_conformal_order_statistic():
+    goods = np.random.default_rng(0).permutation(np.arange(199) / 199)
+    threshold = threshold_for_frr(goods, 0.05)  # passes the ceil(200 * 0.95) = 190th
+    assert (goods < threshold).sum() == 190
+    assert threshold_for_frr(goods, 0.0) > goods.max()
+    with pytest.raises(ValueError, match="no good scores"):
+        threshold_for_frr([], 0.01)
+
+
+def test_threshold_for_frr_keeps_its_promise_on_new_goods():
+    """Over many draws of 59 held-out goods the rate at which new goods are rejected stays
+    within 5 %; a plain 95th percentile of the same goods rejects more."""
+    rng = np.random.default_rng(1)
+    conformal, plain = [], []
+    for _ in range(400):
+        held, new = rng.normal(size=59), rng.normal(size=500)
+        conformal.append(np.mean(new >= threshold_for_frr(held, 0.05)))
+        plain.append(np.mean(new >= np.quantile(held, 0.95)))
+    assert np.mean(conformal) <= 0.05 + 0.003 < np.mean(plain)
+
+
+def test_threshold_for_frr_with_too_few_goods_passes_them_all():
+    goods = [0.1, 0.3, 0.2]
+    assert 0.3 < threshold_for_frr(goods, 0.01) < 0.3 + 1e-12

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from inspection.datasets import load_dataset
-from inspection.metrics import image_auroc
+from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, load_model, save_model
 from inspection.models.detector import TorchDetector
 from inspection.models.preprocess import PreprocessOptions
@@ -182,10 +182,11 @@ def calibrate(
 ) -> tuple[dict[str, float], float | None]:
     """Thresholds from held-out good images, and a sanity AUROC on synthetic defects.
 
-    The image threshold passes all but ``target_frr`` of the held-out good parts; the
-    pixel threshold is the 99.9th percentile of their anomaly maps (a defect region must
-    stand out from everything a good surface shows); the audio threshold likewise at
-    ``target_frr``. All are recorded as measured; :func:`~inspection.pipeline.thresholds_of`
+    The image threshold passes a new good part with probability ``1 - target_frr``
+    (:func:`~inspection.metrics.threshold_for_frr`: every held-out good when they are too
+    few to promise that), the audio threshold likewise; the pixel threshold is the 99.9th
+    percentile of their anomaly maps (a defect region must stand out from everything a
+    good surface shows). All are recorded as measured; :func:`~inspection.pipeline.thresholds_of`
     lifts the pixel and audio ones to their heads' own boundary (0.5) when lower.
     """
     detector = TorchDetector(model)
@@ -201,11 +202,11 @@ def calibrate(
             audio_scores.append(float(det.audio_score[0]))
         anomaly = synthesise_anomaly(rng, item.image)
         bad_scores.append(float(detector.detect(anomaly.image).image_score[0]))
-    quantile = 1.0 - options.target_frr
+    frr = options.target_frr
     thresholds = {
-        "image": float(np.quantile(good_scores, quantile)) if good_scores else 0.5,
+        "image": threshold_for_frr(good_scores, frr) if good_scores else 0.5,
         "pixel": float(np.quantile(np.concatenate(pixels), 0.999)) if pixels else 0.5,
-        "audio": float(np.quantile(audio_scores, quantile)) if audio_scores else 0.5,
+        "audio": threshold_for_frr(audio_scores, frr) if audio_scores else 0.5,
         "held_out_good": len(good_scores),
     }
     labels = [False] * len(good_scores) + [True] * len(bad_scores)

@@ -111,7 +111,8 @@ def test_tiny_training_learns(tiny_data, tmp_path):
     # must localise and score them well above chance, and above the untrained model.
     goods = [read_image(p) for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:24]]
     rng = np.random.default_rng(5)
-    anomalies = [synthesise_anomaly(rng, g) for g in goods]
+    # Three a good image: one draw of 24 spreads 0.66-0.80 in pixel AUROC by seed alone.
+    anomalies = [synthesise_anomaly(rng, g) for g in goods for _ in range(3)]
     scores = {}
     for name, model in (
         ("trained", load_model(tmp_path / "learn")),
