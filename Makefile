@@ -73,7 +73,7 @@ model: install
 		--out $(MODEL_RUN)/eval
 	$(BIN)/inspection package --model models/default --eval $(MODEL_RUN)/eval \
 		--decoder-eval $(MODEL_RUN)/decoder-unseen --decoder-eval $(MODEL_RUN)/decoder-housing \
-		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
+		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -202,11 +202,10 @@ def calibrate(
             audio_scores.append(float(det.audio_score[0]))
         anomaly = synthesise_anomaly(rng, item.image)
         bad_scores.append(float(detector.detect(anomaly.image).image_score[0]))
-    frr = options.target_frr
     thresholds = {
-        "image": threshold_for_frr(good_scores, frr) if good_scores else 0.5,
+        "image": threshold_for_frr(good_scores, options.target_frr) if good_scores else 0.5,
         "pixel": float(np.quantile(np.concatenate(pixels), 0.999)) if pixels else 0.5,
-        "audio": threshold_for_frr(audio_scores, frr) if audio_scores else 0.5,
+        "audio": threshold_for_frr(audio_scores, options.target_frr) if audio_scores else 0.5,
         "held_out_good": len(good_scores),
     }
     labels = [False] * len(good_scores) + [True] * len(bad_scores)
