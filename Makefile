@@ -50,7 +50,7 @@ model: install
 		--train-ratio 0.8 --train-defect-ratio 0.5
 	$(BIN)/inspection synth --out $(MODEL_RUN)/heldout --n 300 --seed 7 --product bracket \
 		--train-ratio 0
-	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect --config small \
+	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect --config small --from-scratch \
 		--max-minutes $(MODEL_MINUTES) --steps 100000 --device $(DEVICE)
 	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect-ft \
 		--init $(MODEL_RUN)/detect --lr 5e-4 --seed 3 --max-minutes $(MODEL_FINETUNE_MINUTES) \

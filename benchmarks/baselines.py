@@ -263,6 +263,7 @@ def main() -> None:
                 normal_only=args.normal_only,
                 max_minutes=args.minutes,
                 steps=1_000_000,
+                from_scratch=True,  # as the baselines: the shipped default saw this line
             )
             train(options)
             model = load_model(options.out)

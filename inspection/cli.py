@@ -268,12 +268,19 @@ def train_command(
         Path | None,
         typer.Option(help="Fine-tune from this model's weights (its own config)."),
     ] = None,
+    from_scratch: Annotated[
+        bool,
+        typer.Option(
+            help="Start from random weights (default: from the shipped default model "
+            "when it has this config's architecture)."
+        ),
+    ] = False,
 ) -> None:
     """Train a detection model, from good images alone with --normal-only."""
     from inspection.train.trainer import TrainOptions, train
 
-    result = train(
-        TrainOptions(
+    try:
+        options = TrainOptions(
             data=data,
             out=out,
             config=config,
@@ -286,14 +293,19 @@ def train_command(
             seed=seed,
             resume=resume,
             init=init,
+            from_scratch=from_scratch,
         )
-    )
+    except ValueError as exc:
+        fail(str(exc))
+    result = train(options)
     console.print(
         f"{result.steps} steps in {result.seconds / 60:.1f} min "
         f"({result.images_per_second:.1f} img/s), loss {result.final_loss:.3f}"
         + (" [stopped at the deadline]" if result.stopped_by_deadline else "")
     )
     console.print(f"thresholds {result.thresholds}; held-out AUROC {result.holdout_auroc}")
+    start = result.started_from or "random weights (--from-scratch, or no shipped model fits)"
+    console.print(f"started from {start}")
     console.print(f"model written to {result.out}")
 
 

@@ -159,6 +159,11 @@ def load_model(path: str | Path, device: str = "cpu") -> DefectModel:
     return create_model(info.config, weights=info, device=device)
 
 
+def same_architecture(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether a checkpoint of config ``a`` loads into a model of config ``b``."""
+    return not _architecture_diff(a, b)
+
+
 def _architecture_diff(a: ModelConfig, b: ModelConfig) -> list[str]:
     da, db = a.to_dict(), b.to_dict()
     return [k for k in da if k not in _PROVENANCE_FIELDS and da[k] != db[k]]

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from inspection.config import get_settings
 from inspection.datasets import load_dataset
 from inspection.metrics import image_auroc, threshold_for_frr
-from inspection.models import create_model, load_model, save_model
+from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
+from inspection.models.checkpoint import same_architecture
 from inspection.models.detector import TorchDetector
 from inspection.models.preprocess import PreprocessOptions
 from inspection.train.anomalies import synthesise_anomaly
@@ -54,7 +56,12 @@ class TrainOptions:
     checkpoint_every: int = 200
     resume: bool = False
     init: Path | None = None  # start from this model's weights (same architecture)
+    from_scratch: bool = False  # random weights even where the shipped default fits
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.init is not None and self.from_scratch:
+            raise ValueError("--init and --from-scratch contradict each other: choose one")
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class TrainResult:
     thresholds: dict[str, float]
     holdout_auroc: float | None  # good held-out images vs the same with synthetic defects
     stopped_by_deadline: bool
+    started_from: Path | None  # the checkpoint whose weights the run started from
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -173,6 +181,7 @@ def train(options: TrainOptions) -> TrainResult:
         thresholds=thresholds,
         holdout_auroc=auroc,
         stopped_by_deadline=stopped,
+        started_from=Path(model.metadata["init"]) if "init" in model.metadata else None,
         history=history,
     )
 
@@ -212,6 +221,27 @@ def calibrate(
     return thresholds, image_auroc(labels, good_scores + bad_scores)
 
 
+def starting_checkpoint(options: TrainOptions) -> Path | None:
+    """The checkpoint a new run starts from, or ``None`` for random weights.
+
+    ``options.init`` when given; else, unless ``options.from_scratch``, the shipped
+    default model (``<models_dir>/default``) when it has the architecture of
+    ``options.config``: a pretrained start, as ImageNet weights are for other tools. Its
+    features were learned on thousands of synthesised and labelled defects, which 20
+    minutes on a new product's good images cannot teach (magnetic tile, good images
+    only, 20 minutes: image AUROC 0.72-0.74 from random weights, 0.75-0.76 from the
+    default; see ``benchmarks/README.md``).
+    """
+    if options.init is not None or options.from_scratch:
+        return options.init
+    shipped = get_settings().models_dir / "default"
+    try:
+        info = read_checkpoint(shipped)
+    except (FileNotFoundError, ValueError):  # no shipped default here: random weights
+        return None
+    return shipped if same_architecture(info.config, get_config(options.config)) else None
+
+
 def _model_and_state(options: TrainOptions, device: torch.device):
     state_file = options.out / STATE_FILE
     if options.resume and state_file.exists():
@@ -223,10 +253,11 @@ def _model_and_state(options: TrainOptions, device: torch.device):
         return model, optimizer, int(state["step"]), float(state["elapsed"]), planned
     if options.resume:
         raise FileNotFoundError(f"--resume: no {STATE_FILE} in {options.out}")
-    if options.init is not None:
+    init = starting_checkpoint(options)
+    if init is not None:
         # Fine-tuning: the weights go on, the optimiser and the schedule start afresh.
-        model = load_model(options.init, device=str(device))
-        model.metadata = {"init": str(options.init), "init_version": model.model_version}
+        model = load_model(init, device=str(device))
+        model.metadata = {"init": str(init), "init_version": model.model_version}
     else:
         model = create_model(options.config, device=str(device))
     return model, _optimizer(model, options), 0, 0.0, None

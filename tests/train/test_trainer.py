@@ -83,6 +83,49 @@ def test_init_fine_tunes_from_a_trained_model(tiny_data, tmp_path):
     assert model.metadata["steps"] == 3
 
 
+@pytest.fixture()
+def shipped_tiny(tmp_path, monkeypatch) -> Path:
+    """A models directory whose shipped ``default`` is a tiny model."""
+    from inspection.config import get_settings
+    from inspection.models import create_model, save_model
+
+    models_dir = tmp_path / "models"
+    save_model(create_model("tiny"), models_dir / "default")
+    monkeypatch.setenv("INSPECTION_MODELS_DIR", str(models_dir))
+    get_settings.cache_clear()
+    yield models_dir / "default"
+    get_settings.cache_clear()
+
+
+def test_a_new_run_starts_from_the_shipped_default_of_its_architecture(
+    tiny_data, tmp_path, shipped_tiny
+):
+    result = train(_options(tiny_data, tmp_path / "warm", steps=2, lr=1e-9))
+    assert result.started_from == shipped_tiny
+    shipped = _weights(shipped_tiny)
+    for name, value in _weights(result.out).items():  # lr 1e-9: still the shipped weights
+        torch.testing.assert_close(value, shipped[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert load_model(result.out).metadata["init_version"] == load_model(shipped_tiny).model_version
+
+
+def test_from_scratch_or_another_architecture_starts_from_random_weights(
+    tiny_data, tmp_path, shipped_tiny
+):
+    from inspection.train.trainer import starting_checkpoint
+
+    assert starting_checkpoint(_options(tiny_data, tmp_path)) == shipped_tiny
+    assert starting_checkpoint(_options(tiny_data, tmp_path, from_scratch=True)) is None
+    assert starting_checkpoint(_options(tiny_data, tmp_path, config="tiny-conv")) is None
+    result = train(_options(tiny_data, tmp_path / "cold", steps=2, from_scratch=True))
+    assert result.started_from is None
+    assert "init" not in load_model(result.out).metadata
+
+
+def test_init_and_from_scratch_together_are_refused(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="--from-scratch"):
+        _options(tiny_data, tmp_path, init=tmp_path, from_scratch=True)
+
+
 def test_deadline_stops_and_still_saves_a_calibrated_model(tiny_data, tmp_path):
     result = train(_options(tiny_data, tmp_path / "quick", steps=10_000, max_minutes=0.05))
     assert result.stopped_by_deadline and 0 < result.steps < 10_000
