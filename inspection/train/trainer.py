@@ -229,7 +229,7 @@ def starting_checkpoint(options: TrainOptions) -> Path | None:
     ``options.config``: a pretrained start, as ImageNet weights are for other tools. Its
     features were learned on thousands of synthesised and labelled defects, which 20
     minutes on a new product's good images cannot teach (magnetic tile, good images
-    only, 20 minutes: image AUROC 0.72-0.74 from random weights, 0.75-0.76 from the
+    only, 20 minutes: image AUROC 0.72-0.74 from random weights, 0.74-0.76 from the
     default; see ``benchmarks/README.md``).
     """
     if options.init is not None or options.from_scratch:
