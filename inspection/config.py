@@ -28,6 +28,11 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def default_model_dir() -> Path:
+    """The shipped default detection model: ``<models_dir>/default``."""
+    return get_settings().models_dir / "default"
+
+
 def standard_path(name_or_path: str | Path) -> Path:
     """A standard file given by path, or by product name in ``standards_dir``."""
     path = Path(name_or_path)

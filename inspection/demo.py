@@ -26,7 +26,7 @@ from rich.progress import track
 from rich.table import Table
 
 from inspection.capture.simulator import SimulatedLine
-from inspection.config import get_settings, standard_path
+from inspection.config import default_model_dir, standard_path
 from inspection.decoder.schema import to_json as report_json
 from inspection.measure import defects_from_mask
 from inspection.standards import Standard, apply_standard, load_standard
@@ -42,7 +42,7 @@ from inspection.viz import (
     write_html_report,
 )
 
-DEFAULT_MODEL = get_settings().models_dir / "default"
+DEFAULT_MODEL = default_model_dir()
 
 
 @dataclass(frozen=True)

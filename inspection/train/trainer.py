@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inspection.config import get_settings
+from inspection.config import default_model_dir
 from inspection.datasets import load_dataset
 from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
@@ -234,7 +234,7 @@ def starting_checkpoint(options: TrainOptions) -> Path | None:
     """
     if options.init is not None or options.from_scratch:
         return options.init
-    shipped = get_settings().models_dir / "default"
+    shipped = default_model_dir()
     try:
         info = read_checkpoint(shipped)
     except (FileNotFoundError, ValueError):  # no shipped default here: random weights
