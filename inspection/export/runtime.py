@@ -44,6 +44,10 @@ class OnnxDetector(TiledDetector):
         Intra-op threads; ``None`` lets ONNX Runtime decide.
     batch_size : int
         Tiles per run in :meth:`detect`.
+    spin : bool
+        Let ONNX Runtime's threads spin between runs (its default, fastest when the box
+        runs nothing else); ``False`` frees the cores as soon as a run ends, for a box
+        whose cores other work shares (``benchmarks/edge_threads.py`` measures both).
 
     Attributes
     ----------
@@ -61,11 +65,14 @@ class OnnxDetector(TiledDetector):
         providers: list[str] | None = None,
         threads: int | None = None,
         batch_size: int = 8,
+        spin: bool = True,
     ):
         self.path = Path(path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(self.path), options, providers=providers or ["CPUExecutionProvider"]
         )

@@ -64,7 +64,11 @@ def log_mel_spectrogram(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH]  # (T+1, n_fft)
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic Hann
     power = np.abs(np.fft.rfft(frames * window, axis=-1)[:-1]) ** 2  # (T, n_fft//2+1)
-    mel = mel_filters(n_mels).astype(np.float64) @ power.T  # (n_mels, T)
+    # einsum, not `@`: a product this small is 1 ms either way, but `@` wakes OpenBLAS
+    # threads that then spin on a core for ~0.1 s, starving ONNX Runtime's threads:
+    # it doubled the edge verdict's latency on a 2-core box (benchmarks/README.md).
+    filters = mel_filters(n_mels).astype(np.float64)
+    mel = np.einsum("mf,tf->mt", filters, power, optimize=False)  # (n_mels, T)
     log_spec = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)

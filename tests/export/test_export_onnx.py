@@ -40,12 +40,12 @@ def test_single_file_with_metadata(onnx_path, tiny):
     assert detector.inputs == ["image", "mel"] and list(detector.outputs) == list(FIELDS)
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_onnx_matches_torch(onnx_path, tiny, batch):
+@pytest.mark.parametrize(("batch", "spin"), [(1, True), (3, False)])
+def test_onnx_matches_torch(onnx_path, tiny, batch, spin):
     image, mel = torch.randn(batch, 3, 64, 64), torch.randn(batch, 80, 100)
     with torch.no_grad():
         expected = tiny(image, mel)
-    det = OnnxDetector(onnx_path).run(image.numpy(), mel.numpy())
+    det = OnnxDetector(onnx_path, threads=2, spin=spin).run(image.numpy(), mel.numpy())
     for name in FIELDS:
         got, want = getattr(det, name), getattr(expected, name).numpy()
         assert got.shape == want.shape, name
