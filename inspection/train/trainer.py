@@ -31,7 +31,10 @@ from inspection.train.losses import detection_loss
 from inspection.train.schedule import DeadlinePlan, set_lr
 
 STATE_FILE = "train_state.pt"
-CALIBRATION_RESERVE = 0.05  # share of a --max-minutes budget kept for calibration
+CALIBRATION_RESERVE = 0.05  # least share of a --max-minutes budget kept for calibration
+CALIBRATION_MAX_SHARE = 0.2  # most: past it, fewer held-out images are scored
+MIN_CALIBRATION_IMAGES = 10
+CALIBRATION_MARGIN = 1.25  # on the timed cost: the machine's noise, and saving the model
 LOG_FILE = "train_log.jsonl"
 
 
@@ -110,12 +113,16 @@ def train(options: TrainOptions) -> TrainResult:
         options.anomaly_prob,
     )
 
+    budget = None if options.max_minutes is None else options.max_minutes * 60 - elapsed0
+    reserve = 0.0
+    if budget is not None:
+        n_calibrate, reserve = plan_calibration(
+            len(held), seconds_per_detection(model, held[0]), budget
+        )
+        held = held[:n_calibrate]
     started = time.monotonic()
-    deadline = None  # seconds of training left, counted from `started`
-    if options.max_minutes is not None:
-        budget = options.max_minutes * 60 - elapsed0
-        # Loading is spent already; keep 5 % of the budget for calibration and saving.
-        deadline = budget * (1 - CALIBRATION_RESERVE) - (started - begun)
+    # Seconds of training left, counted from `started`: loading is spent already.
+    deadline = None if budget is None else budget - reserve - (started - begun)
     # The learning-rate schedule spans the steps the run will really make, so the model
     # at the deadline has finished annealing (the plan is kept for --resume).
     plan = DeadlinePlan(options.steps, deadline, start_step, started, planned)
@@ -219,6 +226,34 @@ def calibrate(
     }
     labels = [False] * len(good_scores) + [True] * len(bad_scores)
     return thresholds, image_auroc(labels, good_scores + bad_scores)
+
+
+def seconds_per_detection(model, item: Item) -> float:
+    """Seconds one full-image detection takes on this machine (timed after a warm-up)."""
+    detector = TorchDetector(model.eval())
+    detector.detect(item.image, item.audio)
+    start = time.perf_counter()
+    detector.detect(item.image, item.audio)
+    model.train()
+    return time.perf_counter() - start
+
+
+def plan_calibration(n_held: int, seconds_per_detect: float, budget: float) -> tuple[int, float]:
+    """Held-out images to calibrate on, and the seconds of a budget to keep for it.
+
+    Calibration runs two detections per held-out image (the image, and a synthetic
+    defect on it), and their cost grows with the image: a 1024 px image is 16 tiles or
+    more. So the reserve is the timed cost, at least :data:`CALIBRATION_RESERVE` of the
+    budget; past :data:`CALIBRATION_MAX_SHARE`, fewer images are scored (never fewer than
+    :data:`MIN_CALIBRATION_IMAGES`), so a 20-minute run of large images ends in 20
+    minutes, not 27.
+    """
+    per_image = 2 * seconds_per_detect * CALIBRATION_MARGIN
+    n = n_held
+    if n * per_image > CALIBRATION_MAX_SHARE * budget:
+        fits = int(CALIBRATION_MAX_SHARE * budget // per_image)
+        n = max(min(n_held, MIN_CALIBRATION_IMAGES), fits)
+    return n, max(CALIBRATION_RESERVE * budget, n * per_image)
 
 
 def starting_checkpoint(options: TrainOptions) -> Path | None:

@@ -12,7 +12,14 @@ import torch
 from inspection.models import load_model
 from inspection.synth import synthesize
 from inspection.train import data as train_data
-from inspection.train.trainer import TrainOptions, train
+from inspection.train.trainer import (
+    CALIBRATION_MAX_SHARE,
+    CALIBRATION_RESERVE,
+    MIN_CALIBRATION_IMAGES,
+    TrainOptions,
+    plan_calibration,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +138,48 @@ def test_deadline_stops_and_still_saves_a_calibrated_model(tiny_data, tmp_path):
     assert result.stopped_by_deadline and 0 < result.steps < 10_000
     model = load_model(tmp_path / "quick")
     assert set(model.metadata["thresholds"]) >= {"image", "pixel", "audio"}
+
+
+def test_deadline_run_with_slow_detections_ends_within_its_budget(tiny_data, tmp_path, monkeypatch):
+    """Calibration's cost is timed and reserved: with detections as slow as on large
+    images (0.3 s each, 2 per held-out image) a 12 s run still ends in about 12 s; a fixed
+    5 % reserve (0.6 s) would overrun by the whole calibration (3.6 s)."""
+    import time
+
+    from inspection.models.detector import TorchDetector
+
+    detect = TorchDetector.detect
+
+    def slow_detect(self, *args, **kwargs):
+        time.sleep(0.3)
+        return detect(self, *args, **kwargs)
+
+    monkeypatch.setattr(TorchDetector, "detect", slow_detect)
+    start = time.monotonic()
+    result = train(_options(tiny_data, tmp_path / "timed", steps=10_000, max_minutes=0.2))
+    elapsed = time.monotonic() - start
+    assert result.stopped_by_deadline and result.thresholds["held_out_good"] == 6
+    assert elapsed <= 0.2 * 60 * 1.1, elapsed  # loading, training, calibration, saving
+
+
+def test_calibration_keeps_the_floor_share_when_it_is_cheap():
+    n, reserve = plan_calibration(67, 0.05, budget=1200)
+    assert n == 67 and reserve == pytest.approx(CALIBRATION_RESERVE * 1200)
+
+
+def test_calibration_of_large_images_reserves_its_timed_cost():
+    n, reserve = plan_calibration(30, 1.0, budget=1200)  # 2 detections an image
+    assert n == 30 and CALIBRATION_RESERVE * 1200 < reserve < CALIBRATION_MAX_SHARE * 1200
+    assert reserve >= 30 * 2 * 1.0
+
+
+def test_calibration_scores_fewer_images_rather_than_overrun():
+    n, reserve = plan_calibration(90, 2.5, budget=1200)  # 1500 px images
+    assert MIN_CALIBRATION_IMAGES <= n < 90
+    assert n * 2 * 2.5 <= reserve <= CALIBRATION_MAX_SHARE * 1200
+    n, _ = plan_calibration(90, 60.0, budget=600)  # hopeless: still a usable threshold
+    assert n == MIN_CALIBRATION_IMAGES
+    assert plan_calibration(4, 60.0, budget=600)[0] == 4
 
 
 @pytest.mark.slow
