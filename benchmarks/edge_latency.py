@@ -2,6 +2,7 @@
 
 python benchmarks/edge_latency.py                      # models/default, 60 bracket parts
 python benchmarks/edge_latency.py --model none --config small --n 40
+python benchmarks/edge_latency.py --size 1024 --max-side 512 --n 20   # large frames
 
 Both detectors run the same parts in one process, interleaved, so the machine's noise
 hits both alike; the ratio is the figure to trust.
@@ -23,6 +24,7 @@ from inspection.export.onnx import export_onnx
 from inspection.export.runtime import OnnxDetector
 from inspection.models import create_model, load_model
 from inspection.models.detector import TorchDetector
+from inspection.models.preprocess import MAX_SIDE
 from inspection.pipeline import Inspector, thresholds_of
 from inspection.standards import load_standard
 
@@ -34,6 +36,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=60)
     parser.add_argument("--product", default="bracket")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, default=256, help="frame side in px")
+    parser.add_argument(
+        "--max-side", type=int, help="also run ONNX Runtime with frames scaled to this side"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -48,7 +54,11 @@ def main() -> None:
                 OnnxDetector(onnx_path, threads=args.threads), standard, thresholds
             ),
         }
-        parts = list(SimulatedLine(args.product, n=args.n, seed=99))
+        if args.max_side:
+            scaled = OnnxDetector(onnx_path, threads=args.threads)
+            scaled.metadata = {**scaled.metadata, MAX_SIDE: args.max_side}
+            inspectors[f"ort max {args.max_side}"] = Inspector(scaled, standard, thresholds)
+        parts = list(SimulatedLine(args.product, n=args.n, seed=99, size=args.size))
         for inspector in inspectors.values():  # warm up
             inspector.inspect(parts[0])
         times: dict[str, list[float]] = {name: [] for name in inspectors}
@@ -58,14 +68,14 @@ def main() -> None:
                 inspector.inspect(observation)
                 times[name].append((time.perf_counter() - start) * 1000)
     print(
-        f"{args.n} {args.product} parts, model {model.config.name} "
+        f"{args.n} {args.product} parts of {args.size} px, model {model.config.name} "
         f"({model.num_params() / 1e6:.2f} M params), {args.threads} threads"
     )
-    print(f"{'backend':<12} {'p50 ms':>8} {'p95 ms':>8} {'ratio p50':>10}")
+    print(f"{'backend':<16} {'p50 ms':>8} {'p95 ms':>8} {'ratio p50':>10}")
     base = np.median(times["torch"])
     for name, values in times.items():
         p50, p95 = np.median(values), np.percentile(values, 95)
-        print(f"{name:<12} {p50:8.1f} {p95:8.1f} {p50 / base:10.2f}")
+        print(f"{name:<16} {p50:8.1f} {p95:8.1f} {p50 / base:10.2f}")
 
 
 if __name__ == "__main__":

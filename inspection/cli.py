@@ -275,6 +275,14 @@ def train_command(
             "when it has this config's architecture)."
         ),
     ] = False,
+    max_side: Annotated[
+        int | None,
+        typer.Option(
+            help="Scale frames down so their longest side is at most this many px before "
+            "tiling (default: tile at native resolution). Bounds the tiles of a large "
+            "frame; recorded in the model, so the line, evaluate and the edge use it too."
+        ),
+    ] = None,
 ) -> None:
     """Train a detection model, from good images alone with --normal-only."""
     from inspection.train.trainer import TrainOptions, train
@@ -294,10 +302,11 @@ def train_command(
             resume=resume,
             init=init,
             from_scratch=from_scratch,
+            max_side=max_side,
         )
+        result = train(options)
     except ValueError as exc:
         fail(str(exc))
-    result = train(options)
     console.print(
         f"{result.steps} steps in {result.seconds / 60:.1f} min "
         f"({result.images_per_second:.1f} img/s), loss {result.final_loss:.3f}"

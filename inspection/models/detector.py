@@ -16,7 +16,7 @@ import numpy as np
 from inspection.models.audio import audio_to_mel
 from inspection.models.config import ModelConfig
 from inspection.models.outputs import Detection, concat_detections
-from inspection.models.preprocess import PreprocessOptions, preprocess
+from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, preprocess
 from inspection.types import AudioClip
 
 
@@ -28,6 +28,7 @@ class TiledDetector(abc.ABC):
 
     config: ModelConfig
     version: str
+    metadata: dict[str, Any]
     batch_size: int = 8
     reduce: str = "max"
 
@@ -37,7 +38,8 @@ class TiledDetector(abc.ABC):
 
     @property
     def preprocess_options(self) -> PreprocessOptions:
-        return PreprocessOptions.from_config(self.config)
+        """The config's, with the ``max_side`` the model was trained at (if any)."""
+        return PreprocessOptions.from_config(self.config, max_side=self.metadata.get(MAX_SIDE))
 
     @abc.abstractmethod
     def run(self, images: np.ndarray, mel: np.ndarray | None = None) -> Detection:
@@ -67,6 +69,10 @@ class TorchDetector(TiledDetector):
         self.config = model.config
         self.device = device or next(model.parameters()).device
         self.version = model.model_version or "unsaved"
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.model.metadata
 
     def run(self, images: np.ndarray, mel: np.ndarray | None = None) -> Detection:
         torch = self.torch

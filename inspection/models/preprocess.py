@@ -13,7 +13,9 @@ Policy
   fraction, tiles spread evenly, the last one flush with the edge) cover the whole
   image, so a 2 px scratch on a 4000 px frame stays 2 px instead of vanishing in a
   down-scale. ``max_side`` optionally caps very large frames (scaled down first) to
-  bound the tile count. An ``S x S`` image is one tile.
+  bound the tile count; ``inspection train --max-side`` sets it for a model (kept in its
+  metadata under :data:`MAX_SIDE`, so every detector of the model uses it). An
+  ``S x S`` image is one tile.
 - **Back**: :func:`stitch_tiles` puts per-tile maps back into a map of the original
   image (mean or max where tiles overlap, then undoing any scaling).
   :func:`resize_image` is the alternative whole-frame path (squash to ``S x S``), for
@@ -32,6 +34,8 @@ import numpy as np
 from inspection.io import InputError
 from inspection.models.config import ModelConfig
 
+MAX_SIDE = "max_side"  # a model's metadata key: the max_side it was trained at
+
 
 @dataclass(frozen=True)
 class PreprocessOptions:
@@ -48,7 +52,10 @@ class PreprocessOptions:
         if not 0.0 <= self.overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), not {self.overlap}")
         if self.max_side is not None and self.max_side < self.image_size:
-            raise ValueError("max_side must be at least image_size")
+            raise ValueError(
+                f"max_side {self.max_side} is under the model's tile ({self.image_size} px): "
+                "it must be at least that"
+            )
 
     @classmethod
     def from_config(cls, config: ModelConfig, **changes: Any) -> PreprocessOptions:

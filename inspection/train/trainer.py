@@ -24,7 +24,7 @@ from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
 from inspection.models.checkpoint import same_architecture
 from inspection.models.detector import TorchDetector
-from inspection.models.preprocess import PreprocessOptions
+from inspection.models.preprocess import MAX_SIDE, PreprocessOptions
 from inspection.train.anomalies import synthesise_anomaly
 from inspection.train.data import BatchMaker, Item, load_items, training_samples
 from inspection.train.losses import detection_loss
@@ -60,6 +60,7 @@ class TrainOptions:
     resume: bool = False
     init: Path | None = None  # start from this model's weights (same architecture)
     from_scratch: bool = False  # random weights even where the shipped default fits
+    max_side: int | None = None  # scale frames down to this longest side before tiling
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -90,7 +91,10 @@ def train(options: TrainOptions) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     model, optimizer, start_step, elapsed0, planned = _model_and_state(options, device)
     config = model.config
-    prep = PreprocessOptions.from_config(config)
+    prep = PreprocessOptions.from_config(config, max_side=options.max_side)
+    model.metadata.pop(MAX_SIDE, None)
+    if options.max_side is not None:  # every detector of this model works at that scale
+        model.metadata[MAX_SIDE] = options.max_side
 
     dataset = load_dataset(options.data)
     good_samples, labelled_samples = training_samples(dataset, options.normal_only)

@@ -104,3 +104,14 @@ def test_unknown_product_and_bad_options(tmp_path):
     assert "spoon" in result.output
     result = runner.invoke(app, ["standards", "apply", "bracket"])
     assert result.exit_code == 2
+
+
+def test_train_refuses_a_max_side_under_the_tile(tmp_path):
+    data = tmp_path / "line"
+    assert (
+        runner.invoke(app, ["synth", "--out", str(data), "--n", "6", "--size", "64"]).exit_code == 0
+    )
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "m"), "--config", "tiny"]
+    result = runner.invoke(app, [*args, "--max-side", "32", "--steps", "1"])
+    assert result.exit_code == 2, result.output
+    assert "max_side 32 is under the model's tile (64 px)" in result.output

@@ -162,6 +162,31 @@ def test_deadline_run_with_slow_detections_ends_within_its_budget(tiny_data, tmp
     assert elapsed <= 0.2 * 60 * 1.1, elapsed  # loading, training, calibration, saving
 
 
+def test_max_side_is_recorded_and_every_detector_uses_it(tiny_data, tmp_path):
+    """--max-side is the model's: the line, evaluate and the edge graph tile at it."""
+    pytest.importorskip("onnxruntime")
+    from inspection.export.onnx import export_onnx
+    from inspection.export.runtime import OnnxDetector
+    from inspection.models.detector import TorchDetector
+    from inspection.models.preprocess import plan_tiles
+
+    result = train(_options(tiny_data, tmp_path / "scaled", steps=2, max_side=96))
+    model = load_model(result.out)
+    assert model.metadata["max_side"] == 96
+    onnx = OnnxDetector(export_onnx(model, tmp_path / "edge.onnx", with_audio=True))
+    frame = np.random.default_rng(0).integers(0, 255, (256, 320, 3), dtype=np.uint8)
+    for detector in (TorchDetector(model), onnx):
+        options = detector.preprocess_options
+        assert options.max_side == 96
+        assert len(plan_tiles(frame.shape[:2], options).boxes) == 4  # 35 at native size
+        assert detector.detect(frame).anomaly_map.shape[-2:] == (256, 320)
+
+
+def test_max_side_under_the_tile_is_refused(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="max_side 32 is under the model's tile"):
+        train(_options(tiny_data, tmp_path / "refused", max_side=32))
+
+
 def test_calibration_keeps_the_floor_share_when_it_is_cheap():
     n, reserve = plan_calibration(67, 0.05, budget=1200)
     assert n == 67 and reserve == pytest.approx(CALIBRATION_RESERVE * 1200)
