@@ -51,10 +51,23 @@ class Component:
 
 def measure_region(mask: np.ndarray, mm_per_px: float) -> Component:
     """Measure one region (all its pixels taken together) of a ``(H, W)`` mask."""
-    mask = np.asarray(mask, dtype=bool)
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    box = mask_bbox(mask)
+    if box is None:
         raise ValueError("cannot measure an empty mask")
+    return _measure(mask, box, mm_per_px)
+
+
+def mask_bbox(mask: np.ndarray) -> BBox | None:
+    """The box around a ``(H, W)`` mask's pixels (``None`` when empty), in C: the rest of
+    a measurement then reads only the box, not the whole frame."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
+    return BBox(x, y, x + w, y + h) if w and h else None
+
+
+def _measure(mask: np.ndarray, box: BBox, mm_per_px: float) -> Component:
+    ys, xs = np.nonzero(mask[box.window])
+    xs, ys = xs + box.x0, ys + box.y0
     points = np.stack([xs, ys], axis=1).astype(np.float32)
     # Pixel centres span one pixel less than the pixels themselves: add it back.
     (_, _), (w, h), _ = cv2.minAreaRect(points)
@@ -62,7 +75,7 @@ def measure_region(mask: np.ndarray, mm_per_px: float) -> Component:
     area = int(xs.size)
     return Component(
         mask=mask,
-        bbox=BBox(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
+        bbox=box,
         centroid=(float(xs.mean()), float(ys.mean())),
         area_px=area,
         length_px=float(length),
@@ -76,12 +89,21 @@ def connected_components(
 ) -> list[Component]:
     """Split a ``(H, W)`` mask into 8-connected components and measure each.
 
-    Components smaller than ``min_area_px`` are dropped (isolated noise pixels).
+    Components smaller than ``min_area_px`` are dropped (isolated noise pixels). Each is
+    cut from its own box: the cost grows with the regions' size, not regions x frame.
     """
     mask = np.asarray(mask, dtype=np.uint8)
-    n, labels = cv2.connectedComponents(mask, connectivity=8)
-    comps = [measure_region(labels == i, mm_per_px) for i in range(1, n)]
-    return [c for c in comps if c.area_px >= min_area_px]
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    comps = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area_px:
+            continue
+        box = BBox(x, y, x + w, y + h)
+        full = np.zeros(mask.shape, bool)
+        full[box.window] = labels[box.window] == i
+        comps.append(_measure(full, box, mm_per_px))
+    return comps
 
 
 def delta_e(rgb_a: np.ndarray, rgb_b: np.ndarray) -> float | np.ndarray:
@@ -107,6 +129,12 @@ def region_delta_e(
     that a lighting gradient across the part is not read as a colour deviation.
     """
     mask = np.asarray(mask, dtype=bool)
+    box = mask_bbox(mask)
+    if box is not None:  # only the box and its surround matter: crop to them
+        pad = surround_px or 0
+        rows = slice(max(0, box.y0 - pad), box.y1 + pad)
+        cols = slice(max(0, box.x0 - pad), box.x1 + pad)
+        image, mask = image[rows, cols], mask[rows, cols]
     region = _mean_rgb(image, mask)
     reference = np.asarray(reference_rgb, dtype=np.float64) / 255.0
     if surround_px:

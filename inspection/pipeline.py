@@ -112,7 +112,9 @@ def defects_from_detection(
     regions = connected_components(
         anomaly >= thresholds.pixel, mm_per_px or 1.0, min_area_px=thresholds.min_area_px
     )
-    strengths = [class_maps[:, comp.mask].mean(axis=1) for comp in regions]  # each (K,)
+    # Each region read through its box: regions x frame-size work would not scale.
+    local = [(comp.bbox.window, comp.mask[comp.bbox.window]) for comp in regions]
+    strengths = [class_maps[:, r, c][:, m].mean(axis=1) for (r, c), m in local]  # each (K,)
     names = [detection.classes[int(np.argmax(s))] if len(s) else "anomaly" for s in strengths]
     if audible and "crack" in detection.classes and "crack" not in names:
         crack = detection.classes.index("crack")
@@ -120,8 +122,8 @@ def defects_from_detection(
         if lines:
             names[max(lines, key=lambda i: strengths[i][crack])] = "crack"
     return [
-        measure_defect(comp, name, mm_per_px, image, reference, float(anomaly[comp.mask].max()))
-        for comp, name in zip(regions, names, strict=True)
+        measure_defect(comp, name, mm_per_px, image, reference, float(anomaly[r, c][m].max()))
+        for comp, name, ((r, c), m) in zip(regions, names, local, strict=True)
     ]
 
 

@@ -91,6 +91,11 @@ class BBox:
     def as_list(self) -> list[int]:
         return [self.x0, self.y0, self.x1, self.y1]
 
+    @property
+    def window(self) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices of the box, to index an ``(H, W, ...)`` array with."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
 
 @dataclass(frozen=True)
 class Frame:

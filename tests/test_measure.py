@@ -92,3 +92,46 @@ def test_defects_from_mask_attributes():
     assert defect.attributes["length_mm"] == pytest.approx(3.0)
     assert defect.attributes["delta_e"] == pytest.approx(0.0, abs=1e-6)
     assert defect.mask.sum() == 60
+
+
+def _blobs(seed: int, shape=(180, 260), n=12) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(shape, np.uint8)
+    for _ in range(n):
+        centre = (int(rng.integers(0, shape[1])), int(rng.integers(0, shape[0])))
+        axes = (int(rng.integers(1, 25)), int(rng.integers(1, 6)))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    return mask.astype(bool)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_components_read_through_their_box_equal_a_whole_frame_reading(seed):
+    """Each component is measured from its own box; the figures are those of reading
+    the whole frame, pixel for pixel (regions touching the frame's edges included)."""
+    mask = _blobs(seed)
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    comps = connected_components(mask, mm_per_px=0.1)
+    assert len(comps) == n - 1
+    for comp, i in zip(comps, range(1, n), strict=True):
+        full = labels == i
+        ys, xs = np.nonzero(full)
+        (_, _), (w, h), _ = cv2.minAreaRect(np.stack([xs, ys], 1).astype(np.float32))
+        np.testing.assert_array_equal(comp.mask, full)
+        assert comp.bbox.as_list() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert comp.centroid == (xs.mean(), ys.mean()) and comp.area_px == xs.size
+        assert comp.length_px == max(w, h) + 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_region_delta_e_cropped_to_the_surround_equals_the_whole_frame(seed):
+    rng = np.random.default_rng(seed)
+    image = (rng.random((180, 260, 3)) * 255).astype(np.uint8)
+    reference = np.array([120, 130, 140])
+    for comp in connected_components(_blobs(seed), mm_per_px=1.0):
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * 9 + 1,) * 2)
+        ring = cv2.dilate(comp.mask.astype(np.uint8), kernel).astype(bool) & ~comp.mask
+        inside = image[comp.mask].mean(axis=0) / 255
+        around = image[ring].mean(axis=0) / 255
+        expected = delta_e(np.clip(inside * reference / 255 / around, 0, 1), reference / 255)
+        got = region_delta_e(image, comp.mask, reference, surround_px=9)
+        assert got == pytest.approx(expected, abs=1e-9)
