@@ -431,15 +431,20 @@ def demo(
     n: Annotated[int, typer.Option(help="Parts through the simulated line.")] = 48,
     seed: Annotated[int, typer.Option(help="Line seed.")] = 2026,
     model: Annotated[
-        str, typer.Option(help="Model directory; 'none' measures ground-truth masks instead.")
-    ] = "models/default",
+        str | None,
+        typer.Option(
+            help="Model directory (default: the shipped one); 'none' measures ground-truth "
+            "masks instead."
+        ),
+    ] = None,
     language: Annotated[str, typer.Option(help="Language of the reports: en or zh.")] = "en",
 ) -> None:
     """Run a simulated line through the detection model, the product's standard and the
     report decoder (when the model has one)."""
+    from inspection.config import default_model_dir
     from inspection.demo import run_demo
 
-    model_dir = None if model == "none" else Path(model)
+    model_dir = None if model == "none" else Path(model) if model else default_model_dir()
     if model_dir is not None and not (model_dir / "model.safetensors").exists():
         fail(f"no model in {model_dir}: train one with `make model`, or pass --model none")
     run_demo(

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from inspection.config import default_model_dir
 from inspection.metrics import REPORT_METRICS
 from inspection.terminal import console, fail
 
@@ -21,8 +22,11 @@ adapters_app = typer.Typer(
     help="LoRA adapters of a decoder: one per product or standard.", no_args_is_help=True
 )
 
-DEFAULT_MODEL = Path("models/default")
 DecoderDir = Annotated[Path, typer.Option("--decoder", help="Decoder directory.")]
+ShippedDecoderDir = Annotated[
+    Path | None,
+    typer.Option("--decoder", help="Decoder directory (default: the shipped model's)."),
+]
 StandardFiles = Annotated[
     list[Path] | None,
     typer.Option("--standard", help="Standard file or product name (repeatable)."),
@@ -163,11 +167,18 @@ def decoder_ship(
     console.print(f"shipped {decoder} to {to} ({size / 1e6:.1f} MB)")
 
 
+def shipped_decoder_dir() -> Path:
+    """The shipped default's decoder, ``<models_dir>/default/decoder`` (read when a
+    command runs, so ``INSPECTION_MODELS_DIR`` and the working directory don't matter)."""
+    return default_model_dir() / "decoder"
+
+
 @adapters_app.command("list")
-def adapters_list(decoder: DecoderDir = DEFAULT_MODEL / "decoder") -> None:
+def adapters_list(decoder: ShippedDecoderDir = None) -> None:
     """The adapters saved with a decoder; * marks the active one."""
     from inspection.decoder.lora import saved_adapters
 
+    decoder = decoder or shipped_decoder_dir()
     table = Table(title=f"adapters of {decoder}")
     for column in ("", "name", "standard", "version", "steps", "field accuracy"):
         table.add_column(column)
@@ -188,7 +199,7 @@ def adapters_list(decoder: DecoderDir = DEFAULT_MODEL / "decoder") -> None:
 def adapters_train(
     name: Annotated[str, typer.Option(help="Adapter name (e.g. the product line).")],
     standard: Annotated[Path, typer.Option(help="The new standard (file or product).")],
-    decoder: DecoderDir = DEFAULT_MODEL / "decoder",
+    decoder: ShippedDecoderDir = None,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 300,
     batch_size: Annotated[int, typer.Option(help="Parts per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
@@ -205,6 +216,7 @@ def adapters_train(
     from inspection.decoder.train import DecoderTrainOptions, train_decoder
     from inspection.standards import load_standard
 
+    decoder = decoder or shipped_decoder_dir()
     path = _standard_paths([standard])[0]
     target = adapter_dir(decoder, name)
     result = train_decoder(
@@ -245,11 +257,12 @@ def adapters_train(
 @adapters_app.command("activate")
 def adapters_activate(
     name: Annotated[str, typer.Argument(help="Adapter name, or 'none' for the base alone.")],
-    decoder: DecoderDir = DEFAULT_MODEL / "decoder",
+    decoder: ShippedDecoderDir = None,
 ) -> None:
     """Choose the adapter that loaded decoders use."""
     from inspection.decoder.lora import set_active_adapter
 
+    decoder = decoder or shipped_decoder_dir()
     try:
         set_active_adapter(decoder, None if name == "none" else name)
     except (KeyError, ValueError) as exc:
@@ -261,7 +274,9 @@ def ask_command(
     question: Annotated[str, typer.Argument(help="The question, in English or Chinese.")],
     image: Annotated[Path, typer.Option(help="The part's image.")],
     audio: Annotated[Path | None, typer.Option(help="Its tap-test recording (WAV).")] = None,
-    model: Annotated[Path, typer.Option(help="Detection model directory.")] = DEFAULT_MODEL,
+    model: Annotated[
+        Path | None, typer.Option(help="Detection model directory (default: the shipped one).")
+    ] = None,
     decoder: Annotated[
         Path | None, typer.Option(help="Decoder directory (default: MODEL/decoder).")
     ] = None,
@@ -285,6 +300,7 @@ def ask_command(
         clip = read_audio(audio) if audio is not None else None
     except InputError as exc:
         fail(str(exc))
+    model = model or default_model_dir()
     detection_model = load_model(model)
     inspector = Inspector(
         TorchDetector(detection_model),

@@ -149,3 +149,29 @@ def test_ship_halves_the_weights_and_the_manifest_covers_them(model_dir, tmp_pat
     assert verify_manifest(bundle) == []
     (bundle / "decoder" / "model.safetensors").write_bytes(b"tampered")
     assert any("decoder/model.safetensors" in p for p in verify_manifest(bundle))
+
+
+def test_commands_default_to_the_shipped_model_from_any_directory(
+    model_dir, line, tmp_path, monkeypatch
+):
+    """Without --model / --decoder, `ask`, `adapters` and `demo` read INSPECTION_MODELS_DIR's
+    default when they run, whatever the working directory (not ./models/default)."""
+    import shutil
+
+    from inspection.config import get_settings
+    from inspection.decoder.commands import shipped_decoder_dir
+
+    shutil.copytree(model_dir, tmp_path / "models" / "default")
+    monkeypatch.setenv("INSPECTION_MODELS_DIR", str(tmp_path / "models"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    get_settings.cache_clear()
+    try:
+        image = next((line / "test").rglob("*.png"))
+        result = _ok(["ask", "Does the part pass?", "--image", str(image), "--mm-per-px", "0.9"])
+        assert "rule engine:" in result.output
+        assert shipped_decoder_dir() == tmp_path / "models" / "default" / "decoder"
+        demo = _ok(["demo", "--n", "2", "--out", str(tmp_path / "demo")])
+        assert "report decoder tiny" in demo.output  # the tiny copy, not ./models/default
+    finally:
+        get_settings.cache_clear()
