@@ -91,10 +91,11 @@ def train(options: TrainOptions) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     model, optimizer, start_step, elapsed0, planned = _model_and_state(options, device)
     config = model.config
-    prep = PreprocessOptions.from_config(config, max_side=options.max_side)
-    model.metadata.pop(MAX_SIDE, None)
-    if options.max_side is not None:  # every detector of this model works at that scale
-        model.metadata[MAX_SIDE] = options.max_side
+    # A resumed run keeps the scale it started at; a new model gets the one asked for.
+    max_side = options.max_side or model.metadata.get(MAX_SIDE)
+    prep = PreprocessOptions.from_config(config, max_side=max_side)
+    if max_side is not None:  # every detector of this model works at that scale
+        model.metadata[MAX_SIDE] = max_side
 
     dataset = load_dataset(options.data)
     good_samples, labelled_samples = training_samples(dataset, options.normal_only)
@@ -238,8 +239,9 @@ def seconds_per_detection(model, item: Item) -> float:
     detector.detect(item.image, item.audio)
     start = time.perf_counter()
     detector.detect(item.image, item.audio)
+    seconds = time.perf_counter() - start
     model.train()
-    return time.perf_counter() - start
+    return seconds
 
 
 def plan_calibration(n_held: int, seconds_per_detect: float, budget: float) -> tuple[int, float]:

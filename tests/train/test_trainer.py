@@ -182,6 +182,22 @@ def test_max_side_is_recorded_and_every_detector_uses_it(tiny_data, tmp_path):
         assert detector.detect(frame).anomaly_map.shape[-2:] == (256, 320)
 
 
+def test_a_resumed_run_keeps_its_max_side(tiny_data, tmp_path, monkeypatch):
+    real_batch = train_data.BatchMaker.batch
+
+    def crash_at_step_7(self, step, batch_size):
+        if step == 7:
+            raise KeyboardInterrupt("power cut")
+        return real_batch(self, step, batch_size)
+
+    monkeypatch.setattr(train_data.BatchMaker, "batch", crash_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(tiny_data, tmp_path / "cut", max_side=96))
+    monkeypatch.setattr(train_data.BatchMaker, "batch", real_batch)
+    train(_options(tiny_data, tmp_path / "cut", resume=True))  # --max-side not repeated
+    assert load_model(tmp_path / "cut").metadata["max_side"] == 96
+
+
 def test_max_side_under_the_tile_is_refused(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="max_side 32 is under the model's tile"):
         train(_options(tiny_data, tmp_path / "refused", max_side=32))
