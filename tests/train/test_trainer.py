@@ -50,18 +50,24 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_model(path).state_dict()
 
 
+def _power_cut_at(cut: int, monkeypatch):
+    """Make training die at step ``cut``, as a power cut would; returns the real batch."""
+    real_batch = train_data.BatchMaker.batch
+
+    def crash(self, step, batch_size):
+        if step == cut:
+            raise KeyboardInterrupt("power cut")
+        return real_batch(self, step, batch_size)
+
+    monkeypatch.setattr(train_data.BatchMaker, "batch", crash)
+    return real_batch
+
+
 def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
     straight = train(_options(tiny_data, tmp_path / "straight"))
     assert straight.steps == 12
 
-    real_batch = train_data.BatchMaker.batch
-
-    def crash_at_step_9(self, step, batch_size):
-        if step == 9:
-            raise KeyboardInterrupt("power cut")
-        return real_batch(self, step, batch_size)
-
-    monkeypatch.setattr(train_data.BatchMaker, "batch", crash_at_step_9)
+    real_batch = _power_cut_at(9, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train(_options(tiny_data, tmp_path / "cut"))
     monkeypatch.setattr(train_data.BatchMaker, "batch", real_batch)
@@ -183,14 +189,7 @@ def test_max_side_is_recorded_and_every_detector_uses_it(tiny_data, tmp_path):
 
 
 def test_a_resumed_run_keeps_its_max_side(tiny_data, tmp_path, monkeypatch):
-    real_batch = train_data.BatchMaker.batch
-
-    def crash_at_step_7(self, step, batch_size):
-        if step == 7:
-            raise KeyboardInterrupt("power cut")
-        return real_batch(self, step, batch_size)
-
-    monkeypatch.setattr(train_data.BatchMaker, "batch", crash_at_step_7)
+    real_batch = _power_cut_at(7, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train(_options(tiny_data, tmp_path / "cut", max_side=96))
     monkeypatch.setattr(train_data.BatchMaker, "batch", real_batch)
