@@ -31,13 +31,10 @@ from inspection.standards import load_standard
 
 
 def export_in_subprocess(model: str, out: Path) -> Path:
-    """Export with torch in another process: this one must stay torch-free, as the box is."""
-    code = (
-        "import sys; from inspection.models import load_model; "
-        "from inspection.export.onnx import export_onnx; "
-        "export_onnx(load_model(sys.argv[1]), sys.argv[2], with_audio=True)"
-    )
-    subprocess.run([sys.executable, "-c", code, model, str(out)], check=True)
+    """Export with `inspection export` in another process: this one must stay torch-free,
+    as the box is."""
+    command = ["-m", "inspection.cli", "export", "--model", model, "--out", str(out)]
+    subprocess.run([sys.executable, *command], check=True)
     return out
 
 

@@ -408,6 +408,73 @@ def package_command(
     console.print(f"wrote {card} and {manifest}")
 
 
+@app.command("export")
+def export_command(
+    out: Annotated[Path, typer.Option(help="The .onnx file to write (the edge graph).")],
+    model: Annotated[
+        Path | None, typer.Option(help="Model directory (default: the shipped one).")
+    ] = None,
+    audio: Annotated[
+        bool, typer.Option(help="Include the audio encoder (tap tests) in the graph.")
+    ] = True,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
+    check: Annotated[
+        bool,
+        typer.Option(help="Compare the graph's outputs with the torch model's before writing."),
+    ] = True,
+) -> None:
+    """Export a model's edge graph to one ONNX file for the torch-free edge runtime.
+
+    The file carries the config, thresholds and version; `inspection evaluate --model
+    FILE.onnx` and the line daemon run it directly. With --check (the default) OUT is
+    written only when ONNX Runtime gives the torch model's outputs on random inputs.
+    """
+    from inspection.config import default_model_dir
+    from inspection.export.onnx import check_parity, export_onnx
+    from inspection.models import load_model
+    from inspection.models.checkpoint import file_hash
+    from inspection.pipeline import thresholds_of
+
+    if out.suffix != ".onnx":
+        fail(f"{out}: the output must be a .onnx file")
+    model_dir = model or default_model_dir()
+    try:
+        detector_model = load_model(model_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    # Export beside OUT and move into place only once checked: a device never picks up
+    # a half-written or unchecked graph, and an existing OUT survives a failed export.
+    staging = out.with_name(f".{out.name}.partial")
+    try:
+        export_onnx(detector_model, staging, with_audio=audio, opset=opset)
+        parity = check_parity(detector_model, staging) if check else None
+        if parity is not None and not parity.ok:
+            worst = max(parity.max_abs_diff, key=parity.max_abs_diff.get)
+            fail(
+                f"exported graph differs from the model: |{worst}| off by {parity.worst:.2e} "
+                f"(tolerance {parity.tolerance:.0e}); {out} not written"
+            )
+        staging.replace(out)
+    finally:
+        staging.unlink(missing_ok=True)
+    table = Table(title=f"{model_dir} -> {out}")
+    table.add_column("")
+    table.add_column("value")
+    table.add_row("model version", detector_model.model_version or "unsaved")
+    table.add_row("inputs", "image, mel" if audio else "image")
+    table.add_row("size", f"{out.stat().st_size / 1e6:.1f} MB")
+    thresholds = thresholds_of(detector_model.metadata)  # as the line will apply them
+    table.add_row(
+        "thresholds",
+        f"image {thresholds.image:.4g}, pixel {thresholds.pixel:.4g}, "
+        f"audio {thresholds.audio:.4g} ({thresholds.version})",
+    )
+    if parity is not None:
+        table.add_row("parity (max |onnx - torch|)", f"{parity.worst:.1e} on {parity.batch} inputs")
+    console.print(table)
+    console.print(f"{file_hash(out, length=64)}  {out}", highlight=False, soft_wrap=True)
+
+
 def _detector(path: Path):
     """A detector and its metadata from a model directory or an exported .onnx file."""
     if path.suffix == ".onnx":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -34,6 +35,8 @@ AUDIO_OUTPUTS = (
     "patch_tokens",
     "audio_tokens",
 )
+# Largest |onnx - torch| accepted on any output: float32 reassociation leaves about 1e-5.
+PARITY_TOLERANCE = 1e-3
 # torch.export specialises a dimension whose example size is 0 or 1 to a constant, so the
 # example batch must be 2 or more for the batch to stay dynamic.
 _EXAMPLE_BATCH = 2
@@ -138,3 +141,69 @@ def _write_metadata(
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, str(path))
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How far an exported graph's outputs are from the torch model's on the same inputs.
+
+    Attributes
+    ----------
+    max_abs_diff : dict[str, float]
+        Largest absolute difference per output.
+    batch : int
+        Inputs compared (random tiles, and random log-mel when the graph takes audio).
+    tolerance : float
+        The bound :attr:`ok` checks.
+    """
+
+    max_abs_diff: dict[str, float]
+    batch: int
+    tolerance: float = PARITY_TOLERANCE
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs_diff.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.worst <= self.tolerance
+
+
+def check_parity(
+    model: DefectModel, path: str | Path, batch: int = 2, seed: int = 0
+) -> ParityReport:
+    """Run ``model`` and the exported graph at ``path`` (ONNX Runtime, CPU) on the same
+    random inputs and compare every output.
+
+    Parameters
+    ----------
+    model : DefectModel
+        The model the graph was exported from (a float32 CPU copy is run).
+    path : str | Path
+        The ``.onnx`` file.
+    batch : int
+        Inputs per comparison; more than 1 also checks that the batch stayed dynamic.
+    seed : int
+        Seed of the random inputs.
+    """
+    from inspection.export.runtime import OnnxDetector
+
+    detector = OnnxDetector(path)
+    config = model.config
+    generator = torch.Generator().manual_seed(seed)
+    size = (batch, config.in_chans, config.image_size, config.image_size)
+    image = torch.randn(size, generator=generator)
+    mel = None
+    if "mel" in detector.inputs:
+        mel = torch.randn(batch, config.n_mels, config.n_audio_frames, generator=generator)
+    model = copy.deepcopy(model).eval().float().cpu()
+    with torch.no_grad():
+        expected = model(image, mel)
+    got = detector.run(image.numpy(), None if mel is None else mel.numpy())
+    names = AUDIO_OUTPUTS if mel is not None else IMAGE_OUTPUTS
+    diffs = {
+        name: float((torch.from_numpy(getattr(got, name)) - getattr(expected, name)).abs().max())
+        for name in names
+    }
+    return ParityReport(max_abs_diff=diffs, batch=batch)

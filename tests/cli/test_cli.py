@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import STANDARDS_DIR
 from typer.testing import CliRunner
 
@@ -115,3 +116,54 @@ def test_train_refuses_a_max_side_under_the_tile(tmp_path):
     result = runner.invoke(app, [*args, "--max-side", "32", "--steps", "1"])
     assert result.exit_code == 2, result.output
     assert "max_side 32 is under the model's tile (64 px)" in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from inspection.models import create_model, save_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny")
+    save_model(create_model("tiny"), folder, extra={"thresholds": {"image": 0.7}})
+    return folder
+
+
+def test_export_writes_a_checked_graph_the_runtime_loads(tiny_model_dir, tmp_path):
+    from inspection.export.runtime import OnnxDetector
+    from inspection.models.checkpoint import file_hash, read_checkpoint
+
+    out = tmp_path / "edge" / "tiny.onnx"
+    result = runner.invoke(app, ["export", "--model", str(tiny_model_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "parity" in result.output and "image 0.7" in result.output
+    assert f"{file_hash(out, length=64)}  {out}" in result.output
+    detector = OnnxDetector(out)
+    assert detector.version == read_checkpoint(tiny_model_dir).model_version
+    assert detector.with_audio and detector.metadata["thresholds"] == {"image": 0.7}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.onnx"]  # no staging left
+    image_only = tmp_path / "image.onnx"
+    args = ["export", "--model", str(tiny_model_dir), "--out", str(image_only), "--no-audio"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert OnnxDetector(image_only).inputs == ["image"]
+
+
+def test_export_keeps_the_old_graph_when_the_check_fails(tiny_model_dir, tmp_path, monkeypatch):
+    import inspection.export.onnx as onnx_export
+
+    out = tmp_path / "tiny.onnx"
+    out.write_bytes(b"the graph on the device")
+    failing = onnx_export.ParityReport(max_abs_diff={"maps": 0.5, "part_logit": 0.0}, batch=2)
+    monkeypatch.setattr(onnx_export, "check_parity", lambda model, path: failing)
+    result = runner.invoke(app, ["export", "--model", str(tiny_model_dir), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "|maps| off by 5.00e-01" in result.output and "not written" in result.output
+    assert out.read_bytes() == b"the graph on the device"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]
+
+
+def test_export_refuses_bad_paths(tmp_path):
+    result = runner.invoke(app, ["export", "--model", str(tmp_path), "--out", "x.onnx"])
+    assert result.exit_code == 2 and "no such checkpoint" in result.output
+    result = runner.invoke(app, ["export", "--out", str(tmp_path / "x.pt")])
+    assert result.exit_code == 2 and "must be a .onnx file" in result.output

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
-from inspection.export.onnx import export_onnx  # noqa: E402
+from inspection.export.onnx import check_parity, export_onnx  # noqa: E402
 from inspection.export.runtime import OnnxDetector  # noqa: E402
 from inspection.models import create_model, save_model  # noqa: E402
 
@@ -51,6 +51,16 @@ def test_onnx_matches_torch(onnx_path, tiny, batch, spin):
         assert got.shape == want.shape, name
         np.testing.assert_allclose(got, want, atol=1e-4, err_msg=name)
     assert det.grid == expected.grid
+
+
+def test_check_parity_passes_the_exported_graph_and_catches_other_weights(onnx_path, tiny):
+    report = check_parity(tiny, onnx_path, batch=3)
+    assert report.ok and report.batch == 3
+    assert set(report.max_abs_diff) == set(FIELDS) and report.worst < 1e-4
+    torch.manual_seed(1)
+    other = create_model("tiny")  # same architecture, other weights: not this graph
+    report = check_parity(other, onnx_path)
+    assert not report.ok and report.worst > report.tolerance
 
 
 def test_conv_tower_exports_with_parity(tmp_path):
