@@ -252,8 +252,12 @@ def train_command(
     ],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     config: Annotated[
-        str, typer.Option(help="Model config: tiny, small, base or a YAML.")
-    ] = "small",
+        str | None,
+        typer.Option(
+            help="Model config: tiny, small, base or a YAML (default: small, or the "
+            "--init / --resume model's own)."
+        ),
+    ] = None,
     normal_only: Annotated[bool, typer.Option(help="Use good images only.")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     max_minutes: Annotated[
@@ -285,7 +289,8 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a detection model, from good images alone with --normal-only."""
-    from inspection.train.trainer import TrainOptions, train
+    from inspection.datasets import DatasetError
+    from inspection.train.trainer import TrainError, TrainOptions, train
 
     try:
         options = TrainOptions(
@@ -305,7 +310,7 @@ def train_command(
             max_side=max_side,
         )
         result = train(options)
-    except ValueError as exc:
+    except (TrainError, DatasetError) as exc:
         fail(str(exc))
     console.print(
         f"{result.steps} steps in {result.seconds / 60:.1f} min "

@@ -36,6 +36,13 @@ CALIBRATION_MAX_SHARE = 0.2  # most: past it, fewer held-out images are scored
 MIN_CALIBRATION_IMAGES = 10
 CALIBRATION_MARGIN = 1.25  # on the timed cost: the machine's noise, and saving the model
 LOG_FILE = "train_log.jsonl"
+DEFAULT_CONFIG = "small"
+
+
+class TrainError(ValueError):
+    """A run that cannot start as asked: an unknown config, a missing checkpoint or
+    device, contradictory options. The message says which; the CLI prints it without a
+    traceback (other exceptions are bugs and keep theirs)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class TrainOptions:
 
     data: Path
     out: Path
-    config: str = "small"
+    config: str | None = None  # None: DEFAULT_CONFIG, or the --init / --resume model's own
     normal_only: bool = False
     device: str = "cpu"
     max_minutes: float | None = None
@@ -65,7 +72,11 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         if self.init is not None and self.from_scratch:
-            raise ValueError("--init and --from-scratch contradict each other: choose one")
+            raise TrainError("--init and --from-scratch contradict each other: choose one")
+
+    @property
+    def config_name(self) -> str:
+        return self.config or DEFAULT_CONFIG
 
 
 @dataclass(frozen=True)
@@ -85,20 +96,24 @@ class TrainResult:
 def train(options: TrainOptions) -> TrainResult:
     """Train, calibrate and save a model to ``options.out``."""
     begun = time.monotonic()
+    device = check_can_start(options)
     torch.manual_seed(options.seed)
-    device = torch.device(options.device)
     out = options.out
-    out.mkdir(parents=True, exist_ok=True)
     model, optimizer, start_step, elapsed0, planned = _model_and_state(options, device)
     config = model.config
     # A resumed run keeps the scale it started at; a new model gets the one asked for.
     max_side = options.max_side or model.metadata.get(MAX_SIDE)
-    prep = PreprocessOptions.from_config(config, max_side=max_side)
+    try:
+        prep = PreprocessOptions.from_config(config, max_side=max_side)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from exc
     if max_side is not None:  # every detector of this model works at that scale
         model.metadata[MAX_SIDE] = max_side
 
     dataset = load_dataset(options.data)
     good_samples, labelled_samples = training_samples(dataset, options.normal_only)
+    if not good_samples:
+        raise TrainError(f"{options.data}: no good images to train on (train/good is empty)")
     rng = np.random.default_rng(options.seed)
     order = rng.permutation(len(good_samples))
     n_hold = max(1, round(options.holdout * len(good_samples)))
@@ -107,6 +122,8 @@ def train(options: TrainOptions) -> TrainResult:
     good = load_items(fit, prep, "loading good images")
     labelled = load_items(labelled_samples, prep, "loading labelled defects")
     held = load_items(holdout, prep, "loading held-out images")
+    if not good or not held:
+        raise TrainError(f"{options.data}: too few readable good images to train and calibrate")
     maker = BatchMaker(
         good,
         labelled,
@@ -143,6 +160,7 @@ def train(options: TrainOptions) -> TrainResult:
         mininterval=2.0,  # a non-TTY log gets a line every 2 s, not every step
     )
     model.train()
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above writes nothing
     log = (out / LOG_FILE).open("a", encoding="utf-8")
     while step < options.steps:
         now = time.monotonic()
@@ -281,27 +299,65 @@ def starting_checkpoint(options: TrainOptions) -> Path | None:
         info = read_checkpoint(shipped)
     except (FileNotFoundError, ValueError):  # no shipped default here: random weights
         return None
-    return shipped if same_architecture(info.config, get_config(options.config)) else None
+    return shipped if same_architecture(info.config, get_config(options.config_name)) else None
+
+
+def check_can_start(options: TrainOptions) -> torch.device:
+    """Check what a run needs before anything is written; return its device.
+
+    Raises
+    ------
+    TrainError
+        An unknown config or device, CUDA asked for where there is none, ``--resume``
+        without a run to resume, an ``--init`` that is not a model, or a ``--config``
+        that contradicts the model ``--init`` or ``--resume`` continues.
+    """
+    try:
+        device = torch.device(options.device)
+    except RuntimeError as exc:
+        raise TrainError(f"--device {options.device!r}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device {options.device}: torch sees no CUDA device here")
+    try:
+        asked = get_config(options.config_name)
+    except (KeyError, ValueError) as exc:
+        raise TrainError(str(exc.args[0])) from exc
+    if options.resume:
+        if not (options.out / STATE_FILE).exists():
+            raise TrainError(f"--resume: no {STATE_FILE} in {options.out}: nothing to resume")
+        continued, flag = options.out, "--resume"
+    elif options.init is not None:
+        continued, flag = options.init, "--init"
+    else:
+        return device
+    try:
+        own = read_checkpoint(continued).config
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainError(f"{flag}: {exc}") from exc
+    if options.config is not None and not same_architecture(own, asked):
+        raise TrainError(
+            f"{flag} {continued} is a {own.name!r} model; --config {options.config} "
+            "contradicts it (leave --config out to keep the model's own)"
+        )
+    return device
 
 
 def _model_and_state(options: TrainOptions, device: torch.device):
     state_file = options.out / STATE_FILE
-    if options.resume and state_file.exists():
+    if options.resume:  # check_can_start has seen the state file
         model = load_model(options.out, device=str(device))
         optimizer = _optimizer(model, options)
         state = torch.load(state_file, map_location=device, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         planned = state.get("planned_steps")
         return model, optimizer, int(state["step"]), float(state["elapsed"]), planned
-    if options.resume:
-        raise FileNotFoundError(f"--resume: no {STATE_FILE} in {options.out}")
     init = starting_checkpoint(options)
     if init is not None:
         # Fine-tuning: the weights go on, the optimiser and the schedule start afresh.
         model = load_model(init, device=str(device))
         model.metadata = {"init": str(init), "init_version": model.model_version}
     else:
-        model = create_model(options.config, device=str(device))
+        model = create_model(options.config_name, device=str(device))
     return model, _optimizer(model, options), 0, 0.0, None
 
 

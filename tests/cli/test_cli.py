@@ -118,6 +118,18 @@ def test_train_refuses_a_max_side_under_the_tile(tmp_path):
     assert "max_side 32 is under the model's tile (64 px)" in result.output
 
 
+def test_train_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
+    """User errors print one line; any other exception is a bug and is not swallowed."""
+    import inspection.train.trainer as trainer
+
+    def buggy(options):
+        raise ValueError("index out of range in some helper")
+
+    monkeypatch.setattr(trainer, "train", buggy)
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m")])
+    assert isinstance(result.exception, ValueError) and result.exit_code == 1
+
+
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     torch = pytest.importorskip("torch")

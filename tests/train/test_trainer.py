@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from inspection.models import load_model
+from inspection.models import create_model, load_model, save_model
 from inspection.synth import synthesize
 from inspection.train import data as train_data
 from inspection.train.trainer import (
     CALIBRATION_MAX_SHARE,
     CALIBRATION_RESERVE,
     MIN_CALIBRATION_IMAGES,
+    TrainError,
     TrainOptions,
     plan_calibration,
     train,
@@ -79,14 +80,44 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_data, tmp_pa
 
 
 def test_resume_without_state_is_an_error(tiny_data, tmp_path):
-    with pytest.raises(FileNotFoundError, match="train_state"):
+    with pytest.raises(TrainError, match="train_state"):
         train(_options(tiny_data, tmp_path / "none", resume=True))
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"config": "nosuch"}, "unknown model 'nosuch'"),
+        ({"init": "not-a-model"}, "--init: .*no such checkpoint"),
+        ({"init": "tiny", "config": "tiny-conv"}, "is a 'tiny' model; --config tiny-conv"),
+        ({"device": "cpux"}, "--device 'cpux'"),
+        ({"max_side": 32}, "under the model's tile"),
+    ],
+)
+def test_a_run_that_cannot_start_is_refused_before_writing(tiny_data, tmp_path, changes, message):
+    if changes.get("init") == "tiny":
+        save_model(create_model("tiny"), tmp_path / "tiny")
+    if "init" in changes:
+        changes["init"] = tmp_path / changes["init"]
+    with pytest.raises(TrainError, match=message):
+        train(_options(tiny_data, tmp_path / "out", **changes))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: nothing to refuse")
+def test_cuda_without_a_gpu_is_refused(tiny_data, tmp_path):
+    with pytest.raises(TrainError, match="no CUDA device"):
+        train(_options(tiny_data, tmp_path / "out", device="cuda"))
 
 
 def test_init_fine_tunes_from_a_trained_model(tiny_data, tmp_path):
     first = train(_options(tiny_data, tmp_path / "first", steps=6))
     first_weights = _weights(first.out)
-    tuned = train(_options(tiny_data, tmp_path / "tuned", steps=3, init=first.out, lr=1e-9))
+    # No --config: the run takes the --init model's own.
+    tuned = train(
+        _options(tiny_data, tmp_path / "tuned", steps=3, init=first.out, lr=1e-9, config=None)
+    )
     assert tuned.steps == 3  # a fresh schedule: the step count starts again at 0
     # A learning rate of 1e-9 leaves the weights where --init put them, not at a fresh draw.
     for name, value in _weights(tuned.out).items():
@@ -100,7 +131,6 @@ def test_init_fine_tunes_from_a_trained_model(tiny_data, tmp_path):
 def shipped_tiny(tmp_path, monkeypatch) -> Path:
     """A models directory whose shipped ``default`` is a tiny model."""
     from inspection.config import get_settings
-    from inspection.models import create_model, save_model
 
     models_dir = tmp_path / "models"
     save_model(create_model("tiny"), models_dir / "default")
@@ -135,7 +165,7 @@ def test_from_scratch_or_another_architecture_starts_from_random_weights(
 
 
 def test_init_and_from_scratch_together_are_refused(tiny_data, tmp_path):
-    with pytest.raises(ValueError, match="--from-scratch"):
+    with pytest.raises(TrainError, match="--from-scratch"):
         _options(tiny_data, tmp_path, init=tmp_path, from_scratch=True)
 
 
