@@ -451,8 +451,9 @@ def export_command(
     # a half-written or unchecked graph, and an existing OUT survives a failed export.
     staging = out.with_name(f".{out.name}.partial")
     try:
-        export_onnx(detector_model, staging, with_audio=audio, opset=opset)
-        parity = check_parity(detector_model, staging) if check else None
+        with console.status(f"exporting {model_dir} (about a minute for the small model)"):
+            export_onnx(detector_model, staging, with_audio=audio, opset=opset)
+            parity = check_parity(detector_model, staging) if check else None
         if parity is not None and not parity.ok:
             worst = max(parity.max_abs_diff, key=parity.max_abs_diff.get)
             fail(
