@@ -366,10 +366,13 @@ def _check_mask(
     values = mask.max(axis=2) if mask.ndim == 3 else mask  # as inspection.io.read_mask
     levels = np.unique(values)
     if len(levels) > 2:
-        # Any non-zero pixel counts as defect, so JPEG ringing grows the defect.
+        # read_mask keeps pixels above half the peak: say how many faint ones it drops,
+        # so a mask that is mostly faint (a soft probability map?) shows up here.
+        peak = int(levels[-1])
+        dropped = int(np.count_nonzero((values > 0) & (values <= peak / 2)))
         message = (
-            f"mask has {len(levels)} grey levels (resampled or JPEG?); every non-zero "
-            "pixel counts as defect"
+            f"mask has {len(levels)} grey levels (resampled or JPEG?); pixels above half "
+            f"its peak ({peak}) count as defect, {dropped} fainter ones do not"
         )
         warnings.append(Issue(path, "nonbinary_mask", message))
     has_defect = bool(levels[-1] > 0)

@@ -161,6 +161,9 @@ def test_nonbinary_and_misplaced_masks_are_warnings(tmp_path: Path) -> None:
         ("nonbinary_mask", root / entries[0]["mask"]),
         ("mask_on_good", root / entries[1]["mask"]),
     }
+    (nonbinary,) = [w for w in report.warnings if w.kind == "nonbinary_mask"]
+    faint = int(np.count_nonzero((soft > 0) & (soft <= soft.max() / 2)))
+    assert faint > 0 and f"{faint} fainter ones do not" in nonbinary.message
 
 
 def test_folder_without_any_mask_gets_one_note_not_errors(tmp_path: Path) -> None:
