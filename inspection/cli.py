@@ -289,6 +289,9 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a detection model, from good images alone with --normal-only."""
+    import time
+
+    begun = time.monotonic()  # --max-minutes counts the imports below too
     from inspection.datasets import DatasetError
     from inspection.train.trainer import TrainError, TrainOptions, train
 
@@ -309,12 +312,13 @@ def train_command(
             from_scratch=from_scratch,
             max_side=max_side,
         )
-        result = train(options)
+        result = train(options, begun=begun)
     except (TrainError, DatasetError) as exc:
         fail(str(exc))
     console.print(
         f"{result.steps} steps in {result.seconds / 60:.1f} min "
-        f"({result.images_per_second:.1f} img/s), loss {result.final_loss:.3f}"
+        f"({result.images_per_second:.1f} img/s), "
+        f"loss {result.final_loss:.3f} (mean of the last 50 steps)"
         + (" [stopped at the deadline]" if result.stopped_by_deadline else "")
     )
     console.print(f"thresholds {result.thresholds}; held-out AUROC {result.holdout_auroc}")

@@ -198,6 +198,19 @@ def test_deadline_run_with_slow_detections_ends_within_its_budget(tiny_data, tmp
     assert elapsed <= 0.2 * 60 * 1.1, elapsed  # loading, training, calibration, saving
 
 
+def test_deadline_counts_from_the_given_start(tiny_data, tmp_path):
+    """The CLI starts the clock before importing torch: time spent before train() is
+    inside --max-minutes, not added to it."""
+    import time
+
+    begun = time.monotonic() - 6.0  # 6 of the 12 s already spent (imports, say)
+    result = train(
+        _options(tiny_data, tmp_path / "late", steps=10_000, max_minutes=0.2), begun=begun
+    )
+    assert result.stopped_by_deadline
+    assert time.monotonic() - begun <= 0.2 * 60 * 1.1
+
+
 def test_max_side_is_recorded_and_every_detector_uses_it(tiny_data, tmp_path):
     """--max-side is the model's: the line, evaluate and the edge graph tile at it."""
     pytest.importorskip("onnxruntime")
