@@ -122,7 +122,7 @@ def test_train_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
     """User errors print one line; any other exception is a bug and is not swallowed."""
     import inspection.train.trainer as trainer
 
-    def buggy(options):
+    def buggy(options, begun=None):
         raise ValueError("index out of range in some helper")
 
     monkeypatch.setattr(trainer, "train", buggy)
