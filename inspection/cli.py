@@ -434,9 +434,10 @@ def export_command(
 ) -> None:
     """Export a model's edge graph to one ONNX file for the torch-free edge runtime.
 
-    The file carries the config, thresholds and version; `inspection evaluate --model
-    FILE.onnx` and the line daemon run it directly. With --check (the default) OUT is
-    written only when ONNX Runtime gives the torch model's outputs on random inputs.
+    The file carries the config, thresholds and version: `inspection evaluate --model
+    FILE.onnx` runs it, and so does `inspection.export.OnnxDetector` on an edge box
+    without torch. With --check (the default) OUT is written only when ONNX Runtime
+    gives the torch model's outputs on random inputs.
     """
     from inspection.config import default_model_dir
     from inspection.export.onnx import check_parity, export_onnx

@@ -118,7 +118,7 @@ def train(options: TrainOptions, begun: float | None = None) -> TrainResult:
     dataset = load_dataset(options.data)
     good_samples, labelled_samples = training_samples(dataset, options.normal_only)
     if not good_samples:
-        raise TrainError(f"{options.data}: no good images to train on (train/good is empty)")
+        raise TrainError(f"{options.data}: no good images to train on (none in its train split)")
     rng = np.random.default_rng(options.seed)
     order = rng.permutation(len(good_samples))
     n_hold = max(1, round(options.holdout * len(good_samples)))
@@ -325,6 +325,8 @@ def check_can_start(options: TrainOptions) -> torch.device:
         raise TrainError(f"--device {options.device}: torch sees no CUDA device here")
     try:
         asked = get_config(options.config_name)
+    except FileNotFoundError as exc:
+        raise TrainError(f"--config {options.config_name}: no such file") from exc
     except (KeyError, ValueError) as exc:
         raise TrainError(str(exc.args[0])) from exc
     if options.resume:

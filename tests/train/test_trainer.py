@@ -89,6 +89,7 @@ def test_resume_without_state_is_an_error(tiny_data, tmp_path):
     ("changes", "message"),
     [
         ({"config": "nosuch"}, "unknown model 'nosuch'"),
+        ({"config": "missing.yaml"}, "--config missing.yaml: no such file"),
         ({"init": "not-a-model"}, "--init: .*no such checkpoint"),
         ({"init": "tiny", "config": "tiny-conv"}, "is a 'tiny' model; --config tiny-conv"),
         ({"device": "cpux"}, "--device 'cpux'"),
