@@ -147,15 +147,16 @@ def load_weights(model: DefectModel, path: str | Path | CheckpointInfo) -> Check
     return info
 
 
-def load_model(path: str | Path, device: str = "cpu") -> DefectModel:
-    """Rebuild a model from a checkpoint directory or ``.safetensors`` file.
+def load_model(path: str | Path | CheckpointInfo, device: str = "cpu") -> DefectModel:
+    """Rebuild a model from a checkpoint directory or ``.safetensors`` file (or its
+    :class:`CheckpointInfo`, already read: the header is not read and hashed again).
 
     The architecture comes from the checkpoint itself; the pretrained tower files its
     config may name are not read (the checkpoint holds every weight).
     """
     from inspection.models.registry import create_model
 
-    info = read_checkpoint(path)
+    info = path if isinstance(path, CheckpointInfo) else read_checkpoint(path)
     return create_model(info.config, weights=info, device=device)
 
 

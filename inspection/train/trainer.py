@@ -22,7 +22,7 @@ from inspection.config import default_model_dir
 from inspection.datasets import load_dataset
 from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
-from inspection.models.checkpoint import same_architecture
+from inspection.models.checkpoint import CheckpointInfo, same_architecture
 from inspection.models.detector import TorchDetector
 from inspection.models.preprocess import MAX_SIDE, PreprocessOptions
 from inspection.train.anomalies import synthesise_anomaly
@@ -101,10 +101,10 @@ def train(options: TrainOptions, begun: float | None = None) -> TrainResult:
     cold disk) is inside the budget the user gave.
     """
     begun = time.monotonic() if begun is None else begun
-    device = check_can_start(options)
+    device, continued = check_can_start(options)
     torch.manual_seed(options.seed)
     out = options.out
-    model, optimizer, start_step, elapsed0, planned = _model_and_state(options, device)
+    model, optimizer, start_step, elapsed0, planned = _model_and_state(options, device, continued)
     config = model.config
     # A resumed run keeps the scale it started at; a new model gets the one asked for.
     max_side = options.max_side or model.metadata.get(MAX_SIDE)
@@ -307,8 +307,10 @@ def starting_checkpoint(options: TrainOptions) -> Path | None:
     return shipped if same_architecture(info.config, get_config(options.config_name)) else None
 
 
-def check_can_start(options: TrainOptions) -> torch.device:
-    """Check what a run needs before anything is written; return its device.
+def check_can_start(options: TrainOptions) -> tuple[torch.device, CheckpointInfo | None]:
+    """Check what a run needs before anything is written; return its device and the
+    checkpoint it continues (``--resume`` / ``--init``; ``None`` for a new run), whose
+    header is then read once.
 
     Raises
     ------
@@ -336,23 +338,23 @@ def check_can_start(options: TrainOptions) -> torch.device:
     elif options.init is not None:
         continued, flag = options.init, "--init"
     else:
-        return device
+        return device, None
     try:
-        own = read_checkpoint(continued).config
+        info = read_checkpoint(continued)
     except (FileNotFoundError, ValueError) as exc:
         raise TrainError(f"{flag}: {exc}") from exc
-    if options.config is not None and not same_architecture(own, asked):
+    if options.config is not None and not same_architecture(info.config, asked):
         raise TrainError(
-            f"{flag} {continued} is a {own.name!r} model; --config {options.config} "
+            f"{flag} {continued} is a {info.config.name!r} model; --config {options.config} "
             "contradicts it (leave --config out to keep the model's own)"
         )
-    return device
+    return device, info
 
 
-def _model_and_state(options: TrainOptions, device: torch.device):
+def _model_and_state(options: TrainOptions, device: torch.device, continued: CheckpointInfo | None):
     state_file = options.out / STATE_FILE
-    if options.resume:  # check_can_start has seen the state file
-        model = load_model(options.out, device=str(device))
+    if options.resume:  # check_can_start has seen the state file and read `continued`
+        model = load_model(continued, device=str(device))
         optimizer = _optimizer(model, options)
         state = torch.load(state_file, map_location=device, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
@@ -361,7 +363,7 @@ def _model_and_state(options: TrainOptions, device: torch.device):
     init = starting_checkpoint(options)
     if init is not None:
         # Fine-tuning: the weights go on, the optimiser and the schedule start afresh.
-        model = load_model(init, device=str(device))
+        model = load_model(continued or init, device=str(device))
         model.metadata = {"init": str(init), "init_version": model.model_version}
     else:
         model = create_model(options.config_name, device=str(device))
