@@ -14,9 +14,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # `make model`: the shipped default, reproducible (GPU when there is one).
 DEVICE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
 MODEL_MINUTES ?= 40
-# then two fine-tunes of the detection model (fresh schedule each, lower learning rates)
+# then three fine-tunes of the detection model (fresh schedule each, lower learning rates)
 MODEL_FINETUNE_MINUTES ?= 65
 MODEL_FINETUNE2_MINUTES ?= 60
+MODEL_FINETUNE3_MINUTES ?= 75
 DECODER_MINUTES ?= 70
 # then a fine-tune that shows more parts whose clauses need an unmeasured value
 DECODER_FINETUNE_MINUTES ?= 90
@@ -55,8 +56,11 @@ model: install
 	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect-ft \
 		--init $(MODEL_RUN)/detect --lr 5e-4 --seed 3 --max-minutes $(MODEL_FINETUNE_MINUTES) \
 		--steps 100000 --device $(DEVICE)
-	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default \
+	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect-ft2 \
 		--init $(MODEL_RUN)/detect-ft --lr 3e-4 --seed 4 --max-minutes $(MODEL_FINETUNE2_MINUTES) \
+		--steps 100000 --device $(DEVICE)
+	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default \
+		--init $(MODEL_RUN)/detect-ft2 --lr 2e-4 --seed 5 --max-minutes $(MODEL_FINETUNE3_MINUTES) \
 		--steps 100000 --device $(DEVICE)
 	rm -f models/default/train_state.pt models/default/train_log.jsonl
 	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder --config small \
@@ -73,7 +77,7 @@ model: install
 		--out $(MODEL_RUN)/eval
 	$(BIN)/inspection package --model models/default --eval $(MODEL_RUN)/eval \
 		--decoder-eval $(MODEL_RUN)/decoder-unseen --decoder-eval $(MODEL_RUN)/decoder-housing \
-		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
+		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) MODEL_FINETUNE3_MINUTES=$(MODEL_FINETUNE3_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -161,8 +161,9 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
     score = float(detection.part_score[0])
     found = part_defects(detection, thresholds, mm)  # as the line decides them
     rejected = score >= thresholds.image or bool(found)  # found: a tap that rang wrong too
-    main = _main_class(detection, found) if rejected else None
     audio_score = None if detection.audio_score is None else float(detection.audio_score[0])
+    audible = audio_score is not None and audio_score >= thresholds.audio
+    main = _main_class(detection, found, audible) if rejected else None
     mask = read_mask(sample.mask) if sample.mask is not None else None
     if mask is None and sample.is_good:
         mask = np.zeros(image.shape[:2], bool)
@@ -185,9 +186,17 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
     return row, pairs, image, detection
 
 
-def _main_class(detection, found) -> str:
+def _main_class(detection, found, audible: bool = False) -> str:
     """The part's main defect: the class of its strongest region, as the line reports it
-    (the class maps over the region); the image-level class scores when no region."""
+    (the class maps over the region); the image-level class scores when no region.
+
+    A part whose tap rang wrong (``audible``) has a crack, and the crack is then its main
+    defect whatever region scores highest: a crack the maps split into two lines names
+    one of them scratch (``pipeline.defects_from_detection`` calls one crack only), and
+    the tap, not the stronger of the two lines, is what condemns the part.
+    """
+    if audible and any(d.defect_class == "crack" for d in found):
+        return "crack"
     if found:
         return max(found, key=lambda d: d.score).defect_class
     if not detection.classes:  # a detector that names no classes

@@ -117,3 +117,16 @@ def test_card_shows_thresholds_lifted_to_their_floor():
     assert "audio 0.5 (recorded 4e-08, lifted to its floor)" in lifted
     kept = _thresholds_line({"thresholds": {"image": 0.4, "pixel": 0.7, "audio": 0.8}})
     assert kept.startswith("image 0.4, pixel 0.7, audio 0.8;") and "lifted" not in kept
+
+
+def test_a_part_that_rings_wrong_has_the_crack_as_its_main_defect():
+    """A crack the maps split into two lines names one of them scratch (the line calls
+    one crack only); the tap test, not the stronger line, is what condemns the part."""
+    from inspection.evaluate import _main_class
+    from inspection.types import Defect
+
+    lines = [Defect("scratch", score=0.99), Defect("crack", score=0.94)]
+    detection = None  # not read while there are regions
+    assert _main_class(detection, lines, audible=True) == "crack"
+    assert _main_class(detection, lines, audible=False) == "scratch"  # the stronger line
+    assert _main_class(detection, [Defect("dent", score=0.9)], audible=True) == "dent"
