@@ -39,6 +39,7 @@ from inspection.pipeline import (
     Thresholds,
     defects_from_detection,
     part_defects,
+    tap_rings_wrong,
 )
 from inspection.standards import Standard, load_standard
 from inspection.types import Frame, Observation
@@ -162,8 +163,9 @@ def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: f
     found = part_defects(detection, thresholds, mm)  # as the line decides them
     rejected = score >= thresholds.image or bool(found)  # found: a tap that rang wrong too
     audio_score = None if detection.audio_score is None else float(detection.audio_score[0])
-    audible = audio_score is not None and audio_score >= thresholds.audio
-    main = _main_class(detection, found, audible) if rejected else None
+    main = (
+        _main_class(detection, found, tap_rings_wrong(detection, thresholds)) if rejected else None
+    )
     mask = read_mask(sample.mask) if sample.mask is not None else None
     if mask is None and sample.is_good:
         mask = np.zeros(image.shape[:2], bool)

@@ -140,16 +140,20 @@ def part_defects(
     the tap test's finding: a part that rings wrong has a crack, visible (see
     :func:`defects_from_detection`) or, with none to see, internal.
     """
-    audio = None if detection.audio_score is None else float(detection.audio_score[0])
-    audible = audio is not None and audio >= thresholds.audio
+    audible = tap_rings_wrong(detection, thresholds)
     defects = []
     if float(detection.part_score[0]) >= thresholds.image:
         defects = defects_from_detection(
             detection, thresholds, mm_per_px, image, reference_rgb, audible=audible
         )
     if audible and not any(d.defect_class == "crack" for d in defects):
-        defects.append(Defect("crack", {}, zone=None, score=audio))
+        defects.append(Defect("crack", {}, zone=None, score=float(detection.audio_score[0])))
     return defects
+
+
+def tap_rings_wrong(detection: Detection, thresholds: Thresholds) -> bool:
+    """Whether the part's tap test (batch of 1) reaches the audio threshold: a crack."""
+    return detection.audio_score is not None and float(detection.audio_score[0]) >= thresholds.audio
 
 
 @dataclass
