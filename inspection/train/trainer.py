@@ -299,12 +299,19 @@ def starting_checkpoint(options: TrainOptions) -> Path | None:
     """
     if options.init is not None or options.from_scratch:
         return options.init
-    shipped = default_model_dir()
+    return default_model_dir() if _shipped_start(options) is not None else None
+
+
+def _shipped_start(options: TrainOptions) -> CheckpointInfo | None:
+    """The shipped default's header when a new run starts from it (see
+    :func:`starting_checkpoint`), read once: the model is then built from it."""
+    if options.init is not None or options.from_scratch:
+        return None
     try:
-        info = read_checkpoint(shipped)
+        info = read_checkpoint(default_model_dir())
     except (FileNotFoundError, ValueError):  # no shipped default here: random weights
         return None
-    return shipped if same_architecture(info.config, get_config(options.config_name)) else None
+    return info if same_architecture(info.config, get_config(options.config_name)) else None
 
 
 def check_can_start(options: TrainOptions) -> tuple[torch.device, CheckpointInfo | None]:
@@ -360,10 +367,11 @@ def _model_and_state(options: TrainOptions, device: torch.device, continued: Che
         optimizer.load_state_dict(state["optimizer"])
         planned = state.get("planned_steps")
         return model, optimizer, int(state["step"]), float(state["elapsed"]), planned
-    init = starting_checkpoint(options)
-    if init is not None:
+    start = continued or _shipped_start(options)  # --init's header, or the default's
+    if start is not None:
         # Fine-tuning: the weights go on, the optimiser and the schedule start afresh.
-        model = load_model(continued or init, device=str(device))
+        model = load_model(start, device=str(device))
+        init = options.init or default_model_dir()
         model.metadata = {"init": str(init), "init_version": model.model_version}
     else:
         model = create_model(options.config_name, device=str(device))
