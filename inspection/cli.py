@@ -14,10 +14,11 @@ import typer
 from rich.table import Table
 
 from inspection.decoder.commands import adapters_app, ask_command, decoder_app
-from inspection.terminal import console, err_console, fail
+from inspection.terminal import UserErrorsExit, console, err_console, fail
 
 app = typer.Typer(
     name="inspection",
+    cls=UserErrorsExit,
     help="Multimodal industrial visual inspection.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -32,6 +33,14 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(decoder_app, name="decoder")
 app.add_typer(adapters_app, name="adapters")
 app.command("ask")(ask_command)
+
+NoVerify = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify",
+        help="Load the model without checking its files' SHA-256 (development only).",
+    ),
+]
 
 
 @app.command()
@@ -137,26 +146,19 @@ def standards_apply(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 30,
 ) -> None:
-    """Apply a standard to measured defects: severity, action and the clause cited."""
-    from inspection.standards import apply_standard
-    from inspection.types import Defect
+    """Apply a standard to measured defects: severity, action and the clause cited.
+
+    A defect the standard cannot decide (a NaN, infinite or negative measurement, a zone
+    the standard does not declare, an unknown zone whose zones disagree) is REVIEW, with
+    its reason printed under the table.
+    """
+    from inspection.standards import apply_standard, read_defects
 
     standard = _load_standard(file)
     if (manifest is None) == (defects is None):
         fail("give exactly one of --manifest or --defects")
     if defects is not None:
-        items = json.loads(defects.read_text(encoding="utf-8"))
-        parts = [
-            (
-                "defects",
-                [
-                    Defect(d["defect_class"], d.get("attributes", {}), zone=d.get("zone"))
-                    for d in items
-                ],
-                None,
-                None,
-            )
-        ]
+        parts = [("defects", read_defects(defects), None, None)]
     else:
         parts = list(_manifest_parts(manifest))
     results = [
@@ -164,6 +166,12 @@ def standards_apply(
         for part_id, found, label, size in parts
     ]
     _print_results(results, limit, title=f"{standard.id} rev {standard.revision}")
+    if defects is not None:  # one part: say why, defect by defect
+        (_, result), *_ = results
+        for i, decision in enumerate(result.decisions[:limit], 1):
+            console.print(
+                f"{i}. {decision.action}: {decision.reason}", markup=False, soft_wrap=True
+            )
     if json_out:
         json_out.write_text(json.dumps([r.to_json() for _, r in results], indent=1))
 
@@ -171,34 +179,15 @@ def standards_apply(
 def _manifest_parts(path: Path):
     """(part_id, ground-truth defects, label, image size) for each part of a manifest."""
     from inspection.datasets import load_manifest
-    from inspection.types import Defect
+    from inspection.standards.defects import manifest_defects
 
     if path.is_dir():
         path = path / "manifest.jsonl"
     for sample in load_manifest(path).samples:
-        found = [
-            Defect(
-                d["defect_class"],
-                d.get("attributes", {}),
-                zone=d.get("zone"),
-                frame_index=0,
-                **_centroid_box(d),
-            )
-            for d in sample.attributes.get("defects", [])
-        ]
+        where = f"{path}: part {sample.part_id}"
+        found = manifest_defects(sample.attributes.get("defects", []), where)
         size = sample.attributes.get("image_size")
         yield sample.part_id, found, sample.label, tuple(size) if size else None
-
-
-def _centroid_box(defect: dict) -> dict:
-    from inspection.types import BBox
-
-    box = defect.get("bbox") or (
-        [*defect["centroid"], defect["centroid"][0] + 1, defect["centroid"][1] + 1]
-        if defect.get("centroid")
-        else None
-    )
-    return {"bbox": BBox(*map(int, box))} if box else {}
 
 
 def _print_results(results, limit: int, title: str) -> None:
@@ -341,22 +330,26 @@ def evaluate_command(
     ] = None,
     standard: Annotated[
         Path | None,
-        typer.Option(help="Score the reports under this standard (default: the dataset's)."),
+        typer.Option(
+            help="Decide verdicts (and score reports) under this standard "
+            "(default: the product's in dataset.yaml)."
+        ),
     ] = None,
     reports: Annotated[bool, typer.Option(help="Score the decoder's reports.")] = True,
+    no_verify: NoVerify = False,
 ) -> None:
     """Evaluate a model: metrics.json, scores.csv, plots and index.html."""
     from inspection.evaluate import evaluate
     from inspection.pipeline import thresholds_of
 
-    detector, metadata = _detector(model)
+    detector, metadata = _detector(model, verify=not no_verify)
     if decoder is None and (model / "decoder").is_dir():
         decoder = model / "decoder"
     report_decoder = None
     if reports and decoder is not None:
         from inspection.decoder.lora import load_decoder
 
-        report_decoder = load_decoder(decoder)
+        report_decoder = load_decoder(decoder, verify=not no_verify)
     metrics = evaluate(
         detector,
         thresholds_of(metadata),
@@ -379,7 +372,14 @@ def evaluate_command(
         value = metrics[key]
         table.add_row(key, "null" if value is None else f"{value:.4f}")
     table.add_row("latency p50 ms", f"{metrics['latency_ms']['p50'] or 0:.1f}")
+    if metrics["verdicts"] is not None:  # the line's verdicts, from pipeline.decide
+        table.add_row("verdicts", "  ".join(f"{k} {v}" for k, v in metrics["verdicts"].items()))
+        for key in ("verdict_false_reject_rate", "verdict_miss_rate", "verdict_agreement"):
+            value = metrics[key]
+            table.add_row(key, "null" if value is None else f"{value:.4f}")
     console.print(table)
+    if metrics["verdict_note"]:
+        console.print(metrics["verdict_note"])
     if report_decoder is not None:
         from inspection.decoder.commands import print_report_metrics
 
@@ -431,27 +431,27 @@ def export_command(
         bool,
         typer.Option(help="Compare the graph's outputs with the torch model's before writing."),
     ] = True,
+    no_verify: NoVerify = False,
 ) -> None:
     """Export a model's edge graph to one ONNX file for the torch-free edge runtime.
 
     The file carries the config, thresholds and version: `inspection evaluate --model
     FILE.onnx` runs it, and so does `inspection.export.OnnxDetector` on an edge box
     without torch. With --check (the default) OUT is written only when ONNX Runtime
-    gives the torch model's outputs on random inputs.
+    gives the torch model's outputs on random inputs. Its SHA-256 goes to OUT.sha256
+    (`sha256sum` format), which the edge runtime checks before it runs the graph: ship
+    both files.
     """
     from inspection.config import default_model_dir
     from inspection.export.onnx import check_parity, export_onnx
+    from inspection.export.runtime import hash_file, record_hash, recorded_hash
     from inspection.models import load_model
-    from inspection.models.checkpoint import file_hash
     from inspection.pipeline import thresholds_of
 
     if out.suffix != ".onnx":
         fail(f"{out}: the output must be a .onnx file")
     model_dir = model or default_model_dir()
-    try:
-        detector_model = load_model(model_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    detector_model = load_model(model_dir, verify=not no_verify)
     # Export beside OUT and move into place only once checked: a device never picks up
     # a half-written or unchecked graph, and an existing OUT survives a failed export.
     staging = out.with_name(f".{out.name}.partial")
@@ -465,9 +465,13 @@ def export_command(
                 f"exported graph differs from the model: |{worst}| off by {parity.worst:.2e} "
                 f"(tolerance {parity.tolerance:.0e}); {out} not written"
             )
+        # The record first, then the graph: in between, a reader refuses the old graph;
+        # it never runs a graph that differs from the record.
+        digest = record_hash(out, recorded_hash(staging))
         staging.replace(out)
     finally:
         staging.unlink(missing_ok=True)
+        hash_file(staging).unlink(missing_ok=True)
     table = Table(title=f"{model_dir} -> {out}")
     table.add_column("")
     table.add_column("value")
@@ -483,20 +487,21 @@ def export_command(
     if parity is not None:
         table.add_row("parity (max |onnx - torch|)", f"{parity.worst:.1e} on {parity.batch} inputs")
     console.print(table)
-    console.print(f"{file_hash(out, length=64)}  {out}", highlight=False, soft_wrap=True)
+    console.print(f"{digest}  {out} (in {hash_file(out)})", highlight=False, soft_wrap=True)
 
 
-def _detector(path: Path):
-    """A detector and its metadata from a model directory or an exported .onnx file."""
+def _detector(path: Path, verify: bool = True):
+    """A detector and its metadata from a model directory or an exported .onnx file,
+    its files checked against their recorded SHA-256 unless ``verify`` is off."""
     if path.suffix == ".onnx":
         from inspection.export.runtime import OnnxDetector
 
-        detector = OnnxDetector(path)
+        detector = OnnxDetector(path, verify=verify)
         return detector, detector.metadata
     from inspection.models import load_model
     from inspection.models.detector import TorchDetector
 
-    model = load_model(path)
+    model = load_model(path, verify=verify)
     return TorchDetector(model), model.metadata
 
 
@@ -516,6 +521,7 @@ def demo(
         ),
     ] = None,
     language: Annotated[str, typer.Option(help="Language of the reports: en or zh.")] = "en",
+    no_verify: NoVerify = False,
 ) -> None:
     """Run a simulated line through the detection model, the product's standard and the
     report decoder (when the model has one)."""
@@ -533,6 +539,7 @@ def demo(
         console=console,
         model_dir=model_dir,
         language=language,
+        verify=not no_verify,
     )
 
 

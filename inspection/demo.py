@@ -91,7 +91,7 @@ def truth_defects(part: SynthPart) -> list[Defect]:
     ]
 
 
-def _decider(standard: Standard, model_dir: Path | None):
+def _decider(standard: Standard, model_dir: Path | None, verify: bool = True):
     """``decide(observation, part) -> (result, report request or None)``, a description of
     the detector, and the report decoder (``model_dir/decoder``) or ``None``."""
     if model_dir is not None and (model_dir / "model.safetensors").exists():
@@ -99,7 +99,7 @@ def _decider(standard: Standard, model_dir: Path | None):
         from inspection.models.detector import TorchDetector
         from inspection.pipeline import Inspector, thresholds_of
 
-        model = load_model(model_dir)
+        model = load_model(model_dir, verify=verify)
         inspector = Inspector(TorchDetector(model), standard, thresholds_of(model.metadata))
         described = f"model {model_dir} ({model.model_version})"
         if not (model_dir / "decoder").is_dir():
@@ -107,7 +107,7 @@ def _decider(standard: Standard, model_dir: Path | None):
         from inspection.decoder.lora import load_decoder
         from inspection.decoder.reporting import report_request
 
-        decoder = load_decoder(model_dir / "decoder")
+        decoder = load_decoder(model_dir / "decoder", verify=verify)
         return (
             (lambda obs, part: report_request(inspector, decoder, obs)),
             described + f" + report decoder {decoder.config.name}",
@@ -130,15 +130,17 @@ def run_demo(
     console: Console,
     model_dir: Path | None = DEFAULT_MODEL,
     language: str = "en",
+    verify: bool = True,
 ) -> DemoSummary:
     """Run ``n`` parts of ``product`` through the station and write ``out/report.html``.
 
     With a report decoder beside the model (``model_dir/decoder``), every part also gets
     the decoder's report in ``language``, cross-checked against the rule engine.
+    ``verify=False`` loads them without checking their files' SHA-256 (development).
     """
     standard = load_standard(standard_path(product))
     line = SimulatedLine(product, n=n, seed=seed, defect_rate=0.6)
-    decide, detector, decoder = _decider(standard, model_dir)
+    decide, detector, decoder = _decider(standard, model_dir, verify)
     console.print(
         f"[bold]Simulated line[/bold]: {n} parts of {product}, standard {standard.id} "
         f"rev {standard.revision} ({standard.version}); detector: {detector}"

@@ -1,9 +1,26 @@
 """``inspection evaluate``: a model on a dataset, as metrics, scores, plots and a page.
 
 Writes ``OUT/metrics.json`` (image AUROC, pixel AUROC, AUPRO, per-class accuracy,
-false-reject rate at a 1 % miss rate, median size error, latency), ``OUT/scores.csv``
-(one row an image) and plots (ROC, PR, confusion matrix, defect-map overlays) with an
-``OUT/index.html``. What the data cannot define (no masks, one class only) is null.
+false-reject rate at a 1 % miss rate, median size error, latency, and the line's
+verdicts), ``OUT/scores.csv`` (one row an image) and plots (ROC, PR, confusion matrix,
+defect-map overlays) with an ``OUT/index.html``. What the data cannot define (no masks,
+one class only) is null.
+
+Two kinds of figures:
+
+- Detection metrics rank and threshold the model's scores (AUROC, AUPRO, the
+  ``*_at_threshold`` rates, per-class accuracy of the flagged parts): they need no
+  standard.
+- Verdict metrics (``verdict_*``) count what the line would do with each part: every
+  verdict comes from :func:`inspection.pipeline.decide`, the function the line's
+  :class:`~inspection.pipeline.Inspector` decides with, under the product's standard
+  (``standard=``, or the one ``dataset.yaml`` names by ``product``). Without a standard
+  they are null and ``verdict_note`` says why: evaluation has no policy of its own.
+
+A sample that cannot be used (unreadable image, audio or mask, a mask of another size
+than its image, non-finite model scores) is one error row: verdict REVIEW, the reason in
+``error``, counted in ``n_errors`` and in the verdict counts, left out of the detection
+metrics. Any other exception is a bug and is raised.
 """
 
 from __future__ import annotations
@@ -21,7 +38,8 @@ import numpy as np
 from tqdm import tqdm
 
 from inspection.config import standard_path
-from inspection.datasets import Sample, load_dataset
+from inspection.datasets import Dataset, DatasetError, Sample, load_dataset
+from inspection.errors import UserError
 from inspection.io import InputError, read_audio, read_image, read_mask, to_uint8_rgb
 from inspection.measure import measure_region
 from inspection.metrics import (
@@ -37,15 +55,20 @@ from inspection.pipeline import (
     Detector,
     Inspector,
     Thresholds,
+    decide,
     defects_from_detection,
+    detection_scores,
+    flags_part,
     part_defects,
     tap_rings_wrong,
 )
-from inspection.standards import Standard, load_standard
-from inspection.types import Frame, Observation
+from inspection.standards import Standard, apply_standard, load_standard
+from inspection.standards.defects import DefectsError, manifest_defects
+from inspection.types import Frame, Observation, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
 MAP_SIDE = 256  # anomaly maps are kept at most this size for the pixel metrics
+REVIEW = Verdict.REVIEW.value
 
 
 @dataclass
@@ -57,7 +80,7 @@ class Row:
     score: float
     image_score: float
     audio_score: float | None
-    verdict: str
+    verdict: str | None  # the line's, from pipeline.decide; None without a standard
     main_class: str | None
     latency_ms: float
     mask: np.ndarray | None = None  # bool, at most MAP_SIDE
@@ -67,6 +90,9 @@ class Row:
     # in float32 and would tie, and a tie is not a ranking.
     part_logit: float = float("nan")
     image_logit: float = float("nan")
+    flagged: bool = False  # the detector's call (pipeline.flags_part), not the verdict
+    exact_verdict: str | None = None  # the standard on the data's exact attributes
+    reasons: str = ""  # the verdict's reasons, in words
 
 
 def evaluate(
@@ -82,41 +108,59 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``detector`` on ``data``; returns the metrics written to ``metrics.json``.
 
+    Every part is decided as the line decides it (:func:`inspection.pipeline.decide`)
+    under ``standard`` (default: the dataset's product standard, ``product`` in
+    ``dataset.yaml``); without either, the verdict metrics are null (see the module).
+
     With a report ``decoder`` (:class:`~inspection.decoder.model.ReportDecoder`) every
-    part also gets a report, scored against the rule engine under ``standard`` (default:
-    the dataset's product standard) on the same measurements: the ``report_*`` figures
-    of :mod:`inspection.decoder.evaluate` join the metrics.
+    part also gets a report, scored against the rule engine under the same standard on
+    the same measurements: the ``report_*`` figures of :mod:`inspection.decoder.evaluate`
+    join the metrics; a decoder needs a standard.
+
+    Raises
+    ------
+    DatasetError
+        When the split holds no samples, a decoder has no standard to score under, or a
+        part's exact defect attributes are malformed.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(data)
     samples = [s for s in dataset.samples if split is None or s.split in (split, None)]
     if not samples:
-        raise ValueError(f"{data}: no samples in split {split!r}")
-    if decoder is not None and standard is None:
-        product = dataset.metadata.get("product")
-        if not product:
-            raise ValueError(f"{data}: no product in dataset.yaml; give the standard to use")
-        standard = load_standard(standard_path(product))
-    rows, size_pairs, cards, requests = [], [], [], []
-    for sample in tqdm(
-        samples, desc="evaluating", unit="img", disable=not progress, mininterval=1.0
-    ):
-        row, pairs, image, detection = _evaluate_one(
-            detector, thresholds, sample, dataset.mm_per_px
+        raise DatasetError(
+            f"{data}: no samples in split {split!r}"
+            + ("" if split is None else " (--split all evaluates every sample)")
         )
+    if standard is None:
+        standard = _dataset_standard(dataset)
+    if decoder is not None and standard is None:
+        raise DatasetError(
+            f"{data}: no product in dataset.yaml; give the standard to score reports under"
+        )
+    exact = [_exact_verdict(standard, s) for s in samples]  # malformed truth fails first
+    out.mkdir(parents=True, exist_ok=True)
+    rows, size_pairs, cards, requests = [], [], [], []
+    for sample, truth in zip(
+        tqdm(samples, desc="evaluating", unit="img", disable=not progress, mininterval=1.0),
+        exact,
+        strict=True,
+    ):
+        row, pairs, image, detection, mask = _evaluate_one(
+            detector, thresholds, standard, sample, dataset
+        )
+        row.exact_verdict = truth
         rows.append(row)
         size_pairs += pairs
-        mm = sample.attributes.get("mm_per_px", dataset.mm_per_px)
         if decoder is not None and detection is not None:
             requests.append(
                 _report_request(
-                    detector, thresholds, standard, decoder, sample, image, detection, mm
+                    detector, thresholds, standard, decoder, sample, image, detection, dataset
                 )
             )
         if image is not None and detection is not None and len(cards) < 4 * examples:
-            cards.append((row, _example_card(row, image, detection, thresholds, sample)))
+            cards.append((row, _example_card(row, image, detection, thresholds, mask)))
     metrics = _metrics(rows, size_pairs, thresholds, detector)
+    metrics.update(_verdict_metrics(rows, standard, data))
     if decoder is not None:
         from inspection.decoder.evaluate import score_reports
 
@@ -128,64 +172,113 @@ def evaluate(
     return metrics
 
 
-def _report_request(detector, thresholds, standard, decoder, sample, image, detection, mm):
+def _dataset_standard(dataset: Dataset) -> Standard | None:
+    """The standard of the product ``dataset.yaml`` names, or ``None`` when it names none."""
+    product = dataset.metadata.get("product")
+    return load_standard(standard_path(str(product))) if product else None
+
+
+def _exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
+    """The standard's verdict on the sample's exact defect attributes, if it has them."""
+    if standard is None:
+        return None
+    where = f"{sample.image} ({sample.part_id})"
+    try:
+        truth = manifest_defects(sample.attributes.get("defects"), where)
+    except DefectsError as exc:  # the dataset's fault, found before any work
+        raise DatasetError(str(exc)) from exc
+    if truth is None:
+        return None
+    size = sample.attributes.get("image_size")
+    size = (int(size[0]), int(size[1])) if size else None
+    return apply_standard(standard, truth, sample.part_id, image_size=size).verdict.value
+
+
+def _report_request(detector, thresholds, standard, decoder, sample, image, detection, dataset):
     from inspection.decoder.reporting import report_request
 
-    frame = Frame(image=image, camera="eval", mm_per_px=mm)
+    frame = Frame(image=image, camera="eval", mm_per_px=_scale(sample, dataset))
     observation = Observation(sample.part_id, "eval", (frame,), metadata=dict(sample.attributes))
     inspector = Inspector(detector, standard, thresholds)
     return report_request(inspector, decoder, observation, detection)[1]
 
 
-def _evaluate_one(detector, thresholds: Thresholds, sample: Sample, mm_per_px: float | None):
-    label = sample.label
-    mm = sample.attributes.get("mm_per_px", mm_per_px)
+def _scale(sample: Sample, dataset: Dataset) -> float | None:
+    return sample.attributes.get("mm_per_px", dataset.mm_per_px)
+
+
+def _read_sample(sample: Sample):
+    """Image, audio and mask (bool, the image's size; all-false for an unmasked good part).
+
+    Raises
+    ------
+    InputError
+        For an unreadable file, or a mask of another size than its image.
+    """
+    image = read_image(sample.image)
+    audio = read_audio(sample.audio) if sample.audio is not None else None
+    mask = read_mask(sample.mask) if sample.mask is not None else None
+    if mask is not None and mask.shape != image.shape[:2]:
+        (h, w), (mh, mw) = image.shape[:2], mask.shape
+        raise InputError(f"{sample.mask}: mask is {mw}x{mh} px, its image is {w}x{h} px")
+    if mask is None and sample.is_good:
+        mask = np.zeros(image.shape[:2], bool)
+    return image, audio, mask
+
+
+def _error_row(sample: Sample, error: str) -> Row:
+    nan = float("nan")  # REVIEW without a standard too: an error is never a PASS
+    return Row(str(sample.image), sample.label, nan, nan, None, REVIEW, None, 0.0, error=error)
+
+
+def _evaluate_one(
+    detector, thresholds: Thresholds, standard: Standard | None, sample: Sample, dataset
+):
+    """(row, size pairs, image, detection, mask) of one sample; an unusable sample is an
+    error row with ``None`` for the rest."""
+    mm = _scale(sample, dataset)
+    reference = sample.attributes.get("reference_rgb", dataset.metadata.get("reference_rgb"))
     try:
-        image = read_image(sample.image)
-        audio = read_audio(sample.audio) if sample.audio is not None else None
+        image, audio, mask = _read_sample(sample)
+        frame = Frame(image=image, camera="eval", mm_per_px=mm)
         start = time.perf_counter()
         detection = detector.detect(image, audio)
         latency = (time.perf_counter() - start) * 1000
-    except (InputError, ValueError) as exc:
-        row = Row(
-            str(sample.image),
-            label,
-            float("nan"),
-            float("nan"),
-            None,
-            "REVIEW",
-            None,
-            0.0,
-            error=str(exc),
-        )
-        return row, [], None, None
-    score = float(detection.part_score[0])
-    found = part_defects(detection, thresholds, mm)  # as the line decides them
-    rejected = score >= thresholds.image or bool(found)  # found: a tap that rang wrong too
-    audio_score = None if detection.audio_score is None else float(detection.audio_score[0])
-    main = (
-        _main_class(detection, found, tap_rings_wrong(detection, thresholds)) if rejected else None
-    )
-    mask = read_mask(sample.mask) if sample.mask is not None else None
-    if mask is None and sample.is_good:
-        mask = np.zeros(image.shape[:2], bool)
+    except UserError as exc:  # the sample's fault; anything else is a bug and is raised
+        return _error_row(sample, str(exc)), [], None, None, None
+    scores = detection_scores(detection)
+    if not np.isfinite(list(scores.values())).all():
+        error = f"model returned non-finite scores {scores}"
+        return _error_row(sample, error), [], None, None, None
+    flagged = flags_part(detection, thresholds)
+    verdict, reasons = None, ""
+    if standard is not None:
+        result = decide(detection, frame, standard, thresholds, sample.part_id, reference)
+        found = [d.defect for d in result.decisions]
+        verdict = result.verdict.value
+        reasons = "; ".join(result.reasons or (d.reason for d in result.decisions))
+    else:  # the same measured defects, without a verdict
+        found = part_defects(detection, thresholds, mm, image, reference)
+    audible = tap_rings_wrong(detection, thresholds)
     small_mask, small_map = _shrink(mask, detection.maps[0, 0])
     row = Row(
         str(sample.image),
-        label,
-        score,
-        float(detection.image_score[0]),
-        audio_score,
-        "REJECT" if rejected else "PASS",
-        main,
+        sample.label,
+        scores["part"],
+        scores["image"],
+        scores.get("audio"),
+        verdict,
+        _main_class(detection, found, audible) if flagged else None,
         latency,
         small_mask,
         small_map,
         part_logit=float(detection.part_logit[0]),
         image_logit=float(detection.image_logit[0]),
+        flagged=flagged,
+        reasons=reasons,
     )
-    pairs = _size_pairs(found, sample, mm) if rejected and mm else []
-    return row, pairs, image, detection
+    pairs = _size_pairs(found, sample, mm) if flagged and mm else []
+    return row, pairs, image, detection, mask
 
 
 def _main_class(detection, found, audible: bool = False) -> str:
@@ -253,7 +346,7 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
         "pixel_aupro": pixel_aupro(masks, maps),
         "per_class": per_class_scores([r.label for r in valid], [r.main_class for r in valid]),
         "false_reject_rate_at_miss_1pct": false_reject_rate_at_miss(defective, scores, 0.01),
-        "false_reject_rate_at_threshold": _rate(valid, GOOD, reject=True),
+        "false_reject_rate_at_threshold": _flagged_rate(valid, GOOD),
         "miss_rate_at_threshold": _miss_rate(valid),
         "size_error_mm_median": median_abs_error([p[1:] for p in size_pairs]),
         "size_error_mm_median_by_class": {
@@ -274,7 +367,7 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
     }
     metrics["per_class_by_score"] = _per_class_auroc(valid)
     for cls, scores in metrics["per_class"].items():
-        scores["detected"] = _rate(valid, cls, reject=True)  # rejected, whatever the class
+        scores["detected"] = _flagged_rate(valid, cls)  # flagged, whatever the class
         if cls not in detector.classes:  # a class the model was never taught: no accuracy
             scores.update(accuracy=None, precision=None, recall=None, f1=None)
     return metrics
@@ -294,32 +387,78 @@ def _per_class_auroc(rows: list[Row]) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def _rate(rows: list[Row], label: str, reject: bool) -> float | None:
+def _flagged_rate(rows: list[Row], label: str) -> float | None:
+    """Share of ``label``'s parts the detector flags (a detection figure, not a verdict)."""
     subset = [r for r in rows if r.label == label]
-    if not subset:
-        return None
-    return float(np.mean([(r.verdict == "REJECT") == reject for r in subset]))
+    return float(np.mean([r.flagged for r in subset])) if subset else None
 
 
 def _miss_rate(rows: list[Row]) -> float | None:
     bad = [r for r in rows if r.label != GOOD]
-    return float(np.mean([r.verdict != "REJECT" for r in bad])) if bad else None
+    return float(np.mean([not r.flagged for r in bad])) if bad else None
+
+
+def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[str, Any]:
+    """What the line would do with the parts (every row, errors included: REVIEW).
+
+    ``verdicts`` counts PASS / REJECT / REVIEW; ``verdict_false_reject_rate`` is the share
+    of good parts not passed, ``verdict_miss_rate`` of defective parts passed;
+    ``verdict_agreement`` the share of parts with exact defect attributes whose verdict
+    equals the standard's on those attributes (``verdict_agreement_parts`` of them).
+    """
+    if standard is None:
+        return {
+            "verdict_standard": None,
+            "verdicts": None,
+            "verdict_false_reject_rate": None,
+            "verdict_miss_rate": None,
+            "verdict_agreement": None,
+            "verdict_agreement_parts": 0,
+            "verdict_note": (
+                f"no verdicts: {data} names no product in dataset.yaml and no standard was "
+                "given (--standard); only detection metrics are measured"
+            ),
+        }
+    counts = Counter(r.verdict for r in rows)
+    good = [r.verdict != Verdict.PASS for r in rows if r.label == GOOD]
+    bad = [r.verdict == Verdict.PASS for r in rows if r.label != GOOD]
+    compared = [r.verdict == r.exact_verdict for r in rows if r.exact_verdict is not None]
+    return {
+        "verdict_standard": {"id": standard.id, "version": standard.version},
+        "verdicts": {v.value: counts.get(v.value, 0) for v in Verdict},
+        "verdict_false_reject_rate": float(np.mean(good)) if good else None,
+        "verdict_miss_rate": float(np.mean(bad)) if bad else None,
+        "verdict_agreement": float(np.mean(compared)) if compared else None,
+        "verdict_agreement_parts": len(compared),
+        "verdict_note": None if compared else "no exact defect attributes: no agreement",
+    }
 
 
 def _write_scores(path: Path, rows: list[Row]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "class", "score", "verdict", "main_class", "error"])
+        writer.writerow(
+            ["path", "class", "score", "verdict", "main_class", "error", "exact_verdict", "reasons"]
+        )
         for r in rows:
             writer.writerow(
-                [r.path, r.label, f"{r.score:.6f}", r.verdict, r.main_class or "", r.error or ""]
+                [
+                    r.path,
+                    r.label,
+                    f"{r.score:.6f}",
+                    r.verdict or "",
+                    r.main_class or "",
+                    r.error or "",
+                    r.exact_verdict or "",
+                    r.reasons,
+                ]
             )
 
 
-def _example_card(row: Row, image, detection, thresholds: Thresholds, sample: Sample) -> Card:
+def _example_card(row: Row, image, detection, thresholds: Thresholds, mask) -> Card:
     regions = []
-    if sample.mask is not None:
-        regions.append((read_mask(sample.mask), "truth", (0, 255, 0)))
+    if mask is not None and mask.any():
+        regions.append((mask, "truth", (0, 255, 0)))
     for i, d in enumerate(defects_from_detection(detection, thresholds, None)):
         regions.append((d.mask, d.defect_class, class_colour(i + 1)))
     picture = overlay(to_uint8_rgb(image), regions, heatmap=detection.anomaly_map[0])
@@ -328,6 +467,7 @@ def _example_card(row: Row, image, detection, thresholds: Thresholds, sample: Sa
     lines = (
         f"score {row.score:.3f} (threshold {thresholds.image:.3f})",
         f"predicted: {row.main_class or 'good'}",
+        f"verdict: {row.verdict or 'none (no standard)'}",
     )
     return Card(png_base64(picture), f"{Path(row.path).name}: {row.label}", lines, row.verdict)
 
@@ -390,6 +530,16 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
         )
     ]
     summary.append(("latency p50 ms", _fmt(metrics["latency_ms"]["p50"])))
+    if metrics["verdicts"] is not None:
+        standard = metrics["verdict_standard"]
+        summary.append(("verdict standard", f"{standard['id']} ({standard['version']})"))
+        summary += [(f"verdict {k}", str(v)) for k, v in metrics["verdicts"].items()]
+        summary += [
+            (k, _fmt(metrics[k]))
+            for k in ("verdict_false_reject_rate", "verdict_miss_rate", "verdict_agreement")
+        ]
+    if metrics["verdict_note"]:
+        summary.append(("verdicts", metrics["verdict_note"]))
     per_class = [
         (
             c,

@@ -3,46 +3,258 @@
 Every reader accepts what real stations produce (8/16-bit, grayscale/RGB/RGBA, any
 size) and raises :class:`InputError` for anything it cannot use, so callers can report
 the file and carry on instead of crashing.
+
+Images (and masks, which are images) are read upright and within a pixel budget:
+
+- **Orientation**: a camera that stores its pixels sideways says so in the EXIF
+  orientation tag, and every viewer shows the picture turned; :func:`read_image` does
+  the same, so a part is not inspected sideways. OpenCV applies the tag for every read
+  flag but ``IMREAD_UNCHANGED``, so images are decoded with ``IMREAD_ANYDEPTH |
+  IMREAD_ANYCOLOR``: 16-bit and grayscale are kept, alpha (dropped here anyway) is
+  dropped by the decoder. OpenCV's TIFF decoder turns a TIFF itself.
+- **Size**: the header is parsed first (Pillow opens lazily; OpenCV cannot read a
+  header alone), so an image over ``max_image_pixels`` (:mod:`inspection.config`) is
+  refused, or scaled down with ``max_side``, before any pixel is decoded, and a tiny
+  file declaring a huge image (a decompression bomb) costs next to nothing.
 """
 
 from __future__ import annotations
 
+import threading
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
+from PIL import Image, TiffImagePlugin
 
+from inspection.config import get_settings
+from inspection.errors import UserError
 from inspection.types import AUDIO_SAMPLE_RATE, AudioClip
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
+MIN_IMAGE_SIDE = 8
+
+EXIF_ORIENTATION_TAG = 0x0112
+ORIENTATIONS = {
+    1: "upright",
+    2: "mirrored left-right",
+    3: "rotated 180°",
+    4: "mirrored top-bottom",
+    5: "mirrored and rotated 90° counter-clockwise",
+    6: "rotated 90° clockwise",
+    7: "mirrored and rotated 90° clockwise",
+    8: "rotated 90° counter-clockwise",
+}
+"""What each EXIF orientation does to the stored pixels to show them upright."""
+
+# Not IMREAD_UNCHANGED: OpenCV ignores the EXIF orientation for that flag alone.
+_DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+_WARNINGS_LOCK = threading.Lock()
+_REDUCED_FLAGS = {  # (grayscale, factor): JPEG decoded at 1/factor by libjpeg's DCT scaling
+    (False, 2): cv2.IMREAD_REDUCED_COLOR_2,
+    (False, 4): cv2.IMREAD_REDUCED_COLOR_4,
+    (False, 8): cv2.IMREAD_REDUCED_COLOR_8,
+    (True, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    (True, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    (True, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """An input file or array that cannot be used, with the reason."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB (or single-channel) at its native bit depth.
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file declares before its pixels are decoded.
+
+    Attributes
+    ----------
+    width, height : int
+        Size of the image as read (upright: after its EXIF orientation).
+    orientation : int
+        EXIF orientation, 1 (upright as stored) to 8 (see :data:`ORIENTATIONS`).
+    format : str
+        Pillow's name for the format (``"JPEG"``, ``"PNG"``, ...).
+    mode : str
+        Pillow's pixel mode (``"L"``, ``"RGB"``, ``"I;16"``, ...).
+    """
+
+    width: int
+    height: int
+    orientation: int = 1
+    format: str = ""
+    mode: str = ""
+
+    @property
+    def rotated(self) -> bool:
+        """The stored pixels are turned or mirrored on read."""
+        return self.orientation != 1
+
+
+def read_image(path: str | Path, *, max_side: int | None = None) -> np.ndarray:
+    """Read an image upright, as RGB (or single-channel), at its native bit depth.
+
+    Parameters
+    ----------
+    path : str | Path
+    max_side : int | None
+        What to do with an image over the pixel budget (setting ``max_image_pixels``,
+        env ``INSPECTION_MAX_IMAGE_PIXELS``). ``None``: refuse it. A number: scale it
+        down so its longest side is ``max_side`` px (area interpolation; a JPEG is
+        decoded at 1/2, 1/4 or 1/8 first), as ``inspection train --max-side`` does.
+        Each pixel then spans more millimetres: multiply ``mm_per_px`` by
+        ``read_header(path).width / image.shape[1]``. An image within the budget is
+        never scaled.
 
     Returns
     -------
     np.ndarray
         ``(H, W)`` for grayscale, ``(H, W, 3)`` RGB otherwise; alpha is dropped.
-        uint8 or uint16 as stored.
+        uint8 or uint16 as stored. Turned by its EXIF orientation, as viewers show it.
+
+    Raises
+    ------
+    InputError
+        A missing, empty, corrupt or unsupported file; an image under 8 px; one over the
+        pixel budget (with ``max_side``: still over it at that size); one declaring
+        more pixels than Pillow's decompression-bomb limit (about 179 Mpx), refused
+        unread whatever the budget.
     """
     path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None:
-        raise InputError(f"{path}: no such file")
-    if data.size == 0:
-        raise InputError(f"{path}: empty file")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if max_side is not None and max_side < MIN_IMAGE_SIDE:
+        raise ValueError(f"max_side must be at least {MIN_IMAGE_SIDE} px, not {max_side}")
+    _check_file(path)
+    budget = get_settings().max_image_pixels
+    header = _header(path)
+    scale, flags = 1.0, _DECODE_FLAGS
+    if header is not None:  # refused, or planned, before the pixels are even read
+        scale = _fit_budget(path, header.width, header.height, budget, max_side)
+        flags = _decode_flags(header, scale)
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flags)
     if image is None:
         raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return _to_rgb(image, path)
+    image = _to_rgb(image, path)
+    if header is None:  # a header Pillow cannot parse: held to the budget once decoded
+        scale = _fit_budget(path, image.shape[1], image.shape[0], budget, max_side)
+    if scale < 1.0:
+        assert max_side is not None  # _fit_budget scales only with max_side
+        image = _longest_side_to(image, max_side)
+    _check_size(image, path)
+    return image
+
+
+def read_header(path: str | Path) -> ImageHeader | None:
+    """The size and orientation an image file declares, without decoding its pixels.
+
+    Returns
+    -------
+    ImageHeader | None
+        ``None`` for a file that cannot be read or whose header Pillow cannot parse
+        (:func:`read_image` then relies on OpenCV's decode alone), or one that declares
+        a decompression bomb.
+    """
+    try:
+        return _header(Path(path))
+    except InputError:
+        return None
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+
+
+def _header(path: Path) -> ImageHeader | None:
+    """The header as Pillow parses it (lazily: it reads what it needs, and no pixel is
+    decoded), or None."""
+    try:
+        # Quiet: Pillow warns of corrupt EXIF and of sizes from 89 Mpx on, but the decode
+        # and the budget are the judges here, and they say why. The lock: catch_warnings
+        # swaps process-wide state, and threads (datasets check) would leave it swapped.
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return _upright_header(image)
+    except Image.DecompressionBombError as exc:
+        declared = str(exc).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+        raise InputError(
+            f"{path}: {declared}: refused unread as a decompression bomb (no line camera "
+            "comes near it)"
+        ) from exc
+    except Exception:
+        # Pillow's parsers raise errors of many types on a malformed or unknown header.
+        # This is a probe, not the judge: OpenCV's decode decides, and an image it
+        # accepts is then held to the budget after decoding.
+        return None
+
+
+def _upright_header(image: Image.Image) -> ImageHeader:
+    width, height = image.size
+    if isinstance(image, TiffImagePlugin.TiffImageFile):
+        # Pillow gives a TIFF's size upright already; OpenCV's TIFF decoder turns it.
+        orientation = image.tag_v2.get(EXIF_ORIENTATION_TAG, 1)
+    else:
+        orientation = _exif_orientation(image.info.get("exif"))
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+    if orientation not in ORIENTATIONS:
+        orientation = 1  # OpenCV ignores a value out of range, and so does the header
+    return ImageHeader(int(width), int(height), int(orientation), image.format or "", image.mode)
+
+
+def _exif_orientation(raw: bytes | None) -> int:
+    """The orientation in an EXIF block; EXIF only (not XMP), as OpenCV applies it."""
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    exif.load(raw)
+    return int(exif.get(EXIF_ORIENTATION_TAG, 1))
+
+
+def _fit_budget(path: Path, width: int, height: int, budget: int, max_side: int | None) -> float:
+    """The scale to read a ``width x height`` image at (1.0: as it is), or refuse it."""
+    pixels = width * height
+    if pixels <= budget:
+        return 1.0
+    size = f"{width}x{height} px ({pixels / 1e6:.3g} Mpx)"
+    over = f"over the pixel budget of {budget / 1e6:.3g} Mpx"
+    if max_side is None:
+        raise InputError(
+            f"{path}: image is {size}, {over}: raise the budget with "
+            "INSPECTION_MAX_IMAGE_PIXELS (setting max_image_pixels), or scale the image "
+            "down (--max-side where the command has it)"
+        )
+    scale = max_side / max(width, height)
+    if scale >= 1.0 or pixels * scale * scale > budget:
+        raise InputError(
+            f"{path}: image is {size}, {over} even with its longest side at {max_side} px: "
+            "raise INSPECTION_MAX_IMAGE_PIXELS or lower max_side"
+        )
+    return scale
+
+
+def _decode_flags(header: ImageHeader, scale: float) -> int:
+    """A JPEG to be scaled down by 2 or more is decoded at 1/2, 1/4 or 1/8 by libjpeg
+    (far faster, and a fraction of the memory); other decoders would only decode in
+    full and resize, which the area interpolation after does better."""
+    factor = max(f for f in (1, 2, 4, 8) if f * scale <= 1.0)  # never below max_side
+    if factor == 1 or header.format != "JPEG":
+        return _DECODE_FLAGS
+    return _REDUCED_FLAGS[(header.mode == "L", factor)]
+
+
+def _longest_side_to(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    factor = max_side / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _to_rgb(image: np.ndarray, source: Path | str) -> np.ndarray:
@@ -55,13 +267,17 @@ def _to_rgb(image: np.ndarray, source: Path | str) -> np.ndarray:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         else:
             raise InputError(f"{source}: unsupported channel count {image.shape[2]}")
-    if image.shape[0] < 8 or image.shape[1] < 8:
-        raise InputError(f"{source}: image too small ({image.shape[1]}x{image.shape[0]} px)")
+    _check_size(image, source)
     if image.dtype not in (np.uint8, np.uint16):
         if image.dtype.kind == "f" and not np.isfinite(image).all():
             raise InputError(f"{source}: image has NaN or infinite pixels")
         image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     return image
+
+
+def _check_size(image: np.ndarray, source: Path | str) -> None:
+    if image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE:
+        raise InputError(f"{source}: image too small ({image.shape[1]}x{image.shape[0]} px)")
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
@@ -73,13 +289,15 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, *, max_side: int | None = None) -> np.ndarray:
     """Read a defect mask as ``(H, W)`` bool.
 
     Pixels above half the mask's maximum are defect: this reads 0/1 and 0/255 masks
-    alike and drops the anti-aliased fringe some datasets' masks carry.
+    alike and drops the anti-aliased fringe some datasets' masks carry. A mask is read
+    as its image is (:func:`read_image`: turned by its EXIF orientation, the same pixel
+    budget, and ``max_side``), so the two stay aligned.
     """
-    image = read_image(path)
+    image = read_image(path, max_side=max_side)
     if image.ndim == 3:
         image = image.max(axis=2)
     peak = int(image.max())
@@ -130,6 +348,8 @@ def audio_clip(
         raise InputError(f"{source}: audio has NaN or infinite samples")
     if rate != sample_rate:
         g = np.gcd(int(rate), int(sample_rate))
+        from scipy.signal import resample_poly  # here: scipy costs seconds at import
+
         samples = resample_poly(samples, sample_rate // g, int(rate) // g).astype(np.float32)
     return AudioClip(samples=samples, sample_rate=sample_rate, kind=kind)
 

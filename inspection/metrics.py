@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 GOOD = "good"
 
@@ -27,7 +26,15 @@ def image_auroc(is_defective: Sequence[bool], scores: Sequence[float]) -> float 
     y = np.asarray(is_defective, dtype=bool)
     if y.all() or not y.any():
         return None
-    return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
+    return _roc_auc(y, np.asarray(scores, dtype=np.float64))
+
+
+def _roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    # scikit-learn (with scipy) takes a second or more to import: only a command that
+    # computes an AUROC pays it, not every `inspection --help` (nor the torch-free core).
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, scores))
 
 
 def threshold_for_frr(good_scores: Sequence[float], target_frr: float) -> float:
@@ -94,7 +101,7 @@ def pixel_auroc(
     y = np.concatenate([x.ravel() for x in m])
     if y.all() or not y.any():
         return None
-    return float(roc_auc_score(y, np.concatenate([x.ravel() for x in a])))
+    return _roc_auc(y, np.concatenate([x.ravel() for x in a]))
 
 
 def pixel_aupro(

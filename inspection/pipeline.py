@@ -18,6 +18,13 @@ Decision policy
   call a scratch (the two look alike), or an internal crack when none is visible.
 - Any error on this path (unreadable frame, model failure, NaN scores) gives REVIEW
   with its reason: an error is never a PASS.
+
+One decision path
+-----------------
+:func:`decide` is the only place where scores meet thresholds to make a verdict: the
+line (:class:`Inspector`, and through it ``demo`` and ``ask``) and ``inspection
+evaluate`` (which keeps the detection for its pixel metrics) both call it, so what
+evaluation measures is what the line does.
 """
 
 from __future__ import annotations
@@ -156,6 +163,87 @@ def tap_rings_wrong(detection: Detection, thresholds: Thresholds) -> bool:
     return detection.audio_score is not None and float(detection.audio_score[0]) >= thresholds.audio
 
 
+def flags_part(detection: Detection, thresholds: Thresholds) -> bool:
+    """Whether the detector calls the part defective (batch of 1): its part score reaches
+    the image threshold or its tap test rings wrong.
+
+    The detection's own call, which detection metrics count; the part's verdict is
+    :func:`decide`'s (a flagged part with nothing to measure, or whose defects the
+    standard tolerates, is not a REJECT).
+    """
+    return float(detection.part_score[0]) >= thresholds.image or tap_rings_wrong(
+        detection, thresholds
+    )
+
+
+def detection_scores(detection: Detection) -> dict[str, float]:
+    """The part's scores (batch of 1) as recorded with its verdict: ``part``, ``image``
+    and, with a tap test, ``audio``."""
+    scores = {"part": float(detection.part_score[0]), "image": float(detection.image_score[0])}
+    if detection.audio_score is not None:
+        scores["audio"] = float(detection.audio_score[0])
+    return scores
+
+
+def decide(
+    detection: Detection,
+    frame: Frame,
+    standard: Standard,
+    thresholds: Thresholds,
+    part_id: str = "",
+    reference_rgb: Sequence[int] | None = None,
+    frame_index: int = 0,
+) -> InspectionResult:
+    """The verdict on one frame from its detection: the line's one decision.
+
+    Measures the part's defects (:func:`part_defects`), judges them by ``standard`` and
+    sends to REVIEW what cannot be decided (see the module's decision policy). The line
+    (:class:`Inspector`) and ``inspection evaluate`` both decide here.
+
+    Parameters
+    ----------
+    detection
+        The frame's detection (batch of 1, maps at the frame's size).
+    frame
+        The frame it was made from: its image (for colour) and scale.
+    standard
+        The product's defect standard.
+    thresholds
+        The thresholds the line uses (see :func:`thresholds_of`).
+    part_id
+        Carried into the result.
+    reference_rgb
+        The part's nominal colour, for ΔE; ``None`` measures against local light only.
+    frame_index
+        Recorded on each defect.
+
+    Returns
+    -------
+    InspectionResult
+        The standard's verdict with the scores (no timings, model or calibration
+        version: the caller adds them). Non-finite scores give REVIEW with the reason.
+    """
+    scores = detection_scores(detection)
+    if not all(np.isfinite(v) for v in scores.values()):
+        reason = f"model returned non-finite scores {scores}; needs review"
+        return review_result(standard, part_id, reason)
+    defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
+    defects = [replace(d, frame_index=frame_index) for d in defects]
+    size = (frame.width, frame.height)
+    result = apply_standard(standard, defects, part_id, image_size=size)
+    if scores["part"] >= thresholds.image and not defects:
+        result = replace(
+            result,
+            verdict=Verdict.REVIEW,
+            action=Action.REVIEW,
+            reasons=(
+                f"part score {scores['part']:.3f} >= threshold {thresholds.image:.3f} "
+                "but no region to measure; needs review",
+            ),
+        )
+    return replace(result, scores=scores)
+
+
 @dataclass
 class Inspector:
     """Decides parts with a detector, thresholds and a standard.
@@ -204,42 +292,29 @@ class Inspector:
         t0 = time.perf_counter()
         detection = self.detector.detect(frame.image, observation.audio)
         t1 = time.perf_counter()
-        part_score = float(detection.part_score[0])
-        image_score = float(detection.image_score[0])
-        audio_score = None if detection.audio_score is None else float(detection.audio_score[0])
-        scores = {"part": part_score, "image": image_score}
-        if audio_score is not None:
-            scores["audio"] = audio_score
-        if not all(np.isfinite(v) for v in scores.values()):
-            raise ValueError(f"model returned non-finite scores {scores}")
-        size = (frame.width, frame.height)
         reference = observation.metadata.get("reference_rgb")
-        defects = part_defects(detection, self.thresholds, frame.mm_per_px, frame.image, reference)
-        defects = [replace(d, frame_index=index) for d in defects]
-        result = apply_standard(self.standard, defects, observation.part_id, image_size=size)
-        if part_score >= self.thresholds.image and not defects:
-            result = replace(
-                result,
-                verdict=Verdict.REVIEW,
-                action=Action.REVIEW,
-                reasons=(
-                    f"part score {part_score:.3f} >= threshold {self.thresholds.image:.3f} "
-                    "but no region to measure; needs review",
-                ),
-            )
+        result = decide(
+            detection, frame, self.standard, self.thresholds, observation.part_id, reference, index
+        )
         timings = {"detect": (t1 - t0) * 1000, "decide": (time.perf_counter() - t1) * 1000}
-        return replace(result, scores=scores, timings_ms=timings)
+        return replace(result, timings_ms=timings)
 
     def _failure(self, part_id: str, exc: Exception) -> InspectionResult:
-        return InspectionResult(
-            part_id=part_id,
-            verdict=Verdict.REVIEW,
-            severity=None,
-            action=Action.REVIEW,
-            reasons=(f"inspection failed: {type(exc).__name__}: {exc}",),
-            standard_id=self.standard.id,
-            standard_version=self.standard.version,
-        )
+        reason = f"inspection failed: {type(exc).__name__}: {exc}"
+        return review_result(self.standard, part_id, reason)
+
+
+def review_result(standard: Standard, part_id: str, reason: str) -> InspectionResult:
+    """REVIEW for a part that could not be decided, with the reason: never a PASS."""
+    return InspectionResult(
+        part_id=part_id,
+        verdict=Verdict.REVIEW,
+        severity=None,
+        action=Action.REVIEW,
+        reasons=(reason,),
+        standard_id=standard.id,
+        standard_version=standard.version,
+    )
 
 
 _VERDICT_ORDER = {Verdict.PASS: 0, Verdict.REVIEW: 1, Verdict.REJECT: 2}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+from inspection.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -13,5 +16,17 @@ err_console = Console(stderr=True)
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit with status 2."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+class UserErrorsExit(TyperGroup):
+    """The root command group: a :class:`~inspection.errors.UserError` raised by any
+    command is printed as ``error: ...`` and exits 2; any other exception is a bug and
+    keeps its traceback. The one place where commands' input errors become messages."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            fail(str(exc))

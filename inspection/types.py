@@ -8,12 +8,15 @@ treat them as read-only once an object is built.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+
+from inspection.errors import UserError
 
 AUDIO_SAMPLE_RATE = 16_000
 """Sample rate of every audio clip the pipeline consumes (Whisper's)."""
@@ -109,11 +112,25 @@ class Frame:
         Camera id at the station.
     mm_per_px : float | None
         Calibrated scale; ``None`` when the station is uncalibrated (sizes then stay in px).
+
+    Raises
+    ------
+    UserError
+        When ``mm_per_px`` is neither ``None`` nor a finite positive number: a NaN, zero
+        or negative scale would turn every size into NaN or nothing, and a part with an
+        8 mm scratch into a PASS.
     """
 
     image: np.ndarray
     camera: str = "cam0"
     mm_per_px: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mm_per_px is not None and not _is_positive_finite(self.mm_per_px):
+            raise UserError(
+                "mm_per_px must be a finite positive number (mm per pixel), "
+                f"not {_number_text(self.mm_per_px)}"
+            )
 
     @property
     def height(self) -> int:
@@ -122,6 +139,24 @@ class Frame:
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
+
+
+def _is_positive_finite(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool), finite and above zero."""
+    if isinstance(value, bool | str | bytes):
+        return False
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(number) and number > 0
+
+
+def _number_text(value: Any) -> str:
+    # "nan", "-1", "0" as a user typed them; numpy 2 reprs as np.float64(nan).
+    if isinstance(value, int | float | np.number) and not isinstance(value, bool):
+        return f"{float(value):g}"
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -275,3 +310,4 @@ class Report:
     language: str = "en"
     standard_id: str | None = None
     standard_version: str | None = None
+    omitted_defects: int = 0  # past the most a report lists: the part's other defects

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from rich.console import Console
 
 from inspection.demo import run_demo
@@ -24,3 +25,25 @@ def test_demo_runs_and_measures(tmp_path):
     assert all(r["standard_id"] == "QS-BRK-200" and r["standard_version"] for r in records)
     # Every rejected part cites at least one clause.
     assert all(r["clauses"] for r in records if r["verdict"] == "REJECT")
+
+
+def test_the_demo_with_a_model_decides_through_the_pipeline(tmp_path, monkeypatch):
+    """One decision path: each part's verdict is ``pipeline.decide``'s, the function the
+    line and ``evaluate`` decide with."""
+    pytest.importorskip("torch", reason="the demo's model runs on torch")
+    from inspection import pipeline
+    from inspection.models import create_model, save_model
+
+    model = save_model(create_model("tiny"), tmp_path / "tiny", extra={"thresholds": {}})
+    made, decide = [], pipeline.decide
+
+    def spy(*args, **kwargs):
+        made.append(decide(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(pipeline, "decide", spy)
+    quiet = Console(file=None, quiet=True)
+    run_demo(tmp_path / "demo", "bracket", n=2, seed=5, console=quiet, model_dir=model)
+    lines = (tmp_path / "demo" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(x)["verdict"] for x in lines] == [r.verdict.value for r in made]
+    assert len(made) == 2

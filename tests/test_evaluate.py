@@ -130,3 +130,41 @@ def test_a_part_that_rings_wrong_has_the_crack_as_its_main_defect():
     assert _main_class(detection, lines, audible=True) == "crack"
     assert _main_class(detection, lines, audible=False) == "scratch"  # the stronger line
     assert _main_class(detection, [Defect("dent", score=0.9)], audible=True) == "dent"
+
+
+def test_cli_an_empty_split_exits_2_with_one_line(tiny_model, tmp_path):
+    """Before: ``ValueError: ...: no samples in split 'test'`` with its traceback."""
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    root = tmp_path / "mvtec"
+    (root / "train" / "good").mkdir(parents=True)
+    (root / "test" / "good").mkdir(parents=True)  # a test split with no images
+    image = np.random.default_rng(0).integers(0, 255, (40, 40), np.uint8)
+    cv2.imwrite(str(root / "train" / "good" / "0.png"), image)
+    args = ["evaluate", "--model", str(tiny_model), "--data", str(root), "--no-verify"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = result.stderr.strip().splitlines()
+    assert "no samples in split 'test'" in line and str(root) in line
+
+
+def test_cli_prints_the_verdicts_and_says_when_there_are_none(tiny_model, line, tmp_path):
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    args = ["evaluate", "--model", str(tiny_model), "--data", str(line), "--no-verify"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "verdict_false_reject_rate" in result.stdout and "verdict_agreement" in result.stdout
+    folder = tmp_path / "folder"  # no dataset.yaml: no product, no standard
+    for label in ("good", "scratch"):
+        (folder / label).mkdir(parents=True)
+        cv2.imwrite(str(folder / label / "0.png"), np.full((40, 40), 90, np.uint8))
+    args = ["evaluate", "--model", str(tiny_model), "--data", str(folder), "--split", "all"]
+    result = CliRunner().invoke(app, [*args, "--no-verify", "--out", str(tmp_path / "f")])
+    assert result.exit_code == 0, result.output
+    assert "no verdicts" in result.stdout and "--standard" in result.stdout

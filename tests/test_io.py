@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
 
-from inspection.io import InputError, audio_clip, read_audio, read_image, read_mask, to_uint8_rgb
+from inspection import io as inspection_io
+from inspection.config import get_settings
+from inspection.io import (
+    InputError,
+    audio_clip,
+    read_audio,
+    read_header,
+    read_image,
+    read_mask,
+    to_uint8_rgb,
+)
 
 
 @pytest.mark.parametrize(
@@ -91,3 +108,275 @@ def test_unreadable_audio_file(tmp_path):
     (tmp_path / "x.wav").write_bytes(b"RIFF....garbage")
     with pytest.raises(InputError, match=r"x\.wav"):
         read_audio(tmp_path / "x.wav")
+
+
+# ---------------------------------------------------------------------------------------
+# EXIF orientation: read as viewers show the picture
+
+
+def _asymmetric(height: int = 40, width: int = 64) -> np.ndarray:
+    """RGB with a different mark in each corner, so any turn or mirror shows."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 3, y * 5, (x + y) % 64], axis=-1).astype(np.uint8)
+    image[:8, :16] = (255, 0, 0)  # a red block at the top left
+    return image
+
+
+def _exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif
+
+
+@pytest.mark.parametrize(
+    ("orientation", "upright"),
+    [
+        (6, lambda a: np.rot90(a, k=-1)),  # stored sideways: turn 90° clockwise
+        (8, lambda a: np.rot90(a, k=1)),
+        (3, lambda a: np.rot90(a, k=2)),
+        (2, lambda a: a[:, ::-1]),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+def test_exif_orientation_is_applied_on_read(tmp_path, orientation, upright, suffix):
+    stored = _asymmetric()
+    path = tmp_path / f"part{suffix}"
+    options = {"quality": 100, "subsampling": 0} if suffix == ".jpg" else {"lossless": True}
+    Image.fromarray(stored).save(path, exif=_exif(orientation), **options)
+    image = read_image(path)
+    expected = upright(stored)
+    assert image.shape == expected.shape and image.dtype == np.uint8
+    tolerance = 8 if suffix == ".jpg" else 0
+    assert np.abs(image.astype(int) - expected.astype(int)).max() <= tolerance
+    header = read_header(path)
+    assert header is not None and header.orientation == orientation and header.rotated
+    assert (header.height, header.width) == image.shape[:2]
+
+
+def test_tiff_orientation_is_applied_too(tmp_path):
+    """OpenCV's TIFF decoder turns a TIFF itself: once, not twice."""
+    stored = _asymmetric()
+    Image.fromarray(stored).save(tmp_path / "part.tif", tiffinfo={0x0112: 6})
+    np.testing.assert_array_equal(read_image(tmp_path / "part.tif"), np.rot90(stored, k=-1))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_grayscale_keeps_its_depth_and_is_turned(tmp_path, suffix):
+    stored = (_asymmetric()[..., 0].astype(np.uint16) * 257) | 1  # odd values: not 8-bit
+    path = tmp_path / f"deep{suffix}"
+    if suffix == ".png":
+        Image.fromarray(stored).save(path, exif=_exif(8))
+    else:
+        Image.fromarray(stored).save(path, tiffinfo={0x0112: 8})
+    image = read_image(path)
+    assert image.dtype == np.uint16 and image.ndim == 2
+    np.testing.assert_array_equal(image, np.rot90(stored, k=1))
+
+
+def test_16_bit_rgb_without_orientation_reads_as_before(tmp_path):
+    stored = np.random.default_rng(1).integers(0, 65536, (20, 30, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), stored)
+    image = read_image(tmp_path / "deep.png")
+    assert image.dtype == np.uint16
+    np.testing.assert_array_equal(image, stored[..., ::-1])  # BGR on disk, RGB read
+    assert read_header(tmp_path / "deep.png").orientation == 1
+
+
+def test_mask_is_turned_like_its_image(tmp_path):
+    image = _asymmetric()
+    mask = np.zeros(image.shape[:2], np.uint8)
+    mask[:8, :16] = 255  # over the red block
+    Image.fromarray(image).save(tmp_path / "part.png", exif=_exif(6))
+    Image.fromarray(mask).save(tmp_path / "mask.png", exif=_exif(6))
+    read = read_mask(tmp_path / "mask.png")
+    assert read.shape == read_image(tmp_path / "part.png").shape[:2]
+    np.testing.assert_array_equal(read, np.rot90(mask, k=-1) > 0)
+    red = np.full((8 * 16, 3), [255, 0, 0])
+    np.testing.assert_array_equal(read_image(tmp_path / "part.png")[read], red)
+
+
+# ---------------------------------------------------------------------------------------
+# Pixel budget: refused, or scaled with max_side, before decoding
+
+
+@pytest.fixture
+def pixel_budget(monkeypatch):
+    """Set ``max_image_pixels`` through the environment, as a station would."""
+
+    def set_budget(pixels: int) -> None:
+        monkeypatch.setenv("INSPECTION_MAX_IMAGE_PIXELS", str(pixels))
+        get_settings.cache_clear()
+
+    yield set_budget
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[int]:
+    """The flags of every ``cv2.imdecode`` call ``read_image`` makes."""
+    flags: list[int] = []
+    real = cv2.imdecode
+
+    def spy(data, flag):
+        flags.append(flag)
+        return real(data, flag)
+
+    monkeypatch.setattr(inspection_io.cv2, "imdecode", spy)
+    return flags
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG of a few hundred bytes whose header declares ``width x height`` gray pixels
+    (one compressed row of zeros: what a decompression bomb looks like before decoding)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    row = zlib.compress(b"\0" * (width + 1), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", row) + chunk(b"IEND", b"")
+
+
+def test_image_over_the_budget_is_refused_from_its_header(tmp_path, decodes):
+    """9000 x 9000 (81 Mpx) is over the default 50 Mpx: refused before decoding, with
+    the file, the size, the budget and the setting that raises it."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_declaring(9000, 9000))
+    with pytest.raises(InputError) as info:
+        read_image(path)
+    message = str(info.value)
+    for part in ("huge.png", "9000x9000", "50 Mpx", "INSPECTION_MAX_IMAGE_PIXELS"):
+        assert part in message
+    assert decodes == []
+
+
+@pytest.mark.parametrize("max_side", [None, 1024])
+def test_a_decompression_bomb_is_refused_unread(tmp_path, decodes, max_side):
+    """A file of a few hundred bytes declaring 100000 x 100000 px, even with max_side."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_declaring(100_000, 100_000))
+    assert path.stat().st_size < 2_000
+    with pytest.raises(InputError, match=r"bomb\.png.*decompression bomb"):
+        read_image(path, max_side=max_side)
+    assert decodes == []
+    assert read_header(path) is None
+
+
+def test_the_budget_is_a_setting(tmp_path, pixel_budget):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((40, 50), np.uint8))  # 2000 px
+    pixel_budget(1999)
+    with pytest.raises(InputError, match=r"a\.png: image is 50x40 px"):
+        read_image(tmp_path / "a.png")
+    pixel_budget(2000)
+    assert read_image(tmp_path / "a.png").shape == (40, 50)
+
+
+def test_max_side_scales_an_over_budget_image_and_keeps_its_depth(tmp_path, pixel_budget):
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 65536, (120, 200), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "big.png"), stored)
+    pixel_budget(10_000)  # 24000 px is over it
+    image = read_image(tmp_path / "big.png", max_side=50)
+    assert image.shape == (30, 50) and image.dtype == np.uint16
+    expected = cv2.resize(stored, (50, 30), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(image, expected)
+    # within the budget, max_side changes nothing: the model tiles at native resolution
+    pixel_budget(24_000)
+    assert read_image(tmp_path / "big.png", max_side=50).shape == (120, 200)
+
+
+def test_max_side_decodes_a_large_jpeg_reduced_and_upright(tmp_path, pixel_budget, decodes):
+    stored = cv2.resize(_asymmetric(), (640, 400), interpolation=cv2.INTER_NEAREST)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(stored).save(path, exif=_exif(6), quality=95)
+    pixel_budget(100_000)  # 256000 px is over it
+    image = read_image(path, max_side=100)
+    assert image.shape == (100, 62, 3)
+    assert decodes == [cv2.IMREAD_REDUCED_COLOR_4]  # 640 -> 160 by libjpeg, then to 100
+    expected = cv2.resize(np.rot90(stored, k=-1), (62, 100), interpolation=cv2.INTER_AREA)
+    assert np.abs(image.astype(int) - expected.astype(int)).mean() < 4
+    assert tuple(image[2, -3]) == pytest.approx((255, 0, 0), abs=40)  # red block: top right
+
+
+def test_max_side_that_still_leaves_it_over_budget_is_refused(tmp_path, pixel_budget):
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((120, 200), np.uint8))
+    pixel_budget(1000)
+    with pytest.raises(InputError, match="even with its longest side at 100 px"):
+        read_image(tmp_path / "big.png", max_side=100)  # 100 x 60 = 6000 px
+    with pytest.raises(ValueError, match="max_side"):
+        read_image(tmp_path / "big.png", max_side=0)
+
+
+# ---------------------------------------------------------------------------------------
+# Fuzz: whatever the bytes, read_image returns an image or raises InputError
+
+
+def _seeds() -> list[bytes]:
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    deep = rng.integers(0, 65536, (24, 32), dtype=np.uint16)
+    rgba = rng.integers(0, 256, (24, 32, 4), dtype=np.uint8)
+    encoded = [
+        cv2.imencode(".png", rgb)[1],
+        cv2.imencode(".png", deep)[1],
+        cv2.imencode(".png", rgba)[1],
+        cv2.imencode(".jpg", rgb)[1],
+        cv2.imencode(".bmp", rgb)[1],
+        cv2.imencode(".tif", deep)[1],
+        cv2.imencode(".tif", rgb)[1],
+        cv2.imencode(".webp", rgb)[1],
+    ]
+    return [bytes(e.tobytes()) for e in encoded]
+
+
+SEEDS = _seeds()
+
+
+@pytest.fixture(scope="module")
+def fuzz_file(tmp_path_factory) -> Path:
+    """One file rewritten by every example (module scope: hypothesis reruns the body)."""
+    return tmp_path_factory.mktemp("fuzz") / "fuzz.img"
+
+
+@st.composite
+def image_bytes(draw) -> bytes:
+    """Random bytes, or a real encoded image with bytes flipped, cut, or inserted."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=512))
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(("flip", "set", "cut", "insert")))
+        at = draw(st.integers(0, len(data) - 1)) if data else 0
+        if kind == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "set" and data:
+            data[at] = draw(st.sampled_from((0x00, 0xFF, 0x7F, 0x80)))
+        elif kind == "cut":
+            data = data[:at]
+        else:
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+    return bytes(data)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(data=image_bytes())
+def test_fuzz_read_image_raises_only_input_error(fuzz_file, data):
+    path = fuzz_file
+    path.write_bytes(data)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        image = read_image(path)
+    except InputError:
+        return
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    assert image.dtype in (np.uint8, np.uint16)
+    assert image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)
+    assert min(image.shape[:2]) >= 8

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import inspection
 from inspection.models.outputs import Detection
 from inspection.pipeline import (
     Inspector,
     Thresholds,
+    decide,
     defects_from_detection,
     part_defects,
     thresholds_of,
@@ -210,3 +214,43 @@ def test_a_halo_under_the_pixel_floor_is_not_measured_as_defect():
     used = thresholds_of({"thresholds": {"image": 0.1, "pixel": 0.001}})
     (scratch,) = part_defects(det, used, 0.1)
     assert scratch.attributes["length_mm"] < 0.1 * 40
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        detection(_scratch_region(60)),  # REJECT
+        detection(_scratch_region(15)),  # PASS: within tolerance
+        detection(None, part=0.95),  # REVIEW: nothing to measure
+        detection(None, part=0.1, audio=0.97),  # REJECT: the tap rings wrong
+        replace(detection(None), part_logit=np.array([np.nan], np.float32)),  # REVIEW
+    ],
+)
+def test_the_line_decides_with_decide(bracket_standard, made):
+    """One decision: the Inspector's verdict is ``decide``'s on the same detection (what
+    ``evaluate`` calls with the detection it keeps), with timings and versions added."""
+    thresholds = Thresholds(version="t1")
+    observation = _observation()
+    line = Inspector(ScriptedDetector([made]), bracket_standard, thresholds).inspect(observation)
+    reference = observation.metadata["reference_rgb"]
+    alone = decide(made, observation.frames[0], bracket_standard, thresholds, "part-1", reference)
+    for key in ("verdict", "action", "severity", "clauses", "reasons"):
+        assert getattr(line, key) == getattr(alone, key), key
+    assert dict(line.scores) == dict(alone.scores)
+    assert alone.standard_id == line.standard_id == bracket_standard.id
+
+
+def test_no_verdict_is_made_outside_the_pipeline():
+    """Scores meet the image threshold only in pipeline.py (calibration in train/ sets
+    it): a second place deciding drifts from the line (four commits once kept evaluate in
+    step by hand)."""
+    root = Path(inspection.__file__).parent
+    compare = re.compile(r"[<>]=?\s*[\w.]*thresholds\.image\b|\bthresholds\.image\s*[<>]")
+    offenders = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        if path.name != "pipeline.py" and "train" not in path.relative_to(root).parts
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if compare.search(line)
+    ]
+    assert offenders == []

@@ -50,7 +50,7 @@ from inspection.datasets.loaders import (
     load_dataset,
     parse_manifest,
 )
-from inspection.io import InputError, read_audio, read_image
+from inspection.io import ORIENTATIONS, InputError, read_audio, read_header, read_image
 
 MAX_HASH_DISTANCE = 8
 """Candidate duplicates: phash Hamming distance at most this (of 64 bits)."""
@@ -78,7 +78,8 @@ class Issue(NamedTuple):
     ``leakage`` (duplicates across splits), ``label_conflict``.
     Kinds (warnings): ``orphan_mask``, ``empty_mask``, ``mask_on_good``, ``nonbinary_mask``,
     ``missing_mask`` (a manifest that states no mask), ``no_masks``, ``silent_audio``,
-    ``duplicate``, ``duplicate_entry``, ``duplicate_part_id``.
+    ``duplicate``, ``duplicate_entry``, ``duplicate_part_id``, ``rotated`` (an image or
+    mask read turned or mirrored by its EXIF orientation).
     """
 
     path: Path
@@ -321,9 +322,11 @@ def _inspect_sample(sample: Sample) -> _SampleResult:
     image = _read(sample.image, "image", read_image, errors)
     if image is not None:
         info = image_info(image)
+        _check_orientation(sample.image, warnings)
     if sample.mask is not None:
         mask = _read(sample.mask, "mask", read_image, errors)
         if mask is not None:
+            _check_orientation(sample.mask, warnings)
             _check_mask(sample, mask, image, errors, warnings)
     duration = None
     if sample.audio is not None:
@@ -347,6 +350,22 @@ def _read(path: Path, role: str, reader: Any, errors: list[Issue]) -> Any:
     except Exception as exc:  # a reader bug or exotic file must not stop the whole check
         errors.append(Issue(path, f"unreadable_{role}", f"{type(exc).__name__}: {exc}"))
     return None
+
+
+def _check_orientation(path: Path, warnings: list[Issue]) -> None:
+    """A file stored sideways (or mirrored) whose EXIF orientation turns it on read: as
+    every reader here and every viewer shows it, but a tool that ignores the tag (or a
+    mask drawn on the stored pixels) sees it otherwise."""
+    header = read_header(path)
+    if header is None or not header.rotated:
+        return
+    swapped = header.orientation in (5, 6, 7, 8)
+    stored = (header.height, header.width) if swapped else (header.width, header.height)
+    message = (
+        f"EXIF orientation {header.orientation}: read {ORIENTATIONS[header.orientation]}, "
+        f"as viewers show it (stored as {stored[0]}x{stored[1]} px)"
+    )
+    warnings.append(Issue(path, "rotated", message))
 
 
 def _check_mask(

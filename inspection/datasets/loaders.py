@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from inspection.errors import UserError
 from inspection.io import IMAGE_SUFFIXES, InputError, read_image
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ _MASK_DIRS = frozenset({"masks", "ground_truth"})
 _MANIFEST_FIELDS = frozenset({"image", "label", "split", "mask", "audio", "part_id"})
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset that cannot be listed: unknown layout, malformed manifest or metadata."""
 
 

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from inspection.config import default_model_dir
+from inspection.errors import UserError
 from inspection.metrics import REPORT_METRICS
 from inspection.terminal import console, fail
 
@@ -110,13 +111,16 @@ def _evaluate(
     adapter: str | None = None,
 ) -> dict:
     from inspection.decoder.evaluate import held_out_requests, score_reports
-    from inspection.decoder.lora import base_only, load_decoder, use_adapter
+    from inspection.decoder.lora import adapters, base_only, load_decoder, use_adapter
     from inspection.standards import load_standard
 
     model = load_decoder(decoder_dir)
     if adapter == "none":
         base_only(model)
     elif adapter is not None:
+        if adapter not in adapters(model):
+            saved = ", ".join(adapters(model)) or "none"
+            raise UserError(f"--adapter: no adapter {adapter!r} in {decoder_dir} (saved: {saved})")
         use_adapter(model, adapter)
     standards = [load_standard(p) for p in _standard_paths(standard)]
     requests = held_out_requests(model, n, seed, standards, 0.0 if standards else 1.0)
@@ -284,39 +288,58 @@ def ask_command(
     mm_per_px: Annotated[
         float | None, typer.Option(help="Station scale; without it sizes go to review.")
     ] = None,
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Load the model without checking its files' SHA-256 (development only).",
+        ),
+    ] = False,
 ) -> None:
-    """Answer a question about one part from its tokens, measurements and the standard."""
+    """Answer a question about one part from its tokens, measurements and the standard.
+
+    The rule engine's verdict is printed beside the answer and stands: an answer that
+    contradicts it says so.
+    """
+    from rich.markup import escape
+
     from inspection.decoder.lora import load_decoder
     from inspection.decoder.reporting import ask_part
-    from inspection.io import InputError, read_audio, read_image
+    from inspection.decoder.schema import check_question
+    from inspection.io import read_audio, read_image
     from inspection.models import load_model
     from inspection.models.detector import TorchDetector
     from inspection.pipeline import Inspector, thresholds_of
     from inspection.standards import load_standard
     from inspection.types import Frame, Observation
 
-    try:
-        frame = Frame(image=read_image(image), camera="cli", mm_per_px=mm_per_px)
-        clip = read_audio(audio) if audio is not None else None
-    except InputError as exc:
-        fail(str(exc))
+    # The user's input first, before the models load: each refusal is a UserError.
+    check_question(question)
+    parsed = load_standard(_standard_paths([standard])[0])
+    frame = Frame(image=read_image(image), camera="cli", mm_per_px=mm_per_px)
+    clip = read_audio(audio) if audio is not None else None
     model = model or default_model_dir()
-    detection_model = load_model(model)
+    detection_model = load_model(model, verify=not no_verify)
+    report_decoder = load_decoder(decoder or model / "decoder", verify=not no_verify)
     inspector = Inspector(
-        TorchDetector(detection_model),
-        load_standard(_standard_paths([standard])[0]),
-        thresholds_of(detection_model.metadata),
+        TorchDetector(detection_model), parsed, thresholds_of(detection_model.metadata)
     )
     observation = Observation(image.stem, "cli", (frame,), audio=clip)
-    result, answer = ask_part(
-        inspector, load_decoder(decoder or model / "decoder"), observation, question
-    )
-    console.print(f"[bold]{answer.text}[/bold]" if answer.text else f"[red]{answer.error}[/red]")
+    result, answer = ask_part(inspector, report_decoder, observation, question)
+    shown = escape(answer.text or answer.error or "")  # the decoder's words are not markup
+    console.print(f"[bold]{shown}[/bold]" if answer.text else f"[red]{shown}[/red]", soft_wrap=True)
     console.print(
         f"rule engine: {result.verdict.value} ({len(result.decisions)} defect(s)); "
         f"answered in {answer.seconds * 1000:.0f} ms",
         highlight=False,
     )
+    if not answer.agreed:
+        console.print(
+            "[yellow]the decoder's answer disagreed with the rules, whose verdict stands: "
+            f"{escape('; '.join(answer.disagreements))}[/yellow]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _standard_paths(values: list[Path] | None) -> list[Path]:

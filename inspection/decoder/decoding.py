@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from transformers import PreTrainedTokenizerBase
 from xgrammar.contrib.hf import LogitsProcessor
 
+from inspection.decoder.crosscheck import check_answer, rules_say
 from inspection.decoder.model import ReportDecoder
 from inspection.decoder.prompt import build_prompt
 from inspection.decoder.schema import (
@@ -33,14 +34,16 @@ from inspection.decoder.schema import (
     SUMMARY_MAX_CHARS,
     AnswerModel,
     answer_json_schema,
+    check_question,
     max_report_bytes,
     parse_report,
     question_language,
     report_json_schema,
 )
 from inspection.decoder.tokenizer import control_token_ids
+from inspection.errors import UserError
 from inspection.standards import Standard, apply_standard
-from inspection.types import Defect, InspectionResult, Report
+from inspection.types import Defect, InspectionResult, Report, Verdict
 
 
 @dataclass(frozen=True)
@@ -84,18 +87,27 @@ class ReportRequest:
     standard : Standard
         The part's standard (its ids are the only ones the report may cite).
     defects : tuple[Defect, ...]
-        Measured defects with zones, in the order the report lists them.
+        Every measured defect with its zone, in the order the report lists them (past
+        ``MAX_DEFECTS`` the report lists the worst and counts the rest).
     part_id : str
         Carried into the report.
+    result : InspectionResult | None
+        The part's decision, when the request was made from one
+        (:func:`~inspection.decoder.reporting.report_request`): the verdict the report is
+        held to, which can be REVIEW where the measurements alone would pass.
     """
 
     fused: np.ndarray
     standard: Standard
     defects: tuple[Defect, ...] = ()
     part_id: str = ""
+    result: InspectionResult | None = None
 
     def rules(self) -> InspectionResult:
-        """The rule engine on exactly what the decoder is given: the report's target."""
+        """What the report is held to: the part's decision, or else the rule engine on
+        exactly what the decoder is given (the report's target)."""
+        if self.result is not None:
+            return self.result
         return apply_standard(self.standard, self.defects, self.part_id)
 
 
@@ -196,43 +208,97 @@ def generate(
 
 @dataclass(frozen=True)
 class Answer:
-    """The decoder's answer to a question about one part.
+    """The decoder's answer to a question about one part, held to the rule engine.
 
     Attributes
     ----------
     text : str
-        The answer (empty when it could not be decoded).
+        The answer to show: the decoder's, or where it contradicts the rules, the rules'
+        verdict with the decoder's answer beside it (empty when none could be decoded).
     language : str
         The question's language, which the answer is in.
     seconds : float
         Decoding time.
     error : str | None
         Why ``text`` is empty.
+    rules_verdict : Verdict | None
+        The rule engine's verdict on the part, which stands whatever the answer says.
+    decoder_text : str
+        The decoder's own answer.
+    disagreements : tuple[str, ...]
+        How the decoder's answer contradicts the rules (see
+        :func:`~inspection.decoder.crosscheck.check_answer`); empty when it does not.
     """
 
     text: str
     language: str
     seconds: float
     error: str | None = None
+    rules_verdict: Verdict | None = None
+    decoder_text: str = ""
+    disagreements: tuple[str, ...] = ()
+
+    @property
+    def agreed(self) -> bool:
+        """The decoder's answer states nothing the rules contradict."""
+        return not self.disagreements
 
 
-def ask(model: ReportDecoder, request: ReportRequest, question: str) -> Answer:
-    """Answer ``question`` about one part, in the question's language (zh or en)."""
+ANSWER_BUDGET = 4 * SUMMARY_MAX_CHARS + 64
+"""New tokens an answer may take: the schema's longest answer, in bytes."""
+
+
+def ask(
+    model: ReportDecoder,
+    request: ReportRequest,
+    question: str,
+    result: InspectionResult | None = None,
+) -> Answer:
+    """Answer ``question`` about one part, in the question's language (zh or en).
+
+    The answer is cross-checked against the rule engine's ``result`` for the part
+    (default: ``request.rules()``): where it states a verdict, a
+    count or a clause the rules contradict, the answer says what the rules say, with the
+    decoder's words beside it, and the rules' verdict stands.
+
+    Raises
+    ------
+    UserError
+        If the question is empty or longer than ``MAX_QUESTION_CHARS``, or the prompt
+        would not fit the decoder's context.
+    """
+    question = check_question(question)
+    result = request.rules() if result is None else result
     start = time.perf_counter()
     language = question_language(question)
     compiler = _compiler(model.tokenizer, model.lm.config.vocab_size)
     grammar = _compile(compiler, answer_json_schema(language))
     prompt = build_prompt(request.standard, request.defects, language, question=question)
-    budget = 4 * SUMMARY_MAX_CHARS + 64  # the schema's longest answer, in bytes
-    (row,) = generate(model, [request.fused], [prompt], [grammar], budget)
+    _check_context(model, prompt, len(request.fused))
+    (row,) = generate(model, [request.fused], [prompt], [grammar], ANSWER_BUDGET)
     eos = model.tokenizer.eos_token_id
     text = model.tokenizer.decode(row[: row.index(eos)] if eos in row else row)
     seconds = time.perf_counter() - start
+    verdict = result.verdict
     try:
         parsed = AnswerModel.model_validate_json(text)
     except ValidationError as exc:
-        return Answer("", language, seconds, f"cut short or invalid: {exc}")
-    return Answer(parsed.answer, language, seconds)
+        return Answer("", language, seconds, f"cut short or invalid: {exc}", verdict)
+    disagreements = check_answer(parsed.answer, result, request.standard.clause_ids)
+    shown = rules_say(result, parsed.answer, language) if disagreements else parsed.answer
+    return Answer(shown, language, seconds, None, verdict, parsed.answer, disagreements)
+
+
+def _check_context(model: ReportDecoder, prompt: str, prefix: int) -> None:
+    # Past the LM's positions the answer is garbage (seen: 130 s, then noise).
+    limit = getattr(model.lm.config, "max_position_embeddings", None)
+    (ids,) = model.encode([prompt])
+    needed = prefix + 1 + len(ids) + ANSWER_BUDGET  # fused tokens, <s>, prompt, answer
+    if limit is not None and needed > limit:
+        raise UserError(
+            f"the question and the part's prompt need {needed} positions; the decoder's "
+            f"context holds {limit}: ask a shorter question"
+        )
 
 
 def _result(

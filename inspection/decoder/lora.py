@@ -9,6 +9,7 @@ are shared by every product line and stay outside the adapters.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
 from inspection.decoder.model import ReportDecoder
+from inspection.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,29 @@ class AdapterInfo:
     active: bool
 
 
+# One folder name on every file system and in every shell: ASCII, no separators, no
+# leading dot or dash. "ACTIVE" is the file naming the active adapter and "none" means
+# the base alone (``adapters activate none``); both are refused in any case, since
+# macOS and Windows fold case.
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+RESERVED_NAMES = (ACTIVE_FILE, "none")
+ADAPTER_NAME_RULE = (
+    "1 to 64 ASCII letters, digits, '-' and '_', starting with a letter or digit, "
+    f"and not {' or '.join(repr(n) for n in RESERVED_NAMES)} in any case"
+)
+
+
 def adapter_dir(decoder_dir: str | Path, name: str) -> Path:
-    """Where adapter ``name`` of a decoder lives."""
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name == ACTIVE_FILE:
-        raise ValueError(f"bad adapter name {name!r}: use letters, digits, '-' and '_'")
+    """Where adapter ``name`` of a decoder lives.
+
+    Raises
+    ------
+    UserError
+        If ``name`` breaks :data:`ADAPTER_NAME_RULE`.
+    """
+    reserved = name.casefold() in {n.casefold() for n in RESERVED_NAMES}
+    if not ADAPTER_NAME.fullmatch(name) or reserved:
+        raise UserError(f"bad adapter name {name!r}: use {ADAPTER_NAME_RULE}")
     return Path(decoder_dir) / ADAPTERS_DIR / name
 
 
@@ -164,13 +185,22 @@ def set_active_adapter(decoder_dir: str | Path, name: str | None) -> None:
     (root / ACTIVE_FILE).write_text((name or "") + "\n", encoding="utf-8")
 
 
-def load_decoder(decoder_dir: str | Path, device: str = "cpu") -> ReportDecoder:
+def load_decoder(
+    decoder_dir: str | Path, device: str = "cpu", verify: bool = True
+) -> ReportDecoder:
     """A decoder with every saved adapter loaded and the active one in use.
 
     Switch between them with :func:`use_adapter` (or :func:`base_only`) at run time: the
-    base weights are loaded once.
+    base weights are loaded once. ``verify``: refuse files that differ from the manifest
+    of the model the decoder ships in (``MODEL/decoder``), adapters included (see
+    :meth:`ReportDecoder.load`).
+
+    Raises
+    ------
+    ModelError
+        A missing, unreadable or modified decoder file, naming it.
     """
-    model = ReportDecoder.load(decoder_dir, device=device)
+    model = ReportDecoder.load(decoder_dir, device=device, verify=verify)
     saved = saved_adapters(decoder_dir)
     for adapter in saved:
         load_adapter(model, adapter.path, adapter.name)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 from transformers import (
@@ -37,6 +38,8 @@ from inspection.config import REPO_ROOT, get_settings
 from inspection.decoder.corpus import shipped_standards
 from inspection.decoder.fusion import FusionConfig, FusionResampler
 from inspection.decoder.tokenizer import tokenizer_corpus, train_tokenizer
+from inspection.errors import ModelError
+from inspection.models.card import check_files, covering_manifest
 from inspection.models.outputs import Detection
 
 FORMAT = "inspection.report-decoder/1"
@@ -203,18 +206,56 @@ class ReportDecoder(nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> ReportDecoder:
-        """Restore a decoder written by :meth:`save` (nothing is downloaded)."""
+    def load(
+        cls, directory: str | Path, device: str | torch.device = "cpu", verify: bool = True
+    ) -> ReportDecoder:
+        """Restore a decoder written by :meth:`save` (nothing is downloaded).
+
+        Parameters
+        ----------
+        directory : str | Path
+            The decoder's folder.
+        device : str | torch.device
+            Torch device.
+        verify : bool
+            Inside a shipped model (``MODEL/decoder``, or a folder with its own
+            ``manifest.json``), refuse files that differ from the manifest's SHA-256
+            first; ``False`` only for development. A decoder outside a packaged model
+            has no recorded hashes.
+
+        Raises
+        ------
+        ModelError
+            A missing folder or file, a file that differs from the manifest, or one the
+            libraries cannot read, naming it.
+        """
         directory = Path(directory)
-        meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{directory}: not a report decoder (format {meta.get('format')})")
-        config = DecoderConfig.from_dict(meta["config"])
-        lm_config = AutoConfig.from_pretrained(directory / "lm", local_files_only=True)
+        if verify:
+            _verify_files(directory)
+        needed = (CONFIG_FILE, "lm", "tokenizer", WEIGHTS_FILE)
+        missing = [n for n in needed if not (directory / n).exists()]
+        if missing:
+            what = "no such folder" if not directory.is_dir() else f"no {', '.join(missing)}"
+            raise ModelError(f"{directory}: not a report decoder directory ({what})")
+        config = _read_decoder_json(directory / CONFIG_FILE)
+        try:
+            lm_config = AutoConfig.from_pretrained(directory / "lm", local_files_only=True)
+        except (OSError, ValueError) as exc:  # transformers: not JSON, or no known model_type
+            raise ModelError(f"{directory / 'lm'}: unusable LM config ({exc})") from exc
         lm = AutoModelForCausalLM.from_config(lm_config)
-        tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                directory / "tokenizer", local_files_only=True
+            )
+        except (OSError, ValueError, KeyError) as exc:  # missing, not JSON, missing fields
+            raise ModelError(f"{directory / 'tokenizer'}: unusable tokenizer ({exc!r})") from exc
         model = cls(config, lm, tokenizer)
-        load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
+        try:
+            load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
+        except SafetensorError as exc:  # truncated or corrupt
+            raise ModelError(
+                f"{directory / WEIGHTS_FILE}: not a readable safetensors file ({exc})"
+            ) from exc
         return model.eval()
 
     # -- the forward path ---------------------------------------------------------
@@ -324,6 +365,34 @@ def _pad(rows: list[Tensor], labels: list[Tensor], left: bool) -> tuple[Tensor, 
         span = slice(length - row.shape[0], length) if left else slice(0, row.shape[0])
         embeds[i, span], mask[i, span], out_labels[i, span] = row, 1, label
     return embeds, mask, out_labels
+
+
+def _verify_files(directory: Path) -> None:
+    """Check the decoder's files against the manifest of the model it ships in (its own
+    folder's or its parent's); ``adapters/ACTIVE`` is a setting (``inspection adapters
+    activate`` changes it), not a model file, and is not checked."""
+    from inspection.decoder.lora import ACTIVE_FILE, ADAPTERS_DIR
+
+    found = covering_manifest(directory)
+    if found is None:
+        return
+    manifest, files = found
+    files.pop(f"{ADAPTERS_DIR}/{ACTIVE_FILE}", None)
+    check_files(directory, files, str(manifest))
+
+
+def _read_decoder_json(path: Path) -> DecoderConfig:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ModelError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "config" not in meta:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ModelError(f"{path}: not a report decoder config (format {found!r}, not {FORMAT!r})")
+    try:
+        return DecoderConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as exc:  # fields the config refuses
+        raise ModelError(f"{path}: unusable decoder config ({exc})") from exc
 
 
 def _llama_config(config: DecoderConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:

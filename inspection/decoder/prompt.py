@@ -24,6 +24,10 @@ instead left the decoder to rank actions and severities across the list, and mos
 remaining errors were that ranking (measured on unseen generated standards; see
 benchmarks/README.md). Retrieval keeps the prompt a few hundred tokens whatever the
 standard's size.
+
+A part with more than :data:`MAX_DEFECTS` defects (a report's bound) lists the worst
+``MAX_DEFECTS`` by the rules' ranking (:func:`listed_defects`) and says how many more
+there are; the conditions are still evaluated on every defect (counts included).
 """
 
 from __future__ import annotations
@@ -34,12 +38,16 @@ from inspection.standards import (
     Clause,
     Condition,
     Standard,
+    apply_standard,
     class_counts,
     ranked_clauses,
     term,
 )
 from inspection.standards.render import render_header
-from inspection.types import Defect
+from inspection.types import Defect, DefectDecision
+
+MAX_DEFECTS = 16
+"""Most defects a report lists (and a prompt shows); a part with more gets the worst."""
 
 _WORDS = {
     "en": {
@@ -54,6 +62,7 @@ _WORDS = {
         "zone": "zone",
         "no_zone": "zone unknown",
         "no_clause": "- no clause covers it",
+        "more": "{n} more defect(s) not listed: {total} found, the {shown} strictest listed.",
         "instruction": "Write the inspection report as JSON in English.",
         "question": "Question: ",
         "answer": "Answer as JSON in English.",
@@ -69,6 +78,7 @@ _WORDS = {
         "zone": "区域",
         "no_zone": "区域未知",
         "no_clause": "- 无条款覆盖",
+        "more": "另有 {n} 处缺陷未列出：共 {total} 处，列出处置最严的 {shown} 处。",
         "instruction": "请用中文以 JSON 格式写出检验报告。",
         "question": "问题：",
         "answer": "请用中文以 JSON 格式回答。",
@@ -91,7 +101,8 @@ def build_prompt(
         rendered in ``language``.
     defects
         The measured defects, in the order the report must list them, each with its zone
-        set (see :func:`inspection.decoder.schema.defects_of`).
+        set (see :func:`inspection.decoder.schema.defects_of`). Past ``MAX_DEFECTS`` only
+        the worst are listed (:func:`listed_defects`), with a line counting the rest.
     language
         ``"en"`` or ``"zh"``: of the prompt's text and of the report (or answer).
     question
@@ -99,12 +110,15 @@ def build_prompt(
     """
     w = _WORDS[language]
     lines = [render_header(standard, language), w["rule"], w["measured"]]
-    for i, (defect, measured) in enumerate(zip(defects, measured_values(defects), strict=True), 1):
+    listed, values, omitted = listed_defects(standard, defects)
+    for i, (defect, measured) in enumerate(zip(listed, values, strict=True), 1):
         lines.append(f"{i}. {describe_defect(defect, language, standard)}")
         clauses = ranked_clauses(standard, defect.defect_class, defect.zone)
         lines += [render_check(c, measured, language) for c in clauses] or [w["no_clause"]]
     if not defects:
         lines.append(w["none"])
+    if omitted:
+        lines.append(w["more"].format(n=omitted, total=len(defects), shown=len(listed)))
     if question is None:
         lines.append(w["instruction"])
     else:
@@ -131,6 +145,38 @@ def measured_values(defects: Sequence[Defect]) -> list[dict[str, float]]:
         {**d.attributes, "count": count, "total_count": total}
         for d, (count, total) in zip(defects, counts, strict=True)
     ]
+
+
+def listed_indices(
+    decisions: Sequence[DefectDecision], limit: int = MAX_DEFECTS
+) -> tuple[int, ...]:
+    """Which of a part's decisions its report lists: all when they fit, else the worst
+    ``limit`` by the rules' ranking (action, then severity, then order on the part),
+    kept in their order on the part."""
+    if len(decisions) <= limit:
+        return tuple(range(len(decisions)))
+
+    def rank(i: int) -> tuple[int, int, int]:
+        severity = decisions[i].severity
+        return (-decisions[i].action.rank, -(severity.rank if severity else -1), i)
+
+    return tuple(sorted(sorted(range(len(decisions)), key=rank)[:limit]))
+
+
+def listed_defects(
+    standard: Standard, defects: Sequence[Defect]
+) -> tuple[tuple[Defect, ...], list[dict[str, float]], int]:
+    """The defects a prompt and its report list, their measured values, and how many
+    are left out (see :func:`listed_indices`).
+
+    The measured values, ``count`` and ``total_count`` included, are those of the whole
+    part: leaving a defect out of the list does not change what holds for the others.
+    """
+    measured = measured_values(defects)
+    if len(defects) <= MAX_DEFECTS:
+        return tuple(defects), measured, 0
+    keep = listed_indices(apply_standard(standard, defects).decisions)
+    return tuple(defects[i] for i in keep), [measured[i] for i in keep], len(defects) - len(keep)
 
 
 def condition_mark(condition: Condition, measured: dict[str, float]) -> str:

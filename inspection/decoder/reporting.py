@@ -15,7 +15,7 @@ import numpy as np
 
 from inspection.decoder.decoding import Answer, ReportRequest, ask
 from inspection.decoder.model import ReportDecoder
-from inspection.decoder.schema import defects_of
+from inspection.decoder.schema import check_question, defects_of
 from inspection.models.outputs import Detection
 from inspection.pipeline import Detector, Inspector
 from inspection.types import AudioClip, InspectionResult, Observation
@@ -46,7 +46,10 @@ def report_request(
 
     ``detection``, when given, is the part's detection already made (one frame). A part
     whose detection failed gets a zero payload: its result is REVIEW already, and the
-    report can only agree or send it to review.
+    report can only agree or send it to review. The request carries the result, so that
+    its report is held to the inspector's verdict (``request.rules()``), not to the
+    rules on the measurements alone, which would pass a part sent to review for a score
+    with no region to measure.
     """
     recording = _Recording(inspector.detector, detection)
     result = replace(inspector, detector=recording).inspect(observation)
@@ -55,13 +58,26 @@ def report_request(
     else:
         fusion = decoder.config.fusion
         fused = np.zeros((fusion.queries, fusion.dim), np.float16)
-    request = ReportRequest(fused, inspector.standard, defects_of(result), observation.part_id)
+    request = ReportRequest(
+        fused, inspector.standard, defects_of(result), observation.part_id, result=result
+    )
     return result, request
 
 
 def ask_part(
     inspector: Inspector, decoder: ReportDecoder, observation: Observation, question: str
 ) -> tuple[InspectionResult, Answer]:
-    """Inspect one part and answer ``question`` about it in the question's language."""
+    """Inspect one part and answer ``question`` about it in the question's language.
+
+    The answer is held to the inspector's result (which can be REVIEW where the rules
+    on the measurements alone would pass: a failed detection, a score with no region):
+    where it contradicts it, the answer says what the rules say (see :func:`ask`).
+
+    Raises
+    ------
+    UserError
+        If the question is empty or too long (checked before the part is inspected).
+    """
+    check_question(question)
     result, request = report_request(inspector, decoder, observation)
     return result, ask(decoder, request, question)

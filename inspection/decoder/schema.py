@@ -4,6 +4,14 @@ A report is JSON: ``defects`` (one entry per measured defect, in the prompt's or
 then ``verdict``, ``summary`` and ``language``. Defects come before the verdict so that a
 left-to-right decoder writes the evidence before the conclusion.
 
+A report holds at most :data:`MAX_DEFECTS` defects. A part with more gets the worst
+``MAX_DEFECTS`` by the rules' ranking (action, then severity, then order; see
+:func:`~inspection.decoder.prompt.listed_indices`) and a last field, ``omitted_defects``,
+the count of the rest, pinned by the schema: the shipped decoder was trained without
+it, so it comes after everything the decoder writes itself and the grammar fills it in.
+Reports of parts that fit carry no such field. The cross-check sends such a part to
+review (a rules REJECT stays REJECT).
+
 The schema for one standard restricts ``defect_class``, ``zone`` and ``clause_id`` to the
 ids that standard defines: a constrained decoder then cannot cite a clause the prompt
 does not contain. The rule engine writes the training target (:func:`target_report`);
@@ -25,7 +33,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from inspection.decoder.prompt import clause_mark, evidence, measured_values
+from inspection.decoder.prompt import (
+    MAX_DEFECTS,
+    clause_mark,
+    evidence,
+    listed_defects,
+    listed_indices,
+    measured_values,
+)
+from inspection.errors import UserError
 from inspection.standards import Standard, candidate_clauses
 from inspection.standards.render import TERMS_ZH
 from inspection.types import (
@@ -43,7 +59,6 @@ LANGUAGES = ("en", "zh")
 SUMMARY_MAX_CHARS = 160
 EVIDENCE_MAX_CHARS = 240
 MAX_SIZE_MM = 10_000.0
-MAX_DEFECTS = 16
 _MAX_NUMBER_CHARS = 12  # xgrammar writes a number in [0, 1e4] with at most 6 decimals
 
 Size = Annotated[float, Field(ge=0.0, le=MAX_SIZE_MM)]
@@ -87,12 +102,14 @@ def report_model(
     language
         Pin ``language`` to one value; ``None`` accepts ``en`` and ``zh``.
     n_defects
-        Exactly this many defects (the measured ones); ``None``: 0 to ``MAX_DEFECTS``.
+        The number of measured defects: the report lists exactly that many, or past
+        ``MAX_DEFECTS`` the worst ``MAX_DEFECTS`` and ``omitted_defects``, the count of
+        the rest. ``None``: 0 to ``MAX_DEFECTS`` defects, none left out.
     """
     if language is not None and language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
-    if n_defects is not None and not 0 <= n_defects <= MAX_DEFECTS:
-        raise ValueError(f"n_defects must be in 0..{MAX_DEFECTS}, not {n_defects}")
+    if n_defects is not None and n_defects < 0:
+        raise ValueError(f"n_defects must be 0 or more, not {n_defects}")
     defect = create_model(
         "ReportDefect",
         __base__=ReportDefectModel,
@@ -100,17 +117,22 @@ def report_model(
         zone=(Literal[tuple(z.id for z in standard.zones)] | None, ...),
         clause_id=(Literal[standard.clause_ids] | None, ...),
     )
+    listed = MAX_DEFECTS if n_defects is None else min(n_defects, MAX_DEFECTS)
     count = (
-        {"max_length": MAX_DEFECTS}
+        {"max_length": listed}
         if n_defects is None
-        else {"min_length": n_defects, "max_length": n_defects}
+        else {"min_length": listed, "max_length": listed}
     )
+    omitted = 0 if n_defects is None else n_defects - listed
+    # Last, so that everything the decoder writes comes as it was trained (see above).
+    more = {"omitted_defects": (Literal[omitted], ...)} if omitted else {}
     languages = LANGUAGES if language is None else (language,)
     return create_model(
         "Report",
         __base__=ReportModel,
         defects=(list[defect], Field(**count)),
         language=(Literal[languages], ...),
+        **more,
     )
 
 
@@ -123,7 +145,9 @@ def report_json_schema(
     """JSON schema of a report under ``standard`` (see :func:`report_model`).
 
     With ``defects`` (the measured ones, zones set) the schema is pinned to that part:
-    entry ``i`` of the report is defect ``i`` with its class, zone and size as measured,
+    entry ``i`` of the report is listed defect ``i`` (all of them, or past
+    ``MAX_DEFECTS`` the worst; see :func:`~inspection.decoder.prompt.listed_defects`)
+    with its class, zone and size as measured,
     and either one of the clauses covering that class and zone whose conditions all hold,
     with the severity and action it prescribes, or one that needs a value that was not
     measured, with ``review``, or no clause and ``accept``. Which of these governs is the
@@ -133,15 +157,15 @@ def report_json_schema(
     if defects is None:
         return report_model(standard, language, n_defects).model_json_schema()
     schema = report_model(standard, language, len(defects)).model_json_schema()
-    measured = measured_values(defects)
+    listed, measured, _ = listed_defects(standard, defects)
     schema["properties"]["defects"] = {
         "type": "array",
         "prefixItems": [
-            _pinned_defect(standard, d, m) for d, m in zip(defects, measured, strict=True)
+            _pinned_defect(standard, d, m) for d, m in zip(listed, measured, strict=True)
         ],
         "items": False,
-        "minItems": len(defects),
-        "maxItems": len(defects),
+        "minItems": len(listed),
+        "maxItems": len(listed),
     }
     schema.pop("$defs", None)
     return schema
@@ -227,8 +251,11 @@ def max_report_bytes(standard: Standard, n_defects: int | None = None) -> int:
     ) + 4 * EVIDENCE_MAX_CHARS
     frame = {"defects": [], "verdict": "REJECT", "summary": "", "language": "en"}
     summary_bytes = 4 * SUMMARY_MAX_CHARS  # up to 4 UTF-8 bytes a character
-    n = MAX_DEFECTS if n_defects is None else n_defects
-    return len(_dumps(frame).encode()) + summary_bytes + n * defect_bytes
+    n = MAX_DEFECTS if n_defects is None else min(n_defects, MAX_DEFECTS)
+    omitted = 0 if n_defects is None else n_defects - n
+    # ', "omitted_defects": N': the braces' two bytes stand for the ", " before it.
+    more = len(_dumps({"omitted_defects": omitted}).encode()) if omitted else 0
+    return len(_dumps(frame).encode()) + summary_bytes + n * defect_bytes + more
 
 
 def report_text(report: Report) -> str:
@@ -238,8 +265,9 @@ def report_text(report: Report) -> str:
 
 
 def to_json(report: Report) -> dict[str, Any]:
-    """The JSON fields of a report (its part id and standard are known from context)."""
-    return {
+    """The JSON fields of a report (its part id and standard are known from context);
+    ``omitted_defects`` only when the part had more defects than a report holds."""
+    fields = {
         "defects": [
             {
                 "defect_class": d.defect_class,
@@ -256,6 +284,9 @@ def to_json(report: Report) -> dict[str, Any]:
         "summary": report.summary,
         "language": report.language,
     }
+    if report.omitted_defects:
+        fields["omitted_defects"] = report.omitted_defects
+    return fields
 
 
 def parse_report(
@@ -266,6 +297,8 @@ def parse_report(
     n_defects: int | None = None,
 ) -> Report:
     """Validate decoder output against the standard's schema and build a :class:`Report`.
+
+    ``n_defects`` is the number of measured defects (see :func:`report_model`).
 
     Raises
     ------
@@ -297,6 +330,7 @@ def from_model(model: ReportModel, part_id: str, standard: Standard | None = Non
         language=model.language,
         standard_id=standard.id if standard else None,
         standard_version=standard.version if standard else None,
+        omitted_defects=getattr(model, "omitted_defects", 0),
     )
 
 
@@ -314,7 +348,8 @@ def size_mm(attributes: Mapping[str, float]) -> float | None:
 
 
 def target_report(result: InspectionResult, standard: Standard, language: str = "en") -> Report:
-    """The report the decoder should write for a part: the rule engine's decisions.
+    """The report the decoder should write for a part: the rule engine's decisions (past
+    ``MAX_DEFECTS``, the worst of them and the count of the rest).
 
     Raises
     ------
@@ -331,16 +366,16 @@ def target_report(result: InspectionResult, standard: Standard, language: str = 
                 f"{d.defect.defect_class} in zone {d.zone}: not in standard {standard.id}"
             )
     measured = measured_values(defects_of(result))
+    keep = listed_indices(result.decisions)
     return Report(
         part_id=result.part_id,
         verdict=result.verdict,
-        defects=tuple(
-            _report_defect(d, standard, m) for d, m in zip(result.decisions, measured, strict=True)
-        ),
+        defects=tuple(_report_defect(result.decisions[i], standard, measured[i]) for i in keep),
         summary=summarise(result, standard, language),
         language=language,
         standard_id=standard.id,
         standard_version=standard.version,
+        omitted_defects=len(result.decisions) - len(keep),
     )
 
 
@@ -387,7 +422,9 @@ _SUMMARY = {
         "largest": "缺陷 {i}：{name}，{size} 毫米。",
     },
 }
-_WORDS_ZH = {"PASS": "合格", "REJECT": "不合格", "REVIEW": "待复检", **TERMS_ZH}
+VERDICTS_ZH = {"PASS": "合格", "REJECT": "不合格", "REVIEW": "待复检"}
+"""Chinese words of the verdicts, as reports and answers write them."""
+_WORDS_ZH = {**VERDICTS_ZH, **TERMS_ZH}
 
 
 def summarise(result: InspectionResult, standard: Standard, language: str = "en") -> str:
@@ -503,6 +540,36 @@ def answer_json_schema(language: str) -> dict[str, Any]:
 def answer_text(answer: str, language: str) -> str:
     """An answer as the compact JSON the decoder writes."""
     return _dumps({"answer": _clean(answer)[:SUMMARY_MAX_CHARS], "language": language})
+
+
+# The LM's context is 4096 positions (``max_position_embeddings`` of the ``tiny`` and
+# ``small`` decoders built here, models/decoder/*.yaml). Measured with the shipped
+# decoder's tokenizer, the prompt of a part with MAX_DEFECTS defects under the shipped
+# standards, every clause of its class listed, is at most 1880 tokens (bracket, zh); with
+# 16 fused tokens and the answer's budget (4 * SUMMARY_MAX_CHARS + 64 = 704) that leaves
+# about 1490 for the question. A byte-level tokenizer spends at most one token a UTF-8
+# byte, 4 bytes a character at worst: 300 characters always fit (the training questions
+# are under 50). ``ask`` still checks the whole prompt against the context.
+MAX_QUESTION_CHARS = 300
+
+
+def check_question(question: str) -> str:
+    """``question`` with its whitespace collapsed, as the prompt carries it.
+
+    Raises
+    ------
+    UserError
+        If it is empty (or only whitespace) or longer than ``MAX_QUESTION_CHARS``.
+    """
+    text = " ".join(question.split())
+    if not text:
+        raise UserError("the question is empty; ask about the part in English or Chinese")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise UserError(
+            f"the question is {len(text)} characters long; the most the decoder reads is "
+            f"{MAX_QUESTION_CHARS}"
+        )
+    return text
 
 
 def question_language(question: str) -> str:

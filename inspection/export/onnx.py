@@ -4,7 +4,8 @@ One self-contained ``.onnx`` file (``external_data=False``: no ``.onnx.data`` si
 lose on the way to a device) with a dynamic batch. The model's config (class names
 included), patch grid, ``model_version`` and the checkpoint's extra metadata go into the
 file's metadata, so the torch-free runner (:mod:`inspection.export.runtime`) needs
-nothing else.
+nothing else to run it; it checks it against ``FILE.onnx.sha256``, the file's SHA-256
+written beside it (``sha256sum`` format) and shipped with it.
 
 Inputs: ``image (B, C, S, S)`` and, with audio, ``mel (B, n_mels, 2 * n_audio_ctx)``.
 Outputs: ``maps, image_logit, class_logits, [audio_logit,] part_logit, patch_tokens,
@@ -23,6 +24,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from inspection.export.runtime import record_hash
 from inspection.models.model import DefectModel
 
 IMAGE_OUTPUTS = ("maps", "image_logit", "class_logits", "part_logit", "patch_tokens")
@@ -88,7 +90,7 @@ def export_onnx(
     Returns
     -------
     Path
-        The written file.
+        The written file; its SHA-256 is recorded in ``FILE.onnx.sha256`` beside it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +124,7 @@ def export_onnx(
             verbose=False,
         )
     _write_metadata(path, model, grid, with_audio)
+    record_hash(path)
     return path
 
 

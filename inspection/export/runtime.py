@@ -2,7 +2,9 @@
 
 The edge box runs this: it imports no torch (a test enforces it). The ONNX file carries
 the model config in its metadata, so preprocessing, the audio front end and the class
-names come from the file itself.
+names come from the file itself. Its SHA-256 sits beside it in ``FILE.onnx.sha256``
+(``sha256sum``'s format, so ``sha256sum -c`` checks it too), written by the export; the
+detector refuses a graph that differs from it.
 
 >>> detector = OnnxDetector("models/small.onnx")  # doctest: +SKIP
 >>> det = detector.detect(read_image("part.png"), audio=clip)  # doctest: +SKIP
@@ -12,13 +14,23 @@ names come from the file itself.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import (
+    Fail,
+    InvalidArgument,
+    InvalidGraph,
+    InvalidProtobuf,
+    NoSuchFile,
+)
 
+from inspection.errors import ModelError
 from inspection.models.audio import fit_mel_frames
+from inspection.models.card import check_files, sha256
 from inspection.models.config import ModelConfig
 from inspection.models.detector import TiledDetector
 from inspection.models.outputs import Detection
@@ -26,6 +38,84 @@ from inspection.models.outputs import Detection
 # Whisper's log-mel of silence: fed to a graph with an audio branch when a part has no
 # clip; the audio outputs are then dropped and the part logit is the image logit.
 _SILENT_MEL = -1.5
+HASH_SUFFIX = ".sha256"
+# What ONNX Runtime raises for a file that is not a usable graph (not for a bug of ours).
+_BAD_GRAPH = (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile)
+_REEXPORT = (
+    "export it again with `inspection export` (it writes FILE.onnx.sha256 beside the "
+    "graph), or run it unchecked with --no-verify (verify=False)"
+)
+
+
+def hash_file(graph: str | Path) -> Path:
+    """Where a graph's SHA-256 is recorded: ``FILE.onnx.sha256`` beside it."""
+    graph = Path(graph)
+    return graph.with_name(graph.name + HASH_SUFFIX)
+
+
+def record_hash(graph: str | Path, digest: str | None = None) -> str:
+    """Record ``graph``'s SHA-256 in ``FILE.onnx.sha256`` (``sha256sum`` format).
+
+    Written to a temporary file and renamed: a reader never sees half a record.
+
+    Parameters
+    ----------
+    graph : str | Path
+        The ``.onnx`` file.
+    digest : str | None
+        Its SHA-256 where known (a graph checked under another name and then moved);
+        ``None`` hashes the file.
+
+    Returns
+    -------
+    str
+        The recorded SHA-256.
+    """
+    graph = Path(graph)
+    digest = digest or sha256(graph)
+    record = hash_file(graph)
+    partial = record.with_name(f".{record.name}.partial")
+    partial.write_text(f"{digest}  {graph.name}\n", encoding="utf-8")
+    partial.replace(record)
+    return digest
+
+
+def recorded_hash(graph: str | Path) -> str | None:
+    """The SHA-256 recorded for ``graph``, or ``None`` where there is no record.
+
+    Raises
+    ------
+    ModelError
+        A record that is not a ``sha256sum`` line.
+    """
+    record = hash_file(graph)
+    if not record.is_file():
+        return None
+    try:
+        fields = record.read_text(encoding="utf-8").split()
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{record}: not a SHA-256 record ({exc})") from exc
+    if not fields or not re.fullmatch(r"[0-9a-fA-F]{64}", fields[0]):
+        raise ModelError(f"{record}: not a SHA-256 record (`sha256sum` format expected)")
+    return fields[0].lower()
+
+
+def verify_graph(graph: str | Path) -> None:
+    """Refuse a graph whose SHA-256 differs from ``FILE.onnx.sha256``, or has no record.
+
+    Raises
+    ------
+    ModelError
+        Naming the file and the problem.
+    """
+    graph = Path(graph)
+    digest = recorded_hash(graph)
+    if digest is None:
+        raise ModelError(
+            f"{graph}: no recorded SHA-256 to verify it against ({hash_file(graph).name} "
+            f"is missing); {_REEXPORT}"
+        )
+    check_files(graph.parent, {graph.name: digest}, hash_file(graph).name, hint=_REEXPORT)
 
 
 class OnnxDetector(TiledDetector):
@@ -48,6 +138,9 @@ class OnnxDetector(TiledDetector):
         Let ONNX Runtime's threads spin between runs (its default, fastest when the box
         runs nothing else); ``False`` frees the cores as soon as a run ends, for a box
         whose cores other work shares (``benchmarks/edge_threads.py`` measures both).
+    verify : bool
+        Check the file against its recorded SHA-256 (``FILE.onnx.sha256``) before the
+        session is made; ``False`` only for development.
 
     Attributes
     ----------
@@ -57,6 +150,12 @@ class OnnxDetector(TiledDetector):
         The checkpoint's ``model_version`` (``"unsaved"`` for a model never saved).
     metadata : dict
         The checkpoint's extra metadata (e.g. thresholds), as exported.
+
+    Raises
+    ------
+    ModelError
+        A missing file, one that differs from its recorded SHA-256 (or has none), or one
+        that is not an exported edge graph.
     """
 
     def __init__(
@@ -66,23 +165,34 @@ class OnnxDetector(TiledDetector):
         threads: int | None = None,
         batch_size: int = 8,
         spin: bool = True,
+        verify: bool = True,
     ):
         self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such ONNX file")
+        if verify:
+            verify_graph(self.path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         if not spin:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(self.path), options, providers=providers or ["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except _BAD_GRAPH as exc:
+            raise ModelError(f"{self.path}: not a readable ONNX graph ({exc})") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
-        if "config" not in meta:
-            raise ValueError(f"{self.path}: no model config in the ONNX metadata; re-export it")
-        self.config = ModelConfig.from_dict(json.loads(meta["config"]))
-        self.grid: tuple[int, int] = tuple(json.loads(meta["grid"]))
+        if "config" not in meta or "grid" not in meta:
+            raise ModelError(f"{self.path}: no model config in the ONNX metadata; re-export it")
+        try:
+            self.config = ModelConfig.from_dict(json.loads(meta["config"]))
+            self.grid: tuple[int, int] = tuple(json.loads(meta["grid"]))
+            self.metadata: dict[str, Any] = json.loads(meta.get("extra") or "{}")
+        except (TypeError, ValueError) as exc:  # not JSON, or fields ModelConfig refuses
+            raise ModelError(f"{self.path}: unusable model metadata ({exc}); re-export it") from exc
         self.version = meta.get("model_version") or "unsaved"
-        self.metadata: dict[str, Any] = json.loads(meta.get("extra") or "{}")
         self.batch_size = batch_size
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]

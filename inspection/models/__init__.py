@@ -26,6 +26,8 @@ _EXPORTS = {
     "save_model": "inspection.models.checkpoint",
     "load_model": "inspection.models.checkpoint",
     "read_checkpoint": "inspection.models.checkpoint",
+    "verify_checkpoint": "inspection.models.checkpoint",
+    "verify_manifest": "inspection.models.card",
     "PreprocessOptions": "inspection.models.preprocess",
     "Tiles": "inspection.models.preprocess",
     "TileLayout": "inspection.models.preprocess",

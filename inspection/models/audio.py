@@ -4,22 +4,27 @@ The recipe is whisper's ``log_mel_spectrogram`` (``n_fft`` 400, hop 160, periodi
 reflect-padded centred STFT, last frame dropped, whisper's mel filter bank, ``log10``
 clamped at 1e-10, floor at max - 8, ``(x + 4) / 4``), so the torch-free edge runtime
 feeds the exported audio encoder exactly what training fed it. Unlike whisper, a clip is
-cropped or padded to the model's own length (``2 * n_audio_ctx`` frames), not to 30 s.
+fitted to the model's own length (``2 * n_audio_ctx`` frames, 1 s), not to 30 s: a
+shorter clip is padded, and a longer one is cut into windows of that length
+(:func:`audio_windows`), each scored by the detector, up to :data:`MAX_AUDIO_SECONDS`.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from inspection.io import audio_clip
+from inspection.io import InputError, audio_clip
 from inspection.types import AUDIO_SAMPLE_RATE, AudioClip
 
 MEL_FILTERS = Path(__file__).resolve().parents[1] / "assets" / "mel_filters.npz"
 N_FFT = 400
 HOP_LENGTH = 160
+MAX_AUDIO_SECONDS = 30.0
+"""Longest clip the detector scores (30 windows of a 1 s model); a longer one is refused."""
 
 
 @lru_cache(maxsize=4)
@@ -84,7 +89,8 @@ def audio_to_mel(
 
     The clip is validated (empty or non-finite audio is refused), resampled to 16 kHz,
     and cropped or zero-padded to ``n_frames * 160`` samples, so the whisper encoder gets
-    the ``2 * n_audio_ctx`` frames it asserts on.
+    the ``2 * n_audio_ctx`` frames it asserts on. Training reads clips this way; the
+    detector scores a longer clip whole, in windows (:func:`audio_windows`).
 
     Parameters
     ----------
@@ -98,13 +104,75 @@ def audio_to_mel(
     inspection.io.InputError
         Empty audio, or NaN / infinite samples.
     """
+    samples = _samples_16k(audio, sample_rate)
+    return log_mel_spectrogram(pad_or_trim(samples, n_frames * HOP_LENGTH), n_mels)
+
+
+def audio_windows(
+    audio: AudioClip | np.ndarray,
+    n_mels: int = 80,
+    n_frames: int = 100,
+    sample_rate: int = AUDIO_SAMPLE_RATE,
+    max_seconds: float = MAX_AUDIO_SECONDS,
+) -> np.ndarray:
+    """A whole clip as the model's inputs: one log-mel per window of the model's length.
+
+    A clip that fits one window gives exactly :func:`audio_to_mel`'s input. A longer one
+    is covered by ``ceil(length / window)`` full windows, spread evenly, the first at the
+    start and the last flush with the end (as image tiles are): every sample is heard,
+    and no window is mostly padding, which the model never heard in training.
+
+    Parameters
+    ----------
+    audio : AudioClip | np.ndarray
+        A clip, or raw mono samples at ``sample_rate``.
+    n_mels, n_frames : int
+        ``config.n_mels`` and ``config.n_audio_frames``.
+    max_seconds : float
+        Longest clip accepted.
+
+    Returns
+    -------
+    np.ndarray
+        ``(W, n_mels, n_frames)`` float32, ``W >= 1`` windows in time order.
+
+    Raises
+    ------
+    inspection.io.InputError
+        Empty audio, NaN / infinite samples, or a clip longer than ``max_seconds``.
+    """
+    samples = _samples_16k(audio, sample_rate)
+    seconds = samples.size / AUDIO_SAMPLE_RATE
+    if seconds > max_seconds:
+        raise InputError(
+            f"audio is {seconds:.1f} s long, over the {max_seconds:g} s a clip may last "
+            "(scored in windows of the model's length): cut it to the tap test"
+        )
+    window = n_frames * HOP_LENGTH
+    return np.stack(
+        [
+            log_mel_spectrogram(pad_or_trim(samples[start:], window), n_mels)
+            for start in window_starts(samples.size, window)
+        ]
+    )
+
+
+def window_starts(length: int, window: int) -> list[int]:
+    """Starts of the fewest windows of ``window`` samples covering ``length``: spread
+    evenly, the first at 0 and the last flush with the end (``[0]`` if it fits one)."""
+    if length <= window:
+        return [0]
+    n = math.ceil(length / window)
+    return [round(i * (length - window) / (n - 1)) for i in range(n)]
+
+
+def _samples_16k(audio: AudioClip | np.ndarray, sample_rate: int) -> np.ndarray:
+    """Validated mono float32 samples at 16 kHz."""
     if isinstance(audio, AudioClip):
         samples, rate = audio.samples, audio.sample_rate
     else:
         samples, rate = audio, sample_rate
-    clip = audio_clip(samples, rate, sample_rate=AUDIO_SAMPLE_RATE)
-    samples = pad_or_trim(clip.samples, n_frames * HOP_LENGTH)
-    return log_mel_spectrogram(samples, n_mels)  # (n_mels, n_frames)
+    return audio_clip(samples, rate, sample_rate=AUDIO_SAMPLE_RATE).samples
 
 
 def fit_mel_frames(mel: np.ndarray, n_frames: int) -> np.ndarray:

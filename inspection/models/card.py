@@ -1,26 +1,34 @@
 """Packaging a trained model for shipping: a manifest of file hashes and a model card.
 
-Torch-free: an edge box verifies a bundle with :func:`verify_manifest` before loading it.
+Torch-free and light (hashlib and json; the card's metrics are imported when a card is
+written): every model load checks its files with :func:`check_files`, and an edge box
+verifies a bundle with :func:`verify_manifest` before loading it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from inspection.metrics import REPORT_METRICS
-from inspection.pipeline import thresholds_of
+from inspection.errors import ModelError
 
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
 NOT_SHIPPED = frozenset({MANIFEST, "train_state.pt", "train_log.jsonl"})
+# Said by every refusal of a model whose files differ from their record.
+NO_VERIFY_HINT = (
+    "if the change is intended, package the model again (`inspection package` writes "
+    f"{MANIFEST}) or load it with --no-verify (verify=False)"
+)
 
 
-def sha256(path: Path) -> str:
+def sha256(path: str | Path) -> str:
+    """The file's SHA-256, in hex."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -41,16 +49,131 @@ def write_manifest(model_dir: str | Path) -> Path:
 
 
 def verify_manifest(model_dir: str | Path) -> list[str]:
-    """Problems with a shipped model: missing, extra-changed or corrupted files."""
+    """Problems with a shipped model: each file of its manifest that is missing or whose
+    SHA-256 differs (corrupt or modified), by its path in the model directory.
+
+    Raises
+    ------
+    ModelError
+        No ``manifest.json`` in ``model_dir``, or one that does not parse.
+    """
     model_dir = Path(model_dir)
-    manifest = json.loads((model_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_manifest(model_dir)
+    if manifest is None:
+        raise ModelError(
+            f"{model_dir / MANIFEST}: no such file (write it with `inspection package`)"
+        )
+    return file_problems(model_dir, manifest, MANIFEST)
+
+
+def read_manifest(model_dir: str | Path) -> dict[str, str] | None:
+    """``{path in the model directory: SHA-256}`` from its ``manifest.json``; ``None``
+    where it has none.
+
+    Raises
+    ------
+    ModelError
+        A manifest that is not the JSON :func:`write_manifest` writes.
+    """
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        return {str(name): str(entry["sha256"]) for name, entry in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not ours
+        raise ModelError(f"{path}: not a readable model manifest ({exc!r})") from exc
+
+
+def covering_manifest(directory: str | Path) -> tuple[Path, dict[str, str]] | None:
+    """The manifest that covers ``directory``: its own, or its parent's for a folder
+    shipped inside a model (``MODEL/decoder``).
+
+    Returns
+    -------
+    tuple[Path, dict[str, str]] | None
+        The manifest file and ``{path relative to directory: SHA-256}`` of the files it
+        lists under ``directory``; ``None`` where neither folder has a manifest.
+    """
+    directory = Path(directory)
+    absolute = directory.resolve()
+    for root in (absolute, absolute.parent):
+        manifest = read_manifest(root)
+        if manifest is None:
+            continue
+        prefix = "" if root == absolute else absolute.relative_to(root).as_posix() + "/"
+        inside = {n[len(prefix) :]: h for n, h in manifest.items() if n.startswith(prefix)}
+        return root / MANIFEST, inside
+    return None
+
+
+def file_problems(
+    directory: str | Path,
+    expected: Mapping[str, str | None],
+    source: str,
+    known: Mapping[str, str] | None = None,
+) -> list[str]:
+    """What is wrong with the files of ``directory`` against their recorded SHA-256.
+
+    Parameters
+    ----------
+    directory : str | Path
+        The folder the names are relative to.
+    expected : Mapping[str, str | None]
+        ``{relative path: SHA-256}``; ``None`` where nothing is recorded for a file that
+        needs a record.
+    source : str
+        Where the hashes come from, for the messages (``manifest.json``, ``config.json``).
+    known : Mapping[str, str] | None
+        SHA-256 already computed for some of the files (a file is not hashed twice).
+
+    Returns
+    -------
+    list[str]
+        ``"<name>: <problem>"``, one per file that is missing, unrecorded or differs.
+    """
+    return [f"{name}: {problem}" for name, problem in _problems(directory, expected, source, known)]
+
+
+def check_files(
+    directory: str | Path,
+    expected: Mapping[str, str | None],
+    source: str,
+    known: Mapping[str, str] | None = None,
+    hint: str = NO_VERIFY_HINT,
+) -> None:
+    """:func:`file_problems`, as a refusal; ``hint`` says what to do about it.
+
+    Raises
+    ------
+    ModelError
+        Naming every file that is missing, unrecorded or differs from its SHA-256.
+    """
+    directory = Path(directory)
+    problems = [
+        f"{directory / name}: {problem}"
+        for name, problem in _problems(directory, expected, source, known)
+    ]
+    if problems:
+        raise ModelError(f"{'; '.join(problems)}; the model is not loaded: {hint}")
+
+
+def _problems(
+    directory: str | Path,
+    expected: Mapping[str, str | None],
+    source: str,
+    known: Mapping[str, str] | None,
+) -> list[tuple[str, str]]:
+    directory, known = Path(directory), known or {}
     problems = []
-    for name, entry in manifest["files"].items():
-        path = model_dir / name
-        if not path.is_file():
-            problems.append(f"{name}: missing")
-        elif sha256(path) != entry["sha256"]:
-            problems.append(f"{name}: SHA-256 differs from the manifest (corrupt or modified)")
+    for name, digest in expected.items():
+        path = directory / name
+        if digest is None:
+            problems.append((name, f"no SHA-256 recorded for it in {source}"))
+        elif not path.is_file():
+            problems.append((name, "missing"))
+        elif (known.get(name) or sha256(path)) != digest:
+            problems.append((name, f"SHA-256 differs from {source} (corrupt or modified)"))
     return problems
 
 
@@ -126,6 +249,8 @@ def write_model_card(
 
 def decoder_section(evaluations: list[tuple[str, dict[str, Any]]]) -> str:
     """A table of the report decoder's figures, one row per evaluation ``(what, metrics)``."""
+    from inspection.metrics import REPORT_METRICS  # scikit-learn: only to write a card
+
     keys = REPORT_METRICS
     lines = [
         "Reports scored against the rule engine on the same measurements "
@@ -143,6 +268,8 @@ def decoder_section(evaluations: list[tuple[str, dict[str, Any]]]) -> str:
 def _thresholds_line(metadata: dict[str, Any]) -> str:
     """The thresholds as the line uses them (through :func:`pipeline.thresholds_of`), and
     what calibration recorded where the line lifts a value to its floor."""
+    from inspection.pipeline import thresholds_of
+
     recorded = metadata.get("thresholds") or {}
     used = thresholds_of(metadata)
     parts = []

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from inspection.config import REPO_ROOT, get_settings
+from inspection.errors import ModelError
 from inspection.models.config import ModelConfig
 
 if TYPE_CHECKING:  # torch stays unimported until a model is built
@@ -49,16 +50,31 @@ def register_model(config: ModelConfig) -> None:
 
 
 def load_config(path: str | Path) -> ModelConfig:
-    """Read a model config YAML file; its ``name`` defaults to the file's stem."""
+    """Read a model config YAML file; its ``name`` defaults to the file's stem.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ModelError
+        A file that is not UTF-8 YAML, not a mapping, or has fields a config refuses.
+    """
     path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable YAML model config: {_one_line(exc)}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a model config is a mapping of fields")
+        raise ModelError(f"{path}: a model config is a mapping of fields")
     data.setdefault("name", path.stem)
     try:
         return ModelConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+        raise ModelError(f"{path}: {exc}") from exc
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def get_config(name: str | Path) -> ModelConfig:
@@ -93,9 +109,11 @@ def create_model(
         Registry name, YAML path, or config.
     weights : str | Path | CheckpointInfo | None
         A checkpoint written by :func:`inspection.models.save_model` (directory or
-        ``.safetensors`` file). Its stored config must match the requested one in every
-        architecture field. ``None``: random weights, plus the pretrained towers the
-        config names (``pretrained_image`` / ``pretrained_audio``, local files).
+        ``.safetensors`` file), verified against its recorded SHA-256 (see
+        :func:`inspection.models.checkpoint.read_checkpoint`). Its stored config must
+        match the requested one in every architecture field. ``None``: random weights,
+        plus the pretrained towers the config names (``pretrained_image`` /
+        ``pretrained_audio``, local files).
     device : str
         Torch device.
     **overrides
@@ -123,8 +141,8 @@ def create_model(
     # pretrained tower files read) and let the checkpoint's tensors take the places.
     with torch.device("meta"):
         model = DefectModel(config, load_pretrained=False)
-    load_weights(model, weights)
+    info = load_weights(model, weights)
     if any(t.is_meta for t in model.buffers()):  # a buffer the checkpoint does not hold
         model = DefectModel(config, load_pretrained=False)
-        load_weights(model, weights)
+        load_weights(model, info)  # read and verified once
     return model.to(device).eval()

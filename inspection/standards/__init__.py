@@ -1,6 +1,13 @@
 """Defect standards: versioned YAML clauses, validation, the rule engine, prompt text."""
 
-from inspection.standards.loader import Problem, StandardError, load_standard, parse_standard
+from inspection.standards.defects import DefectsError, parse_defects, read_defects
+from inspection.standards.loader import (
+    MAX_STANDARD_BYTES,
+    Problem,
+    StandardError,
+    load_standard,
+    parse_standard,
+)
 from inspection.standards.render import render_clause, render_header, render_standard, term
 from inspection.standards.rules import (
     apply_standard,
@@ -21,10 +28,12 @@ from inspection.standards.schema import (
 )
 
 __all__ = [
+    "MAX_STANDARD_BYTES",
     "MEASURED_ATTRIBUTES",
     "Clause",
     "Condition",
     "DefectClass",
+    "DefectsError",
     "Problem",
     "Standard",
     "StandardError",
@@ -36,8 +45,10 @@ __all__ = [
     "class_counts",
     "decide_defect",
     "load_standard",
+    "parse_defects",
     "parse_standard",
     "ranked_clauses",
+    "read_defects",
     "render_clause",
     "render_header",
     "render_standard",

@@ -10,9 +10,23 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from inspection.errors import UserError
 from inspection.standards.schema import Standard
 
 Loc = tuple[str | int, ...]
+
+MAX_STANDARD_BYTES = 256 * 1024
+"""Largest standard read. The shipped ones take a few kB; PyYAML parses about 100 kB a
+second here, so this bounds a load to seconds (a 10 MB standard took 147 s and 1.5 GB)."""
+
+MAX_STANDARD_NODES = 100_000
+"""Most YAML nodes a standard may expand to, aliases expanded (a billion-laughs bound)."""
+
+MAX_STANDARD_DEPTH = 32
+"""Deepest nesting of YAML collections (a standard nests 6 levels)."""
+
+MAX_PROBLEMS = 50
+"""Problems listed in one error; the rest are counted."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +45,7 @@ class Problem:
         )
 
 
-class StandardError(ValueError):
+class StandardError(UserError):
     """A malformed standard. ``problems`` lists every problem found, each with its line."""
 
     def __init__(self, problems: Sequence[Problem]):
@@ -45,26 +59,43 @@ def load_standard(path: str | Path) -> Standard:
     Raises
     ------
     StandardError
-        Naming the file, line and field of each problem.
+        Naming the file, line and field of each problem; a file larger than
+        :data:`MAX_STANDARD_BYTES` is refused before it is parsed.
     """
     path = Path(path)
+    data = b""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        size = path.stat().st_size
+        if size <= MAX_STANDARD_BYTES:
+            with path.open("rb") as f:
+                data = f.read(MAX_STANDARD_BYTES + 1)  # bounded: a file may grow or be a device
+    except OSError as exc:
+        raise StandardError([Problem(str(path), None, "", f"cannot read: {exc}")]) from exc
+    if max(size, len(data)) > MAX_STANDARD_BYTES:
+        raise StandardError([Problem(str(path), None, "", _too_large(max(size, len(data))))])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise StandardError([Problem(str(path), None, "", f"cannot read: {exc}")]) from exc
     return parse_standard(text, source=str(path))
 
 
 def parse_standard(text: str, source: str = "<string>") -> Standard:
-    """Validate a standard given as YAML text; ``source`` names it in errors."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise StandardError([Problem(source, line, "", f"invalid YAML: {problem}")]) from exc
+    """Validate a standard given as YAML text; ``source`` names it in errors.
+
+    Raises
+    ------
+    StandardError
+        Naming ``source``, line and field of each problem (at most
+        :data:`MAX_PROBLEMS`, then a count); text over :data:`MAX_STANDARD_BYTES`, or
+        YAML nested deeper than :data:`MAX_STANDARD_DEPTH` or expanding to more than
+        :data:`MAX_STANDARD_NODES` nodes, is refused before it is built.
+    """
+    # Counted as UTF-8 (a lone surrogate counted too: the YAML reader refuses it after).
+    size = len(text) if len(text) > MAX_STANDARD_BYTES else len(_utf8(text))
+    if size > MAX_STANDARD_BYTES:
+        raise StandardError([Problem(source, None, "", _too_large(size))])
+    root, data = _read_yaml(text, source)
     if not isinstance(data, dict):
         raise StandardError([Problem(source, 1, "", "a standard is a YAML mapping")])
     try:
@@ -72,16 +103,132 @@ def parse_standard(text: str, source: str = "<string>") -> Standard:
     except ValidationError as exc:
         problems = [
             Problem(source, _line_of(root, err["loc"]), _field(err["loc"]), _message(err))
-            for err in exc.errors()
+            for err in exc.errors()[:MAX_PROBLEMS]
         ]
-        raise StandardError(problems) from None
+        raise StandardError(_counted(problems, exc.error_count(), source)) from None
+    found = list(_cross_reference_problems(standard))
     problems = [
-        Problem(source, _line_of(root, loc), _field(loc), msg)
-        for loc, msg in _cross_reference_problems(standard)
+        Problem(source, _line_of(root, loc), _field(loc), msg) for loc, msg in found[:MAX_PROBLEMS]
     ]
     if problems:
-        raise StandardError(problems)
+        raise StandardError(_counted(problems, len(found), source))
     return standard
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+def _too_large(size: int) -> str:
+    kib, rest = divmod(MAX_STANDARD_BYTES, 1024)
+    cap = f"{kib} KiB" if kib and not rest else f"{MAX_STANDARD_BYTES:,} bytes"
+    return f"{size:,} bytes, larger than the {cap} a standard may hold"
+
+
+def _counted(problems: list[Problem], total: int, source: str) -> list[Problem]:
+    if total > len(problems):
+        problems.append(Problem(source, None, "", f"... and {total - len(problems)} more"))
+    return problems
+
+
+class _ShapeError(Exception):
+    """A YAML document too deep or too large to build (raised while composing)."""
+
+    def __init__(self, line: int | None, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than :data:`MAX_STANDARD_DEPTH`
+    while it composes (its composer recurses once per level)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self._depth >= MAX_STANDARD_DEPTH:
+            line = self.peek_event().start_mark.line + 1
+            raise _ShapeError(line, f"nested deeper than {MAX_STANDARD_DEPTH} levels")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The composed node tree (for line numbers) and the data, parsed once."""
+    loader = None
+    try:
+        loader = _BoundedLoader(text)  # reads the text: may refuse a character
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_expansion(root)
+        return root, loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise StandardError([Problem(source, line, "", f"invalid YAML: {problem}")]) from None
+    except _ShapeError as exc:
+        raise StandardError([Problem(source, exc.line, "", exc.message)]) from None
+    except ValueError as exc:  # a scalar Python cannot hold: a 5000-digit int, month 13
+        raise StandardError([Problem(source, None, "", f"invalid value: {exc}")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases make it recursive, or expand it beyond
+    :data:`MAX_STANDARD_NODES` nodes or :data:`MAX_STANDARD_DEPTH` levels.
+
+    Iterative, with each node measured once, so a billion-laughs document costs its
+    text's length, not its expansion.
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, depth), expanded
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            on_path.discard(id(node))
+            nodes = 1 + sum(measured[id(c)][0] for c in children)
+            depth = 1 + max((measured[id(c)][1] for c in children), default=0)
+            if nodes > MAX_STANDARD_NODES:
+                raise _ShapeError(
+                    None,
+                    f"expands to more than {MAX_STANDARD_NODES:,} YAML nodes "
+                    "(aliases expanded); a standard needs a few hundred",
+                )
+            if depth > MAX_STANDARD_DEPTH:
+                raise _ShapeError(
+                    node.start_mark.line + 1,
+                    f"nested deeper than {MAX_STANDARD_DEPTH} levels (aliases expanded)",
+                )
+            measured[id(node)] = (nodes, depth)
+            continue
+        if id(node) in measured:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                raise _ShapeError(
+                    child.start_mark.line + 1, "an alias refers to a node that contains it"
+                )
+            if id(child) not in measured:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def _cross_reference_problems(std: Standard) -> Iterator[tuple[Loc, str]]:

@@ -3,14 +3,19 @@
 Deterministic and auditable: every defect gets the clause that governs it and a reason
 in words. Among the clauses that apply to a defect the one with the most severe action
 governs (then the higher severity, then file order). A defect no clause covers is within
-tolerance and accepted. Anything the standard cannot decide (a class it does not list,
-a condition on an attribute that was not measured) goes to REVIEW, never PASS.
+tolerance and accepted. Anything the standard cannot decide goes to REVIEW, never PASS:
+a class it does not list, a condition on an attribute that was not measured, a
+measurement that is NaN, infinite or negative, a zone it does not declare. A defect
+whose zone is unknown is decided in every zone: the decision stands when every zone
+gives the same action (or every zone rejects: then the strictest), else REVIEW.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from inspection.standards.schema import Clause, Standard
 from inspection.types import (
@@ -18,6 +23,7 @@ from inspection.types import (
     Defect,
     DefectDecision,
     InspectionResult,
+    Verdict,
 )
 
 
@@ -64,11 +70,29 @@ def apply_standard(
     """
     zones = [assign_zone(standard, d, image_size) for d in defects]
     counts = class_counts(defects, zones)
+    per_zone = Counter((d.defect_class, z) for d, z in zip(defects, zones, strict=True))
     decisions = tuple(
-        decide_defect(standard, d, z, count, total)
+        decide_defect(
+            standard,
+            d,
+            z,
+            count,
+            total,
+            zone_counts=_unplaced_counts(standard, d.defect_class, per_zone) if z is None else None,
+        )
         for d, z, (count, total) in zip(defects, zones, counts, strict=True)
     )
     return summarise(standard, decisions, part_id)
+
+
+def _unplaced_counts(
+    standard: Standard, defect_class: str, per_zone: Counter[tuple[str, str | None]]
+) -> dict[str, int]:
+    # A defect of unknown zone, if it were in zone Z, counts with the class's defects
+    # known to be in Z and every defect of the class whose zone is unknown (itself
+    # included): they could all be there, and the standards' count limits are minimums.
+    unplaced = per_zone[(defect_class, None)]
+    return {z.id: per_zone[(defect_class, z.id)] + unplaced for z in standard.zones}
 
 
 def class_counts(defects: Sequence[Defect], zones: Sequence[str | None]) -> list[tuple[int, int]]:
@@ -102,18 +126,66 @@ def summarise(
 
 
 def decide_defect(
-    standard: Standard, defect: Defect, zone: str | None, count: int = 1, total: int = 1
+    standard: Standard,
+    defect: Defect,
+    zone: str | None,
+    count: int = 1,
+    total: int = 1,
+    zone_counts: Mapping[str, int] | None = None,
 ) -> DefectDecision:
-    """Apply the standard's clauses to one defect."""
+    """Apply the standard's clauses to one defect.
+
+    Parameters
+    ----------
+    standard
+        The product's validated standard.
+    defect
+        The defect; every attribute must be a finite number >= 0, else REVIEW.
+    zone
+        Its zone. A zone the standard does not declare gives REVIEW. ``None`` (unknown)
+        decides the defect in every declared zone: the decision stands when every zone
+        gives the same action, the strictest stands when every zone rejects (rework or
+        scrap), and the zones' disagreement is REVIEW otherwise.
+    count, total
+        Defects of its class in its zone, and on the part (the ``count`` and
+        ``total_count`` attributes of conditions).
+    zone_counts
+        For a defect of unknown zone: its ``count`` if it were in each zone (a zone not
+        listed, or no mapping, uses ``count``).
+    """
     if defect.defect_class not in standard.class_ids:
-        return DefectDecision(
+        return _review(
             defect,
             zone,
-            None,
-            Action.REVIEW,
-            None,
             f"{defect.defect_class}: class not covered by standard {standard.id}; needs review",
         )
+    invalid = _invalid_attributes(defect.attributes)
+    if invalid:
+        listed = ", ".join(f"{name}={_value_text(value)}" for name, value in invalid)
+        return _review(
+            defect,
+            zone,
+            f"{defect.defect_class}: {listed}: not a valid measurement (must be a finite "
+            "number >= 0); needs review",
+        )
+    if zone is None and standard.zones:
+        return _decide_unplaced(standard, defect, count, total, zone_counts or {})
+    if zone is None:  # a standard built in code without zones: its clauses cover the part
+        return _decide_in_zone(standard, defect, zone, count, total)
+    if zone not in _zone_ids(standard):
+        return _review(
+            defect,
+            zone,
+            f"{defect.defect_class}: zone {zone!r} is not a zone of standard {standard.id} "
+            f"(zones: {', '.join(_zone_ids(standard))}); needs review",
+        )
+    return _decide_in_zone(standard, defect, zone, count, total)
+
+
+def _decide_in_zone(
+    standard: Standard, defect: Defect, zone: str | None, count: int, total: int
+) -> DefectDecision:
+    """The clauses of ``zone`` applied to a defect whose attributes are all valid."""
     measured = {**defect.attributes, "count": float(count), "total_count": float(total)}
     applicable: list[Clause] = []
     undecidable: list[tuple[Clause, list[str]]] = []
@@ -157,6 +229,82 @@ def decide_defect(
         f"{defect.defect_class} in zone {zone}: {conditions} ({_describe(measured)}) "
         f"-> clause {governing.id}: {governing.severity}, {governing.action}",
     )
+
+
+def _decide_unplaced(
+    standard: Standard,
+    defect: Defect,
+    count: int,
+    total: int,
+    zone_counts: Mapping[str, int],
+) -> DefectDecision:
+    """A defect of unknown zone, decided in every zone of the standard."""
+    outcomes = [
+        _decide_in_zone(standard, defect, z, zone_counts.get(z, count), total)
+        for z in _zone_ids(standard)
+    ]
+    # The strictest outcome: by action, then severity; the first zone on a tie.
+    strictest = max(outcomes, key=lambda d: (d.action.rank, _severity_rank(d)))
+    actions = {d.action for d in outcomes}
+    per_zone = ", ".join(
+        f"{d.zone}: {d.action}" + (f" by {d.clause_id}" if d.clause_id else "") for d in outcomes
+    )
+    if len(actions) == 1:
+        reason = (
+            f"{defect.defect_class}, zone unknown: every zone of standard {standard.id} "
+            f"gives {strictest.action} ({per_zone}); {strictest.reason}"
+        )
+    elif all(a.verdict is Verdict.REJECT for a in actions):
+        reason = (
+            f"{defect.defect_class}, zone unknown: every zone of standard {standard.id} "
+            f"rejects ({per_zone}), the strictest stands; {strictest.reason}"
+        )
+    else:
+        return DefectDecision(
+            defect,
+            None,
+            strictest.severity,
+            Action.REVIEW,
+            strictest.clause_id,
+            f"{defect.defect_class}, zone unknown: the zones of standard {standard.id} "
+            f"disagree ({per_zone}); needs review",
+        )
+    return DefectDecision(
+        defect, None, strictest.severity, strictest.action, strictest.clause_id, reason
+    )
+
+
+def _review(defect: Defect, zone: str | None, reason: str) -> DefectDecision:
+    return DefectDecision(defect, zone, None, Action.REVIEW, None, reason)
+
+
+def _invalid_attributes(attributes: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The attributes that are not a measurement: not a number, NaN, infinite or < 0."""
+    return [(name, value) for name, value in attributes.items() if not _is_measurement(value)]
+
+
+def _is_measurement(value: Any) -> bool:
+    if isinstance(value, str | bytes):
+        return False
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(number) and number >= 0
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{float(value):g}"  # nan, inf, -1 as typed (numpy's repr adds its type)
+    return repr(value)
+
+
+def _zone_ids(standard: Standard) -> tuple[str, ...]:
+    return tuple(z.id for z in standard.zones)
+
+
+def _severity_rank(decision: DefectDecision) -> int:
+    return decision.severity.rank if decision.severity is not None else -1
 
 
 def candidate_clauses(standard: Standard, defect_class: str, zone: str | None) -> list[Clause]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from tqdm import tqdm
 
 from inspection.config import default_model_dir
 from inspection.datasets import load_dataset
+from inspection.errors import ModelError, UserError
 from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
-from inspection.models.checkpoint import CheckpointInfo, same_architecture
+from inspection.models.checkpoint import WEIGHTS_FILE, CheckpointInfo, same_architecture
 from inspection.models.detector import TorchDetector
 from inspection.models.preprocess import MAX_SIDE, PreprocessOptions
 from inspection.train.anomalies import synthesise_anomaly
@@ -39,7 +41,7 @@ LOG_FILE = "train_log.jsonl"
 DEFAULT_CONFIG = "small"
 
 
-class TrainError(ValueError):
+class TrainError(UserError):
     """A run that cannot start as asked: an unknown config, a missing checkpoint or
     device, contradictory options. The message says which; the CLI prints it without a
     traceback (other exceptions are bugs and keep theirs)."""
@@ -93,14 +95,27 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def train(options: TrainOptions, begun: float | None = None) -> TrainResult:
+def train(
+    options: TrainOptions,
+    begun: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> TrainResult:
     """Train, calibrate and save a model to ``options.out``.
 
-    ``begun`` is the ``time.monotonic()`` that ``options.max_minutes`` counts from
-    (default: now). The CLI passes its own start, so that importing torch (5-10 s on a
-    cold disk) is inside the budget the user gave.
+    Parameters
+    ----------
+    options
+        The run.
+    begun
+        The ``clock()`` reading that ``options.max_minutes`` counts from (default: now).
+        The CLI passes its own start, so that importing torch (5-10 s on a cold disk) is
+        inside the budget the user gave.
+    clock
+        Seconds, monotonic: what the deadline, the schedule's pace and calibration's
+        timed cost are measured with. Tests pass a simulated one, so that what a
+        deadline run does depends on no machine's speed.
     """
-    begun = time.monotonic() if begun is None else begun
+    begun = clock() if begun is None else begun
     device, continued = check_can_start(options)
     torch.manual_seed(options.seed)
     out = options.out
@@ -144,10 +159,10 @@ def train(options: TrainOptions, begun: float | None = None) -> TrainResult:
     reserve = 0.0
     if budget is not None:
         n_calibrate, reserve = plan_calibration(
-            len(held), seconds_per_detection(model, held[0]), budget
+            len(held), seconds_per_detection(model, held[0], clock), budget
         )
         held = held[:n_calibrate]
-    started = time.monotonic()
+    started = clock()
     # Seconds of training left, counted from `started`: loading is spent already.
     deadline = None if budget is None else budget - reserve - (started - begun)
     # The learning-rate schedule spans the steps the run will really make, so the model
@@ -168,7 +183,7 @@ def train(options: TrainOptions, begun: float | None = None) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above writes nothing
     log = (out / LOG_FILE).open("a", encoding="utf-8")
     while step < options.steps:
-        now = time.monotonic()
+        now = clock()
         if plan.expired(now):
             stopped = True
             break
@@ -190,11 +205,11 @@ def train(options: TrainOptions, begun: float | None = None) -> TrainResult:
         bar.set_postfix(loss=f"{record['total']:.3f}", seg=f"{record['seg']:.3f}")
         bar.update(1)
         if step % options.checkpoint_every == 0:
-            elapsed = elapsed0 + time.monotonic() - started
+            elapsed = elapsed0 + clock() - started
             _checkpoint(model, optimizer, step, elapsed, plan.planned, out)
     bar.close()
     log.close()
-    seconds = time.monotonic() - started
+    seconds = clock() - started
     model.eval()
     thresholds, auroc = calibrate(model, held, options)
     model.metadata.update(
@@ -256,13 +271,15 @@ def calibrate(
     return thresholds, image_auroc(labels, good_scores + bad_scores)
 
 
-def seconds_per_detection(model, item: Item) -> float:
+def seconds_per_detection(
+    model, item: Item, clock: Callable[[], float] = time.perf_counter
+) -> float:
     """Seconds one full-image detection takes on this machine (timed after a warm-up)."""
     detector = TorchDetector(model.eval())
     detector.detect(item.image, item.audio)
-    start = time.perf_counter()
+    start = clock()
     detector.detect(item.image, item.audio)
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     model.train()
     return seconds
 
@@ -307,10 +324,13 @@ def _shipped_start(options: TrainOptions) -> CheckpointInfo | None:
     :func:`starting_checkpoint`), read once: the model is then built from it."""
     if options.init is not None or options.from_scratch:
         return None
-    try:
-        info = read_checkpoint(default_model_dir())
-    except (FileNotFoundError, ValueError):  # no shipped default here: random weights
+    shipped = default_model_dir()
+    if not (shipped / WEIGHTS_FILE).is_file():  # no shipped default here: random weights
         return None
+    try:
+        info = read_checkpoint(shipped)
+    except ModelError as exc:  # there but corrupt: say so, never start silently from random
+        raise TrainError(f"{exc}; pass --from-scratch to train from random weights") from exc
     return info if same_architecture(info.config, get_config(options.config_name)) else None
 
 

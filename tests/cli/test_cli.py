@@ -141,6 +141,7 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_export_writes_a_checked_graph_the_runtime_loads(tiny_model_dir, tmp_path):
     from inspection.export.runtime import OnnxDetector
     from inspection.models.checkpoint import file_hash, read_checkpoint
@@ -153,13 +154,15 @@ def test_export_writes_a_checked_graph_the_runtime_loads(tiny_model_dir, tmp_pat
     detector = OnnxDetector(out)
     assert detector.version == read_checkpoint(tiny_model_dir).model_version
     assert detector.with_audio and detector.metadata["thresholds"] == {"image": 0.7}
-    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.onnx"]  # no staging left
+    # no staging left; the graph's SHA-256 beside it
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.onnx", "tiny.onnx.sha256"]
     image_only = tmp_path / "image.onnx"
     args = ["export", "--model", str(tiny_model_dir), "--out", str(image_only), "--no-audio"]
     assert runner.invoke(app, args).exit_code == 0
     assert OnnxDetector(image_only).inputs == ["image"]
 
 
+@pytest.mark.slow
 def test_export_keeps_the_old_graph_when_the_check_fails(tiny_model_dir, tmp_path, monkeypatch):
     import inspection.export.onnx as onnx_export
 

@@ -44,6 +44,7 @@ def _ok(args: list[str]):
     return result
 
 
+@pytest.mark.slow
 def test_decoder_evaluate_on_held_out_parts(model_dir, tmp_path):
     decoder = str(model_dir / "decoder")
     _ok(["decoder", "evaluate", "--decoder", decoder, "--out", str(tmp_path), "--n", "6"])
@@ -175,3 +176,111 @@ def test_commands_default_to_the_shipped_model_from_any_directory(
         assert "report decoder tiny" in demo.output  # the tiny copy, not ./models/default
     finally:
         get_settings.cache_clear()
+
+
+def _refused(args: list[str]) -> list[str]:
+    """Run a command that must refuse its input: exit 2, no traceback; its lines."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("error: "), result.output
+    return lines
+
+
+def test_ask_refuses_a_malformed_standard_with_one_line_per_problem(model_dir, line, tmp_path):
+    standard = tmp_path / "bad.yaml"
+    text = (Path(__file__).parents[2] / "datasets" / "standards" / "bracket.yaml").read_text()
+    standard.write_text(
+        text.replace("id: QS-BRK-200", "id: 12").replace("revision: C", "revision: [C]")
+    )
+    image = next((line / "test").rglob("*.png"))
+    lines = _refused(
+        [
+            "ask",
+            "Pass?",
+            "--image",
+            str(image),
+            "--model",
+            str(model_dir),
+            "--standard",
+            str(standard),
+        ]
+    )
+    assert len(lines) == 2  # one line per problem, each with the file and line
+    assert lines[0] == f"error: {standard}:3: id: Input should be a valid string"
+    assert lines[1] == f"{standard}:8: revision: Input should be a valid string"
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        (["--image", "/no/such/part.png"], "/no/such/part.png: no such file"),
+        (["--audio", "/no/such/tap.wav"], "/no/such/tap.wav: not a readable audio file"),
+        (["--standard", "no-such-product"], "no standard file"),
+    ],
+)
+def test_ask_refuses_missing_inputs_in_one_line(model_dir, line, mistake, message):
+    image = next((line / "test").rglob("*.png"))
+    args = ["ask", "Pass?", "--image", str(image), "--model", str(model_dir), *mistake]
+    lines = _refused(args)
+    assert len(lines) == 1 and message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("", "the question is empty"),
+        ("  \t ", "the question is empty"),
+        (
+            "x" * 100_000,
+            "the question is 100000 characters long; the most the decoder reads is 300",
+        ),
+    ],
+)
+def test_ask_refuses_an_empty_or_overlong_question(model_dir, line, question, message):
+    image = next((line / "test").rglob("*.png"))
+    lines = _refused(["ask", question, "--image", str(image), "--model", str(model_dir)])
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+
+
+def test_ask_prints_the_rules_verdict_over_a_disagreeing_answer(model_dir, line, monkeypatch):
+    import inspection.decoder.decoding as decoding
+
+    def generate(model, fused, prompts, grammars, max_new_tokens):
+        # At most one of these verdicts is the rules': the answer always disagrees.
+        text = json.dumps({"answer": "PASS, or REJECT, or REVIEW.", "language": "en"})
+        return [model.encode([text])[0] + [model.tokenizer.eos_token_id]]
+
+    monkeypatch.setattr(decoding, "generate", generate)
+    image = next((line / "test").rglob("*.png"))
+    result = _ok(
+        ["ask", "Pass?", "--image", str(image), "--model", str(model_dir), "--mm-per-px", "0.9"]
+    )
+    verdict = result.output.split("rule engine: ")[1].split()[0]
+    assert f"the rules say {verdict}" in result.output
+    assert "the decoder's answer disagreed: PASS, or REJECT, or REVIEW." in result.output
+    assert "disagreed with the rules, whose verdict stands" in result.output
+
+
+def test_adapters_train_refuses_a_name_outside_the_rule_and_writes_nothing(model_dir):
+    decoder = model_dir / "decoder"
+    before = sorted(p.relative_to(decoder) for p in decoder.rglob("*"))
+    lines = _refused(
+        [
+            "adapters", "train", "--decoder", str(decoder), "--name", "a b*名",
+            "--standard", "bracket", "--steps", "1", "--batch-size", "2", "--eval-parts", "2",
+        ]
+    )  # fmt: skip
+    assert lines == [
+        "error: bad adapter name 'a b*名': use 1 to 64 ASCII letters, digits, '-' and '_', "
+        "starting with a letter or digit, and not 'ACTIVE' or 'none' in any case"
+    ]
+    assert sorted(p.relative_to(decoder) for p in decoder.rglob("*")) == before
+
+
+def test_decoder_evaluate_refuses_an_unknown_adapter(model_dir, tmp_path):
+    args = ["decoder", "evaluate", "--decoder", str(model_dir / "decoder"), "--out", str(tmp_path)]
+    lines = _refused([*args, "--n", "1", "--adapter", "no-such-line"])
+    assert len(lines) == 1 and "no adapter 'no-such-line'" in lines[0]

@@ -109,3 +109,89 @@ def test_never_pass_on_a_rules_reject_random_parts():
                 assert final is REJECT
             if final is PASS:
                 assert result.verdict is PASS and cross_check(result, candidate).agreed
+
+
+@pytest.mark.parametrize(("rules", "final"), [(PASS, REVIEW), (REJECT, REJECT)])
+def test_a_report_of_the_worst_16_of_24_defects_sends_the_part_to_review(
+    bracket_standard, rules, final
+):
+    defects = [Defect("scratch", {"length_mm": 1.0}, zone="A")] * 24
+    if rules is REJECT:
+        defects[20] = Defect("scratch", {"length_mm": 6.0}, zone="A")
+    result = apply_standard(bracket_standard, defects, "p")
+    assert result.verdict is rules
+    report = target_report(result, bracket_standard)  # the decoder at its best
+    check = cross_check(result, report)
+    assert check.final_verdict is final and check.needs_review and not check.agreed
+    assert check.disagreements == (
+        "defects: 24 found, more than a report holds; it lists the worst 16 and not the other 8",
+    )
+    if rules is REJECT:
+        assert report.defects[-1].clause_id == "4.1.1"  # the scrap is among those listed
+    wrong = cross_check(result, replace(report, omitted_defects=0))
+    assert "omitted defects: report 0, rules 8" in wrong.disagreements
+
+
+# -- answers (inspection ask) -------------------------------------------------------
+
+
+def _answer_check(standard, rules, answer):
+    from inspection.decoder.crosscheck import check_answer
+
+    result = apply_standard(standard, _parts(standard)[rules], "p")
+    return check_answer(answer, result, standard.clause_ids)
+
+
+@pytest.mark.parametrize(
+    ("rules", "answer", "expected"),
+    [
+        (REJECT, "PASS: no defects found.", "verdict: answer PASS, rules REJECT"),
+        (REJECT, "合格：未发现缺陷。", "verdict: answer PASS, rules REJECT"),
+        (PASS, "不合格：1 处缺陷。", "verdict: answer REJECT, rules PASS"),
+        (REVIEW, "PASS: 1 defect(s), all within tolerance.", "verdict: answer PASS, rules REVIEW"),
+        (REJECT, "3 defect(s).", "defects: answer 3, rules 1"),
+        (REJECT, "Defect 1 (scratch, zone A): no clause applies; accept.", "defect 1 clause_id"),
+        (REJECT, "Defect 1 (scratch, zone A): clause 4.1.2, major, rework.", "clause 4.1.2"),
+        (PASS, "缺陷 1（划痕，区域 A）：条款 4.1.1，严重，报废。", "clause 4.1.1"),
+        (REJECT, "Defect 2 (scratch, zone A): clause 4.1.1.", "defect 2: the rules list 1"),
+    ],
+)
+def test_an_answer_that_contradicts_the_rules_is_caught(bracket_standard, rules, answer, expected):
+    found = _answer_check(bracket_standard, rules, answer)
+    assert any(expected in line for line in found), found
+
+
+@pytest.mark.parametrize(
+    ("rules", "answer"),
+    [
+        (REJECT, "REJECT: 1 defect(s); worst: scratch in zone A, critical, scrap (clause 4.1.1)."),
+        (REJECT, "不合格：1 处缺陷；最严重：区域 A 的划痕，严重，报废（条款 4.1.1）。"),
+        (REJECT, "Defect 1 (scratch, zone A): clause 4.1.1, critical, scrap."),
+        (PASS, "Defect 1 (scratch, zone A): no clause applies; accept."),
+        (PASS, "Defect 1: scratch, 1.00 mm."),  # states nothing the rules decide
+        (REVIEW, "待复检：1 处缺陷；最严重：区域 A 的凹点，严重，复检（条款 4.2.1）。"),
+        (PASS, "The scratch is short."),
+    ],
+)
+def test_an_answer_that_agrees_or_states_no_verdict_passes(bracket_standard, rules, answer):
+    assert _answer_check(bracket_standard, rules, answer) == ()
+
+
+def test_a_clause_id_is_matched_whole(bracket_standard):
+    from inspection.decoder.crosscheck import _clauses_in
+
+    ids = ("4.1", "4.1.1", "T1")
+    assert _clauses_in("clause 4.1.1.", ids) == ["4.1.1"]
+    assert _clauses_in("clause 4.1, then T10", ids) == ["4.1"]
+
+
+def test_the_rules_verdict_is_what_a_disagreeing_answer_says(bracket_standard):
+    from inspection.decoder.crosscheck import rules_say
+
+    result = apply_standard(bracket_standard, _parts(bracket_standard)[REJECT], "p")
+    said = rules_say(result, "PASS: no defects found.", "en")
+    assert said == (
+        "the rules say REJECT (clause 4.1.1); the decoder's answer disagreed: "
+        "PASS: no defects found."
+    )
+    assert rules_say(result, "合格。", "zh").startswith("规则判定为不合格（条款 4.1.1）")

@@ -19,6 +19,7 @@ from inspection.decoder.decoding import DecodingOptions, ReportRequest, decode  
 from inspection.decoder.model import ReportDecoder  # noqa: E402
 from inspection.decoder.schema import parse_report  # noqa: E402
 from inspection.decoder.tokenizer import tokenizer_corpus, train_tokenizer  # noqa: E402
+from inspection.types import Verdict  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,53 @@ def test_a_short_budget_is_reported_not_raised(model, requests):
 def test_options_are_checked():
     with pytest.raises(ValueError):
         DecodingOptions(language="de")
+
+
+def _crowded_request(standard, n=24):
+    from inspection.decoder.schema import defects_of
+    from inspection.standards import apply_standard
+    from inspection.types import Defect
+
+    defects = [Defect("scratch", {"length_mm": 1.0}, zone="A")] * (n - 1) + [
+        Defect("crack", {}, zone="A")
+    ]
+    result = apply_standard(standard, defects, "crowded")
+    return ReportRequest(np.zeros((8, 64), np.float16), standard, defects_of(result), "crowded")
+
+
+def test_a_part_with_more_defects_than_a_report_holds_decodes(model, bracket_standard):
+    request = _crowded_request(bracket_standard)
+    # Used to raise "n_defects must be in 0..16, not 24" before the first token.
+    (result,) = decode(model, [request], DecodingOptions("en", max_new_tokens=5))
+    assert "cut short" in result.error and len(result.tokens) == 5
+
+
+# One listed defect is some 90 tokens of this test tokenizer: a whole report of 16 is long.
+@pytest.mark.slow
+def test_a_random_decoder_writes_a_valid_report_of_the_worst_16_of_24(model):
+    from inspection.decoder.crosscheck import cross_check
+    from inspection.standards import parse_standard
+
+    standard = parse_standard(
+        """
+id: QS-T
+title: {en: t, zh: t}
+product: t
+revision: A
+effective: 2025-01-01
+zones: [{id: A, name: {en: a, zh: a}, region: [0, 0, 1, 1]}]
+defect_classes:
+  - {id: scratch, name: {en: scratch, zh: 划痕}}
+  - {id: crack, name: {en: crack, zh: 裂纹}}
+clauses:
+  - {id: "1", defect: crack, severity: critical, action: scrap, text: {en: x, zh: x}}
+"""
+    )  # scratches have no clause: the shortest evidence ("-"), the fewest tokens
+    request = _crowded_request(standard)
+    (result,) = decode(model, [request], DecodingOptions("en"))
+    assert result.error is None, result.error
+    data = json.loads(result.text)
+    assert len(data["defects"]) == 16 and data["omitted_defects"] == 8
+    assert data["defects"][-1]["defect_class"] == "crack"  # the worst is listed
+    check = cross_check(request.rules(), result.report)
+    assert check.final_verdict is Verdict.REJECT and not check.agreed

@@ -82,3 +82,32 @@ def test_a_new_adapter_starts_as_a_no_op(tokenizer):
     assert torch.allclose(_logits(model, fused, ids), plain)
     trainable = {n for n, p in model.lm.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a b*名", "名", "café", "", "-x", "_x", ".x", "a/b", "a\\b", "..", "a.b", "a" * 65,
+     "ACTIVE", "active", "none", "None", "x\n"],
+)  # fmt: skip
+def test_an_adapter_name_breaking_the_rule_is_refused_with_the_rule(name, tmp_path):
+    from inspection.decoder.lora import ADAPTER_NAME_RULE, adapter_dir
+    from inspection.errors import UserError
+
+    with pytest.raises(UserError) as refused:
+        adapter_dir(tmp_path, name)
+    assert str(refused.value) == f"bad adapter name {name!r}: use {ADAPTER_NAME_RULE}"
+    assert "ASCII letters, digits, '-' and '_'" in ADAPTER_NAME_RULE
+
+
+@pytest.mark.parametrize("name", ["bracket-line", "A_1", "7", "a" * 64, "tile_B2-zh"])
+def test_adapter_names_within_the_rule_are_folders_under_adapters(name, tmp_path):
+    from inspection.decoder.lora import active_adapter, adapter_dir, set_active_adapter
+
+    path = adapter_dir(tmp_path, name)
+    assert path == tmp_path / "adapters" / name
+    path.mkdir(parents=True)
+    (path / "adapter_config.json").write_text("{}", encoding="utf-8")
+    set_active_adapter(tmp_path, name)  # the ACTIVE file names it
+    assert active_adapter(tmp_path) == name
+    set_active_adapter(tmp_path, None)
+    assert active_adapter(tmp_path) is None

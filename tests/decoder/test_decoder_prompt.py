@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -113,4 +114,30 @@ def test_pinned_grammar_refuses_another_class_clause_and_a_wrong_action(compiler
     assert not _accepts(compiler, schema, text({**good, **failing}))
     assert _accepts(
         compiler, schema, text({**good, "severity": None, "clause_id": None, "action": "accept"})
+    )
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_a_crowded_part_lists_its_worst_16_and_its_report_fits_the_grammar(
+    compiler, bracket_standard, language
+):
+    from inspection.decoder.schema import report_text, target_report
+    from inspection.standards import apply_standard
+
+    # 20 within tolerance, then 4 of clause 4.5.2 (contamination, count >= 3).
+    defects = [Defect("scratch", {"length_mm": 1.0}, zone="A")] * 20 + [
+        Defect("contamination", {"area_mm2": 0.1}, zone="A")
+    ] * 4
+    prompt = build_prompt(bracket_standard, defects, language)
+    assert "\n16. " in prompt and "\n17. " not in prompt
+    assert len(re.findall(r"\n\d+\. contamination", prompt)) == 4  # the worst are listed
+    assert prompt.count("count 4.00 >= 3.00 ✓") == 4  # counted over the whole part
+    more = "8 more defect(s) not listed: 24 found" if language == "en" else "另有 8 处缺陷未列出"
+    assert more in prompt
+    schema = report_json_schema(bracket_standard, language, defects=defects)  # used to raise
+    result = apply_standard(bracket_standard, defects, "p")
+    target = report_text(target_report(result, bracket_standard, language))
+    assert _accepts(compiler, schema, target)
+    assert not _accepts(
+        compiler, schema, target.replace('"omitted_defects": 8', '"omitted_defects": 7')
     )

@@ -10,10 +10,12 @@ from pydantic import ValidationError
 
 from inspection.decoder.corpus import generate_examples, generate_standard, make_example
 from inspection.decoder.schema import (
+    MAX_DEFECTS,
     SUMMARY_MAX_CHARS,
     max_report_bytes,
     parse_report,
     report_json_schema,
+    report_model,
     report_text,
     summarise,
     target_report,
@@ -101,3 +103,54 @@ def test_generated_standards_are_valid_and_varied():
         assert parse_report(example.target, standard, n_defects=1).verdict is (
             example.result.verdict
         )
+
+
+def _crowded_part() -> list[Defect]:
+    """24 defects on a bracket, more than a report holds (``MAX_DEFECTS`` = 16): 2 scrap,
+    15 rework (12 scratches, 3 contaminations: clause 4.5.2, ``count >= 3``), 7 accepted."""
+    accept = Defect("scratch", {"length_mm": 1.0}, zone="A")
+    rework = Defect("scratch", {"length_mm": 3.0}, zone="A")  # 4.1.2
+    scrap = Defect("scratch", {"length_mm": 6.0}, zone="A")  # 4.1.1
+    dirt = Defect("contamination", {"area_mm2": 0.1}, zone="A")  # 4.5.2 on the count
+    return (
+        [accept] * 4
+        + [scrap]
+        + [rework] * 6
+        + [dirt]
+        + [accept] * 3
+        + [rework] * 6
+        + [scrap]
+        + [dirt] * 2
+    )
+
+
+def test_a_part_with_more_defects_than_a_report_holds_gets_the_worst(bracket_standard):
+    result = apply_standard(bracket_standard, _crowded_part(), "p24")
+    assert len(result.decisions) == 24 > MAX_DEFECTS
+    report = target_report(result, bracket_standard)  # used to raise: n_defects in 0..16
+    listed = [4, 5, 6, 7, 8, 9, 10, 11, 15, 16, 17, 18, 19, 20, 21, 22]  # by the rules' rank
+    assert len(report.defects) == MAX_DEFECTS and report.omitted_defects == 8
+    assert [d.clause_id for d in report.defects] == [result.decisions[i].clause_id for i in listed]
+    assert all(d.action.value != "accept" for d in report.defects)  # every accept left out
+    # The count behind 4.5.2 is the whole part's (3), not the listed defects' (2).
+    assert report.defects[7].clause_id == "4.5.2" and "4.5.2 ✓" in report.defects[7].evidence
+    assert report.verdict is Verdict.REJECT and "24 defect(s)" in report.summary
+    text = report_text(report)
+    assert json.loads(text)["omitted_defects"] == 8
+    assert len(text.encode()) <= max_report_bytes(bracket_standard, 24)
+    assert parse_report(text, bracket_standard, "p24", "en", n_defects=24) == report
+    schema = report_model(bracket_standard, "en", 24).model_json_schema()
+    assert schema["properties"]["omitted_defects"]["const"] == 8
+    assert list(schema["properties"])[-1] == "omitted_defects"  # after all the decoder writes
+    wrong = text.replace('"omitted_defects": 8', '"omitted_defects": 0')
+    with pytest.raises(ValidationError):  # the count of the rest is pinned
+        parse_report(wrong, bracket_standard, "p24", "en", n_defects=24)
+
+
+def test_a_report_that_fits_has_no_omitted_field(bracket_standard):
+    result = apply_standard(bracket_standard, _crowded_part()[:MAX_DEFECTS], "p16")
+    text = report_text(target_report(result, bracket_standard))
+    assert "omitted_defects" not in text  # what the shipped decoder was trained on
+    assert "omitted_defects" not in report_model(bracket_standard, "en", 16).model_fields
+    with pytest.raises(ValidationError):
+        parse_report(text[:-1] + ', "omitted_defects": 0}', bracket_standard, n_defects=16)

@@ -33,6 +33,7 @@ def _options(tmp_path, **kw) -> DecoderTrainOptions:
     return DecoderTrainOptions(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_tiny_decoder_learns(tmp_path):
     result = train_decoder(_options(tmp_path, steps=40, batch_size=8, lr=3e-3))
     losses = [
@@ -45,6 +46,7 @@ def test_tiny_decoder_learns(tmp_path):
     assert model.config.name == "tiny"
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     straight = _options(tmp_path / "a", steps=4, checkpoint_every=2)
     train_decoder(straight)

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from inspection.io import InputError
-from inspection.models.audio import audio_to_mel, fit_mel_frames, log_mel_spectrogram
+from inspection.models.audio import (
+    MAX_AUDIO_SECONDS,
+    audio_to_mel,
+    audio_windows,
+    fit_mel_frames,
+    log_mel_spectrogram,
+    window_starts,
+)
 from inspection.synth.audio import tap_audio
 from inspection.synth.products import get_product
 from inspection.types import AudioClip
@@ -53,3 +60,70 @@ def test_fit_mel_frames_matches_the_torch_twin():
         np.testing.assert_array_equal(
             fit_mel_frames(mel, n), fit_frames(torch.from_numpy(mel), n).numpy()
         )
+
+
+# --- Clips longer than the model's window ---------------------------------------------
+
+
+def test_a_clip_that_fits_one_window_is_read_as_before():
+    tap = _tap()
+    for samples in (tap[:16_000], tap[:8000]):
+        windows = audio_windows(samples, n_frames=100)
+        assert windows.shape == (1, 80, 100)
+        np.testing.assert_array_equal(windows[0], audio_to_mel(samples, n_frames=100))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "starts"),
+    [(3.0, [0, 16_000, 32_000]), (2.5, [0, 12_000, 24_000]), (1.0001, [0, 2])],
+)
+def test_long_clips_are_covered_by_full_windows(seconds, starts):
+    """Every sample is heard, and no window is mostly padding: the last is flush."""
+    length = round(seconds * 16_000)
+    assert window_starts(length, 16_000) == starts
+    assert starts[-1] + 16_000 == length
+    samples = np.random.default_rng(0).standard_normal(length).astype(np.float32) * 0.1
+    windows = audio_windows(samples, n_frames=100)
+    assert windows.shape == (len(starts), 80, 100)
+    last = log_mel_spectrogram(samples[-16_000:])
+    np.testing.assert_array_equal(windows[-1], last)
+
+
+def test_a_clip_over_the_cap_is_refused_with_its_length():
+    samples = np.zeros(round((MAX_AUDIO_SECONDS + 1) * 16_000), np.float32)
+    with pytest.raises(InputError, match=r"31\.0 s long, over the 30 s"):
+        audio_windows(samples)
+    assert audio_windows(samples[: round(MAX_AUDIO_SECONDS * 16_000)]).shape[0] == 30
+
+
+def test_the_detector_judges_a_long_clip_on_its_worst_window():
+    """A 3 s tap test whose worst-sounding second is the last gets that second's scores,
+    not the first second's (the old crop to the model's 1 s window heard only that)."""
+    torch = pytest.importorskip("torch")
+    from inspection.models import create_model
+    from inspection.models.detector import TorchDetector
+
+    torch.manual_seed(0)
+    detector = TorchDetector(create_model("tiny"))
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    tap = _tap()[:16_000]
+    seconds = [  # three different seconds: a tap, a loud tap, background noise
+        tap,
+        np.clip(tap * 4.0, -1, 1) + 0.05 * rng.standard_normal(16_000).astype(np.float32),
+        0.01 * rng.standard_normal(16_000).astype(np.float32),
+    ]
+    alone = [detector.detect(image, s) for s in seconds]
+    logits = [float(d.audio_logit[0]) for d in alone]
+    worst = int(np.argmax(logits))
+    assert sorted(logits)[-1] > sorted(logits)[-2]  # one second is the worst
+    order = [i for i in range(3) if i != worst] + [worst]  # the worst second last
+    first = order[0]
+    clip = np.concatenate([seconds[i] for i in order])
+
+    whole = detector.detect(image, clip.astype(np.float32))
+
+    for field in ("audio_logit", "part_logit", "image_logit", "maps"):
+        np.testing.assert_allclose(getattr(whole, field), getattr(alone[worst], field), atol=1e-5)
+    assert abs(float(whole.audio_logit[0]) - logits[first]) > 1e-3
+    assert whole.audio_score[0] == pytest.approx(alone[worst].audio_score[0], abs=1e-6)

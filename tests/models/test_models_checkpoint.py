@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from inspection.errors import ModelError  # noqa: E402
 from inspection.models import create_model, load_model, read_checkpoint, save_model  # noqa: E402
 
 
@@ -53,13 +54,15 @@ def test_base_checkpoint_round_trip(tmp_path):
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     save_model(create_model("tiny"), tmp_path / "tiny")
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ModelError, match="does not fit"):
         create_model("tiny", weights=tmp_path / "tiny", classes=("a", "b"))
-    with pytest.raises(ValueError, match="not an inspection model"):
-        from safetensors.torch import save_file
+    from safetensors.torch import save_file
 
-        save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ModelError, match="no SHA-256 recorded"):  # nothing to verify it by
         load_model(tmp_path / "other.safetensors")
+    with pytest.raises(ModelError, match="not an inspection model"):
+        load_model(tmp_path / "other.safetensors", verify=False)
 
 
 def test_model_version_follows_the_weights(tmp_path):

@@ -127,3 +127,115 @@ def test_empty_clause_list_is_an_error(tmp_path):
     error = _problem(text, tmp_path)
     assert error.problems[0].field == "clauses"
     assert "at least one" in error.problems[0].message
+
+
+# --- bounds: size, nesting, aliases (issue 19) ---
+
+
+def test_standard_over_the_size_cap_is_refused_before_parsing(tmp_path, monkeypatch):
+    import inspection.standards.loader as loader
+
+    path = tmp_path / "big.yaml"
+    path.write_text(VALID + "# padding\n" * 200, encoding="utf-8")
+    size = path.stat().st_size
+    monkeypatch.setattr(loader, "MAX_STANDARD_BYTES", size - 1)
+    parsed = []
+    monkeypatch.setattr(loader, "_read_yaml", lambda *a: parsed.append(a))  # must not run
+    with pytest.raises(StandardError) as info:
+        load_standard(path)
+    message = str(info.value)
+    assert (
+        "big.yaml" in message
+        and f"{size:,} bytes" in message
+        and f"{size - 1:,} bytes a standard" in message
+    )
+    with pytest.raises(StandardError, match="larger than"):
+        parse_standard(path.read_text(encoding="utf-8"))
+    assert parsed == []
+
+
+def test_the_real_cap_is_256_kib_and_shipped_standards_are_far_below():
+    from inspection.standards import MAX_STANDARD_BYTES
+
+    assert MAX_STANDARD_BYTES == 256 * 1024
+    assert all(p.stat().st_size < MAX_STANDARD_BYTES // 16 for p in SHIPPED)
+    with pytest.raises(StandardError, match="256 KiB"):
+        parse_standard(VALID + "#" * MAX_STANDARD_BYTES)
+
+
+def _laughs(levels: int, width: int = 9) -> str:
+    lines = ["a0: &a0 lol"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("field", ["attributes", "zones", "title"])
+def test_billion_laughs_is_refused_without_expanding(field):
+    # 9**30 nodes if expanded; the check measures each node once.
+    text = _laughs(30) + VALID.replace(f"{field}:", f"{field}: *a30\nunused_{field}:", 1)
+    with pytest.raises(StandardError, match="expands to more than 100,000 YAML nodes"):
+        parse_standard(text)
+
+
+def test_aliases_within_bounds_still_work():
+    text = VALID.replace("text: {en: too long, zh: 太长}", "text: &t {en: too long, zh: 太长}")
+    text += text[text.index('  - id: "1.1"') :].replace('"1.1"', '"1.2"').replace("&t {", "*t #")
+    standard = parse_standard(text)
+    assert [c.text.en for c in standard.clauses] == ["too long", "too long"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "attributes: &r [*r]",
+        "attributes: &r [x, [y, *r]]",
+        "colour: &r {k: *r}",
+    ],
+)
+def test_recursive_alias_is_refused(extra):
+    with pytest.raises(StandardError, match="an alias refers to a node that contains it"):
+        parse_standard(VALID + extra + "\n")
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [
+        "[" * 5000 + "]" * 5000,  # before: RecursionError
+        "[" * 40 + "]" * 40,
+        "".join(f"\n{'  ' * i}- " for i in range(40)) + "x",  # block style
+    ],
+)
+def test_deep_nesting_is_refused(nested):
+    with pytest.raises(StandardError, match="nested deeper than 32 levels"):
+        parse_standard(VALID + "attributes: " + nested + "\n")
+
+
+def test_deep_nesting_through_aliases_is_refused():
+    # Each alias adds a level without adding text nesting.
+    lines = ["b0: &b0 [x]"] + [f"b{i}: &b{i} [*b{i - 1}]" for i in range(1, 40)]
+    with pytest.raises(StandardError, match="nested deeper than 32 levels"):
+        parse_standard("\n".join(lines) + "\n" + VALID)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("revision: A", "revision: " + "9" * 5000), "invalid value"),  # before: ValueError
+        (("revision: A", "revision: A\neffective: 2026-13-45"), "invalid value"),
+    ],
+)
+def test_values_python_cannot_hold_are_standard_errors(edit, message):
+    with pytest.raises(StandardError, match=message):
+        parse_standard(VALID.replace(*edit))
+
+
+def test_problems_are_capped_and_counted():
+    from inspection.standards.loader import MAX_PROBLEMS
+
+    many = "attributes: [" + ", ".join(["[x]"] * 5000) + "]\n"
+    with pytest.raises(StandardError) as info:
+        parse_standard(VALID + many)
+    problems = info.value.problems
+    assert len(problems) == MAX_PROBLEMS + 1
+    assert problems[-1].message == f"... and {5000 - MAX_PROBLEMS} more"

@@ -163,3 +163,142 @@ def test_clauses_rank_strictest_first_and_the_first_that_holds_governs():
     # Depth not measured: both scrap clauses could apply; the strictest is cited for review.
     review = decide({"length_mm": 3.0})
     assert review.action is Action.REVIEW and review.clause_id == "d4"
+
+
+# --- measurements, zones and unknown zones the standard cannot decide (issue 19) ---
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), -1.0, -0.001])
+@pytest.mark.parametrize(
+    ("cls", "zone", "attrs"),
+    [
+        ("scratch", "A", {"length_mm": 8.0}),  # would be scrap
+        ("scratch", "A", {"length_mm": 0.5}),  # would be accept
+        ("crack", "B", {}),  # clause without conditions: scrap whatever the sizes
+        ("scratch", None, {"length_mm": 0.5}),
+    ],
+)
+def test_invalid_measurement_is_review_naming_it(bracket_standard, value, cls, zone, attrs):
+    attrs = {**attrs, "width_mm": value}  # any attribute, even one no clause reads
+    result = apply_standard(bracket_standard, [Defect(cls, attrs, zone=zone)])
+    (decision,) = result.decisions
+    assert decision.action is Action.REVIEW and result.verdict is Verdict.REVIEW
+    assert f"width_mm={value:g}" in decision.reason
+
+
+def test_invalid_measurement_reason_lists_each_bad_attribute(bracket_standard):
+    attrs = {"length_mm": float("nan"), "width_mm": 0.2, "area_mm2": -3.0}
+    (decision,) = apply_standard(bracket_standard, [Defect("scratch", attrs, zone="A")]).decisions
+    assert "length_mm=nan" in decision.reason and "area_mm2=-3" in decision.reason
+    assert "width_mm" not in decision.reason
+
+
+def test_invalid_measurement_is_review_even_beside_an_accepted_defect(bracket_standard):
+    good = Defect("scratch", {"length_mm": 0.5}, zone="A")
+    bad = Defect("scratch", {"length_mm": float("nan")}, zone="A")
+    assert apply_standard(bracket_standard, [good, bad]).verdict is Verdict.REVIEW
+
+
+def test_zero_is_a_valid_measurement(bracket_standard):
+    result = apply_standard(bracket_standard, [Defect("scratch", {"length_mm": 0.0}, zone="A")])
+    assert result.verdict is Verdict.PASS
+
+
+@pytest.mark.parametrize("zone", ["Q", "", "a"])
+def test_zone_the_standard_does_not_declare_is_review(bracket_standard, zone):
+    # A 0.5 mm scratch passes in A and B; in an undeclared zone nothing can be said.
+    result = apply_standard(bracket_standard, [Defect("scratch", {"length_mm": 0.5}, zone=zone)])
+    (decision,) = result.decisions
+    assert result.verdict is Verdict.REVIEW
+    assert f"zone {zone!r} is not a zone of standard QS-BRK-200" in decision.reason
+
+
+def test_unknown_zone_where_zones_disagree_is_review(bracket_standard):
+    # 8 mm: scrap on the visible face (4.1.1), accepted in the edge band (<= 10 mm).
+    result = apply_standard(bracket_standard, [Defect("scratch", {"length_mm": 8.0})])
+    (decision,) = result.decisions
+    assert result.verdict is Verdict.REVIEW
+    assert decision.zone is None
+    assert "zone unknown" in decision.reason and "disagree" in decision.reason
+    assert "A: scrap by 4.1.1" in decision.reason and "B: accept" in decision.reason
+
+
+def test_unknown_zone_where_every_zone_agrees_stands(bracket_standard):
+    small = apply_standard(bracket_standard, [Defect("scratch", {"length_mm": 1.0})])
+    assert small.verdict is Verdict.PASS
+    assert "zone unknown" in small.reasons[0] and "every zone" in small.reasons[0]
+    dent = apply_standard(bracket_standard, [Defect("dent", {"length_mm": 2.0, "depth_mm": 0.1})])
+    assert (dent.action, dent.clauses) == (Action.REWORK, ("4.2.2",))
+
+
+def test_unknown_zone_rejected_in_every_zone_keeps_the_strictest(bracket_standard):
+    # 12 mm: scrap in A (4.1.1), rework in B (4.1.3): a reject either way, never weaker.
+    result = apply_standard(bracket_standard, [Defect("scratch", {"length_mm": 12.0})])
+    (decision,) = result.decisions
+    assert (decision.action, decision.clause_id, decision.severity) == (
+        Action.SCRAP,
+        "4.1.1",
+        Severity.CRITICAL,
+    )
+    assert "rejects" in decision.reason
+
+
+ZONED_CRACKS = """
+id: QS-ZONED-1
+title: {en: zoned cracks, zh: 分区裂纹}
+product: x
+revision: A
+zones:
+  - {id: A, name: {en: face, zh: 面}, region: [0.2, 0.2, 0.8, 0.8]}
+  - {id: B, name: {en: edge, zh: 边}, region: [0, 0, 1, 1]}
+defect_classes: [{id: crack, name: {en: crack, zh: 裂纹}}]
+clauses:
+  - {id: c1, defect: crack, zones: [A], severity: critical, action: scrap,
+     text: {en: a, zh: a}}
+  - {id: c2, defect: crack, zones: [B], severity: major, action: rework,
+     text: {en: b, zh: b}}
+"""
+
+
+def test_tap_test_crack_under_zoned_crack_clauses_stays_rejected():
+    """The tap test's internal crack has no zone (pipeline.part_defects): a standard that
+    rejects cracks in every zone, by zone-specific clauses, rejects it (before: PASS,
+    since only clauses without zones were looked at)."""
+    from inspection.standards import parse_standard
+
+    standard = parse_standard(ZONED_CRACKS)
+    result = apply_standard(standard, [Defect("crack", {}, zone=None, score=0.9)])
+    assert result.verdict is Verdict.REJECT
+    assert (result.action, result.clauses) == (Action.SCRAP, ("c1",))
+    # Only rework everywhere: rework stands.
+    rework_only = parse_standard(ZONED_CRACKS.replace("action: scrap", "action: rework"))
+    assert apply_standard(rework_only, [Defect("crack", {})]).action is Action.REWORK
+
+
+def test_unknown_zone_counts_with_the_defects_that_could_share_its_zone(bracket_standard):
+    # Two spots known in A and one of unknown zone: if it lies in A there are three
+    # (4.5.2, rework), in B it is alone (accept). The zones disagree: review.
+    spots = [Defect("contamination", {"area_mm2": 0.1}, zone="A") for _ in range(2)]
+    result = apply_standard(bracket_standard, [*spots, Defect("contamination", {"area_mm2": 0.1})])
+    assert [d.action for d in result.decisions] == [Action.ACCEPT, Action.ACCEPT, Action.REVIEW]
+    assert result.verdict is Verdict.REVIEW
+    # Three spots all of unknown zone could all be in A: review too.
+    unknown = [Defect("contamination", {"area_mm2": 0.1}) for _ in range(3)]
+    assert apply_standard(bracket_standard, unknown).verdict is Verdict.REVIEW
+    # Known zones keep their per-zone counts (two in A, one in B: no 4.5.2).
+    known = [*spots, Defect("contamination", {"area_mm2": 0.1}, zone="B")]
+    assert apply_standard(bracket_standard, known).verdict is Verdict.PASS
+
+
+def test_decide_defect_with_unknown_zone_directly(bracket_standard):
+    from inspection.standards import decide_defect
+
+    decision = decide_defect(bracket_standard, Defect("scratch", {"length_mm": 8.0}), None)
+    assert decision.action is Action.REVIEW
+    counted = decide_defect(
+        bracket_standard,
+        Defect("contamination", {"area_mm2": 0.1}),
+        None,
+        zone_counts={"A": 3, "B": 3},
+    )
+    assert counted.action is Action.REVIEW  # A: rework (count 3), B: accept

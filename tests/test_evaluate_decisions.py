@@ -1,0 +1,229 @@
+"""``evaluate`` decides as the line does, and bad samples are error rows, not lost runs.
+
+A scripted detector answers each image by its grey level, so every case is exact and no
+model is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_pipeline import CLASSES, H, W, _scratch_region, detection
+
+from inspection.datasets import DatasetError
+from inspection.evaluate import evaluate
+from inspection.io import read_image
+from inspection.models.outputs import Detection
+from inspection.pipeline import Inspector, Thresholds
+from inspection.types import Frame, Observation
+
+MM_PER_PX = 0.1
+THRESHOLDS = Thresholds(version="t1")
+
+
+@dataclass
+class ByShade:
+    """A detector whose detection is named by the image's grey level (pixel 0, 0)."""
+
+    scenes: dict[int, Detection | Exception]
+    classes: tuple[str, ...] = CLASSES
+    version: str = "shade-1"
+    seen: list[int] = field(default_factory=list)
+
+    def detect(self, image, audio=None):
+        shade = int(np.asarray(image).reshape(-1)[0])
+        self.seen.append(shade)
+        out = self.scenes[shade]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def _scratch_truth(length_px: int) -> dict:
+    return {
+        "defect_class": "scratch",
+        "bbox": [20, 50, 20 + length_px, 52],
+        "attributes": {"length_mm": length_px * MM_PER_PX, "width_mm": 0.2},
+    }
+
+
+# shade: (label, detection, exact defects)
+SCENES = {
+    10: ("good", detection(None, part=0.2), []),
+    20: ("scratch", detection(_scratch_region(60)), [_scratch_truth(60)]),  # 6 mm: REJECT
+    30: ("scratch", detection(_scratch_region(15)), [_scratch_truth(15)]),  # 1.5 mm: PASS
+    40: ("scratch", detection(None, part=0.95), [_scratch_truth(60)]),  # nothing to measure
+}
+
+
+def _write(path: Path, image: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+    return path.name
+
+
+def _manifest(root: Path, extra: list[dict] | None = None, product: str | None = "bracket"):
+    """A manifest of one part per scene (images filled with the scene's shade)."""
+    lines = []
+    for shade, (label, _, truth) in SCENES.items():
+        image = _write(root / f"{shade}.png", np.full((H, W), shade, np.uint8))
+        part = {"image": image, "label": label, "split": "test", "part_id": f"p{shade}"}
+        lines.append({**part, "mm_per_px": MM_PER_PX, "image_size": [W, H], "defects": truth})
+    lines += extra or []
+    (root / "manifest.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    if product:
+        (root / "dataset.yaml").write_text(f"product: {product}\n")
+    return root
+
+
+def _detector() -> ByShade:
+    return ByShade({shade: det for shade, (_, det, _) in SCENES.items()})
+
+
+def _rows(out: Path) -> dict[str, dict]:
+    return {Path(r["path"]).stem: r for r in csv.DictReader((out / "scores.csv").open())}
+
+
+def test_evaluate_verdicts_are_the_lines(bracket_standard, tmp_path):
+    """Before: evaluate rejected every flagged part itself (REJECT for a scratch the
+    standard tolerates, REJECT for a part with nothing to measure), never REVIEW."""
+    data = _manifest(tmp_path / "data")
+    detector = _detector()
+    metrics = evaluate(detector, THRESHOLDS, data, tmp_path / "out", progress=False)
+    rows = _rows(tmp_path / "out")
+    inspector = Inspector(detector, bracket_standard, THRESHOLDS)
+    for shade in SCENES:
+        frame = Frame(read_image(data / f"{shade}.png"), "st", MM_PER_PX)
+        line = inspector.inspect(Observation(f"p{shade}", "st", (frame,)))
+        assert rows[str(shade)]["verdict"] == line.verdict.value, shade
+    assert [rows[s]["verdict"] for s in ("10", "20", "30", "40")] == [
+        "PASS",
+        "REJECT",
+        "PASS",  # 1.5 mm: within the standard's tolerance
+        "REVIEW",  # flagged, but no region to measure
+    ]
+    assert "no region to measure" in rows["40"]["reasons"]
+    assert metrics["verdict_standard"]["id"] == bracket_standard.id
+    assert metrics["verdicts"] == {"PASS": 2, "REJECT": 1, "REVIEW": 1}
+    assert metrics["verdict_false_reject_rate"] == 0.0  # the good part passes
+    assert metrics["verdict_miss_rate"] == pytest.approx(1 / 3)  # the tolerated scratch
+    # Exact attributes under the standard: PASS, REJECT, PASS, REJECT; the REVIEW differs.
+    assert [rows[s]["exact_verdict"] for s in ("10", "20", "30", "40")] == [
+        "PASS",
+        "REJECT",
+        "PASS",
+        "REJECT",
+    ]
+    assert metrics["verdict_agreement"] == 0.75 and metrics["verdict_agreement_parts"] == 4
+    # Detection metrics stay the detector's: every defective part is flagged.
+    assert metrics["miss_rate_at_threshold"] == 0.0
+    assert metrics["false_reject_rate_at_threshold"] == 0.0
+    assert metrics["per_class"]["scratch"]["detected"] == 1.0
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["verdicts"] == metrics["verdicts"]
+    assert "verdict_agreement" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_the_given_standard_decides(bracket_standard, panel_standard, tmp_path):
+    data = _manifest(tmp_path / "data", product=None)  # no product: the given one decides
+    metrics = evaluate(
+        _detector(), THRESHOLDS, data, tmp_path / "out", progress=False, standard=panel_standard
+    )
+    assert metrics["verdict_standard"]["id"] == panel_standard.id != bracket_standard.id
+    assert sum(metrics["verdicts"].values()) == len(SCENES)
+
+
+def test_without_a_standard_verdict_metrics_are_null_and_say_why(tmp_path):
+    data = _manifest(tmp_path / "data", product=None)
+    metrics = evaluate(_detector(), THRESHOLDS, data, tmp_path / "out", progress=False)
+    for key in ("verdicts", "verdict_false_reject_rate", "verdict_miss_rate", "verdict_agreement"):
+        assert metrics[key] is None, key
+    assert "no product" in metrics["verdict_note"] and "--standard" in metrics["verdict_note"]
+    assert metrics["image_auroc"] is not None  # detection metrics need no standard
+    assert {r["verdict"] for r in _rows(tmp_path / "out").values()} == {""}
+
+
+def test_a_mask_of_another_size_is_one_error_row(tmp_path):
+    """Before: IndexError when the example card laid the mask over its image; the run and
+    every metric were lost."""
+    root = tmp_path / "data"
+    image = _write(root / "odd.png", np.full((H, W), 20, np.uint8))
+    mask = _write(root / "odd_mask.png", np.full((H // 2, W // 2), 255, np.uint8))
+    odd = {"image": image, "mask": mask, "label": "scratch", "split": "test", "part_id": "odd"}
+    _manifest(root, [odd])
+    metrics = evaluate(_detector(), THRESHOLDS, root, tmp_path / "out", progress=False)
+    row = _rows(tmp_path / "out")["odd"]
+    assert row["verdict"] == "REVIEW"
+    assert "odd_mask.png" in row["error"] and f"{W // 2}x{H // 2}" in row["error"]
+    assert metrics["n_errors"] == 1 and metrics["n_images"] == len(SCENES) + 1
+    assert metrics["verdicts"]["REVIEW"] == 2  # the error and the part with nothing to measure
+
+
+def test_undecodable_masks_and_audio_are_error_rows(tmp_path):
+    """Before: a mask that did not decode raised InputError out of evaluate."""
+    root = tmp_path / "data"
+    (root / "junk").mkdir(parents=True)
+    (root / "junk" / "bad_mask.png").write_bytes(b"not a png")
+    (root / "junk" / "bad.wav").write_bytes(b"RIFF but not audio")
+    masked = _write(root / "m.png", np.full((H, W), 20, np.uint8))
+    tapped = _write(root / "a.png", np.full((H, W), 10, np.uint8))
+    bad = [
+        {"image": masked, "mask": "junk/bad_mask.png", "label": "scratch", "part_id": "m"},
+        {"image": tapped, "audio": "junk/bad.wav", "label": "good", "part_id": "a"},
+    ]
+    _manifest(root, bad)
+    metrics = evaluate(_detector(), THRESHOLDS, root, tmp_path / "out", progress=False)
+    rows = _rows(tmp_path / "out")
+    assert "bad_mask.png" in rows["m"]["error"] and "bad.wav" in rows["a"]["error"]
+    assert rows["m"]["verdict"] == rows["a"]["verdict"] == "REVIEW"
+    assert metrics["n_errors"] == 2
+    assert metrics["verdict_false_reject_rate"] == 0.5  # the unreadable good part is not passed
+
+
+def test_non_finite_scores_are_an_error_row_never_a_pass(tmp_path):
+    """Before: NaN >= threshold is False, so a broken score was a PASS."""
+    broken = detection(None, part=0.1)
+    broken = replace(broken, part_logit=np.array([np.nan], np.float32))
+    data = _manifest(tmp_path / "data")
+    detector = _detector()
+    detector.scenes[10] = broken
+    metrics = evaluate(detector, THRESHOLDS, data, tmp_path / "out", progress=False)
+    row = _rows(tmp_path / "out")["10"]
+    assert row["verdict"] == "REVIEW" and "non-finite" in row["error"]
+    assert metrics["n_errors"] == 1
+
+
+def test_a_bug_in_the_detector_is_raised_not_counted(tmp_path):
+    """Before: any ValueError from the model became an error row, hiding bugs."""
+    detector = _detector()
+    detector.scenes[30] = ValueError("shapes do not match (a bug)")
+    with pytest.raises(ValueError, match="a bug"):
+        evaluate(detector, THRESHOLDS, _manifest(tmp_path / "data"), tmp_path / "o", progress=False)
+
+
+def test_an_empty_split_is_a_dataset_error(tmp_path):
+    """Before: a plain ValueError, a traceback at the command line."""
+    root = tmp_path / "mvtec"
+    _write(root / "train" / "good" / "0.png", np.full((H, W), 10, np.uint8))
+    (root / "test" / "good").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no samples in split 'test'"):
+        evaluate(_detector(), THRESHOLDS, root, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_exact_attributes_fail_before_any_work(tmp_path):
+    root = tmp_path / "data"
+    image = _write(root / "b.png", np.full((H, W), 10, np.uint8))
+    no_class = [{"attributes": {"length_mm": 3}}]
+    bad = {"image": image, "label": "scratch", "split": "test", "part_id": "b", "defects": no_class}
+    _manifest(root, [bad])
+    detector = _detector()
+    with pytest.raises(DatasetError, match=r"b\.png.*defect_class"):
+        evaluate(detector, THRESHOLDS, root, tmp_path / "out", progress=False)
+    assert detector.seen == []  # refused before the model ran
