@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from inspection.decoder.commands import adapters_app, ask_command, decoder_app
-from inspection.terminal import UserErrorsExit, console, err_console, fail
+from inspection.terminal import NoVerify, UserErrorsExit, console, err_console, fail
 
 app = typer.Typer(
     name="inspection",
@@ -33,14 +33,6 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(decoder_app, name="decoder")
 app.add_typer(adapters_app, name="adapters")
 app.command("ask")(ask_command)
-
-NoVerify = Annotated[
-    bool,
-    typer.Option(
-        "--no-verify",
-        help="Load the model without checking its files' SHA-256 (development only).",
-    ),
-]
 
 
 @app.command()

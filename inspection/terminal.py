@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -12,6 +12,15 @@ from inspection.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
+
+NoVerify = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify",
+        help="Load the model without checking its files' SHA-256 (development only).",
+    ),
+]
+"""The option of every command that loads a model (see :mod:`inspection.models.checkpoint`)."""
 
 
 def fail(message: str) -> NoReturn:

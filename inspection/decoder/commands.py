@@ -16,7 +16,7 @@ from rich.table import Table
 from inspection.config import default_model_dir
 from inspection.errors import UserError
 from inspection.metrics import REPORT_METRICS
-from inspection.terminal import console, fail
+from inspection.terminal import NoVerify, console, fail
 
 decoder_app = typer.Typer(help="Train and evaluate the report decoder.", no_args_is_help=True)
 adapters_app = typer.Typer(
@@ -288,13 +288,7 @@ def ask_command(
     mm_per_px: Annotated[
         float | None, typer.Option(help="Station scale; without it sizes go to review.")
     ] = None,
-    no_verify: Annotated[
-        bool,
-        typer.Option(
-            "--no-verify",
-            help="Load the model without checking its files' SHA-256 (development only).",
-        ),
-    ] = False,
+    no_verify: NoVerify = False,
 ) -> None:
     """Answer a question about one part from its tokens, measurements and the standard.
 
@@ -319,13 +313,16 @@ def ask_command(
     frame = Frame(image=read_image(image), camera="cli", mm_per_px=mm_per_px)
     clip = read_audio(audio) if audio is not None else None
     model = model or default_model_dir()
-    detection_model = load_model(model, verify=not no_verify)
-    report_decoder = load_decoder(decoder or model / "decoder", verify=not no_verify)
-    inspector = Inspector(
-        TorchDetector(detection_model), parsed, thresholds_of(detection_model.metadata)
-    )
-    observation = Observation(image.stem, "cli", (frame,), audio=clip)
-    result, answer = ask_part(inspector, report_decoder, observation, question)
+    with console.status(
+        f"loading {model} and inspecting {image.name} ({frame.width}x{frame.height})"
+    ):
+        detection_model = load_model(model, verify=not no_verify)
+        report_decoder = load_decoder(decoder or model / "decoder", verify=not no_verify)
+        inspector = Inspector(
+            TorchDetector(detection_model), parsed, thresholds_of(detection_model.metadata)
+        )
+        observation = Observation(image.stem, "cli", (frame,), audio=clip)
+        result, answer = ask_part(inspector, report_decoder, observation, question)
     shown = escape(answer.text or answer.error or "")  # the decoder's words are not markup
     console.print(f"[bold]{shown}[/bold]" if answer.text else f"[red]{shown}[/red]", soft_wrap=True)
     console.print(
