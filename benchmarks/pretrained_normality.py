@@ -322,14 +322,15 @@ def run_variant(v: Variant, train, test, cache: dict, threads: int) -> dict:
 
 def sweep_variants() -> list[Variant]:
     base = Variant()
+    padim = dataclasses.replace(base, method="padim")
     return [
         base,
-        dataclasses.replace(base, method="padim"),
-        dataclasses.replace(base, method="padim", random_init=True),
+        padim,
+        dataclasses.replace(padim, random_init=True),
+        dataclasses.replace(padim, layers=(1, 2, 3)),
+        dataclasses.replace(padim, side=448),
+        dataclasses.replace(padim, backbone="lite2"),
         dataclasses.replace(base, resize="native"),
-        dataclasses.replace(base, resize="native", backbone="lite2"),
-        dataclasses.replace(base, resize="native", layers=(1, 2, 3)),
-        dataclasses.replace(base, side=448),
     ]
 
 
