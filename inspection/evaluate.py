@@ -53,7 +53,6 @@ from inspection.metrics import (
 )
 from inspection.pipeline import (
     Detector,
-    Inspector,
     Thresholds,
     decide,
     defects_from_detection,
@@ -64,7 +63,7 @@ from inspection.pipeline import (
 )
 from inspection.standards import Standard, apply_standard, load_standard
 from inspection.standards.defects import DefectsError, manifest_defects
-from inspection.types import Frame, Observation, Verdict
+from inspection.types import Frame, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
 MAP_SIDE = 256  # anomaly maps are kept at most this size for the pixel metrics
@@ -137,6 +136,8 @@ def evaluate(
         raise DatasetError(
             f"{data}: no product in dataset.yaml; give the standard to score reports under"
         )
+    if decoder is not None:
+        from inspection.decoder.reporting import decided_request  # torch: only with a decoder
     exact = [_exact_verdict(standard, s) for s in samples]  # malformed truth fails first
     out.mkdir(parents=True, exist_ok=True)
     rows, size_pairs, cards, requests = [], [], [], []
@@ -145,18 +146,14 @@ def evaluate(
         exact,
         strict=True,
     ):
-        row, pairs, image, detection, mask = _evaluate_one(
+        row, pairs, image, detection, mask, result = _evaluate_one(
             detector, thresholds, standard, sample, dataset
         )
         row.exact_verdict = truth
         rows.append(row)
         size_pairs += pairs
-        if decoder is not None and detection is not None:
-            requests.append(
-                _report_request(
-                    detector, thresholds, standard, decoder, sample, image, detection, dataset
-                )
-            )
+        if decoder is not None and result is not None:  # decided once, reported from it
+            requests.append(decided_request(decoder, standard, result, detection))
         if image is not None and detection is not None and len(cards) < 4 * examples:
             cards.append((row, _example_card(row, image, detection, thresholds, mask)))
     metrics = _metrics(rows, size_pairs, thresholds, detector)
@@ -194,15 +191,6 @@ def _exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
     return apply_standard(standard, truth, sample.part_id, image_size=size).verdict.value
 
 
-def _report_request(detector, thresholds, standard, decoder, sample, image, detection, dataset):
-    from inspection.decoder.reporting import report_request
-
-    frame = Frame(image=image, camera="eval", mm_per_px=_scale(sample, dataset))
-    observation = Observation(sample.part_id, "eval", (frame,), metadata=dict(sample.attributes))
-    inspector = Inspector(detector, standard, thresholds)
-    return report_request(inspector, decoder, observation, detection)[1]
-
-
 def _scale(sample: Sample, dataset: Dataset) -> float | None:
     return sample.attributes.get("mm_per_px", dataset.mm_per_px)
 
@@ -234,8 +222,8 @@ def _error_row(sample: Sample, error: str) -> Row:
 def _evaluate_one(
     detector, thresholds: Thresholds, standard: Standard | None, sample: Sample, dataset
 ):
-    """(row, size pairs, image, detection, mask) of one sample; an unusable sample is an
-    error row with ``None`` for the rest."""
+    """(row, size pairs, image, detection, mask, result) of one sample; an unusable sample
+    is an error row with ``None`` for the rest (``result``: ``None`` without a standard)."""
     mm = _scale(sample, dataset)
     reference = sample.attributes.get("reference_rgb", dataset.metadata.get("reference_rgb"))
     try:
@@ -245,13 +233,13 @@ def _evaluate_one(
         detection = detector.detect(image, audio)
         latency = (time.perf_counter() - start) * 1000
     except UserError as exc:  # the sample's fault; anything else is a bug and is raised
-        return _error_row(sample, str(exc)), [], None, None, None
+        return _error_row(sample, str(exc)), [], None, None, None, None
     scores = detection_scores(detection)
     if not np.isfinite(list(scores.values())).all():
         error = f"model returned non-finite scores {scores}"
-        return _error_row(sample, error), [], None, None, None
+        return _error_row(sample, error), [], None, None, None, None
     flagged = flags_part(detection, thresholds)
-    verdict, reasons = None, ""
+    result, verdict, reasons = None, None, ""
     if standard is not None:
         result = decide(detection, frame, standard, thresholds, sample.part_id, reference)
         found = [d.defect for d in result.decisions]
@@ -278,7 +266,7 @@ def _evaluate_one(
         reasons=reasons,
     )
     pairs = _size_pairs(found, sample, mm) if flagged and mm else []
-    return row, pairs, image, detection, mask
+    return row, pairs, image, detection, mask, result
 
 
 def _main_class(detection, found, audible: bool = False) -> str:

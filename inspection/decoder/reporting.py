@@ -18,6 +18,7 @@ from inspection.decoder.model import ReportDecoder
 from inspection.decoder.schema import check_question, defects_of
 from inspection.models.outputs import Detection
 from inspection.pipeline import Detector, Inspector
+from inspection.standards import Standard
 from inspection.types import AudioClip, InspectionResult, Observation
 
 
@@ -53,15 +54,24 @@ def report_request(
     """
     recording = _Recording(inspector.detector, detection)
     result = replace(inspector, detector=recording).inspect(observation)
-    if recording.last is not None:
-        fused = decoder.fuse_detection(recording.last)[0]  # (N, D) float16
+    request = decided_request(decoder, inspector.standard, result, recording.last)
+    return result, request
+
+
+def decided_request(
+    decoder: ReportDecoder,
+    standard: Standard,
+    result: InspectionResult,
+    detection: Detection | None,
+) -> ReportRequest:
+    """The decoder's request for a part already decided (``result``) from ``detection``
+    (one frame; ``None`` where it failed: a zero payload, and the result is REVIEW)."""
+    if detection is not None:
+        fused = decoder.fuse_detection(detection)[0]  # (N, D) float16
     else:
         fusion = decoder.config.fusion
         fused = np.zeros((fusion.queries, fusion.dim), np.float16)
-    request = ReportRequest(
-        fused, inspector.standard, defects_of(result), observation.part_id, result=result
-    )
-    return result, request
+    return ReportRequest(fused, standard, defects_of(result), result.part_id, result=result)
 
 
 def ask_part(
