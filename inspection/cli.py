@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from inspection.audit.commands import audit_command
 from inspection.decoder.commands import adapters_app, ask_command, decoder_app
 from inspection.terminal import NoVerify, UserErrorsExit, console, err_console, fail
 
@@ -33,6 +34,7 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(decoder_app, name="decoder")
 app.add_typer(adapters_app, name="adapters")
 app.command("ask")(ask_command)
+app.command("audit")(audit_command)
 
 
 @app.command()
@@ -240,6 +242,18 @@ def train_command(
         ),
     ] = None,
     normal_only: Annotated[bool, typer.Option(help="Use good images only.")] = False,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="heads (train the detection heads), padim or patchcore (fit a feature "
+            "normality model on a pretrained backbone, in minutes). auto: padim with "
+            "--normal-only and no --config/--init/--resume, else heads."
+        ),
+    ] = "auto",
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="Pretrained backbone of padim/patchcore (default efficientnet-lite0)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop, calibrate and save by then.")
@@ -292,19 +306,28 @@ def train_command(
             init=init,
             from_scratch=from_scratch,
             max_side=max_side,
+            method=method,
+            backbone=backbone,
         )
         result = train(options, begun=begun)
     except (TrainError, DatasetError) as exc:
         fail(str(exc))
-    console.print(
-        f"{result.steps} steps in {result.seconds / 60:.1f} min "
-        f"({result.images_per_second:.1f} img/s), "
-        f"loss {result.final_loss:.3f} (mean of the last 50 steps)"
-        + (" [stopped at the deadline]" if result.stopped_by_deadline else "")
-    )
+    if result.steps == 0:  # a normality model: fitted, not trained
+        console.print(
+            f"fitted on {result.images_per_second * result.seconds:.0f} good images in "
+            f"{result.seconds / 60:.1f} min"
+            + (" [extraction stopped at the deadline]" if result.stopped_by_deadline else "")
+        )
+    else:
+        console.print(
+            f"{result.steps} steps in {result.seconds / 60:.1f} min "
+            f"({result.images_per_second:.1f} img/s), "
+            f"loss {result.final_loss:.3f} (mean of the last 50 steps)"
+            + (" [stopped at the deadline]" if result.stopped_by_deadline else "")
+        )
+        start = result.started_from or "random weights (--from-scratch, or no shipped model fits)"
+        console.print(f"started from {start}")
     console.print(f"thresholds {result.thresholds}; held-out AUROC {result.holdout_auroc}")
-    start = result.started_from or "random weights (--from-scratch, or no shipped model fits)"
-    console.print(f"started from {start}")
     console.print(f"model written to {result.out}")
 
 
@@ -332,9 +355,9 @@ def evaluate_command(
 ) -> None:
     """Evaluate a model: metrics.json, scores.csv, plots and index.html."""
     from inspection.evaluate import evaluate
-    from inspection.pipeline import thresholds_of
+    from inspection.pipeline import load_detector, thresholds_of
 
-    detector, metadata = _detector(model, verify=not no_verify)
+    detector, metadata = load_detector(model, verify=not no_verify)
     if decoder is None and (model / "decoder").is_dir():
         decoder = model / "decoder"
     report_decoder = None
@@ -449,7 +472,9 @@ def export_command(
     staging = out.with_name(f".{out.name}.partial")
     try:
         with console.status(f"exporting {model_dir} (about a minute for the small model)"):
-            export_onnx(detector_model, staging, with_audio=audio, opset=opset)
+            # a normality model has no audio branch to export
+            hears = audio and not detector_model.config.is_normality
+            export_onnx(detector_model, staging, with_audio=hears, opset=opset)
             parity = check_parity(detector_model, staging) if check else None
         if parity is not None and not parity.ok:
             worst = max(parity.max_abs_diff, key=parity.max_abs_diff.get)
@@ -480,21 +505,6 @@ def export_command(
         table.add_row("parity (max |onnx - torch|)", f"{parity.worst:.1e} on {parity.batch} inputs")
     console.print(table)
     console.print(f"{digest}  {out} (in {hash_file(out)})", highlight=False, soft_wrap=True)
-
-
-def _detector(path: Path, verify: bool = True):
-    """A detector and its metadata from a model directory or an exported .onnx file,
-    its files checked against their recorded SHA-256 unless ``verify`` is off."""
-    if path.suffix == ".onnx":
-        from inspection.export.runtime import OnnxDetector
-
-        detector = OnnxDetector(path, verify=verify)
-        return detector, detector.metadata
-    from inspection.models import load_model
-    from inspection.models.detector import TorchDetector
-
-    model = load_model(path, verify=verify)
-    return TorchDetector(model), model.metadata
 
 
 @app.command()

@@ -32,10 +32,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from inspection.errors import ModelError
 from inspection.measure import connected_components, measure_defect
 from inspection.models.outputs import Detection
 from inspection.standards import Standard, apply_standard
@@ -97,6 +99,37 @@ class Detector(Protocol):
     version: str
 
     def detect(self, image: np.ndarray, audio: AudioClip | None = None) -> Detection: ...
+
+
+def load_detector(path: str | Path, verify: bool = True) -> tuple[Any, dict[str, Any]]:
+    """A detector and its metadata from a model directory or an exported ``.onnx`` file.
+
+    A model directory gives a torch ``TorchDetector``; a ``.onnx`` graph the torch-free
+    ``OnnxDetector``. Their files are checked against their recorded SHA-256 unless
+    ``verify`` is off (development only). Torch is imported only for a model directory.
+
+    Raises
+    ------
+    ModelError
+        A missing or modified model, or a file that is neither (an edge bundle is not
+        loadable yet).
+    """
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from inspection.export.runtime import OnnxDetector
+
+        detector = OnnxDetector(path, verify=verify)
+        return detector, detector.metadata
+    if path.is_file():
+        raise ModelError(
+            f"{path}: not a model directory or a .onnx edge graph (edge bundles are not "
+            "supported yet: give the model directory or its exported .onnx file)"
+        )
+    from inspection.models import load_model
+    from inspection.models.detector import TorchDetector
+
+    model = load_model(path, verify=verify)
+    return TorchDetector(model), model.metadata
 
 
 def defects_from_detection(

@@ -49,7 +49,8 @@ def overlay(
     if heatmap is not None:
         heat = cv2.applyColorMap((np.clip(heatmap, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
         canvas = cv2.addWeighted(canvas, 1 - alpha, heat[:, :, ::-1], alpha, 0)
-    scale = max(1, round(max(canvas.shape[:2]) / 256))
+    line = max(1, round(max(canvas.shape[:2]) / 300))
+    labels = []
     for mask, label, colour in regions:
         mask = np.asarray(mask, dtype=np.uint8)
         if not mask.any():
@@ -58,16 +59,39 @@ def overlay(
         tint[mask > 0] = colour
         canvas = cv2.addWeighted(canvas, 1 - alpha, tint, alpha, 0)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(canvas, contours, -1, colour, scale, cv2.LINE_AA)
+        cv2.drawContours(canvas, contours, -1, colour, line, cv2.LINE_AA)
         x, y, _, _ = cv2.boundingRect(np.concatenate(contours))
-        _label(canvas, label, (x, max(10 * scale, y - 3)), colour, scale)
+        labels.append((label, (x, y - 3), colour))
+    for label, origin, colour in labels:  # last, so that no later tint covers one
+        if label:  # an empty label: the region is outlined only
+            _label(canvas, label, origin, colour)
     return canvas
 
 
-def _label(canvas: np.ndarray, text: str, origin: tuple[int, int], colour, scale: int) -> None:
-    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale
-    cv2.putText(canvas, text, origin, font, size, (0, 0, 0), 3 * scale, cv2.LINE_AA)
-    cv2.putText(canvas, text, origin, font, size, colour, scale, cv2.LINE_AA)
+LABEL_MIN_SCALE = 0.5
+"""Smallest OpenCV font scale of an overlay label: about 11 px of text, the least that
+reads at the size a picture is shown. Draw an overlay at the size it will be shown (a
+thumbnail at thumbnail size): a label drawn on the full frame and shrunk with it is
+unreadable."""
+
+
+def label_scale(shape: tuple[int, ...]) -> float:
+    """Font scale of labels on a picture of ``shape``: text about 4-5 % of its longest
+    side, and never under :data:`LABEL_MIN_SCALE`."""
+    return max(LABEL_MIN_SCALE, max(shape[:2]) / 500)
+
+
+def _label(canvas: np.ndarray, text: str, origin: tuple[int, int], colour) -> None:
+    """The label on a dark box (readable on any surface), kept inside the picture."""
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, label_scale(canvas.shape)
+    thickness = max(1, round(size * 1.5))
+    (w, h), base = cv2.getTextSize(text, font, size, thickness)
+    pad = max(1, round(size * 3))
+    height, width = canvas.shape[:2]
+    x = int(min(max(0, origin[0]), max(0, width - w - 2 * pad)))
+    y = int(min(max(h + pad, origin[1]), height - base - pad))  # the text's baseline
+    cv2.rectangle(canvas, (x, y - h - pad), (x + w + 2 * pad, y + base + pad), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (x + pad, y), font, size, colour, thickness, cv2.LINE_AA)
 
 
 def png_base64(image: np.ndarray) -> str:

@@ -1,9 +1,11 @@
-"""Shared fixtures: repository paths and the example standards."""
+"""Shared fixtures: repository paths, the example standards, and the audit's parts and model
+(one conftest: a second one in a test folder would shadow ``from conftest import ...``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inspection.standards import Standard, load_standard
@@ -20,3 +22,43 @@ def bracket_standard() -> Standard:
 @pytest.fixture(scope="session")
 def panel_standard() -> Standard:
     return load_standard(STANDARDS_DIR / "panel.yaml")
+
+
+# ---------------------------------------------------------------- the audit (tests/audit)
+
+
+@pytest.fixture(scope="session")
+def parts(tmp_path_factory) -> Path:
+    """12 synthetic bracket parts at 96 px (4 tiles each for the 64 px tiny model), in
+    class folders: ``good/`` and the defect classes."""
+    from inspection.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth")
+    synthesize(root, n=24, seed=3, product="bracket", size=96, workers=1, progress=False)
+    return root / "test"
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.png"))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, parts) -> Path:
+    """The tiny config with its anomaly channel raised, so that random weights find
+    regions to measure, and an image threshold at the median part score of ``parts``,
+    so that both verdicts occur: a real model directory, loaded like any other."""
+    torch = pytest.importorskip("torch", reason="the audit runs a torch model (models extra)")
+
+    from inspection.io import read_image
+    from inspection.models import create_model, save_model
+    from inspection.models.detector import TorchDetector
+
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    with torch.no_grad():
+        model.seg_head.fine[4].bias[0] += 4.3
+    detector = TorchDetector(model)
+    scores = [float(detector.detect(read_image(p)).part_score[0]) for p in _images(parts)]
+    model.metadata = {"thresholds": {"image": float(np.median(scores)), "pixel": 0.5, "audio": 0.5}}
+    out = tmp_path_factory.mktemp("model") / "tiny-finds"
+    return save_model(model, out, extra=model.metadata)

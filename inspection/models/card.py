@@ -199,6 +199,7 @@ def write_model_card(
         f"{config['config'].get('image_tower')})",
         f"- classes: {', '.join(config['config'].get('classes', []))}",
         f"- thresholds: {_thresholds_line(extra)}",
+        f"- starts from: {_weights_line(config['config'], extra)}",
         "",
         "## How it was made",
         "",
@@ -263,6 +264,20 @@ def decoder_section(evaluations: list[tuple[str, dict[str, Any]]]) -> str:
         cells = [_fmt(m.get(k)) for k in keys]
         lines.append(f"| {what} | {m.get('report_parts')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _weights_line(config: dict[str, Any], extra: dict[str, Any]) -> str:
+    """Which weights the model starts from, with their licence and source."""
+    backbone = extra.get("backbone")
+    if isinstance(backbone, dict):
+        return (
+            f"{config.get('method')} on pretrained `{backbone.get('backbone')}` "
+            f"({backbone.get('licence')}; {backbone.get('source')}; "
+            f"SHA-256 `{backbone.get('sha256')}`)"
+        )
+    if extra.get("init"):
+        return f"the model at `{extra['init']}` (version `{extra.get('init_version')}`)"
+    return "random weights (trained from scratch)"
 
 
 def _thresholds_line(metadata: dict[str, Any]) -> str:

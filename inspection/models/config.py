@@ -23,6 +23,9 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 IMAGE_TOWERS = ("vit", "timm")
+METHODS = ("heads", "padim", "patchcore")
+NORMALITY_METHODS = ("padim", "patchcore")  # fitted on a frozen pretrained backbone
+RESIZES = ("tile", "squash")
 SUPPORTED_N_MELS = (80, 128)  # the filter banks whisper ships
 
 
@@ -72,6 +75,25 @@ class ModelConfig:
     pretrained_image, pretrained_audio : str | None
         Local files for the towers (an open_clip checkpoint or timm weights; a whisper
         ``.pt``). Read at build time; never downloaded. ``None``: random weights.
+    method : str
+        ``"heads"``: the trained towers and heads above. ``"padim"`` / ``"patchcore"``: a
+        feature normality model (:mod:`inspection.models.normality`) fitted on good
+        images over the frozen pretrained ``backbone``; the tower fields are unused.
+    backbone : str | None
+        Pretrained backbone name (:mod:`inspection.models.backbones`) of a normality model.
+    feature_stages : tuple[int, ...]
+        Backbone stages read, finest first (EfficientNet-Lite: 2 = stride 8, 3 = 16).
+    feature_dims : int
+        PaDiM: channels kept (a fixed random subset, as the PaDiM paper); 0 keeps all.
+    bank_size : int
+        PatchCore: patch features kept in the memory bank (greedy coreset).
+    smooth_sigma : float
+        Gaussian smoothing of a normality model's map, in input pixels (0: none).
+    resize : str
+        How a frame becomes model inputs: ``"tile"`` (native-resolution tiles, see
+        :mod:`inspection.models.preprocess`) or ``"squash"`` (the whole frame resized to
+        one ``S x S`` input, so that every map position is the same place on the part:
+        what a per-position model such as PaDiM needs).
     """
 
     name: str
@@ -100,11 +122,18 @@ class ModelConfig:
     image_std: tuple[float, ...] = CLIP_STD
     pretrained_image: str | None = None
     pretrained_audio: str | None = None
+    method: str = "heads"
+    backbone: str | None = None
+    feature_stages: tuple[int, ...] = (2, 3)
+    feature_dims: int = 0
+    bank_size: int = 10000
+    smooth_sigma: float = 4.0
+    resize: str = "tile"
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # YAML and JSON give lists; a frozen, hashable config wants tuples.
-        for name in ("classes", "stem_widths", "image_mean", "image_std"):
+        for name in ("classes", "stem_widths", "image_mean", "image_std", "feature_stages"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -114,6 +143,12 @@ class ModelConfig:
 
     def _problems(self) -> list[str]:
         p = []
+        if self.method not in METHODS:
+            p.append(f"method must be one of {METHODS}, not {self.method!r}")
+        if self.resize not in RESIZES:
+            p.append(f"resize must be one of {RESIZES}, not {self.resize!r}")
+        if self.is_normality:
+            return p + self._normality_problems()
         if self.image_tower not in IMAGE_TOWERS:
             p.append(f"image_tower must be one of {IMAGE_TOWERS}, not {self.image_tower!r}")
         if self.image_tower == "timm" and not self.timm_model:
@@ -144,6 +179,30 @@ class ModelConfig:
         if not 0.0 < self.topk_fraction <= 1.0:
             p.append("topk_fraction must be in (0, 1]")
         return p
+
+    def _normality_problems(self) -> list[str]:
+        from inspection.models.backbones import BACKBONES
+
+        p = []
+        spec = BACKBONES.get(self.backbone or "")
+        if spec is None:
+            p.append(f"method {self.method!r} needs a backbone, one of {sorted(BACKBONES)}")
+        elif not self.feature_stages or not all(
+            0 <= s < len(spec.strides) for s in self.feature_stages
+        ):
+            p.append(f"feature_stages must be within 0-{len(spec.strides) - 1}")
+        elif self.image_size % spec.strides[max(self.feature_stages)]:
+            p.append(f"image_size must be a multiple of {spec.strides[max(self.feature_stages)]}")
+        if self.in_chans != 3:
+            p.append("a pretrained backbone takes 3 channels (gray is replicated)")
+        if self.feature_dims < 0 or self.bank_size < 1 or self.smooth_sigma < 0:
+            p.append("feature_dims, smooth_sigma must be >= 0 and bank_size >= 1")
+        return p
+
+    @property
+    def is_normality(self) -> bool:
+        """A feature normality model (PaDiM / PatchCore) rather than trained heads."""
+        return self.method in NORMALITY_METHODS
 
     @property
     def num_classes(self) -> int:

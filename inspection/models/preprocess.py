@@ -19,7 +19,9 @@ Policy
 - **Back**: :func:`stitch_tiles` puts per-tile maps back into a map of the original
   image (mean or max where tiles overlap, then undoing any scaling).
   :func:`resize_image` is the alternative whole-frame path (squash to ``S x S``), for
-  training or where fine detail does not matter.
+  training or where fine detail does not matter; ``squash`` options (a model config's
+  ``resize: squash``, as PaDiM's per-position statistics need) make the whole frame the
+  one tile.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class PreprocessOptions:
     in_chans: int = 3
     overlap: float = 0.25
     max_side: int | None = None
+    squash: bool = False  # the whole frame resized to one S x S input instead of tiles
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:
@@ -65,6 +68,7 @@ class PreprocessOptions:
             mean=config.image_mean,
             std=config.image_std,
             in_chans=config.in_chans,
+            squash=config.resize == "squash",
             **changes,
         )
 
@@ -168,6 +172,8 @@ def plan_tiles(image_shape: tuple[int, int], options: PreprocessOptions) -> Tile
     """The tile layout for an image of ``(H, W)`` pixels (see the module policy)."""
     h, w = int(image_shape[0]), int(image_shape[1])
     size = options.image_size
+    if options.squash:  # one input; stitching resizes its maps back to (H, W)
+        return TileLayout((h, w), (size, size), ((0, 0, size, size),), size)
     scale = max(1.0, size / min(h, w))  # small images go up to one tile
     if options.max_side is not None and max(h, w) * scale > options.max_side:
         scale = max(size / min(h, w), options.max_side / max(h, w))

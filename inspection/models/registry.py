@@ -95,6 +95,17 @@ def get_config(name: str | Path) -> ModelConfig:
     return load_config(files[name])
 
 
+def _model_class(config: ModelConfig) -> type:
+    """The module a config builds: trained heads, or a feature normality model."""
+    if config.is_normality:
+        from inspection.models.normality import NormalityModel
+
+        return NormalityModel
+    from inspection.models.model import DefectModel
+
+    return DefectModel
+
+
 def create_model(
     name_or_config: str | Path | ModelConfig,
     weights: str | Path | CheckpointInfo | None = None,
@@ -121,13 +132,13 @@ def create_model(
 
     Returns
     -------
-    DefectModel
-        In eval mode.
+    DefectModel | NormalityModel
+        In eval mode (a normality model for ``method`` ``padim`` / ``patchcore``, whose
+        good-part statistics come from fitting or from ``weights``).
     """
     import torch
 
     from inspection.models.checkpoint import load_weights
-    from inspection.models.model import DefectModel
 
     if isinstance(name_or_config, ModelConfig):
         config = name_or_config
@@ -135,14 +146,15 @@ def create_model(
         config = get_config(name_or_config)
     if overrides:
         config = config.replace(**overrides)
+    model_class = _model_class(config)
     if weights is None:
-        return DefectModel(config).to(device).eval()
+        return model_class(config).to(device).eval()
     # A checkpoint holds every weight: build on the meta device (no random init, no
     # pretrained tower files read) and let the checkpoint's tensors take the places.
     with torch.device("meta"):
-        model = DefectModel(config, load_pretrained=False)
+        model = model_class(config, load_pretrained=False)
     info = load_weights(model, weights)
     if any(t.is_meta for t in model.buffers()):  # a buffer the checkpoint does not hold
-        model = DefectModel(config, load_pretrained=False)
+        model = model_class(config, load_pretrained=False)
         load_weights(model, info)  # read and verified once
     return model.to(device).eval()

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from inspection.errors import ModelError, UserError
 from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
 from inspection.models.checkpoint import WEIGHTS_FILE, CheckpointInfo, same_architecture
+from inspection.models.config import METHODS
 from inspection.models.detector import TorchDetector
 from inspection.models.preprocess import MAX_SIDE, PreprocessOptions
 from inspection.train.anomalies import synthesise_anomaly
@@ -71,10 +72,25 @@ class TrainOptions:
     from_scratch: bool = False  # random weights even where the shipped default fits
     max_side: int | None = None  # scale frames down to this longest side before tiling
     progress: bool = True
+    method: str = "auto"  # heads, padim, patchcore; auto: see resolved_method
+    backbone: str | None = None  # pretrained backbone of a normality model
 
     def __post_init__(self) -> None:
         if self.init is not None and self.from_scratch:
             raise TrainError("--init and --from-scratch contradict each other: choose one")
+        if self.method not in ("auto", *METHODS):
+            raise TrainError(f"--method must be auto or one of {', '.join(METHODS)}")
+
+    @property
+    def resolved_method(self) -> str:
+        """``auto`` is the best measured method for the data: a PaDiM normality model on a
+        pretrained backbone for good images alone (``--normal-only``) when no heads
+        config, ``--init`` or ``--resume`` asks for trained heads; else trained heads
+        (they learn the defect classes from labelled and synthesised defects)."""
+        if self.method != "auto":
+            return self.method
+        heads_asked = self.config is not None or self.init is not None or self.resume
+        return "padim" if self.normal_only and not heads_asked else "heads"
 
     @property
     def config_name(self) -> str:
@@ -116,6 +132,10 @@ def train(
         deadline run does depends on no machine's speed.
     """
     begun = clock() if begun is None else begun
+    if options.resolved_method != "heads":
+        from inspection.train.normality import fit_normality
+
+        return fit_normality(replace(options, method=options.resolved_method), begun, clock)
     device, continued = check_can_start(options)
     torch.manual_seed(options.seed)
     out = options.out
@@ -134,11 +154,7 @@ def train(
     good_samples, labelled_samples = training_samples(dataset, options.normal_only)
     if not good_samples:
         raise TrainError(f"{options.data}: no good images to train on (none in its train split)")
-    rng = np.random.default_rng(options.seed)
-    order = rng.permutation(len(good_samples))
-    n_hold = max(1, round(options.holdout * len(good_samples)))
-    holdout = [good_samples[i] for i in order[:n_hold]]
-    fit = [good_samples[i] for i in order[n_hold:]] or holdout
+    fit, holdout = split_holdout(good_samples, options)
     good = load_items(fit, prep, "loading good images")
     labelled = load_items(labelled_samples, prep, "loading labelled defects")
     held = load_items(holdout, prep, "loading held-out images")
@@ -234,6 +250,15 @@ def train(
         started_from=Path(model.metadata["init"]) if "init" in model.metadata else None,
         history=history,
     )
+
+
+def split_holdout(good_samples: list, options: TrainOptions) -> tuple[list, list]:
+    """(fit, held-out) good samples: a seeded ``options.holdout`` share held out for
+    calibration (at least one; all of them are fitted on too when they are that few)."""
+    order = np.random.default_rng(options.seed).permutation(len(good_samples))
+    n_hold = max(1, round(options.holdout * len(good_samples)))
+    holdout = [good_samples[i] for i in order[:n_hold]]
+    return [good_samples[i] for i in order[n_hold:]] or holdout, holdout
 
 
 def calibrate(

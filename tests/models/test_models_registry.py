@@ -76,6 +76,12 @@ def test_every_registered_model_builds_and_runs(name):
         out = model(image, mel)
     n = out.grid[0] * out.grid[1]
     assert out.maps.shape == (1, 1 + k, s, s)
+    if c.is_normality:  # no audio branch; the tokens are the backbone's pooled features
+        assert out.audio_logit is None and out.audio_tokens is None
+        assert torch.equal(out.part_logit, out.image_logit) and out.class_logits.shape == (1, k)
+        assert out.patch_tokens.shape[:2] == (1, n)
+        assert all(torch.isfinite(t).all() for t in (out.maps, out.part_logit))
+        return
     assert out.image_logit.shape == (1,) and out.part_logit.shape == (1,)
     assert out.class_logits.shape == (1, k)
     assert out.audio_logit.shape == (1,)

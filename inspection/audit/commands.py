@@ -1,0 +1,82 @@
+"""``inspection audit``: the command line over :func:`inspection.audit.audit`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inspection.terminal import NoVerify, console
+
+
+def audit_command(
+    input_spec: Annotated[
+        str,
+        typer.Argument(
+            metavar="INPUT",
+            help="A folder (searched recursively), a .zip, a quoted glob ('lot7/**/*.png') "
+            "or a .jsonl manifest.",
+        ),
+    ],
+    model: Annotated[Path, typer.Option(help="Model directory or exported .onnx edge graph.")],
+    standard: Annotated[Path, typer.Option(help="Defect standard: YAML file or product name.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output folder: report.html, results.csv, results.jsonl, overlays/. "
+            "Running again into it resumes (parts already done are skipped)."
+        ),
+    ],
+    engine: Annotated[str, typer.Option(help="local, or ray (Ray Data).")] = "local",
+    batch_size: Annotated[
+        int, typer.Option(help="Parts whose tiles run through the model together.")
+    ] = 16,
+    workers: Annotated[
+        int,
+        typer.Option(help="Decoding threads (local engine) or model replicas (ray engine)."),
+    ] = 4,
+    mm_per_px: Annotated[
+        float | None,
+        typer.Option(
+            help="Scale for parts whose input states none (manifest, dataset.yaml); "
+            "without one, sizes are not measured and size clauses go to review."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="An existing Ray cluster (e.g. ray://head:10001 or auto); default: a "
+            "local Ray on 127.0.0.1. Input, model, standard and --out must be reachable "
+            "at the same paths from every node."
+        ),
+    ] = None,
+    no_verify: NoVerify = False,
+) -> None:
+    """Audit an archive of part images under a standard: report.html, results.csv and
+    results.jsonl, with the defect overlays of every part that did not pass."""
+    from inspection.audit import AuditOptions, audit
+    from inspection.config import standard_path
+
+    if ray_address is not None and engine != "ray":
+        from inspection.terminal import fail
+
+        fail("--ray-address needs --engine ray")
+    options = AuditOptions(
+        batch_size=batch_size,
+        workers=workers,
+        mm_per_px=mm_per_px,
+        engine=engine,
+        ray_address=ray_address,
+        verify=not no_verify,
+    )
+    summary = audit(input_spec, out, model, standard_path(standard), options)
+    verdicts = "  ".join(f"{k} {v}" for k, v in summary.verdicts.items())
+    console.print(
+        f"{summary.parts} parts ({summary.new} audited now, {summary.skipped} done before) "
+        f"in {summary.seconds:.1f} s ({summary.images_per_second:.1f} img/s): {verdicts}; "
+        f"{summary.unreadable} could not be read",
+        highlight=False,
+    )
+    report = (summary.out / "report.html").resolve()
+    console.print(f"report: [link=file://{report}]{summary.out / 'report.html'}[/link]")

@@ -1,0 +1,187 @@
+"""Feature normality models: what good parts look like, in a pretrained backbone's
+features, fitted in minutes on good images alone.
+
+``NormalityModel(image) -> DetectionOutput``, the same output as the trained
+:class:`~inspection.models.model.DefectModel`, so the detectors, the decision function,
+``evaluate`` and the ONNX export take either. The statistics of good features are
+buffers, saved with the checkpoint and constants of the exported graph.
+
+- **PaDiM** (Defard et al. 2020): a Gaussian per map position over the concatenated,
+  3x3 average-pooled features of two backbone stages (optionally a fixed random subset of
+  the channels); the map is the Mahalanobis distance. Every input must show the same
+  place of the part at the same position: frames are squashed to one input
+  (``config.resize == "squash"``).
+- **PatchCore** (Roth et al. 2022): a position-free memory bank of good patch features
+  (a greedy k-center coreset); the map is the distance to the nearest bank patch. Works
+  on native-resolution tiles.
+
+The map is upsampled to the input, smoothed (Gaussian, ``config.smooth_sigma``) and
+turned into a logit, ``(distance - shift) / scale``, with ``shift`` and ``scale`` set on
+held-out good images at fit time, so that a pixel's probability crosses 0.5 where good
+surfaces stop, as the trained heads' does. The part's logit is the mean of the top
+``topk_fraction`` of the map's logits. A normality model knows no defect classes: its
+one class is ``anomaly``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inspection.models.backbones import create_backbone, get_backbone
+from inspection.models.config import ModelConfig
+from inspection.models.model import DetectionOutput
+
+ANOMALY_CLASS = "anomaly"
+
+
+class NormalityModel(nn.Module):
+    """A frozen pretrained backbone and the statistics of good parts' features.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        ``method`` ``"padim"`` or ``"patchcore"``, ``backbone``, ``feature_stages`` ...
+    load_pretrained : bool
+        Read the backbone's weights from its package (``False`` when a checkpoint brings
+        every weight).
+
+    Attributes
+    ----------
+    model_version : str | None
+        Hash of the weights file this model was loaded from (``None`` when fresh).
+    metadata : dict
+        Thresholds, provenance of the backbone weights, fit statistics.
+    """
+
+    def __init__(self, config: ModelConfig, load_pretrained: bool = True):
+        super().__init__()
+        if not config.is_normality:
+            raise ValueError(f"model {config.name!r} is not a normality model ({config.method})")
+        self.config = config
+        spec = get_backbone(config.backbone)
+        self.backbone = create_backbone(config.backbone, config.feature_stages, load_pretrained)
+        self.backbone.requires_grad_(False)
+        stride = spec.strides[config.feature_stages[0]]
+        self.grid = (config.image_size // stride, config.image_size // stride)
+        width = sum(spec.channels[s] for s in config.feature_stages)
+        dims = min(config.feature_dims or width, width)
+        positions = self.grid[0] * self.grid[1]
+        # Fixed per config (a seeded permutation), so a checkpoint needs only its config.
+        generator = torch.Generator().manual_seed(0)
+        kept = torch.randperm(width, generator=generator)[:dims].sort().values
+        self.register_buffer("kept_channels", kept, persistent=False)
+        if config.method == "padim":
+            self.register_buffer("mean", torch.zeros(positions, dims))
+            self.register_buffer("precision", torch.zeros(positions, dims, dims))
+        else:
+            self.register_buffer("bank", torch.zeros(config.bank_size, dims))
+        self.register_buffer("shift", torch.zeros(()))
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("smoothing", gaussian_kernel(config.smooth_sigma), persistent=False)
+        self.model_version: str | None = None
+        self.metadata: dict[str, Any] = {}
+
+    def embed(self, image: Tensor) -> Tensor:
+        """Pooled, upsampled and concatenated backbone features ``(B, D, gh, gw)``."""
+        levels = self.backbone(image)
+        size = levels[0].shape[-2:]
+        pooled = [
+            F.interpolate(
+                F.avg_pool2d(f, 3, 1, 1, count_include_pad=False),  # (B, C_i, h_i, w_i)
+                size=size,
+                mode="bilinear",
+                align_corners=False,
+            )
+            for f in levels
+        ]
+        return torch.cat(pooled, 1).index_select(1, self.kept_channels)  # (B, D, gh, gw)
+
+    def distance(self, features: Tensor) -> Tensor:
+        """Distance of each position's features from good ones, ``(B, gh, gw)``."""
+        B, _, h, w = features.shape
+        x = features.flatten(2).transpose(1, 2)  # (B, P, D)
+        if self.config.method == "padim":
+            d = (x - self.mean).transpose(0, 1)  # (P, B, D)
+            squared = (torch.bmm(d, self.precision) * d).sum(-1).transpose(0, 1)  # (B, P)
+        else:
+            bank = self.bank  # (M, D)
+            cross = x @ bank.T  # (B, P, M)
+            squared = (x * x).sum(-1, keepdim=True) - 2 * cross + (bank * bank).sum(-1)
+            squared = squared.min(-1).values  # (B, P)
+        return squared.clamp_min(0).sqrt().reshape(B, h, w)
+
+    def distance_map(self, image: Tensor) -> Tensor:
+        """The smoothed distance at input resolution, ``(B, 1, S, S)``, before ``shift``."""
+        return self._distances(image)[1]
+
+    def _distances(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        S = image.shape[-1]
+        features = self.embed(image)  # (B, D, gh, gw)
+        dist = self.distance(features)[:, None]  # (B, 1, gh, gw)
+        up = F.interpolate(dist, size=(S, S), mode="bilinear", align_corners=False)
+        return features, smooth(up, self.smoothing)  # (B, 1, S, S)
+
+    def forward(self, image: Tensor, mel: Tensor | None = None) -> DetectionOutput:
+        """Detect anomalies; ``mel`` is accepted and ignored (no audio branch)."""
+        self._check_image(image)
+        B, _, S, _ = image.shape
+        features, dist = self._distances(image)
+        logit = (dist - self.shift) / self.scale  # (B, 1, S, S)
+        k = max(1, int(self.config.topk_fraction * S * S))
+        image_logit = logit.flatten(1).topk(k, dim=-1).values.mean(-1)  # (B,)
+        K = self.config.num_classes
+        # One class known: every defect pixel is an "anomaly" (a softmax over one channel).
+        maps = torch.cat([logit, torch.zeros_like(logit).expand(B, K, S, S)], 1)  # (B, 1+K, S, S)
+        return DetectionOutput(
+            maps=maps,
+            image_logit=image_logit,
+            class_logits=image_logit[:, None].expand(B, K),
+            audio_logit=None,
+            part_logit=image_logit,
+            patch_tokens=features.flatten(2).transpose(1, 2),  # (B, P, D)
+            audio_tokens=None,
+            grid=(features.shape[-2], features.shape[-1]),
+        )
+
+    def _check_image(self, image: Tensor) -> None:
+        s = self.config.image_size
+        if image.ndim != 4 or tuple(image.shape[1:]) != (3, s, s):
+            raise ValueError(
+                f"model {self.config.name!r} takes images (B, 3, {s}, {s}), "
+                f"got {tuple(image.shape)}: tile or resize with inspection.models.preprocess"
+            )
+
+    def num_params(self, part: str | None = None) -> int:
+        """Parameters and statistics (buffers) of the model, or of one part."""
+        module = self if part is None else getattr(self, part)
+        return sum(t.numel() for t in [*module.parameters(), *module.buffers()])
+
+    def param_summary(self) -> dict[str, int]:
+        """Parameters by part: the backbone, and the good parts' statistics."""
+        stats = sum(b.numel() for name, b in self.named_buffers() if "." not in name)
+        return {"backbone": self.num_params("backbone"), "statistics": stats}
+
+
+def gaussian_kernel(sigma: float) -> Tensor:
+    """A normalised 1-D Gaussian, ``(2 * ceil(3 sigma) + 1,)``; ``[1.]`` for sigma 0."""
+    if sigma <= 0:
+        return torch.ones(1)
+    radius = math.ceil(3 * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def smooth(maps: Tensor, kernel: Tensor) -> Tensor:
+    """Separable Gaussian blur of ``(B, 1, H, W)`` maps, edges replicated."""
+    r = kernel.numel() // 2
+    if r == 0:
+        return maps
+    x = F.pad(maps, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))  # (B, 1, H + 2r, W)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1))  # (B, 1, H, W)

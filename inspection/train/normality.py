@@ -1,0 +1,292 @@
+"""Fit a feature normality model (PaDiM or PatchCore) on good images: ``inspection train
+--method padim|patchcore``.
+
+No gradient step: the pretrained backbone's features of every good image are extracted
+once (a progress bar, within ``--max-minutes``), their statistics fitted, the map's
+logit scale set on held-out good images, and the thresholds calibrated as for trained
+heads (:func:`inspection.train.trainer.calibrate`). Minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inspection.datasets import load_dataset
+from inspection.errors import ModelError
+from inspection.models import create_model, get_config, save_model
+from inspection.models.backbones import get_backbone
+from inspection.models.config import ModelConfig
+from inspection.models.normality import ANOMALY_CLASS, NormalityModel
+from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, preprocess
+from inspection.train.data import Item, load_items, training_samples
+from inspection.train.trainer import (
+    TrainError,
+    TrainOptions,
+    TrainResult,
+    _jsonable,
+    calibrate,
+    plan_calibration,
+    seconds_per_detection,
+    split_holdout,
+)
+
+DEFAULT_BACKBONE = "efficientnet-lite0"
+COVARIANCE_EPS = 0.01  # PaDiM's ridge on each position's covariance (the paper's value)
+PATCH_POOL = 200_000  # PatchCore: patches sampled from the good images before the coreset
+PROJECTION_DIMS = 128  # PatchCore: the coreset is chosen on a random projection (as the paper)
+SHIFT_QUANTILE = 0.999  # a pixel's logit is 0 at this quantile of held-out good distances
+EXTRACT_SHARE = 0.8  # of a --max-minutes budget, at most this for feature extraction
+TILE_BATCH = 8
+PADIM_CHUNK = 64
+
+
+def normality_config(options: TrainOptions) -> ModelConfig:
+    """The model a normality run fits: ``--config`` (a normality config) if given, else
+    the ``--method`` default on ``--backbone`` (EfficientNet-Lite0 when not given)."""
+    if options.config is not None:
+        config = _asked_config(options.config)
+        if not config.is_normality:
+            raise TrainError(
+                f"--method {options.method} fits a normality model; --config {options.config} "
+                f"is a {config.method!r} model (leave --config out, or use --method heads)"
+            )
+        if config.method != options.method:
+            config = config.replace(method=options.method)
+    else:
+        config = _asked_config(f"{options.method}-lite0")
+    if options.backbone is not None:
+        try:
+            spec = get_backbone(options.backbone)
+        except ModelError as exc:
+            raise TrainError(str(exc)) from exc
+        config = config.replace(backbone=spec.name, image_mean=spec.mean, image_std=spec.std)
+    return config.replace(classes=(ANOMALY_CLASS,))
+
+
+def _asked_config(name: str) -> ModelConfig:
+    try:
+        return get_config(name)
+    except FileNotFoundError as exc:
+        raise TrainError(f"--config {name}: no such file") from exc
+    except (KeyError, ValueError) as exc:
+        raise TrainError(str(exc.args[0])) from exc
+
+
+def fit_normality(
+    options: TrainOptions,
+    begun: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> TrainResult:
+    """Fit, calibrate and save a normality model to ``options.out`` (see the module)."""
+    begun = clock() if begun is None else begun
+    if options.resume or options.init is not None:
+        raise TrainError(f"--method {options.method} fits in one pass: no --resume or --init")
+    torch.manual_seed(options.seed)
+    # One core left to the rest of the machine: on a 2-core box with the other core busy,
+    # two torch threads extracted features 15x slower than one (benchmarks/README.md).
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    config = normality_config(options)
+    try:
+        model = create_model(config, device=options.device)
+    except ModelError as exc:
+        raise TrainError(str(exc)) from exc
+    prep = PreprocessOptions.from_config(config, max_side=options.max_side)
+    if options.max_side is not None:
+        model.metadata[MAX_SIDE] = options.max_side
+
+    dataset = load_dataset(options.data)
+    good_samples, _ = training_samples(dataset, normal_only=True)
+    if not good_samples:
+        raise TrainError(f"{options.data}: no good images to fit on (none in its train split)")
+    fit_samples, held_samples = split_holdout(good_samples, options)
+    held = load_items(held_samples, prep, "loading held-out images")
+    if not held:
+        raise TrainError(f"{options.data}: too few readable good images to fit and calibrate")
+
+    started = clock()
+    budget = None if options.max_minutes is None else options.max_minutes * 60
+    deadline = None
+    if budget is not None:
+        left = budget - (started - begun)
+        n_calibrate, reserve = plan_calibration(
+            len(held), seconds_per_detection(model, held[0], clock), left
+        )
+        held = held[:n_calibrate]
+        deadline = started + min(EXTRACT_SHARE * left, left - reserve)
+    model.eval()  # timing a detection leaves a model in train mode (batch norm!)
+    n_used, stopped = _fit_statistics(model, fit_samples, prep, options, deadline, clock)
+    _set_logit_scale(model, held, prep)
+    model.eval()
+    thresholds, auroc = calibrate(model, held, options)
+    model.metadata.update(
+        {
+            "thresholds": thresholds,
+            "holdout_auroc": auroc,
+            "train": _jsonable(asdict(options)),
+            "fit": {"method": config.method, "images": n_used, "of": len(fit_samples)},
+            "backbone": get_backbone(config.backbone).provenance,
+        }
+    )
+    options.out.mkdir(parents=True, exist_ok=True)
+    save_model(model, options.out, extra=model.metadata)
+    seconds = clock() - started
+    return TrainResult(
+        out=options.out,
+        steps=0,
+        seconds=seconds,
+        images_per_second=n_used / max(seconds, 1e-9),
+        final_loss=float("nan"),
+        thresholds=thresholds,
+        holdout_auroc=auroc,
+        stopped_by_deadline=stopped,
+        started_from=None,
+    )
+
+
+def _fit_statistics(
+    model: NormalityModel,
+    samples,
+    prep: PreprocessOptions,
+    options: TrainOptions,
+    deadline: float | None,
+    clock: Callable[[], float],
+) -> tuple[int, bool]:
+    """Extract the good images' features (until ``deadline``) and fit the statistics.
+    Returns the images used and whether the deadline cut extraction short."""
+    if model.config.method == "padim":
+        fitter: PadimFit | PatchCoreFit = PadimFit(model)
+    else:
+        fitter = PatchCoreFit(model, options.seed, len(samples))
+    used, stopped = 0, False
+    bar = tqdm(samples, desc="good-image features", unit="img", disable=not options.progress)
+    for sample in bar:
+        if deadline is not None and clock() >= deadline and used >= 2:
+            stopped = True
+            break
+        items = load_items([sample], prep, "")
+        if not items:
+            continue
+        fitter.add(_tile_features(model, items[0], prep))
+        used += 1
+    bar.close()
+    if used < 2:
+        raise TrainError(f"{options.data}: fewer than 2 readable good images to fit on")
+    fitter.finish()
+    return used, stopped
+
+
+@torch.inference_mode()
+def _tile_features(model: NormalityModel, item: Item, prep: PreprocessOptions) -> torch.Tensor:
+    tiles = torch.from_numpy(preprocess(item.image, prep).images)  # (T, 3, S, S)
+    device = model.shift.device
+    batches = (tiles[i : i + TILE_BATCH] for i in range(0, len(tiles), TILE_BATCH))
+    return torch.cat([model.embed(b.to(device)) for b in batches]).cpu()  # (T, D, gh, gw)
+
+
+class PadimFit:
+    """Running sums of each position's features and their outer products (float64), so
+    memory does not grow with the number of images; features are added in chunks of
+    :data:`PADIM_CHUNK` tiles (one 300 MB update a tile cost more than extracting it)."""
+
+    def __init__(self, model: NormalityModel):
+        self.model = model
+        P, D = model.mean.shape
+        self.n = 0
+        self.total = torch.zeros(P, D, dtype=torch.float64)
+        self.outer = torch.zeros(P, D, D, dtype=torch.float64)
+        self.pending: list[torch.Tensor] = []
+
+    def add(self, features: torch.Tensor) -> None:
+        self.pending.append(features)
+        if sum(len(f) for f in self.pending) >= PADIM_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        x = torch.cat(self.pending).flatten(2).permute(2, 0, 1).double()  # (P, T, D)
+        self.pending = []
+        self.n += x.shape[1]
+        self.total += x.sum(1)
+        self.outer.baddbmm_(x.transpose(1, 2), x)  # (P, D, D)
+
+    def finish(self) -> None:
+        self._flush()
+        n = self.n
+        mean = self.total / n  # (P, D)
+        cov = (self.outer - n * mean[:, :, None] * mean[:, None, :]) / max(n - 1, 1)
+        cov += COVARIANCE_EPS * torch.eye(cov.shape[-1], dtype=cov.dtype)
+        # Batched torch.linalg.inv fails on some MKL builds; the Cholesky route does not.
+        precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
+        device = self.model.mean.device
+        self.model.mean.copy_(mean.float().to(device))
+        self.model.precision.copy_(precision.float().to(device))
+
+
+class PatchCoreFit:
+    """A random sample of good patches, then a greedy k-center coreset of them."""
+
+    def __init__(self, model: NormalityModel, seed: int, n_images: int):
+        self.model = model
+        self.generator = torch.Generator().manual_seed(seed)
+        self.patches: list[torch.Tensor] = []
+        # an even share of the pool from every image bounds memory on large sets
+        self.per_image = -(-PATCH_POOL // max(n_images, 1))
+
+    def add(self, features: torch.Tensor) -> None:
+        x = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])  # (T * P, D)
+        keep = torch.randperm(len(x), generator=self.generator)[: self.per_image]
+        self.patches.append(x[keep])
+
+    def finish(self) -> None:
+        x = torch.cat(self.patches)  # (N, D)
+        if len(x) > PATCH_POOL:
+            x = x[torch.randperm(len(x), generator=self.generator)[:PATCH_POOL]]
+        bank = greedy_coreset(x, self.model.config.bank_size, self.generator)
+        if len(bank) < self.model.bank.shape[0]:  # fewer patches than the bank holds
+            self.model.config = self.model.config.replace(bank_size=len(bank))
+        self.model.bank = bank.to(self.model.bank.device)
+
+
+def greedy_coreset(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``size`` rows of ``x`` chosen by greedy k-center on a random projection (PatchCore:
+    each next row is the one farthest from those chosen)."""
+    if len(x) <= size:
+        return x.clone()
+    dims = min(PROJECTION_DIMS, x.shape[1])
+    r = torch.randn(x.shape[1], dims, generator=generator) / dims**0.5
+    p = x @ r  # (N, dims)
+    sq = (p * p).sum(1)
+    chosen = [int(torch.randint(len(p), (1,), generator=generator))]
+    nearest = sq - 2 * p @ p[chosen[0]] + sq[chosen[0]]
+    for _ in tqdm(range(size - 1), desc="coreset", unit="patch", leave=False, mininterval=2.0):
+        i = int(torch.argmax(nearest))
+        chosen.append(i)
+        torch.minimum(nearest, sq - 2 * p @ p[i] + sq[i], out=nearest)
+    return x[chosen].clone()
+
+
+@torch.inference_mode()
+def _set_logit_scale(model: NormalityModel, held: list[Item], prep: PreprocessOptions) -> None:
+    """``shift``: the :data:`SHIFT_QUANTILE` of held-out good pixels' distances (a pixel
+    beyond every good surface's is past 0.5); ``scale``: a quarter of its distance from
+    their median, so a typical good pixel sits at logit -4."""
+    values = []
+    device = model.shift.device
+    for item in held:
+        tiles = torch.from_numpy(preprocess(item.image, prep).images).to(device)
+        for i in range(0, len(tiles), TILE_BATCH):
+            dist = model.distance_map(tiles[i : i + TILE_BATCH]).flatten().cpu().numpy()
+            values.append(dist[:: max(1, dist.size // 20000)])
+    pixels = np.concatenate(values)
+    shift = float(np.quantile(pixels, SHIFT_QUANTILE))
+    scale = max((shift - float(np.median(pixels))) / 4.0, 1e-6)
+    model.shift.fill_(shift)
+    model.scale.fill_(scale)

