@@ -467,13 +467,12 @@ def export_command(
         fail(f"{out}: the output must be a .onnx file")
     model_dir = model or default_model_dir()
     detector_model = load_model(model_dir, verify=not no_verify)
+    hears = audio and not detector_model.config.is_normality  # normality: no audio branch
     # Export beside OUT and move into place only once checked: a device never picks up
     # a half-written or unchecked graph, and an existing OUT survives a failed export.
     staging = out.with_name(f".{out.name}.partial")
     try:
         with console.status(f"exporting {model_dir} (about a minute for the small model)"):
-            # a normality model has no audio branch to export
-            hears = audio and not detector_model.config.is_normality
             export_onnx(detector_model, staging, with_audio=hears, opset=opset)
             parity = check_parity(detector_model, staging) if check else None
         if parity is not None and not parity.ok:
@@ -493,7 +492,7 @@ def export_command(
     table.add_column("")
     table.add_column("value")
     table.add_row("model version", detector_model.model_version or "unsaved")
-    table.add_row("inputs", "image, mel" if audio else "image")
+    table.add_row("inputs", "image, mel" if hears else "image")
     table.add_row("size", f"{out.stat().st_size / 1e6:.1f} MB")
     thresholds = thresholds_of(detector_model.metadata)  # as the line will apply them
     table.add_row(

@@ -40,7 +40,10 @@ from inspection.train.trainer import (
 DEFAULT_BACKBONE = "efficientnet-lite0"
 COVARIANCE_EPS = 0.01  # PaDiM's ridge on each position's covariance (the paper's value)
 PATCH_POOL = 200_000  # PatchCore: patches sampled from the good images before the coreset
-PROJECTION_DIMS = 128  # PatchCore: the coreset is chosen on a random projection (as the paper)
+PROJECTION_DIMS = 32  # PatchCore: the coreset is chosen on a random projection; the paper's
+# 128 dims ran at 10 steps/s over 200,000 patches on the loaded CPU (16 min for a 10k bank);
+# benchmarks/pretrained_normality.py measured PatchCore with 32
+CORESET_SHARE_SPLIT = 0.5  # PatchCore: share of the fit's time for extraction, the rest coreset
 SHIFT_QUANTILE = 0.999  # a pixel's logit is 0 at this quantile of held-out good distances
 EXTRACT_SHARE = 0.8  # of a --max-minutes budget, at most this for feature extraction
 TILE_BATCH = 8
@@ -159,15 +162,22 @@ def _fit_statistics(
     clock: Callable[[], float],
 ) -> tuple[int, bool]:
     """Extract the good images' features (until ``deadline``) and fit the statistics.
-    Returns the images used and whether the deadline cut extraction short."""
+    Returns the images used and whether the deadline cut extraction short.
+
+    PatchCore's coreset takes time of its own: its extraction stops halfway to the
+    deadline, and the coreset stops growing at the deadline (a smaller bank)."""
     if model.config.method == "padim":
         fitter: PadimFit | PatchCoreFit = PadimFit(model)
     else:
         fitter = PatchCoreFit(model, options.seed, len(samples))
+    extract_until = deadline
+    if deadline is not None and isinstance(fitter, PatchCoreFit):
+        now = clock()
+        extract_until = now + CORESET_SHARE_SPLIT * max(deadline - now, 0.0)
     used, stopped = 0, False
     bar = tqdm(samples, desc="good-image features", unit="img", disable=not options.progress)
     for sample in bar:
-        if deadline is not None and clock() >= deadline and used >= 2:
+        if extract_until is not None and clock() >= extract_until and used >= 2:
             stopped = True
             break
         items = load_items([sample], prep, "")
@@ -178,7 +188,7 @@ def _fit_statistics(
     bar.close()
     if used < 2:
         raise TrainError(f"{options.data}: fewer than 2 readable good images to fit on")
-    fitter.finish()
+    stopped = fitter.finish(deadline, clock) or stopped
     return used, stopped
 
 
@@ -217,7 +227,7 @@ class PadimFit:
         self.total += x.sum(1)
         self.outer.baddbmm_(x.transpose(1, 2), x)  # (P, D, D)
 
-    def finish(self) -> None:
+    def finish(self, _deadline: float | None = None, _clock: Callable | None = None) -> bool:
         self._flush()
         n = self.n
         mean = self.total / n  # (P, D)
@@ -228,6 +238,7 @@ class PadimFit:
         device = self.model.mean.device
         self.model.mean.copy_(mean.float().to(device))
         self.model.precision.copy_(precision.float().to(device))
+        return False
 
 
 class PatchCoreFit:
@@ -245,19 +256,29 @@ class PatchCoreFit:
         keep = torch.randperm(len(x), generator=self.generator)[: self.per_image]
         self.patches.append(x[keep])
 
-    def finish(self) -> None:
+    def finish(self, deadline: float | None, clock: Callable[[], float]) -> bool:
+        """Choose the bank; True when the deadline cut the coreset short."""
         x = torch.cat(self.patches)  # (N, D)
         if len(x) > PATCH_POOL:
             x = x[torch.randperm(len(x), generator=self.generator)[:PATCH_POOL]]
-        bank = greedy_coreset(x, self.model.config.bank_size, self.generator)
+        size = self.model.config.bank_size
+        bank = greedy_coreset(x, size, self.generator, deadline, clock)
         if len(bank) < self.model.bank.shape[0]:  # fewer patches than the bank holds
             self.model.config = self.model.config.replace(bank_size=len(bank))
         self.model.bank = bank.to(self.model.bank.device)
+        return len(bank) < min(size, len(x))
 
 
-def greedy_coreset(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def greedy_coreset(
+    x: torch.Tensor,
+    size: int,
+    generator: torch.Generator,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> torch.Tensor:
     """``size`` rows of ``x`` chosen by greedy k-center on a random projection (PatchCore:
-    each next row is the one farthest from those chosen)."""
+    each next row is the one farthest from those chosen); fewer when ``clock()`` reaches
+    ``deadline`` (the rows chosen first are the most spread out)."""
     if len(x) <= size:
         return x.clone()
     dims = min(PROJECTION_DIMS, x.shape[1])
@@ -267,6 +288,8 @@ def greedy_coreset(x: torch.Tensor, size: int, generator: torch.Generator) -> to
     chosen = [int(torch.randint(len(p), (1,), generator=generator))]
     nearest = sq - 2 * p @ p[chosen[0]] + sq[chosen[0]]
     for _ in tqdm(range(size - 1), desc="coreset", unit="patch", leave=False, mininterval=2.0):
+        if deadline is not None and clock() >= deadline:
+            break
         i = int(torch.argmax(nearest))
         chosen.append(i)
         torch.minimum(nearest, sq - 2 * p @ p[i] + sq[i], out=nearest)

@@ -160,6 +160,16 @@ def test_a_fitted_model_reloads_identically_and_exports_with_parity(tiny_line, t
     graph = export_onnx(model, tmp_path / "padim.onnx", with_audio=False)
     parity = check_parity(model, graph, batch=2)
     assert parity.ok, parity.max_abs_diff
+    # The command a user runs: no audio branch to export, the parity check passes.
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    cli_graph = tmp_path / "cli" / "padim.onnx"
+    args = ["export", "--model", str(tmp_path / "padim"), "--out", str(cli_graph)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert OnnxDetector(cli_graph).inputs == ["image"] and "parity" in result.output
     # The torch-free runner decides the same as torch on a real part.
     from inspection.datasets import load_dataset
     from inspection.io import read_image
@@ -180,3 +190,16 @@ def test_auto_method_is_padim_for_good_images_alone_and_heads_otherwise(tmp_path
     assert replace(plain, config="tiny").resolved_method == "heads"
     assert replace(plain, normal_only=False).resolved_method == "heads"
     assert replace(plain, method="patchcore").resolved_method == "patchcore"
+
+
+def test_the_coreset_spreads_out_and_stops_at_its_deadline():
+    from inspection.train.normality import greedy_coreset
+
+    generator = torch.Generator().manual_seed(0)
+    # two tight clusters: a 2-row coreset takes one row of each
+    x = torch.cat([torch.randn(50, 8, generator=generator) * 0.01, 10 + torch.zeros(50, 8)])
+    bank = greedy_coreset(x, 2, torch.Generator().manual_seed(1))
+    assert sorted((bank[:, 0] > 5).tolist()) == [False, True]
+    ticks = iter(range(100))
+    cut = greedy_coreset(x, 40, generator, deadline=3, clock=lambda: next(ticks))
+    assert len(cut) == 4  # the first row, then one a tick until the clock reads 3
