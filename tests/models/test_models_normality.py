@@ -203,3 +203,25 @@ def test_the_coreset_spreads_out_and_stops_at_its_deadline():
     ticks = iter(range(100))
     cut = greedy_coreset(x, 40, generator, deadline=3, clock=lambda: next(ticks))
     assert len(cut) == 4  # the first row, then one a tick until the clock reads 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "bogus"], "--method must be auto or one of"),
+        (["--normal-only", "--backbone", "resnet-9000"], "unknown backbone"),
+        (["--method", "padim", "--config", "tiny"], "is a 'heads' model"),
+        (["--method", "padim", "--resume"], "no --resume or --init"),
+    ],
+)
+def test_train_refuses_bad_normality_options_with_one_line(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    out = tmp_path / "model"
+    command = ["train", "--data", str(tmp_path), "--out", str(out), *args]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not out.exists()  # nothing written
