@@ -15,6 +15,10 @@ from rich.table import Table
 
 from inspection.audit.commands import audit_command
 from inspection.decoder.commands import adapters_app, ask_command, decoder_app
+from inspection.edge.commands import edge_app
+from inspection.records.commands import records_app
+from inspection.serve.commands import serve_app
+from inspection.station.commands import daemon_command
 from inspection.terminal import NoVerify, UserErrorsExit, console, err_console, fail
 
 app = typer.Typer(
@@ -30,6 +34,13 @@ standards_app = typer.Typer(
 datasets_app = typer.Typer(help="Load and check datasets.", no_args_is_help=True)
 app.add_typer(standards_app, name="standards")
 app.add_typer(datasets_app, name="datasets")
+
+keys_app = typer.Typer(help="Keys that sign edge bundles.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(edge_app, name="edge")
+app.add_typer(serve_app, name="serve")
+app.add_typer(records_app, name="records")
+app.command("daemon")(daemon_command)
 
 app.add_typer(decoder_app, name="decoder")
 app.add_typer(adapters_app, name="adapters")
@@ -432,12 +443,30 @@ def package_command(
     console.print(f"wrote {card} and {manifest}")
 
 
+EXPORT_FORMATS = ("onnx", "bundle", "triton")
+
+
 @app.command("export")
 def export_command(
-    out: Annotated[Path, typer.Option(help="The .onnx file to write (the edge graph).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output: the .onnx file (--format onnx), the bundle folder (bundle) or the "
+            "model repository folder (triton)."
+        ),
+    ],
     model: Annotated[
         Path | None, typer.Option(help="Model directory (default: the shipped one).")
     ] = None,
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="onnx: the edge graph; bundle: everything an edge box needs (graphs, "
+            "standards, thresholds, self-test, signed manifest); triton: a Triton model "
+            "repository of the report decoder.",
+        ),
+    ] = "onnx",
     audio: Annotated[
         bool, typer.Option(help="Include the audio encoder (tap tests) in the graph.")
     ] = True,
@@ -446,17 +475,107 @@ def export_command(
         bool,
         typer.Option(help="Compare the graph's outputs with the torch model's before writing."),
     ] = True,
+    standard: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Bundle: a standard FILE or PRODUCT to ship (repeatable; default: the shipped "
+            "standards of the model's products)."
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Bundle: default split point, fused or tokens.")
+    ] = "fused",
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(help="Bundle: Ed25519 private key to sign the manifest with."),
+    ] = None,
+    holdout: Annotated[
+        Path | None,
+        typer.Option(
+            help="Bundle: folder of held-out part images the torch and ONNX verdicts must "
+            "agree on (default: a few synthetic parts of each product, seed 7)."
+        ),
+    ] = None,
+    decoder: Annotated[
+        Path | None,
+        typer.Option(help="Report decoder (bundle: its fusion; triton). Default MODEL/decoder."),
+    ] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Static INT8 edge graph (needs --calibration-data).")
+    ] = False,
+    calibration_data: Annotated[
+        Path | None,
+        typer.Option(help="INT8: a dataset of real good and defective parts to calibrate on."),
+    ] = None,
     no_verify: NoVerify = False,
 ) -> None:
-    """Export a model's edge graph to one ONNX file for the torch-free edge runtime.
+    """Export a model for deployment: the edge graph, an edge bundle or a Triton repository.
 
-    The file carries the config, thresholds and version: `inspection evaluate --model
-    FILE.onnx` runs it, and so does `inspection.export.OnnxDetector` on an edge box
-    without torch. With --check (the default) OUT is written only when ONNX Runtime
-    gives the torch model's outputs on random inputs. Its SHA-256 goes to OUT.sha256
-    (`sha256sum` format), which the edge runtime checks before it runs the graph: ship
-    both files.
+    --format onnx writes one ONNX file for the torch-free edge runtime. The file carries
+    the config, thresholds and version: `inspection evaluate --model FILE.onnx` runs it,
+    and so does `inspection.export.OnnxDetector` on an edge box without torch. With
+    --check (the default) OUT is written only when ONNX Runtime gives the torch model's
+    outputs on random inputs. Its SHA-256 goes to OUT.sha256 (`sha256sum` format),
+    which the edge runtime checks before it runs the graph: ship both files.
+
+    --format bundle writes the folder `inspection edge install` takes: edge and fusion
+    graphs, standards, thresholds, a self-test and manifest.json (SHA-256 of every
+    file), signed with --sign-key. It is written only when torch and ONNX Runtime give
+    the same verdicts on held-out parts; an existing OUT survives a failed export.
     """
+    if format_ not in EXPORT_FORMATS:
+        fail(f"unknown --format {format_!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    if split not in ("fused", "tokens"):
+        fail(f"unknown --split {split!r}; use fused or tokens")
+    if int8 and calibration_data is None:
+        fail("--int8 needs --calibration-data DIR (real good and defective parts)")
+    if calibration_data is not None and not int8:
+        fail("--calibration-data is for --int8")
+    bundle_only = {
+        "--standard": bool(standard),
+        "--split": split != "fused",
+        "--sign-key": sign_key is not None,
+        "--holdout": holdout is not None,
+    }
+    given = [name for name, used in bundle_only.items() if used]
+    if format_ != "bundle" and given:
+        fail(f"{', '.join(given)}: only with --format bundle")
+    if format_ == "onnx":
+        if decoder is not None:
+            fail("--decoder: only with --format bundle or triton")
+        _export_onnx_file(out, model, audio, opset, check, int8, calibration_data, no_verify)
+    elif format_ == "bundle":
+        if not check:
+            fail("--no-check: a bundle is always checked")
+        _export_bundle(
+            out,
+            model,
+            standard,
+            split,
+            sign_key,
+            holdout,
+            decoder,
+            audio,
+            int8,
+            calibration_data,
+            no_verify,
+        )
+    else:
+        if int8:
+            fail("--int8: only with --format onnx or bundle")
+        _export_triton(out, model, decoder)
+
+
+def _export_onnx_file(
+    out: Path,
+    model: Path | None,
+    audio: bool,
+    opset: int | None,
+    check: bool,
+    int8: bool,
+    calibration_data: Path | None,
+    no_verify: bool,
+) -> None:
     from inspection.config import default_model_dir
     from inspection.export.onnx import check_parity, export_onnx
     from inspection.export.runtime import hash_file, record_hash, recorded_hash
@@ -471,6 +590,7 @@ def export_command(
     # Export beside OUT and move into place only once checked: a device never picks up
     # a half-written or unchecked graph, and an existing OUT survives a failed export.
     staging = out.with_name(f".{out.name}.partial")
+    fp32 = out.with_name(f".{out.name}.fp32.partial")
     try:
         with console.status(f"exporting {model_dir} (about a minute for the small model)"):
             export_onnx(detector_model, staging, with_audio=hears, opset=opset)
@@ -481,18 +601,27 @@ def export_command(
                 f"exported graph differs from the model: |{worst}| off by {parity.worst:.2e} "
                 f"(tolerance {parity.tolerance:.0e}); {out} not written"
             )
+        if int8:
+            from inspection.export.quantize import quantize_int8
+
+            staging.replace(fp32)
+            hash_file(staging).replace(hash_file(fp32))
+            with console.status(f"quantising to INT8 on {calibration_data}"):
+                quantize_int8(fp32, staging, calibration_data)
         # The record first, then the graph: in between, a reader refuses the old graph;
         # it never runs a graph that differs from the record.
         digest = record_hash(out, recorded_hash(staging))
         staging.replace(out)
     finally:
-        staging.unlink(missing_ok=True)
-        hash_file(staging).unlink(missing_ok=True)
+        for path in (staging, fp32):
+            path.unlink(missing_ok=True)
+            hash_file(path).unlink(missing_ok=True)
     table = Table(title=f"{model_dir} -> {out}")
     table.add_column("")
     table.add_column("value")
     table.add_row("model version", detector_model.model_version or "unsaved")
     table.add_row("inputs", "image, mel" if hears else "image")
+    table.add_row("precision", "int8" if int8 else "fp32")
     table.add_row("size", f"{out.stat().st_size / 1e6:.1f} MB")
     thresholds = thresholds_of(detector_model.metadata)  # as the line will apply them
     table.add_row(
@@ -501,9 +630,91 @@ def export_command(
         f"audio {thresholds.audio:.4g} ({thresholds.version})",
     )
     if parity is not None:
-        table.add_row("parity (max |onnx - torch|)", f"{parity.worst:.1e} on {parity.batch} inputs")
+        label = "parity of the FP32 graph" if int8 else "parity"
+        worst = f"{parity.worst:.1e} on {parity.batch} inputs"
+        table.add_row(f"{label} (max |onnx - torch|)", worst)
     console.print(table)
     console.print(f"{digest}  {out} (in {hash_file(out)})", highlight=False, soft_wrap=True)
+
+
+def _export_bundle(
+    out: Path,
+    model: Path | None,
+    standards: list[str] | None,
+    split: str,
+    sign_key: Path | None,
+    holdout: Path | None,
+    decoder: Path | None,
+    audio: bool,
+    int8: bool,
+    calibration_data: Path | None,
+    no_verify: bool,
+) -> None:
+    from inspection.config import default_model_dir
+    from inspection.export.bundle import export_bundle
+
+    model_dir = model or default_model_dir()
+    with console.status(f"exporting {model_dir} as a bundle") as status:
+        result = export_bundle(
+            model_dir,
+            out,
+            decoder_dir=decoder,
+            standards=standards,
+            split=split,
+            sign_key=sign_key,
+            holdout=holdout,
+            int8=int8,
+            calibration_data=calibration_data,
+            verify=not no_verify,
+            with_audio=audio,
+            log=status.update,
+        )
+    manifest = result.manifest
+    table = Table(title=f"{model_dir} -> {out} ({result.seconds:.0f} s)")
+    table.add_column("")
+    table.add_column("value")
+    table.add_row("model version", manifest["model_version"])
+    table.add_row("standards", ", ".join(f"{p}: {s}" for p, s in manifest["products"].items()))
+    table.add_row("split", f"{manifest['split']} (payload bytes {manifest['payload_bytes']})")
+    table.add_row("precision", manifest["precision"])
+    table.add_row("edge graph parity", f"{result.parity.worst:.1e} on {result.parity.batch} inputs")
+    if result.fusion_parity is not None:
+        table.add_row("fusion graph parity", f"{result.fusion_parity.max_abs_diff:.1e}")
+    held = result.holdout.summary()
+    table.add_row(
+        "held-out parts",
+        f"{held['verdicts_identical']}/{held['parts']} verdicts identical, scores within "
+        f"{held['max_score_diff']:.1e}",
+    )
+    table.add_row("files", str(len(manifest["files"])))
+    table.add_row("signed by", result.signed_by or "unsigned")
+    console.print(table)
+
+
+def _export_triton(out: Path, model: Path | None, decoder: Path | None) -> None:
+    from inspection.config import default_model_dir
+
+    decoder_dir = decoder or (model or default_model_dir()) / "decoder"
+    if not decoder_dir.is_dir():
+        fail(f"{decoder_dir}: no report decoder folder (give --decoder DIR)")
+    from inspection.export.triton import write_triton_repository
+
+    written = write_triton_repository(decoder_dir, out)
+    console.print(f"Triton model repository written: {written}")
+
+
+@keys_app.command("new")
+def keys_new(
+    out: Annotated[Path, typer.Option(help="Folder for edge.key (private, 0600) and edge.pub.")],
+) -> None:
+    """Make an Ed25519 key pair to sign bundles with (`inspection export --sign-key`);
+    edge boxes hold edge.pub and refuse bundles it does not verify."""
+    from inspection.edge.keys import new_keypair
+
+    private, public = out / "edge.key", out / "edge.pub"
+    fingerprint = new_keypair(private, public)
+    console.print(f"private key {private} (keep it secret), public key {public}")
+    console.print(f"fingerprint {fingerprint}", highlight=False)
 
 
 @app.command()

@@ -101,6 +101,35 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray, audio: AudioClip | None = None) -> Detection: ...
 
 
+class RecordingDetector:
+    """A detector that keeps its last detection, or replays one already made.
+
+    Wrapped around an :class:`Inspector`'s detector, it lets a caller that needs the
+    detection too (the edge payload, the decoder's request) get it from the same run
+    that made the verdict, without a second pass or a second decision path.
+
+    Parameters
+    ----------
+    detector
+        The detector that runs.
+    replay
+        A detection already made (an evaluation that has run the model once): returned
+        instead of running ``detector``.
+    """
+
+    def __init__(self, detector: Detector, replay: Detection | None = None):
+        self.detector = detector
+        self.version = detector.version
+        self.classes = getattr(detector, "classes", ())
+        self.replay = replay
+        self.last: Detection | None = None
+
+    def detect(self, image: np.ndarray, audio: AudioClip | None = None) -> Detection:
+        self.last = None  # a failed run leaves no stale detection behind
+        self.last = self.replay if self.replay is not None else self.detector.detect(image, audio)
+        return self.last
+
+
 def load_detector(path: str | Path, verify: bool = True) -> tuple[Any, dict[str, Any]]:
     """A detector and its metadata from a model directory or an exported ``.onnx`` file.
 

@@ -17,24 +17,9 @@ from inspection.decoder.decoding import Answer, ReportRequest, ask
 from inspection.decoder.model import ReportDecoder
 from inspection.decoder.schema import check_question, defects_of
 from inspection.models.outputs import Detection
-from inspection.pipeline import Detector, Inspector
+from inspection.pipeline import Inspector, RecordingDetector
 from inspection.standards import Standard
-from inspection.types import AudioClip, InspectionResult, Observation
-
-
-class _Recording:
-    """A detector that keeps its last detection (the payload is made from it), or
-    replays one already made (an evaluation that has run the model once)."""
-
-    def __init__(self, detector: Detector, replay: Detection | None = None):
-        self.detector = detector
-        self.version = detector.version
-        self.replay = replay
-        self.last: Detection | None = None
-
-    def detect(self, image: np.ndarray, audio: AudioClip | None = None) -> Detection:
-        self.last = self.replay if self.replay is not None else self.detector.detect(image, audio)
-        return self.last
+from inspection.types import InspectionResult, Observation
 
 
 def report_request(
@@ -52,7 +37,7 @@ def report_request(
     rules on the measurements alone, which would pass a part sent to review for a score
     with no region to measure.
     """
-    recording = _Recording(inspector.detector, detection)
+    recording = RecordingDetector(inspector.detector, detection)
     result = replace(inspector, detector=recording).inspect(observation)
     request = decided_request(decoder, inspector.standard, result, recording.last)
     return result, request

@@ -118,6 +118,29 @@ def verify_graph(graph: str | Path) -> None:
     check_files(graph.parent, {graph.name: digest}, hash_file(graph).name, hint=_REEXPORT)
 
 
+def open_session(
+    path: Path, providers: list[str] | None = None, threads: int | None = None, spin: bool = True
+) -> ort.InferenceSession:
+    """An ONNX Runtime session on ``path`` (CPU unless ``providers`` says otherwise).
+
+    Raises
+    ------
+    ModelError
+        A file ONNX Runtime cannot read as a graph, naming it.
+    """
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(
+            str(path), options, providers=providers or ["CPUExecutionProvider"]
+        )
+    except _BAD_GRAPH as exc:
+        raise ModelError(f"{path}: not a readable ONNX graph ({exc})") from exc
+
+
 class OnnxDetector(TiledDetector):
     """The edge graph under ONNX Runtime.
 
@@ -172,17 +195,7 @@ class OnnxDetector(TiledDetector):
             raise ModelError(f"{self.path}: no such ONNX file")
         if verify:
             verify_graph(self.path)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spin:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=providers or ["CPUExecutionProvider"]
-            )
-        except _BAD_GRAPH as exc:
-            raise ModelError(f"{self.path}: not a readable ONNX graph ({exc})") from exc
+        self.session = open_session(self.path, providers, threads, spin)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "config" not in meta or "grid" not in meta:
             raise ModelError(f"{self.path}: no model config in the ONNX metadata; re-export it")

@@ -1,0 +1,143 @@
+"""``inspection records migrate|prune|stats``: the records database from the command line.
+
+Torch-free; SQLAlchemy and Alembic are imported inside each command (``line`` extra).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inspection.errors import UserError
+from inspection.terminal import UserErrorsExit, console
+
+records_app = typer.Typer(
+    help="The records of every part: create or upgrade the database, prune, count.",
+    no_args_is_help=True,
+    cls=UserErrorsExit,  # also when run on its own: a UserError is one line, exit 2
+)
+
+Db = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        help="SQLAlchemy URL (sqlite:///records.db, postgresql+psycopg://user@host/db) "
+        "or a SQLite file path.",
+    ),
+]
+Evidence = Annotated[
+    Path | None,
+    typer.Option(help="Evidence folder (default: evidence/ next to a SQLite file)."),
+]
+SpoolPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--spool", help="Records spool file (default: records-outbox.db next to a SQLite file)."
+    ),
+]
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_period(text: str) -> timedelta:
+    """``"90d"``, ``"12h"``, ``"30m"``, ``"2w"``, ``"45s"`` as a :class:`timedelta`.
+
+    Raises
+    ------
+    UserError
+        For anything else, or a period that is not positive.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match is None:
+        raise UserError(f"--older-than must be a number and a unit s/m/h/d/w (90d), not {text!r}")
+    period = timedelta(**{_UNITS[match[2]]: float(match[1])})
+    if period <= timedelta(0):
+        raise UserError(f"--older-than must be positive, not {text!r}")
+    return period
+
+
+def _missing_extra(error: ImportError) -> UserError:
+    return UserError(f"{error.name} is not installed: pip install 'inspection[line]'")
+
+
+@records_app.command("migrate")
+def migrate_command(db: Db) -> None:
+    """Create the records database, or upgrade its schema to the newest revision."""
+    try:
+        from inspection.records.db import (
+            create_records_engine,
+            current_revision,
+            head_revision,
+            upgrade,
+        )
+    except ImportError as error:
+        raise _missing_extra(error) from error
+    engine = create_records_engine(db)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    assert after == head_revision()
+    console.print(
+        f"records schema at {after}" + ("" if before == after else f" (was {before or 'empty'})"),
+        highlight=False,
+    )
+    engine.dispose()
+
+
+@records_app.command("prune")
+def prune_command(
+    db: Db,
+    older_than: Annotated[
+        str, typer.Option(help="Retention: records captured before now minus this (90d).")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option(help="Count what would be removed; remove nothing.")
+    ] = False,
+    evidence: Evidence = None,
+    spool: SpoolPath = None,
+) -> None:
+    """Delete the records older than the retention period, and their evidence files that
+    nothing else refers to. Prints what it removed (or, with --dry-run, would remove)."""
+    period = parse_period(older_than)
+    try:
+        from inspection.records.store import RecordStore
+    except ImportError as error:
+        raise _missing_extra(error) from error
+    with RecordStore(db, evidence, spool) as store:
+        counts = store.prune(period, dry_run=dry_run)
+    console.print(counts.summary(), highlight=False, soft_wrap=True)
+
+
+@records_app.command("stats")
+def stats_command(
+    db: Db,
+    since: Annotated[
+        str | None, typer.Option(help="Only parts captured in this last period (24h).")
+    ] = None,
+    evidence: Evidence = None,
+    spool: SpoolPath = None,
+) -> None:
+    """Parts by verdict, records still spooled, and the schema revision."""
+    try:
+        from inspection.records.store import RecordStore
+    except ImportError as error:
+        raise _missing_extra(error) from error
+    start = None if since is None else datetime.now(UTC) - parse_period(since)
+    with RecordStore(db, evidence, spool) as store:
+        counts = store.counts(since=start)
+        pending = store.pending()
+        from inspection.records.db import current_revision
+
+        revision = current_revision(store.engine)
+    total = sum(counts.values())
+    window = "all time" if since is None else f"last {since}"
+    console.print(f"parts ({window}): {total}", highlight=False)
+    for verdict, count in counts.items():
+        share = f" ({100 * count / total:.1f}%)" if total else ""
+        console.print(f"  {verdict:<14}{count}{share}", highlight=False)
+    console.print(f"spooled, not yet in the database: {pending}", highlight=False)
+    console.print(f"schema revision: {revision}", highlight=False)

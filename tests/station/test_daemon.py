@@ -1,0 +1,454 @@
+"""The station daemon against a real mosquitto and a real SQLite file: every part in is
+recorded once and its verdict arrives once; late verdicts are never PASS; errors are
+REVIEW with the reason; the broker may go away; SIGTERM drains; kill -9 loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("torch", reason="the station tests run a tiny torch model (models extra)")
+pytest.importorskip("paho.mqtt", reason="the station talks MQTT (line extra)")
+
+from station_helpers import (
+    WAIT_S,
+    CyclingSource,
+    Mosquitto,
+    VerdictListener,
+    corrupt_frame,
+    mosquitto_available,
+    nan_audio,
+    station_config,
+    tiny_model,
+    wait_until,
+)
+
+from inspection.line import BusState
+from inspection.records import RecordStore
+from inspection.spool import Spool
+from inspection.station.daemon import RESTARTED, StationDaemon, build_runtime
+
+pytestmark = [
+    pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed"),
+    # A daemon thread that dies must fail the test, not pass it quietly.
+    pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    return tiny_model(tmp_path_factory.mktemp("station-model"))
+
+
+@pytest.fixture
+def broker(tmp_path):
+    broker = Mosquitto(tmp_path / "broker").start()
+    yield broker
+    broker.stop()
+
+
+def inspections_per_part(db: Path) -> Counter[str]:
+    """How many inspections each part id has in the records database."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT parts.part_id, COUNT(inspections.id) FROM parts "
+            "JOIN inspections ON inspections.part_ref = parts.id GROUP BY parts.part_id"
+        ).fetchall()
+    return Counter(dict(rows))
+
+
+def start(daemon: StationDaemon) -> threading.Thread:
+    daemon.exit_codes = []
+    thread = threading.Thread(target=lambda: daemon.exit_codes.append(daemon.run()), daemon=True)
+    thread.start()
+    assert wait_until(daemon.ready, WAIT_S), "the daemon did not become ready"
+    return thread
+
+
+def stop(daemon: StationDaemon, thread: threading.Thread) -> None:
+    daemon.request_stop()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert daemon.exit_codes == [0], "run() did not return 0"
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or (
+            line.startswith(name + "{") and line.split(" ")[0] == name
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+class SlowFor:
+    """A runtime that, for the chosen parts, answers only after the daemon gave up on
+    them (it waits until the part is in ``daemon.late_parts``): late by construction,
+    whatever the machine's speed."""
+
+    def __init__(self, runtime, chosen: set[str], fail: set[str] = frozenset()):
+        self.runtime, self.chosen, self.fail = runtime, chosen, fail
+        self.daemon: StationDaemon | None = None
+        self.answered_late: list[str] = []
+
+    def inspect(self, observation):
+        part_id = observation.part_id
+        if part_id in self.fail:
+            raise RuntimeError("the accelerator fell over")
+        answer = self.runtime.inspect(observation)
+        if part_id in self.chosen:
+            assert wait_until(lambda: part_id in self.daemon.late_parts, WAIT_S)
+            self.answered_late.append(part_id)
+        return answer
+
+
+def test_500_parts_each_recorded_once_and_each_verdict_received_once(tmp_path, model_path, broker):
+    """Parts in = records written = verdicts on the broker; /metrics, /healthz, /readyz
+    and the systemd notifications agree."""
+    listener = VerdictListener(broker.port)
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(WAIT_S)
+    config = station_config(tmp_path, broker.port, model_path=model_path)
+    source = CyclingSource(500, hold=True)  # stays up: /readyz is asked after the last part
+    from inspection.station.daemon import sd_notify
+
+    daemon = StationDaemon(config, source=source, notify=lambda m: sd_notify(m, str(notify_path)))
+    thread = start(daemon)
+    assert notify.recv(64) == b"READY=1"
+    assert wait_until(lambda: daemon.stats.recorded == 500, WAIT_S)
+    assert wait_until(lambda: len(listener.counts()) == 500, WAIT_S)
+    base = f"http://127.0.0.1:{daemon.server.port}"
+    assert get(base + "/healthz")[0] == 200
+    assert get(base + "/readyz")[0] == 200
+    status, text = get(base + "/metrics")
+    assert status == 200
+    stop(daemon, thread)
+    messages = []
+    notify.settimeout(1)
+    try:
+        while True:
+            messages.append(notify.recv(64).decode())
+    except TimeoutError:
+        pass
+    notify.close()
+    assert "WATCHDOG=1" in messages and messages[-1] == "STOPPING=1"
+
+    ids = {source.part_id(i) for i in range(500)}
+    per_part = inspections_per_part(tmp_path / "records.db")
+    assert set(per_part) == ids and set(per_part.values()) == {1}
+    received = listener.counts()
+    listener.close()
+    assert set(received) == ids and set(received.values()) == {1}, "lost or duplicated"
+    counts = RecordStore(config.records.url).counts(station="st-1")
+    assert sum(counts.values()) == 500 and counts["NOT_INSPECTED"] == 0
+    assert counts["PASS"] and counts["REJECT"], "the tiny model decides both ways"
+    by_part = listener.by_part()
+    verdicts = Counter(v["verdict"] for v in by_part.values())
+    assert verdicts == Counter({k: v for k, v in counts.items() if v})
+    for verdict in ("PASS", "REJECT", "REVIEW"):
+        assert metric(text, f'inspection_parts_total{{verdict="{verdict}"}}') == counts[verdict]
+    assert metric(text, 'inspection_stage_seconds_count{stage="trigger_to_verdict"}') == 500
+    with Spool(tmp_path / "state" / "journal.db", name="journal") as journal:
+        assert journal.pending() == 0
+
+
+@pytest.mark.parametrize("late_verdict", ["REJECT", "REVIEW"])
+def test_a_verdict_not_ready_in_time_is_the_late_verdict_never_pass(
+    tmp_path, model_path, broker, late_verdict
+):
+    listener = VerdictListener(broker.port)
+    config = station_config(
+        tmp_path, broker.port, model_path=model_path, cycle_time_ms=400,
+        late_verdict=late_verdict, workers=3,
+    )  # fmt: skip
+    source = CyclingSource(30)
+    chosen = {source.part_id(i) for i in (3, 11, 12, 25)}
+    runtime = SlowFor(build_runtime(config), chosen)
+    daemon = StationDaemon(config, source=source, runtime=runtime)
+    runtime.daemon = daemon
+    thread = start(daemon)
+    assert wait_until(lambda: daemon.stats.recorded == 30, WAIT_S)
+    assert wait_until(lambda: daemon.stats.late_notes >= len(chosen), WAIT_S)
+    assert wait_until(lambda: len(listener.counts()) == 30, WAIT_S)
+    stop(daemon, thread)
+
+    assert chosen <= daemon.late_parts  # a loaded machine may make others late too
+    assert sorted(runtime.answered_late) == sorted(chosen)
+    received = listener.by_part()
+    assert set(listener.counts().values()) == {1}, "a late real verdict was published too"
+    store = RecordStore(config.records.url)
+    for part_id in daemon.late_parts:
+        assert received[part_id]["verdict"] == late_verdict
+        assert received[part_id]["reasons"] == ["no verdict within 400 ms"]
+        record = store.get(part_id, "st-1")
+        assert record.verdict == late_verdict != "PASS"
+        assert record.reasons == ("no verdict within 400 ms",)
+    # The real verdict is a note on the record, not a second verdict.
+    with sqlite3.connect(tmp_path / "records.db") as conn:
+        notes = [json.loads(b) for (b,) in conn.execute("SELECT body FROM reports")]
+    assert len(notes) >= len(chosen) and {n["kind"] for n in notes} == {"late_verdict"}
+    assert {n["result"]["part_id"] for n in notes} >= chosen
+
+
+def test_errors_are_review_with_the_reason_and_the_daemon_keeps_going(tmp_path, model_path, broker):
+    listener = VerdictListener(broker.port)
+    config = station_config(tmp_path, broker.port, model_path=model_path)
+    source = CyclingSource(40, broken={5: corrupt_frame, 17: nan_audio})
+    failing = source.part_id(29)
+    runtime = SlowFor(build_runtime(config), set(), fail={failing})
+    daemon = StationDaemon(config, source=source, runtime=runtime)
+    thread = start(daemon)
+    assert wait_until(lambda: len(listener.counts()) == 40, WAIT_S)
+    stop(daemon, thread)
+
+    store = RecordStore(config.records.url)
+    assert sum(store.counts(station="st-1").values()) == 40
+    received = listener.by_part()
+    for index, words in ((5, "inspection failed"), (29, "model error: RuntimeError")):
+        record = store.get(source.part_id(index), "st-1")
+        assert record.verdict == "REVIEW", record
+        assert any(words in reason for reason in record.reasons), record.reasons
+        assert received[source.part_id(index)]["verdict"] == "REVIEW"
+    nan = store.get(source.part_id(17), "st-1")
+    assert nan.verdict != "PASS", "NaN audio must never pass"
+    assert source.yielded == 40 and daemon.stats.errors == 0
+
+
+def test_the_broker_goes_away_and_no_verdict_is_lost(tmp_path, model_path, broker):
+    listener = VerdictListener(broker.port)
+    config = station_config(tmp_path, broker.port, model_path=model_path)
+    source = CyclingSource(240)
+    daemon = StationDaemon(config, source=source)
+    thread = start(daemon)
+    assert wait_until(lambda: len(listener.counts()) >= 30, WAIT_S)
+    broker.stop()
+    stopped_at = daemon.stats.recorded
+    # fail_safe "reject": parts keep flowing; their verdicts wait in the spool.
+    assert wait_until(lambda: daemon.stats.recorded >= stopped_at + 60, WAIT_S)
+    assert wait_until(lambda: daemon.bus.pending() > 0, WAIT_S)
+    assert wait_until(lambda: daemon.bus.state is not BusState.CONNECTED, WAIT_S)
+    broker.start()
+    assert wait_until(lambda: daemon.stats.recorded == 240, WAIT_S)
+    assert wait_until(lambda: len(listener.counts()) == 240, WAIT_S), "verdicts lost"
+    stop(daemon, thread)
+    assert set(listener.counts()) == {source.part_id(i) for i in range(240)}
+    assert set(inspections_per_part(tmp_path / "records.db").values()) == {1}
+
+
+def write_config(root: Path, port: int, model: Path, **fields) -> Path:
+    data = {
+        "station": "st-1",
+        "line": "ln-1",
+        "product": "bracket",
+        "model": {"path": str(model), "threads": 1},
+        "source": {"kind": "simulator", "size": 64, "seed": 3, "distinct": 8},
+        "cycle_time_ms": 60_000,
+        "bus": {"kind": "mqtt", "port": port, "backoff_min_s": 0.05, "backoff_max_s": 0.5},
+        "records": {"url": "records.db", "evidence": "none"},
+        "state_dir": "state",
+        "metrics": {"port": 0},
+    } | fields
+    path = root / "station.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def daemon_process(config: Path, log: Path, **env) -> subprocess.Popen:
+    environment = os.environ | {"OMP_NUM_THREADS": "1"} | env
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "inspection.station.commands", "--config", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=REPO,
+        )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_restart_loses_no_part(tmp_path, model_path, broker):
+    listener = VerdictListener(broker.port)
+    config = write_config(tmp_path, broker.port, model_path, source={
+        "kind": "simulator", "size": 64, "seed": 3, "distinct": 8, "n": 2000,
+    }, max_inflight=16)  # fmt: skip
+    process = daemon_process(config, tmp_path / "run1.log")
+    assert wait_until(lambda: len(listener.counts()) >= 40, WAIT_S), (
+        tmp_path / "run1.log"
+    ).read_text()[-3000:]
+    process.kill()  # SIGKILL: no drain, no flush
+    process.wait(WAIT_S)
+    published_before = set(listener.counts())
+    journal = Spool(tmp_path / "state" / "journal.db", name="journal")
+    in_flight = {item.key for item in journal.due(float("inf"), limit=1000)}
+    journal.close()
+
+    # Restart with nothing to capture: the daemon recovers, delivers, and exits.
+    write_config(tmp_path, broker.port, model_path, source={
+        "kind": "simulator", "size": 64, "seed": 3, "n": 0,
+    })  # fmt: skip
+    restart = daemon_process(config, tmp_path / "run2.log")
+    assert restart.wait(WAIT_S) == 0, (tmp_path / "run2.log").read_text()[-3000:]
+
+    per_part = inspections_per_part(tmp_path / "records.db")
+    assert set(per_part.values()) == {1}, "a part was recorded twice"
+    assert published_before <= set(per_part), "a published verdict has no record"
+    # Parts are captured in order: every id up to the last one captured is recorded
+    # (with its verdict, or as not inspected), none skipped.
+    indices = sorted(int(part_id.rsplit("-", 1)[1]) for part_id in per_part)
+    assert indices == list(range(len(indices)))
+    assert in_flight <= set(per_part)
+    store = RecordStore(tmp_path / "records.db")
+    for part_id in in_flight:
+        record = store.get(part_id, "st-1")
+        assert record.verdict is not None or record.not_inspected == RESTARTED
+    assert wait_until(lambda: set(listener.counts()) >= published_before, WAIT_S)
+    listener.close()
+
+
+@pytest.mark.slow
+def test_sigterm_drains_and_notifies_systemd(tmp_path, model_path, broker):
+    listener = VerdictListener(broker.port)
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    config = write_config(tmp_path, broker.port, model_path, source={
+        "kind": "simulator", "size": 64, "seed": 4, "distinct": 4, "rate_hz": 40,
+    })  # fmt: skip
+    process = daemon_process(
+        config, tmp_path / "run.log", NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000"
+    )
+    assert wait_until(lambda: len(listener.counts()) >= 20, WAIT_S)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(WAIT_S) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    notify.settimeout(1)
+    messages = []
+    try:
+        while True:
+            messages.append(notify.recv(64).decode())
+    except TimeoutError:
+        pass
+    notify.close()
+    assert messages[0] == "READY=1" and "WATCHDOG=1" in messages
+    assert messages[-1] == "STOPPING=1"
+
+    journal = Spool(tmp_path / "state" / "journal.db", name="journal")
+    assert journal.pending() == 0, "a part was left in flight"
+    journal.close()
+    store = RecordStore(tmp_path / "records.db")
+    counts = store.counts(station="st-1")
+    assert counts["NOT_INSPECTED"] == 0, "drained parts are decided, not dropped"
+    recorded = set(inspections_per_part(tmp_path / "records.db"))
+    assert wait_until(lambda: set(listener.counts()) == recorded, WAIT_S)
+    listener.close()
+    # The log is JSON lines with the part id.
+    lines = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
+    assert any(line.get("part_id") in recorded for line in lines)
+
+
+def test_the_database_locked_for_a_while_loses_no_record(tmp_path, model_path, broker):
+    listener = VerdictListener(broker.port)
+    config = station_config(
+        tmp_path, broker.port, model_path=model_path,
+        records={"url": str(tmp_path / "records.db"), "evidence": "none", "busy_timeout_s": 0.2},
+    )  # fmt: skip
+    source = CyclingSource(150)
+    daemon = StationDaemon(config, source=source)
+    thread = start(daemon)
+    assert wait_until(lambda: daemon.stats.recorded >= 20, WAIT_S)
+    locker = sqlite3.connect(tmp_path / "records.db", isolation_level=None, timeout=60)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    locked_at = daemon.stats.recorded
+    assert wait_until(lambda: daemon.records.spool.pending() >= 10, WAIT_S)
+    # Verdicts keep reaching the line while records wait in the spool.
+    assert wait_until(lambda: len(listener.counts()) >= locked_at + 10, WAIT_S)
+    locker.execute("ROLLBACK")
+    locker.close()
+    assert wait_until(lambda: daemon.stats.recorded == 150, WAIT_S)
+    assert wait_until(lambda: daemon.records.spool.pending() == 0, WAIT_S)
+    stop(daemon, thread)
+    per_part = inspections_per_part(tmp_path / "records.db")
+    assert set(per_part) == {source.part_id(i) for i in range(150)}
+    assert set(per_part.values()) == {1}
+    assert wait_until(lambda: len(listener.counts()) == 150, WAIT_S)
+    listener.close()
+
+
+def test_a_restart_settles_every_part_left_in_the_journal(tmp_path, model_path, broker):
+    """The two states a kill -9 can leave a part in: recorded but its verdict maybe not
+    queued (queued now, from the record), or captured and never decided (recorded as not
+    inspected, and no verdict sent: the part has long left the station)."""
+    from inspection.types import Action, InspectionResult, Verdict
+
+    listener = VerdictListener(broker.port)
+    config = station_config(tmp_path, broker.port, model_path=model_path)
+    store = RecordStore(config.records.url)
+    decided = InspectionResult("K-1", Verdict.REJECT, None, Action.REWORK, reasons=("dent",))
+    store.record("K-1", "st-1", decided)
+    store.close()
+    with Spool(tmp_path / "state" / "journal.db", name="journal") as journal:
+        journal.put("K-1", {"captured_at": "2026-01-01T06:00:00+00:00"})
+        journal.put("K-2", {"captured_at": "2026-01-01T06:00:01+00:00"})
+    daemon = StationDaemon(config, source=CyclingSource(0))
+    assert daemon.run() == 0  # the source is empty: the daemon settles, delivers, exits
+    assert wait_until(lambda: "K-1" in listener.counts(), WAIT_S)
+
+    assert listener.by_part()["K-1"]["verdict"] == "REJECT"
+    assert listener.by_part()["K-1"]["reasons"] == ["dent"]
+    assert "K-2" not in listener.counts()
+    store = RecordStore(config.records.url)
+    assert store.get("K-2", "st-1").not_inspected == RESTARTED
+    assert inspections_per_part(tmp_path / "records.db") == Counter({"K-1": 1, "K-2": 1})
+    with Spool(tmp_path / "state" / "journal.db", name="journal") as journal:
+        assert journal.pending() == 0
+    listener.close()
+
+
+def test_fail_safe_hold_takes_no_part_until_the_broker_is_there(tmp_path, model_path):
+    broker = Mosquitto(tmp_path / "broker")  # configured, not started yet
+    config = station_config(
+        tmp_path, None, model_path=model_path,
+        bus={"kind": "mqtt", "port": broker.port, "fail_safe": "hold",
+             "backoff_min_s": 0.05, "backoff_max_s": 0.2, "heartbeat_s": None},
+    )  # fmt: skip
+    source = CyclingSource(20)
+    daemon = StationDaemon(config, source=source)
+    thread = start(daemon)
+    try:
+        time.sleep(1.0)  # not a race: with the bus down no part may be taken at all
+        assert daemon.bus.state is not BusState.CONNECTED
+        assert daemon.stats.captured == 0 and source.yielded == 0
+        broker.start()
+        listener = VerdictListener(broker.port)
+        assert wait_until(lambda: daemon.stats.recorded == 20, WAIT_S)
+        assert wait_until(lambda: len(listener.counts()) == 20, WAIT_S)
+        listener.close()
+        thread.join(WAIT_S)  # the source is done: the daemon exits by itself
+        assert daemon.exit_codes == [0]
+    finally:
+        daemon.request_stop()
+        broker.stop()
