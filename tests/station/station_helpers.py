@@ -4,6 +4,7 @@ station config against a real mosquitto, and a listener on the verdict topic."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import threading
 from collections import Counter
@@ -147,3 +148,13 @@ def nan_audio(observation: Observation) -> Observation:
     """Audio full of NaN (a microphone driver fault)."""
     samples = np.full_like(observation.audio.samples, np.nan)
     return replace(observation, audio=replace(observation.audio, samples=samples))
+
+
+def inspections_per_part(db: Path) -> Counter[str]:
+    """How many inspections each part id has in the records database."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT parts.part_id, COUNT(inspections.id) FROM parts "
+            "JOIN inspections ON inspections.part_ref = parts.id GROUP BY parts.part_id"
+        ).fetchall()
+    return Counter(dict(rows))

@@ -29,6 +29,7 @@ from station_helpers import (
     Mosquitto,
     VerdictListener,
     corrupt_frame,
+    inspections_per_part,
     mosquitto_available,
     nan_audio,
     station_config,
@@ -63,16 +64,6 @@ def broker(tmp_path):
     broker = Mosquitto(tmp_path / "broker").start()
     yield broker
     broker.stop()
-
-
-def inspections_per_part(db: Path) -> Counter[str]:
-    """How many inspections each part id has in the records database."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT parts.part_id, COUNT(inspections.id) FROM parts "
-            "JOIN inspections ON inspections.part_ref = parts.id GROUP BY parts.part_id"
-        ).fetchall()
-    return Counter(dict(rows))
 
 
 def start(daemon: StationDaemon) -> threading.Thread:
