@@ -5,6 +5,8 @@ A bundle is one folder (``inspection export --format bundle`` writes it,
 
     manifest.json          format, versions, classes, thresholds, split, payload bytes,
                            and the SHA-256 and size of every other file
+    manifest.json.sha256   the manifest's own SHA-256 (``sha256sum`` format): a corrupt
+                           manifest is refused even where no key is configured
     manifest.sig           optional: Ed25519 signature of manifest.json's exact bytes
     edge.onnx              the edge graph (image [+ mel] -> maps, logits, tokens)
     edge.onnx.sha256       its SHA-256 (``OnnxDetector`` checks it too)
@@ -36,12 +38,13 @@ from inspection.errors import ModelError
 BUNDLE_FORMAT = "inspection.bundle/1"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
+MANIFEST_HASH = MANIFEST + ".sha256"
 EDGE_GRAPH = "edge.onnx"
 FUSION_GRAPH = "fusion.onnx"
 SELFTEST = "selftest/expected.json"
 SELFTEST_FORMAT = "inspection.selftest/1"
 SPLITS = ("fused", "tokens")
-_NOT_LISTED = frozenset({MANIFEST, SIGNATURE})
+_NOT_LISTED = frozenset({MANIFEST, MANIFEST_HASH, SIGNATURE})
 
 
 class BundleError(ModelError):
@@ -268,11 +271,31 @@ def load_bundle(path: str | Path, public_key: str | Path | None = None) -> Bundl
         from inspection.edge.keys import verify_file
 
         signed_by = verify_file(manifest_path, folder / SIGNATURE, Path(public_key))
+    _check_manifest_hash(manifest_path, raw)
     manifest = _parse_manifest(manifest_path, raw)
     files = manifest["files"]
     _check_files(folder, files)
     _check_unlisted(folder, files)
     return _describe(folder, manifest, raw, signed_by)
+
+
+def _check_manifest_hash(path: Path, raw: bytes) -> None:
+    """Refuse a manifest that differs from its recorded SHA-256: a flipped digit of a
+    threshold is valid JSON, and without a key nothing else would notice. (A signature,
+    not this hash, is what stops someone who rewrites both.)"""
+    from inspection.export.runtime import recorded_hash
+
+    try:
+        digest = recorded_hash(path)
+    except ModelError as exc:
+        raise BundleError(str(exc)) from exc
+    if digest is None:
+        raise BundleError(f"{path.with_name(MANIFEST_HASH)}: missing; export the bundle again")
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise BundleError(
+            f"{path}: SHA-256 differs from {MANIFEST_HASH} (tampered or corrupt); "
+            "the bundle is not loaded"
+        )
 
 
 def _parse_manifest(path: Path, raw: bytes) -> dict[str, Any]:

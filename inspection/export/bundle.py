@@ -33,6 +33,7 @@ from inspection.edge.bundle import (
     EDGE_GRAPH,
     FUSION_GRAPH,
     MANIFEST,
+    MANIFEST_HASH,
     SELFTEST,
     SELFTEST_FORMAT,
     SIGNATURE,
@@ -619,7 +620,7 @@ def _manifest(
     files = {
         p.relative_to(staging).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size}
         for p in sorted(staging.rglob("*"))
-        if p.is_file() and p.name not in (MANIFEST, SIGNATURE)
+        if p.is_file() and p.name not in (MANIFEST, MANIFEST_HASH, SIGNATURE)
     }
     standards = {
         standard.id: {
@@ -679,6 +680,7 @@ def _manifest(
 def _write_manifest(staging: Path, manifest: dict[str, Any], sign_key) -> str | None:
     path = staging / MANIFEST
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    record_hash(path)  # manifest.json.sha256: a corrupt manifest is refused, signed or not
     if sign_key is None:
         return None
     from inspection.edge.keys import _fingerprint_of, _load_private, sign_file, verify_file

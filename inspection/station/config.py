@@ -132,7 +132,8 @@ class CameraSourceConfig(_Section):
     width, height, fps : int | float | None
         Asked of the device; ``None``: its own.
     loop : bool
-        A video file starts again at its end.
+        A video file starts again at its end; ``False``: its end counts as a lost
+        camera, reopened after the backoff (so the file plays again, later).
     mm_per_px : float | None
         The calibrated scale.
     trigger : {"bus", "motion"}

@@ -19,6 +19,7 @@ from inspection.edge.bundle import BUNDLE_FORMAT, BundleError, load_bundle
 from inspection.edge.fusion import OnnxFusion, pool_maps
 from inspection.edge.keys import fingerprint, new_keypair, sign_file, verify_file
 from inspection.errors import ModelError, UserError
+from inspection.export.runtime import record_hash
 from inspection.models.card import sha256
 
 torch = pytest.importorskip("torch", reason="exporting a bundle needs torch (models extra)")
@@ -70,7 +71,7 @@ def test_export_writes_a_verified_bundle_load_bundle_reads(signed, keys):
     on_disk = {
         p.relative_to(signed).as_posix()
         for p in signed.rglob("*")
-        if p.is_file() and p.name not in ("manifest.json", "manifest.sig")
+        if p.is_file() and p.name not in ("manifest.json", "manifest.json.sha256", "manifest.sig")
     }
     assert set(manifest["files"]) == on_disk  # every file listed, nothing else
     for name, entry in manifest["files"].items():
@@ -160,6 +161,18 @@ def test_a_flipped_byte_in_the_manifest_fails_its_signature(copy, keys):
     assert "manifest.sig" in str(caught.value) and "manifest.json" in str(caught.value)
 
 
+def test_an_unsigned_manifest_that_differs_from_its_hash_is_refused(copy):
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["thresholds"]["image"] = 0.999  # still valid JSON, every file hash untouched
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    with pytest.raises(BundleError, match=r"differs from manifest\.json\.sha256") as caught:
+        load_bundle(copy)
+    assert str(copy / "manifest.json") in str(caught.value)
+    (copy / "manifest.json.sha256").unlink()
+    with pytest.raises(BundleError, match=r"manifest\.json\.sha256: missing"):
+        load_bundle(copy)
+
+
 def test_a_missing_file_is_refused_naming_it(copy):
     (copy / "fusion.onnx").unlink()
     with pytest.raises(BundleError, match="missing") as caught:
@@ -178,6 +191,7 @@ def _rewrite_manifest(folder: Path, change) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     change(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    record_hash(folder / "manifest.json")  # whoever edits it records its hash again
     (folder / "manifest.sig").unlink()
 
 

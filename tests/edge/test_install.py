@@ -20,6 +20,7 @@ from inspection.edge.install import (
     rollback,
     status,
 )
+from inspection.export.runtime import record_hash
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def rewrite(bundle: Path, name: str, data: bytes) -> Path:
     if "size" in manifest["files"][name]:
         manifest["files"][name]["size"] = len(data)
     manifest_path.write_text(json.dumps(manifest, indent=2))
+    record_hash(manifest_path)
     return bundle
 
 
@@ -46,6 +48,7 @@ def rebuilt(bundle_dir: Path, out: Path, note: str) -> Path:
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["note"] = note
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    record_hash(copy / "manifest.json")
     return copy
 
 
