@@ -344,7 +344,9 @@ def train_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    model: Annotated[Path, typer.Option(help="Model directory (or .onnx edge graph).")],
+    model: Annotated[
+        Path, typer.Option(help="Model directory (or edge bundle folder, or .onnx edge graph).")
+    ],
     data: Annotated[Path, typer.Option(help="Dataset to evaluate on.")],
     out: Annotated[Path, typer.Option(help="Output folder: metrics.json, scores.csv, plots.")],
     split: Annotated[

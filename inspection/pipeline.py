@@ -131,34 +131,52 @@ class RecordingDetector:
 
 
 def load_detector(path: str | Path, verify: bool = True) -> tuple[Any, dict[str, Any]]:
-    """A detector and its metadata from a model directory or an exported ``.onnx`` file.
+    """A detector and its metadata from a model directory, an edge bundle folder or an
+    exported ``.onnx`` file.
 
-    A model directory gives a torch ``TorchDetector``; a ``.onnx`` graph the torch-free
-    ``OnnxDetector``. Their files are checked against their recorded SHA-256 unless
-    ``verify`` is off (development only). Torch is imported only for a model directory.
+    A model directory gives a torch ``TorchDetector``; a ``.onnx`` graph or a bundle the
+    torch-free ``OnnxDetector`` (a bundle's thresholds and calibration version are its
+    manifest's, as the edge box decides with them). Their files are checked against
+    their recorded SHA-256 unless ``verify`` is off (development only; a bundle's
+    manifest is always checked). Torch is imported only for a model directory.
 
     Raises
     ------
     ModelError
-        A missing or modified model, or a file that is neither (an edge bundle is not
-        loadable yet).
+        A missing or modified model, or a file that is none of these.
     """
+    from inspection.edge.bundle import is_bundle
+
     path = Path(path)
     if path.suffix == ".onnx":
         from inspection.export.runtime import OnnxDetector
 
         detector = OnnxDetector(path, verify=verify)
         return detector, detector.metadata
+    if is_bundle(path):
+        return _bundle_detector(path, verify)
     if path.is_file():
         raise ModelError(
-            f"{path}: not a model directory or a .onnx edge graph (edge bundles are not "
-            "supported yet: give the model directory or its exported .onnx file)"
+            f"{path}: not a model directory, an edge bundle folder or a .onnx edge graph"
         )
     from inspection.models import load_model
     from inspection.models.detector import TorchDetector
 
     model = load_model(path, verify=verify)
     return TorchDetector(model), model.metadata
+
+
+def _bundle_detector(path: Path, verify: bool) -> tuple[Any, dict[str, Any]]:
+    from inspection.edge.bundle import load_bundle
+    from inspection.export.runtime import OnnxDetector, hash_file
+
+    bundle = load_bundle(path)
+    graph = bundle.edge_graph
+    detector = OnnxDetector(graph, verify=verify and hash_file(graph).is_file())
+    metadata = {**detector.metadata, "thresholds": bundle.thresholds}
+    if bundle.calibration_version is not None:
+        metadata["calibration_version"] = bundle.calibration_version
+    return detector, metadata
 
 
 def defects_from_detection(

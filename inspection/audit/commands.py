@@ -19,7 +19,9 @@ def audit_command(
             "or a .jsonl manifest.",
         ),
     ],
-    model: Annotated[Path, typer.Option(help="Model directory or exported .onnx edge graph.")],
+    model: Annotated[
+        Path, typer.Option(help="Model directory, edge bundle folder or exported .onnx edge graph.")
+    ],
     standard: Annotated[Path, typer.Option(help="Defect standard: YAML file or product name.")],
     out: Annotated[
         Path,

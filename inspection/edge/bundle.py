@@ -232,6 +232,16 @@ def read_selftest(folder: Path) -> list[SelftestCase]:
         raise BundleError(f"{path}: unusable self-test ({exc})") from exc
 
 
+def is_bundle(path: str | Path) -> bool:
+    """Whether ``path`` is a bundle folder (a model folder has a ``manifest.json`` too:
+    the format tells them apart). Reads the manifest only; :func:`load_bundle` verifies."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == BUNDLE_FORMAT
+
+
 def load_bundle(path: str | Path, public_key: str | Path | None = None) -> Bundle:
     """Verify the bundle in ``path`` and describe it.
 

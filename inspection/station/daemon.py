@@ -42,7 +42,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from inspection.capture.base import CaptureError, PartSource
@@ -131,6 +130,8 @@ def build_runtime(config: StationConfig) -> Runtime:
     UserError, ModelError
         A missing or modified model, an unknown product or standard.
     """
+    from inspection.edge.bundle import is_bundle
+
     path = config.model.path
     if is_bundle(path):
         from inspection.edge.bundle import load_bundle
@@ -148,19 +149,6 @@ def build_runtime(config: StationConfig) -> Runtime:
     detector, metadata = load_detector(path, verify=config.model.verify)
     standard = load_standard(config.model.standard or standard_path(config.product))
     return InspectorRuntime(Inspector(detector, standard, thresholds_of(metadata)))
-
-
-def is_bundle(path: Path) -> bool:
-    """Whether ``path`` is an edge bundle (a model folder has a ``manifest.json`` too)."""
-    import json
-
-    from inspection.edge.bundle import BUNDLE_FORMAT
-
-    try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == BUNDLE_FORMAT
 
 
 def runtime_versions(runtime: Any) -> dict[str, str | None]:

@@ -37,7 +37,7 @@ def test_a_missing_input_and_a_bundle_are_one_line_errors(tmp_path, model_dir):
     bundle = tmp_path / "line3.bundle"
     bundle.write_bytes(b"not yet")
     refused = runner.invoke(app, ["audit", str(lot), "--model", str(bundle), *args])
-    assert refused.exit_code == 2 and "bundles are not supported yet" in refused.output
+    assert refused.exit_code == 2 and "not a model directory, an edge bundle" in refused.output
     bad = runner.invoke(
         app, ["audit", str(lot), "--model", str(model_dir), "--batch-size", "0", *args]
     )

@@ -84,6 +84,19 @@ def test_edge_verdicts_equal_the_torch_inspectors(runtime, parts, torch_side):
     assert Verdict.PASS in verdicts and set(verdicts) - {Verdict.PASS}
 
 
+def test_evaluate_and_audit_load_a_bundle_and_decide_as_the_edge_does(bundle_dir, runtime, parts):
+    from inspection.export.runtime import OnnxDetector
+    from inspection.pipeline import Inspector, load_detector, thresholds_of
+
+    detector, metadata = load_detector(bundle_dir)  # what evaluate and audit call
+    assert isinstance(detector, OnnxDetector)
+    assert thresholds_of(metadata) == runtime.thresholds  # the manifest's, as on the box
+    inspector = Inspector(detector, runtime.standard_for(PRODUCT), thresholds_of(metadata))
+    for observation in parts:
+        edge, _ = runtime.inspect(observation)
+        assert inspector.inspect(observation).verdict == edge.verdict, observation.part_id
+
+
 def test_the_fused_payload_is_the_decoders_fusion_of_the_same_detection(runtime, parts, torch_side):
     from inspection.edge.payload import EdgePayload
 

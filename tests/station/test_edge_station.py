@@ -20,7 +20,8 @@ def test_the_station_imports_without_torch():
         import inspection.station.daemon
         import inspection.station.metrics
         import inspection.station.sources
-        from inspection.station.daemon import build_runtime, is_bundle
+        from inspection.edge.bundle import is_bundle
+        from inspection.station.daemon import build_runtime
         """
     )
     assert done.returncode == 0, done.stderr
@@ -33,11 +34,12 @@ def test_a_bundle_station_records_parts_and_keeps_payloads_for_the_cloud(tmp_pat
     from edge_helpers import tiny_bundle
     from station_helpers import CyclingSource, station_config
 
+    from inspection.edge.bundle import is_bundle
     from inspection.edge.outbox import Outbox
     from inspection.edge.runtime import EdgeRuntime
     from inspection.line.mqtt import MqttConfig  # noqa: F401  (the line extra is there)
     from inspection.records import RecordStore
-    from inspection.station.daemon import StationDaemon, build_runtime, is_bundle
+    from inspection.station.daemon import StationDaemon, build_runtime
 
     bundle = tiny_bundle(tmp_path / "export")
     assert is_bundle(bundle) and not is_bundle(tmp_path / "export" / "model")
