@@ -596,15 +596,7 @@ def _run_local(input_spec, out: Path, model, standard, options: AuditOptions, to
     counts = {"new": 0, "skipped": 0}
     try:
         with ResultsLog(out) as log, _progress(total, options.progress) as bar:
-
-            def skip(part: LoadedPart) -> None:
-                if part.done:
-                    counts["skipped"] += 1
-                else:  # refused before it could be hashed: a record of its own
-                    log.append(auditor._record(part, None))
-                    counts["new"] += 1
-                bar.update(1)
-
+            skip = skipper(auditor, log, counts, bar)
             parts = ordered_map(
                 auditor.pool,
                 lambda item: auditor.load(item, log),
@@ -619,6 +611,22 @@ def _run_local(input_spec, out: Path, model, standard, options: AuditOptions, to
     finally:
         auditor.close()
     return identity, counts
+
+
+def skipper(auditor: PartAuditor, log, counts: dict[str, int], bar):
+    """What ``plan_batches`` does with a part it does not batch: one done before is
+    counted as skipped; one refused before it could be hashed gets a record of its own.
+    (The local and Ray engines share it.)"""
+
+    def skip(part: LoadedPart) -> None:
+        if part.done:
+            counts["skipped"] += 1
+        else:
+            log.append(auditor._record(part, None))
+            counts["new"] += 1
+        bar.update(1)
+
+    return skip
 
 
 def _progress(total: int, enabled: bool):

@@ -29,12 +29,12 @@ import numpy as np
 
 from inspection.audit.engine import (
     AuditOptions,
-    LoadedPart,
     PartAuditor,
     _progress,
     dumps_items,
     ordered_map,
     plan_batches,
+    skipper,
 )
 from inspection.audit.inputs import AuditItem, iter_inputs
 from inspection.audit.results import ResultsLog, check_run
@@ -88,15 +88,7 @@ def run_ray(
     counts = {"new": 0, "skipped": 0}
     try:
         with ResultsLog(out) as log, _progress(total, options.progress) as bar:
-
-            def skip(part: LoadedPart) -> None:
-                if part.done:
-                    counts["skipped"] += 1
-                else:  # refused before it could be hashed: recorded by the driver
-                    log.append(driver._record(part, None))
-                    counts["new"] += 1
-                bar.update(1)
-
+            skip = skipper(driver, log, counts, bar)  # refused parts: recorded by the driver
             parts = ordered_map(
                 driver.pool,
                 lambda item: driver.hash_item(item, log),
