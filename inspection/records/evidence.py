@@ -22,8 +22,13 @@ from inspection.errors import UserError
 
 _HEX = frozenset("0123456789abcdef")
 # Encoded images given as bytes keep their format; the suffix follows the magic number.
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"BM", ".bmp"))
-SUFFIXES = (".png", ".jpg", ".bmp", ".bin")
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"BM", ".bmp"),
+    (b"RIFF", ".wav"),  # a spoken question (WAV)
+)
+SUFFIXES = (".png", ".jpg", ".bmp", ".wav", ".bin")
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,82 @@ class Review(Base):
     reviewer: Mapped[str] = mapped_column(String(128))
     decision: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # The defect class the reviewer named (a REJECT exported as training data goes there).
+    defect_class: Mapped[str | None] = mapped_column(String(64))
+    # SHA-256 of the defect mask (PNG in the evidence folder) the reviewer drew or accepted.
+    mask: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     inspection: Mapped[Inspection] = relationship(back_populates="reviews")
+
+
+class StandardVersion(Base):
+    """One saved version of a defect standard (its YAML, as uploaded or edited).
+
+    Versions of a standard count up from 1; the text is kept whole, so that any two can be
+    compared and any one activated again.
+    """
+
+    __tablename__ = "standard_versions"
+    __table_args__ = (UniqueConstraint("standard_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    standard_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    # The version the standard's own text declares (``version:`` in the YAML).
+    declared_version: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    author: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ProductSetting(Base):
+    """What a product is inspected and reported with: its standard version and adapter."""
+
+    __tablename__ = "product_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product: Mapped[str] = mapped_column(String(128), unique=True)
+    standard_id: Mapped[str | None] = mapped_column(String(128))
+    standard_version: Mapped[int | None] = mapped_column(Integer)
+    # The decoder's LoRA adapter for this product's reports (None: the base decoder).
+    adapter: Mapped[str | None] = mapped_column(String(64))
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Question(Base):
+    """A question asked about a part in the console, typed or spoken, and its answer."""
+
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(
+        ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    asker: Mapped[str] = mapped_column(String(128))
+    question: Mapped[str] = mapped_column(Text)
+    # SHA-256 of the spoken clip in the evidence folder (WAV), when it was spoken.
+    audio: Mapped[str | None] = mapped_column(String(64))
+    transcript: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Whether the decoder's answer agreed with the rule engine (whose verdict stands).
+    agreed: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ActivityEvent(Base):
+    """Who changed what from the console: standards, activations, adapters, logins."""
+
+    __tablename__ = "activity"
+    __table_args__ = (Index("ix_activity_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(256))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

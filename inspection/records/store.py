@@ -43,6 +43,7 @@ from inspection.records.models import (
     Defect,
     Inspection,
     Part,
+    Question,
     ReportRecord,
     Review,
     Station,
@@ -107,6 +108,7 @@ class PruneCounts:
     defects: int = 0
     reports: int = 0
     reviews: int = 0
+    questions: int = 0
     evidence_files: int = 0
     evidence_bytes: int = 0
     dry_run: bool = False
@@ -116,7 +118,8 @@ class PruneCounts:
         return (
             f"{verb} records captured before {self.cutoff.isoformat()}: "
             f"{self.parts} parts, {self.inspections} inspections, {self.defects} defects, "
-            f"{self.reports} reports, {self.reviews} reviews, {self.evidence_files} evidence "
+            f"{self.reports} reports, {self.reviews} reviews, {self.questions} questions, "
+            f"{self.evidence_files} evidence "
             f"files ({self.evidence_bytes / 1e6:.1f} MB)"
         )
 
@@ -536,8 +539,15 @@ class RecordStore:
         reviewer: str,
         decision: Verdict | str,
         reason: str | None = None,
+        defect_class: str | None = None,
+        mask: np.ndarray | bytes | None = None,
     ) -> int:
-        """Record an operator's decision on a part; returns the review's id."""
+        """Record an operator's decision on a part; returns the review's id.
+
+        ``defect_class`` names the defect the reviewer saw; ``mask`` (a 2-D array, nonzero
+        where the defect is, or PNG bytes) is the region they drew or accepted, kept in the
+        evidence folder. Both are what ``inspection datasets export-reviews`` exports.
+        """
         try:
             decision = Verdict(str(decision).upper())
         except ValueError:
@@ -552,6 +562,8 @@ class RecordStore:
                 reviewer=reviewer,
                 decision=decision.value,
                 reason=reason,
+                defect_class=defect_class,
+                mask=None if mask is None else self.evidence.put(_mask_image(mask)),
             )
             session.add(row)
             session.flush()
@@ -647,6 +659,7 @@ class RecordStore:
                 "defects": count(Defect, Defect.inspection_id),
                 "reports": count(ReportRecord, ReportRecord.inspection_id),
                 "reviews": count(Review, Review.inspection_id),
+                "questions": count(Question, Question.inspection_id),
             }
             old_parts = select(Inspection.part_ref).where(Inspection.captured_at < cutoff)
             counts["parts"] = int(
@@ -654,7 +667,7 @@ class RecordStore:
             )
             if not dry_run:
                 # Children first: a database without ON DELETE CASCADE still prunes.
-                for model in (Defect, ReportRecord, Review):
+                for model in (Defect, ReportRecord, Review, Question):
                     session.execute(delete(model).where(model.inspection_id.in_(old)))
                 part_ids = session.scalars(old_parts).all()
                 session.execute(delete(Inspection).where(Inspection.captured_at < cutoff))
@@ -691,6 +704,14 @@ class RecordStore:
         referenced: set[str] = set()
         for hashes in session.scalars(stmt.execution_options(yield_per=2000)):
             referenced.update(hashes or ())
+        # Reviewers' masks and spoken questions of the records kept.
+        for column, owner in ((Review.mask, Review), (Question.audio, Question)):
+            kept = (
+                select(column)
+                .join(Inspection, owner.inspection_id == Inspection.id)
+                .where(Inspection.captured_at >= cutoff, column.is_not(None))
+            )
+            referenced.update(session.scalars(kept))
         for item in self.spool.due(float("inf"), limit=10**9):
             referenced.update(item.body.get("evidence", ()))
         return referenced
@@ -722,6 +743,16 @@ def _verdict(value: Verdict | str) -> str:
         raise UserError(
             f"verdict must be PASS, REJECT, REVIEW or {NOT_INSPECTED}, not {value!r}"
         ) from None
+
+
+def _mask_image(mask: np.ndarray | bytes) -> np.ndarray | bytes:
+    """A reviewer's mask as stored: PNG bytes as given, an array as 0/255 ``uint8``."""
+    if isinstance(mask, bytes):
+        return mask
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.size == 0:
+        raise UserError(f"a review mask must be a 2-D image, not shape {mask.shape}")
+    return np.where(mask > 0, 255, 0).astype(np.uint8)
 
 
 def _window(since: datetime | None, until: datetime | None) -> list[Any]:
