@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,models,pretrained,ray,edge,serve,line,postgres
+EXTRAS ?= dev,models,pretrained,ray,edge,serve,line,postgres,console
 
 # Offline by design (DESIGN.md §5): no hub look-ups, no analytics, no update checks.
 export HF_HUB_OFFLINE := 1

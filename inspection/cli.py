@@ -14,6 +14,8 @@ import typer
 from rich.table import Table
 
 from inspection.audit.commands import audit_command
+from inspection.console.commands import console_app
+from inspection.datasets.commands import export_reviews_command
 from inspection.decoder.commands import adapters_app, ask_command, decoder_app
 from inspection.edge.commands import edge_app
 from inspection.records.commands import records_app
@@ -34,6 +36,8 @@ standards_app = typer.Typer(
 datasets_app = typer.Typer(help="Load and check datasets.", no_args_is_help=True)
 app.add_typer(standards_app, name="standards")
 app.add_typer(datasets_app, name="datasets")
+datasets_app.command("export-reviews")(export_reviews_command)
+app.add_typer(console_app, name="console")
 
 keys_app = typer.Typer(help="Keys that sign edge bundles.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

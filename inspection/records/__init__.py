@@ -14,6 +14,7 @@ _EXPORTS = {
     "open_records": "inspection.records.db",
     "NOT_INSPECTED": "inspection.records.store",
     "DatabaseUnavailable": "inspection.records.store",
+    "PartHistory": "inspection.records.store",
     "PruneCounts": "inspection.records.store",
     "RecordEntry": "inspection.records.store",
     "RecordStore": "inspection.records.store",

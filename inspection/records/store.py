@@ -96,6 +96,16 @@ class RecordedPart:
     decided_at: datetime | None
     evidence: tuple[str, ...]
     defects: tuple[dict[str, Any], ...] = ()
+    product: str | None = None
+
+
+@dataclass(frozen=True)
+class PartHistory:
+    """What happened to a part after its verdict: cloud reports, reviews, questions."""
+
+    reports: tuple[dict[str, Any], ...] = ()
+    reviews: tuple[dict[str, Any], ...] = ()
+    questions: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -569,11 +579,43 @@ class RecordStore:
             session.flush()
             return row.id
 
+    def add_question(
+        self,
+        part_id: str,
+        station: str,
+        asker: str,
+        question: str,
+        *,
+        answer: str | None = None,
+        error: str | None = None,
+        agreed: bool | None = None,
+        transcript: str | None = None,
+        audio: bytes | None = None,
+    ) -> int:
+        """Record a question asked about a part and its answer; a spoken question's clip
+        (WAV bytes) is kept in the evidence folder. Returns the question's id."""
+        if not asker:
+            raise UserError("a question needs who asked it")
+        with Session(self._writer()) as session, session.begin():
+            row = Question(
+                inspection_id=self._inspection_id(session, part_id, station),
+                asker=asker,
+                question=question,
+                audio=None if audio is None else self.evidence.put(audio),
+                transcript=transcript,
+                answer=answer,
+                error=error,
+                agreed=agreed,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
     # ------------------------------------------------------------------ queries
 
     def _query(self, where: Sequence[Any], limit: int | None) -> list[RecordedPart]:
         stmt = (
-            select(Inspection, Part.part_id, Station.name)
+            select(Inspection, Part.part_id, Station.name, Part.product)
             .join(Part, Inspection.part_ref == Part.id)
             .join(Station, Inspection.station_id == Station.id)
             .where(*where)
@@ -582,7 +624,7 @@ class RecordStore:
             .limit(limit)
         )
         with Session(self.engine) as session:
-            return [_recorded(i, p, s) for i, p, s in session.execute(stmt)]
+            return [_recorded(i, p, s, product) for i, p, s, product in session.execute(stmt)]
 
     def _station_filter(self, station: str | None) -> list[Any]:
         if station is None:
@@ -609,6 +651,70 @@ class RecordStore:
         else:
             where.append(Inspection.verdict == _verdict(verdict))
         return self._query(where, limit)
+
+    def unreviewed(
+        self,
+        verdict: Verdict | str,
+        limit: int = 100,
+        station: str | None = None,
+        every: int = 1,
+    ) -> list[RecordedPart]:
+        """The newest parts with ``verdict`` that no one has reviewed yet.
+
+        ``every`` > 1 takes a fixed sample, every ``every``-th record: a sample that stays
+        the same between page loads, taken in the query (on the verdict's index).
+        """
+        reviewed = select(Review.id).where(Review.inspection_id == Inspection.id).exists()
+        where = [*self._station_filter(station), Inspection.verdict == _verdict(verdict), ~reviewed]
+        if every > 1:
+            where.append(Inspection.id % every == 0)
+        return self._query(where, limit)
+
+    def history(self, part_id: str, station: str) -> PartHistory:
+        """The reports, reviews and questions of one part, oldest first."""
+        with Session(self.engine) as session:
+            inspection_id = self._inspection_id(session, part_id, station)
+
+            def rows(model: Any) -> list[Any]:
+                stmt = select(model).where(model.inspection_id == inspection_id)
+                return list(session.scalars(stmt.order_by(model.created_at, model.id)))
+
+            return PartHistory(
+                reports=tuple(
+                    {
+                        "body": r.body,
+                        "decoder_version": r.decoder_version,
+                        "adapter_version": r.adapter_version,
+                        "agreed": r.agreed,
+                        "created_at": r.created_at,
+                    }
+                    for r in rows(ReportRecord)
+                ),
+                reviews=tuple(
+                    {
+                        "reviewer": r.reviewer,
+                        "decision": r.decision,
+                        "reason": r.reason,
+                        "defect_class": r.defect_class,
+                        "mask": r.mask,
+                        "created_at": r.created_at,
+                    }
+                    for r in rows(Review)
+                ),
+                questions=tuple(
+                    {
+                        "asker": q.asker,
+                        "question": q.question,
+                        "transcript": q.transcript,
+                        "audio": q.audio,
+                        "answer": q.answer,
+                        "error": q.error,
+                        "agreed": q.agreed,
+                        "created_at": q.created_at,
+                    }
+                    for q in rows(Question)
+                ),
+            )
 
     def get(self, part_id: str, station: str) -> RecordedPart | None:
         """The record of one part, or ``None``."""
@@ -872,7 +978,9 @@ def _defect_rows(body: dict[str, Any], inspection_id: int) -> list[dict[str, Any
     return rows
 
 
-def _recorded(inspection: Inspection, part_id: str, station: str) -> RecordedPart:
+def _recorded(
+    inspection: Inspection, part_id: str, station: str, product: str | None
+) -> RecordedPart:
     defects = tuple(
         {
             "defect_class": d.defect_class,
@@ -908,12 +1016,14 @@ def _recorded(inspection: Inspection, part_id: str, station: str) -> RecordedPar
         decided_at=inspection.decided_at,
         evidence=tuple(inspection.evidence or ()),
         defects=defects,
+        product=product,
     )
 
 
 __all__ = [
     "NOT_INSPECTED",
     "DatabaseUnavailable",
+    "PartHistory",
     "PruneCounts",
     "RecordEntry",
     "RecordStore",

@@ -1,0 +1,272 @@
+"""The console's queries on a full records database: 100,000 parts over 7 days.
+
+python benchmarks/console_load.py                      # 100,000 parts (built once, cached)
+python benchmarks/console_load.py --n 5000 --runs 3    # a quick try
+python benchmarks/console_load.py --rebuild            # build the database again
+
+1. Build (skipped when ``--workdir`` already holds a finished database of this size): a
+   SQLite records database written the way the line daemon writes it,
+   ``RecordStore.record_many`` in batches of 1,000; parts spread evenly over 7 days on two
+   stations, ~3 % REJECT with 1-3 defects of a skewed mix of classes, ~2 % REVIEW, ~0.2 %
+   not inspected, one 16x16 evidence image each (PNG, from a pool of 512, stored by
+   content hash), and operator reviews through ``RecordStore.add_review``: half of the
+   REVIEW parts, a fifth of the REJECTs (a third of those overridden to PASS).
+2. Time, median of ``--runs`` runs each (after one untimed warm-up), side by side: the
+   record store's own queries, the statistics of :mod:`inspection.console.stats` over the
+   shift or the 7 days, and the console's live page and review queue
+   (``ConsoleService``), "now" being the end of the data.
+
+Target: the live page and the review queue each under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tempfile import gettempdir
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from inspection.console.stats import (
+    defect_pareto,
+    false_reject_trend,
+    line_kpis,
+    yield_trend,
+)
+from inspection.records.evidence import encode_png
+from inspection.records.store import RecordEntry, RecordStore
+from inspection.types import (
+    Action,
+    BBox,
+    Defect,
+    DefectDecision,
+    InspectionResult,
+    Severity,
+    Verdict,
+)
+
+END = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)  # "now": a Monday, mid shift A
+DAYS = 7
+STATIONS = ("station-1", "station-2")
+CLASSES = ("scratch", "dent", "stain", "crack", "burr", "chip", "porosity")
+CLASS_WEIGHTS = (0.35, 0.22, 0.15, 0.1, 0.08, 0.06, 0.04)  # a Pareto worth drawing
+TARGET_S = 1.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="parts in the database")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
+    parser.add_argument("--batch", type=int, default=1000, help="parts per record_many")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(gettempdir()) / "inspection-console-load",
+        help="where the database is built and kept between runs",
+    )
+    parser.add_argument("--rebuild", action="store_true", help="build the database again")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+# ---------------------------------------------------------------------------------------
+# building the database
+
+
+def open_store(workdir: Path, n: int) -> tuple[RecordStore, bool]:
+    """The store of ``n`` parts under ``workdir``; whether it is already built."""
+    folder = workdir / f"parts-{n}"
+    done = folder / "BUILT"
+    if not done.exists():
+        # A build that did not finish is started again from nothing.
+        for name in ("records.db", "records.db-wal", "records.db-shm", "spool.db"):
+            (folder / name).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    store = RecordStore(folder / "records.db", folder / "evidence", folder / "spool.db")
+    return store, done.exists()
+
+
+def decision(defect_class: str, i: int) -> DefectDecision:
+    length = 1.5 + 0.5 * i
+    return DefectDecision(
+        defect=Defect(
+            defect_class,
+            {"length_mm": length, "width_mm": 0.1},
+            BBox(2 * i, 2 * i, 2 * i + 5, 2 * i + 5),
+            zone="A",
+            score=0.8,
+        ),
+        zone="A",
+        severity=Severity.MAJOR,
+        action=Action.REWORK,
+        clause_id=f"4.1.{i}",
+        reason=f"{defect_class} {length} mm over 1.5 mm",
+    )
+
+
+def make_result(part_id: str, verdict: Verdict, classes: list[str]) -> InspectionResult:
+    decisions = tuple(decision(c, i) for i, c in enumerate(classes))
+    action = {Verdict.PASS: Action.ACCEPT, Verdict.REVIEW: Action.REVIEW}.get(
+        verdict, Action.REWORK
+    )
+    return InspectionResult(
+        part_id=part_id,
+        verdict=verdict,
+        severity=Severity.MAJOR if decisions else None,
+        action=action,
+        decisions=decisions,
+        reasons=tuple(d.reason for d in decisions),
+        standard_id="bracket",
+        standard_version="1.2",
+        model_version="bench-model",
+        calibration_version="cal-1",
+        scores={"image": 0.9 if decisions else 0.1},
+        timings_ms={"model": 4.0, "rules": 0.2},
+    )
+
+
+def build(store: RecordStore, n: int, batch: int, seed: int) -> dict[str, int]:
+    """Record ``n`` parts and the reviews; the numbers written."""
+    rng = np.random.default_rng(seed)
+    pool = [encode_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(512)]
+    start = END - timedelta(days=DAYS)
+    step = timedelta(days=DAYS) / n
+    draw = rng.random(n)
+    verdicts = np.where(
+        draw < 0.03, "REJECT", np.where(draw < 0.05, "REVIEW", np.where(draw < 0.052, "", "PASS"))
+    )
+    reviewable: list[tuple[str, str, str]] = []
+    with tqdm(total=n, desc="recording parts", unit="part", mininterval=1.0) as bar:
+        for first in range(0, n, batch):
+            entries = []
+            for k in range(first, min(n, first + batch)):
+                part_id, station = f"P-{k:07d}", STATIONS[k % len(STATIONS)]
+                captured = start + k * step
+                images = [pool[k % len(pool)]]
+                if not verdicts[k]:
+                    entries.append(
+                        RecordEntry(part_id, station, None, "camera lost", images, captured)
+                    )
+                    continue
+                verdict = Verdict(verdicts[k])
+                classes = []
+                if verdict is not Verdict.PASS:
+                    size = int(rng.integers(1, 4)) if verdict is Verdict.REJECT else 1
+                    classes = [str(c) for c in rng.choice(CLASSES, size=size, p=CLASS_WEIGHTS)]
+                    reviewable.append((part_id, station, verdict.value))
+                result = make_result(part_id, verdict, classes)
+                decided = captured + timedelta(milliseconds=60)
+                entries.append(
+                    RecordEntry(part_id, station, result, None, images, captured, decided)
+                )
+            store.record_many(entries)
+            bar.update(len(entries))
+    reviews = 0
+    chosen = [(p, s, v) for p, s, v in reviewable if rng.random() < (0.5 if v == "REVIEW" else 0.2)]
+    for part_id, station, verdict in tqdm(chosen, desc="reviews", unit="review", mininterval=1.0):
+        if verdict == "REVIEW":
+            decision_ = "PASS" if rng.random() < 0.7 else "REJECT"
+        else:
+            decision_ = "PASS" if rng.random() < 1 / 3 else "REJECT"
+        store.add_review(part_id, station, "bench", decision_, "benchmark review")
+        reviews += 1
+    return {
+        "parts": n,
+        "REJECT": int((verdicts == "REJECT").sum()),
+        "REVIEW": int((verdicts == "REVIEW").sum()),
+        "reviews": reviews,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# timing
+
+
+def median_s(call: Callable[[], object], runs: int) -> float:
+    call()  # warm-up: the connection pool, SQLite's page cache, imports
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def queries(store: RecordStore) -> list[tuple[str, Callable[[], object] | None, str]]:
+    """``(name, call, note)``; call ``None`` when it is not available."""
+    engine, since = store.engine, END - timedelta(days=DAYS)
+    rows: list[tuple[str, Callable[[], object] | None, str]] = [
+        ("store.latest(20)", lambda: store.latest(20), ""),
+        ("store.by_verdict('REVIEW', limit=50)", lambda: store.by_verdict("REVIEW", limit=50), ""),
+        ("line_kpis (this shift)", lambda: line_kpis(engine, END), ""),
+        ("defect_pareto (7 days)", lambda: defect_pareto(engine, since, END), ""),
+        (
+            "yield_trend (7 days, 1 h buckets)",
+            lambda: yield_trend(engine, since, END, timedelta(hours=1)),
+            "",
+        ),
+        ("false_reject_trend (7 days)", lambda: false_reject_trend(engine, since, END), ""),
+    ]
+    try:
+        from inspection.console.service import ConsoleService
+
+        try:
+            service = ConsoleService(store, clock=END.timestamp)
+        except TypeError:  # an older signature without the clock
+            service = ConsoleService(store)
+        rows += [
+            ("ConsoleService.live_page()", service.live_page, f"target < {TARGET_S:g} s"),
+            ("ConsoleService.review_queue()", service.review_queue, f"target < {TARGET_S:g} s"),
+        ]
+    except (ImportError, AttributeError) as error:
+        note = f"not available ({type(error).__name__}: {error})"
+        rows += [
+            ("ConsoleService.live_page()", None, note),
+            ("ConsoleService.review_queue()", None, note),
+        ]
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    console = Console(width=110)
+    store, built = open_store(args.workdir, args.n)
+    try:
+        if built and not args.rebuild:
+            console.print(f"using the database built before: {store.url}")
+        else:
+            if args.rebuild:
+                store.close()
+                (args.workdir / f"parts-{args.n}" / "BUILT").unlink(missing_ok=True)
+                store, _ = open_store(args.workdir, args.n)
+            started = time.perf_counter()
+            written = build(store, args.n, args.batch, args.seed)
+            elapsed = time.perf_counter() - started
+            (args.workdir / f"parts-{args.n}" / "BUILT").write_text(f"{written}\n")
+            console.print(f"built {written} in {elapsed:.0f} s: {store.url}")
+        console.print(f"counts (all time): {store.counts()}")
+        table = Table(title=f"console queries, {args.n:,} parts, median of {args.runs} runs")
+        for column in ("query", "median ms", "note"):
+            table.add_column(column, justify="right" if column == "median ms" else "left")
+        for name, call, note in queries(store):
+            if call is None:
+                table.add_row(name, "-", note)
+                continue
+            seconds = median_s(call, args.runs)
+            if note.startswith("target"):
+                note += ": met" if seconds < TARGET_S else ": MISSED"
+            table.add_row(name, f"{1000 * seconds:,.1f}", note)
+        console.print(table)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""``inspection console``: serve the operator console; ``inspection console users add``.
+
+Gradio and the models are imported inside the commands, so ``inspection --help`` stays
+light.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inspection.errors import UserError
+from inspection.terminal import NoVerify, UserErrorsExit, console
+
+console_app = typer.Typer(
+    help="The operator console (Gradio): live line, review queue, ask, audit, standards, "
+    "models, statistics.",
+    cls=UserErrorsExit,
+    invoke_without_command=True,
+)
+users_app = typer.Typer(help="Who may log in to the console.", no_args_is_help=True)
+console_app.add_typer(users_app, name="users")
+
+UsersFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--users",
+        help="User list (YAML, from `inspection console users add`). Without one there is "
+        "no login and the console serves 127.0.0.1 only.",
+    ),
+]
+
+
+@console_app.callback()
+def console_command(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Records database the line daemon writes (SQLAlchemy URL or SQLite file). "
+            "Default: a fresh database fed by the simulated line."
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model directory (with its decoder) for questions and audits."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
+    host: Annotated[str, typer.Option(help="Address to bind (needs --users unless loopback).")] = (
+        "127.0.0.1"
+    ),
+    users: UsersFile = None,
+    lang: Annotated[str, typer.Option(help="Labels: en or zh.")] = "en",
+    session_hours: Annotated[
+        float, typer.Option(help="A login lasts this long, then asks again.")
+    ] = 12.0,
+    whisper: Annotated[
+        Path | None,
+        typer.Option(help="Local openai-whisper checkpoint (.pt) to transcribe spoken questions."),
+    ] = None,
+    mm_per_px: Annotated[
+        float | None, typer.Option(help="Station scale for the measurements of questions/audits.")
+    ] = None,
+    no_verify: NoVerify = False,
+) -> None:
+    """Serve the operator console (Ctrl-C stops it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        from inspection.console.app import build_console, launch_console
+        from inspection.console.auth import UserDirectory
+        from inspection.console.labels import LANGUAGES
+    except ImportError as error:
+        raise UserError(
+            f"the console needs the console extra: pip install 'inspection[console]' ({error})"
+        ) from None
+    if lang not in LANGUAGES:
+        raise UserError(f"--lang must be one of {', '.join(LANGUAGES)}, not {lang!r}")
+    directory = None if users is None else UserDirectory.load(users)
+    if model is not None and not model.exists():
+        raise UserError(f"no model at {model}")
+    with console.status("building the console"):
+        blocks = build_console(
+            db,
+            model,
+            users=directory,
+            language=lang,
+            whisper=whisper,
+            mm_per_px=mm_per_px,
+            verify=not no_verify,
+        )
+    where = "the simulated line" if db is None else db
+    login = f"{len(directory.names())} users" if directory else "no login (loopback only)"
+    console.print(f"console of {where} on http://{host}:{port} ({login})")
+    launch_console(blocks, host=host, port=port, session_hours=session_hours)
+
+
+@users_app.command("add")
+def add_user_command(
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="operator or engineer.")],
+    users: Annotated[Path, typer.Option("--users", help="User list to create or update.")],
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input (scripts).")
+    ] = False,
+) -> None:
+    """Add a user (or set their role and password); the password is stored hashed."""
+    from inspection.console.auth import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    add_user(users, name, role, password)
+    console.print(f"{name} ({role}) saved in {users}")
+
+
+@users_app.command("list")
+def list_users_command(
+    users: Annotated[Path, typer.Option("--users", help="User list to read.")],
+) -> None:
+    """List the users and their roles (never their password hashes)."""
+    from inspection.console.auth import UserDirectory
+
+    directory = UserDirectory.load(users)
+    for name in directory.names():
+        console.print(f"{name}\t{directory.get(name).role}")  # type: ignore[union-attr]

@@ -1,0 +1,84 @@
+"""``inspection datasets export-reviews``: operator reviews as an MVTec AD training set.
+
+Torch-free; SQLAlchemy and the export itself are imported inside the command, so that
+``inspection --help`` stays light.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inspection.errors import UserError
+from inspection.records.commands import Db, Evidence, SpoolPath, _missing_extra
+from inspection.terminal import console
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO date or date-time (``2024-05-01``, ``2024-05-01T06:00+02:00``); UTC when it
+    names no time zone.
+
+    Raises
+    ------
+    UserError
+        When ``text`` is not ISO 8601.
+    """
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError(
+            f"{option} must be an ISO date or time (2024-05-01, 2024-05-01T06:00), not {text!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def export_reviews_command(
+    db: Db,
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder to write: <product>/train|test|ground_truth and reviews.jsonl."),
+    ],
+    station: Annotated[str | None, typer.Option(help="Only parts of this station.")] = None,
+    product: Annotated[str | None, typer.Option(help="Only parts of this product.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only parts captured from this ISO date or time on (UTC if no zone)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only parts captured before this ISO date or time.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a non-empty --out (once the new export is complete).")
+    ] = False,
+    evidence: Evidence = None,
+    spool: SpoolPath = None,
+) -> None:
+    """Export the parts operators reviewed as training data: PASS to train/good, REJECT to
+    test/<class> with its mask (drawn, or the machine's boxes the reviewer accepted);
+    REVIEW, and parts whose evidence is gone, are skipped and counted."""
+    start = None if since is None else parse_time(since, "--since")
+    end = None if until is None else parse_time(until, "--until")
+    try:
+        from inspection.datasets.reviews import export_reviews
+        from inspection.records.db import normalize_url, sqlite_path
+        from inspection.records.store import RecordStore
+    except ImportError as error:
+        raise _missing_extra(error) from error
+    path = sqlite_path(normalize_url(db))
+    if path is not None and not path.is_file():
+        # Opening a store creates its database: an export must not invent an empty one.
+        raise UserError(f"no records database at {path}")
+    with RecordStore(db, evidence, spool) as store:
+        summary = export_reviews(
+            store,
+            out,
+            station=station,
+            product=product,
+            since=start,
+            until=end,
+            overwrite=overwrite,
+        )
+    console.print(summary.summary(), highlight=False, soft_wrap=True)
