@@ -33,6 +33,7 @@ from inspection.errors import UserError
 from inspection.records.store import RecordedPart
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+CSS = ".mono textarea { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; }"
 PART_COLUMNS = ("captured", "station", "part", "product", "verdict", "defects", "clauses")
 
 
@@ -184,6 +185,12 @@ def problem_text(problem: Any) -> str:
     )
 
 
+def figure_image(figure: Any) -> np.ndarray:
+    """A matplotlib figure as an RGB picture."""
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+
+
 def editor_mask(value: Any) -> np.ndarray | None:
     """The region an operator painted in the image editor (any layer), or ``None``."""
     if not isinstance(value, dict):
@@ -259,17 +266,11 @@ def build_console(
             if users is not None:
                 gr.Button(L["logout"], link="/logout", size="sm", scale=0)
         with gr.Tabs() as tabs:
-            _live_and_review_tabs(blocks, ctx, L, tabs, refresh_s)
+            _live_and_review_tabs(blocks, ctx, L, tabs, refresh_s, whoami)
             _audit_tab(ctx, L)
-            _standards_tab(blocks, ctx, L)
+            _standards_tab(ctx, L)
             _models_tab(ctx, L)
             _statistics_tab(ctx, L)
-
-        def whoami_text(request: gr.Request) -> str:
-            user = ctx.user(request)
-            return "" if user is None else f"{L['signed_in_as']} **{user.name}** ({user.role})"
-
-        blocks.load(whoami_text, None, whoami, api_name=False)
     blocks.console = ctx  # type: ignore[attr-defined]  # tests reach the service through it
     return blocks
 
@@ -300,7 +301,12 @@ def _service(
 
 
 def _live_and_review_tabs(
-    blocks: gr.Blocks, ctx: ConsoleContext, L: dict, tabs: gr.Tabs, refresh_s: float
+    blocks: gr.Blocks,
+    ctx: ConsoleContext,
+    L: dict,
+    tabs: gr.Tabs,
+    refresh_s: float,
+    whoami: gr.Markdown,
 ) -> None:
     service, lang = ctx.service, ctx.language
     headers = list(PART_COLUMNS)
@@ -312,7 +318,7 @@ def _live_and_review_tabs(
         latest = gr.Dataframe(
             headers=headers, label=L["latest_parts"], interactive=False, elem_id="latest"
         )
-    with gr.Tab(L["review"], id="review"):
+    with gr.Tab(L["review"], id="review") as review_tab:
         queue_refresh = gr.Button(L["refresh"], size="sm")
         queue = gr.Dataframe(headers=headers, label=L["queue"], interactive=False, elem_id="queue")
     with gr.Tab(L["part"], id="part"):
@@ -443,9 +449,18 @@ def _live_and_review_tabs(
         _shown_errors(ask), [station_box, part_box, question, spoken], [answer, history],
         api_name="ask",
     )  # fmt: skip
-    # The first look: the line now, and the queue, without waiting for the timer.
-    blocks.load(_shown_errors(live), None, live_outputs, api_name=False)
-    blocks.load(_shown_errors(review_queue), None, queue, api_name=False)
+
+    def first_look(request: gr.Request) -> tuple[str, str, list[list]]:
+        user = ctx.user(request)
+        signed_in = "" if user is None else f"{L['signed_in_as']} **{user.name}** ({user.role})"
+        return (signed_in, *live(request))
+
+    # The first look, in one request off the queue: who is signed in and the line now.
+    # Other tabs load when opened (a page that opens fast is one that asks for little).
+    blocks.load(
+        _shown_errors(first_look), None, [whoami, *live_outputs], api_name=False, queue=False
+    )
+    review_tab.select(_shown_errors(review_queue), None, queue, api_name=False)
 
 
 def _require_view(ctx: ConsoleContext, request: gr.Request | None) -> None:
@@ -476,24 +491,27 @@ def _audit_tab(ctx: ConsoleContext, L: dict) -> None:
     run.click(_shown_errors(audit), [files, product], [summary, downloads], api_name="audit")
 
 
-def _standards_tab(blocks: gr.Blocks, ctx: ConsoleContext, L: dict) -> None:
+def _standards_tab(ctx: ConsoleContext, L: dict) -> None:
     service = ctx.service
     library = service.library
-    with gr.Tab(L["standards"], id="standards"):
+    with gr.Tab(L["standards"], id="standards") as standards_tab:
         with gr.Row():
             standard = gr.Dropdown(
                 library.standards(), label=L["standard"], allow_custom_value=True
             )
             version = gr.Dropdown([], label=L["version"], allow_custom_value=True)
             other = gr.Dropdown([], label=L["compare_with"], allow_custom_value=True)
-        text = gr.Code(language="yaml", label=L["standard_text"], interactive=True, lines=18)
+        # Textboxes, not gr.Code: the code editor's scripts cost the page ~0.3 s to load.
+        text = gr.Textbox(
+            label=L["standard_text"], lines=18, max_lines=40, elem_classes="mono", elem_id="yaml"
+        )
         upload = gr.File(label=L["upload_standard"], file_types=[".yaml", ".yml"], type="filepath")
         with gr.Row():
             note = gr.Textbox(label=L["note"], scale=3)
             check = gr.Button(L["check"], scale=0)
             save = gr.Button(L["save_version"], variant="primary", scale=0)
         problems = gr.Markdown(elem_id="standard-problems")
-        diff = gr.Code(label=L["diff"], interactive=False, lines=10)
+        diff = gr.Textbox(label=L["diff"], interactive=False, lines=10, elem_classes="mono")
         with gr.Row():
             product = gr.Dropdown(
                 [s.product for s in library.product_settings()],
@@ -592,7 +610,7 @@ def _standards_tab(blocks: gr.Blocks, ctx: ConsoleContext, L: dict) -> None:
         [settings, activity],
         api_name="activate_standard",
     )
-    blocks.load(tables, None, [settings, activity], api_name=False)
+    standards_tab.select(_shown_errors(tables), None, [settings, activity], api_name=False)
 
 
 def _models_tab(ctx: ConsoleContext, L: dict) -> None:
@@ -632,9 +650,10 @@ def _statistics_tab(ctx: ConsoleContext, L: dict) -> None:
         with gr.Row():
             days = gr.Number(value=7, label=L["days"], minimum=1, maximum=366, precision=0)
             refresh = gr.Button(L["refresh"], scale=0)
-        pareto = gr.Plot(label=L["pareto"])
-        trend = gr.Plot(label=L["yield_trend"])
-        false_rejects = gr.Plot(label=L["false_rejects"])
+        # Pictures, not gr.Plot: the plot component's scripts slow every page load.
+        pareto = gr.Image(label=L["pareto"], type="numpy", interactive=False)
+        trend = gr.Image(label=L["yield_trend"], type="numpy", interactive=False)
+        false_rejects = gr.Image(label=L["false_rejects"], type="numpy", interactive=False)
 
     def statistics(window_days: float, request: gr.Request) -> tuple:
         _require_view(ctx, request)
@@ -642,10 +661,12 @@ def _statistics_tab(ctx: ConsoleContext, L: dict) -> None:
         engine = service.store.engine
         bucket = timedelta(hours=1 if window_days <= 2 else 6 if window_days <= 14 else 24)
         return (
-            stats.pareto_figure(stats.defect_pareto(engine, since, until)),
-            stats.yield_figure(stats.yield_trend(engine, since, until, bucket)),
-            stats.false_reject_figure(
-                stats.false_reject_trend(engine, since, until, service.shifts)
+            figure_image(stats.pareto_figure(stats.defect_pareto(engine, since, until))),
+            figure_image(stats.yield_figure(stats.yield_trend(engine, since, until, bucket))),
+            figure_image(
+                stats.false_reject_figure(
+                    stats.false_reject_trend(engine, since, until, service.shifts)
+                )
             ),
         )
 
@@ -699,6 +720,7 @@ def launch_console(
         allowed_paths=[str(ctx.service.workdir)],
         ssr_mode=False,
         mcp_server=False,
+        css=CSS,
     )
     # Gradio keeps login tokens forever; ours lapse (before anyone can have logged in).
     kwargs = {} if clock is None else {"clock": clock}

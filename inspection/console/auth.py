@@ -104,8 +104,8 @@ def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches the ``stored`` hash (constant time; False if malformed)."""
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
+        if scheme != "scrypt" or int(n) > 2**20 or int(r) > 16 or int(p) > 16:
+            return False  # a hash asking for absurd work would stall every login
         expected = base64.b64decode(digest, validate=True)
         actual = _scrypt(password, base64.b64decode(salt, validate=True), int(n), int(r), int(p))
     except (ValueError, TypeError):
@@ -143,7 +143,8 @@ class UserDirectory:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read the user list: {exc}") from None
+            reason = " ".join(str(exc).split())  # PyYAML's message spans lines: one line
+            raise UserError(f"{path}: cannot read the user list: {reason}") from None
         entries = data.get("users") if isinstance(data, dict) else None
         if not isinstance(entries, dict) or not entries:
             raise UserError(f"{path}: expected 'users:' with at least one user")
@@ -241,15 +242,18 @@ class ExpiringTokens(dict):
         return self._live(token)
 
     def __getitem__(self, token: str) -> str:
-        if not self._live(token):
-            raise KeyError(token)
-        return super().__getitem__(token)
+        # A lapsed token reads as no user (not KeyError): Gradio's logout lists the tokens,
+        # then reads each, and one may lapse in between.
+        return super().get(token, "") if self._live(token) else ""
 
     def get(self, token: object, default: str | None = None) -> str | None:  # type: ignore[override]
         return super().get(token, default) if self._live(token) else default
 
     def keys(self) -> list[str]:  # type: ignore[override]
         return [token for token in list(super().keys()) if self._live(token)]
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.keys())
 
     def __delitem__(self, token: str) -> None:
         with self._lock:

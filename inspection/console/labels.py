@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from inspection.errors import UserError
+
 LANGUAGES = ("en", "zh")
 
 _TABLE: dict[str, tuple[str, str]] = {
@@ -82,7 +84,7 @@ VERDICTS: dict[str, tuple[str, str]] = {
 def labels(language: str = "en") -> Mapping[str, str]:
     """Every label in ``language`` (``en`` or ``zh``)."""
     if language not in LANGUAGES:
-        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+        raise UserError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
     index = LANGUAGES.index(language)
     return {key: words[index] or words[0] for key, words in _TABLE.items()}
 

@@ -255,9 +255,12 @@ class ConsoleService:
         path = self.store.evidence.find(record.evidence[frame])
         if path is None:
             return None, f"evidence image {record.evidence[frame][:12]}... is missing"
-        from inspection.io import read_image
+        from inspection.io import InputError, read_image
 
-        return read_image(path), None
+        try:
+            return read_image(path), None
+        except InputError:
+            return None, f"evidence image {record.evidence[frame][:12]}... is unreadable"
 
     # ------------------------------------------------------------------ review
 
@@ -280,6 +283,8 @@ class ConsoleService:
         if record is None:
             raise UserError(f"no record of part {part_id!r} at station {station!r}")
         decision = str(decision).upper()
+        if decision not in {v.value for v in Verdict}:
+            raise UserError(f"a review decides PASS, REJECT or REVIEW, not {decision!r}")
         reason = (reason or "").strip()
         if len(reason) > MAX_REASON_CHARS:
             raise UserError(f"the reason is longer than {MAX_REASON_CHARS} characters")
@@ -456,7 +461,7 @@ def draw_defects(image: np.ndarray, defects: Sequence[dict[str, Any]]) -> np.nda
             continue
         x0, y0, x1, y1 = (int(v) for v in defect["bbox"])
         mask = np.zeros((height, width), np.uint8)
-        mask[max(0, y0) : min(height, y1 + 1), max(0, x0) : min(width, x1 + 1)] = 1
+        mask[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)] = 1  # x1, y1 exclusive
         label = " ".join(filter(None, (defect.get("defect_class"), defect.get("clause_id"))))
         colour = ACTION_COLOURS.get(str(defect.get("action")), (40, 120, 230))
         regions.append((mask, label, colour))
