@@ -16,10 +16,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
@@ -101,39 +101,15 @@ def _name(value: str | None, what: str, limit: int = MAX_NAME_CHARS) -> str:
     return value
 
 
-def _version_info(row: StandardVersion) -> StandardVersionInfo:
-    return StandardVersionInfo(
-        standard_id=row.standard_id,
-        version=row.version,
-        declared_version=row.declared_version,
-        sha256=row.sha256,
-        author=row.author,
-        note=row.note,
-        created_at=row.created_at,
-        text=row.text,
-    )
+T = TypeVar("T")
 
 
-def _setting_info(row: ProductSetting) -> ProductSettingInfo:
-    return ProductSettingInfo(
-        product=row.product,
-        standard_id=row.standard_id,
-        standard_version=row.standard_version,
-        adapter=row.adapter,
-        updated_by=row.updated_by,
-        updated_at=row.updated_at,
-    )
-
-
-def _activity_info(row: ActivityEvent) -> ActivityInfo:
-    return ActivityInfo(
-        id=row.id,
-        actor=row.actor,
-        action=row.action,
-        target=row.target,
-        detail=dict(row.detail or {}),
-        created_at=row.created_at,
-    )
+def _info(kind: type[T], row: Any) -> T:
+    """A frozen copy of an ORM row as ``kind``, whose fields are the row's columns."""
+    values = {f.name: getattr(row, f.name) for f in fields(kind)}  # type: ignore[arg-type]
+    if "detail" in values:
+        values["detail"] = dict(values["detail"] or {})
+    return kind(**values)
 
 
 def _next_version(session: Session, standard_id: str) -> int:
@@ -240,7 +216,7 @@ class StandardLibrary:
                 .limit(1)
             ).first()
             if newest is not None and newest.sha256 == sha:
-                return _version_info(newest)
+                return _info(StandardVersionInfo, newest)
             row = StandardVersion(
                 standard_id=standard.id,
                 version=_next_version(session, standard.id),
@@ -257,7 +233,7 @@ class StandardLibrary:
             if note:
                 detail["note"] = note
             self._log(session, author, SAVE, f"{standard.id} v{row.version}", detail)
-            return _version_info(row)
+            return _info(StandardVersionInfo, row)
 
     def standards(self) -> list[str]:
         """Ids of the stored standards, sorted."""
@@ -273,7 +249,7 @@ class StandardLibrary:
                 .where(StandardVersion.standard_id == standard_id)
                 .order_by(StandardVersion.version.desc())
             )
-            return [_version_info(row) for row in rows]
+            return [_info(StandardVersionInfo, row) for row in rows]
 
     def get(self, standard_id: str, version: int | None = None) -> StandardVersionInfo:
         """One version of a standard (``None``: the newest).
@@ -291,7 +267,7 @@ class StandardLibrary:
         with Session(self.engine) as session:
             row = session.scalars(stmt).first()
             if row is not None:
-                return _version_info(row)
+                return _info(StandardVersionInfo, row)
         stored = [info.version for info in self.versions(standard_id)]
         if not stored:
             known = ", ".join(self.standards()) or "none"
@@ -381,13 +357,13 @@ class StandardLibrary:
             row.updated_by, row.updated_at = actor, self._now()
             session.flush()
             self._log(session, actor, action, product, {**changes, "previous": before})
-            return _setting_info(row)
+            return _info(ProductSettingInfo, row)
 
     def product_settings(self) -> list[ProductSettingInfo]:
         """Every product's setting, by product name."""
         with Session(self.engine) as session:
             rows = session.scalars(select(ProductSetting).order_by(ProductSetting.product))
-            return [_setting_info(row) for row in rows]
+            return [_info(ProductSettingInfo, row) for row in rows]
 
     def setting(self, product: str) -> ProductSettingInfo | None:
         """A product's setting; ``None`` when nothing was set for it."""
@@ -395,7 +371,7 @@ class StandardLibrary:
             row = session.scalars(
                 select(ProductSetting).where(ProductSetting.product == product)
             ).first()
-            return None if row is None else _setting_info(row)
+            return None if row is None else _info(ProductSettingInfo, row)
 
     def active_standard(self, product: str) -> tuple[StandardVersionInfo, Standard]:
         """The version a product is inspected with, and that version parsed.
@@ -476,4 +452,4 @@ class StandardLibrary:
                 .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc())
                 .limit(limit)
             )
-            return [_activity_info(row) for row in rows]
+            return [_info(ActivityInfo, row) for row in rows]

@@ -680,40 +680,9 @@ class RecordStore:
                 return list(session.scalars(stmt.order_by(model.created_at, model.id)))
 
             return PartHistory(
-                reports=tuple(
-                    {
-                        "body": r.body,
-                        "decoder_version": r.decoder_version,
-                        "adapter_version": r.adapter_version,
-                        "agreed": r.agreed,
-                        "created_at": r.created_at,
-                    }
-                    for r in rows(ReportRecord)
-                ),
-                reviews=tuple(
-                    {
-                        "reviewer": r.reviewer,
-                        "decision": r.decision,
-                        "reason": r.reason,
-                        "defect_class": r.defect_class,
-                        "mask": r.mask,
-                        "created_at": r.created_at,
-                    }
-                    for r in rows(Review)
-                ),
-                questions=tuple(
-                    {
-                        "asker": q.asker,
-                        "question": q.question,
-                        "transcript": q.transcript,
-                        "audio": q.audio,
-                        "answer": q.answer,
-                        "error": q.error,
-                        "agreed": q.agreed,
-                        "created_at": q.created_at,
-                    }
-                    for q in rows(Question)
-                ),
+                reports=tuple(_fields(r, _REPORT_FIELDS) for r in rows(ReportRecord)),
+                reviews=tuple(_fields(r, _REVIEW_FIELDS) for r in rows(Review)),
+                questions=tuple(_fields(q, _QUESTION_FIELDS) for q in rows(Question)),
             )
 
     def get(self, part_id: str, station: str) -> RecordedPart | None:
@@ -849,6 +818,18 @@ def _verdict(value: Verdict | str) -> str:
         raise UserError(
             f"verdict must be PASS, REJECT, REVIEW or {NOT_INSPECTED}, not {value!r}"
         ) from None
+
+
+# What a part's history shows of each row (see :meth:`RecordStore.history`).
+_REPORT_FIELDS = ("body", "decoder_version", "adapter_version", "agreed", "created_at")
+_REVIEW_FIELDS = ("reviewer", "decision", "reason", "defect_class", "mask", "created_at")
+_QUESTION_FIELDS = (
+    "asker", "question", "transcript", "audio", "answer", "error", "agreed", "created_at"
+)  # fmt: skip
+
+
+def _fields(row: Any, names: Sequence[str]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in names}
 
 
 def _mask_image(mask: np.ndarray | bytes) -> np.ndarray | bytes:
