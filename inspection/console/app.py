@@ -34,6 +34,7 @@ from inspection.records.store import RecordedPart
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CSS = ".mono textarea { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; }"
+SETTINGS_COLUMNS = ("product", "standard", "version", "adapter", "by", "at")
 PART_COLUMNS = ("captured", "station", "part", "product", "verdict", "defects", "clauses")
 
 
@@ -173,6 +174,15 @@ def _history_markdown(view: PartView) -> str:
         for q in view.history.questions
     ]
     return "\n".join(lines) or "–"
+
+
+def settings_rows(library: Any) -> list[list]:
+    """Each product's active standard version and adapter (:data:`SETTINGS_COLUMNS`)."""
+    return [
+        [s.product, s.standard_id, s.standard_version, s.adapter or "(base)", s.updated_by,
+         f"{s.updated_at:%Y-%m-%d %H:%M}"]
+        for s in library.product_settings()
+    ]  # fmt: skip
 
 
 def problem_text(problem: Any) -> str:
@@ -520,9 +530,7 @@ def _standards_tab(ctx: ConsoleContext, L: dict) -> None:
             )
             activate = gr.Button(L["activate"])
         settings = gr.Dataframe(
-            headers=["product", "standard", "version", "adapter", "by", "at"],
-            label=L["active_settings"],
-            interactive=False,
+            headers=list(SETTINGS_COLUMNS), label=L["active_settings"], interactive=False
         )
         activity = gr.Dataframe(
             headers=["at", "who", "what", "target"], label=L["activity"], interactive=False
@@ -580,11 +588,7 @@ def _standards_tab(ctx: ConsoleContext, L: dict) -> None:
         return tables()
 
     def tables() -> tuple[list[list], list[list]]:
-        rows = [
-            [s.product, s.standard_id, s.standard_version, s.adapter or "", s.updated_by,
-             f"{s.updated_at:%Y-%m-%d %H:%M}"]
-            for s in library.product_settings()
-        ]  # fmt: skip
+        rows = settings_rows(library)
         events = [
             [f"{a.created_at:%Y-%m-%d %H:%M}", a.actor, a.action, a.target or ""]
             for a in library.activity(20)
@@ -616,8 +620,11 @@ def _standards_tab(ctx: ConsoleContext, L: dict) -> None:
 def _models_tab(ctx: ConsoleContext, L: dict) -> None:
     service = ctx.service
     library = service.library
-    with gr.Tab(L["models"], id="models"):
+    with gr.Tab(L["models"], id="models") as models_tab:
         gr.Markdown(f"**{service.models.model_dir}**")
+        settings = gr.Dataframe(
+            headers=list(SETTINGS_COLUMNS), label=L["active_settings"], interactive=False
+        )
         with gr.Row():
             product = gr.Dropdown(
                 [s.product for s in library.product_settings()],
@@ -629,17 +636,22 @@ def _models_tab(ctx: ConsoleContext, L: dict) -> None:
             )
             switch = gr.Button(L["switch_adapter"], variant="primary")
         message = gr.Markdown(elem_id="adapter-message")
-        with gr.Accordion(L["model_card"], open=False):
+        with gr.Accordion(L["model_card"], open=True):
             gr.Markdown(service.model_card())
 
-    def switch_adapter(product_name: str, name: str | None, request: gr.Request) -> str:
+    def switch_adapter(product_name: str, name: str | None, request: gr.Request):
         chosen = None if name in (None, "", "(base)") else name
         setting = service.switch_adapter(ctx.user(request), product_name, chosen)
-        return f"{L['saved']}: {setting.product} → {setting.adapter or '(base)'}"
+        saved = f"{L['saved']}: {setting.product} → {setting.adapter or '(base)'}"
+        return saved, settings_rows(library)
 
     switch.click(
-        _shown_errors(switch_adapter), [product, adapter], message, api_name="switch_adapter"
+        _shown_errors(switch_adapter),
+        [product, adapter],
+        [message, settings],
+        api_name="switch_adapter",
     )
+    models_tab.select(lambda: settings_rows(library), None, settings, api_name=False)
 
 
 def _statistics_tab(ctx: ConsoleContext, L: dict) -> None:

@@ -145,8 +145,9 @@ def test_an_engineer_saves_a_version_diffs_it_and_activates_it(console, engineer
 
 def test_an_engineer_switches_the_products_adapter(console, engineer):
     service, _ = console
-    message = engineer.predict("bracket", "line-a", api_name="/switch_adapter")
+    message, table = engineer.predict("bracket", "line-a", api_name="/switch_adapter")
     assert "line-a" in message
+    assert ["bracket", "line-a"] in [[row[0], row[3]] for row in table["data"]]
     setting = next(s for s in _rows(service, ProductSetting) if s.product == "bracket")
     assert setting.adapter == "line-a"
     events = [e for e in _rows(service, ActivityEvent) if e.action == "adapter.set"]
