@@ -352,9 +352,7 @@ class SimpleNet:
 
     margin = 0.5  # the paper's truncated-L1 margin (th+ = th- = 0.5)
 
-    def __init__(
-        self, noise, epochs, samples, pos=False, hidden=1024, batch=1024, lr=1e-3, seed=0
-    ):
+    def __init__(self, noise, epochs, samples, pos=False, hidden=1024, batch=1024, lr=1e-3, seed=0):
         self.noise, self.epochs, self.samples, self.pos = noise, epochs, samples, pos
         self.hidden, self.batch, self.lr, self.seed = hidden, batch, lr, seed
 
@@ -701,9 +699,8 @@ def print_result(r: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/magnetic-tile"))
-    ap.add_argument(
-        "--method", choices=["padim", "patchcore", "simplenet", "flow", "ensemble"], default="patchcore"
-    )
+    methods = ["padim", "patchcore", "simplenet", "flow", "ensemble"]
+    ap.add_argument("--method", choices=methods, default="patchcore")
     ap.add_argument("--backbone", choices=["lite0", "lite2"], default="lite0")
     ap.add_argument("--resize", choices=["square", "long", "native"], default="square")
     ap.add_argument("--side", type=int, default=320, help="square side / longer side, px")

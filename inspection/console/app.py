@@ -35,6 +35,7 @@ from inspection.records.store import RecordedPart
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CSS = ".mono textarea { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; }"
 SETTINGS_COLUMNS = ("product", "standard", "version", "adapter", "by", "at")
+MEASUREMENT_COLUMNS = ("class", "zone", "size", "clause", "severity", "action", "reason")
 PART_COLUMNS = ("captured", "station", "part", "product", "verdict", "defects", "clauses")
 
 
@@ -319,7 +320,7 @@ def _live_and_review_tabs(
     whoami: gr.Markdown,
 ) -> None:
     service, lang = ctx.service, ctx.language
-    headers = list(PART_COLUMNS)
+    headers = [L[f"col_{name}"] for name in PART_COLUMNS]
     with gr.Tab(L["live"], id="live"):
         kpis = gr.Markdown(elem_id="kpis", label=L["kpis"])
         with gr.Row():
@@ -341,7 +342,7 @@ def _live_and_review_tabs(
             with gr.Column(scale=3):
                 summary = gr.Markdown(elem_id="part-summary")
                 measurements = gr.Dataframe(
-                    headers=["class", "zone", "size", "clause", "severity", "action", "reason"],
+                    headers=[L[f"col_{name}"] for name in MEASUREMENT_COLUMNS],
                     label=L["measurements"],
                     interactive=False,
                 )

@@ -71,6 +71,20 @@ _TABLE: dict[str, tuple[str, str]] = {
     "activity": ("Changes", "变更记录"),
     "saved": ("Saved", "已保存"),
     "no_part": ("Choose a part", "请选择零件"),
+    "col_captured": ("captured", "采集时间"),
+    "col_station": ("station", "工位"),
+    "col_part": ("part", "零件"),
+    "col_product": ("product", "产品"),
+    "col_verdict": ("verdict", "判定"),
+    "col_defects": ("defects", "缺陷"),
+    "col_clauses": ("clauses", "条款"),
+    "col_class": ("class", "类别"),
+    "col_zone": ("zone", "区域"),
+    "col_size": ("size", "尺寸"),
+    "col_clause": ("clause", "条款"),
+    "col_severity": ("severity", "严重度"),
+    "col_action": ("action", "处置"),
+    "col_reason": ("reason", "原因"),
 }
 
 VERDICTS: dict[str, tuple[str, str]] = {
