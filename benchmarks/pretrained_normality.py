@@ -1,7 +1,7 @@
 """ImageNet-pretrained features as a normality model, measured on a real MVTec-layout set.
 
 python benchmarks/pretrained_normality.py --data /work/shared/data/magnetic-tile
-    [--method padim|patchcore|simplenet|ensemble] [--backbone lite0|lite2]
+    [--method padim|patchcore|simplenet|flow|ensemble] [--backbone lite0|lite2]
     [--resize square|long|native] [--side 320] [--layers 2,3] [--bank 10000]
     [--score max|topk] [--limit N] [--sweep] [--cache DIR] [--holdout 0.1] [--flip]
     [--intensity none|standardize] [--members padim:lite0,padim:lite2]

@@ -53,6 +53,25 @@ app.command("audit")(audit_command)
 
 
 @app.command()
+def transcribe(
+    audio: Annotated[Path, typer.Argument(help="A recording (WAV, FLAC, OGG).")],
+    whisper: Annotated[
+        Path | None,
+        typer.Option(help="openai-whisper checkpoint (.pt) or CTranslate2 Whisper folder; "
+                     "default: the bundled English tiny.en (pretrained extra)."),
+    ] = None,
+) -> None:  # fmt: skip
+    """Transcribe a spoken note or question, offline."""
+    from inspection.io import read_audio
+    from inspection.transcribe import Transcriber
+
+    clip = read_audio(audio)
+    transcript = Transcriber(whisper).transcribe(clip.samples)
+    console.print(transcript.text, highlight=False, markup=False)
+    err_console.print(f"{transcript.model}: {transcript.seconds:.1f} s", highlight=False)
+
+
+@app.command()
 def version() -> None:
     """Print the package version."""
     from importlib.metadata import version as pkg_version

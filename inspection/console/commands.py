@@ -59,7 +59,10 @@ def console_command(
     ] = 12.0,
     whisper: Annotated[
         Path | None,
-        typer.Option(help="Local openai-whisper checkpoint (.pt) to transcribe spoken questions."),
+        typer.Option(
+            help="Whisper for spoken questions: an openai-whisper checkpoint (.pt) or a "
+            "CTranslate2 folder; default: the bundled English tiny.en (pretrained extra)."
+        ),
     ] = None,
     mm_per_px: Annotated[
         float | None, typer.Option(help="Station scale for the measurements of questions/audits.")

@@ -98,7 +98,8 @@ class ModelSet:
     decoder_dir : Path | None
         Report decoder; default ``MODEL/decoder`` when that exists.
     whisper_checkpoint : Path | None
-        A local openai-whisper checkpoint (``.pt``) to transcribe spoken questions.
+        A local openai-whisper checkpoint (``.pt``) or CTranslate2 Whisper folder to
+        transcribe spoken questions; default: the bundled English ``tiny.en``.
     mm_per_px : float | None
         The station's scale, for the measurements a question re-inspects.
     """
@@ -161,17 +162,13 @@ class ModelSet:
         return self._decoder
 
     def transcribe(self, samples: np.ndarray) -> str:
-        """Speech to text with the configured Whisper checkpoint (16 kHz mono samples)."""
-        if self.whisper_checkpoint is None:
-            raise UserError(
-                "no Whisper checkpoint configured (--whisper PATH): type the question too"
-            )
+        """Speech to text (16 kHz mono samples): the ``whisper_checkpoint`` given, else the
+        Whisper ``tiny.en`` bundled with the pretrained extra (see :mod:`inspection.transcribe`)."""
         if self._whisper is None:
-            import whisper
+            from inspection.transcribe import Transcriber
 
-            self._whisper = whisper.load_model(str(self.whisper_checkpoint), device="cpu")
-        result = self._whisper.transcribe(samples.astype(np.float32), fp16=False)
-        return str(result.get("text", "")).strip()
+            self._whisper = Transcriber(self.whisper_checkpoint)
+        return self._whisper.transcribe(samples).text
 
     ask_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -1,0 +1,61 @@
+"""Offline speech to text: the Whisper tiny.en bundled in the pretrained extra hears a
+spoken question; bad input and a missing model are clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspection.errors import UserError
+from inspection.io import read_audio
+from inspection.transcribe import Transcriber, bundled_whisper_dir
+
+ESPEAK = Path("/usr/bin/espeak-ng")
+
+
+@pytest.mark.skipif(not ESPEAK.exists(), reason="needs Debian espeak-ng (.ci/run installs it)")
+@pytest.mark.skipif(bundled_whisper_dir() is None, reason="needs the pretrained extra")
+def test_the_bundled_model_hears_a_spoken_sentence(tmp_path):
+    wav = tmp_path / "note.wav"
+    subprocess.run([str(ESPEAK), "-w", str(wav), "The scratch is near the left hole."], check=True)
+    transcript = Transcriber().transcribe(read_audio(wav).samples)
+    words = transcript.text.lower()
+    assert "scratch" in words and "hole" in words
+    assert transcript.model == "model"  # the bundled folder
+
+
+def test_empty_or_nan_audio_is_refused_before_any_model_runs(tmp_path):
+    folder = tmp_path / "ct2"
+    folder.mkdir()  # never loaded: the input is refused first
+    transcriber = Transcriber(folder)
+    with pytest.raises(UserError, match="empty or not finite"):
+        transcriber.transcribe(np.zeros(0, np.float32))
+    with pytest.raises(UserError, match="empty or not finite"):
+        transcriber.transcribe(np.full(160, np.nan, np.float32))
+
+
+def test_a_missing_model_is_named(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="no Whisper model at"):
+        Transcriber(tmp_path / "absent.pt")
+    monkeypatch.setattr("inspection.transcribe.bundled_whisper_dir", lambda: None)
+    with pytest.raises(UserError, match="install the pretrained extra"):
+        Transcriber()
+
+
+def test_the_transcribe_command_prints_what_it_heard(tmp_path):
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    if not ESPEAK.exists() or bundled_whisper_dir() is None:
+        pytest.skip("needs espeak-ng and the pretrained extra (.ci/run installs both)")
+    wav = tmp_path / "note.wav"
+    subprocess.run([str(ESPEAK), "-w", str(wav), "Reject this part."], check=True)
+    result = CliRunner().invoke(app, ["transcribe", str(wav)])
+    assert result.exit_code == 0, result.output
+    assert "reject" in result.output.lower()
+    bad = CliRunner().invoke(app, ["transcribe", str(tmp_path / "none.wav")])
+    assert bad.exit_code == 2
