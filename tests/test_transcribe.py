@@ -59,3 +59,15 @@ def test_the_transcribe_command_prints_what_it_heard(tmp_path):
     assert "reject" in result.output.lower()
     bad = CliRunner().invoke(app, ["transcribe", str(tmp_path / "none.wav")])
     assert bad.exit_code == 2
+
+
+def test_the_transcribe_command_refuses_a_file_that_is_not_audio(tmp_path):
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    junk = tmp_path / "note.wav"
+    junk.write_bytes(b"RIFF\x00\x00not really a wave file")
+    result = CliRunner().invoke(app, ["transcribe", str(junk)])
+    assert result.exit_code == 2
+    assert "not a readable audio file" in result.output

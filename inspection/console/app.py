@@ -29,8 +29,9 @@ from inspection.console.auth import (
 from inspection.console.feed import SimulatorFeed
 from inspection.console.labels import labels, verdict_label
 from inspection.console.service import ConsoleService, ModelSet, PartView
+from inspection.console.stats import LineKpis
 from inspection.errors import UserError
-from inspection.records.store import RecordedPart
+from inspection.records.store import PartHistory, RecordedPart
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CSS = ".mono textarea { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; }"
@@ -89,8 +90,7 @@ def part_rows(parts: list[RecordedPart] | tuple[RecordedPart, ...], language: st
     ]
 
 
-def kpi_markdown(service: ConsoleService, station: str | None, language: str) -> str:
-    kpis = service.live_page(0, station).kpis
+def kpi_markdown(kpis: LineKpis, language: str) -> str:
     counts = kpis.counts
     yield_text = "–" if kpis.yield_rate is None else f"{100 * kpis.yield_rate:.1f} %"
     rate = "–" if kpis.parts_per_min is None else f"{kpis.parts_per_min:.1f}"
@@ -137,7 +137,7 @@ def part_details(view: PartView, language: str) -> tuple[str, list[list], str, s
         ]
         for d in record.defects
     ]
-    return "\n\n".join(lines), rows, _report_markdown(view), _history_markdown(view)
+    return "\n\n".join(lines), rows, _report_markdown(view), history_markdown(view.history)
 
 
 def _report_markdown(view: PartView) -> str:
@@ -160,19 +160,20 @@ def _report_markdown(view: PartView) -> str:
     return f"No cloud report yet. The rules cited:\n{cited}"
 
 
-def _history_markdown(view: PartView) -> str:
+def history_markdown(history: PartHistory) -> str:
+    """A part's reviews and questions, oldest first, one line each."""
     lines = [
         f"- {r['created_at']:%Y-%m-%d %H:%M} **{r['reviewer']}**: {r['decision']}"
         + (f" ({r['defect_class']})" if r["defect_class"] else "")
         + (f": {r['reason']}" if r["reason"] else "")
         + (" · mask drawn" if r["mask"] else "")
-        for r in view.history.reviews
+        for r in history.reviews
     ]
     lines += [
         f"- {q['created_at']:%Y-%m-%d %H:%M} **{q['asker']}** asked "
         + ("(spoken) " if q["audio"] else "")
         + f"“{q['question']}”: {q['answer'] or q['error'] or ''}"
-        for q in view.history.questions
+        for q in history.questions
     ]
     return "\n".join(lines) or "–"
 
@@ -372,7 +373,8 @@ def _live_and_review_tabs(
 
     def live(request: gr.Request) -> tuple[str, list[list]]:
         _require_view(ctx, request)
-        return kpi_markdown(service, None, lang), part_rows(service.store.latest(20), lang)
+        page = service.live_page(20)
+        return kpi_markdown(page.kpis, lang), part_rows(page.parts, lang)
 
     def tick(request: gr.Request) -> tuple[str, list[list]]:
         """The timer: the simulated line makes its next part, then the view refreshes."""
@@ -420,8 +422,8 @@ def _live_and_review_tabs(
             class_text,
             editor_mask(drawn),
         )
-        view = service.part(station.strip(), part_id.strip(), ctx.user(request))
-        return f"{L['saved']} (review {review_id})", _history_markdown(view)
+        history = service.history(station.strip(), part_id.strip(), ctx.user(request))
+        return f"{L['saved']} (review {review_id})", history_markdown(history)
 
     def ask(
         station: str, part_id: str, text: str, audio: str | None, request: gr.Request
@@ -430,8 +432,8 @@ def _live_and_review_tabs(
         heard = f"_{outcome.transcript}_\n\n" if outcome.transcript else ""
         verdict = f"\n\nrules: **{outcome.rules_verdict}**"
         shown = outcome.answer or outcome.error or ""
-        view = service.part(station.strip(), part_id.strip(), ctx.user(request))
-        return heard + shown + verdict, _history_markdown(view)
+        history = service.history(station.strip(), part_id.strip(), ctx.user(request))
+        return heard + shown + verdict, history_markdown(history)
 
     live_outputs = [kpis, latest]
     part_outputs = [image, summary, measurements, report, history, mask]
@@ -691,6 +693,18 @@ def _statistics_tab(ctx: ConsoleContext, L: dict) -> None:
 # ---------------------------------------------------------------------- serving
 
 
+def check_serving(has_users: bool, host: str, session_hours: float) -> None:
+    """Refuse what must not be served: beyond loopback without logins, or sessions that
+    never last."""
+    if not has_users and host not in LOOPBACK_HOSTS:
+        raise UserError(
+            f"no user list: the console serves 127.0.0.1 only, not {host}; add users with "
+            "`inspection console users add` and pass --users FILE"
+        )
+    if session_hours <= 0:
+        raise UserError("--session-hours must be positive")
+
+
 def launch_console(
     blocks: gr.Blocks,
     *,
@@ -706,13 +720,7 @@ def launch_console(
     last ``session_hours``; without, it serves 127.0.0.1 only and refuses any other host.
     """
     ctx: ConsoleContext = blocks.console  # type: ignore[attr-defined]
-    if ctx.users is None and host not in LOOPBACK_HOSTS:
-        raise UserError(
-            f"no user list: the console serves 127.0.0.1 only, not {host}; add users with "
-            "`inspection console users add` and pass --users FILE"
-        )
-    if session_hours <= 0:
-        raise UserError("--session-hours must be positive")
+    check_serving(ctx.users is not None, host, session_hours)
     auth = None
     if ctx.users is not None:
         users = ctx.users

@@ -73,7 +73,7 @@ def console_command(
     if ctx.invoked_subcommand is not None:
         return
     try:
-        from inspection.console.app import LOOPBACK_HOSTS, build_console, launch_console
+        from inspection.console.app import build_console, check_serving, launch_console
         from inspection.console.auth import UserDirectory
         from inspection.console.labels import LANGUAGES
     except ImportError as error:
@@ -82,13 +82,7 @@ def console_command(
         ) from None
     if lang not in LANGUAGES:
         raise UserError(f"--lang must be one of {', '.join(LANGUAGES)}, not {lang!r}")
-    if users is None and host not in LOOPBACK_HOSTS:
-        raise UserError(
-            f"no --users: the console serves 127.0.0.1 only, not {host} (add users with "
-            "`inspection console users add`)"
-        )
-    if session_hours <= 0:
-        raise UserError("--session-hours must be positive")
+    check_serving(users is not None, host, session_hours)  # before anything is built
     directory = None if users is None else UserDirectory.load(users)
     if model is not None and not model.exists():
         raise UserError(f"no model at {model}")

@@ -110,6 +110,8 @@ class ModelSet:
     mm_per_px: float | None = None
     verify: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Held while the decoder answers: the active adapter is the shared model's state.
+    ask_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _detector: Any = field(default=None, repr=False)
     _metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     _decoder: Any = field(default=None, repr=False)
@@ -169,8 +171,6 @@ class ModelSet:
 
             self._whisper = Transcriber(self.whisper_checkpoint)
         return self._whisper.transcribe(samples).text
-
-    ask_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class ConsoleService:
@@ -241,10 +241,15 @@ class ConsoleService:
         record = self.store.get(part_id, station)
         if record is None:
             raise UserError(f"no record of part {part_id!r} at station {station!r}")
-        history = self.store.history(part_id, station)
+        history = self.history(station, part_id, user)
         image, missing = self._evidence_image(record)
         overlay = None if image is None else draw_defects(image, record.defects)
         return PartView(record, overlay, history, missing)
+
+    def history(self, station: str, part_id: str, user: User | None = None) -> PartHistory:
+        """The reviews, questions and reports of one part (no image read)."""
+        require(user, VIEW)
+        return self.store.history(part_id, station)
 
     def _evidence_image(self, record: RecordedPart, frame: int = 0) -> tuple[Any, str | None]:
         if len(record.evidence) <= frame:

@@ -83,6 +83,19 @@ def test_listing_a_missing_user_file_is_one_error_line(tmp_path):
     assert str(missing) in line
 
 
+def test_a_malformed_user_file_is_refused_by_list_add_and_console(tmp_path):
+    users = tmp_path / "users.yaml"
+    users.write_text("users: [unclosed\n", encoding="utf-8")
+    for args in (
+        ["console", "users", "list", "--users", str(users)],
+        ["console", "users", "add", "bob", "--role", "operator", "--users", str(users),
+         "--password-stdin"],
+    ):  # fmt: skip
+        line = one_error_line(runner.invoke(app, args, input="a-long-password\n"))
+        assert str(users) in line
+    assert users.read_text(encoding="utf-8") == "users: [unclosed\n"  # nothing rewritten
+
+
 @pytest.fixture
 def no_serving(monkeypatch, tmp_path):
     """Fail the test if the console would serve; keep temporary folders in tmp_path."""
