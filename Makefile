@@ -18,6 +18,9 @@ MODEL_MINUTES ?= 40
 MODEL_FINETUNE_MINUTES ?= 65
 MODEL_FINETUNE2_MINUTES ?= 60
 MODEL_FINETUNE3_MINUTES ?= 75
+# then one on bracket, panel and tile together (every product the demo offers)
+MODEL_PRODUCTS_MINUTES ?= 65
+PRODUCTS := bracket panel tile
 DECODER_MINUTES ?= 70
 # then a fine-tune that shows more parts whose clauses need an unmeasured value
 DECODER_FINETUNE_MINUTES ?= 90
@@ -47,20 +50,27 @@ format: install
 	$(BIN)/ruff check --fix .
 
 model: install
-	$(BIN)/inspection synth --out $(MODEL_RUN)/train --n 1400 --seed 1 --product bracket \
-		--train-ratio 0.8 --train-defect-ratio 0.5
-	$(BIN)/inspection synth --out $(MODEL_RUN)/heldout --n 300 --seed 7 --product bracket \
-		--train-ratio 0
-	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect --config small --from-scratch \
+	for p in $(PRODUCTS); do \
+		$(BIN)/inspection synth --out $(MODEL_RUN)/train-$$p --n 1400 --seed 1 --product $$p \
+			--train-ratio 0.8 --train-defect-ratio 0.5 && \
+		$(BIN)/inspection synth --out $(MODEL_RUN)/heldout-$$p --n 300 --seed 7 --product $$p \
+			--train-ratio 0 || exit 1; \
+	done
+	$(BIN)/inspection datasets merge $(foreach p,$(PRODUCTS),$(MODEL_RUN)/train-$(p)) \
+		--out $(MODEL_RUN)/train-all
+	$(BIN)/inspection train --data $(MODEL_RUN)/train-bracket --out $(MODEL_RUN)/detect --config small --from-scratch \
 		--max-minutes $(MODEL_MINUTES) --steps 100000 --device $(DEVICE)
-	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect-ft \
+	$(BIN)/inspection train --data $(MODEL_RUN)/train-bracket --out $(MODEL_RUN)/detect-ft \
 		--init $(MODEL_RUN)/detect --lr 5e-4 --seed 3 --max-minutes $(MODEL_FINETUNE_MINUTES) \
 		--steps 100000 --device $(DEVICE)
-	$(BIN)/inspection train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/detect-ft2 \
+	$(BIN)/inspection train --data $(MODEL_RUN)/train-bracket --out $(MODEL_RUN)/detect-ft2 \
 		--init $(MODEL_RUN)/detect-ft --lr 3e-4 --seed 4 --max-minutes $(MODEL_FINETUNE2_MINUTES) \
 		--steps 100000 --device $(DEVICE)
-	$(BIN)/inspection train --data $(MODEL_RUN)/train --out models/default \
+	$(BIN)/inspection train --data $(MODEL_RUN)/train-bracket --out $(MODEL_RUN)/detect-ft3 \
 		--init $(MODEL_RUN)/detect-ft2 --lr 2e-4 --seed 5 --max-minutes $(MODEL_FINETUNE3_MINUTES) \
+		--steps 100000 --device $(DEVICE)
+	$(BIN)/inspection train --data $(MODEL_RUN)/train-all --out models/default \
+		--init $(MODEL_RUN)/detect-ft3 --lr 3e-4 --seed 11 --max-minutes $(MODEL_PRODUCTS_MINUTES) \
 		--steps 100000 --device $(DEVICE)
 	rm -f models/default/train_state.pt models/default/train_log.jsonl
 	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder --config small \
@@ -73,11 +83,14 @@ model: install
 		--out $(MODEL_RUN)/decoder-unseen
 	$(BIN)/inspection decoder evaluate --decoder models/default/decoder --n 1000 \
 		--standard benchmarks/standards/housing.yaml --out $(MODEL_RUN)/decoder-housing
-	$(BIN)/inspection evaluate --model models/default --data $(MODEL_RUN)/heldout \
-		--out $(MODEL_RUN)/eval
-	$(BIN)/inspection package --model models/default --eval $(MODEL_RUN)/eval \
+	for p in $(PRODUCTS); do \
+		$(BIN)/inspection evaluate --model models/default --data $(MODEL_RUN)/heldout-$$p \
+			--out $(MODEL_RUN)/eval-$$p || exit 1; \
+	done
+	$(BIN)/inspection package --model models/default --eval $(MODEL_RUN)/eval-bracket \
+		$(foreach p,$(PRODUCTS),--product-eval $(MODEL_RUN)/eval-$(p)) \
 		--decoder-eval $(MODEL_RUN)/decoder-unseen --decoder-eval $(MODEL_RUN)/decoder-housing \
-		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) MODEL_FINETUNE3_MINUTES=$(MODEL_FINETUNE3_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
+		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) MODEL_FINETUNE3_MINUTES=$(MODEL_FINETUNE3_MINUTES) MODEL_PRODUCTS_MINUTES=$(MODEL_PRODUCTS_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

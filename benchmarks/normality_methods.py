@@ -1,7 +1,8 @@
 """Feature normality methods side by side, through the product's own commands' code.
 
 python benchmarks/normality_methods.py --data /work/shared/data/magnetic-tile
-    [--methods padim,patchcore] [--heads-minutes 0] [--max-minutes 5] [--out runs/bench-normality]
+    [--methods padim,patchcore,heads,combined] [--heads-minutes 0] [--max-minutes 5]
+    [--out runs/bench-normality]
 
 For each method: fit on ``train/good`` (:func:`inspection.train.trainer.train`, exactly what
 ``inspection train --normal-only --method M --max-minutes 5`` runs), evaluate on ``test``
@@ -9,14 +10,24 @@ For each method: fit on ``train/good`` (:func:`inspection.train.trainer.train`, 
 export to ONNX with the parity check, and time the exported graph under ONNX Runtime (one
 thread, p50 over the first 50 test images, full-image detection including tiling and
 stitching). ``--heads-minutes N`` adds today's random-weight heads training for N minutes
-as the control row. All rows run in one process, one after the other, on one torch thread.
+as the control row (``heads`` in ``--methods`` needs it). ``combined`` trains nothing more:
+it fuses (:class:`~inspection.models.fusion.FusedDetector`) the ``heads`` and ``padim``
+models this run trained, or trains them once when they have no row of their own, and is
+measured through the same code as every row: evaluated with both torch models, timed with
+both ONNX graphs (its p50 is both graphs' detection and the fusion), its fit time and size
+the sum of its members'.
+All rows run in one process, one after the other, on one torch thread. ``--reuse`` takes
+a method's model from an earlier run into the same ``--out`` (its fit time and parity as
+that run recorded them in ``OUT/METHOD.fit.json``) instead of training it again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,16 +35,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
+COMBINED = "combined"
+MEMBERS = ("heads", "padim")  # what the combined row fuses, in FusedDetector's order
 
-def run(method: str, data: Path, out: Path, minutes: float, heads_minutes: float) -> dict:
-    from inspection.datasets import load_dataset
-    from inspection.evaluate import evaluate
+
+@dataclass(frozen=True)
+class Fitted:
+    """One trained and exported model of this run."""
+
+    method: str
+    model_dir: Path
+    graph: Path
+    fit_s: float
+    parity: float
+
+
+def fit(
+    method: str, data: Path, out: Path, minutes: float, heads_minutes: float, reuse: bool = False
+) -> Fitted:
+    """Train ``method`` as ``inspection train --normal-only`` does, export it, check parity
+    (with ``reuse``, the model an earlier run into ``out`` trained and recorded)."""
+    record = out / f"{method}.fit.json"
+    if reuse and record.is_file():
+        done = json.loads(record.read_text())
+        return Fitted(method, out / method, out / f"{method}.onnx", done["fit_s"], done["parity"])
     from inspection.export.onnx import check_parity, export_onnx
-    from inspection.export.runtime import OnnxDetector
-    from inspection.io import read_image
     from inspection.models import load_model
-    from inspection.models.detector import TorchDetector
-    from inspection.pipeline import thresholds_of
     from inspection.train.trainer import TrainOptions, train
 
     model_dir = out / method
@@ -53,31 +80,70 @@ def run(method: str, data: Path, out: Path, minutes: float, heads_minutes: float
     fit_s = time.perf_counter() - t0
     torch.set_num_threads(1)
     model = load_model(model_dir)
-    metrics = evaluate(
-        TorchDetector(model), thresholds_of(model.metadata), data, out / f"{method}-eval"
-    )
     graph = export_onnx(model, out / f"{method}.onnx", with_audio=False)
-    parity = check_parity(model, graph)
-    detector = OnnxDetector(graph)
+    fitted = Fitted(method, model_dir, graph, fit_s, check_parity(model, graph).worst)
+    record.write_text(json.dumps({"fit_s": fit_s, "parity": fitted.parity}) + "\n")
+    return fitted
+
+
+def torch_detector(fitted: Fitted):
+    from inspection.models import load_model
+    from inspection.models.detector import TorchDetector
+
+    return TorchDetector(load_model(fitted.model_dir))
+
+
+def onnx_detector(fitted: Fitted):
+    from inspection.export.runtime import OnnxDetector
+
+    return OnnxDetector(fitted.graph, threads=1)
+
+
+def measure(name: str, members: list[Fitted], data: Path, out: Path) -> dict:
+    """One row: a member alone, or the members fused (heads first, then normality)."""
+    from inspection.datasets import load_dataset
+    from inspection.evaluate import evaluate
+    from inspection.io import read_image
+    from inspection.models.fusion import FusedDetector
+    from inspection.pipeline import thresholds_of
+
+    def build(make):
+        detectors = [make(f) for f in members]
+        return detectors[0] if len(detectors) == 1 else FusedDetector(*detectors)
+
+    detector = build(torch_detector)
+    metrics = evaluate(detector, thresholds_of(detector.metadata), data, out / f"{name}-eval")
+    edge = build(onnx_detector)
     samples = [s for s in load_dataset(data).samples if s.split == "test"][:50]
     times = []
     for s in samples:
         image = read_image(s.image)
         start = time.perf_counter()
-        detector.detect(image)
+        edge.detect(image)
         times.append(time.perf_counter() - start)
     per_class = {c: v.get("auroc") for c, v in metrics["per_class_by_score"].items()}
     return {
-        "method": method,
+        "method": name,
         "image_auroc": metrics["image_auroc"],
         "pixel_auroc": metrics["pixel_auroc"],
         "per_class": per_class,
-        "fit_s": fit_s,
+        "fit_s": sum(f.fit_s for f in members),
         "onnx_p50_ms": 1000 * float(np.median(times)),
-        "onnx_mb": graph.stat().st_size / 2**20,
-        "parity": parity.worst,
+        "onnx_mb": sum(f.graph.stat().st_size for f in members) / 2**20,
+        "parity": max(f.parity for f in members),
         "load": os.getloadavg()[0],
     }
+
+
+def plan(methods: list[str], heads_minutes: float) -> list[str]:
+    """The rows in run order (``combined`` last); raises ValueError."""
+    if heads_minutes and "heads" not in methods:
+        methods = [*methods, "heads"]
+    if ("heads" in methods or COMBINED in methods) and not heads_minutes:
+        raise ValueError("the heads and combined rows need --heads-minutes N")
+    if COMBINED in methods:
+        methods = [m for m in methods if m != COMBINED] + [COMBINED]
+    return methods
 
 
 def main() -> None:
@@ -87,11 +153,26 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=5.0)
     ap.add_argument("--heads-minutes", type=float, default=0.0, help="0: no heads row")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-normality"))
+    ap.add_argument("--reuse", action="store_true", help="keep models an earlier run trained")
     args = ap.parse_args()
-    methods = args.methods.split(",") + (["heads"] if args.heads_minutes else [])
+    try:
+        methods = plan(args.methods.split(","), args.heads_minutes)
+    except ValueError as exc:
+        ap.error(str(exc))
+    torch.set_num_threads(1)
+    fitted: dict[str, Fitted] = {}
+
+    def model(method: str) -> Fitted:  # each method trained once in the run
+        if method not in fitted:
+            fitted[method] = fit(
+                method, args.data, args.out, args.max_minutes, args.heads_minutes, args.reuse
+            )
+        return fitted[method]
+
     rows = []
     for method in methods:
-        row = run(method, args.data, args.out, args.max_minutes, args.heads_minutes)
+        members = [model(m) for m in (MEMBERS if method == COMBINED else (method,))]
+        row = measure(method, members, args.data, args.out)
         print(row, flush=True)
         rows.append(row)
     print(

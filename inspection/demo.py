@@ -29,6 +29,7 @@ from inspection.capture.simulator import SimulatedLine
 from inspection.config import default_model_dir, standard_path
 from inspection.decoder.schema import to_json as report_json
 from inspection.measure import defects_from_mask
+from inspection.models.card import PRODUCT_EVALUATION
 from inspection.standards import Standard, apply_standard, load_standard
 from inspection.synth import SynthPart
 from inspection.types import Defect, InspectionResult, Observation, Verdict
@@ -91,7 +92,54 @@ def truth_defects(part: SynthPart) -> list[Defect]:
     ]
 
 
-def _decider(standard: Standard, model_dir: Path | None, verify: bool = True):
+TRUSTED_AGREEMENT = 0.98
+"""Held-out verdict agreement below which the demo warns (issue 23's target)."""
+
+
+def product_warning(metadata: dict, evaluation: dict | None, product: str) -> str | None:
+    """Why a model's verdicts on ``product`` are not to be trusted, else ``None``.
+
+    Parameters
+    ----------
+    metadata : dict
+        The model's metadata; ``products`` lists what it was trained on (models trained on
+        unlabelled folders record none, and get no warning from it).
+    evaluation : dict | None
+        The packaged model's ``evaluation.json`` (``inspection package --product-eval``):
+        each product's held-out verdict agreement with the standard.
+    product : str
+        The product the demo runs.
+    """
+    products = metadata.get("products") or []
+    if products and product not in products:
+        return (
+            f"the model was trained on {', '.join(products)}, not {product}: its verdicts on "
+            f"{product} parts are not expected to agree with the standard (train one with "
+            f"`inspection synth --product {product}` then `inspection train`)"
+        )
+    measured = ((evaluation or {}).get("products") or {}).get(product) or {}
+    agreement = measured.get("verdict_agreement")
+    if agreement is None or agreement >= TRUSTED_AGREEMENT:
+        return None
+    wrong = measured.get("verdict_wrong_pass_rate")
+    return (
+        f"on {measured.get('parts')} held-out {product} parts the model's verdicts agreed "
+        f"{agreement:.0%} with the standard (target {TRUSTED_AGREEMENT:.0%})"
+        + ("" if wrong is None else f"; it passed {wrong:.0%} of the parts the standard rejects")
+    )
+
+
+def _recorded_evaluation(model_dir: Path) -> dict | None:
+    """The model's ``evaluation.json``, or ``None`` when it has none (or it is unreadable:
+    the manifest check refuses a damaged one before this, unless told not to verify)."""
+    try:
+        recorded = json.loads((model_dir / PRODUCT_EVALUATION).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _decider(standard: Standard, model_dir: Path | None, verify: bool = True, product: str = ""):
     """``decide(observation, part) -> (result, report request or None)``, a description of
     the detector, and the report decoder (``model_dir/decoder``) or ``None``."""
     if model_dir is not None and (model_dir / "model.safetensors").exists():
@@ -102,15 +150,17 @@ def _decider(standard: Standard, model_dir: Path | None, verify: bool = True):
         model = load_model(model_dir, verify=verify)
         inspector = Inspector(TorchDetector(model), standard, thresholds_of(model.metadata))
         described = f"model {model_dir} ({model.model_version})"
+        warning = product_warning(model.metadata, _recorded_evaluation(model_dir), product)
+        warned = "" if warning is None else f"\n[yellow]warning[/yellow]: {warning}"
         if not (model_dir / "decoder").is_dir():
-            return (lambda obs, part: (inspector.inspect(obs), None)), described, None
+            return (lambda obs, part: (inspector.inspect(obs), None)), described + warned, None
         from inspection.decoder.lora import load_decoder
         from inspection.decoder.reporting import report_request
 
         decoder = load_decoder(model_dir / "decoder", verify=verify)
         return (
             (lambda obs, part: report_request(inspector, decoder, obs)),
-            described + f" + report decoder {decoder.config.name}",
+            described + f" + report decoder {decoder.config.name}" + warned,
             decoder,
         )
 
@@ -140,7 +190,7 @@ def run_demo(
     """
     standard = load_standard(standard_path(product))
     line = SimulatedLine(product, n=n, seed=seed, defect_rate=0.6)
-    decide, detector, decoder = _decider(standard, model_dir, verify)
+    decide, detector, decoder = _decider(standard, model_dir, verify, product)
     console.print(
         f"[bold]Simulated line[/bold]: {n} parts of {product}, standard {standard.id} "
         f"rev {standard.revision} ({standard.version}); detector: {detector}"

@@ -158,6 +158,7 @@ def evaluate(
             cards.append((row, _example_card(row, image, detection, thresholds, mask)))
     metrics = _metrics(rows, size_pairs, thresholds, detector)
     metrics.update(_verdict_metrics(rows, standard, data))
+    metrics["products"] = dataset.products
     if decoder is not None:
         from inspection.decoder.evaluate import score_reports
 
@@ -392,7 +393,9 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
     ``verdicts`` counts PASS / REJECT / REVIEW; ``verdict_false_reject_rate`` is the share
     of good parts not passed, ``verdict_miss_rate`` of defective parts passed;
     ``verdict_agreement`` the share of parts with exact defect attributes whose verdict
-    equals the standard's on those attributes (``verdict_agreement_parts`` of them).
+    equals the standard's on those attributes (``verdict_agreement_parts`` of them);
+    ``verdict_wrong_pass_rate`` the share of the parts the standard rejects on their exact
+    attributes that the line passed (a defect the standard accepts, passed, is not one).
     """
     if standard is None:
         return {
@@ -402,6 +405,7 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
             "verdict_miss_rate": None,
             "verdict_agreement": None,
             "verdict_agreement_parts": 0,
+            "verdict_wrong_pass_rate": None,
             "verdict_note": (
                 f"no verdicts: {data} names no product in dataset.yaml and no standard was "
                 "given (--standard); only detection metrics are measured"
@@ -411,6 +415,8 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
     good = [r.verdict != Verdict.PASS for r in rows if r.label == GOOD]
     bad = [r.verdict == Verdict.PASS for r in rows if r.label != GOOD]
     compared = [r.verdict == r.exact_verdict for r in rows if r.exact_verdict is not None]
+    # the one error the line must not make: a part the standard rejects, passed
+    wrong_pass = [r.verdict == Verdict.PASS for r in rows if r.exact_verdict == Verdict.REJECT]
     return {
         "verdict_standard": {"id": standard.id, "version": standard.version},
         "verdicts": {v.value: counts.get(v.value, 0) for v in Verdict},
@@ -418,6 +424,7 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
         "verdict_miss_rate": float(np.mean(bad)) if bad else None,
         "verdict_agreement": float(np.mean(compared)) if compared else None,
         "verdict_agreement_parts": len(compared),
+        "verdict_wrong_pass_rate": float(np.mean(wrong_pass)) if wrong_pass else None,
         "verdict_note": None if compared else "no exact defect attributes: no agreement",
     }
 

@@ -47,3 +47,22 @@ def test_the_demo_with_a_model_decides_through_the_pipeline(tmp_path, monkeypatc
     lines = (tmp_path / "demo" / "results.jsonl").read_text().splitlines()
     assert [json.loads(x)["verdict"] for x in lines] == [r.verdict.value for r in made]
     assert len(made) == 2
+
+
+def test_the_demo_warns_when_the_model_never_saw_the_product_or_disagreed_on_it():
+    from inspection.demo import product_warning
+
+    trained = {"products": ["bracket", "panel"]}
+    assert product_warning(trained, None, "panel") is None
+    assert product_warning({}, None, "panel") is None  # nothing recorded: no claim
+    warning = product_warning({"products": ["bracket"]}, None, "tile")
+    assert warning is not None and "trained on bracket, not tile" in warning
+    measured = {
+        "products": {
+            "bracket": {"parts": 300, "verdict_agreement": 0.99, "verdict_wrong_pass_rate": 0.01},
+            "panel": {"parts": 300, "verdict_agreement": 0.76, "verdict_wrong_pass_rate": 0.45},
+        }
+    }
+    assert product_warning(trained, measured, "bracket") is None
+    warning = product_warning(trained, measured, "panel")
+    assert warning is not None and "agreed 76%" in warning and "passed 45%" in warning

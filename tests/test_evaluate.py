@@ -15,7 +15,13 @@ pytest.importorskip("torch", reason="evaluation runs a torch model (install the 
 
 from inspection.evaluate import evaluate
 from inspection.models import create_model, save_model
-from inspection.models.card import verify_manifest, write_manifest, write_model_card
+from inspection.models.card import (
+    products_section,
+    verify_manifest,
+    write_manifest,
+    write_model_card,
+    write_product_evaluation,
+)
 from inspection.models.detector import TorchDetector
 from inspection.pipeline import thresholds_of
 from inspection.synth import synthesize
@@ -100,9 +106,17 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     assert verify_manifest(shipped) == []
     detector, thresholds = _detector(shipped)
     metrics = evaluate(detector, thresholds, line, tmp_path / "eval", progress=False)
-    card = write_model_card(shipped, metrics, "inspection train ...", "A test model.")
+    assert metrics["products"] == ["panel"]  # what the per-product table is labelled by
+    per_product = {"Per product": products_section([metrics])}
+    card = write_model_card(shipped, metrics, "inspection train ...", "A test model.", per_product)
     text = card.read_text()
     assert "image_auroc" in text and "inspection train ..." in text
+    row = next(r for r in text.splitlines() if r.startswith("| panel | 12 |"))
+    assert f"{metrics['verdict_agreement']:.4f}" in row  # the line's verdicts, not a constant
+    recorded = json.loads(write_product_evaluation(shipped, [metrics]).read_text())
+    assert recorded["products"]["panel"]["verdict_agreement"] == metrics["verdict_agreement"]
+    write_manifest(shipped)
+    assert "evaluation.json" in json.loads((shipped / "manifest.json").read_text())["files"]
     assert f"image {thresholds.image:.4g}" in text  # the thresholds the line uses
     weights = shipped / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")

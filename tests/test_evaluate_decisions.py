@@ -121,6 +121,8 @@ def test_evaluate_verdicts_are_the_lines(bracket_standard, tmp_path):
         "REJECT",
     ]
     assert metrics["verdict_agreement"] == 0.75 and metrics["verdict_agreement_parts"] == 4
+    # the one part the standard rejects that was not rejected went to REVIEW, not PASS
+    assert metrics["verdict_wrong_pass_rate"] == 0.0
     # Detection metrics stay the detector's: every defective part is flagged.
     assert metrics["miss_rate_at_threshold"] == 0.0
     assert metrics["false_reject_rate_at_threshold"] == 0.0

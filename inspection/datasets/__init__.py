@@ -24,6 +24,7 @@ from inspection.datasets.loaders import (
     load_folder,
     load_manifest,
     load_mvtec,
+    merge_datasets,
 )
 
 __all__ = [
@@ -39,5 +40,6 @@ __all__ = [
     "load_folder",
     "load_manifest",
     "load_mvtec",
+    "merge_datasets",
     "print_check_report",
 ]

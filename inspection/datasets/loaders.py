@@ -127,6 +127,15 @@ class Dataset:
         return sorted({s.label for s in self.samples if not s.is_good})
 
     @property
+    def products(self) -> list[str]:
+        """Sorted products the samples show: each sample's ``product``, else the one
+        ``dataset.yaml`` states; ``[]`` when the data does not say (a folder of photos)."""
+        named = {s.attributes.get("product") for s in self.samples} - {None}
+        if not named and self.metadata.get("product") is not None:
+            named = {self.metadata["product"]}
+        return sorted(str(p) for p in named)
+
+    @property
     def mm_per_px(self) -> float | None:
         """Scale from ``dataset.yaml``, else the one value every sample states, else ``None``."""
         if self.metadata.get("mm_per_px") is not None:
@@ -309,6 +318,78 @@ def load_manifest(path: str | Path) -> Dataset:
         more = f" (and {len(problems) - 1} more malformed lines)" if len(problems) > 1 else ""
         raise DatasetError(f"{path}:{line}: {message}{more}")
     return _manifest_dataset(Path(path), samples)
+
+
+def merge_datasets(sources: list[str | Path], out: str | Path) -> Path:
+    """One manifest listing every sample of several datasets, to train one model on them.
+
+    Nothing is copied: ``OUT/manifest.jsonl`` names each source's files by their path
+    relative to ``OUT``. What a source's ``dataset.yaml`` states for the whole set
+    (``product``, ``mm_per_px``) is written on each of its samples that does not state it,
+    so a model trained on the merge records every product it saw.
+
+    Parameters
+    ----------
+    sources : list of str or Path
+        Datasets in any layout :func:`load_dataset` reads (at least one).
+    out : str or Path
+        Folder to write ``manifest.jsonl`` into; created, and refused if it holds one.
+
+    Returns
+    -------
+    Path
+        The manifest written.
+
+    Raises
+    ------
+    DatasetError
+        No source, an unreadable source, or ``OUT`` already holding a manifest. A part id
+        an earlier source already used is prefixed with its source's folder name (two
+        MVTec folders both have ``train/good/000``); one still taken is an error.
+    """
+    if not sources:
+        raise DatasetError("nothing to merge: give at least one dataset")
+    out = Path(out)
+    manifest = out / MANIFEST_NAME
+    if manifest.exists():
+        raise DatasetError(f"{manifest} exists: merge into a new folder")
+    lines, owner = [], {}
+    for source in sources:
+        dataset = load_dataset(source)
+        for sample in dataset.samples:
+            part_id = sample.part_id
+            if part_id in owner:  # two MVTec folders both have train/good/000
+                part_id = f"{Path(source).name}/{part_id}"
+            if part_id in owner:
+                raise DatasetError(
+                    f"part {sample.part_id!r} is in both {owner[part_id]} and {source}, "
+                    "under the same folder name: part ids must be unique in a merged dataset"
+                )
+            owner[part_id] = source
+            entry = _manifest_entry(replace(sample, part_id=part_id), dataset.metadata, out)
+            lines.append(json.dumps(entry))
+    out.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _manifest_entry(sample: Sample, metadata: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A manifest line for ``sample`` with paths relative to ``base``."""
+
+    def relative(path: Path | None) -> str | None:
+        return None if path is None else os.path.relpath(path.resolve(), base.resolve())
+
+    inherited = {k: metadata[k] for k in ("product", "mm_per_px") if metadata.get(k) is not None}
+    return {
+        **inherited,
+        **sample.attributes,
+        "part_id": sample.part_id,
+        "split": sample.split,
+        "label": sample.label,
+        "image": relative(sample.image),
+        "mask": relative(sample.mask),
+        "audio": relative(sample.audio),
+    }
 
 
 def parse_manifest(path: str | Path) -> tuple[list[Sample], list[tuple[int, str]]]:

@@ -17,6 +17,8 @@ from inspection.errors import ModelError
 
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
+PRODUCT_EVALUATION = "evaluation.json"
+"""Per-product held-out figures a packaged model ships with (what the demo warns from)."""
 NOT_SHIPPED = frozenset({MANIFEST, "train_state.pt", "train_log.jsonl"})
 # Said by every refusal of a model whose files differ from their record.
 NO_VERIFY_HINT = (
@@ -198,6 +200,7 @@ def write_model_card(
         f"(image size {config['config'].get('image_size')}, tower "
         f"{config['config'].get('image_tower')})",
         f"- classes: {', '.join(config['config'].get('classes', []))}",
+        f"- products trained on: {', '.join(extra.get('products') or []) or 'not recorded'}",
         f"- thresholds: {_thresholds_line(extra)}",
         f"- starts from: {_weights_line(config['config'], extra)}",
         "",
@@ -253,17 +256,80 @@ def decoder_section(evaluations: list[tuple[str, dict[str, Any]]]) -> str:
     from inspection.metrics import REPORT_METRICS  # scikit-learn: only to write a card
 
     keys = REPORT_METRICS
-    lines = [
+    rows = [[what, m.get("report_parts"), *(m.get(k) for k in keys)] for what, m in evaluations]
+    intro = (
         "Reports scored against the rule engine on the same measurements "
-        "(see `inspection/decoder/evaluate.py`).",
-        "",
-        "| parts under | n | " + " | ".join(keys) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in keys) + " |",
-    ]
-    for what, m in evaluations:
-        cells = [_fmt(m.get(k)) for k in keys]
-        lines.append(f"| {what} | {m.get('report_parts')} | " + " | ".join(cells) + " |")
+        "(see `inspection/decoder/evaluate.py`)."
+    )
+    return _table(intro, ["parts under", "n", *keys], rows)
+
+
+def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, Any]]) -> Path:
+    """``evaluation.json``: each product's held-out verdict figures, keyed by product.
+
+    The line cannot know how far to trust a model on a product from the model alone; this
+    file (hashed by the manifest like every other) lets the demo and the console say so.
+    An evaluation of several products at once, or of none, is left out.
+    """
+    products = {}
+    for m in evaluations:
+        named = m.get("products") or []
+        if len(named) == 1:
+            products[named[0]] = {
+                "parts": m.get("n_images"),
+                "image_auroc": m.get("image_auroc"),
+                "verdict_agreement": m.get("verdict_agreement"),
+                "verdict_wrong_pass_rate": m.get("verdict_wrong_pass_rate"),
+                "verdict_false_reject_rate": m.get("verdict_false_reject_rate"),
+            }
+    path = Path(model_dir) / PRODUCT_EVALUATION
+    path.write_text(json.dumps({"products": products}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _table(intro: str, header: list[str], rows: list[list[Any]]) -> str:
+    """A paragraph, then a markdown table of ``rows`` (cells through :func:`_fmt`)."""
+    lines = [intro, "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+PRODUCT_CLASSES = ("scratch", "dent", "color_deviation")
+"""The classes whose recall the per-product table shows (the ones the standards measure)."""
+
+
+def products_section(evaluations: list[dict[str, Any]]) -> str:
+    """A table of held-out evaluations, one row per product (``inspection evaluate``
+    metrics, each labelled by the ``products`` it recorded).
+
+    Columns: what the line would do (verdict agreement with the standard on the exact
+    attributes, parts the standard rejects that were passed, false rejects) and what the
+    detector finds (image AUROC, the recall of :data:`PRODUCT_CLASSES`, the scratch length
+    error).
+    """
+    header = ["product", "parts", "image AUROC", "verdict agreement", "wrong PASS rate"]
+    header += ["false rejects", *(f"{c} recall" for c in PRODUCT_CLASSES)]
+    header += ["scratch length error (mm)"]
+    rows = []
+    for m in evaluations:
+        per_class = m.get("per_class", {})
+        rows.append(
+            [
+                ", ".join(m.get("products") or []) or "not recorded",
+                m.get("n_images"),
+                m.get("image_auroc"),
+                m.get("verdict_agreement"),
+                m.get("verdict_wrong_pass_rate"),
+                m.get("verdict_false_reject_rate"),
+                *(per_class.get(c, {}).get("recall") for c in PRODUCT_CLASSES),
+                m.get("size_error_mm_median_by_class", {}).get("scratch"),
+            ]
+        )
+    intro = (
+        "Each product's held-out parts (seed 7, `inspection synth --n 300 --train-ratio 0`), "
+        "decided under that product's standard as the line decides them."
+    )
+    return _table(intro, header, rows)
 
 
 def _weights_line(config: dict[str, Any], extra: dict[str, Any]) -> str:

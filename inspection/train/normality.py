@@ -135,6 +135,7 @@ def fit_normality(
             "train": _jsonable(asdict(options)),
             "fit": {"method": config.method, "images": n_used, "of": len(fit_samples)},
             "backbone": get_backbone(config.backbone).provenance,
+            "products": dataset.products,
         }
     )
     options.out.mkdir(parents=True, exist_ok=True)

@@ -234,6 +234,7 @@ def train(
             "holdout_auroc": auroc,
             "train": _jsonable(asdict(options)),
             "steps": step,
+            "products": dataset.products,
         }
     )
     _checkpoint(model, optimizer, step, elapsed0 + seconds, plan.planned, out)

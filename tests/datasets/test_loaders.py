@@ -118,6 +118,7 @@ def test_manifest_fields_and_attributes(tmp_path: Path) -> None:
     assert dataset.root == manifest.parent
     assert dataset.counts() == {"train": {"good": 3}, "test": {"good": 1, "crack": 2}}
     assert dataset.mm_per_px == pytest.approx(0.1)  # every line states the same scale
+    assert dataset.products == ["tile"]
 
     crack = next(s for s in dataset if s.label == "crack")
     assert crack.image == manifest.parent / "images" / f"{crack.part_id}.png"
@@ -281,3 +282,37 @@ def test_magnetic_tile_counts() -> None:
     assert all(s.mask is not None for s in defective)
     assert dataset.orphan_masks == ()
     json.dumps({str(k): v for k, v in counts.items()})  # plain ints and strings
+
+
+# --- Merge --------------------------------------------------------------------------------
+
+
+def test_merged_datasets_keep_every_sample_its_files_and_its_product(tmp_path: Path) -> None:
+    from inspection.datasets import merge_datasets
+
+    tiles = make_manifest(tmp_path / "tiles").parent
+    first, second = make_mvtec(tmp_path / "a/bracket"), make_mvtec(tmp_path / "b/panel", seed=1)
+    (first / "dataset.yaml").write_text("product: bracket\nmm_per_px: 0.2\n")
+    manifest = merge_datasets([tiles, first, second], tmp_path / "merged")
+
+    merged = load_dataset(manifest.parent)
+    sources = [load_dataset(d) for d in (tiles, first, second)]
+    assert len(merged.samples) == sum(len(d.samples) for d in sources)
+    assert merged.products == ["bracket", "tile"]  # the MVTec folder's dataset.yaml, inherited
+    by_image = {s.image.resolve(): s for s in merged.samples}
+    for source in sources:
+        for sample in source.samples:
+            copy = by_image[sample.image.resolve()]  # the same file, not a copy of it
+            assert (copy.label, copy.split) == (sample.label, sample.split)
+            assert (copy.mask and copy.mask.resolve()) == (sample.mask and sample.mask.resolve())
+    assert by_image[(first / "train/good/000.png").resolve()].attributes["mm_per_px"] == 0.2
+    # the second MVTec folder's ids collide with the first's: prefixed with its folder name
+    ids = [s.part_id for s in merged.samples]
+    assert len(set(ids)) == len(ids) and "panel/train/good/000" in ids
+
+    with pytest.raises(DatasetError, match="exists"):
+        merge_datasets([tiles], tmp_path / "merged")
+    with pytest.raises(DatasetError, match="same folder name"):
+        merge_datasets([first, first, first], tmp_path / "thrice")
+    with pytest.raises(DatasetError, match="at least one"):
+        merge_datasets([], tmp_path / "none")

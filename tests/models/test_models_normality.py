@@ -143,6 +143,8 @@ def test_a_tiny_normality_model_fits_and_scores_above_chance(tiny_line, tmp_path
 
     card = write_model_card(tmp_path / method, {}, "inspection train ...", "A test model.")
     assert "efficientnet-lite0" in card.read_text() and "Apache-2.0" in card.read_text()
+    assert model.metadata["products"] == ["bracket"]  # what the demo warns against
+    assert "products trained on: bracket" in card.read_text()
 
 
 @pytest.mark.slow

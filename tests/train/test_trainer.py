@@ -221,6 +221,7 @@ def test_deadline_stops_and_still_saves_a_calibrated_model(tiny_data, tmp_path, 
     assert set(model.metadata["thresholds"]) >= {"image", "pixel", "audio"}
     assert model.metadata["thresholds"]["held_out_good"] == 6  # every held-out image
     assert model.metadata["steps"] == result.steps
+    assert model.metadata["products"] == ["bracket"]  # the line's products it has seen
 
 
 def test_deadline_run_with_slow_detections_ends_within_its_budget(tiny_data, tmp_path, monkeypatch):

@@ -1,0 +1,236 @@
+"""Trained heads fused with a feature normality model: one detector, one Detection. Torch-free.
+
+The heads model (:class:`~inspection.models.model.DefectModel`) names K defect classes,
+hears the tap test and localises what it was trained on; a feature normality model
+(:class:`~inspection.models.normality.NormalityModel`) flags whatever does not look like
+good parts, with one class, ``anomaly``. :class:`FusedDetector` runs both on the full
+image and returns one :class:`~inspection.models.outputs.Detection` that the decision
+function, ``evaluate`` and the edge runtime take as they take either member's.
+
+Fusion rule
+-----------
+Each model's anomaly map, image logit and part logit are shifted by the logit of that
+model's own calibrated threshold (pixel threshold for the map, image threshold for the
+image and part logits, as :func:`~inspection.pipeline.thresholds_of` gives them), so each
+model's threshold lands on logit 0 (probability 0.5); the fused logit is the max of the
+two. A pixel or part one model alone flags is flagged: the fused model's thresholds are
+0.5 for image and pixel, and the heads' for audio.
+
+Classes
+-------
+The heads' class channels, class logits, audio and tokens are kept. One class is added,
+``anomaly``, for regions only the normality model found: a connected region of the fused
+map (cut at 0.5, 8-connected, as :func:`~inspection.pipeline.defects_from_detection`
+cuts it) that holds no pixel the heads flag gets the ``anomaly`` class channel; a region
+that holds one keeps the heads' classes. The rule engine sends a class its standard does
+not list to REVIEW (:func:`~inspection.standards.rules.decide_defect`), so a defect only
+the normality model sees is never silently passed: a person looks at it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inspection.errors import ModelError
+from inspection.models.outputs import Detection
+from inspection.pipeline import Detector, Thresholds, thresholds_of
+from inspection.types import AudioClip
+
+ANOMALY_CLASS = "anomaly"
+"""The class of a region only the normality model found (the normality model's own class
+name, :data:`inspection.models.normality.ANOMALY_CLASS`, which imports torch)."""
+
+CLASS_MARGIN = 30.0
+"""Logit margin that makes one class channel win a pixel's softmax: the others then
+share at most ``exp(-30)`` (1e-13) of it."""
+
+_EPS = 1e-12  # a threshold of exactly 0 or 1 would have an infinite logit
+
+
+def threshold_logit(probability: float) -> float:
+    """The logit of a probability threshold (clipped to ``[1e-12, 1 - 1e-12]``).
+
+    Parameters
+    ----------
+    probability : float
+        A threshold in ``[0, 1]``.
+
+    Returns
+    -------
+    float
+        ``log(p / (1 - p))``: the logit at which the sigmoid reaches the threshold.
+    """
+    p = min(max(float(probability), _EPS), 1.0 - _EPS)
+    return math.log(p / (1.0 - p))
+
+
+class FusedDetector:
+    """A heads detector and a normality detector run as one.
+
+    Works with any two :class:`~inspection.pipeline.Detector` objects that carry their
+    ``metadata`` (the torch ``TorchDetector`` and the ONNX Runtime ``OnnxDetector`` alike);
+    see the module for the fusion rule.
+
+    Parameters
+    ----------
+    heads : Detector
+        The trained heads model's detector: K defect classes, optionally audio.
+    normality : Detector
+        The feature normality model's detector (one class). It is given no audio.
+
+    Attributes
+    ----------
+    classes : tuple[str, ...]
+        The heads' classes and ``anomaly``.
+    version : str
+        ``fused(HEADS_VERSION+NORMALITY_VERSION)``.
+    metadata : dict
+        ``thresholds`` (image 0.5, pixel 0.5, the heads' audio threshold),
+        ``calibration_version`` and ``fusion`` (each member's version and the thresholds
+        it was aligned at).
+
+    Raises
+    ------
+    ModelError
+        When the heads already name an ``anomaly`` class (a normality model given as the
+        heads, or the two swapped).
+    """
+
+    def __init__(self, heads: Detector, normality: Detector):
+        heads_meta = _metadata(heads, "heads")
+        normality_meta = _metadata(normality, "normality")
+        if ANOMALY_CLASS in tuple(heads.classes):
+            raise ModelError(
+                f"the heads model {heads.version} already has a class {ANOMALY_CLASS!r}: "
+                "is it a normality model, or are heads and normality swapped?"
+            )
+        self.heads = heads
+        self.normality = normality
+        self.heads_thresholds = thresholds_of(heads_meta)
+        self.normality_thresholds = thresholds_of(normality_meta)
+        self.classes: tuple[str, ...] = (*heads.classes, ANOMALY_CLASS)
+        self.version = f"fused({heads.version}+{normality.version})"
+        calibration = f"{self.heads_thresholds.version}+{self.normality_thresholds.version}"
+        self.metadata: dict[str, Any] = {
+            "thresholds": {"image": 0.5, "pixel": 0.5, "audio": self.heads_thresholds.audio},
+            "calibration_version": calibration,
+            "fusion": {
+                "rule": "max of threshold-aligned logits",
+                "heads": {"version": heads.version, **_threshold_dict(self.heads_thresholds)},
+                "normality": {
+                    "version": normality.version,
+                    **_threshold_dict(self.normality_thresholds),
+                },
+            },
+        }
+
+    def detect(self, image: np.ndarray, audio: AudioClip | None = None) -> Detection:
+        """Run both models on one full image and fuse their detections (see :func:`fuse`).
+
+        Parameters
+        ----------
+        image : np.ndarray
+            The full frame, as either detector takes it.
+        audio : AudioClip | None
+            The part's tap test, for the heads only.
+
+        Returns
+        -------
+        Detection
+            Batch of 1, maps at the image's size, classes :attr:`classes`.
+        """
+        heads = self.heads.detect(image, audio)
+        normality = self.normality.detect(image)
+        return fuse(heads, normality, self.heads_thresholds, self.normality_thresholds)
+
+
+def fuse(
+    heads: Detection,
+    normality: Detection,
+    heads_thresholds: Thresholds,
+    normality_thresholds: Thresholds,
+) -> Detection:
+    """One detection from the heads' and the normality model's detections of the same images.
+
+    Parameters
+    ----------
+    heads, normality : Detection
+        The two models' detections, same batch size and map size.
+    heads_thresholds, normality_thresholds : Thresholds
+        Each model's thresholds as the line uses them (``thresholds_of(metadata)``).
+
+    Returns
+    -------
+    Detection
+        Channel 0 of the maps and the image and part logits: the max of the two models'
+        logits, each shifted by the logit of its own threshold (pixel for the map, image
+        for the image and part logits). Class channels: the heads' and an ``anomaly``
+        channel that wins the regions (fused map >= 0.5, 8-connected) holding no pixel
+        the heads flag and loses elsewhere. Class logits: the heads' and the normality
+        model's aligned image logit. Audio, tokens and grid: the heads'.
+
+    Raises
+    ------
+    ValueError
+        Detections of different batch or map sizes, or heads that name ``anomaly``.
+    """
+    if (
+        heads.maps.shape[0] != normality.maps.shape[0]
+        or heads.maps.shape[2:] != (normality.maps.shape[2:])
+    ):
+        raise ValueError(
+            f"cannot fuse detections of maps {heads.maps.shape} (heads) and "
+            f"{normality.maps.shape} (normality): same batch and image size needed"
+        )
+    if ANOMALY_CLASS in heads.classes:
+        raise ValueError(f"the heads' classes {heads.classes} already name {ANOMALY_CLASS!r}")
+    pixel_h = heads.maps[:, 0] - np.float32(threshold_logit(heads_thresholds.pixel))
+    pixel_n = normality.maps[:, 0] - np.float32(threshold_logit(normality_thresholds.pixel))
+    anomaly = np.maximum(pixel_h, pixel_n)  # NaN in either stays NaN: never hidden
+    image_h = np.float32(threshold_logit(heads_thresholds.image))
+    image_n = np.float32(threshold_logit(normality_thresholds.image))
+    normality_image = normality.image_logit - image_n
+    class_channels = heads.maps[:, 1:]
+    unseen = _regions_heads_missed(anomaly >= 0, pixel_h >= 0)
+    top = class_channels.max(1) if class_channels.shape[1] else np.zeros_like(anomaly)
+    extra = np.where(unseen, top + CLASS_MARGIN, top - CLASS_MARGIN)
+    maps = np.concatenate([anomaly[:, None], class_channels, extra[:, None]], axis=1)
+    return Detection(
+        maps=maps.astype(np.float32),
+        image_logit=np.maximum(heads.image_logit - image_h, normality_image),
+        class_logits=np.concatenate([heads.class_logits, normality_image[:, None]], axis=1),
+        audio_logit=heads.audio_logit,
+        part_logit=np.maximum(heads.part_logit - image_h, normality.part_logit - image_n),
+        patch_tokens=heads.patch_tokens,
+        audio_tokens=heads.audio_tokens,
+        grid=heads.grid,
+        classes=(*heads.classes, ANOMALY_CLASS),
+    )
+
+
+def _regions_heads_missed(fused: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """``(B, H, W)`` pixels of the fused regions that hold no pixel the heads flag."""
+    missed = np.zeros(fused.shape, bool)
+    for b in range(fused.shape[0]):
+        # 8-connected, as pipeline.defects_from_detection cuts regions
+        _, labels = cv2.connectedComponents(fused[b].astype(np.uint8), connectivity=8)
+        seen = np.unique(labels[heads[b] & fused[b]])
+        missed[b] = fused[b] & ~np.isin(labels, seen)
+    return missed
+
+
+def _metadata(detector: Detector, role: str) -> dict[str, Any]:
+    metadata = getattr(detector, "metadata", None)
+    if not isinstance(metadata, dict):
+        raise ModelError(
+            f"the {role} detector {type(detector).__name__} has no metadata with thresholds"
+        )
+    return metadata
+
+
+def _threshold_dict(t: Thresholds) -> dict[str, Any]:
+    return {"image": t.image, "pixel": t.pixel, "audio": t.audio, "calibration": t.version}

@@ -1,0 +1,185 @@
+"""Heads fused with a normality model: each model's own threshold lands on 0.5, a region
+only the normality model finds is never a PASS, the heads keep their classes, and real
+tiny models fuse through their torch detectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inspection.errors import ModelError
+from inspection.models.fusion import ANOMALY_CLASS, FusedDetector, fuse, threshold_logit
+from inspection.models.outputs import Detection
+from inspection.pipeline import decide, defects_from_detection, thresholds_of
+from inspection.types import AudioClip, Frame, Verdict
+
+CLASSES = ("scratch", "dent", "color_deviation", "crack", "contamination", "missing_feature")
+H, W = 48, 64
+FAR = -20.0  # a logit far below any threshold
+HEADS_T = {"image": 0.8, "pixel": 0.9, "audio": 0.5}
+NORMALITY_T = {"image": 0.7, "pixel": 0.6}
+HEADS_META, NORMALITY_META = {"thresholds": HEADS_T}, {"thresholds": NORMALITY_T}
+
+
+def _detection(classes: tuple[str, ...], anomaly: np.ndarray, image_logit: float) -> Detection:
+    """A batch-of-1 detection with the anomaly logit map ``anomaly`` ((H, W)); its class
+    channels call every pixel the first class."""
+    maps = np.full((1, 1 + len(classes), H, W), FAR, np.float32)
+    maps[0, 0] = anomaly
+    maps[0, 1] = 5.0
+    logit = np.array([image_logit], np.float32)
+    return Detection(
+        maps=maps,
+        image_logit=logit,
+        class_logits=np.full((1, len(classes)), FAR, np.float32),
+        audio_logit=None,
+        part_logit=logit,
+        patch_tokens=np.zeros((1, 4, 8), np.float32),
+        audio_tokens=None,
+        grid=(2, 2),
+        classes=classes,
+    )
+
+
+@dataclass
+class FakeDetector:
+    """Returns a prepared detection (a unit test of the fusion alone)."""
+
+    classes: tuple[str, ...]
+    thresholds: dict[str, float]
+    result: Detection | None = None
+    version: str = "fake"
+    metadata: dict[str, Any] = field(init=False)
+
+    def __post_init__(self):
+        self.metadata = {"thresholds": self.thresholds}
+
+    def detect(self, image, audio=None) -> Detection:
+        return self.result
+
+
+def _fused(heads_map, normality_map, heads_image=FAR, normality_image=FAR) -> FusedDetector:
+    heads = FakeDetector(CLASSES, HEADS_T, _detection(CLASSES, heads_map, heads_image))
+    normality = FakeDetector(
+        (ANOMALY_CLASS,), NORMALITY_T, _detection((ANOMALY_CLASS,), normality_map, normality_image)
+    )
+    return FusedDetector(heads, normality)
+
+
+def _far() -> np.ndarray:
+    return np.full((H, W), FAR, np.float32)
+
+
+def test_each_models_own_threshold_lands_on_one_half():
+    heads_map, normality_map = _far(), _far()
+    step = 1e-3
+    heads_map[0, 0] = threshold_logit(HEADS_T["pixel"]) + step
+    heads_map[0, 2] = threshold_logit(HEADS_T["pixel"]) - step
+    normality_map[0, 4] = threshold_logit(NORMALITY_T["pixel"]) + step
+    normality_map[0, 6] = threshold_logit(NORMALITY_T["pixel"]) - step
+    # 0.8 is above the normality model's pixel threshold but below the heads': only the
+    # model's own threshold counts
+    heads_map[0, 8] = normality_map[0, 10] = threshold_logit(0.8)
+    detector = _fused(heads_map, normality_map)
+    assert detector.metadata["thresholds"] == {"image": 0.5, "pixel": 0.5, "audio": 0.5}
+    fused = detector.detect(np.zeros((H, W, 3), np.uint8)).anomaly_map[0]
+    assert fused[0, 0] > 0.5 and fused[0, 4] > 0.5 and fused[0, 10] > 0.5
+    assert fused[0, 2] < 0.5 and fused[0, 6] < 0.5 and fused[0, 8] < 0.5
+    for heads_image, normality_image, flagged in [
+        (threshold_logit(HEADS_T["image"]) + step, FAR, True),
+        (threshold_logit(HEADS_T["image"]) - step, FAR, False),
+        (FAR, threshold_logit(NORMALITY_T["image"]) + step, True),
+        (FAR, threshold_logit(NORMALITY_T["image"]) - step, False),
+    ]:
+        detection = _fused(_far(), _far(), heads_image, normality_image).detect(None)
+        assert bool(detection.part_score[0] > 0.5) is flagged
+        assert bool(detection.image_score[0] > 0.5) is flagged
+
+
+def test_a_region_only_the_normality_model_finds_is_never_passed(bracket_standard):
+    standard = bracket_standard  # lists no "anomaly" class
+    frame = Frame(image=np.full((H, W, 3), 128, np.uint8), camera="test", mm_per_px=0.1)
+    normality_map = _far()
+    normality_map[20:26, 30:36] = 3.0
+    detector = _fused(_far(), normality_map, normality_image=3.0)
+    detection = detector.detect(frame.image)
+    result = decide(detection, frame, standard, thresholds_of(detector.metadata))
+    assert result.verdict is Verdict.REVIEW
+    assert [d.defect.defect_class for d in result.decisions] == [ANOMALY_CLASS]
+    # the heads alone pass this part: the region is the normality model's find
+    alone = detector.heads.detect(frame.image)
+    assert decide(alone, frame, standard, thresholds_of(HEADS_META)).verdict is Verdict.PASS
+
+
+def test_a_region_the_heads_flag_anywhere_keeps_their_class():
+    heads_map, normality_map = _far(), _far()
+    heads_map[10:13, 10:13] = 4.0  # the heads flag a small core ...
+    normality_map[5:20, 5:20] = 3.0  # ... of a region the normality model sees larger
+    normality_map[30:36, 40:46] = 3.0  # and one the heads do not see at all
+    detector = _fused(heads_map, normality_map)
+    detection = detector.detect(None)
+    defects = defects_from_detection(detection, thresholds_of(detector.metadata), 1.0)
+    found = sorted((d.defect_class, d.attributes["area_mm2"]) for d in defects)
+    assert found == [(ANOMALY_CLASS, 36.0), ("scratch", 225.0)]
+    assert detection.classes == (*CLASSES, ANOMALY_CLASS)
+
+
+def test_swapped_models_and_mismatched_detections_are_refused():
+    heads = FakeDetector(CLASSES, HEADS_T, _detection(CLASSES, _far(), FAR))
+    normality = FakeDetector((ANOMALY_CLASS,), NORMALITY_T, heads.result)
+    with pytest.raises(ModelError, match="swapped"):
+        FusedDetector(normality, heads)
+    full = _detection((ANOMALY_CLASS,), _far(), FAR)
+    small = replace(full, maps=full.maps[:, :, :10])  # another image size
+    with pytest.raises(ValueError, match="same batch and image size"):
+        fuse(
+            heads.result,
+            small,
+            thresholds_of(HEADS_META),
+            thresholds_of(NORMALITY_META),
+        )
+
+
+def test_real_tiny_models_fuse_through_their_torch_detectors():
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a shared 2-core box ran 30x slower
+    try:
+        _fuse_real_tiny_models(torch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fuse_real_tiny_models(torch) -> None:
+    from inspection.models.detector import TorchDetector
+    from inspection.models.normality import NormalityModel
+    from inspection.models.registry import create_model, get_config
+
+    torch.manual_seed(0)
+    heads_model = create_model("tiny")
+    heads_model.metadata = {"thresholds": {"image": 0.6, "pixel": 0.7, "audio": 0.9}}
+    config = get_config("padim-lite0").replace(name="padim-fusion-test", image_size=64)
+    normality_model = NormalityModel(config).eval()
+    d = normality_model.precision.shape[-1]
+    normality_model.precision.copy_(torch.eye(d).expand_as(normality_model.precision) / d)
+    normality_model.shift.fill_(0.5)
+    normality_model.metadata = {"thresholds": {"image": 0.55, "pixel": 0.65}}
+    heads, normality = TorchDetector(heads_model), TorchDetector(normality_model)
+    detector = FusedDetector(heads, normality)
+
+    image = np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    clip = AudioClip(np.random.default_rng(1).uniform(-0.1, 0.1, 16000).astype(np.float32))
+    fused = detector.detect(image, clip)
+    h, n = heads.detect(image, clip), normality.detect(image)
+    expected = np.maximum(h.maps[0, 0] - threshold_logit(0.7), n.maps[0, 0] - threshold_logit(0.65))
+    assert fused.maps.shape == (1, 1 + len(h.classes) + 1, 80, 96)
+    np.testing.assert_allclose(fused.maps[0, 0], expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(fused.maps[0, 1:-1], h.maps[0, 1:])
+    part = max(h.part_logit[0] - threshold_logit(0.6), n.part_logit[0] - threshold_logit(0.55))
+    assert fused.part_logit[0] == pytest.approx(part, abs=1e-5)
+    assert fused.audio_logit[0] == pytest.approx(h.audio_logit[0], abs=1e-6)
+    assert fused.classes == (*heads_model.config.classes, ANOMALY_CLASS)
+    assert detector.metadata["thresholds"]["audio"] == 0.9
