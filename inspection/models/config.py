@@ -85,6 +85,11 @@ class ModelConfig:
         Backbone stages read, finest first (EfficientNet-Lite: 2 = stride 8, 3 = 16).
     feature_dims : int
         PaDiM: channels kept (a fixed random subset, as the PaDiM paper); 0 keeps all.
+    context_dims : int
+        The last of ``feature_stages`` (the coarsest: context) reduced to its
+        ``context_dims`` leading principal directions, fitted on good images, before it
+        joins the others; 0 keeps all its channels. Context without the covariance of all
+        of them (benchmarks/README.md, stage-4 PCA).
     bank_size : int
         PatchCore: patch features kept in the memory bank (greedy coreset).
     smooth_sigma : float
@@ -126,6 +131,7 @@ class ModelConfig:
     backbone: str | None = None
     feature_stages: tuple[int, ...] = (2, 3)
     feature_dims: int = 0
+    context_dims: int = 0
     bank_size: int = 10000
     smooth_sigma: float = 4.0
     resize: str = "tile"
@@ -193,10 +199,18 @@ class ModelConfig:
             p.append(f"feature_stages must be within 0-{len(spec.strides) - 1}")
         elif self.image_size % spec.strides[max(self.feature_stages)]:
             p.append(f"image_size must be a multiple of {spec.strides[max(self.feature_stages)]}")
+        elif self.context_dims and (
+            len(self.feature_stages) < 2
+            or not 0 < self.context_dims <= spec.channels[self.feature_stages[-1]]
+        ):
+            p.append(
+                "context_dims needs two or more feature_stages and at most the last stage's "
+                f"{spec.channels[self.feature_stages[-1]]} channels"
+            )
         if self.in_chans != 3:
             p.append("a pretrained backbone takes 3 channels (gray is replicated)")
-        if self.feature_dims < 0 or self.bank_size < 1 or self.smooth_sigma < 0:
-            p.append("feature_dims, smooth_sigma must be >= 0 and bank_size >= 1")
+        if min(self.feature_dims, self.context_dims, self.smooth_sigma) < 0 or self.bank_size < 1:
+            p.append("feature_dims, context_dims, smooth_sigma must be >= 0, bank_size >= 1")
         return p
 
     @property

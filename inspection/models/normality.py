@@ -68,7 +68,11 @@ class NormalityModel(nn.Module):
         self.backbone.requires_grad_(False)
         stride = spec.strides[config.feature_stages[0]]
         self.grid = (config.image_size // stride, config.image_size // stride)
-        width = sum(spec.channels[s] for s in config.feature_stages)
+        *fine, last = (spec.channels[s] for s in config.feature_stages)
+        width = sum(fine) + (config.context_dims or last)
+        if config.context_dims:  # fitted on good images (train.normality.fit_context)
+            self.register_buffer("context_mean", torch.zeros(last))
+            self.register_buffer("context_basis", torch.zeros(last, config.context_dims))
         dims = min(config.feature_dims or width, width)
         positions = self.grid[0] * self.grid[1]
         # Fixed per config (a seeded permutation), so a checkpoint needs only its config.
@@ -88,18 +92,26 @@ class NormalityModel(nn.Module):
 
     def embed(self, image: Tensor) -> Tensor:
         """Pooled, upsampled and concatenated backbone features ``(B, D, gh, gw)``."""
-        levels = self.backbone(image)
+        levels = self.pooled_levels(image)
+        if self.config.context_dims:
+            levels[-1] = self.reduce_context(levels[-1])
         size = levels[0].shape[-2:]
-        pooled = [
-            F.interpolate(
-                F.avg_pool2d(f, 3, 1, 1, count_include_pad=False),  # (B, C_i, h_i, w_i)
-                size=size,
-                mode="bilinear",
-                align_corners=False,
-            )
-            for f in levels
+        upsampled = [
+            F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in levels
         ]
-        return torch.cat(pooled, 1).index_select(1, self.kept_channels)  # (B, D, gh, gw)
+        return torch.cat(upsampled, 1).index_select(1, self.kept_channels)  # (B, D, gh, gw)
+
+    def pooled_levels(self, image: Tensor) -> list[Tensor]:
+        """Each stage's map, 3 x 3 average pooled, at its own resolution."""
+        return [
+            F.avg_pool2d(f, 3, 1, 1, count_include_pad=False)  # (B, C_i, h_i, w_i)
+            for f in self.backbone(image)
+        ]
+
+    def reduce_context(self, last: Tensor) -> Tensor:
+        """The last stage's ``(B, C, h, w)`` map projected on its principal directions."""
+        x = last.permute(0, 2, 3, 1) - self.context_mean  # (B, h, w, C)
+        return (x @ self.context_basis).permute(0, 3, 1, 2)  # (B, K, h, w)
 
     def distance(self, features: Tensor) -> Tensor:
         """Distance of each position's features from good ones, ``(B, gh, gw)``."""

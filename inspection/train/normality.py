@@ -46,6 +46,7 @@ PROJECTION_DIMS = 32  # PatchCore: the coreset is chosen on a random projection;
 CORESET_SHARE_SPLIT = 0.5  # PatchCore: share of the fit's time for extraction, the rest coreset
 SHIFT_QUANTILE = 0.999  # a pixel's logit is 0 at this quantile of held-out good distances
 EXTRACT_SHARE = 0.8  # of a --max-minutes budget, at most this for feature extraction
+CONTEXT_FIT_IMAGES = 64  # good images whose context maps fit the principal directions
 TILE_BATCH = 8
 PADIM_CHUNK = 64
 
@@ -124,6 +125,9 @@ def fit_normality(
         held = held[:n_calibrate]
         deadline = started + min(EXTRACT_SHARE * left, left - reserve)
     model.eval()  # timing a detection leaves a model in train mode (batch norm!)
+    context_kept = None
+    if config.context_dims:
+        context_kept = fit_context(model, fit_samples[:CONTEXT_FIT_IMAGES], prep)
     n_used, stopped = _fit_statistics(model, fit_samples, prep, options, deadline, clock)
     _set_logit_scale(model, held, prep)
     model.eval()
@@ -133,7 +137,12 @@ def fit_normality(
             "thresholds": thresholds,
             "holdout_auroc": auroc,
             "train": _jsonable(asdict(options)),
-            "fit": {"method": config.method, "images": n_used, "of": len(fit_samples)},
+            "fit": {
+                "method": config.method,
+                "images": n_used,
+                "of": len(fit_samples),
+                "context_variance_kept": context_kept,
+            },
             "backbone": get_backbone(config.backbone).provenance,
             "products": dataset.products,
         }
@@ -191,6 +200,36 @@ def _fit_statistics(
         raise TrainError(f"{options.data}: fewer than 2 readable good images to fit on")
     stopped = fitter.finish(deadline, clock) or stopped
     return used, stopped
+
+
+@torch.inference_mode()
+def fit_context(model: NormalityModel, samples, prep: PreprocessOptions) -> float:
+    """Set the model's context reduction: the mean and the ``context_dims`` leading
+    principal directions of the last stage's pooled features, over every position of
+    ``samples`` (good images). Returns the share of the variance the directions keep.
+
+    Raises
+    ------
+    TrainError
+        When no sample is readable.
+    """
+    device = model.shift.device
+    vectors = []
+    for item in load_items(samples, prep, "context directions"):
+        tiles = torch.from_numpy(preprocess(item.image, prep).images)  # (T, 3, S, S)
+        for i in range(0, len(tiles), TILE_BATCH):
+            last = model.pooled_levels(tiles[i : i + TILE_BATCH].to(device))[-1]
+            vectors.append(last.permute(0, 2, 3, 1).reshape(-1, last.shape[1]).cpu())
+    if not vectors:
+        raise TrainError("no readable good image to fit the context directions on")
+    x = torch.cat(vectors).double()  # (N, C)
+    mean = x.mean(0)
+    centred = x - mean
+    values, directions = torch.linalg.eigh(centred.T @ centred / max(len(x) - 1, 1))
+    k = model.config.context_dims
+    model.context_mean.copy_(mean.float().to(device))
+    model.context_basis.copy_(directions[:, -k:].flip(1).float().to(device))  # largest first
+    return float(values[-k:].sum() / values.sum().clamp_min(1e-12))
 
 
 @torch.inference_mode()

@@ -25,7 +25,7 @@ from inspection.errors import ModelError, UserError
 from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
 from inspection.models.checkpoint import WEIGHTS_FILE, CheckpointInfo, same_architecture
-from inspection.models.config import METHODS
+from inspection.models.config import METHODS, NORMALITY_METHODS
 from inspection.models.detector import TorchDetector
 from inspection.models.preprocess import MAX_SIDE, PreprocessOptions
 from inspection.train.anomalies import synthesise_anomaly
@@ -89,6 +89,8 @@ class TrainOptions:
         (they learn the defect classes from labelled and synthesised defects)."""
         if self.method != "auto":
             return self.method
+        if (named := _config_method(self.config)) in NORMALITY_METHODS:
+            return named  # --config padim-lite0-context: the config says what it is
         heads_asked = self.config is not None or self.init is not None or self.resume
         return "padim" if self.normal_only and not heads_asked else "heads"
 
@@ -109,6 +111,17 @@ class TrainResult:
     stopped_by_deadline: bool
     started_from: Path | None  # the checkpoint whose weights the run started from
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _config_method(config: str | None) -> str | None:
+    """The method the config named by ``--config`` declares (``None`` when there is no
+    config, or it cannot be read: the run that uses it says why)."""
+    if config is None:
+        return None
+    try:
+        return get_config(config).method
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
 
 
 def train(
@@ -136,6 +149,11 @@ def train(
         from inspection.train.normality import fit_normality
 
         return fit_normality(replace(options, method=options.resolved_method), begun, clock)
+    if (named := _config_method(options.config)) in NORMALITY_METHODS:
+        raise TrainError(
+            f"--config {options.config} is a {named} normality model: trained heads need a "
+            f"heads config (leave --method out, or use --method {named})"
+        )
     device, continued = check_can_start(options)
     torch.manual_seed(options.seed)
     out = options.out

@@ -192,6 +192,43 @@ def test_auto_method_is_padim_for_good_images_alone_and_heads_otherwise(tmp_path
     assert replace(plain, config="tiny").resolved_method == "heads"
     assert replace(plain, normal_only=False).resolved_method == "heads"
     assert replace(plain, method="patchcore").resolved_method == "patchcore"
+    # a normality config says what it is; heads cannot train one (a clear error, not
+    # autograd's)
+    context = replace(plain, config="padim-lite0-context")
+    assert context.resolved_method == "padim"
+    from inspection.train.trainer import TrainError, train
+
+    with pytest.raises(TrainError, match="normality model"):
+        train(replace(context, method="heads"))
+
+
+@pytest.mark.slow
+def test_stride_32_context_is_reduced_by_its_principal_directions(tiny_line, tmp_path):
+    from inspection.export.onnx import check_parity, export_onnx
+    from inspection.models import load_model
+    from inspection.train.trainer import TrainOptions, train
+
+    base = get_config("padim-lite0-context")
+    register_model(base.replace(name="padim-context-tiny-test", image_size=96, context_dims=8))
+    options = TrainOptions(
+        data=tiny_line,
+        out=tmp_path / "ctx",
+        config="padim-context-tiny-test",
+        normal_only=True,
+        progress=False,
+        holdout=0.2,
+    )
+    train(options)
+    model = load_model(tmp_path / "ctx")
+    basis = model.context_basis  # (320, 8): orthonormal directions, fitted, reloaded
+    assert basis.shape == (320, 8)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(8), atol=1e-4, rtol=0)
+    assert 0 < model.metadata["fit"]["context_variance_kept"] <= 1
+    assert model.mean.shape[-1] == 40 + 112 + 8  # stages 2 and 3 whole, stage 4 reduced
+    assert _test_auroc(tmp_path / "ctx", tiny_line) > 0.6
+    graph = export_onnx(model, tmp_path / "ctx.onnx", with_audio=False)
+    parity = check_parity(model, graph, batch=2)
+    assert parity.ok, parity.max_abs_diff
 
 
 def test_the_coreset_spreads_out_and_stops_at_its_deadline():
