@@ -485,16 +485,22 @@ def package_command(
     )
 
     def read(folder: Path) -> dict:
-        return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        try:
+            metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # nothing is written before every one reads
+            fail(f"{folder}: no readable metrics.json (an evaluation output folder?): {exc}")
+        if not isinstance(metrics, dict):
+            fail(f"{folder / 'metrics.json'}: expected a JSON object of metrics")
+        return metrics
 
     metrics = read(eval_dir)
+    per_product = [read(d) for d in product_eval or []]
     evals = []
     if "report_valid_json_rate" in metrics:
         evals.append((f"the evaluated data ({metrics['report_standard']['id']})", metrics))
-    evals += [(", ".join(read(d).get("standards", [])), read(d)) for d in decoder_eval or []]
+    evals += [(", ".join(m.get("standards", [])), m) for m in map(read, decoder_eval or [])]
     extra = {}
-    if product_eval:
-        per_product = [read(d) for d in product_eval]
+    if per_product:
         extra["Per product"] = products_section(per_product)
         write_product_evaluation(model, per_product)
     if evals:

@@ -66,3 +66,14 @@ def test_the_demo_warns_when_the_model_never_saw_the_product_or_disagreed_on_it(
     assert product_warning(trained, measured, "bracket") is None
     warning = product_warning(trained, measured, "panel")
     assert warning is not None and "agreed 76%" in warning and "passed 45%" in warning
+
+
+def test_an_unreadable_evaluation_file_is_no_claim(tmp_path):
+    from inspection.demo import _recorded_evaluation
+
+    assert _recorded_evaluation(tmp_path) is None  # none shipped
+    for text in ("{broken", "[1, 2]"):
+        (tmp_path / "evaluation.json").write_text(text)
+        assert _recorded_evaluation(tmp_path) is None
+    (tmp_path / "evaluation.json").write_text('{"products": {}}')
+    assert _recorded_evaluation(tmp_path) == {"products": {}}

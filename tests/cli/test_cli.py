@@ -182,3 +182,30 @@ def test_export_refuses_bad_paths(tmp_path):
     assert result.exit_code == 2 and "no such checkpoint" in result.output
     result = runner.invoke(app, ["export", "--out", str(tmp_path / "x.pt")])
     assert result.exit_code == 2 and "must be a .onnx file" in result.output
+
+
+def test_datasets_merge_refuses_what_it_cannot_list_and_writes_nothing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["datasets", "merge", str(empty), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "empty" in result.output
+    assert not (tmp_path / "m").exists()  # nothing half-written
+
+
+def test_package_refuses_a_folder_without_metrics_before_writing(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    good = tmp_path / "eval"
+    good.mkdir()
+    (good / "metrics.json").write_text(json.dumps({"image_auroc": 0.9}))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metrics.json").write_text("[1, 2")
+    for bad in (tmp_path / "missing", broken):
+        args = ["package", "--model", str(model), "--eval", str(good), "--command", "x"]
+        result = runner.invoke(app, [*args, "--product-eval", str(bad)])
+        assert result.exit_code == 2, result.output
+        assert "metrics.json" in result.output
+        assert sorted(p.name for p in model.iterdir()) == ["config.json"]  # nothing written
