@@ -1,7 +1,8 @@
 """Feature normality methods side by side, through the product's own commands' code.
 
 python benchmarks/normality_methods.py --data /work/shared/data/magnetic-tile
-    [--methods padim,patchcore,heads,combined] [--heads-minutes 0] [--max-minutes 5]
+    [--methods padim,patchcore,heads,heads-lite0,combined,combined-lite0]
+    [--heads-minutes 0] [--max-minutes 5]
     [--out runs/bench-normality]
 
 For each method: fit on ``train/good`` (:func:`inspection.train.trainer.train`, exactly what
@@ -10,9 +11,11 @@ For each method: fit on ``train/good`` (:func:`inspection.train.trainer.train`, 
 export to ONNX with the parity check, and time the exported graph under ONNX Runtime (one
 thread, p50 over the first 50 test images, full-image detection including tiling and
 stitching). ``--heads-minutes N`` adds today's random-weight heads training for N minutes
-as the control row (``heads`` in ``--methods`` needs it). ``combined`` trains nothing more:
-it fuses (:class:`~inspection.models.fusion.FusedDetector`) the ``heads`` and ``padim``
-models this run trained, or trains them once when they have no row of their own, and is
+as the control row (``heads`` in ``--methods`` needs it); ``heads-lite0`` trains the same
+heads for as long on the frozen ImageNet EfficientNet-Lite0 (config ``small-lite0``).
+``combined`` trains nothing more: it fuses (:class:`~inspection.models.fusion.FusedDetector`)
+the ``heads`` and ``padim`` models this run trained (``combined-lite0``: ``heads-lite0`` and
+``padim``), or trains them once when they have no row of their own, and is
 measured through the same code as every row: evaluated with both torch models, timed with
 both ONNX graphs (its p50 is both graphs' detection and the fusion), its fit time and size
 the sum of its members'.
@@ -35,8 +38,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-COMBINED = "combined"
-MEMBERS = ("heads", "padim")  # what the combined row fuses, in FusedDetector's order
+HEADS_CONFIGS = {"heads": "small", "heads-lite0": "small-lite0"}  # trained heads rows
+# What each combined row fuses, in FusedDetector's order (heads first).
+COMBINED = {"combined": ("heads", "padim"), "combined-lite0": ("heads-lite0", "padim")}
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,13 @@ def fit(
     from inspection.train.trainer import TrainOptions, train
 
     model_dir = out / method
-    is_heads = method == "heads"
+    is_heads = method in HEADS_CONFIGS
     options = TrainOptions(
         data=data,
         out=model_dir,
         normal_only=True,
-        method=method,
-        config="small" if is_heads else None,
+        method="heads" if is_heads else method,
+        config=HEADS_CONFIGS.get(method),
         from_scratch=is_heads,
         max_minutes=heads_minutes if is_heads else minutes,
         steps=100_000 if is_heads else 3000,
@@ -136,14 +140,12 @@ def measure(name: str, members: list[Fitted], data: Path, out: Path) -> dict:
 
 
 def plan(methods: list[str], heads_minutes: float) -> list[str]:
-    """The rows in run order (``combined`` last); raises ValueError."""
-    if heads_minutes and "heads" not in methods:
+    """The rows in run order (combined rows last); raises ValueError."""
+    if heads_minutes and not set(HEADS_CONFIGS) & set(methods):
         methods = [*methods, "heads"]
-    if ("heads" in methods or COMBINED in methods) and not heads_minutes:
+    if set(methods) & {*HEADS_CONFIGS, *COMBINED} and not heads_minutes:
         raise ValueError("the heads and combined rows need --heads-minutes N")
-    if COMBINED in methods:
-        methods = [m for m in methods if m != COMBINED] + [COMBINED]
-    return methods
+    return [m for m in methods if m not in COMBINED] + [m for m in methods if m in COMBINED]
 
 
 def main() -> None:
@@ -171,7 +173,7 @@ def main() -> None:
 
     rows = []
     for method in methods:
-        members = [model(m) for m in (MEMBERS if method == COMBINED else (method,))]
+        members = [model(m) for m in COMBINED.get(method, (method,))]
         row = measure(method, members, args.data, args.out)
         print(row, flush=True)
         rows.append(row)

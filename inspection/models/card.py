@@ -337,7 +337,8 @@ def _weights_line(config: dict[str, Any], extra: dict[str, Any]) -> str:
     backbone = extra.get("backbone")
     if isinstance(backbone, dict):
         return (
-            f"{config.get('method')} on pretrained `{backbone.get('backbone')}` "
+            f"{config.get('method')} on pretrained `{backbone.get('backbone')}`"
+            f"{' (frozen)' if config.get('freeze_backbone') else ''} "
             f"({backbone.get('licence')}; {backbone.get('source')}; "
             f"SHA-256 `{backbone.get('sha256')}`)"
         )

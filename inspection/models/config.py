@@ -80,7 +80,13 @@ class ModelConfig:
         feature normality model (:mod:`inspection.models.normality`) fitted on good
         images over the frozen pretrained ``backbone``; the tower fields are unused.
     backbone : str | None
-        Pretrained backbone name (:mod:`inspection.models.backbones`) of a normality model.
+        Pretrained backbone name (:mod:`inspection.models.backbones`). A normality model
+        reads its features; trained heads (``image_tower: timm``) take it as their image
+        tower, its ImageNet weights loaded from the package at build time.
+    freeze_backbone : bool
+        Trained heads on a ``backbone``: keep its weights and batch-norm statistics as
+        shipped and train only what sits on top (the heads learn on ImageNet features
+        instead of bending them to a few thousand synthetic parts).
     feature_stages : tuple[int, ...]
         Backbone stages read, finest first (EfficientNet-Lite: 2 = stride 8, 3 = 16).
     feature_dims : int
@@ -129,6 +135,7 @@ class ModelConfig:
     pretrained_audio: str | None = None
     method: str = "heads"
     backbone: str | None = None
+    freeze_backbone: bool = False
     feature_stages: tuple[int, ...] = (2, 3)
     feature_dims: int = 0
     context_dims: int = 0
@@ -159,6 +166,7 @@ class ModelConfig:
             p.append(f"image_tower must be one of {IMAGE_TOWERS}, not {self.image_tower!r}")
         if self.image_tower == "timm" and not self.timm_model:
             p.append("image_tower 'timm' needs timm_model")
+        p += self._heads_backbone_problems()
         if self.in_chans not in (1, 3):
             p.append(f"in_chans must be 1 or 3, not {self.in_chans}")
         if self.image_tower == "timm" and self.in_chans != 3:
@@ -185,6 +193,21 @@ class ModelConfig:
         if not 0.0 < self.topk_fraction <= 1.0:
             p.append("topk_fraction must be in (0, 1]")
         return p
+
+    def _heads_backbone_problems(self) -> list[str]:
+        from inspection.models.backbones import BACKBONES
+
+        if self.backbone is None:
+            return ["freeze_backbone needs a backbone"] if self.freeze_backbone else []
+        spec = BACKBONES.get(self.backbone)
+        if spec is None:
+            return [f"unknown backbone {self.backbone!r}, known: {sorted(BACKBONES)}"]
+        if self.image_tower != "timm" or self.timm_model != spec.timm_model:
+            return [
+                f"backbone {self.backbone!r} under trained heads needs image_tower 'timm' "
+                f"and timm_model {spec.timm_model!r}"
+            ]
+        return []
 
     def _normality_problems(self) -> list[str]:
         from inspection.models.backbones import BACKBONES

