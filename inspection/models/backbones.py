@@ -200,13 +200,20 @@ def create_backbone(name: str, stages: tuple[int, ...], pretrained: bool = True)
         spec.timm_model, pretrained=False, features_only=True, out_indices=tuple(stages)
     )
     if pretrained:
-        own = features.state_dict()
-        weights = pretrained_state_dict(name)
-        missing = [k for k in own if k not in weights]
-        if missing:
-            raise ModelError(f"{backbone_weights(name)}: no weights for {', '.join(missing[:3])}")
-        features.load_state_dict({k: weights[k] for k in own}, strict=True)
+        load_pretrained_weights(features, name)
     return features.eval()
+
+
+def load_pretrained_weights(module: nn.Module, name: str) -> None:
+    """Load backbone ``name``'s ImageNet weights into ``module``, a timm network built from
+    its ``timm_model`` (a feature extractor, or a trunk pruned after some stage): every
+    tensor ``module`` has must come from the package; the rest is left out."""
+    own = module.state_dict()
+    weights = pretrained_state_dict(name)
+    missing = [k for k in own if k not in weights]
+    if missing:
+        raise ModelError(f"{backbone_weights(name)}: no weights for {', '.join(missing[:3])}")
+    module.load_state_dict({k: weights[k] for k in own}, strict=True)
 
 
 def pretrained_state_dict(name: str) -> dict[str, Any]:

@@ -115,9 +115,9 @@ class ImageEncoder(nn.Module):
     def load_backbone(self, name: str) -> None:
         """Load a pretrained backbone's ImageNet weights (hash-checked, from its package)
         into the timm trunk."""
-        from inspection.models.backbones import backbone_weights, pretrained_state_dict
+        from inspection.models.backbones import load_pretrained_weights
 
-        _load_timm(self.tower.trunk, pretrained_state_dict(name), backbone_weights(name))
+        load_pretrained_weights(self.tower.trunk, name)
 
 
 def _build_tower(config: ModelConfig) -> nn.Module:
