@@ -407,13 +407,20 @@ def evaluate_command(
         ),
     ] = None,
     reports: Annotated[bool, typer.Option(help="Score the decoder's reports.")] = True,
+    normality: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fuse this feature normality model of the product (inspection train "
+            "--normal-only) with MODEL: a region only it finds goes to REVIEW."
+        ),
+    ] = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Evaluate a model: metrics.json, scores.csv, plots and index.html."""
     from inspection.evaluate import evaluate
     from inspection.pipeline import load_detector, thresholds_of
 
-    detector, metadata = load_detector(model, verify=not no_verify)
+    detector, metadata = load_detector(model, verify=not no_verify, normality=normality)
     if decoder is None and (model / "decoder").is_dir():
         decoder = model / "decoder"
     report_decoder = None
@@ -800,6 +807,14 @@ def demo(
         ),
     ] = None,
     language: Annotated[str, typer.Option(help="Language of the reports: en or zh.")] = "en",
+    normality: Annotated[
+        str,
+        typer.Option(
+            help="Normality model fused with the model: 'auto' fits the product's on "
+            "synthesised good parts once (about a minute, kept in OUT/../normality), "
+            "'none' runs the model alone, or a model directory."
+        ),
+    ] = "auto",
     no_verify: NoVerify = False,
 ) -> None:
     """Run a simulated line through the detection model, the product's standard and the
@@ -819,6 +834,7 @@ def demo(
         model_dir=model_dir,
         language=language,
         verify=not no_verify,
+        normality=None if normality == "none" else normality,
     )
 
 

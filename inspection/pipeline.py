@@ -130,7 +130,9 @@ class RecordingDetector:
         return self.last
 
 
-def load_detector(path: str | Path, verify: bool = True) -> tuple[Any, dict[str, Any]]:
+def load_detector(
+    path: str | Path, verify: bool = True, normality: str | Path | None = None
+) -> tuple[Any, dict[str, Any]]:
     """A detector and its metadata from a model directory, an edge bundle folder or an
     exported ``.onnx`` file.
 
@@ -140,11 +142,18 @@ def load_detector(path: str | Path, verify: bool = True) -> tuple[Any, dict[str,
     their recorded SHA-256 unless ``verify`` is off (development only; a bundle's
     manifest is always checked). Torch is imported only for a model directory.
 
+    With ``normality`` (a feature normality model of the product, in any of the same
+    forms: ``inspection train --normal-only``), the two run as one
+    :class:`~inspection.models.fusion.FusedDetector`: a region only the normality model
+    finds goes to REVIEW instead of passing.
+
     Raises
     ------
     ModelError
         A missing or modified model, or a file that is none of these.
     """
+    if normality is not None:
+        return with_normality(load_detector(path, verify)[0], normality, verify)
     from inspection.edge.bundle import is_bundle
 
     path = Path(path)
@@ -166,6 +175,17 @@ def load_detector(path: str | Path, verify: bool = True) -> tuple[Any, dict[str,
     return TorchDetector(model), model.metadata
 
 
+def with_normality(
+    heads: Any, normality: str | Path, verify: bool = True
+) -> tuple[Any, dict[str, Any]]:
+    """``heads`` (a loaded detector) fused with the normality model at ``normality`` (any
+    form :func:`load_detector` reads), and the fusion's metadata (see ``load_detector``)."""
+    from inspection.models.fusion import FusedDetector
+
+    fused = FusedDetector(heads, load_detector(normality, verify)[0])
+    return fused, fused.metadata
+
+
 def _bundle_detector(path: Path, verify: bool) -> tuple[Any, dict[str, Any]]:
     from inspection.edge.bundle import load_bundle
     from inspection.export.runtime import OnnxDetector, hash_file
@@ -176,6 +196,7 @@ def _bundle_detector(path: Path, verify: bool) -> tuple[Any, dict[str, Any]]:
     metadata = {**detector.metadata, "thresholds": bundle.thresholds}
     if bundle.calibration_version is not None:
         metadata["calibration_version"] = bundle.calibration_version
+    detector.metadata = metadata  # what a fusion aligns at: the thresholds the box uses
     return detector, metadata
 
 

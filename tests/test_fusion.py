@@ -114,17 +114,21 @@ def test_a_region_only_the_normality_model_finds_is_never_passed(bracket_standar
     assert decide(alone, frame, standard, thresholds_of(HEADS_META)).verdict is Verdict.PASS
 
 
-def test_a_region_the_heads_flag_anywhere_keeps_their_class():
+def test_a_region_the_heads_flag_anywhere_keeps_their_class_and_outline():
     heads_map, normality_map = _far(), _far()
     heads_map[10:13, 10:13] = 4.0  # the heads flag a small core ...
     normality_map[5:20, 5:20] = 3.0  # ... of a region the normality model sees larger
     normality_map[30:36, 40:46] = 3.0  # and one the heads do not see at all
+    normality_map[40, 5] = -1.0  # below its threshold, away from both
     detector = _fused(heads_map, normality_map)
     detection = detector.detect(None)
     defects = defects_from_detection(detection, thresholds_of(detector.metadata), 1.0)
     found = sorted((d.defect_class, d.attributes["area_mm2"]) for d in defects)
-    assert found == [(ANOMALY_CLASS, 36.0), ("scratch", 225.0)]
+    # the heads' 3 x 3 scratch is measured as they outlined it, not as the 15 x 15 blob
+    assert found == [(ANOMALY_CLASS, 36.0), ("scratch", 9.0)]
     assert detection.classes == (*CLASSES, ANOMALY_CLASS)
+    # away from the normality model's own regions the heads' finer map ranks pixels
+    assert detection.maps[0, 0, 40, 5] == pytest.approx(FAR - threshold_logit(HEADS_T["pixel"]))
 
 
 def test_swapped_models_and_mismatched_detections_are_refused():
@@ -174,12 +178,42 @@ def _fuse_real_tiny_models(torch) -> None:
     clip = AudioClip(np.random.default_rng(1).uniform(-0.1, 0.1, 16000).astype(np.float32))
     fused = detector.detect(image, clip)
     h, n = heads.detect(image, clip), normality.detect(image)
-    expected = np.maximum(h.maps[0, 0] - threshold_logit(0.7), n.maps[0, 0] - threshold_logit(0.65))
+    pixel_h = h.maps[0, 0] - threshold_logit(0.7)
+    union = np.maximum(pixel_h, n.maps[0, 0] - threshold_logit(0.65))
     assert fused.maps.shape == (1, 1 + len(h.classes) + 1, 80, 96)
-    np.testing.assert_allclose(fused.maps[0, 0], expected, rtol=0, atol=1e-5)
+    # the heads' map, but the union in the regions only the normality model found
+    theirs = fused.maps[0, -1] > fused.maps[0, 1:-1].max(0)  # the anomaly channel wins
+    np.testing.assert_allclose(fused.maps[0, 0][theirs], union[theirs], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(fused.maps[0, 0][~theirs], pixel_h[~theirs], rtol=0, atol=1e-5)
     np.testing.assert_allclose(fused.maps[0, 1:-1], h.maps[0, 1:])
     part = max(h.part_logit[0] - threshold_logit(0.6), n.part_logit[0] - threshold_logit(0.55))
     assert fused.part_logit[0] == pytest.approx(part, abs=1e-5)
     assert fused.audio_logit[0] == pytest.approx(h.audio_logit[0], abs=1e-6)
     assert fused.classes == (*heads_model.config.classes, ANOMALY_CLASS)
     assert detector.metadata["thresholds"]["audio"] == 0.9
+
+
+def test_load_detector_fuses_a_saved_normality_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    from inspection.models import save_model
+    from inspection.models.normality import NormalityModel
+    from inspection.models.registry import create_model, get_config
+    from inspection.pipeline import load_detector
+
+    torch.manual_seed(0)
+    heads_dir = save_model(create_model("tiny"), tmp_path / "heads", extra={"thresholds": {}})
+    config = get_config("padim-lite0").replace(name="padim-load-test", image_size=64)
+    normality_model = NormalityModel(config).eval()
+    d = normality_model.precision.shape[-1]
+    normality_model.precision.copy_(torch.eye(d).expand_as(normality_model.precision) / d)
+    extra = {"thresholds": {"image": 0.55, "pixel": 0.65}}
+    normality_dir = save_model(normality_model, tmp_path / "normality", extra=extra)
+
+    detector, metadata = load_detector(heads_dir, normality=normality_dir)
+    assert isinstance(detector, FusedDetector) and metadata is detector.metadata
+    assert detector.classes[-1] == ANOMALY_CLASS
+    assert metadata["fusion"]["normality"]["image"] == 0.55
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert detector.detect(image).maps.shape == (1, 1 + len(detector.classes), 64, 64)
+    with pytest.raises(ModelError):
+        load_detector(heads_dir, normality=tmp_path / "no-such-model")

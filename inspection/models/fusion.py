@@ -14,7 +14,11 @@ model's own calibrated threshold (pixel threshold for the map, image threshold f
 image and part logits, as :func:`~inspection.pipeline.thresholds_of` gives them), so each
 model's threshold lands on logit 0 (probability 0.5); the fused logit is the max of the
 two. A pixel or part one model alone flags is flagged: the fused model's thresholds are
-0.5 for image and pixel, and the heads' for audio.
+0.5 for image and pixel, and the heads' for audio. The map is the heads' but in the
+regions only the normality model found: measured on the union of the two maps, a scratch
+grew by the normality model's blur (length error 0.24 -> 14 mm), a colour patch's mean
+ΔE was diluted by the good surface around it, and the pixel AUROC fell (bracket 0.996 ->
+0.956) where the two models' sub-threshold scales mixed (benchmarks/README.md).
 
 Classes
 -------
@@ -166,12 +170,14 @@ def fuse(
     Returns
     -------
     Detection
-        Channel 0 of the maps and the image and part logits: the max of the two models'
-        logits, each shifted by the logit of its own threshold (pixel for the map, image
-        for the image and part logits). Class channels: the heads' and an ``anomaly``
-        channel that wins the regions (fused map >= 0.5, 8-connected) holding no pixel
-        the heads flag and loses elsewhere. Class logits: the heads' and the normality
-        model's aligned image logit. Audio, tokens and grid: the heads'.
+        The image and part logits: the max of the two models' logits, each shifted by the
+        logit of its own threshold (image). Channel 0 of the maps: the heads' logits
+        shifted by their pixel threshold's, but in the regions (>= 0.5, 8-connected) of
+        the max of both models' so shifted that hold no pixel the heads flag: there that
+        max. So the heads measure what they found, in their own outline. Class
+        channels: the heads' and an ``anomaly`` channel that wins the regions holding no
+        pixel the heads flag and loses elsewhere. Class logits: the heads' and the
+        normality model's aligned image logit. Audio, tokens and grid: the heads'.
 
     Raises
     ------
@@ -190,12 +196,17 @@ def fuse(
         raise ValueError(f"the heads' classes {heads.classes} already name {ANOMALY_CLASS!r}")
     pixel_h = heads.maps[:, 0] - np.float32(threshold_logit(heads_thresholds.pixel))
     pixel_n = normality.maps[:, 0] - np.float32(threshold_logit(normality_thresholds.pixel))
-    anomaly = np.maximum(pixel_h, pixel_n)  # NaN in either stays NaN: never hidden
+    union = np.maximum(pixel_h, pixel_n)  # NaN in either stays NaN: never hidden
     image_h = np.float32(threshold_logit(heads_thresholds.image))
     image_n = np.float32(threshold_logit(normality_thresholds.image))
     normality_image = normality.image_logit - image_n
     class_channels = heads.maps[:, 1:]
-    unseen = _regions_heads_missed(anomaly >= 0, pixel_h >= 0)
+    unseen = _regions_heads_missed(union >= 0, pixel_h >= 0)
+    # The heads' map but in the regions only the normality model found: a region the
+    # heads flag keeps their outline (the normality model's coarser blob around it would
+    # be measured too: a scratch's length, a patch's mean colour), and below both
+    # thresholds the heads' finer map ranks pixels (the two models' scales do not mix).
+    anomaly = np.where(unseen, union, pixel_h)
     top = class_channels.max(1) if class_channels.shape[1] else np.zeros_like(anomaly)
     extra = np.where(unseen, top + CLASS_MARGIN, top - CLASS_MARGIN)
     maps = np.concatenate([anomaly[:, None], class_channels, extra[:, None]], axis=1)

@@ -152,10 +152,27 @@ def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
 def resize_image(image: np.ndarray, options: PreprocessOptions) -> np.ndarray:
     """Whole frame squashed to one normalised ``(C, S, S)`` input (no tiling)."""
     x = to_float(image, options.in_chans)
-    size = (options.image_size, options.image_size)
-    interp = cv2.INTER_AREA if max(x.shape[:2]) > options.image_size else cv2.INTER_LINEAR
-    x = cv2.resize(x, size, interpolation=interp).reshape(*size, options.in_chans)
+    x = resize_pixels(x, (options.image_size, options.image_size))  # (S, S, C)
     return normalize(x, options.mean, options.std)  # (C, S, S)
+
+
+def resize_pixels(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An image (pixels, not labels) resized to ``shape`` ``(H, W)``, any dtype and channels.
+
+    Area interpolation when the image shrinks, bilinear when it grows: the one rule for
+    every path that resizes pixels, so that a model is fitted on images resized exactly
+    as the ones it later scores (area interpolation enlarges like nearest neighbour,
+    blocky; a model fitted on those scored bilinear enlargements 2x higher, see
+    benchmarks/README.md).
+    """
+    if tuple(image.shape[:2]) == tuple(shape):
+        return image
+    h, w = shape
+    if image.ndim == 3 and image.shape[2] > 4:  # OpenCV resizes at most 4 channels at once
+        return np.stack([resize_pixels(image[:, :, i], shape) for i in range(image.shape[2])], -1)
+    shrinks = h * w < image.shape[0] * image.shape[1]
+    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
+    return out.reshape(h, w, *image.shape[2:])
 
 
 def tile_positions(length: int, size: int, overlap: float) -> list[int]:
@@ -248,11 +265,9 @@ def _resize_hw(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     if array.dtype == bool:
         return _resize_hw(array.astype(np.uint8), shape).astype(bool)
-    nearest = array.dtype.kind in "iu"
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    if not nearest and h * w < array.shape[0] * array.shape[1]:
-        interp = cv2.INTER_AREA
+    if array.dtype.kind not in "iu":
+        return resize_pixels(array, shape)
     if array.ndim == 3 and array.shape[2] > 4:  # OpenCV resizes at most 4 channels at once
         return np.stack([_resize_hw(array[:, :, i], shape) for i in range(array.shape[2])], -1)
-    out = cv2.resize(array, (w, h), interpolation=interp)
+    out = cv2.resize(array, (w, h), interpolation=cv2.INTER_NEAREST)
     return out.reshape(h, w, *array.shape[2:])

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from inspection.datasets import Dataset, Sample
 from inspection.io import InputError, read_audio, read_image, read_mask, to_uint8_rgb
 from inspection.models.audio import audio_to_mel
-from inspection.models.preprocess import PreprocessOptions, normalize, plan_tiles
+from inspection.models.preprocess import PreprocessOptions, normalize, plan_tiles, resize_pixels
 from inspection.train.anomalies import estimate_foreground, synthesise_anomaly
 from inspection.types import AUDIO_SAMPLE_RATE
 
@@ -62,7 +62,7 @@ def _load_item(sample: Sample, options: PreprocessOptions) -> Item:
     image = to_uint8_rgb(read_image(sample.image))
     work = plan_tiles(image.shape[:2], options).work_shape
     if work != image.shape[:2]:
-        image = cv2.resize(image, work[::-1], interpolation=cv2.INTER_AREA)
+        image = resize_pixels(image, work)  # as preprocess resizes it at inference
     mask = None
     if sample.mask is not None and not sample.is_good:
         mask = read_mask(sample.mask)

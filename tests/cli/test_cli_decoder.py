@@ -106,7 +106,7 @@ def test_evaluate_scores_reports_under_another_standard(model_dir, line, tmp_pat
 
 def test_demo_prints_reports_beside_the_rules(model_dir, tmp_path):
     console = Console(record=True, width=160)
-    run_demo(tmp_path, "bracket", n=4, seed=3, console=console, model_dir=model_dir)
+    run_demo(tmp_path, "bracket", n=4, seed=3, console=console, model_dir=model_dir, normality=None)
     assert "report decoder beside the rule engine" in console.export_text()
     records = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     for record in records:
@@ -172,7 +172,7 @@ def test_commands_default_to_the_shipped_model_from_any_directory(
         result = _ok(["ask", "Does the part pass?", "--image", str(image), "--mm-per-px", "0.9"])
         assert "rule engine:" in result.output
         assert shipped_decoder_dir() == tmp_path / "models" / "default" / "decoder"
-        demo = _ok(["demo", "--n", "2", "--out", str(tmp_path / "demo")])
+        demo = _ok(["demo", "--n", "2", "--out", str(tmp_path / "demo"), "--normality", "none"])
         assert "report decoder tiny" in demo.output  # the tiny copy, not ./models/default
     finally:
         get_settings.cache_clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -119,3 +121,14 @@ def test_payload_of_a_detection(tokenizer, audio):
     payload = model.fuse_detection(detection)
     assert payload.shape == (2, 8, 64) and payload.dtype == np.float16
     assert payload[0].nbytes == payload_bytes(model.config.fusion) == 1024
+    # heads fused with a normality model: their channels, the appended anomaly one unread
+    classes = ("scratch", "dent", "color_deviation", "crack", "contamination", "other")
+    extra = rng.standard_normal((2, 1, 64, 64)).astype(np.float32)
+    fused = replace(
+        detection,
+        maps=np.concatenate([detection.maps, extra], axis=1),
+        classes=(*classes, "anomaly"),
+    )
+    np.testing.assert_array_equal(model.fuse_detection(fused), payload)
+    with pytest.raises(RuntimeError):  # any other channel count is not the heads'
+        model.fuse_detection(replace(fused, classes=(*classes, "scuff")))
