@@ -222,7 +222,7 @@ def _decider(
         inspector = Inspector(detector, standard, thresholds_of(metadata))
         warning = product_warning(model.metadata, _recorded_evaluation(model_dir), product)
         if warning is not None and normality is not None:
-            warning += " (measured alone: the normality model sends more of those to REVIEW)"
+            warning += " (measured alone; fused with the normality model it passed fewer)"
         warned = "" if warning is None else f"\n[yellow]warning[/yellow]: {warning}"
         if not (model_dir / "decoder").is_dir():
             return (lambda obs, part: (inspector.inspect(obs), None)), described + warned, None
