@@ -62,3 +62,23 @@ def model_dir(tmp_path_factory, parts) -> Path:
     model.metadata = {"thresholds": {"image": float(np.median(scores)), "pixel": 0.5, "audio": 0.5}}
     out = tmp_path_factory.mktemp("model") / "tiny-finds"
     return save_model(model, out, extra=model.metadata)
+
+
+# ------------------------------------------------- a tiny feature normality model (fusion)
+
+
+def tiny_normality_model(thresholds: dict[str, float]):
+    """An untrained PaDiM model at 64 px (identity covariance, logit shift 0.5) with
+    ``thresholds``: fits nothing, so tests of what loads and fuses it stay fast."""
+    import torch
+
+    from inspection.models.normality import NormalityModel
+    from inspection.models.registry import get_config
+
+    config = get_config("padim-lite0").replace(name="padim-tiny-test", image_size=64)
+    model = NormalityModel(config).eval()
+    d = model.precision.shape[-1]
+    model.precision.copy_(torch.eye(d).expand_as(model.precision) / d)
+    model.shift.fill_(0.5)
+    model.metadata = {"thresholds": dict(thresholds)}
+    return model

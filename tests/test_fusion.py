@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import tiny_normality_model
 
 from inspection.errors import ModelError
 from inspection.models.fusion import ANOMALY_CLASS, FusedDetector, fuse, threshold_logit
@@ -159,18 +160,12 @@ def test_real_tiny_models_fuse_through_their_torch_detectors():
 
 def _fuse_real_tiny_models(torch) -> None:
     from inspection.models.detector import TorchDetector
-    from inspection.models.normality import NormalityModel
-    from inspection.models.registry import create_model, get_config
+    from inspection.models.registry import create_model
 
     torch.manual_seed(0)
     heads_model = create_model("tiny")
     heads_model.metadata = {"thresholds": {"image": 0.6, "pixel": 0.7, "audio": 0.9}}
-    config = get_config("padim-lite0").replace(name="padim-fusion-test", image_size=64)
-    normality_model = NormalityModel(config).eval()
-    d = normality_model.precision.shape[-1]
-    normality_model.precision.copy_(torch.eye(d).expand_as(normality_model.precision) / d)
-    normality_model.shift.fill_(0.5)
-    normality_model.metadata = {"thresholds": {"image": 0.55, "pixel": 0.65}}
+    normality_model = tiny_normality_model({"image": 0.55, "pixel": 0.65})
     heads, normality = TorchDetector(heads_model), TorchDetector(normality_model)
     detector = FusedDetector(heads, normality)
 
@@ -196,18 +191,13 @@ def _fuse_real_tiny_models(torch) -> None:
 def test_load_detector_fuses_a_saved_normality_model(tmp_path):
     torch = pytest.importorskip("torch")
     from inspection.models import save_model
-    from inspection.models.normality import NormalityModel
-    from inspection.models.registry import create_model, get_config
+    from inspection.models.registry import create_model
     from inspection.pipeline import load_detector
 
     torch.manual_seed(0)
     heads_dir = save_model(create_model("tiny"), tmp_path / "heads", extra={"thresholds": {}})
-    config = get_config("padim-lite0").replace(name="padim-load-test", image_size=64)
-    normality_model = NormalityModel(config).eval()
-    d = normality_model.precision.shape[-1]
-    normality_model.precision.copy_(torch.eye(d).expand_as(normality_model.precision) / d)
-    extra = {"thresholds": {"image": 0.55, "pixel": 0.65}}
-    normality_dir = save_model(normality_model, tmp_path / "normality", extra=extra)
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
 
     detector, metadata = load_detector(heads_dir, normality=normality_dir)
     assert isinstance(detector, FusedDetector) and metadata is detector.metadata

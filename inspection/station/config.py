@@ -42,12 +42,18 @@ class ModelConfig(_Section):
         Check every model file against its recorded SHA-256 before the first part.
     threads : int | None
         Inference threads (ONNX Runtime intra-op, torch); ``None``: the library's default.
+    normality : Path | None
+        A feature normality model of the product (``inspection train --normal-only``:
+        a model folder or ``.onnx``) fused with a model folder or ``.onnx`` ``path``
+        (:class:`~inspection.models.fusion.FusedDetector`): what only it finds goes to
+        REVIEW instead of passing. ``None``: the model alone.
     """
 
     path: Path
     standard: Path | None = None
     verify: bool = True
     threads: int | None = Field(default=None, ge=1)
+    normality: Path | None = None
 
 
 class SimulatorSource(_Section):
@@ -294,6 +300,7 @@ class StationConfig(BaseSettings):
                 update={
                     "path": fix(self.model.path) or self.model.path,
                     "standard": fix(self.model.standard) or self.model.standard,
+                    "normality": fix(self.model.normality) or self.model.normality,
                 }
             ),
             "records": records.model_copy(

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from inspection.capture.base import CaptureError, PartSource
+from inspection.errors import UserError
 from inspection.spool import Spool
 from inspection.station.config import SimulatorSource, StationConfig
 from inspection.station.metrics import MetricsServer, StationMetrics
@@ -133,6 +134,11 @@ def build_runtime(config: StationConfig) -> Runtime:
     from inspection.edge.bundle import is_bundle
 
     path = config.model.path
+    if is_bundle(path) and config.model.normality is not None:
+        raise UserError(
+            f"model.normality: an edge bundle ({path}) decides with its own graph; fuse a "
+            "normality model with a model folder or .onnx path, or set normality: null"
+        )
     if is_bundle(path):
         from inspection.edge.bundle import load_bundle
         from inspection.edge.runtime import EdgeRuntime
@@ -146,7 +152,7 @@ def build_runtime(config: StationConfig) -> Runtime:
         import torch
 
         torch.set_num_threads(config.model.threads)
-    detector, metadata = load_detector(path, verify=config.model.verify)
+    detector, metadata = load_detector(path, config.model.verify, config.model.normality)
     standard = load_standard(config.model.standard or standard_path(config.product))
     return InspectorRuntime(Inspector(detector, standard, thresholds_of(metadata)))
 

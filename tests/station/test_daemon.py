@@ -443,3 +443,33 @@ def test_fail_safe_hold_takes_no_part_until_the_broker_is_there(tmp_path, model_
     finally:
         daemon.request_stop()
         broker.stop()
+
+
+def test_a_station_fuses_its_model_with_a_normality_model(tmp_path, model_path, broker):
+    from conftest import tiny_normality_model
+
+    from inspection.edge.bundle import BUNDLE_FORMAT
+    from inspection.errors import UserError
+    from inspection.models import save_model
+    from inspection.models.fusion import FusedDetector
+
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
+    listener = VerdictListener(broker.port)
+    model = {"path": str(model_path), "normality": str(normality_dir)}
+    config = station_config(tmp_path, broker.port, model=model)
+    runtime = build_runtime(config)
+    assert isinstance(runtime.inspector.detector, FusedDetector)
+    daemon = StationDaemon(config, source=CyclingSource(6), runtime=runtime)
+    thread = start(daemon)
+    assert wait_until(lambda: len(listener.counts()) == 6, WAIT_S)
+    stop(daemon, thread)
+    records = [RecordStore(config.records.url).get(f"T-{i:05d}", "st-1") for i in range(6)]
+    assert all(r.model_version.startswith("fused(") for r in records)
+
+    bundle = tmp_path / "bundle"  # a bundle decides with its own graph: refused, clearly
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"format": BUNDLE_FORMAT}))
+    model = {"path": str(bundle), "normality": str(normality_dir)}
+    with pytest.raises(UserError, match="edge bundle"):
+        build_runtime(station_config(tmp_path, None, model=model))
