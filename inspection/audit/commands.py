@@ -53,6 +53,14 @@ def audit_command(
             "at the same paths from every node."
         ),
     ] = None,
+    normality: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fuse this feature normality model of the product (inspection train "
+            "--normal-only) with MODEL: a region only it finds goes to REVIEW. Parts then "
+            "run one at a time."
+        ),
+    ] = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Audit an archive of part images under a standard: report.html, results.csv and
@@ -71,6 +79,7 @@ def audit_command(
         engine=engine,
         ray_address=ray_address,
         verify=not no_verify,
+        normality=normality,
     )
     summary = audit(input_spec, out, model, standard_path(standard), options)
     verdicts = "  ".join(f"{k} {v}" for k, v in summary.verdicts.items())

@@ -95,6 +95,10 @@ class AuditOptions:
         Check the model's files against their recorded SHA-256.
     progress : bool
         Show a progress bar (rate and ETA).
+    normality : Path | None
+        A feature normality model of the product fused with the model
+        (:func:`~inspection.pipeline.load_detector`): what only it finds goes to REVIEW.
+        The two models tile differently, so parts then run one at a time.
     """
 
     batch_size: int = 16
@@ -104,6 +108,7 @@ class AuditOptions:
     ray_address: str | None = None
     verify: bool = True
     progress: bool = True
+    normality: Path | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -205,7 +210,7 @@ class PartAuditor:
         from inspection.pipeline import load_detector
         from inspection.standards import load_standard
 
-        detector, metadata = load_detector(Path(model), verify=options.verify)
+        detector, metadata = load_detector(Path(model), options.verify, options.normality)
         return cls(detector, metadata, load_standard(Path(standard)), Path(out), options)
 
     def close(self) -> None:
@@ -263,7 +268,8 @@ class PartAuditor:
         try:
             image = _decode(item, data)
             part.frame = Frame(image, camera=STATION, mm_per_px=self._scale(item))
-            part.tiles = preprocess(image, self.detector.preprocess_options)
+            tiling = getattr(self.detector, "preprocess_options", None)  # none: a fusion
+            part.tiles = None if tiling is None else preprocess(image, tiling)
             part.audio = read_audio(item.audio) if item.audio else None
         except UserError as exc:  # the input's fault; anything else is a bug
             part.error = _strip_path(str(exc), item)
@@ -293,7 +299,7 @@ class PartAuditor:
 
     def _detect(self, parts: list[LoadedPart]) -> list[Detection | Exception]:
         out: list[Detection | Exception | None] = [None] * len(parts)
-        batched = [i for i, p in enumerate(parts) if p.audio is None]
+        batched = [i for i, p in enumerate(parts) if p.audio is None and p.tiles is not None]
         if batched:
             try:
                 found = detect_tiles(self.detector, [parts[i].tiles for i in batched])
@@ -302,7 +308,7 @@ class PartAuditor:
             for i, detection in zip(batched, found, strict=True):
                 out[i] = detection
         for i, p in enumerate(parts):
-            if p.audio is not None:  # a tap test is scored in windows, part by part
+            if out[i] is None:  # a tap test is scored in windows, a fusion part by part
                 out[i] = self._detect_one(p)
         return out  # type: ignore[return-value]
 

@@ -212,3 +212,35 @@ def test_a_zip_is_audited_like_its_folder(tmp_path, parts, model_dir):
     assert "'..'" in b.pop("../escape.png")["error"]
     assert {k: comparable(v) for k, v in a.items()} == {k: comparable(v) for k, v in b.items()}
     assert zipped.unreadable == 1 and folder.unreadable == 0
+
+
+def test_an_audit_with_a_normality_model_decides_each_part_as_the_fused_line(
+    tmp_path, parts, model_dir
+):
+    """Fused, the two models tile differently: each part runs alone, and its verdict is
+    the line's Inspector's with the same fusion."""
+    from conftest import tiny_normality_model
+
+    from inspection.models import save_model
+    from inspection.pipeline import load_detector
+
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
+    lot = tmp_path / "lot"
+    shutil.copytree(parts / "good", lot / "good")
+    shutil.copytree(parts / "scratch", lot / "scratch")
+    options = AuditOptions(
+        batch_size=3, workers=2, mm_per_px=MM_PER_PX, progress=False, normality=normality_dir
+    )
+    audit(lot, tmp_path / "out", model_dir, STANDARD, options)
+    detector, metadata = load_detector(model_dir, normality=normality_dir)
+    inspector = Inspector(detector, load_standard(STANDARD), thresholds_of(metadata))
+    found = by_source(tmp_path / "out")
+    images = sorted(lot.glob("*/*.png"))
+    assert len(found) == len(images) > 0
+    for path in images:
+        source = path.relative_to(lot).as_posix()
+        frame = Frame(read_image(path), mm_per_px=MM_PER_PX)
+        alone = inspector.inspect(Observation(source, "test", (frame,)))
+        assert found[source]["verdict"] == alone.verdict.value, source
+        assert found[source]["model_version"].startswith("fused("), source
