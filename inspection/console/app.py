@@ -231,6 +231,7 @@ def build_console(
     whisper: str | Path | None = None,
     mm_per_px: float | None = None,
     verify: bool = True,
+    normality: str | Path | None = None,
 ) -> gr.Blocks:
     """The console as a Gradio Blocks app (not launched).
 
@@ -257,6 +258,9 @@ def build_console(
         Station scale for questions and audits (sizes go to review without one).
     verify : bool
         Refuse model files that differ from their manifest.
+    normality : str | Path | None
+        A feature normality model of the product fused with ``model`` for questions and
+        audits (what only it finds goes to REVIEW); ``None``: the model alone.
 
     Examples
     --------
@@ -265,7 +269,7 @@ def build_console(
     """
     L = labels(language)
     if service is None:
-        service = _service(db, model, whisper, mm_per_px, verify)
+        service = _service(db, model, whisper, mm_per_px, verify, normality)
     feed = None
     if simulate if simulate is not None else db is None:
         feed = SimulatorFeed(service.store, service.library, service.models)
@@ -293,6 +297,7 @@ def _service(
     whisper: str | Path | None,
     mm_per_px: float | None,
     verify: bool,
+    normality: str | Path | None = None,
 ) -> ConsoleService:
     from inspection.config import get_settings
     from inspection.console.standards import StandardLibrary
@@ -308,6 +313,7 @@ def _service(
         whisper_checkpoint=Path(whisper) if whisper else None,
         mm_per_px=mm_per_px,
         verify=verify,
+        normality=Path(normality) if normality else None,
     )
     return ConsoleService(store, library, models)
 

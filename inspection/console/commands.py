@@ -67,6 +67,13 @@ def console_command(
     mm_per_px: Annotated[
         float | None, typer.Option(help="Station scale for the measurements of questions/audits.")
     ] = None,
+    normality: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fuse this feature normality model of the product (inspection train "
+            "--normal-only) with the model for questions and audits."
+        ),
+    ] = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Serve the operator console (Ctrl-C stops it)."""
@@ -84,8 +91,9 @@ def console_command(
         raise UserError(f"--lang must be one of {', '.join(LANGUAGES)}, not {lang!r}")
     check_serving(users is not None, host, session_hours)  # before anything is built
     directory = None if users is None else UserDirectory.load(users)
-    if model is not None and not model.exists():
-        raise UserError(f"no model at {model}")
+    for name, path in (("model", model), ("normality model", normality)):
+        if path is not None and not path.exists():
+            raise UserError(f"no {name} at {path}")
     with console.status("building the console"):
         blocks = build_console(
             db,
@@ -95,6 +103,7 @@ def console_command(
             whisper=whisper,
             mm_per_px=mm_per_px,
             verify=not no_verify,
+            normality=normality,
         )
     where = "the simulated line" if db is None else db
     login = f"{len(directory.names())} users" if directory else "no login (loopback only)"

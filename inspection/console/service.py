@@ -102,6 +102,9 @@ class ModelSet:
         transcribe spoken questions; default: the bundled English ``tiny.en``.
     mm_per_px : float | None
         The station's scale, for the measurements a question re-inspects.
+    normality : Path | None
+        A feature normality model of the product fused with the model
+        (:func:`~inspection.pipeline.load_detector`); ``None``: the model alone.
     """
 
     model_dir: Path | None = None
@@ -109,6 +112,7 @@ class ModelSet:
     whisper_checkpoint: Path | None = None
     mm_per_px: float | None = None
     verify: bool = True
+    normality: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Held while the decoder answers: the active adapter is the shared model's state.
     ask_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -130,7 +134,9 @@ class ModelSet:
             if self._detector is None:
                 from inspection.pipeline import load_detector
 
-                self._detector, self._metadata = load_detector(self.model_dir, verify=self.verify)
+                self._detector, self._metadata = load_detector(
+                    self.model_dir, self.verify, self.normality
+                )
             return self._detector, self._metadata
 
     def inspector(self, standard: Any) -> Any:
@@ -408,7 +414,8 @@ class ConsoleService:
             for index, path in enumerate(files):
                 shutil.copyfile(path, inputs / f"{index:05d}-{Path(path).name}")
             spec = inputs
-        options = AuditOptions(workers=2, mm_per_px=self.models.mm_per_px)
+        models = self.models
+        options = AuditOptions(workers=2, mm_per_px=models.mm_per_px, normality=models.normality)
         summary = audit(spec, run / "audit", self.models.model_dir, standard_file, options)
         return AuditOutcome(
             out=run / "audit",

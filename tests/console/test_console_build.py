@@ -118,3 +118,25 @@ def test_the_simulated_line_records_inspected_parts(tmp_path, model_dir):
         image = read_image(store.evidence.find(sha))
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
     assert [p.part_id for p in store.latest(5)] == [second, first]  # newest first
+
+
+def test_the_consoles_models_fuse_a_normality_model(tmp_path, model_dir):
+    from conftest import tiny_normality_model
+
+    from inspection.console.feed import SimulatorFeed
+    from inspection.console.service import ModelSet
+    from inspection.console.standards import StandardLibrary
+    from inspection.models import save_model
+    from inspection.models.fusion import FusedDetector
+    from inspection.records.store import RecordStore
+
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
+    models = ModelSet(model_dir, normality=normality_dir)
+    detector, metadata = models.detector()
+    assert isinstance(detector, FusedDetector) and metadata["thresholds"]["image"] == 0.5
+    store = RecordStore(tmp_path / "records.db")
+    library = StandardLibrary(store.engine)
+    library.seed(STANDARDS_DIR)
+    part_id = SimulatorFeed(store, library, models, station="line-7").step()
+    assert store.get(part_id, "line-7").model_version.startswith("fused(")
