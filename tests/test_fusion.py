@@ -207,3 +207,38 @@ def test_load_detector_fuses_a_saved_normality_model(tmp_path):
     assert detector.detect(image).maps.shape == (1, 1 + len(detector.classes), 64, 64)
     with pytest.raises(ModelError):
         load_detector(heads_dir, normality=tmp_path / "no-such-model")
+
+
+def test_two_exported_graphs_fuse_on_an_edge_box_without_torch(tmp_path):
+    """A station's ``path: edge.onnx`` with ``normality: normality.onnx``: the fusion runs
+    torch-free on ONNX Runtime and finds what the torch models fused find."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime", reason="the edge runtime (edge extra)")
+    from edge_guard import run_without_torch
+
+    from inspection.export.onnx import export_onnx
+    from inspection.models.detector import TorchDetector
+    from inspection.models.registry import create_model
+    from inspection.pipeline import load_detector
+
+    torch.manual_seed(0)
+    heads = create_model("tiny")
+    heads.metadata = {"thresholds": {"image": 0.6, "pixel": 0.7, "audio": 0.9}}
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    heads_graph = export_onnx(heads, tmp_path / "edge.onnx", with_audio=False)
+    normality_graph = export_onnx(normality, tmp_path / "normality.onnx", with_audio=False)
+    image = np.random.default_rng(2).integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    on_edge, _ = load_detector(heads_graph, normality=normality_graph)
+    in_torch = FusedDetector(TorchDetector(heads), TorchDetector(normality))
+    edge, reference = on_edge.detect(image), in_torch.detect(image)
+    np.testing.assert_allclose(edge.maps, reference.maps, rtol=0, atol=1e-3)
+    assert edge.part_logit[0] == pytest.approx(reference.part_logit[0], abs=1e-3)
+    done = run_without_torch(f"""
+        import numpy as np
+        from inspection.pipeline import load_detector
+        detector, metadata = load_detector({str(heads_graph)!r}, normality={str(normality_graph)!r})
+        maps = detector.detect(np.zeros((80, 96, 3), np.uint8)).maps
+        assert maps.shape == (1, {len(edge.classes) + 1}, 80, 96), maps.shape
+        assert metadata["thresholds"]["image"] == 0.5
+    """)
+    assert done.returncode == 0, done.stderr
