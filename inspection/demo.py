@@ -54,7 +54,7 @@ from inspection.viz import (
 
 DEFAULT_MODEL = default_model_dir()
 NORMALITY_PARTS = 560  # synthesised good parts a product's normality model is fitted on
-NORMALITY_SEED = 1  # not the demo line's: the model never sees the parts it judges
+NORMALITY_SEED = 1  # the line's default seed is 2026: not fitted on the parts it judges
 NORMALITY_MINUTES = 5.0
 
 
