@@ -581,6 +581,13 @@ def export_command(
         Path | None,
         typer.Option(help="INT8: a dataset of real good and defective parts to calibrate on."),
     ] = None,
+    normality: Annotated[
+        Path | None,
+        typer.Option(
+            help="Bundle: a feature normality model of the product (inspection train "
+            "--normal-only) shipped beside the edge graph and fused with it on the box."
+        ),
+    ] = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Export a model for deployment: the edge graph, an edge bundle or a Triton repository.
@@ -610,6 +617,7 @@ def export_command(
         "--split": split != "fused",
         "--sign-key": sign_key is not None,
         "--holdout": holdout is not None,
+        "--normality": normality is not None,
     }
     given = [name for name, used in bundle_only.items() if used]
     if format_ != "bundle" and given:
@@ -633,6 +641,7 @@ def export_command(
             int8,
             calibration_data,
             no_verify,
+            normality,
         )
     else:
         if int8:
@@ -723,6 +732,7 @@ def _export_bundle(
     int8: bool,
     calibration_data: Path | None,
     no_verify: bool,
+    normality: Path | None = None,
 ) -> None:
     from inspection.config import default_model_dir
     from inspection.export.bundle import export_bundle
@@ -741,6 +751,7 @@ def _export_bundle(
             calibration_data=calibration_data,
             verify=not no_verify,
             with_audio=audio,
+            normality_dir=normality,
             log=status.update,
         )
     manifest = result.manifest
@@ -754,6 +765,9 @@ def _export_bundle(
     table.add_row("edge graph parity", f"{result.parity.worst:.1e} on {result.parity.batch} inputs")
     if result.fusion_parity is not None:
         table.add_row("fusion graph parity", f"{result.fusion_parity.max_abs_diff:.1e}")
+    if (normality := manifest["checks"].get("normality_graph")) is not None:
+        worst = max(normality["max_abs_diff"].values())
+        table.add_row("normality graph parity", f"{worst:.1e} on {normality['inputs']} inputs")
     held = result.holdout.summary()
     table.add_row(
         "held-out parts",

@@ -188,16 +188,9 @@ def with_normality(
 
 def _bundle_detector(path: Path, verify: bool) -> tuple[Any, dict[str, Any]]:
     from inspection.edge.bundle import load_bundle
-    from inspection.export.runtime import OnnxDetector, hash_file
 
-    bundle = load_bundle(path)
-    graph = bundle.edge_graph
-    detector = OnnxDetector(graph, verify=verify and hash_file(graph).is_file())
-    metadata = {**detector.metadata, "thresholds": bundle.thresholds}
-    if bundle.calibration_version is not None:
-        metadata["calibration_version"] = bundle.calibration_version
-    detector.metadata = metadata  # what a fusion aligns at: the thresholds the box uses
-    return detector, metadata
+    detector = load_bundle(path).detector(verify=verify)
+    return detector, detector.metadata
 
 
 def defects_from_detection(

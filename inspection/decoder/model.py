@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from inspection.decoder.fusion import FusionConfig, FusionResampler
 from inspection.decoder.tokenizer import tokenizer_corpus, train_tokenizer
 from inspection.errors import ModelError
 from inspection.models.card import check_files, covering_manifest
-from inspection.models.fusion import ANOMALY_CLASS
+from inspection.models.fusion import heads_part
 from inspection.models.outputs import Detection
 
 FORMAT = "inspection.report-decoder/1"
@@ -277,9 +277,7 @@ class ReportDecoder(nn.Module):
         decided, ``anomaly`` ones included, still reach it in the prompt.
         """
         param = next(self.fusion.parameters())
-        trained = self.config.fusion.map_channels
-        if detection.maps.shape[1] == trained + 1 and detection.classes[-1:] == (ANOMALY_CLASS,):
-            detection = replace(detection, maps=detection.maps[:, :trained])
+        detection = heads_part(detection)
 
         def t(a: np.ndarray | None) -> Tensor | None:
             return None if a is None else torch.as_tensor(a, dtype=param.dtype, device=param.device)

@@ -11,6 +11,8 @@ A bundle is one folder (``inspection export --format bundle`` writes it,
     edge.onnx              the edge graph (image [+ mel] -> maps, logits, tokens)
     edge.onnx.sha256       its SHA-256 (``OnnxDetector`` checks it too)
     fusion.onnx            the fusion resampler (patch tokens, pooled maps, audio tokens)
+    normality.onnx         optional: a feature normality model of the product, fused with
+                           the edge graph (``inspection.models.fusion.FusedDetector``)
     standards/*.yaml       the defect standard of each product the model serves
     selftest/              held-out parts and expected.json: the verdicts and scores
                            the bundle's graph must reproduce
@@ -41,6 +43,7 @@ SIGNATURE = "manifest.sig"
 MANIFEST_HASH = MANIFEST + ".sha256"
 EDGE_GRAPH = "edge.onnx"
 FUSION_GRAPH = "fusion.onnx"
+NORMALITY_GRAPH = "normality.onnx"
 SELFTEST = "selftest/expected.json"
 SELFTEST_FORMAT = "inspection.selftest/1"
 SPLITS = ("fused", "tokens")
@@ -66,6 +69,11 @@ class Bundle:
     fusion_graph : Path | None
         ``fusion.onnx`` (``inspection.edge.fusion.OnnxFusion``); ``None`` when the
         bundle was exported without a report decoder (split ``tokens`` only).
+    normality_graph : Path | None
+        ``normality.onnx``, a feature normality model fused with the edge graph (see
+        :meth:`detector`); ``None``: the edge graph decides alone.
+    normality_thresholds : dict | None
+        Its recorded thresholds (the fusion aligns each model at its own).
     standards : dict[str, Path]
         Standard id -> its YAML file inside the bundle.
     product_standards : dict[str, str]
@@ -87,6 +95,8 @@ class Bundle:
     manifest: dict[str, Any]
     edge_graph: Path
     fusion_graph: Path | None
+    normality_graph: Path | None
+    normality_thresholds: dict[str, Any] | None
     standards: dict[str, Path]
     product_standards: dict[str, str]
     thresholds: dict[str, Any]
@@ -109,6 +119,29 @@ class Bundle:
         if self.calibration_version is not None:
             metadata["calibration_version"] = self.calibration_version
         return thresholds_of(metadata)
+
+    def detector(self, threads: int | None = None, verify: bool = True) -> Any:
+        """The detector the line runs (ONNX Runtime, torch-free): the edge graph at the
+        bundle's thresholds, fused with the normality graph when the bundle carries one
+        (:class:`~inspection.models.fusion.FusedDetector`). Its ``metadata`` holds the
+        thresholds to decide with. ``verify``: check each graph's own SHA-256 sidecar
+        where the bundle carries one (the manifest checked every file already).
+        """
+        from inspection.export.runtime import OnnxDetector, hash_file
+
+        def graph(path: Path, thresholds: dict[str, Any]) -> Any:
+            onnx = OnnxDetector(path, threads=threads, verify=verify and hash_file(path).is_file())
+            onnx.metadata = {**onnx.metadata, "thresholds": thresholds}
+            return onnx
+
+        edge = graph(self.edge_graph, self.thresholds)
+        if self.calibration_version is not None:
+            edge.metadata["calibration_version"] = self.calibration_version
+        if self.normality_graph is None:
+            return edge
+        from inspection.models.fusion import FusedDetector
+
+        return FusedDetector(edge, graph(self.normality_graph, self.normality_thresholds or {}))
 
     def standard_id(self, product: str | None = None) -> str:
         """The standard id for ``product``; ``None``: the bundle's only standard.
@@ -403,6 +436,8 @@ def _describe(folder: Path, manifest: dict[str, Any], raw: bytes, signed_by: str
     edge = listed(graphs.get("edge", EDGE_GRAPH), "edge graph")
     fusion_name = graphs.get("fusion")
     fusion = listed(fusion_name, "fusion graph") if fusion_name else None
+    normality_name = graphs.get("normality")
+    normality = listed(normality_name, "normality graph") if normality_name else None
     if manifest["split"] == "fused" and fusion is None:
         raise BundleError(f"{manifest_path}: split 'fused' needs a fusion graph; none listed")
     standards: dict[str, Path] = {}
@@ -418,6 +453,8 @@ def _describe(folder: Path, manifest: dict[str, Any], raw: bytes, signed_by: str
         manifest=manifest,
         edge_graph=edge,
         fusion_graph=fusion,
+        normality_graph=normality,
+        normality_thresholds=(manifest.get("normality") or {}).get("thresholds"),
         standards=standards,
         product_standards=products,
         thresholds=dict(manifest["thresholds"]),

@@ -28,9 +28,9 @@ import numpy as np
 from inspection.decoder.schema import defects_of
 from inspection.edge.payload import MAX_DEFECTS, SPLITS, EdgePayload, WireDefect, WireTensor
 from inspection.errors import UserError
-from inspection.export.runtime import OnnxDetector, hash_file
+from inspection.models.fusion import heads_part
 from inspection.models.outputs import Detection
-from inspection.pipeline import Inspector, RecordingDetector, review_result
+from inspection.pipeline import Inspector, RecordingDetector, review_result, thresholds_of
 from inspection.standards import Standard
 from inspection.types import Action, InspectionResult, Observation, Verdict
 
@@ -74,12 +74,11 @@ class EdgeRuntime:
         self.split = split or bundle.split
         if self.split not in SPLITS:
             raise UserError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
-        # The manifest checked every file's SHA-256 already; the graph's own sidecar is
+        # The manifest checked every file's SHA-256 already; each graph's own sidecar is
         # checked again where the bundle carries it (it costs one hash of the graph).
-        verify = hash_file(bundle.edge_graph).is_file()
-        self.detector = OnnxDetector(bundle.edge_graph, threads=threads, verify=verify)
+        self.detector = bundle.detector(threads)
         self.fusion = self._fusion(threads)
-        self.thresholds = bundle.decision_thresholds()
+        self.thresholds = thresholds_of(self.detector.metadata)
         self._standards: dict[str, Standard] = {}
         self.product = product if product is not None else self._only_product()
         self.standard_for(self.product)  # an unknown product fails here, not on the line
@@ -215,6 +214,8 @@ class EdgeRuntime:
         )
 
     def _tensors(self, detection: Detection | None) -> dict[str, WireTensor]:
+        if detection is not None:  # the decoder reads the heads' channels, fused or not
+            detection = heads_part(detection)
         if self.split == "fused":
             if detection is None:
                 shape = (self.fusion.config["queries"], self.fusion.config["dim"])

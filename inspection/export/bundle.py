@@ -34,6 +34,7 @@ from inspection.edge.bundle import (
     FUSION_GRAPH,
     MANIFEST,
     MANIFEST_HASH,
+    NORMALITY_GRAPH,
     SELFTEST,
     SELFTEST_FORMAT,
     SIGNATURE,
@@ -44,6 +45,7 @@ from inspection.errors import ModelError, UserError
 from inspection.export.onnx import PARITY_TOLERANCE, ParityReport, check_parity, export_onnx
 from inspection.export.runtime import OnnxDetector, hash_file, record_hash
 from inspection.models.card import sha256
+from inspection.models.fusion import heads_part
 from inspection.types import Frame, InspectionResult, Observation
 
 HOLDOUT_SEED = 7  # the held-out seed of `make model` (see models/default/MODEL_CARD.md)
@@ -182,6 +184,7 @@ def export_bundle(
     holdout_size: int = HOLDOUT_SIZE,
     verify: bool = True,
     with_audio: bool = True,
+    normality_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BundleExport:
     """Export the model in ``model_dir`` as an edge bundle in ``out``.
@@ -219,6 +222,11 @@ def export_bundle(
         Check the model's (and decoder's) files against their recorded SHA-256 first.
     with_audio : bool
         Include the audio branch in the edge graph (when the model has one).
+    normality_dir : str | Path | None
+        A feature normality model of the product (``inspection train --normal-only``),
+        exported to ``normality.onnx`` (parity checked) and fused with the edge graph on
+        the box (:class:`~inspection.models.fusion.FusedDetector`): the held-out parity
+        and the self-test are then the fused detector's.
     log : Callable[[str], None] | None
         Called with a line per step (progress).
 
@@ -251,6 +259,7 @@ def export_bundle(
     if holdout is not None and not Path(holdout).is_dir():
         raise UserError(f"{holdout}: no such held-out folder")
     model = load_model(model_dir, verify=verify)
+    normality = _load_normality(model, normality_dir, verify)
     decoder = _load_decoder(model_dir, decoder_dir, split, verify)
     chosen = _resolve_standards(model.metadata, standards)
     hears = with_audio and not model.config.is_normality
@@ -270,16 +279,21 @@ def export_bundle(
                 f"{EDGE_GRAPH}: exported graph differs from the model: |{worst}| off by "
                 f"{parity.worst:.2e} (tolerance {parity.tolerance:.0e}); {out} not written"
             )
+        normality_parity = None
+        if normality is not None:
+            say(f"exporting the normality graph of {normality_dir}")
+            normality_parity = _export_normality(normality, staging / NORMALITY_GRAPH, out)
+        fused = None if normality is None else (normality, staging / NORMALITY_GRAPH)
         standard_files = _copy_standards(chosen, staging)
         say(f"deciding {len(parts)} held-out parts with torch and ONNX Runtime")
-        holdout_result, detections = _holdout_parity(model, edge, parts, chosen)
+        holdout_result, detections = _holdout_parity(model, edge, parts, chosen, fused)
         if not holdout_result.ok:
             raise ModelError(_drift_message(holdout_result, out))
         shipped = holdout_result
         precision = "fp32"
         if int8:
             say(f"quantising the edge graph to INT8 on {calibration_data}")
-            shipped = _quantize(model, edge, calibration_data, parts, chosen)
+            shipped = _quantize(model, edge, calibration_data, parts, chosen, fused)
             precision = "int8"
         fusion_parity = None
         if decoder is not None:
@@ -299,6 +313,8 @@ def export_bundle(
             shipped if int8 else None,
             precision,
             detections,
+            normality,
+            normality_parity,
         )
         signed_by = _write_manifest(staging, manifest, sign_key)
         load_bundle(staging)  # the torch-free reader accepts what was written
@@ -334,6 +350,33 @@ def _load_decoder(model_dir: Path, decoder_dir: str | Path | None, split: str, v
     from inspection.decoder.model import ReportDecoder
 
     return ReportDecoder.load(decoder_dir, verify=verify)
+
+
+def _load_normality(model: Any, normality_dir: str | Path | None, verify: bool) -> Any:
+    """The normality model to fuse with ``model`` on the box, or ``None``."""
+    if normality_dir is None:
+        return None
+    from inspection.models import load_model
+
+    if model.config.is_normality:
+        raise UserError("--normality fuses a normality model with trained heads; MODEL is one")
+    normality = load_model(normality_dir, verify=verify)
+    if not normality.config.is_normality:
+        raise UserError(
+            f"{normality_dir}: not a feature normality model (inspection train --normal-only)"
+        )
+    return normality
+
+
+def _export_normality(normality: Any, path: Path, out: Path) -> ParityReport:
+    export_onnx(normality, path, with_audio=False)
+    parity = check_parity(normality, path)
+    if not parity.ok:
+        raise ModelError(
+            f"{NORMALITY_GRAPH}: exported graph differs from the normality model by "
+            f"{parity.worst:.2e} (tolerance {parity.tolerance:.0e}); {out} not written"
+        )
+    return parity
 
 
 def _resolve_standards(metadata: dict[str, Any], given: Sequence[str | Path] | None):
@@ -440,14 +483,26 @@ def _decide_all(detector: Any, parts: list[_Part], chosen: dict[str, Any], thres
 
 
 def _holdout_parity(
-    model: Any, edge: Path, parts: list[_Part], chosen: dict[str, Any]
+    model: Any,
+    edge: Path,
+    parts: list[_Part],
+    chosen: dict[str, Any],
+    normality: tuple[Any, Path] | None = None,
 ) -> tuple[HoldoutParity, list[Any]]:
+    """Torch against ONNX Runtime on the held-out parts; with ``normality`` (the model and
+    its graph) each side is the fused detector."""
     from inspection.models.detector import TorchDetector
     from inspection.pipeline import thresholds_of
 
-    thresholds = thresholds_of(model.metadata)
-    recorder = _Recorder(OnnxDetector(edge))
-    want = _decide_all(TorchDetector(model), parts, chosen, thresholds)
+    in_torch, on_edge = TorchDetector(model), OnnxDetector(edge)
+    if normality is not None:
+        from inspection.models.fusion import FusedDetector
+
+        in_torch = FusedDetector(in_torch, TorchDetector(normality[0]))
+        on_edge = FusedDetector(on_edge, OnnxDetector(normality[1]))
+    thresholds = thresholds_of(in_torch.metadata)
+    recorder = _Recorder(on_edge)
+    want = _decide_all(in_torch, parts, chosen, thresholds)
     got = _decide_all(recorder, parts, chosen, thresholds)
     decided = [
         HoldoutPart(p.observation.part_id, product, standard.id, torch_result, onnx_result)
@@ -477,7 +532,7 @@ def _fmt_scores(scores: dict[str, float]) -> str:
     return "{" + ", ".join(f"{k} {v:.6f}" for k, v in sorted(scores.items())) + "}"
 
 
-def _quantize(model, edge: Path, calibration_data, parts, chosen) -> HoldoutParity:
+def _quantize(model, edge: Path, calibration_data, parts, chosen, normality=None) -> HoldoutParity:
     """Replace ``edge`` by its INT8 graph; what it decides on the held-out parts (the
     self-test's expectation), compared with torch (reported, not required to match)."""
     try:
@@ -489,7 +544,7 @@ def _quantize(model, edge: Path, calibration_data, parts, chosen) -> HoldoutPari
     quantized.replace(edge)
     hash_file(quantized).unlink(missing_ok=True)
     record_hash(edge)
-    parity, _ = _holdout_parity(model, edge, parts, chosen)
+    parity, _ = _holdout_parity(model, edge, parts, chosen, normality)
     return HoldoutParity(parity.parts, tolerance=float("inf"))
 
 
@@ -497,6 +552,7 @@ def _export_fusion(decoder: Any, path: Path, detections: list[Any]):
     from inspection.export.fusion import check_fusion_parity, export_fusion
 
     fusion = decoder.fusion
+    detections = [heads_part(d) for d in detections]  # the decoder reads the heads' channels
     first = detections[0]
     config = fusion.config
     widths = {
@@ -587,7 +643,7 @@ def _write_selftest(staging: Path, parity: HoldoutParity, parts: list[_Part], he
 def _payload_bytes(decoder: Any, detections: list[Any]) -> dict[str, int]:
     """Tensor bytes a part costs on the wire at each split point (float16), measured on
     the first held-out part."""
-    det = detections[0]
+    det = heads_part(detections[0])  # what the edge sends: the heads' channels
     tokens = det.patch_tokens[0].size + det.maps[0].size
     if det.audio_tokens is not None:
         tokens += det.audio_tokens[0].size
@@ -612,6 +668,8 @@ def _manifest(
     int8_holdout,
     precision,
     detections,
+    normality=None,
+    normality_parity=None,
 ) -> dict[str, Any]:
     import inspection
     from inspection.pipeline import thresholds_of
@@ -635,6 +693,11 @@ def _manifest(
         "edge_graph": {"max_abs_diff": parity.max_abs_diff, "inputs": parity.batch},
         "holdout": holdout.summary(),
     }
+    if normality_parity is not None:
+        checks["normality_graph"] = {
+            "max_abs_diff": normality_parity.max_abs_diff,
+            "inputs": normality_parity.batch,
+        }
     if fusion_parity is not None:
         checks["fusion_graph"] = {
             "max_abs_diff": fusion_parity.max_abs_diff,
@@ -667,6 +730,14 @@ def _manifest(
         "graphs": {
             "edge": EDGE_GRAPH,
             "fusion": FUSION_GRAPH if decoder is not None else None,
+            "normality": NORMALITY_GRAPH if normality is not None else None,
+        },
+        "normality": None
+        if normality is None
+        else {
+            "model_version": normality.model_version or "unsaved",
+            "thresholds": dict(normality.metadata.get("thresholds") or {}),
+            "config": normality.config.name,
         },
         "fusion": decoder.fusion.config.to_dict() if decoder is not None else None,
         "standards": standards,

@@ -34,6 +34,7 @@ the normality model sees is never silently passed: a person looks at it.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -220,6 +221,24 @@ def fuse(
         audio_tokens=heads.audio_tokens,
         grid=heads.grid,
         classes=(*heads.classes, ANOMALY_CLASS),
+    )
+
+
+def heads_part(detection: Detection) -> Detection:
+    """A fused detection as the heads shape theirs: without the appended ``anomaly``
+    class (map channel and class logit); any other detection as it is.
+
+    For readers trained on the heads' channels: the report decoder's fusion resampler
+    (in torch and on the edge) and the tokens an edge box sends the cloud. The map's
+    channel 0 stays the fused one.
+    """
+    if len(detection.classes) < 2 or detection.classes[-1] != ANOMALY_CLASS:
+        return detection
+    return replace(
+        detection,
+        maps=detection.maps[:, :-1],
+        class_logits=detection.class_logits[:, :-1],
+        classes=detection.classes[:-1],
     )
 
 

@@ -136,8 +136,9 @@ def build_runtime(config: StationConfig) -> Runtime:
     path = config.model.path
     if is_bundle(path) and config.model.normality is not None:
         raise UserError(
-            f"model.normality: an edge bundle ({path}) decides with its own graph; fuse a "
-            "normality model with a model folder or .onnx path, or set normality: null"
+            f"model.normality: an edge bundle ({path}) carries its own (inspection export "
+            "--format bundle --normality DIR); set normality: null, or give a model folder "
+            "or .onnx path"
         )
     if is_bundle(path):
         from inspection.edge.bundle import load_bundle

@@ -455,3 +455,62 @@ def test_an_int8_bundle_ships_the_quantised_graph_and_its_own_selftest(signed, t
         ).inspect(case.observation())
         assert str(result.verdict) == case.verdict
         assert all(abs(result.scores[k] - v) <= case.tolerance for k, v in case.scores.items())
+
+
+# -- a normality model beside the edge graph ---------------------------------------------
+
+
+def test_a_bundle_with_a_normality_model_decides_fused_on_the_box(tmp_path):
+    """The normality graph ships beside the edge graph; held-out parity, the self-test
+    and the edge runtime are the fused detector's, torch-free on the box."""
+    from conftest import tiny_normality_model
+
+    from inspection.edge.install import run_selftest
+    from inspection.edge.runtime import EdgeRuntime
+    from inspection.models import save_model
+    from inspection.models.fusion import ANOMALY_CLASS, FusedDetector
+
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
+    bundle_dir = tiny_bundle(tmp_path / "export", split="tokens", normality_dir=normality_dir)
+    bundle = load_bundle(bundle_dir)
+    assert bundle.normality_graph is not None and bundle.normality_graph.is_file()
+    assert bundle.normality_thresholds == {"image": 0.55, "pixel": 0.65}
+    held = bundle.manifest["checks"]["holdout"]  # torch fused against ONNX fused
+    assert held["verdicts_identical"] == held["parts"] > 0
+    assert bundle.manifest["checks"]["normality_graph"]["max_abs_diff"]
+    runtime = EdgeRuntime(bundle)
+    assert isinstance(runtime.detector, FusedDetector)
+    assert runtime.detector.classes[-1] == ANOMALY_CLASS
+    assert runtime.thresholds.image == 0.5  # each model aligned at its own threshold
+    report = run_selftest(runtime)
+    assert report.failures == () and report.parts > 0
+    case = bundle.selftest()[0]
+    result, payload = runtime.inspect(case.observation())
+    heads = len(runtime.detector.classes) - 1  # the cloud's decoder reads the heads' maps
+    assert payload.maps.shape[0] == 1 + heads
+    assert result.model_version.startswith("fused(")
+    done = run_without_torch(f"""
+        from inspection.edge.bundle import load_bundle
+        from inspection.edge.install import run_selftest
+        from inspection.edge.runtime import EdgeRuntime
+        report = run_selftest(EdgeRuntime(load_bundle({str(bundle_dir)!r})))
+        assert report.failures == () and report.parts > 0, report
+    """)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_normality_bundle_refuses_swapped_models(signed, tmp_path):
+    from conftest import tiny_normality_model
+
+    from inspection.export.bundle import export_bundle
+    from inspection.models import save_model
+
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
+    heads_dir = signed.parent / "model"
+    with pytest.raises(UserError, match="not a feature normality model"):
+        export_bundle(heads_dir, tmp_path / "b1", split="tokens", normality_dir=heads_dir)
+    with pytest.raises(UserError, match="MODEL is one"):
+        export_bundle(normality_dir, tmp_path / "b2", split="tokens", normality_dir=normality_dir)
+    assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()
