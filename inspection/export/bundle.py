@@ -262,6 +262,8 @@ def export_bundle(
     normality = _load_normality(model, normality_dir, verify)
     decoder = _load_decoder(model_dir, decoder_dir, split, verify)
     chosen = _resolve_standards(model.metadata, standards)
+    if normality is not None:
+        _check_one_product(normality, chosen)
     hears = with_audio and not model.config.is_normality
     parts = _held_out(holdout, chosen, holdout_size, hears)
     staging = out.with_name(f".{out.name}.partial")
@@ -366,6 +368,17 @@ def _load_normality(model: Any, normality_dir: str | Path | None, verify: bool) 
             f"{normality_dir}: not a feature normality model (inspection train --normal-only)"
         )
     return normality
+
+
+def _check_one_product(normality: Any, chosen: dict[str, Any]) -> None:
+    """A normality model knows one product's good parts: the bundle serves that one."""
+    fitted = _served_products(normality.metadata)
+    if len(chosen) != 1 or (fitted and set(chosen) != set(fitted)):
+        on = f" (it was fitted on {', '.join(fitted)} parts)" if fitted else ""
+        raise UserError(
+            f"a normality model describes one product's good parts{on}: ship that "
+            f"product's standard alone (--standard PRODUCT), not {', '.join(sorted(chosen))}"
+        )
 
 
 def _export_normality(normality: Any, path: Path, out: Path) -> ParityReport:

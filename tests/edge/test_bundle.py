@@ -513,4 +513,9 @@ def test_a_normality_bundle_refuses_swapped_models(signed, tmp_path):
         export_bundle(heads_dir, tmp_path / "b1", split="tokens", normality_dir=heads_dir)
     with pytest.raises(UserError, match="MODEL is one"):
         export_bundle(normality_dir, tmp_path / "b2", split="tokens", normality_dir=normality_dir)
-    assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()
+    with pytest.raises(UserError, match="ship that product's standard alone"):
+        export_bundle(
+            heads_dir, tmp_path / "b3", split="tokens", normality_dir=normality_dir,
+            standards=["bracket", "panel"],
+        )  # fmt: skip
+    assert not any((tmp_path / name).exists() for name in ("b1", "b2", "b3"))
