@@ -242,3 +242,34 @@ def test_two_exported_graphs_fuse_on_an_edge_box_without_torch(tmp_path):
         assert metadata["thresholds"]["image"] == 0.5
     """)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_wrong_normality_model_is_a_one_line_error_on_every_command(tmp_path):
+    """Missing, or trained heads where the normality model belongs: exit 2, one line,
+    nothing decided (so nothing passed) and no output written."""
+    torch = pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+    from inspection.models import save_model
+    from inspection.models.registry import create_model
+
+    torch.manual_seed(0)
+    heads = save_model(create_model("tiny"), tmp_path / "heads", extra={"thresholds": {}})
+    from inspection.io import write_image
+
+    lot = tmp_path / "lot"
+    write_image(lot / "part.png", np.full((64, 64, 3), 128, np.uint8))
+    for normality, words in ((tmp_path / "missing", "missing"), (heads, "not a feature")):
+        out = tmp_path / "out"
+        for args in (
+            ["evaluate", "--model", str(heads), "--data", str(lot), "--out", str(out)],
+            ["demo", "--model", str(heads), "--out", str(out), "--n", "1"],
+            ["audit", str(lot), "--model", str(heads), "--standard", "bracket", "--out", str(out)],
+            ["console", "--model", str(heads), "--port", "0"],
+        ):
+            result = CliRunner().invoke(app, [*args, "--normality", str(normality)])
+            assert result.exit_code == 2, (args, result.output)
+            assert result.output.count("error:") == 1 and "Traceback" not in result.output
+            assert words in result.output or str(normality) in result.output, result.output
+            assert not (out / "results.jsonl").exists() and not (out / "metrics.json").exists()

@@ -94,6 +94,13 @@ def console_command(
     for name, path in (("model", model), ("normality model", normality)):
         if path is not None and not path.exists():
             raise UserError(f"no {name} at {path}")
+    if normality is not None and normality.is_dir():  # models load on first use: check now
+        from inspection.models.checkpoint import read_checkpoint
+
+        if not read_checkpoint(normality, verify=not no_verify).config.is_normality:
+            raise UserError(
+                f"{normality}: not a feature normality model (inspection train --normal-only)"
+            )
     with console.status("building the console"):
         blocks = build_console(
             db,

@@ -111,14 +111,19 @@ class Bundle:
         return tuple(self.manifest.get("classes", ()))
 
     def decision_thresholds(self):
-        """The :class:`~inspection.pipeline.Thresholds` the line decides with (floors
-        applied as for the torch model: ``thresholds_of`` over the recorded values)."""
+        """The edge graph's :class:`~inspection.pipeline.Thresholds` (floors applied as
+        for the torch model: ``thresholds_of`` over the recorded values): what the line
+        decides with unless the bundle carries a normality graph (then the fusion's, in
+        :meth:`detector`'s ``metadata``)."""
         from inspection.pipeline import thresholds_of
 
+        return thresholds_of(self._edge_metadata())
+
+    def _edge_metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {"thresholds": self.thresholds}
         if self.calibration_version is not None:
             metadata["calibration_version"] = self.calibration_version
-        return thresholds_of(metadata)
+        return metadata
 
     def detector(self, threads: int | None = None, verify: bool = True) -> Any:
         """The detector the line runs (ONNX Runtime, torch-free): the edge graph at the
@@ -129,19 +134,18 @@ class Bundle:
         """
         from inspection.export.runtime import OnnxDetector, hash_file
 
-        def graph(path: Path, thresholds: dict[str, Any]) -> Any:
+        def graph(path: Path, recorded: dict[str, Any]) -> Any:
             onnx = OnnxDetector(path, threads=threads, verify=verify and hash_file(path).is_file())
-            onnx.metadata = {**onnx.metadata, "thresholds": thresholds}
+            onnx.metadata = {**onnx.metadata, **recorded}  # the box decides at the manifest's
             return onnx
 
-        edge = graph(self.edge_graph, self.thresholds)
-        if self.calibration_version is not None:
-            edge.metadata["calibration_version"] = self.calibration_version
+        edge = graph(self.edge_graph, self._edge_metadata())
         if self.normality_graph is None:
             return edge
         from inspection.models.fusion import FusedDetector
 
-        return FusedDetector(edge, graph(self.normality_graph, self.normality_thresholds or {}))
+        normality = {"thresholds": self.normality_thresholds or {}}
+        return FusedDetector(edge, graph(self.normality_graph, normality))
 
     def standard_id(self, product: str | None = None) -> str:
         """The standard id for ``product``; ``None``: the bundle's only standard.

@@ -102,7 +102,8 @@ class FusedDetector:
     ------
     ModelError
         When the heads already name an ``anomaly`` class (a normality model given as the
-        heads, or the two swapped).
+        heads, a detector already fused, or the two swapped), or the normality detector
+        names any other class (trained heads given as the normality model).
     """
 
     def __init__(self, heads: Detector, normality: Detector):
@@ -111,7 +112,14 @@ class FusedDetector:
         if ANOMALY_CLASS in tuple(heads.classes):
             raise ModelError(
                 f"the heads model {heads.version} already has a class {ANOMALY_CLASS!r}: "
-                "is it a normality model, or are heads and normality swapped?"
+                "is it a normality model or already fused, or are heads and normality "
+                "swapped?"
+            )
+        if tuple(normality.classes) != (ANOMALY_CLASS,):
+            raise ModelError(
+                f"{normality.version} is not a feature normality model (its classes are "
+                f"{', '.join(normality.classes)}, not only {ANOMALY_CLASS!r}): fit one with "
+                "`inspection train --normal-only`"
             )
         self.heads = heads
         self.normality = normality
