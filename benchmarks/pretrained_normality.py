@@ -134,6 +134,7 @@ class Variant:
     coarse: str = "none"
     view: str = "map"
     relative: str = "none"
+    half: bool = False
 
     def pool_sizes(self) -> tuple[int, ...]:
         return self.pools or (3,) * len(self.layers)
@@ -161,6 +162,7 @@ class Variant:
             core = f"{self.method} {self.backbone} {side} L{lay}"
         extra = f" bank {self.bank}" if self.method == "patchcore" else ""
         extra += f" dims {self.dims}" if self.method == "padim" and self.dims else ""
+        extra += " float16 statistics" if self.half else ""
         extra += f" stage-4 PCA {self.pca}" if self.pca else ""
         if self.pool_sizes() != (3,) * len(self.layers):
             extra += " pools " + "/".join(str(k) for k in self.pool_sizes())
@@ -446,8 +448,8 @@ def resize(x: torch.Tensor, size) -> torch.Tensor:
 
 
 class Padim:
-    def __init__(self, dims: int, seed: int = 0):
-        self.dims, self.seed = dims, seed
+    def __init__(self, dims: int, seed: int = 0, half: bool = False):
+        self.dims, self.seed, self.half = dims, seed, half
 
     def fit(self, feats: list[torch.Tensor]) -> None:
         x = torch.stack(feats)  # N C h w
@@ -463,6 +465,8 @@ class Padim:
         cov += 0.01 * torch.eye(cov.shape[-1])
         # batched torch.linalg.inv fails on some MKL builds; the Cholesky route does not
         self.icov = torch.cholesky_inverse(torch.linalg.cholesky(cov))
+        if self.half:  # stored as the product stores them (NormalityModel.round_statistics)
+            self.mean, self.icov = self.mean.half().float(), self.icov.half().float()
         self.hw = (h, w)
 
     def score(self, f: torch.Tensor) -> torch.Tensor:
@@ -681,7 +685,7 @@ class Flow:
 
 def make_method(v: Variant):
     if v.method == "padim":
-        return Padim(v.dims)
+        return Padim(v.dims, half=v.half)
     if v.method == "simplenet":
         return SimpleNet(v.noise, v.epochs, v.samples, v.pos)
     if v.method == "flow":
@@ -986,6 +990,7 @@ def main() -> None:
     ap.add_argument("--hybrid", choices=["none", "split", "sum"], default="none")
     ap.add_argument("--coarse", choices=["none", "rows", "grid"], default="none")
     ap.add_argument("--relative", choices=["none", "median", "mean"], default="none")
+    ap.add_argument("--half", action="store_true", help="padim: statistics rounded to fp16")
     args = ap.parse_args()
 
     if args.pools and len(args.pools.split(",")) != len(args.layers.split(",")):
@@ -1020,6 +1025,7 @@ def main() -> None:
                 hybrid=args.hybrid,
                 coarse=args.coarse,
                 relative=args.relative,
+                half=args.half,
             )
         ]
     cache: dict = {}

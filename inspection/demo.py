@@ -21,7 +21,9 @@ from 80 to 29 of 900 (benchmarks/README.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -56,6 +58,17 @@ DEFAULT_MODEL = default_model_dir()
 NORMALITY_PARTS = 560  # synthesised good parts a product's normality model is fitted on
 NORMALITY_SEED = 1  # the line's default seed is 2026: not fitted on the parts it judges
 NORMALITY_MINUTES = 5.0
+# The code a cached normality model depends on: the synthesised parts, the resize rule,
+# the backbone and the fit. When any of it changes, the cached model is fitted again.
+NORMALITY_SOURCES = (
+    "synth",
+    "models/backbones.py",
+    "models/normality.py",
+    "models/preprocess.py",
+    "train/data.py",
+    "train/normality.py",
+)
+FITTED_BY = "fitted-by.json"  # beside a cached model: what fitted it
 
 
 @dataclass(frozen=True)
@@ -153,7 +166,8 @@ def _recorded_evaluation(model_dir: Path) -> dict | None:
 
 def product_normality(product: str, cache: Path, console: Console) -> Path:
     """The product's feature normality model: fitted on :data:`NORMALITY_PARTS`
-    synthesised good parts the first time it is asked for, then read from ``cache``.
+    synthesised good parts the first time it is asked for, then read from ``cache``;
+    fitted again when the code that fits it has changed (:func:`normality_fingerprint`).
 
     Parameters
     ----------
@@ -174,25 +188,53 @@ def product_normality(product: str, cache: Path, console: Console) -> Path:
     from inspection.train.trainer import TrainOptions
 
     out = cache / f"{product}-{NORMALITY_PARTS}"
+    fingerprint = normality_fingerprint()
     if (out / "model.safetensors").exists():
-        return out
+        if _fitted_by(out) == fingerprint:
+            return out
+        console.print(f"the code that fits {out} changed since it was fitted: fitting it again")
     console.print(
         f"fitting a normality model of {product} on {NORMALITY_PARTS} synthesised good parts "
         f"(once, about a minute; kept in {out})"
     )
-    with tempfile.TemporaryDirectory(prefix=f"normality-{product}-") as tmp:
-        good = Path(tmp) / "good"
+    cache.mkdir(parents=True, exist_ok=True)
+    # Fitted beside the cache and moved in whole: an interrupted fit leaves no model behind.
+    with tempfile.TemporaryDirectory(prefix=f".{product}-", dir=cache) as tmp:
+        good, fitted = Path(tmp) / "good", Path(tmp) / "model"
         synthesize(good, NORMALITY_PARTS, NORMALITY_SEED, product, train_ratio=1.0, progress=False)
         options = TrainOptions(
             data=good,
-            out=out,
+            out=fitted,
             normal_only=True,
             method="padim",
             max_minutes=NORMALITY_MINUTES,
             seed=NORMALITY_SEED,
         )
         fit_normality(options)
+        (fitted / FITTED_BY).write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        fitted.rename(out)
     return out
+
+
+def normality_fingerprint() -> str:
+    """SHA-256 over the source of :data:`NORMALITY_SOURCES` and the demo's fit settings."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256(f"{NORMALITY_PARTS} {NORMALITY_SEED}".encode())
+    for name in NORMALITY_SOURCES:
+        path = package / name
+        for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(source.relative_to(package).as_posix().encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def _fitted_by(model: Path) -> str | None:
+    try:
+        return json.loads((model / FITTED_BY).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # fitted before fingerprints were kept, or the file is damaged
 
 
 def _decider(

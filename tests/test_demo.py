@@ -108,3 +108,56 @@ def test_the_demo_fits_the_products_normality_model_once_and_fuses_it(tmp_path, 
     run_demo(tmp_path / "again", "panel", n=1, seed=6, console=console, model_dir=model)
     said = " ".join(console.export_text().split())
     assert "fitting" not in said and f"fused with the normality model {fitted}" in said
+
+
+def test_a_cached_normality_model_is_fitted_again_when_its_code_changed(tmp_path, monkeypatch):
+    from inspection import demo
+    from inspection.train import normality
+
+    fits = []
+
+    def fake_fit(options):  # the fit itself is tested above; here only when it runs
+        fits.append(options)
+        options.out.mkdir(parents=True)
+        (options.out / "model.safetensors").write_bytes(b"fitted %d" % len(fits))
+
+    monkeypatch.setattr(demo, "NORMALITY_PARTS", 3)
+    monkeypatch.setattr(normality, "fit_normality", fake_fit)
+    console = Console(record=True, width=200)
+    cache = tmp_path / "normality"
+    model = demo.product_normality("bracket", cache, console)
+    assert model == cache / "bracket-3" and len(fits) == 1
+    assert demo.product_normality("bracket", cache, console) == model and len(fits) == 1
+    assert [p.name for p in cache.iterdir()] == ["bracket-3"]  # no leftover fit folder
+
+    monkeypatch.setattr(demo, "normality_fingerprint", lambda: "code changed")
+    console = Console(record=True, width=200)
+    assert demo.product_normality("bracket", cache, console) == model and len(fits) == 2
+    assert (model / "model.safetensors").read_bytes() == b"fitted 2"
+    said = " ".join(console.export_text().split())
+    assert f"the code that fits {model} changed since it was fitted: fitting it again" in said
+
+
+def test_an_interrupted_normality_fit_leaves_no_model_behind(tmp_path, monkeypatch):
+    from inspection import demo
+    from inspection.train import normality
+
+    def interrupted(options):
+        options.out.mkdir(parents=True)
+        (options.out / "model.safetensors").write_bytes(b"half written")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "NORMALITY_PARTS", 3)
+    monkeypatch.setattr(normality, "fit_normality", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        demo.product_normality("tile", tmp_path, Console(record=True))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_normality_fingerprint_follows_the_fit_settings(monkeypatch):
+    from inspection import demo
+
+    before = demo.normality_fingerprint()
+    assert demo.normality_fingerprint() == before  # deterministic
+    monkeypatch.setattr(demo, "NORMALITY_SEED", demo.NORMALITY_SEED + 1)
+    assert demo.normality_fingerprint() != before

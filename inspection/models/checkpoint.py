@@ -27,6 +27,8 @@ from inspection.models.card import MANIFEST, check_files, read_manifest, sha256
 from inspection.models.config import ModelConfig
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from inspection.models.model import DefectModel
 
 WEIGHTS_FILE = "model.safetensors"
@@ -198,7 +200,7 @@ def save_model(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     extra = dict(extra or {})
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: compact(v.detach().cpu().contiguous()) for k, v in model.state_dict().items()}
     header = {
         "format": FORMAT,
         "config": json.dumps(model.config.to_dict()),
@@ -222,6 +224,17 @@ def save_model(
     }
     (directory / CONFIG_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return directory
+
+
+def compact(tensor: Tensor) -> Tensor:
+    """``tensor`` in float16 when every value survives the round trip exactly (a
+    normality model's rounded statistics: half the bytes on disk), else unchanged."""
+    import torch
+
+    if tensor.dtype != torch.float32 or tensor.numel() == 0:
+        return tensor
+    half = tensor.half()
+    return half if torch.equal(half.float(), tensor) else tensor
 
 
 def load_weights(
@@ -249,6 +262,9 @@ def load_weights(
         state = load_file(str(info.path), device=device)
     except SafetensorError as exc:  # e.g. changed on disk since its header was read
         raise ModelError(f"{info.path}: not a readable safetensors file ({exc})") from exc
+    own = model.state_dict()
+    # Tensors stored in half (lossless, see `compact`) come back in the model's own dtype.
+    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     model.model_version = info.model_version
     model.metadata = dict(info.extra)

@@ -129,6 +129,7 @@ def fit_normality(
     if config.context_dims:
         context_kept = fit_context(model, fit_samples[:CONTEXT_FIT_IMAGES], prep)
     n_used, stopped = _fit_statistics(model, fit_samples, prep, options, deadline, clock)
+    model.round_statistics()  # before calibrating: the thresholds are the saved model's
     _set_logit_scale(model, held, prep)
     model.eval()
     thresholds, auroc = calibrate(model, held, options)

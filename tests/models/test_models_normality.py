@@ -184,6 +184,47 @@ def test_a_fitted_model_reloads_identically_and_exports_with_parity(tiny_line, t
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_statistics_are_stored_in_half_where_that_is_lossless(tmp_path):
+    import onnx
+    from safetensors import safe_open
+
+    from inspection.export.onnx import check_parity, export_onnx
+    from inspection.models import load_model, save_model
+    from inspection.models.checkpoint import compact
+    from tests.conftest import tiny_normality_model
+
+    model = tiny_normality_model({"image": 0.5})
+    generator = torch.Generator().manual_seed(0)
+    model.precision.copy_(torch.rand(model.precision.shape, generator=generator) / 7)
+    model.mean.copy_(torch.randn(model.mean.shape, generator=generator))
+    model.mean[0, 0] = 1e6  # beyond float16: this statistic keeps float32
+    exact = model.precision.half().float()
+    model.round_statistics()
+    assert torch.equal(model.precision, exact) and model.precision.dtype == torch.float32
+    assert model.mean[0, 0] == 1e6 and not torch.equal(model.mean, model.mean.half().float())
+    model.mean[0, 0] = 0.0  # back to a plausible feature (1e6 would swamp the parity check)
+    assert compact(torch.full((3,), 0.1)).dtype == torch.float32  # 0.1: not a float16 value
+    assert compact(torch.full((3,), 0.5)).dtype == torch.float16
+
+    saved = save_model(model, tmp_path / "padim")
+    with safe_open(str(saved / "model.safetensors"), "pt") as f:
+        assert f.get_slice("precision").get_dtype() == "F16"
+        assert f.get_slice("mean").get_dtype() == "F32"
+    again = load_model(saved)
+    for name in ("precision", "mean"):
+        assert getattr(again, name).dtype == torch.float32
+        assert torch.equal(getattr(again, name), getattr(model, name))
+
+    graph = export_onnx(again, tmp_path / "padim.onnx", with_audio=False)
+    halves = [
+        i
+        for i in onnx.load(str(graph)).graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT16
+    ]
+    assert [tuple(i.dims) for i in halves] == [tuple(model.precision.shape)]
+    assert check_parity(again, graph, batch=2).ok
+
+
 def test_auto_method_is_padim_for_good_images_alone_and_heads_otherwise(tmp_path):
     from inspection.train.trainer import TrainOptions
 
