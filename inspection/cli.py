@@ -21,7 +21,7 @@ from inspection.edge.commands import edge_app
 from inspection.records.commands import records_app
 from inspection.serve.commands import serve_app
 from inspection.station.commands import daemon_command
-from inspection.terminal import NoVerify, UserErrorsExit, console, err_console, fail
+from inspection.terminal import NoVerify, ReviewFrom, UserErrorsExit, console, err_console, fail
 
 app = typer.Typer(
     name="inspection",
@@ -414,13 +414,15 @@ def evaluate_command(
             "--normal-only) with MODEL: a region only it finds goes to REVIEW."
         ),
     ] = None,
+    review_from: ReviewFrom = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Evaluate a model: metrics.json, scores.csv, plots and index.html."""
     from inspection.evaluate import evaluate
-    from inspection.pipeline import load_detector, thresholds_of
+    from inspection.pipeline import load_detector, thresholds_of, with_review_band
 
     detector, metadata = load_detector(model, verify=not no_verify, normality=normality)
+    thresholds = with_review_band(thresholds_of(metadata), review_from)
     if decoder is None and (model / "decoder").is_dir():
         decoder = model / "decoder"
     report_decoder = None
@@ -430,7 +432,7 @@ def evaluate_command(
         report_decoder = load_decoder(decoder, verify=not no_verify)
     metrics = evaluate(
         detector,
-        thresholds_of(metadata),
+        thresholds,
         data,
         out,
         split=None if split == "all" else split,

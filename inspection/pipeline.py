@@ -9,7 +9,9 @@ Decision policy
 ---------------
 - The part score (image and audio fused) is compared with the model's calibrated image
   threshold. Below it the part passes: the threshold, set on held-out good parts, is
-  what bounds the false-reject rate.
+  what bounds the false-reject rate. A plant may set a review band below it
+  (:func:`with_review_band`): a part that would pass with a score in the band goes to
+  REVIEW instead, trading reviews of good parts for fewer wrong PASSes.
 - At or above it, the anomaly map is cut at the pixel threshold; each connected region
   is one defect, of the class whose map is strongest over it, measured in mm (length,
   width, area) and ΔE, and judged by the standard. A part that scores as defective but
@@ -29,6 +31,7 @@ evaluation measures is what the line does.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -37,7 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inspection.errors import ModelError
+from inspection.errors import ModelError, UserError
 from inspection.measure import connected_components, measure_defect
 from inspection.models.outputs import Detection
 from inspection.standards import Standard, apply_standard
@@ -76,6 +79,28 @@ class Thresholds:
     audio: float = 0.5  # tap-test score at or above: audible defect
     min_area_px: int = 4  # smaller regions are sensor noise
     version: str = "uncalibrated"
+    review: float | None = None  # part score at or above (under `image`): REVIEW, not PASS
+
+
+def with_review_band(thresholds: Thresholds, review_from: float | None) -> Thresholds:
+    """``thresholds`` with a review band: a part that would pass with a part score of at
+    least ``review_from`` (and under the image threshold) goes to REVIEW instead.
+    ``None`` returns ``thresholds`` unchanged. The band is part of the recorded version.
+
+    Raises
+    ------
+    UserError
+        ``review_from`` not a number above 0 and under the image threshold.
+    """
+    if review_from is None:
+        return thresholds
+    if not (math.isfinite(review_from) and 0 < review_from < thresholds.image):
+        raise UserError(
+            f"review band start {review_from:g} must be above 0 and under the model's image "
+            f"threshold {thresholds.image:.3f} (scores at or above it are already measured)"
+        )
+    version = f"{thresholds.version}; review from {review_from:g}"
+    return replace(thresholds, review=float(review_from), version=version)
 
 
 def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
@@ -335,7 +360,16 @@ def decide(
                 "but no region to measure; needs review",
             ),
         )
+    elif result.verdict is Verdict.PASS and in_review_band(scores["part"], thresholds):
+        band = f"[{thresholds.review:.3f}, {thresholds.image:.3f})"
+        reason = f"part score {scores['part']:.3f} in the review band {band}; needs review"
+        result = replace(result, verdict=Verdict.REVIEW, action=Action.REVIEW, reasons=(reason,))
     return replace(result, scores=scores)
+
+
+def in_review_band(part_score: float, thresholds: Thresholds) -> bool:
+    """Whether a part score falls in the plant's review band (see :func:`with_review_band`)."""
+    return thresholds.review is not None and thresholds.review <= part_score < thresholds.image
 
 
 @dataclass

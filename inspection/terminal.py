@@ -22,6 +22,15 @@ NoVerify = Annotated[
 ]
 """The option of every command that loads a model (see :mod:`inspection.models.checkpoint`)."""
 
+ReviewFrom = Annotated[
+    float | None,
+    typer.Option(
+        help="A review band: a part that would pass with a part score of at least this "
+        "(under the model's image threshold) goes to REVIEW instead. Default: none.",
+    ),
+]
+"""The option of the commands that decide parts (:func:`~inspection.pipeline.with_review_band`)."""
+
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit with status 2."""

@@ -18,6 +18,7 @@ from inspection.pipeline import (
     defects_from_detection,
     part_defects,
     thresholds_of,
+    with_review_band,
 )
 from inspection.types import AudioClip, Frame, Observation, Verdict
 
@@ -110,6 +111,43 @@ def test_anomalous_but_nothing_to_measure_goes_to_review(bracket_standard):
     result = _inspect(bracket_standard, detection(None, part=0.95))
     assert result.verdict is Verdict.REVIEW
     assert "no region" in result.reasons[0]
+
+
+def _banded(bracket_standard, *outputs):
+    thresholds = with_review_band(Thresholds(version="t1"), 0.3)
+    inspector = Inspector(ScriptedDetector(list(outputs)), bracket_standard, thresholds)
+    return inspector.inspect(_observation())
+
+
+@pytest.mark.parametrize("part", [0.3, 0.45])
+def test_a_part_that_would_pass_in_the_review_band_goes_to_review(bracket_standard, part):
+    result = _banded(bracket_standard, detection(_scratch_region(60), part=part))
+    assert result.verdict is Verdict.REVIEW and not result.decisions
+    assert result.reasons == (
+        f"part score {part:.3f} in the review band [0.300, 0.500); needs review",
+    )
+    assert result.calibration_version == "t1; review from 0.3"  # recorded with the verdict
+
+
+@pytest.mark.parametrize(
+    ("outputs", "verdict"),
+    [
+        (detection(_scratch_region(60), part=0.29), Verdict.PASS),  # under the band
+        (detection(_scratch_region(15), part=0.9), Verdict.PASS),  # measured, tolerated
+        (detection(_scratch_region(60), part=0.9), Verdict.REJECT),
+    ],
+)
+def test_the_review_band_leaves_other_verdicts_alone(bracket_standard, outputs, verdict):
+    assert _banded(bracket_standard, outputs).verdict is verdict
+
+
+@pytest.mark.parametrize("start", [0.0, -0.1, 0.5, 0.7, float("nan"), float("inf")])
+def test_a_review_band_outside_zero_to_the_image_threshold_is_refused(start):
+    from inspection.errors import UserError
+
+    with pytest.raises(UserError, match="under the model's image threshold 0.500"):
+        with_review_band(Thresholds(), start)
+    assert with_review_band(Thresholds(), None) == Thresholds()
 
 
 @pytest.mark.parametrize(

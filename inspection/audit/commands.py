@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from inspection.terminal import NoVerify, console
+from inspection.terminal import NoVerify, ReviewFrom, console
 
 
 def audit_command(
@@ -61,6 +61,7 @@ def audit_command(
             "run one at a time."
         ),
     ] = None,
+    review_from: ReviewFrom = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Audit an archive of part images under a standard: report.html, results.csv and
@@ -80,6 +81,7 @@ def audit_command(
         ray_address=ray_address,
         verify=not no_verify,
         normality=normality,
+        review_from=review_from,
     )
     summary = audit(input_spec, out, model, standard_path(standard), options)
     verdicts = "  ".join(f"{k} {v}" for k, v in summary.verdicts.items())

@@ -45,7 +45,13 @@ from inspection.errors import UserError
 from inspection.io import read_audio, read_image, write_image
 from inspection.models.outputs import Detection, concat_detections
 from inspection.models.preprocess import Tiles, preprocess
-from inspection.pipeline import Inspector, Thresholds, review_result, thresholds_of
+from inspection.pipeline import (
+    Inspector,
+    Thresholds,
+    review_result,
+    thresholds_of,
+    with_review_band,
+)
 from inspection.standards import Standard
 from inspection.types import AudioClip, Frame, InspectionResult, Observation, Verdict
 from inspection.viz import class_colour, overlay
@@ -98,6 +104,9 @@ class AuditOptions:
     normality : Path | None
         A feature normality model of the product fused with the model
         (:func:`~inspection.pipeline.load_detector`): what only it finds goes to REVIEW.
+    review_from : float | None
+        A review band below the model's image threshold
+        (:func:`~inspection.pipeline.with_review_band`); ``None``: none.
         The two models tile differently, so parts then run one at a time.
     """
 
@@ -109,6 +118,7 @@ class AuditOptions:
     verify: bool = True
     progress: bool = True
     normality: Path | None = None
+    review_from: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -198,7 +208,9 @@ class PartAuditor:
     pool: Executor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.thresholds: Thresholds = thresholds_of(self.metadata)
+        self.thresholds: Thresholds = with_review_band(
+            thresholds_of(self.metadata), self.options.review_from
+        )
         self.pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="audit")
         (self.out / THUMBNAILS).mkdir(parents=True, exist_ok=True)
 

@@ -30,7 +30,13 @@ from inspection.edge.payload import MAX_DEFECTS, SPLITS, EdgePayload, WireDefect
 from inspection.errors import UserError
 from inspection.models.fusion import heads_part
 from inspection.models.outputs import Detection
-from inspection.pipeline import Inspector, RecordingDetector, review_result, thresholds_of
+from inspection.pipeline import (
+    Inspector,
+    RecordingDetector,
+    review_result,
+    thresholds_of,
+    with_review_band,
+)
 from inspection.standards import Standard
 from inspection.types import Action, InspectionResult, Observation, Verdict
 
@@ -55,6 +61,9 @@ class EdgeRuntime:
         ``"fused"`` or ``"tokens"``; ``None``: the bundle's own.
     threads : int | None
         ONNX Runtime intra-op threads (``None``: its default).
+    review_from : float | None
+        A review band below the image threshold
+        (:func:`~inspection.pipeline.with_review_band`); ``None``: none.
 
     Raises
     ------
@@ -69,6 +78,7 @@ class EdgeRuntime:
         product: str | None = None,
         split: str | None = None,
         threads: int | None = None,
+        review_from: float | None = None,
     ):
         self.bundle = bundle
         self.split = split or bundle.split
@@ -78,7 +88,7 @@ class EdgeRuntime:
         # checked again where the bundle carries it (it costs one hash of the graph).
         self.detector = bundle.detector(threads)
         self.fusion = self._fusion(threads)
-        self.thresholds = thresholds_of(self.detector.metadata)
+        self.thresholds = with_review_band(thresholds_of(self.detector.metadata), review_from)
         self._standards: dict[str, Standard] = {}
         self.product = product if product is not None else self._only_product()
         self.standard_for(self.product)  # an unknown product fails here, not on the line

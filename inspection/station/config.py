@@ -47,6 +47,10 @@ class ModelConfig(_Section):
         a model folder or ``.onnx``) fused with a model folder or ``.onnx`` ``path``
         (:class:`~inspection.models.fusion.FusedDetector`): what only it finds goes to
         REVIEW instead of passing. ``None``: the model alone.
+    review_from : float | None
+        A review band (:func:`~inspection.pipeline.with_review_band`): a part that would
+        pass with a part score of at least this, under the model's image threshold, goes
+        to REVIEW instead. ``None``: no band.
     """
 
     path: Path
@@ -54,6 +58,7 @@ class ModelConfig(_Section):
     verify: bool = True
     threads: int | None = Field(default=None, ge=1)
     normality: Path | None = None
+    review_from: float | None = Field(default=None, gt=0)
 
 
 class SimulatorSource(_Section):

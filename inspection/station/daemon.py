@@ -144,9 +144,14 @@ def build_runtime(config: StationConfig) -> Runtime:
         from inspection.edge.bundle import load_bundle
         from inspection.edge.runtime import EdgeRuntime
 
-        return EdgeRuntime(load_bundle(path), product=config.product, threads=config.model.threads)
+        return EdgeRuntime(
+            load_bundle(path),
+            product=config.product,
+            threads=config.model.threads,
+            review_from=config.model.review_from,
+        )
     from inspection.config import standard_path
-    from inspection.pipeline import Inspector, load_detector, thresholds_of
+    from inspection.pipeline import Inspector, load_detector, thresholds_of, with_review_band
     from inspection.standards import load_standard
 
     if config.model.threads is not None and path.suffix != ".onnx":
@@ -155,7 +160,8 @@ def build_runtime(config: StationConfig) -> Runtime:
         torch.set_num_threads(config.model.threads)
     detector, metadata = load_detector(path, config.model.verify, config.model.normality)
     standard = load_standard(config.model.standard or standard_path(config.product))
-    return InspectorRuntime(Inspector(detector, standard, thresholds_of(metadata)))
+    thresholds = with_review_band(thresholds_of(metadata), config.model.review_from)
+    return InspectorRuntime(Inspector(detector, standard, thresholds))
 
 
 def runtime_versions(runtime: Any) -> dict[str, str | None]:

@@ -473,3 +473,26 @@ def test_a_station_fuses_its_model_with_a_normality_model(tmp_path, model_path, 
     model = {"path": str(bundle), "normality": str(normality_dir)}
     with pytest.raises(UserError, match="edge bundle"):
         build_runtime(station_config(tmp_path, None, model=model))
+
+
+def test_a_station_review_band_sends_what_would_pass_to_review(tmp_path, model_path, broker):
+    from inspection.errors import UserError
+
+    listener = VerdictListener(broker.port)
+    # A band from almost 0 up to the image threshold: no part can pass any more.
+    config = station_config(
+        tmp_path, broker.port, model={"path": str(model_path), "review_from": 1e-6}
+    )
+    runtime = build_runtime(config)
+    assert runtime.inspector.thresholds.review == 1e-6
+    daemon = StationDaemon(config, source=CyclingSource(6), runtime=runtime)
+    thread = start(daemon)
+    assert wait_until(lambda: len(listener.counts()) == 6, WAIT_S)
+    stop(daemon, thread)
+    records = [RecordStore(config.records.url).get(f"T-{i:05d}", "st-1") for i in range(6)]
+    assert all(r.verdict in ("REVIEW", "REJECT") for r in records)
+    assert all(r.calibration_version.endswith("; review from 1e-06") for r in records)
+
+    model = {"path": str(model_path), "review_from": 5.0}  # above any image threshold
+    with pytest.raises(UserError, match="review band start 5"):
+        build_runtime(station_config(tmp_path, None, model=model))
