@@ -145,7 +145,7 @@ def test_the_review_band_leaves_other_verdicts_alone(bracket_standard, outputs, 
 def test_a_review_band_outside_zero_to_the_image_threshold_is_refused(start):
     from inspection.errors import UserError
 
-    with pytest.raises(UserError, match="under the model's image threshold 0.500"):
+    with pytest.raises(UserError, match=r"under the model's image threshold 0\.500"):
         with_review_band(Thresholds(), start)
     assert with_review_band(Thresholds(), None) == Thresholds()
 
