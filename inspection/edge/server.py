@@ -148,6 +148,7 @@ def load_service(
     token_file: str | Path | None = None,
     outbox_path: str | Path | None = None,
     api_token_file: str | Path | None = None,
+    review_from: float | None = None,
 ) -> EdgeService:
     """Load a bundle (``bundle_dir``, or the home's current one), self-test it, and
     connect the outbox where a cloud is given.
@@ -166,7 +167,9 @@ def load_service(
         bundle = load_bundle(bundle_dir, public_key=trusted_key(home, public_key))
     else:
         bundle = current_bundle(home, public_key)
-    runtime = EdgeRuntime(bundle, product=product, split=split, threads=threads)
+    runtime = EdgeRuntime(
+        bundle, product=product, split=split, threads=threads, review_from=review_from
+    )
     report = run_selftest(runtime)
     if not report.passed:
         log.error("bundle %s failed its self-test: %s", bundle.version, "; ".join(report.failures))

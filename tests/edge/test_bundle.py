@@ -105,6 +105,24 @@ def test_the_selftest_holds_both_verdicts_and_the_graph_reproduces_them(signed):
             assert abs(result.scores[key] - value) <= case.tolerance, (case.part_id, key)
 
 
+def test_a_plants_review_band_applies_on_the_box_and_in_its_selftest(signed):
+    from inspection.edge.install import run_selftest
+    from inspection.edge.runtime import EdgeRuntime
+    from inspection.errors import UserError
+
+    bundle = load_bundle(signed)
+    passed = [c for c in bundle.selftest() if c.verdict == "PASS"]
+    assert passed
+    runtime = EdgeRuntime(bundle, product=PRODUCT, review_from=1e-6)  # no part can pass
+    assert runtime.thresholds.review == 1e-6
+    result, _ = runtime.inspect(passed[0].observation())
+    assert str(result.verdict) == "REVIEW" and "review band" in result.reasons[0]
+    report = run_selftest(runtime)  # recorded PASSes are expected as REVIEW in the band
+    assert report.failures == () and report.parts > len(passed)
+    with pytest.raises(UserError, match="review band start 2"):
+        EdgeRuntime(bundle, product=PRODUCT, review_from=2.0)
+
+
 def test_load_bundle_runs_without_torch(signed, keys):
     body = f"""
     from inspection.edge.bundle import load_bundle

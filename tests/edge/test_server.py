@@ -146,6 +146,20 @@ def test_inspect_answers_the_runtimes_verdict(client, service, parts, tmp_path):
     assert len(verdicts) >= 2  # PASS and another: the answers are not one constant
 
 
+def test_a_review_band_on_the_box_answers_review_for_what_would_pass(bundle_dir, parts):
+    banded = load_service(bundle_dir=bundle_dir, threads=1, review_from=1e-6)
+    assert banded.ready  # the self-test expects its recorded PASSes as REVIEW in the band
+    with running(banded) as client:
+        for observation in parts:
+            image = observation.frames[0].image
+            mm = str(observation.frames[0].mm_per_px)
+            answer = post(
+                client, png(image), None, part_id=observation.part_id, product=PRODUCT, mm_per_px=mm
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["verdict"] != "PASS"
+
+
 def test_unreadable_inputs_are_review_with_the_reason(client, tmp_path):
     image = png(np.full((PART_SIZE, PART_SIZE, 3), 120, np.uint8))
     for files, expected in (
