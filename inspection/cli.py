@@ -831,6 +831,7 @@ def demo(
             "'none' runs the model alone, or a model directory."
         ),
     ] = "auto",
+    review_from: ReviewFrom = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Run a simulated line through the detection model, the product's standard and the
@@ -841,6 +842,8 @@ def demo(
     model_dir = None if model == "none" else Path(model) if model else default_model_dir()
     if model_dir is not None and not (model_dir / "model.safetensors").exists():
         fail(f"no model in {model_dir}: train one with `make model`, or pass --model none")
+    if model_dir is None and review_from is not None:
+        fail("--review-from needs a model: the ground-truth masks have no part score")
     run_demo(
         out=out,
         product=product,
@@ -851,6 +854,7 @@ def demo(
         language=language,
         verify=not no_verify,
         normality=None if normality == "none" else normality,
+        review_from=review_from,
     )
 
 

@@ -245,23 +245,36 @@ def _decider(
     product: str = "",
     normality: str | Path | None = None,
     cache: Path = Path("runs/normality"),
+    review_from: float | None = None,
 ):
     """``decide(observation, part) -> (result, report request or None)``, a description of
     the detector, and the report decoder (``model_dir/decoder``) or ``None``.
 
     ``normality`` (``"auto"``: the product's, fitted into ``cache``) is fused with the
-    model (see :func:`run_demo`)."""
+    model, and ``review_from`` sets a review band (see :func:`run_demo`)."""
     if model_dir is not None and (model_dir / "model.safetensors").exists():
-        from inspection.pipeline import Inspector, load_detector, thresholds_of, with_normality
+        from inspection.pipeline import (
+            Inspector,
+            Thresholds,
+            load_detector,
+            thresholds_of,
+            with_normality,
+            with_review_band,
+        )
 
         model, metadata = load_detector(model_dir, verify)  # checked before any fitting
+        fused = Thresholds() if normality is not None else None  # fused: each aligned at 0.5
+        with_review_band(fused or thresholds_of(metadata), review_from)  # so is the band
         detector, described = model, f"model {model_dir} ({model.version})"
         if normality is not None:
             if normality == "auto":
                 normality = product_normality(product, cache, console)
             detector, metadata = with_normality(model, normality, verify)
             described += f" fused with the normality model {normality}"
-        inspector = Inspector(detector, standard, thresholds_of(metadata))
+        thresholds = with_review_band(thresholds_of(metadata), review_from)
+        if review_from is not None:
+            described += f", review band from {review_from:g}"
+        inspector = Inspector(detector, standard, thresholds)
         warning = product_warning(model.metadata, _recorded_evaluation(model_dir), product)
         if warning is not None and normality is not None:
             warning += " (measured alone; fused with the normality model it passed fewer)"
@@ -296,6 +309,7 @@ def run_demo(
     language: str = "en",
     verify: bool = True,
     normality: str | Path | None = "auto",
+    review_from: float | None = None,
 ) -> DemoSummary:
     """Run ``n`` parts of ``product`` through the station and write ``out/report.html``.
 
@@ -304,12 +318,20 @@ def run_demo(
     ``verify=False`` loads them without checking their files' SHA-256 (development).
     ``normality``: a normality model to fuse with the model, ``"auto"`` the product's
     (:func:`product_normality`, kept in ``out``'s parent folder under ``normality``), or
-    ``None`` for the model alone.
+    ``None`` for the model alone. ``review_from``: a review band under the image
+    threshold (:func:`~inspection.pipeline.with_review_band`).
     """
     standard = load_standard(standard_path(product))
     line = SimulatedLine(product, n=n, seed=seed, defect_rate=0.6)
     decide, detector, decoder = _decider(
-        standard, model_dir, console, verify, product, normality, out.parent / "normality"
+        standard,
+        model_dir,
+        console,
+        verify,
+        product,
+        normality,
+        out.parent / "normality",
+        review_from,
     )
     console.print(
         f"[bold]Simulated line[/bold]: {n} parts of {product}, standard {standard.id} "

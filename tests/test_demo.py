@@ -161,3 +161,42 @@ def test_the_normality_fingerprint_follows_the_fit_settings(monkeypatch):
     assert demo.normality_fingerprint() == before  # deterministic
     monkeypatch.setattr(demo, "NORMALITY_SEED", demo.NORMALITY_SEED + 1)
     assert demo.normality_fingerprint() != before
+
+
+def test_the_demo_takes_a_review_band_and_refuses_one_before_fitting(tmp_path, monkeypatch):
+    pytest.importorskip("torch", reason="the demo's model runs on torch")
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+    from inspection.models import create_model, save_model
+    from inspection.train import normality
+
+    model = save_model(create_model("tiny"), tmp_path / "tiny", extra={"thresholds": {}})
+    run_demo(
+        tmp_path / "demo",
+        "bracket",
+        n=3,
+        seed=5,
+        console=Console(file=None, quiet=True),
+        model_dir=model,
+        normality=None,
+        review_from=1e-6,  # no part can pass
+    )
+    records = [
+        json.loads(x) for x in (tmp_path / "demo" / "results.jsonl").read_text().splitlines()
+    ]
+    assert len(records) == 3 and all(r["verdict"] != "PASS" for r in records)
+
+    def fit(*args, **kwargs):
+        raise AssertionError("a band the threshold leaves no room for is refused first")
+
+    monkeypatch.setattr(normality, "fit_normality", fit)
+    for args in (
+        ["--model", str(model), "--review-from", "0.7"],
+        ["--model", "none", "--review-from", "0.2"],
+    ):
+        result = CliRunner().invoke(
+            app, ["demo", "--out", str(tmp_path / "bad"), "--n", "1", *args]
+        )
+        assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+        assert "review" in result.output and not (tmp_path / "bad" / "results.jsonl").exists()

@@ -232,6 +232,7 @@ def build_console(
     mm_per_px: float | None = None,
     verify: bool = True,
     normality: str | Path | None = None,
+    review_from: float | None = None,
 ) -> gr.Blocks:
     """The console as a Gradio Blocks app (not launched).
 
@@ -261,6 +262,8 @@ def build_console(
     normality : str | Path | None
         A feature normality model of the product fused with ``model`` for questions and
         audits (what only it finds goes to REVIEW); ``None``: the model alone.
+    review_from : float | None
+        The station's review band for questions and audits; ``None``: none.
 
     Examples
     --------
@@ -269,7 +272,7 @@ def build_console(
     """
     L = labels(language)
     if service is None:
-        service = _service(db, model, whisper, mm_per_px, verify, normality)
+        service = _service(db, model, whisper, mm_per_px, verify, normality, review_from)
     feed = None
     if simulate if simulate is not None else db is None:
         feed = SimulatorFeed(service.store, service.library, service.models)
@@ -298,6 +301,7 @@ def _service(
     mm_per_px: float | None,
     verify: bool,
     normality: str | Path | None = None,
+    review_from: float | None = None,
 ) -> ConsoleService:
     from inspection.config import get_settings
     from inspection.console.standards import StandardLibrary
@@ -314,7 +318,9 @@ def _service(
         mm_per_px=mm_per_px,
         verify=verify,
         normality=Path(normality) if normality else None,
+        review_from=review_from,
     )
+    models.check_review_band()  # the models load on first use: the band is checked now
     return ConsoleService(store, library, models)
 
 

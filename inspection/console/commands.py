@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from inspection.errors import UserError
-from inspection.terminal import NoVerify, UserErrorsExit, console
+from inspection.terminal import NoVerify, ReviewFrom, UserErrorsExit, console
 
 console_app = typer.Typer(
     help="The operator console (Gradio): live line, review queue, ask, audit, standards, "
@@ -74,6 +74,7 @@ def console_command(
             "--normal-only) with the model for questions and audits."
         ),
     ] = None,
+    review_from: ReviewFrom = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Serve the operator console (Ctrl-C stops it)."""
@@ -111,6 +112,7 @@ def console_command(
             mm_per_px=mm_per_px,
             verify=not no_verify,
             normality=normality,
+            review_from=review_from,
         )
     where = "the simulated line" if db is None else db
     login = f"{len(directory.names())} users" if directory else "no login (loopback only)"

@@ -105,6 +105,9 @@ class ModelSet:
     normality : Path | None
         A feature normality model of the product fused with the model
         (:func:`~inspection.pipeline.load_detector`); ``None``: the model alone.
+    review_from : float | None
+        The station's review band (:func:`~inspection.pipeline.with_review_band`), so
+        that questions and audits decide as the line does; ``None``: none.
     """
 
     model_dir: Path | None = None
@@ -113,6 +116,7 @@ class ModelSet:
     mm_per_px: float | None = None
     verify: bool = True
     normality: Path | None = None
+    review_from: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Held while the decoder answers: the active adapter is the shared model's state.
     ask_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -140,10 +144,35 @@ class ModelSet:
             return self._detector, self._metadata
 
     def inspector(self, standard: Any) -> Any:
-        from inspection.pipeline import Inspector, thresholds_of
+        from inspection.pipeline import Inspector, thresholds_of, with_review_band
 
         detector, metadata = self.detector()
-        return Inspector(detector, standard, thresholds_of(metadata))
+        thresholds = with_review_band(thresholds_of(metadata), self.review_from)
+        return Inspector(detector, standard, thresholds)
+
+    def check_review_band(self) -> None:
+        """Refuse a review band the model's image threshold leaves no room for, before
+        the models load (they load on first use): from a model folder's checkpoint, or
+        the fused detector's 0.5; an ``.onnx`` or bundle is checked when it loads.
+
+        Raises
+        ------
+        UserError
+            See :func:`~inspection.pipeline.with_review_band`.
+        """
+        from inspection.models.checkpoint import read_checkpoint
+        from inspection.pipeline import Thresholds, thresholds_of, with_review_band
+
+        if self.review_from is None:
+            return
+        if self.normality is not None:
+            thresholds = Thresholds()  # fused: each model aligned at 0.5
+        elif self.model_dir is not None and self.model_dir.is_dir():
+            extra = read_checkpoint(self.model_dir, verify=self.verify).extra
+            thresholds = thresholds_of(extra)
+        else:
+            return
+        with_review_band(thresholds, self.review_from)
 
     def adapters(self) -> list[str]:
         """The LoRA adapters saved with the decoder (none without a decoder)."""

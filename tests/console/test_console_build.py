@@ -140,3 +140,23 @@ def test_the_consoles_models_fuse_a_normality_model(tmp_path, model_dir):
     library.seed(STANDARDS_DIR)
     part_id = SimulatorFeed(store, library, models, station="line-7").step()
     assert store.get(part_id, "line-7").model_version.startswith("fused(")
+
+
+def test_the_consoles_questions_and_feed_decide_with_the_stations_review_band(tmp_path, model_dir):
+    from inspection.console.feed import SimulatorFeed
+    from inspection.console.service import ModelSet
+    from inspection.console.standards import StandardLibrary
+    from inspection.errors import UserError
+    from inspection.records.store import RecordStore
+
+    models = ModelSet(model_dir, review_from=1e-6)  # no part can pass
+    models.check_review_band()
+    store = RecordStore(tmp_path / "records.db")
+    library = StandardLibrary(store.engine)
+    library.seed(STANDARDS_DIR)
+    feed = SimulatorFeed(store, library, models, station="line-7")
+    records = [store.get(feed.step(), "line-7") for _ in range(3)]
+    assert all(r.verdict != "PASS" for r in records)
+    assert all(r.calibration_version.endswith("; review from 1e-06") for r in records)
+    with pytest.raises(UserError, match="review band start 2"):
+        ModelSet(model_dir, review_from=2.0).check_review_band()  # before any model loads
