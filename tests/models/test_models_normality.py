@@ -191,7 +191,7 @@ def test_statistics_are_stored_in_half_where_that_is_lossless(tmp_path):
     from inspection.export.onnx import check_parity, export_onnx
     from inspection.models import load_model, save_model
     from inspection.models.checkpoint import compact
-    from tests.conftest import tiny_normality_model
+    from conftest import tiny_normality_model
 
     model = tiny_normality_model({"image": 0.5})
     generator = torch.Generator().manual_seed(0)
