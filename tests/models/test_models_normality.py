@@ -186,12 +186,12 @@ def test_a_fitted_model_reloads_identically_and_exports_with_parity(tiny_line, t
 
 def test_statistics_are_stored_in_half_where_that_is_lossless(tmp_path):
     import onnx
+    from conftest import tiny_normality_model
     from safetensors import safe_open
 
     from inspection.export.onnx import check_parity, export_onnx
     from inspection.models import load_model, save_model
     from inspection.models.checkpoint import compact
-    from conftest import tiny_normality_model
 
     model = tiny_normality_model({"image": 0.5})
     generator = torch.Generator().manual_seed(0)
