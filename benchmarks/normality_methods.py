@@ -177,18 +177,24 @@ def main() -> None:
         row = measure(method, members, args.data, args.out)
         print(row, flush=True)
         rows.append(row)
-    print(
-        "\n| method | image AUROC | pixel AUROC | per-class image AUROC | fit s "
-        "| ONNX p50 ms | ONNX MB | parity | load |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print_table(rows)
+
+
+def print_table(rows: list[dict], lead: dict[str, str] | None = None) -> None:
+    """The rows as a markdown table; ``lead``: columns before the method's, as
+    ``{header: row key}``."""
+    lead = lead or {}
+    head = [*lead, "method", "image AUROC", "pixel AUROC", "per-class image AUROC", "fit s"]
+    head += ["ONNX p50 ms", "ONNX MB", "parity", "load"]
+    print("\n| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for r in rows:
         per = ", ".join(f"{c} {a:.3f}" for c, a in r["per_class"].items() if a is not None)
-        print(
-            f"| {r['method']} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | {per} "
-            f"| {r['fit_s']:.0f} | {r['onnx_p50_ms']:.0f} | {r['onnx_mb']:.1f} "
-            f"| {r['parity']:.1e} | {r['load']:.1f} |"
-        )
+        cells = [str(r[key]) for key in lead.values()]
+        cells += [r["method"], f"{r['image_auroc']:.3f}", f"{r['pixel_auroc']:.3f}", per]
+        cells += [f"{r['fit_s']:.0f}", f"{r['onnx_p50_ms']:.0f}", f"{r['onnx_mb']:.1f}"]
+        cells += [f"{r['parity']:.1e}", f"{r['load']:.1f}"]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -189,19 +189,9 @@ def main() -> None:
             row |= nm.measure(method, [fitted], data, out)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print(
-        "\n| set | crop px | method | image AUROC | pixel AUROC | per defect (image AUROC) "
-        "| fit s | ONNX p50 ms | ONNX MB |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        per = ", ".join(f"{c} {a:.3f}" for c, a in r["per_class"].items() if a is not None)
-        kind = f"{r['set']} ({'colour' if r['colour'] else 'gray'})"
-        print(
-            f"| {kind} | {r['crop']} | {r['method']} | {r['image_auroc']:.3f} "
-            f"| {r['pixel_auroc']:.3f} | {per} | {r['fit_s']:.0f} | {r['onnx_p50_ms']:.0f} "
-            f"| {r['onnx_mb']:.1f} |"
-        )
+        r["surface"] = f"{r['set']} ({'colour' if r['colour'] else 'gray'})"
+    nm.print_table(rows, {"set": "surface", "crop px": "crop"})
 
 
 if __name__ == "__main__":
