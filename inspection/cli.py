@@ -460,6 +460,15 @@ def evaluate_command(
     console.print(table)
     if metrics["verdict_note"]:
         console.print(metrics["verdict_note"])
+    if metrics["review_band"]:
+        from inspection.evaluate import REVIEW_BAND_COLUMNS, REVIEW_BAND_HEADER
+
+        band = Table(title="what a review band (--review-from) would change")
+        for header in REVIEW_BAND_HEADER:
+            band.add_column(header, justify="right")
+        for row in metrics["review_band"]:
+            band.add_row(*(str(row[k]) for k in REVIEW_BAND_COLUMNS))
+        console.print(band)
     if report_decoder is not None:
         from inspection.decoder.commands import print_report_metrics
 

@@ -16,6 +16,8 @@ Two kinds of figures:
   :class:`~inspection.pipeline.Inspector` decides with, under the product's standard
   (``standard=``, or the one ``dataset.yaml`` names by ``product``). Without a standard
   they are null and ``verdict_note`` says why: evaluation has no policy of its own.
+  ``review_band`` says what a review band under the threshold would change
+  (:func:`review_band_tradeoff`), for a plant to choose ``--review-from`` by.
 
 A sample that cannot be used (unreadable image, audio or mask, a mask of another size
 than its image, non-finite model scores) is one error row: verdict REVIEW, the reason in
@@ -158,6 +160,7 @@ def evaluate(
             cards.append((row, _example_card(row, image, detection, thresholds, mask)))
     metrics = _metrics(rows, size_pairs, thresholds, detector)
     metrics.update(_verdict_metrics(rows, standard, data))
+    metrics["review_band"] = review_band_tradeoff(rows, thresholds) if standard else None
     metrics["products"] = dataset.products
     if decoder is not None:
         from inspection.decoder.evaluate import score_reports
@@ -387,6 +390,55 @@ def _miss_rate(rows: list[Row]) -> float | None:
     return float(np.mean([not r.flagged for r in bad])) if bad else None
 
 
+REVIEW_BAND_STARTS = (0.05, 0.1, 0.2, 0.3, 0.4)
+"""Review band starts whose effect :func:`review_band_tradeoff` reports."""
+REVIEW_BAND_COLUMNS = ("from", "wrong_pass", "caught", "good_reviewed", "reviews")
+REVIEW_BAND_HEADER = [
+    "--review-from",
+    "parts the standard rejects, passed",
+    "of them sent to review",
+    "good parts sent to review",
+    "all parts sent to review",
+]
+
+
+def review_band_tradeoff(
+    rows: list[Row], thresholds: Thresholds, starts: tuple[float, ...] = REVIEW_BAND_STARTS
+) -> list[dict[str, Any]]:
+    """What a review band from each start (``--review-from``, see
+    :func:`~inspection.pipeline.with_review_band`) would do to these verdicts, so that a
+    plant chooses it by measurement.
+
+    A band only turns a PASS whose part score lies in ``[start, image threshold)`` into
+    REVIEW, so its effect is read off the rows without deciding again. Starts at or above
+    the threshold, or above a band the rows were already decided with, are left out.
+
+    Returns
+    -------
+    list[dict]
+        Per start: ``from``; ``wrong_pass``, the parts the standard rejects (on their
+        exact attributes) still passed; ``caught``, those the band sends to review;
+        ``good_reviewed``, good parts it sends to review; ``reviews``, every part it adds.
+    """
+    top = thresholds.review if thresholds.review is not None else thresholds.image
+    passed = [r for r in rows if r.verdict == Verdict.PASS and np.isfinite(r.score)]
+    wrong = sum(r.exact_verdict == Verdict.REJECT for r in passed)
+    tradeoff = []
+    for start in (s for s in starts if s < top):
+        band = [r for r in passed if start <= r.score < thresholds.image]
+        caught = sum(r.exact_verdict == Verdict.REJECT for r in band)
+        tradeoff.append(
+            {
+                "from": start,
+                "wrong_pass": wrong - caught,
+                "caught": caught,
+                "good_reviewed": sum(r.label == GOOD for r in band),
+                "reviews": len(band),
+            }
+        )
+    return tradeoff
+
+
 def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[str, Any]:
     """What the line would do with the parts (every row, errors included: REVIEW).
 
@@ -544,17 +596,21 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
         )
         for c, v in metrics["per_class"].items()
     ]
+    tables = [
+        (
+            "Per class",
+            ["class", "accuracy", "precision", "recall", "f1", "AUROC", "length error mm"],
+            per_class,
+        )
+    ]
+    if metrics.get("review_band"):
+        band = [[str(b[k]) for k in REVIEW_BAND_COLUMNS] for b in metrics["review_band"]]
+        tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))
     write_html_report(
         out / "index.html",
         title=f"Evaluation of {metrics.get('model_version')} on {data}",
         summary=summary,
-        tables=[
-            (
-                "Per class",
-                ["class", "accuracy", "precision", "recall", "f1", "AUROC", "length error mm"],
-                per_class,
-            )
-        ],
+        tables=tables,
         figures=figures,
         cards=cards,
     )

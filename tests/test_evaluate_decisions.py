@@ -229,3 +229,56 @@ def test_malformed_exact_attributes_fail_before_any_work(tmp_path):
     with pytest.raises(DatasetError, match=r"b\.png.*defect_class"):
         evaluate(detector, THRESHOLDS, root, tmp_path / "out", progress=False)
     assert detector.seen == []  # refused before the model ran
+
+
+def test_the_review_band_tradeoff_predicts_what_the_band_does(tmp_path):
+    from inspection.pipeline import with_review_band
+
+    # shade: (label, part score, exact defects); none shows a region, all score under 0.5
+    parts = {
+        10: ("good", 0.08, []),
+        15: ("good", 0.25, []),
+        20: ("scratch", 0.35, [_scratch_truth(60)]),  # the standard rejects it: a wrong PASS
+        25: ("scratch", 0.15, [_scratch_truth(60)]),  # so is this one
+        30: ("scratch", 0.45, [_scratch_truth(15)]),  # tolerated
+    }
+    lines = []
+    for shade, (label, _, truth) in parts.items():
+        image = _write(tmp_path / "data" / f"{shade}.png", np.full((H, W), shade, np.uint8))
+        part = {"image": image, "label": label, "split": "test", "part_id": f"p{shade}"}
+        lines.append({**part, "mm_per_px": MM_PER_PX, "image_size": [W, H], "defects": truth})
+    (tmp_path / "data" / "manifest.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (tmp_path / "data" / "dataset.yaml").write_text("product: bracket\n")
+    detector = ByShade({s: detection(None, part=score) for s, (_, score, _) in parts.items()})
+
+    plain = evaluate(detector, THRESHOLDS, tmp_path / "data", tmp_path / "plain", progress=False)
+    assert plain["verdicts"] == {"PASS": 5, "REJECT": 0, "REVIEW": 0}
+    predicted = {b["from"]: b for b in plain["review_band"]}
+    assert predicted[0.3] == {
+        "from": 0.3,
+        "wrong_pass": 1,
+        "caught": 1,
+        "good_reviewed": 0,
+        "reviews": 2,
+    }
+    assert predicted[0.1] == {
+        "from": 0.1,
+        "wrong_pass": 0,
+        "caught": 2,
+        "good_reviewed": 1,
+        "reviews": 4,
+    }
+    for start in (0.1, 0.2, 0.3):  # what the band then does is what was predicted
+        banded = with_review_band(THRESHOLDS, start)
+        out = tmp_path / f"band-{start}"
+        metrics = evaluate(detector, banded, tmp_path / "data", out, progress=False)
+        rows = _rows(out)
+        still_passed = sum(
+            r["verdict"] == "PASS" and r["exact_verdict"] == "REJECT" for r in rows.values()
+        )
+        assert metrics["verdicts"]["REVIEW"] == predicted[start]["reviews"]
+        assert still_passed == predicted[start]["wrong_pass"]
+        assert [b["from"] for b in metrics["review_band"]] == [
+            s for s in (0.05, 0.1, 0.2) if s < start
+        ]
+    assert "what --review-from would change" in (tmp_path / "plain" / "index.html").read_text()
