@@ -31,7 +31,7 @@ import csv
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from inspection.pipeline import (
     defects_from_detection,
     detection_scores,
     flags_part,
+    in_review_band,
     part_defects,
     tap_rings_wrong,
 )
@@ -425,7 +426,8 @@ def review_band_tradeoff(
     wrong = sum(r.exact_verdict == Verdict.REJECT for r in passed)
     tradeoff = []
     for start in (s for s in starts if s < top):
-        band = [r for r in passed if start <= r.score < thresholds.image]
+        banded = replace(thresholds, review=start)  # decided as the line would
+        band = [r for r in passed if in_review_band(r.score, banded)]
         caught = sum(r.exact_verdict == Verdict.REJECT for r in band)
         tradeoff.append(
             {
