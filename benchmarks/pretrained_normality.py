@@ -964,7 +964,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/magnetic-tile"))
     methods = ["padim", "patchcore", "simplenet", "flow", "ensemble"]
     ap.add_argument("--method", choices=methods, default="patchcore")
-    ap.add_argument("--backbone", choices=["lite0", "lite2"], default="lite0")
+    ap.add_argument("--backbone", choices=["lite0", "lite1", "lite2"], default="lite0")
     ap.add_argument("--resize", choices=["square", "long", "native"], default="square")
     ap.add_argument("--side", type=int, default=320, help="square side / longer side, px")
     ap.add_argument("--layers", default="2,3", help="timm stage indices, 1 = stride 4")
