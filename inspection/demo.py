@@ -253,6 +253,7 @@ def _decider(
     ``normality`` (``"auto"``: the product's, fitted into ``cache``) is fused with the
     model, and ``review_from`` sets a review band (see :func:`run_demo`)."""
     if model_dir is not None and (model_dir / "model.safetensors").exists():
+        from inspection.models.fusion import FUSED_THRESHOLD
         from inspection.pipeline import (
             Inspector,
             Thresholds,
@@ -263,8 +264,9 @@ def _decider(
         )
 
         model, metadata = load_detector(model_dir, verify)  # checked before any fitting
-        fused = Thresholds() if normality is not None else None  # fused: each aligned at 0.5
-        with_review_band(fused or thresholds_of(metadata), review_from)  # so is the band
+        # So is the band, against the threshold the line will use (the fused one if fused).
+        fused = Thresholds(image=FUSED_THRESHOLD) if normality is not None else None
+        with_review_band(fused or thresholds_of(metadata), review_from)
         detector, described = model, f"model {model_dir} ({model.version})"
         if normality is not None:
             if normality == "auto":

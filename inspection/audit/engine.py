@@ -104,10 +104,10 @@ class AuditOptions:
     normality : Path | None
         A feature normality model of the product fused with the model
         (:func:`~inspection.pipeline.load_detector`): what only it finds goes to REVIEW.
+        The two models tile differently, so parts then run one at a time.
     review_from : float | None
         A review band below the model's image threshold
         (:func:`~inspection.pipeline.with_review_band`); ``None``: none.
-        The two models tile differently, so parts then run one at a time.
     """
 
     batch_size: int = 16

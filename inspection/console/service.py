@@ -161,15 +161,16 @@ class ModelSet:
             See :func:`~inspection.pipeline.with_review_band`.
         """
         from inspection.models.checkpoint import read_checkpoint
+        from inspection.models.fusion import FUSED_THRESHOLD
         from inspection.pipeline import Thresholds, thresholds_of, with_review_band
 
         if self.review_from is None:
             return
         if self.normality is not None:
-            thresholds = Thresholds()  # fused: each model aligned at 0.5
+            thresholds = Thresholds(image=FUSED_THRESHOLD)
         elif self.model_dir is not None and self.model_dir.is_dir():
-            extra = read_checkpoint(self.model_dir, verify=self.verify).extra
-            thresholds = thresholds_of(extra)
+            # The header only: the files are hashed once, when the model loads.
+            thresholds = thresholds_of(read_checkpoint(self.model_dir, verify=False).extra)
         else:
             return
         with_review_band(thresholds, self.review_from)

@@ -49,6 +49,9 @@ ANOMALY_CLASS = "anomaly"
 """The class of a region only the normality model found (the normality model's own class
 name, :data:`inspection.models.normality.ANOMALY_CLASS`, which imports torch)."""
 
+FUSED_THRESHOLD = 0.5
+"""The fused detector's image and pixel thresholds: each model's own lands on logit 0."""
+
 CLASS_MARGIN = 30.0
 """Logit margin that makes one class channel win a pixel's softmax: the others then
 share at most ``exp(-30)`` (1e-13) of it."""
@@ -129,7 +132,11 @@ class FusedDetector:
         self.version = f"fused({heads.version}+{normality.version})"
         calibration = f"{self.heads_thresholds.version}+{self.normality_thresholds.version}"
         self.metadata: dict[str, Any] = {
-            "thresholds": {"image": 0.5, "pixel": 0.5, "audio": self.heads_thresholds.audio},
+            "thresholds": {
+                "image": FUSED_THRESHOLD,
+                "pixel": FUSED_THRESHOLD,
+                "audio": self.heads_thresholds.audio,
+            },
             "calibration_version": calibration,
             "fusion": {
                 "rule": "max of threshold-aligned logits",
