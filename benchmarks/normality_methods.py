@@ -39,6 +39,8 @@ import numpy as np
 import torch
 
 HEADS_CONFIGS = {"heads": "small", "heads-lite0": "small-lite0"}  # trained heads rows
+# Normality rows on a config other than the method's default: row name -> (method, config).
+NORMALITY_CONFIGS = {"padim-context": ("padim", "padim-lite0-context")}
 # What each combined row fuses, in FusedDetector's order (heads first).
 COMBINED = {"combined": ("heads", "padim"), "combined-lite0": ("heads-lite0", "padim")}
 
@@ -69,12 +71,13 @@ def fit(
 
     model_dir = out / method
     is_heads = method in HEADS_CONFIGS
+    fit_method, config = NORMALITY_CONFIGS.get(method, (method, None))
     options = TrainOptions(
         data=data,
         out=model_dir,
         normal_only=True,
-        method="heads" if is_heads else method,
-        config=HEADS_CONFIGS.get(method),
+        method="heads" if is_heads else fit_method,
+        config=HEADS_CONFIGS.get(method, config),
         from_scratch=is_heads,
         max_minutes=heads_minutes if is_heads else minutes,
         steps=100_000 if is_heads else 3000,

@@ -135,6 +135,8 @@ class Variant:
     view: str = "map"
     relative: str = "none"
     half: bool = False
+    neighbours: int = 20  # knn: training images compared with
+    window: int = 1  # knn: positions either side searched
 
     def pool_sizes(self) -> tuple[int, ...]:
         return self.pools or (3,) * len(self.layers)
@@ -163,6 +165,8 @@ class Variant:
         extra = f" bank {self.bank}" if self.method == "patchcore" else ""
         extra += f" dims {self.dims}" if self.method == "padim" and self.dims else ""
         extra += " float16 statistics" if self.half else ""
+        if self.method == "knn":
+            extra += f" {self.neighbours} images, window +-{self.window}"
         extra += f" stage-4 PCA {self.pca}" if self.pca else ""
         if self.pool_sizes() != (3,) * len(self.layers):
             extra += " pools " + "/".join(str(k) for k in self.pool_sizes())
@@ -592,6 +596,45 @@ class SimpleNet:
         return -self.disc(self.adaptor(v))[:, 0].reshape(f.shape[-2:])
 
 
+class PositionalKnn:
+    """Nearest neighbours near the same place (SPADE's two steps, kept positional).
+
+    The ``neighbours`` training images closest to the test image (mean feature, channels
+    standardised) are its references; each test position scores its distance to the
+    nearest reference feature within ``window`` positions of the same place. Between
+    PaDiM (one Gaussian per position) and PatchCore (every position pooled): several
+    normal appearances per place, tolerant of small shifts.
+    """
+
+    def __init__(self, neighbours: int, window: int):
+        self.k, self.r = neighbours, window
+
+    def fit(self, feats: list[torch.Tensor]) -> None:
+        x = torch.stack(feats)  # N C h w
+        self.mu = x.mean((0, 2, 3), keepdim=True)
+        self.sd = x.std((0, 2, 3), keepdim=True) + 1e-6
+        x = (x - self.mu) / self.sd
+        self.globals = x.mean((2, 3))  # N C
+        r = self.r
+        self.padded = F.pad(x, (r, r, r, r), mode="replicate")  # N C h+2r w+2r
+        self.padded_sq = (self.padded * self.padded).sum(1)  # N h+2r w+2r
+
+    def score(self, f: torch.Tensor) -> torch.Tensor:
+        q = (f[None] - self.mu)[0] / self.sd[0]  # C h w
+        h, w = q.shape[-2:]
+        near = torch.cdist(q.mean((1, 2))[None], self.globals)[0]
+        refs = near.topk(min(self.k, len(near)), largest=False).indices
+        best = torch.full((h, w), float("inf"))
+        q_sq = (q * q).sum(0)  # h w
+        for dy in range(2 * self.r + 1):
+            for dx in range(2 * self.r + 1):
+                ref = self.padded[refs, :, dy : dy + h, dx : dx + w]  # K C h w
+                ref_sq = self.padded_sq[refs, dy : dy + h, dx : dx + w]
+                d = ref_sq - 2 * torch.einsum("kchw,chw->khw", ref, q) + q_sq
+                best = torch.minimum(best, d.min(0).values)
+        return best.clamp_min(0).sqrt()
+
+
 def position_code(h: int, w: int, dims: int = 32) -> torch.Tensor:
     """(h*w, dims) 2-D sinusoidal position encoding, as CFlow conditions its flow on."""
     quarter = dims // 4
@@ -690,6 +733,8 @@ def make_method(v: Variant):
         return SimpleNet(v.noise, v.epochs, v.samples, v.pos)
     if v.method == "flow":
         return Flow(v.epochs, v.samples)
+    if v.method == "knn":
+        return PositionalKnn(v.neighbours, v.window)
     return PatchCore(v.bank, v.pool)
 
 
@@ -962,7 +1007,7 @@ def print_result(r: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/magnetic-tile"))
-    methods = ["padim", "patchcore", "simplenet", "flow", "ensemble"]
+    methods = ["padim", "patchcore", "simplenet", "flow", "knn", "ensemble"]
     ap.add_argument("--method", choices=methods, default="patchcore")
     ap.add_argument("--backbone", choices=["lite0", "lite1", "lite2"], default="lite0")
     ap.add_argument("--resize", choices=["square", "long", "native"], default="square")
@@ -991,6 +1036,8 @@ def main() -> None:
     ap.add_argument("--coarse", choices=["none", "rows", "grid"], default="none")
     ap.add_argument("--relative", choices=["none", "median", "mean"], default="none")
     ap.add_argument("--half", action="store_true", help="padim: statistics rounded to fp16")
+    ap.add_argument("--neighbours", type=int, default=20, help="knn: reference images")
+    ap.add_argument("--window", type=int, default=1, help="knn: positions either side")
     args = ap.parse_args()
 
     if args.pools and len(args.pools.split(",")) != len(args.layers.split(",")):
@@ -1026,6 +1073,8 @@ def main() -> None:
                 coarse=args.coarse,
                 relative=args.relative,
                 half=args.half,
+                neighbours=args.neighbours,
+                window=args.window,
             )
         ]
     cache: dict = {}
