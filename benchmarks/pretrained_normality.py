@@ -620,7 +620,7 @@ class PositionalKnn:
         self.padded_sq = (self.padded * self.padded).sum(1)  # N h+2r w+2r
 
     def score(self, f: torch.Tensor) -> torch.Tensor:
-        q = (f[None] - self.mu)[0] / self.sd[0]  # C h w
+        q = (f - self.mu[0]) / self.sd[0]  # C h w
         h, w = q.shape[-2:]
         near = torch.cdist(q.mean((1, 2))[None], self.globals)[0]
         refs = near.topk(min(self.k, len(near)), largest=False).indices
