@@ -24,6 +24,9 @@ PRODUCTS := bracket panel tile
 DECODER_MINUTES ?= 70
 # then a fine-tune that shows more parts whose clauses need an unmeasured value
 DECODER_FINETUNE_MINUTES ?= 90
+# then one under the engine's rule that a holding reject clause decides (an unmeasured
+# stricter clause no longer sends such a defect to review)
+DECODER_RULE_MINUTES ?= 80
 MODEL_RUN := runs/model
 
 .PHONY: install demo test lint format clean model
@@ -78,7 +81,10 @@ model: install
 	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder-ft --init $(MODEL_RUN)/decoder \
 		--lr 5e-4 --unmeasured-fraction 0.5 --max-minutes $(DECODER_FINETUNE_MINUTES) \
 		--steps 100000 --seed 29 --device $(DEVICE)
-	$(BIN)/inspection decoder ship --decoder $(MODEL_RUN)/decoder-ft --to models/default/decoder
+	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder-rule --init $(MODEL_RUN)/decoder-ft \
+		--lr 3e-4 --unmeasured-fraction 0.5 --max-minutes $(DECODER_RULE_MINUTES) \
+		--steps 100000 --seed 31 --device $(DEVICE)
+	$(BIN)/inspection decoder ship --decoder $(MODEL_RUN)/decoder-rule --to models/default/decoder
 	$(BIN)/inspection decoder evaluate --decoder models/default/decoder --n 1000 \
 		--out $(MODEL_RUN)/decoder-unseen
 	$(BIN)/inspection decoder evaluate --decoder models/default/decoder --n 1000 \
@@ -87,10 +93,19 @@ model: install
 		$(BIN)/inspection evaluate --model models/default --data $(MODEL_RUN)/heldout-$$p \
 			--out $(MODEL_RUN)/eval-$$p || exit 1; \
 	done
+	# and fused with each product's normality model as the demo runs it (one demo part
+	# fits it into $(MODEL_RUN)/normality/PRODUCT-560)
+	for p in $(PRODUCTS); do \
+		$(BIN)/inspection demo --product $$p --n 1 --out $(MODEL_RUN)/demo-$$p && \
+		$(BIN)/inspection evaluate --model models/default --data $(MODEL_RUN)/heldout-$$p \
+			--normality $(MODEL_RUN)/normality/$$p-560 --no-reports \
+			--out $(MODEL_RUN)/eval-$$p-fused || exit 1; \
+	done
 	$(BIN)/inspection package --model models/default --eval $(MODEL_RUN)/eval-bracket \
 		$(foreach p,$(PRODUCTS),--product-eval $(MODEL_RUN)/eval-$(p)) \
+		$(foreach p,$(PRODUCTS),--product-eval $(MODEL_RUN)/eval-$(p)-fused) \
 		--decoder-eval $(MODEL_RUN)/decoder-unseen --decoder-eval $(MODEL_RUN)/decoder-housing \
-		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) MODEL_FINETUNE3_MINUTES=$(MODEL_FINETUNE3_MINUTES) MODEL_PRODUCTS_MINUTES=$(MODEL_PRODUCTS_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DEVICE=$(DEVICE)"
+		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) MODEL_FINETUNE3_MINUTES=$(MODEL_FINETUNE3_MINUTES) MODEL_PRODUCTS_MINUTES=$(MODEL_PRODUCTS_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DECODER_RULE_MINUTES=$(DECODER_RULE_MINUTES) DEVICE=$(DEVICE)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -490,7 +490,10 @@ def package_command(
     ] = None,
     product_eval: Annotated[
         list[Path] | None,
-        typer.Option(help="`inspection evaluate` outputs, one per product (repeatable)."),
+        typer.Option(
+            help="`inspection evaluate` outputs, one per product, alone and/or fused with "
+            "its normality model (--normality) (repeatable)."
+        ),
     ] = None,
 ) -> None:
     """Write the model card (with measured metrics) and the SHA-256 manifest."""

@@ -121,7 +121,9 @@ TRUSTED_AGREEMENT = 0.98
 """Held-out verdict agreement below which the demo warns (issue 23's target)."""
 
 
-def product_warning(metadata: dict, evaluation: dict | None, product: str) -> str | None:
+def product_warning(
+    metadata: dict, evaluation: dict | None, product: str, fused: bool = False
+) -> str | None:
     """Why a model's verdicts on ``product`` are not to be trusted, else ``None``.
 
     Parameters
@@ -131,9 +133,13 @@ def product_warning(metadata: dict, evaluation: dict | None, product: str) -> st
         unlabelled folders record none, and get no warning from it).
     evaluation : dict | None
         The packaged model's ``evaluation.json`` (``inspection package --product-eval``):
-        each product's held-out verdict agreement with the standard.
+        each product's held-out verdict agreement with the standard, alone and, where
+        measured, fused with a normality model (its ``fused`` figures).
     product : str
         The product the demo runs.
+    fused : bool
+        The demo fuses the model with the product's normality model: the fused figures
+        are the ones that apply, where they were measured.
     """
     products = metadata.get("products") or []
     if products and product not in products:
@@ -143,14 +149,20 @@ def product_warning(metadata: dict, evaluation: dict | None, product: str) -> st
             f"`inspection synth --product {product}` then `inspection train`)"
         )
     measured = ((evaluation or {}).get("products") or {}).get(product) or {}
+    how, caveat = "", ""
+    if fused and isinstance(measured.get("fused"), dict):
+        measured, how = measured["fused"], " (fused with its normality model)"
+    elif fused:
+        caveat = " (measured alone; fused with its normality model it passes fewer)"
     agreement = measured.get("verdict_agreement")
     if agreement is None or agreement >= TRUSTED_AGREEMENT:
         return None
     wrong = measured.get("verdict_wrong_pass_rate")
     return (
-        f"on {measured.get('parts')} held-out {product} parts the model's verdicts agreed "
-        f"{agreement:.0%} with the standard (target {TRUSTED_AGREEMENT:.0%})"
+        f"on {measured.get('parts')} held-out {product} parts the model's verdicts{how} "
+        f"agreed {agreement:.0%} with the standard (target {TRUSTED_AGREEMENT:.0%})"
         + ("" if wrong is None else f"; it passed {wrong:.0%} of the parts the standard rejects")
+        + caveat
     )
 
 
@@ -277,9 +289,9 @@ def _decider(
         if review_from is not None:
             described += f", review band from {review_from:g}"
         inspector = Inspector(detector, standard, thresholds)
-        warning = product_warning(model.metadata, _recorded_evaluation(model_dir), product)
-        if warning is not None and normality is not None:
-            warning += " (measured alone; fused with the normality model it passed fewer)"
+        warning = product_warning(
+            model.metadata, _recorded_evaluation(model_dir), product, normality is not None
+        )
         warned = "" if warning is None else f"\n[yellow]warning[/yellow]: {warning}"
         if not (model_dir / "decoder").is_dir():
             return (lambda obs, part: (inspector.inspect(obs), None)), described + warned, None

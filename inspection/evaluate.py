@@ -357,6 +357,8 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
             "audio": thresholds.audio,
         },
         "model_version": getattr(detector, "version", None),
+        # A fused detector's two models and thresholds: what the figures were measured with.
+        "fusion": (getattr(detector, "metadata", None) or {}).get("fusion"),
     }
     metrics["per_class_by_score"] = _per_class_auroc(valid)
     for cls, scores in metrics["per_class"].items():

@@ -68,6 +68,26 @@ def test_the_demo_warns_when_the_model_never_saw_the_product_or_disagreed_on_it(
     assert product_warning(trained, measured, "bracket") is None
     warning = product_warning(trained, measured, "panel")
     assert warning is not None and "agreed 76%" in warning and "passed 45%" in warning
+    # Fused as the demo runs it, with only the model alone measured: said so.
+    warning = product_warning(trained, measured, "panel", fused=True)
+    assert "agreed 76%" in warning and warning.endswith(
+        "(measured alone; fused with its normality model it passes fewer)"
+    )
+
+
+def test_the_demo_warns_from_the_fused_figures_when_it_fuses():
+    from inspection.demo import product_warning
+
+    trained = {"products": ["bracket"]}
+    alone = {"parts": 300, "verdict_agreement": 0.84, "verdict_wrong_pass_rate": 0.05}
+    fused = {"parts": 300, "verdict_agreement": 0.93, "verdict_wrong_pass_rate": 0.02}
+    measured = {"products": {"bracket": {**alone, "fused": fused}}}
+    assert "agreed 84%" in product_warning(trained, measured, "bracket")
+    warning = product_warning(trained, measured, "bracket", fused=True)
+    assert "verdicts (fused with its normality model) agreed 93%" in warning
+    assert "passed 2%" in warning and "measured alone" not in warning
+    good = {"products": {"bracket": {**alone, "fused": {**fused, "verdict_agreement": 0.99}}}}
+    assert product_warning(trained, good, "bracket", fused=True) is None
 
 
 def test_an_unreadable_evaluation_file_is_no_claim(tmp_path):

@@ -123,6 +123,40 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     assert any("model.safetensors" in p for p in verify_manifest(shipped))
 
 
+def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line, tmp_path):
+    import torch
+    from conftest import tiny_normality_model
+
+    from inspection.models.fusion import FusedDetector
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a shared 2-core box ran 30x slower
+    try:
+        detector, thresholds = _detector(tiny_model)
+        alone = evaluate(detector, thresholds, line, tmp_path / "alone", progress=False)
+        normality = TorchDetector(tiny_normality_model({"image": 0.55, "pixel": 0.65}))
+        fused_detector = FusedDetector(detector, normality)
+        fused = evaluate(
+            fused_detector,
+            thresholds_of(fused_detector.metadata),
+            line,
+            tmp_path / "fused",
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert alone["fusion"] is None
+    assert fused["fusion"]["normality"]["version"] == normality.version
+    recorded = json.loads(write_product_evaluation(tmp_path, [fused, alone]).read_text())
+    panel = recorded["products"]["panel"]
+    assert panel["verdict_agreement"] == alone["verdict_agreement"]  # whatever the order
+    assert panel["fused"]["verdict_agreement"] == fused["verdict_agreement"]
+    assert panel["fused"]["normality_version"] == normality.version
+    rows = products_section([alone, fused]).splitlines()
+    assert any(r.startswith("| panel | 12 |") for r in rows)
+    assert any(r.startswith("| panel (fused with its normality model) | 12 |") for r in rows)
+
+
 def test_card_shows_thresholds_lifted_to_their_floor():
     from inspection.models.card import _thresholds_line
 

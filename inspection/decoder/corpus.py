@@ -215,7 +215,7 @@ def random_defects(
 
     Sizes are drawn around the standard's own thresholds so that parts land on both
     sides of every limit; ``depth_mm`` is sometimes left unmeasured (as on a 2D camera),
-    which makes the rule engine ask for review.
+    which makes the rule engine ask for review unless a clause that holds already rejects.
     """
     n = int(rng.integers(0, min(max_defects, MAX_DEFECTS) + 1))
     defects = []

@@ -53,9 +53,10 @@ _WORDS = {
     "en": {
         "rule": (
             "Rules: clauses are listed strictest first (action, then severity). The first "
-            "that holds (✓) governs; a clause above it that needs an unmeasured value (?) "
-            "and has a stricter action means review under the first such clause; if none "
-            "holds, a ? clause stricter than accept means review, otherwise accept."
+            "that holds (✓) governs if its action is rework or scrap. Otherwise a clause "
+            "above it that needs an unmeasured value (?) and has a stricter action means "
+            "review under the first such clause; if none holds, a ? clause stricter than "
+            "accept means review, otherwise accept."
         ),
         "measured": "Measured defects and the clauses that cover them:",
         "none": "none",
@@ -69,9 +70,9 @@ _WORDS = {
     },
     "zh": {
         "rule": (
-            "规则：条款按处置从严到宽排列（其次严重度）。第一条成立（✓）的条款为准；"
-            "排在其前、缺少实测值（?）且处置更严的条款需复检，引用第一条此类条款；"
-            "无成立条款时，处置严于接收的 ? 条款需复检，否则接收。"
+            "规则：条款按处置从严到宽排列（其次严重度）。第一条成立（✓）的条款为返工或报废时"
+            "以其为准；否则，排在其前、缺少实测值（?）且处置更严的条款需复检，引用第一条此类"
+            "条款；无成立条款时，处置严于接收的 ? 条款需复检，否则接收。"
         ),
         "measured": "实测缺陷及其适用条款：",
         "none": "无",

@@ -269,19 +269,28 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
 
     The line cannot know how far to trust a model on a product from the model alone; this
     file (hashed by the manifest like every other) lets the demo and the console say so.
-    An evaluation of several products at once, or of none, is left out.
+    An evaluation of the model fused with a normality model (``inspection evaluate
+    --normality``, as the demo runs it) goes under the product's ``fused`` key, with the
+    normality model's version. An evaluation of several products at once, or of none, is
+    left out.
     """
-    products = {}
+    products: dict[str, dict[str, Any]] = {}
     for m in evaluations:
         named = m.get("products") or []
-        if len(named) == 1:
-            products[named[0]] = {
-                "parts": m.get("n_images"),
-                "image_auroc": m.get("image_auroc"),
-                "verdict_agreement": m.get("verdict_agreement"),
-                "verdict_wrong_pass_rate": m.get("verdict_wrong_pass_rate"),
-                "verdict_false_reject_rate": m.get("verdict_false_reject_rate"),
-            }
+        if len(named) != 1:
+            continue
+        figures = {
+            "parts": m.get("n_images"),
+            "image_auroc": m.get("image_auroc"),
+            "verdict_agreement": m.get("verdict_agreement"),
+            "verdict_wrong_pass_rate": m.get("verdict_wrong_pass_rate"),
+            "verdict_false_reject_rate": m.get("verdict_false_reject_rate"),
+        }
+        entry = products.setdefault(named[0], {})
+        if m.get("fusion"):
+            entry["fused"] = {**figures, "normality_version": m["fusion"]["normality"]["version"]}
+        else:
+            entry.update(figures)
     path = Path(model_dir) / PRODUCT_EVALUATION
     path.write_text(json.dumps({"products": products}, indent=2) + "\n", encoding="utf-8")
     return path
@@ -315,7 +324,8 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
         per_class = m.get("per_class", {})
         rows.append(
             [
-                ", ".join(m.get("products") or []) or "not recorded",
+                (", ".join(m.get("products") or []) or "not recorded")
+                + (" (fused with its normality model)" if m.get("fusion") else ""),
                 m.get("n_images"),
                 m.get("image_auroc"),
                 m.get("verdict_agreement"),

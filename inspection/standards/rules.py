@@ -198,7 +198,9 @@ def _decide_in_zone(
     best = max((c.action.rank for c in applicable), default=Action.ACCEPT.rank)
     # A clause we cannot evaluate only matters if it could make the outcome stricter.
     stricter = [(c, m) for c, m in undecidable if c.action.rank > best]
-    if stricter:
+    rejected = bool(applicable) and applicable[0].action.verdict is Verdict.REJECT
+    if stricter and not rejected:
+        # Nothing that holds rejects, so the unmeasured value may decide PASS or REJECT.
         clause, missing = stricter[0]  # the strictest of them
         return DefectDecision(
             defect,
@@ -227,7 +229,20 @@ def _decide_in_zone(
         governing.action,
         governing.id,
         f"{defect.defect_class} in zone {zone}: {conditions} ({_describe(measured)}) "
-        f"-> clause {governing.id}: {governing.severity}, {governing.action}",
+        f"-> clause {governing.id}: {governing.severity}, {governing.action}"
+        + _left_open(stricter),
+    )
+
+
+def _left_open(stricter: list[tuple[Clause, list[str]]]) -> str:
+    """A rejecting clause holds, so the part is rejected whatever the unmeasured values:
+    the stricter clause they leave open only changes the disposition, said in the reason."""
+    if not stricter:
+        return ""
+    clause, missing = stricter[0]
+    return (
+        f"; clause {clause.id} ({clause.severity}, {clause.action}) needs "
+        f"{', '.join(missing)}, which was not measured: {clause.action} if it holds"
     )
 
 

@@ -26,6 +26,8 @@ BRACKET_CASES = [
     ("dent", "B", {"length_mm": 1.5, "depth_mm": 0.1}, Action.ACCEPT, None, None),
     # dent without a depth: the scrap clause cannot be evaluated -> review, never pass
     ("dent", "A", {"length_mm": 1.0}, Action.REVIEW, "4.2.1", Severity.CRITICAL),
+    # ... unless the rework clause holds: rejected whatever the depth, 4.2.2 governs
+    ("dent", "A", {"length_mm": 2.0}, Action.REWORK, "4.2.2", Severity.MAJOR),
     # colour: > 3 rework
     ("color_deviation", "A", {"delta_e": 3.0}, Action.ACCEPT, None, None),
     ("color_deviation", "B", {"delta_e": 3.2}, Action.REWORK, "4.3.1", Severity.MAJOR),
@@ -160,9 +162,54 @@ def test_clauses_rank_strictest_first_and_the_first_that_holds_governs():
 
     assert decide({"length_mm": 3.0, "depth_mm": 0.1}).clause_id == "d2"  # major beats minor
     assert decide({"length_mm": 1.5, "depth_mm": 0.6}).clause_id == "d4"  # critical scrap
-    # Depth not measured: both scrap clauses could apply; the strictest is cited for review.
-    review = decide({"length_mm": 3.0})
+    # Depth not measured, no clause holds: both scrap clauses could apply; the strictest
+    # is cited for review.
+    review = decide({"length_mm": 0.5})
     assert review.action is Action.REVIEW and review.clause_id == "d4"
+
+
+def test_a_rejecting_clause_that_holds_decides_whatever_an_unmeasured_stricter_one():
+    from inspection.standards import parse_standard
+
+    standard = parse_standard(RANKING_STANDARD)
+    result = apply_standard(standard, [Defect("dent", {"length_mm": 3.0}, zone="A")])
+    (decision,) = result.decisions
+    # d2 (major rework) holds: REJECT whatever the depth; d4 (scrap) only changes the
+    # disposition, and the reason says so.
+    assert result.verdict is Verdict.REJECT
+    assert decision.action is Action.REWORK and decision.clause_id == "d2"
+    assert "clause d4 (critical, scrap) needs depth_mm" in decision.reason
+    assert decision.reason.endswith("scrap if it holds")
+
+
+ACCEPTING_STANDARD = """
+id: QS-ACC-1
+title: {en: accept below a limit, zh: 限内接收}
+product: x
+revision: A
+zones: [{id: A, name: {en: face, zh: 面}, region: [0, 0, 1, 1]}]
+defect_classes: [{id: dent, name: {en: dent, zh: 凹坑}}]
+clauses:
+  - {id: a1, defect: dent, when: ["length_mm > 1"], severity: minor, action: accept,
+     text: {en: a, zh: a}}
+  - {id: s1, defect: dent, when: ["depth_mm > 0.2"], severity: critical, action: scrap,
+     text: {en: b, zh: b}}
+"""
+
+
+def test_an_accepting_clause_that_holds_leaves_an_unmeasured_stricter_one_to_review():
+    from inspection.standards import parse_standard
+
+    standard = parse_standard(ACCEPTING_STANDARD)
+    result = apply_standard(standard, [Defect("dent", {"length_mm": 3.0}, zone="A")])
+    (decision,) = result.decisions
+    # The depth decides PASS or REJECT: never a PASS.
+    assert result.verdict is Verdict.REVIEW
+    assert decision.action is Action.REVIEW and decision.clause_id == "s1"
+    measured = apply_standard(
+        standard, [Defect("dent", {"length_mm": 3.0, "depth_mm": 0.1}, zone="A")]
+    )
+    assert measured.verdict is Verdict.PASS and measured.decisions[0].clause_id == "a1"
 
 
 # --- measurements, zones and unknown zones the standard cannot decide (issue 19) ---
