@@ -4,8 +4,10 @@ Deterministic and auditable: every defect gets the clause that governs it and a 
 in words. Among the clauses that apply to a defect the one with the most severe action
 governs (then the higher severity, then file order). A defect no clause covers is within
 tolerance and accepted. Anything the standard cannot decide goes to REVIEW, never PASS:
-a class it does not list, a condition on an attribute that was not measured, a
-measurement that is NaN, infinite or negative, a zone it does not declare. A defect
+a class it does not list, a condition on an attribute that was not measured (unless a
+clause that holds already rejects: then it governs, and the reason names the stricter
+clause left open), a measurement that is NaN, infinite or negative, a zone it does not
+declare. A defect
 whose zone is unknown is decided in every zone: the decision stands when every zone
 gives the same action (or every zone rejects: then the strictest), else REVIEW.
 """
