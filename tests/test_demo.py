@@ -88,6 +88,10 @@ def test_the_demo_warns_from_the_fused_figures_when_it_fuses():
     assert "passed 2%" in warning and "measured alone" not in warning
     good = {"products": {"bracket": {**alone, "fused": {**fused, "verdict_agreement": 0.99}}}}
     assert product_warning(trained, good, "bracket", fused=True) is None
+    # A malformed fused entry is no claim: the figures alone, with the caveat.
+    broken = {"products": {"bracket": {**alone, "fused": [0.99]}}}
+    warning = product_warning(trained, broken, "bracket", fused=True)
+    assert "agreed 84%" in warning and warning.endswith("it passes fewer)")
 
 
 def test_an_unreadable_evaluation_file_is_no_claim(tmp_path):

@@ -152,6 +152,13 @@ def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line,
     assert panel["verdict_agreement"] == alone["verdict_agreement"]  # whatever the order
     assert panel["fused"]["verdict_agreement"] == fused["verdict_agreement"]
     assert panel["fused"]["normality_version"] == normality.version
+    # A hand-edited fusion record: still the fused figures, no version, no traceback.
+    for broken in ("yes", {"normality": "x"}, {"heads": {}}):
+        edited = json.loads(
+            write_product_evaluation(tmp_path, [{**fused, "fusion": broken}]).read_text()
+        )
+        assert edited["products"]["panel"]["fused"]["normality_version"] is None
+        assert edited["products"]["panel"]["fused"]["parts"] == fused["n_images"]
     rows = products_section([alone, fused]).splitlines()
     assert any(r.startswith("| panel | 12 |") for r in rows)
     assert any(r.startswith("| panel (fused with its normality model) | 12 |") for r in rows)

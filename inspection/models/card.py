@@ -288,12 +288,19 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
         }
         entry = products.setdefault(named[0], {})
         if m.get("fusion"):
-            entry["fused"] = {**figures, "normality_version": m["fusion"]["normality"]["version"]}
+            entry["fused"] = {**figures, "normality_version": _normality_version(m["fusion"])}
         else:
             entry.update(figures)
     path = Path(model_dir) / PRODUCT_EVALUATION
     path.write_text(json.dumps({"products": products}, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def _normality_version(fusion: Any) -> str | None:
+    """The normality model's version in an evaluation's ``fusion`` record; ``None`` when
+    a hand-edited metrics.json does not hold one (the figures are still the fused ones)."""
+    normality = fusion.get("normality") if isinstance(fusion, dict) else None
+    return normality.get("version") if isinstance(normality, dict) else None
 
 
 def _table(intro: str, header: list[str], rows: list[list[Any]]) -> str:

@@ -131,23 +131,31 @@ def test_reason_names_clause_and_measurement(bracket_standard):
     assert "4.1.1" in reason and "7.25" in reason and "length_mm > 5" in reason
 
 
-RANKING_STANDARD = """
-id: QS-RANK-1
-title: {en: ranking, zh: 排序}
+def _dent_standard(*clauses: tuple[str, str, str, str]) -> str:
+    """A one-zone standard of dents, one clause per (id, condition, severity, action)."""
+    lines = [
+        f'  - {{id: {cid}, defect: dent, when: ["{when}"], severity: {severity}, '
+        f"action: {action}, text: {{en: t, zh: t}}}}"
+        for cid, when, severity, action in clauses
+    ]
+    header = """
+id: QS-DENT-1
+title: {en: dents, zh: 凹坑}
 product: x
 revision: A
 zones: [{id: A, name: {en: face, zh: 面}, region: [0, 0, 1, 1]}]
 defect_classes: [{id: dent, name: {en: dent, zh: 凹坑}}]
 clauses:
-  - {id: d1, defect: dent, when: ["length_mm > 1"], severity: minor, action: rework,
-     text: {en: a, zh: a}}
-  - {id: d2, defect: dent, when: ["length_mm > 2"], severity: major, action: rework,
-     text: {en: b, zh: b}}
-  - {id: d3, defect: dent, when: ["depth_mm > 0.5"], severity: minor, action: scrap,
-     text: {en: c, zh: c}}
-  - {id: d4, defect: dent, when: ["depth_mm > 0.2"], severity: critical, action: scrap,
-     text: {en: d, zh: d}}
 """
+    return header + "\n".join(lines) + "\n"
+
+
+RANKING_STANDARD = _dent_standard(
+    ("d1", "length_mm > 1", "minor", "rework"),
+    ("d2", "length_mm > 2", "major", "rework"),
+    ("d3", "depth_mm > 0.5", "minor", "scrap"),
+    ("d4", "depth_mm > 0.2", "critical", "scrap"),
+)
 
 
 def test_clauses_rank_strictest_first_and_the_first_that_holds_governs():
@@ -182,19 +190,10 @@ def test_a_rejecting_clause_that_holds_decides_whatever_an_unmeasured_stricter_o
     assert decision.reason.endswith("scrap if it holds")
 
 
-ACCEPTING_STANDARD = """
-id: QS-ACC-1
-title: {en: accept below a limit, zh: 限内接收}
-product: x
-revision: A
-zones: [{id: A, name: {en: face, zh: 面}, region: [0, 0, 1, 1]}]
-defect_classes: [{id: dent, name: {en: dent, zh: 凹坑}}]
-clauses:
-  - {id: a1, defect: dent, when: ["length_mm > 1"], severity: minor, action: accept,
-     text: {en: a, zh: a}}
-  - {id: s1, defect: dent, when: ["depth_mm > 0.2"], severity: critical, action: scrap,
-     text: {en: b, zh: b}}
-"""
+ACCEPTING_STANDARD = _dent_standard(
+    ("a1", "length_mm > 1", "minor", "accept"),
+    ("s1", "depth_mm > 0.2", "critical", "scrap"),
+)
 
 
 def test_an_accepting_clause_that_holds_leaves_an_unmeasured_stricter_one_to_review():
