@@ -451,6 +451,9 @@ def evaluate_command(
     ):
         value = metrics[key]
         table.add_row(key, "null" if value is None else f"{value:.4f}")
+    bias = metrics["width_bias_mm_median_by_class"]  # measured - true: + over-reads
+    if bias:
+        table.add_row("width bias mm, median", "  ".join(f"{c} {v:+.3f}" for c, v in bias.items()))
     table.add_row("latency p50 ms", f"{metrics['latency_ms']['p50'] or 0:.1f}")
     if metrics["verdicts"] is not None:  # the line's verdicts, from pipeline.decide
         table.add_row("verdicts", "  ".join(f"{k} {v}" for k, v in metrics["verdicts"].items()))

@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -49,6 +49,7 @@ from inspection.metrics import (
     false_reject_rate_at_miss,
     image_auroc,
     median_abs_error,
+    median_signed_error,
     per_class_scores,
     pixel_aupro,
     pixel_auroc,
@@ -302,14 +303,26 @@ def _shrink(mask: np.ndarray | None, amap: np.ndarray):
     return small_mask, small_map
 
 
-def _size_pairs(found, sample: Sample, mm: float) -> list[tuple[str, float, float]]:
-    """(true class, measured, true) lengths for predicted regions matched to true defects."""
+class SizePair(NamedTuple):
+    """A predicted region matched to a true defect: its measured and true sizes (mm)."""
+
+    defect_class: str  # the true defect's
+    length: float
+    true_length: float
+    width: float
+    true_width: float | None  # not every synthesised defect records one
+
+
+def _size_pairs(found, sample: Sample, mm: float) -> list[SizePair]:
+    """The predicted regions matched to true defects (the region overlapping each true
+    defect's box most), measured as the line measures them."""
     truths = [d for d in sample.attributes.get("defects", []) if d.get("visible", True)]
     if not truths or sample.mask is None:
         return []
     pairs = []
     for truth in truths:
-        length = truth.get("attributes", {}).get("length_mm")
+        attributes = truth.get("attributes", {})
+        length = attributes.get("length_mm")
         box = truth.get("bbox")
         if length is None or not box:
             continue
@@ -317,9 +330,40 @@ def _size_pairs(found, sample: Sample, mm: float) -> list[tuple[str, float, floa
         hits = [d for d in found if d.mask is not None and d.mask[y0:y1, x0:x1].any()]
         if hits:
             best = max(hits, key=lambda d: d.mask[y0:y1, x0:x1].sum())
-            measured = measure_region(best.mask, mm).length_mm
-            pairs.append((str(truth.get("defect_class", sample.label)), measured, float(length)))
+            measured = measure_region(best.mask, mm)
+            width = attributes.get("width_mm")
+            pairs.append(
+                SizePair(
+                    str(truth.get("defect_class", sample.label)),
+                    measured.length_mm,
+                    float(length),
+                    measured.width_mm,
+                    None if width is None else float(width),
+                )
+            )
     return pairs
+
+
+def _size_metrics(pairs: list[SizePair]) -> dict[str, Any]:
+    """Length error (median absolute, overall and by class) and width bias by class (median
+    of measured - true: a gauge that over-reads rejects tolerable parts, one that
+    under-reads passes rejectable ones)."""
+    classes = sorted({p.defect_class for p in pairs})
+    widths = {
+        c: [(p.width, p.true_width) for p in pairs if p.defect_class == c and p.true_width]
+        for c in classes
+    }
+    return {
+        "size_error_mm_median": median_abs_error([(p.length, p.true_length) for p in pairs]),
+        "size_error_mm_median_by_class": {
+            c: median_abs_error([(p.length, p.true_length) for p in pairs if p.defect_class == c])
+            for c in classes
+        },
+        "width_bias_mm_median_by_class": {
+            c: median_signed_error(w) for c, w in widths.items() if w
+        },
+        "size_pairs": len(pairs),
+    }
 
 
 def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> dict[str, Any]:
@@ -341,12 +385,7 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
         "false_reject_rate_at_miss_1pct": false_reject_rate_at_miss(defective, scores, 0.01),
         "false_reject_rate_at_threshold": _flagged_rate(valid, GOOD),
         "miss_rate_at_threshold": _miss_rate(valid),
-        "size_error_mm_median": median_abs_error([p[1:] for p in size_pairs]),
-        "size_error_mm_median_by_class": {
-            cls: median_abs_error([p[1:] for p in size_pairs if p[0] == cls])
-            for cls in sorted({p[0] for p in size_pairs})
-        },
-        "size_pairs": len(size_pairs),
+        **_size_metrics(size_pairs),
         "latency_ms": {
             "p50": float(np.percentile(latencies, 50)) if latencies else None,
             "p95": float(np.percentile(latencies, 95)) if latencies else None,

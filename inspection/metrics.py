@@ -192,6 +192,14 @@ def median_abs_error(pairs: Sequence[tuple[float, float]]) -> float | None:
     return float(np.median([abs(a - b) for a, b in pairs]))
 
 
+def median_signed_error(pairs: Sequence[tuple[float, float]]) -> float | None:
+    """Median of ``measured - true`` over matched pairs: a gauge's bias (positive: it
+    over-reads)."""
+    if not pairs:
+        return None
+    return float(np.median([a - b for a, b in pairs]))
+
+
 def rouge_l(candidate: str, reference: str, characters: bool = False) -> float:
     """ROUGE-L F1: the longest common subsequence of tokens over both lengths.
 

@@ -187,6 +187,38 @@ def test_a_part_that_rings_wrong_has_the_crack_as_its_main_defect():
     assert _main_class(detection, [Defect("dent", score=0.9)], audible=True) == "dent"
 
 
+def test_a_region_wider_than_its_scratch_shows_as_width_bias(tmp_path):
+    """The measured region is matched to the true scratch through its box, and the gauge's
+    width bias is measured - true (positive: over-reads), by class; a truth without a width
+    is left out of the bias, not counted as zero."""
+    from inspection.datasets import Sample
+    from inspection.evaluate import _size_metrics, _size_pairs
+    from inspection.types import Defect
+
+    mask = np.zeros((40, 60), bool)
+    mask[18:22, 10:50] = True  # 40 px long, 4 px wide
+    truths = [
+        {
+            "defect_class": "scratch",
+            "bbox": [10, 19, 50, 21],
+            "attributes": {"length_mm": 4.0, "width_mm": 0.2},
+        },
+        {"defect_class": "dent", "bbox": [0, 0, 5, 5], "attributes": {"length_mm": 1.0}},  # no hit
+    ]
+    sample = Sample(
+        tmp_path / "p.png", "scratch", mask=tmp_path / "m.png", attributes={"defects": truths}
+    )
+    found = [Defect("scratch", {}, mask=mask), Defect("dent", {}, mask=np.zeros_like(mask))]
+    pairs = _size_pairs(found, sample, mm=0.1)
+    assert [p.defect_class for p in pairs] == ["scratch"]
+    assert pairs[0].width == pytest.approx(0.4) and pairs[0].true_width == 0.2
+    dent = pairs[0]._replace(defect_class="dent", true_width=None)
+    sizes = _size_metrics([*pairs, dent])
+    assert sizes["width_bias_mm_median_by_class"] == {"scratch": pytest.approx(0.2)}
+    assert sizes["size_error_mm_median_by_class"]["scratch"] == pytest.approx(0.0)
+    assert sizes["size_pairs"] == 2
+
+
 def test_cli_an_empty_split_exits_2_with_one_line(tiny_model, tmp_path):
     """Before: ``ValueError: ...: no samples in split 'test'`` with its traceback."""
     from typer.testing import CliRunner

@@ -9,6 +9,7 @@ from inspection.metrics import (
     false_reject_rate_at_miss,
     image_auroc,
     median_abs_error,
+    median_signed_error,
     per_class_scores,
     pixel_aupro,
     pixel_auroc,
@@ -90,6 +91,12 @@ def test_per_class_scores():
 def test_median_abs_error():
     assert median_abs_error([(1.0, 1.5), (2.0, 2.0), (3.0, 2.0)]) == 0.5
     assert median_abs_error([]) is None
+
+
+def test_median_signed_error_keeps_the_direction():
+    assert median_signed_error([(1.5, 1.0), (2.5, 2.0), (3.0, 4.0)]) == 0.5  # over-reads
+    assert median_signed_error([(1.0, 1.5), (2.0, 2.5)]) == -0.5
+    assert median_signed_error([]) is None
 
 
 def test_rouge_l():

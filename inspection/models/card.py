@@ -228,11 +228,12 @@ def write_model_card(
     lines += [
         "",
         "| class | accuracy | precision | recall | AUROC (fused) | AUROC (image) "
-        "| length error (mm, median) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| length error (mm, median) | width bias (mm, median) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     by_score = metrics.get("per_class_by_score", {})
     size_error = metrics.get("size_error_mm_median_by_class", {})
+    width_bias = metrics.get("width_bias_mm_median_by_class", {})
     for cls, v in metrics.get("per_class", {}).items():
         s = by_score.get(cls, {})
         cells = [
@@ -242,6 +243,7 @@ def write_model_card(
             s.get("auroc"),
             s.get("auroc_image_only"),
             size_error.get(cls),
+            width_bias.get(cls),
         ]
         lines.append(f"| {cls} | " + " | ".join(_fmt(c) for c in cells) + " |")
     for title, body in (extra_sections or {}).items():
@@ -321,11 +323,11 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
     Columns: what the line would do (verdict agreement with the standard on the exact
     attributes, parts the standard rejects that were passed, false rejects) and what the
     detector finds (image AUROC, the recall of :data:`PRODUCT_CLASSES`, the scratch length
-    error).
+    error and width bias: measured - true, positive when the gauge over-reads).
     """
     header = ["product", "parts", "image AUROC", "verdict agreement", "wrong PASS rate"]
     header += ["false rejects", *(f"{c} recall" for c in PRODUCT_CLASSES)]
-    header += ["scratch length error (mm)"]
+    header += ["scratch length error (mm)", "scratch width bias (mm)"]
     rows = []
     for m in evaluations:
         per_class = m.get("per_class", {})
@@ -340,6 +342,7 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
                 m.get("verdict_false_reject_rate"),
                 *(per_class.get(c, {}).get("recall") for c in PRODUCT_CLASSES),
                 m.get("size_error_mm_median_by_class", {}).get("scratch"),
+                m.get("width_bias_mm_median_by_class", {}).get("scratch"),
             ]
         )
     intro = (
