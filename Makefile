@@ -20,6 +20,8 @@ MODEL_FINETUNE2_MINUTES ?= 60
 MODEL_FINETUNE3_MINUTES ?= 75
 # then one on bracket, panel and tile together (every product the demo offers)
 MODEL_PRODUCTS_MINUTES ?= 65
+# then one with a second set of tile parts (tile, the weakest product, half the parts)
+MODEL_TILE_MINUTES ?= 85
 PRODUCTS := bracket panel tile
 DECODER_MINUTES ?= 70
 # then a fine-tune that shows more parts whose clauses need an unmeasured value
@@ -59,8 +61,12 @@ model: install
 		$(BIN)/inspection synth --out $(MODEL_RUN)/heldout-$$p --n 300 --seed 7 --product $$p \
 			--train-ratio 0 || exit 1; \
 	done
+	$(BIN)/inspection synth --out $(MODEL_RUN)/train-tile2 --n 1400 --seed 2 --product tile \
+		--train-ratio 0.8 --train-defect-ratio 0.5
 	$(BIN)/inspection datasets merge $(foreach p,$(PRODUCTS),$(MODEL_RUN)/train-$(p)) \
 		--out $(MODEL_RUN)/train-all
+	$(BIN)/inspection datasets merge $(foreach p,$(PRODUCTS) tile2,$(MODEL_RUN)/train-$(p)) \
+		--out $(MODEL_RUN)/train-all-tile2
 	$(BIN)/inspection train --data $(MODEL_RUN)/train-bracket --out $(MODEL_RUN)/detect --config small --from-scratch \
 		--max-minutes $(MODEL_MINUTES) --steps 100000 --device $(DEVICE)
 	$(BIN)/inspection train --data $(MODEL_RUN)/train-bracket --out $(MODEL_RUN)/detect-ft \
@@ -72,8 +78,11 @@ model: install
 	$(BIN)/inspection train --data $(MODEL_RUN)/train-bracket --out $(MODEL_RUN)/detect-ft3 \
 		--init $(MODEL_RUN)/detect-ft2 --lr 2e-4 --seed 5 --max-minutes $(MODEL_FINETUNE3_MINUTES) \
 		--steps 100000 --device $(DEVICE)
-	$(BIN)/inspection train --data $(MODEL_RUN)/train-all --out models/default \
+	$(BIN)/inspection train --data $(MODEL_RUN)/train-all --out $(MODEL_RUN)/detect-products \
 		--init $(MODEL_RUN)/detect-ft3 --lr 3e-4 --seed 11 --max-minutes $(MODEL_PRODUCTS_MINUTES) \
+		--steps 100000 --device $(DEVICE)
+	$(BIN)/inspection train --data $(MODEL_RUN)/train-all-tile2 --out models/default \
+		--init $(MODEL_RUN)/detect-products --lr 2e-4 --seed 13 --max-minutes $(MODEL_TILE_MINUTES) \
 		--steps 100000 --device $(DEVICE)
 	rm -f models/default/train_state.pt models/default/train_log.jsonl
 	$(BIN)/inspection decoder train --out $(MODEL_RUN)/decoder --config small \
@@ -105,7 +114,7 @@ model: install
 		$(foreach p,$(PRODUCTS),--product-eval $(MODEL_RUN)/eval-$(p)) \
 		$(foreach p,$(PRODUCTS),--product-eval $(MODEL_RUN)/eval-$(p)-fused) \
 		--decoder-eval $(MODEL_RUN)/decoder-unseen --decoder-eval $(MODEL_RUN)/decoder-housing \
-		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) MODEL_FINETUNE3_MINUTES=$(MODEL_FINETUNE3_MINUTES) MODEL_PRODUCTS_MINUTES=$(MODEL_PRODUCTS_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DECODER_RULE_MINUTES=$(DECODER_RULE_MINUTES) DEVICE=$(DEVICE)"
+		--command "make model  # MODEL_MINUTES=$(MODEL_MINUTES) MODEL_FINETUNE_MINUTES=$(MODEL_FINETUNE_MINUTES) MODEL_FINETUNE2_MINUTES=$(MODEL_FINETUNE2_MINUTES) MODEL_FINETUNE3_MINUTES=$(MODEL_FINETUNE3_MINUTES) MODEL_PRODUCTS_MINUTES=$(MODEL_PRODUCTS_MINUTES) MODEL_TILE_MINUTES=$(MODEL_TILE_MINUTES) DECODER_MINUTES=$(DECODER_MINUTES) DECODER_FINETUNE_MINUTES=$(DECODER_FINETUNE_MINUTES) DECODER_RULE_MINUTES=$(DECODER_RULE_MINUTES) DEVICE=$(DEVICE)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
