@@ -182,15 +182,16 @@ def _dataset_standard(dataset: Dataset) -> Standard | None:
 
 
 def _exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
-    """The standard's verdict on the sample's exact defect attributes, if it has them."""
-    if standard is None:
-        return None
+    """The standard's verdict on the sample's exact defect attributes, if it has them.
+
+    The attributes are checked with or without a standard: the size errors read them too.
+    """
     where = f"{sample.image} ({sample.part_id})"
     try:
         truth = manifest_defects(sample.attributes.get("defects"), where)
     except DefectsError as exc:  # the dataset's fault, found before any work
         raise DatasetError(str(exc)) from exc
-    if truth is None:
+    if standard is None or truth is None:
         return None
     size = sample.attributes.get("image_size")
     size = (int(size[0]), int(size[1])) if size else None
@@ -350,7 +351,11 @@ def _size_metrics(pairs: list[SizePair]) -> dict[str, Any]:
     under-reads passes rejectable ones)."""
     classes = sorted({p.defect_class for p in pairs})
     widths = {
-        c: [(p.width, p.true_width) for p in pairs if p.defect_class == c and p.true_width]
+        c: [
+            (p.width, p.true_width)
+            for p in pairs
+            if p.defect_class == c and p.true_width is not None
+        ]
         for c in classes
     }
     return {

@@ -219,6 +219,18 @@ def test_a_region_wider_than_its_scratch_shows_as_width_bias(tmp_path):
     assert sizes["size_pairs"] == 2
 
 
+def test_a_malformed_true_size_fails_before_any_work_with_or_without_a_standard(tmp_path):
+    """The size errors read the true attributes even where no standard applies: a width
+    that is not a number is the dataset's fault, said before any part is scored."""
+    from inspection.datasets import DatasetError, Sample
+    from inspection.evaluate import _exact_verdict
+
+    truth = {"defect_class": "scratch", "bbox": [0, 0, 4, 4], "attributes": {"width_mm": "wide"}}
+    sample = Sample(tmp_path / "p.png", "scratch", part_id="p1", attributes={"defects": [truth]})
+    with pytest.raises(DatasetError, match=r"p1.*attributes.width_mm must be a number"):
+        _exact_verdict(None, sample)
+
+
 def test_cli_an_empty_split_exits_2_with_one_line(tiny_model, tmp_path):
     """Before: ``ValueError: ...: no samples in split 'test'`` with its traceback."""
     from typer.testing import CliRunner

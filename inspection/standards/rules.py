@@ -7,9 +7,9 @@ tolerance and accepted. Anything the standard cannot decide goes to REVIEW, neve
 a class it does not list, a condition on an attribute that was not measured (unless a
 clause that holds already rejects: then it governs, and the reason names the stricter
 clause left open), a measurement that is NaN, infinite or negative, a zone it does not
-declare. A defect
-whose zone is unknown is decided in every zone: the decision stands when every zone
-gives the same action (or every zone rejects: then the strictest), else REVIEW.
+declare. A defect whose zone is unknown is decided in every zone: the decision stands
+when every zone gives the same action (or every zone rejects: then the strictest), else
+REVIEW.
 """
 
 from __future__ import annotations

@@ -150,6 +150,15 @@ clauses:
     return header + "\n".join(lines) + "\n"
 
 
+def _judge_dent(standard_text: str, attributes: dict):
+    """The result of one dent in zone A under a one-zone dent standard, and its decision."""
+    from inspection.standards import parse_standard
+
+    result = apply_standard(parse_standard(standard_text), [Defect("dent", attributes, zone="A")])
+    (decision,) = result.decisions
+    return result, decision
+
+
 RANKING_STANDARD = _dent_standard(
     ("d1", "length_mm > 1", "minor", "rework"),
     ("d2", "length_mm > 2", "major", "rework"),
@@ -166,7 +175,7 @@ def test_clauses_rank_strictest_first_and_the_first_that_holds_governs():
     assert [c.id for c in ranked_clauses(standard, "dent", "A")] == ["d4", "d3", "d2", "d1"]
 
     def decide(attrs):
-        return apply_standard(standard, [Defect("dent", attrs, zone="A")]).decisions[0]
+        return _judge_dent(RANKING_STANDARD, attrs)[1]
 
     assert decide({"length_mm": 3.0, "depth_mm": 0.1}).clause_id == "d2"  # major beats minor
     assert decide({"length_mm": 1.5, "depth_mm": 0.6}).clause_id == "d4"  # critical scrap
@@ -177,11 +186,7 @@ def test_clauses_rank_strictest_first_and_the_first_that_holds_governs():
 
 
 def test_a_rejecting_clause_that_holds_decides_whatever_an_unmeasured_stricter_one():
-    from inspection.standards import parse_standard
-
-    standard = parse_standard(RANKING_STANDARD)
-    result = apply_standard(standard, [Defect("dent", {"length_mm": 3.0}, zone="A")])
-    (decision,) = result.decisions
+    result, decision = _judge_dent(RANKING_STANDARD, {"length_mm": 3.0})
     # d2 (major rework) holds: REJECT whatever the depth; d4 (scrap) only changes the
     # disposition, and the reason says so.
     assert result.verdict is Verdict.REJECT
@@ -197,18 +202,12 @@ ACCEPTING_STANDARD = _dent_standard(
 
 
 def test_an_accepting_clause_that_holds_leaves_an_unmeasured_stricter_one_to_review():
-    from inspection.standards import parse_standard
-
-    standard = parse_standard(ACCEPTING_STANDARD)
-    result = apply_standard(standard, [Defect("dent", {"length_mm": 3.0}, zone="A")])
-    (decision,) = result.decisions
+    result, decision = _judge_dent(ACCEPTING_STANDARD, {"length_mm": 3.0})
     # The depth decides PASS or REJECT: never a PASS.
     assert result.verdict is Verdict.REVIEW
     assert decision.action is Action.REVIEW and decision.clause_id == "s1"
-    measured = apply_standard(
-        standard, [Defect("dent", {"length_mm": 3.0, "depth_mm": 0.1}, zone="A")]
-    )
-    assert measured.verdict is Verdict.PASS and measured.decisions[0].clause_id == "a1"
+    measured, chosen = _judge_dent(ACCEPTING_STANDARD, {"length_mm": 3.0, "depth_mm": 0.1})
+    assert measured.verdict is Verdict.PASS and chosen.clause_id == "a1"
 
 
 # --- measurements, zones and unknown zones the standard cannot decide (issue 19) ---
