@@ -14,8 +14,11 @@ Decision policy
   REVIEW instead, trading reviews of good parts for fewer wrong PASSes.
 - At or above it, the anomaly map is cut at the pixel threshold; each connected region
   is one defect, of the class whose map is strongest over it, measured in mm (length,
-  width, area) and ΔE, and judged by the standard. A part that scores as defective but
-  shows no region to measure goes to REVIEW.
+  width, area) and ΔE, and judged by the standard. The pieces of a scratch or crack the
+  map broke (regions of that class within ``JOIN_GAP_PX``) are one defect, measured on
+  the image around the region rather than on the map's blurred edges
+  (:func:`~inspection.measure.gauge_stroke`). A part that scores as defective but shows
+  no region to measure goes to REVIEW.
 - A part whose tap test rings wrong has a crack: the most crack-like region the maps
   call a scratch (the two look alike), or an internal crack when none is visible.
 - Any error on this path (unreadable frame, model failure, NaN scores) gives REVIEW
@@ -41,7 +44,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from inspection.errors import ModelError, UserError
-from inspection.measure import connected_components, measure_defect
+from inspection.measure import (
+    Component,
+    connected_components,
+    gauge_stroke,
+    join_fragments,
+    measure_defect,
+)
 from inspection.models.outputs import Detection
 from inspection.standards import Standard, apply_standard
 from inspection.types import (
@@ -61,6 +70,18 @@ boundary. Good taps saturate near 0 (the shipped default: 3.4e-5 to 3.7e-5 on ev
 held-out part that is not cracked), and their 99th percentile, taken alone, sits inside
 that noise and flags good parts."""
 
+STROKE_CLASSES = frozenset({"scratch", "crack"})
+"""Line-shaped defect classes: a stroke the map broke into pieces is one defect of them
+(see :func:`defects_from_detection`)."""
+
+JOIN_GAP_PX = 8
+"""How close (px, centre to centre) the pieces of one stroke are joined. Chosen on
+validation parts (seed 11, not the held-out seed 7) among 0-12 px: the median length
+error of scratches and cracks summed over bracket, panel and tile fell from 2.28 mm
+(0 px) to 1.98 mm (8 px), no region spanned two true strokes, and no verdict changed
+(benchmarks/README.md, "Broken strokes"), measured on the map; with the stroke gauge
+the figure is 0.26 mm at 8 px ("A stroke gauge on the image")."""
+
 PIXEL_THRESHOLD_FLOOR = 0.5
 """The lowest pixel threshold the line cuts defect regions at (see :func:`thresholds_of`):
 the map's channel 0 is a classifier of defect pixels, and 0.5 is its own boundary. A
@@ -78,6 +99,7 @@ class Thresholds:
     pixel: float = 0.5  # anomaly probability at or above: a defect pixel
     audio: float = 0.5  # tap-test score at or above: audible defect
     min_area_px: int = 4  # smaller regions are sensor noise
+    join_gap_px: int = JOIN_GAP_PX  # pieces of a stroke this close are one (_join_strokes)
     version: str = "uncalibrated"
     review: float | None = None  # part score at or above (under `image`): REVIEW, not PASS
 
@@ -238,19 +260,63 @@ def defects_from_detection(
     regions = connected_components(
         anomaly >= thresholds.pixel, mm_per_px or 1.0, min_area_px=thresholds.min_area_px
     )
-    # Each region read through its box: regions x frame-size work would not scale.
-    local = [(comp.bbox.window, comp.mask[comp.bbox.window]) for comp in regions]
-    strengths = [class_maps[:, r, c][:, m].mean(axis=1) for (r, c), m in local]  # each (K,)
-    names = [detection.classes[int(np.argmax(s))] if len(s) else "anomaly" for s in strengths]
+    names = _strongest(_class_strengths(regions, class_maps), detection.classes)
+    regions, names = _join_strokes(regions, names, thresholds.join_gap_px)
     if audible and "crack" in detection.classes and "crack" not in names:
         crack = detection.classes.index("crack")
         lines = [i for i, name in enumerate(names) if name == "scratch"]
         if lines:
-            names[max(lines, key=lambda i: strengths[i][crack])] = "crack"
+            strengths = _class_strengths([regions[i] for i in lines], class_maps)
+            names[lines[int(np.argmax([s[crack] for s in strengths]))]] = "crack"
     return [
-        measure_defect(comp, name, mm_per_px, image, reference, float(anomaly[r, c][m].max()))
-        for comp, name, ((r, c), m) in zip(regions, names, local, strict=True)
+        measure_defect(
+            _gauged(comp, name, image), name, mm_per_px, image, reference, _peak(anomaly, comp)
+        )
+        for comp, name in zip(regions, names, strict=True)
     ]
+
+
+def _gauged(comp: Component, name: str, image: np.ndarray | None) -> Component:
+    """A scratch or crack measured on the image (:func:`~inspection.measure.gauge_stroke`)
+    where there is one and the stroke stands out of it; any other region, and a stroke
+    too faint to gauge, as the map cut it."""
+    if image is None or name not in STROKE_CLASSES:
+        return comp
+    return gauge_stroke(image, comp) or comp
+
+
+def _peak(anomaly: np.ndarray, comp: Component) -> float:
+    """The anomaly map's highest value over a region (read through its box)."""
+    window = comp.bbox.window
+    return float(anomaly[window][comp.mask[window]].max())
+
+
+def _class_strengths(regions: list[Component], class_maps: np.ndarray) -> list[np.ndarray]:
+    """Each region's mean of every class map over its pixels, each ``(K,)``; read
+    through the region's box: regions x frame-size work would not scale."""
+    windows = [(comp.bbox.window, comp.mask[comp.bbox.window]) for comp in regions]
+    return [class_maps[:, rows, cols][:, inside].mean(axis=1) for (rows, cols), inside in windows]
+
+
+def _strongest(strengths: list[np.ndarray], classes: Sequence[str]) -> list[str]:
+    return [classes[int(np.argmax(s))] if len(s) else "anomaly" for s in strengths]
+
+
+def _join_strokes(
+    regions: list[Component], names: list[str], gap_px: int
+) -> tuple[list[Component], list[str]]:
+    """The pieces of one broken stroke joined: regions of one line-shaped class (a
+    scratch, a crack) within ``gap_px`` of each other are one defect
+    (:func:`~inspection.measure.join_fragments`). Other classes keep their regions: two
+    specks of dirt side by side are two, and a standard counts them."""
+    joined, joined_names = [], []
+    for name in dict.fromkeys(names):
+        same = [comp for comp, n in zip(regions, names, strict=True) if n == name]
+        if name in STROKE_CLASSES:
+            same = join_fragments(same, gap_px)
+        joined += same
+        joined_names += [name] * len(same)
+    return joined, joined_names
 
 
 def part_defects(

@@ -10,6 +10,8 @@ from inspection.measure import (
     connected_components,
     defects_from_mask,
     delta_e,
+    gauge_stroke,
+    join_fragments,
     measure_region,
     region_delta_e,
 )
@@ -52,6 +54,84 @@ def test_components_split_and_drop_specks():
     assert sorted(c.area_px for c in comps) == [25, 50]
 
 
+def _broken_line(gap_px: int) -> np.ndarray:
+    """A 2 px thick line 60 px long with a hole of ``gap_px`` pixels in its middle."""
+    mask = np.zeros((40, 100), bool)
+    mask[20:22, 10:70] = True
+    mask[20:22, 40 - gap_px // 2 : 40 - gap_px // 2 + gap_px] = False
+    return mask
+
+
+@pytest.mark.parametrize("gap_px", [1, 5, 7])
+def test_pieces_of_a_broken_line_within_the_gap_are_measured_as_one(gap_px):
+    pieces = connected_components(_broken_line(gap_px), 0.1)
+    assert len(pieces) == 2
+    (joined,) = join_fragments(pieces, gap_px=8)
+    assert joined.length_mm == pytest.approx(6.0)  # the whole line, the hole spanned
+    assert joined.area_px == sum(p.area_px for p in pieces)  # the hole not counted
+    assert joined.bbox.as_list() == [10, 20, 70, 22]
+    assert (joined.mask == _broken_line(gap_px)).all()
+
+
+def test_pieces_farther_apart_than_the_gap_stay_apart():
+    pieces = connected_components(_broken_line(12), 0.1)
+    assert [c.area_px for c in join_fragments(pieces, gap_px=8)] == [c.area_px for c in pieces]
+    assert join_fragments(pieces, gap_px=0) == pieces
+
+
+def test_joining_is_transitive_and_keeps_the_order_of_first_members():
+    mask = np.zeros((40, 100), bool)
+    mask[5:7, 5:25] = True  # a: alone, far away
+    for x0 in (30, 50, 70):  # b, c, d: a chain 6 px apart, b never near d
+        mask[30:32, x0 : x0 + 14] = True
+    pieces = connected_components(mask, 1.0)
+    joined = join_fragments(pieces, gap_px=8)
+    assert [c.area_px for c in joined] == [40, 3 * 28]
+    assert joined[1].length_px == pytest.approx(54.0)
+
+
+def _surface_with_stroke(rng, noise: float = 4.0, contrast: float = 60.0):
+    """A noisy grey surface, a stroke 3 px wide and 50 px long drawn on it, and a map
+    region around the stroke as a coarse map cuts it: 2 px wider each side, 2 px short
+    at each end."""
+    image = rng.normal(120, noise, (60, 100, 3))
+    stroke = np.zeros((60, 100), bool)
+    stroke[29:32, 20:70] = True
+    image[stroke] += contrast
+    region = np.zeros_like(stroke)
+    region[27:34, 22:68] = True
+    return np.clip(image, 0, 255).astype(np.uint8), stroke, region
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stroke_gauge_reads_the_stroke_on_the_image_not_the_maps_blur(seed):
+    image, stroke, region = _surface_with_stroke(np.random.default_rng(seed))
+    on_map = measure_region(region, 0.1)
+    gauged = gauge_stroke(image, on_map)
+    assert (on_map.length_mm, on_map.width_mm) == pytest.approx((4.6, 0.7))
+    assert gauged.length_mm == pytest.approx(5.0, abs=0.1)
+    assert gauged.width_mm == pytest.approx(0.3, abs=0.05)
+    assert (gauged.mask & ~stroke).sum() <= 2  # the surface's noise hardly joins it
+    assert gauged.mm_per_px == 0.1
+
+
+def test_stroke_gauge_keeps_the_stroke_dark_or_light_and_in_grey_or_16_bit():
+    image, _, region = _surface_with_stroke(np.random.default_rng(3), contrast=-60.0)
+    on_map = measure_region(region, 0.1)
+    grey16 = image[..., 0].astype(np.uint16) * 257
+    for variant in (image, image[..., 0], grey16):
+        assert gauge_stroke(variant, on_map).length_mm == pytest.approx(5.0, abs=0.1)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_a_stroke_lost_in_the_surface_noise_is_left_to_the_map(seed):
+    rng = np.random.default_rng(seed)
+    image, _, region = _surface_with_stroke(rng, noise=8.0, contrast=0.0)
+    assert gauge_stroke(image, measure_region(region, 0.1)) is None
+    flat = np.full((60, 100, 3), 120, np.uint8)
+    assert gauge_stroke(flat, measure_region(region, 0.1)) is None
+
+
 def test_empty_mask_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         measure_region(np.zeros((5, 5), bool), 1.0)
@@ -81,6 +161,24 @@ def test_region_delta_e_ignores_lighting_gradient_with_surround():
     shifted = image.copy()
     shifted[mask] = np.clip(shifted[mask].astype(int) + np.array([14, -4, -10]), 0, 255)
     assert region_delta_e(shifted, mask, ref, surround_px=6) > 4
+
+
+def test_a_patch_colour_is_read_on_the_core_of_a_region_wider_than_it():
+    """A map's region 2 px past a 12 x 12 px patch on every side takes in good surface
+    (44 % of it): read on its core, the patch's own ΔE; the ring is still good surface."""
+    ref = np.array([120, 130, 140])
+    image = np.tile(ref.astype(np.uint8), (80, 80, 1))
+    image[30:42, 30:42] = [150, 120, 110]
+    patch = np.zeros((80, 80), bool)
+    patch[30:42, 30:42] = True
+    region = np.zeros_like(patch)
+    region[28:44, 28:44] = True
+    true = region_delta_e(image, patch, ref, surround_px=6)
+    assert region_delta_e(image, region, ref, surround_px=6) < 0.8 * true  # diluted
+    assert region_delta_e(image, region, ref, surround_px=6, core_px=2) == pytest.approx(true)
+    speck = np.zeros_like(patch)
+    speck[35:37, 35:37] = True  # no core of 9 pixels: read whole
+    assert region_delta_e(image, speck, ref, core_px=2) == region_delta_e(image, speck, ref)
 
 
 def test_defects_from_mask_attributes():

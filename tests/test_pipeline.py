@@ -203,6 +203,38 @@ def test_region_class_is_the_strongest_class_map():
     assert defects[0].attributes["length_mm"] == pytest.approx(3.0)
 
 
+def test_a_broken_scratch_is_one_scratch_but_specks_stay_apart():
+    """A stroke whose map dips under the cut in two places is one 6 mm scratch (its
+    pieces would each pass a standard that rejects the whole); specks of dirt as close
+    are counted one by one, and a second scratch farther than the gap is a second."""
+    broken = _scratch_region(60)
+    broken[:, 38:42] = broken[:, 55:57] = False
+    defects = defects_from_detection(detection(broken), Thresholds(), 0.1)
+    assert [(d.defect_class, d.attributes["length_mm"]) for d in defects] == [("scratch", 6.0)]
+    apart = defects_from_detection(detection(broken), Thresholds(join_gap_px=0), 0.1)
+    assert len(apart) == 3
+
+    specks = defects_from_detection(detection(broken, cls="contamination"), Thresholds(), 0.1)
+    assert [d.defect_class for d in specks] == ["contamination"] * 3
+
+    two = _scratch_region(30) | np.roll(_scratch_region(30), 12, axis=0)
+    assert len(defects_from_detection(detection(two), Thresholds(), 0.1)) == 2
+
+
+def test_a_scratch_is_measured_on_the_image_a_dent_on_the_map():
+    """The map's region is 2 px wider than the scratch each side: the line gauges the
+    stroke on the image (0.2 mm wide, as drawn), while a dent keeps the map's region."""
+    image = np.full((H, W, 3), 128, np.uint8)
+    image[50:52, 20:80] = 200  # the scratch: 2 px x 60 px at 0.1 mm/px
+    region = np.zeros((H, W), bool)
+    region[48:54, 20:80] = True
+    (scratch,) = defects_from_detection(detection(region), Thresholds(), 0.1, image)
+    assert scratch.attributes["width_mm"] == pytest.approx(0.2)
+    assert scratch.attributes["length_mm"] == pytest.approx(6.0)
+    (dent,) = defects_from_detection(detection(region, cls="dent"), Thresholds(), 0.1, image)
+    assert dent.attributes["width_mm"] == pytest.approx(0.6)
+
+
 def test_a_scratch_that_rings_is_the_crack_the_tap_heard():
     thresholds = Thresholds(audio=0.5)
     second = _scratch_region(30)

@@ -1,0 +1,82 @@
+"""How far inside a region's edge its colour is read (measure.COLOUR_CORE_PX): each colour
+patch of a synthetic set that the line finds (the shipped default, fused with the
+product's normality model as the demo runs it) has its ΔE read on the map's region with
+its core eroded by 0-4 px, the ring of the local white balance always around the whole
+region, and on the true mask for comparison; printed against the true ΔE.
+
+    python benchmarks/colour_core.py --data runs/val-bracket --normality runs/normality/bracket-560
+
+Results: benchmarks/README.md, section "Colour read on the region's core".
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from inspection import evaluate as ev
+from inspection.datasets import load_dataset
+from inspection.measure import region_delta_e
+from inspection.pipeline import load_detector, part_defects, thresholds_of
+
+CORES = (0, 1, 2, 3, 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=Path("models/default"))
+    parser.add_argument("--normality", type=Path, default=None)
+    args = parser.parse_args()
+
+    detector, metadata = load_detector(args.model, normality=args.normality)
+    thresholds = thresholds_of(metadata)
+    dataset = load_dataset(args.data)
+    reference = np.asarray(dataset.metadata["reference_rgb"])
+    rows = []  # (true ΔE, on the true mask, on the region's core for each of CORES)
+    patches = [s for s in dataset.samples if s.label == "color_deviation"]
+    for sample in tqdm(patches, desc="patches", unit="part", mininterval=2.0):
+        image, audio, truth = ev._read_sample(sample)
+        surround = max(3, round(0.05 * max(image.shape[:2])))
+        found = part_defects(
+            detector.detect(image, audio), thresholds, ev._scale(sample, dataset), image, reference
+        )
+        for true in sample.attributes["defects"]:
+            if true["defect_class"] != "color_deviation" or not true.get("bbox"):
+                continue
+            x0, y0, x1, y1 = true["bbox"]
+            region = _best_region(found, (x0, y0, x1, y1))
+            if region is None:
+                continue
+            patch = np.zeros(truth.shape, bool)
+            patch[y0:y1, x0:x1] = truth[y0:y1, x0:x1] > 0
+            read = [region_delta_e(image, patch, reference, surround)]
+            read += [region_delta_e(image, region, reference, surround, core) for core in CORES]
+            rows.append([true["attributes"]["delta_e"], *read])
+    table = np.array(rows)
+    print(f"{args.data}: {len(table)} patches found")
+    names = ["true mask", *(f"region, core {c} px" for c in CORES)]
+    for i, name in enumerate(names, start=1):
+        rel = (table[:, i] - table[:, 0]) / table[:, 0]
+        print(
+            f"  {name:18s} median relative error {np.median(rel):+.3f}  "
+            f"median |relative error| {np.median(np.abs(rel)):.3f}  "
+            f"more than 15 % under: {int((rel < -0.15).sum())}"
+        )
+
+
+def _best_region(found, box) -> np.ndarray | None:
+    x0, y0, x1, y1 = box
+    hits = [
+        d.mask
+        for d in found
+        if d.defect_class == "color_deviation" and d.mask is not None and d.mask[y0:y1, x0:x1].any()
+    ]
+    return max(hits, key=lambda m: m[y0:y1, x0:x1].sum()) if hits else None
+
+
+if __name__ == "__main__":
+    main()
