@@ -243,7 +243,10 @@ def _noise_floor(contrast: np.ndarray) -> float:
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
-    """8-bit (OpenCV's median over a wide window takes only 8-bit), contiguous."""
+    """8-bit (OpenCV's median over a wide window takes only 8-bit), contiguous, one
+    channel as ``(H, W)`` (OpenCV drops a lone channel axis)."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
     if image.dtype != np.uint8:
         image = np.clip(image.astype(np.float32) * (255.0 / _full_scale(image)), 0, 255)
     return np.ascontiguousarray(image, dtype=np.uint8)

@@ -119,7 +119,7 @@ def test_stroke_gauge_keeps_the_stroke_dark_or_light_and_in_grey_or_16_bit():
     image, _, region = _surface_with_stroke(np.random.default_rng(3), contrast=-60.0)
     on_map = measure_region(region, 0.1)
     grey16 = image[..., 0].astype(np.uint16) * 257
-    for variant in (image, image[..., 0], grey16):
+    for variant in (image, image[..., 0], image[..., :1], grey16):
         assert gauge_stroke(variant, on_map).length_mm == pytest.approx(5.0, abs=0.1)
 
 
