@@ -1,6 +1,6 @@
 """How scratches and cracks are measured: the gap at which a broken stroke's pieces are
 joined (pipeline.JOIN_GAP_PX), and the map's region against the stroke gauge on the image
-(measure.gauge_stroke). Each part of a synthetic set is detected once (the shipped
+(measure.gauge_on_image). Each part of a synthetic set is detected once (the shipped
 default, fused with the product's normality model as the demo runs it), then decided
 under every setting.
 

@@ -5,9 +5,10 @@ of the component's minimum-area rotated rectangle (the extent a gauge would read
 ``width_mm`` its area divided by that length (mean width of a thin stroke), and
 ``area_mm2`` its pixel count at the station's scale.
 
-A thin stroke (scratch, crack) is measured on the image around the region the map found
-(:func:`gauge_stroke`), whose blurred edges read it wider and shorter than it is, and the
-pieces of one broken stroke are measured as one (:func:`join_fragments`).
+A fine defect (scratch, crack, speck of dirt) is measured on the image around the region
+the map found (:func:`gauge_on_image`), whose blurred edges read it larger than it is;
+the pieces of one broken stroke are measured as one (:func:`join_fragments`); and a
+region's colour is read on its core (:func:`region_delta_e`).
 """
 
 from __future__ import annotations
@@ -176,51 +177,53 @@ whole region was 9-15 % under the truth (median; 8-13 of 24-27 patches more than
 under, the side that passes a patch the standard rejects), on the 2 px core 0.3-2 %
 (0-3 more than 15 % under); benchmarks/README.md, "Colour read on the region's core"."""
 
-STROKE_BACKGROUND_PX = 15
-"""Median window (px) that estimates the surface under a thin stroke: a median over a
-window more than twice a stroke's width does not see the stroke."""
+GAUGE_BACKGROUND_PX = 15
+"""Median window (px) that estimates the surface under a fine defect: a median over a
+window more than twice a stroke's width, or a speck's, does not see it."""
 
-STROKE_SEARCH_PX = 3
-"""How far (px) around the map's region the stroke gauge looks for the stroke's pixels:
-the map, coarser than the image, cuts a faint stroke's ends short by about a pixel."""
+GAUGE_SEARCH_PX = 3
+"""How far (px) around the map's region the gauge looks for the defect's pixels: the
+map, coarser than the image, cuts a faint stroke's ends short by about a pixel."""
 
-STROKE_PEAK_PX = 9
-"""Window (px) of a stroke pixel's local peak contrast: the stroke is cut at half its
-own peak nearby (full width at half maximum), which follows a contrast that varies along
-the stroke."""
+GAUGE_PEAK_PX = 9
+"""Window (px) of a pixel's local peak contrast: the defect is cut at half its own peak
+nearby (full width at half maximum), which follows a contrast that varies along a
+stroke."""
 
 
 _RING_PX = 10  # the ring around a region whose contrast is the surface's noise
 
 
-def gauge_stroke(image: np.ndarray, region: Component) -> Component | None:
-    """A thin stroke (scratch, crack) measured on the image around the map's region.
+def gauge_on_image(image: np.ndarray, region: Component) -> Component | None:
+    """A fine defect (a scratch, a crack, a speck of dirt) measured on the image around
+    the region the map found.
 
-    The map says where the stroke is; its edges are the map's, blurred by its stride, so
-    a stroke measured on the map reads wider and shorter than it is (0.2-0.4 mm wider on
-    the synthetic line). The gauge reads the image instead, as a caliper would: each
-    pixel's contrast is its colour distance from the surface under it (a median of
-    ``STROKE_BACKGROUND_PX``), and the stroke is the pixels within ``STROKE_SEARCH_PX``
-    of the region that reach half of the contrast peak around them (FWHM) and stand out
-    of the surface's own noise (3 robust standard deviations of the contrast in a ring
-    around the region), connected to the region.
+    The map says where the defect is; its edges are the map's, blurred by its stride, so
+    a defect measured on the map reads larger than it is (a stroke 0.2-0.4 mm wider and
+    a little shorter, a speck 5-30 % larger in area, on the synthetic line). The gauge
+    reads the image instead, as a caliper would: each pixel's contrast is its colour
+    distance from the surface under it (a median of ``GAUGE_BACKGROUND_PX``), and the
+    defect is the pixels within ``GAUGE_SEARCH_PX`` of the region that reach half of
+    the contrast peak around them (FWHM) and stand out of the surface's own noise (3
+    robust standard deviations of the contrast in a ring around the region), connected
+    to the region.
 
-    Returns ``None`` when the pixels found are fewer than half the region's length (a
-    stroke too faint to gauge: what stands out is the surface's noise), or 3: the
-    caller keeps the map's measurement.
+    Returns ``None`` when the pixels found are fewer than half the region's length (too
+    faint to gauge: what stands out is the surface's noise), or 3: the caller keeps the
+    map's measurement.
     """
-    pad = STROKE_BACKGROUND_PX + 2 * STROKE_SEARCH_PX + _RING_PX
+    pad = GAUGE_BACKGROUND_PX + 2 * GAUGE_SEARCH_PX + _RING_PX
     window = _grown(region.bbox, pad, region.mask.shape)
     inside = np.ascontiguousarray(region.mask[window], np.uint8)
     crop = _as_uint8(image[window])
-    surface = cv2.medianBlur(crop, STROKE_BACKGROUND_PX).astype(np.float32)
+    surface = cv2.medianBlur(crop, GAUGE_BACKGROUND_PX).astype(np.float32)
     contrast = np.abs(crop.astype(np.float32) - surface)  # (h, w) or (h, w, C)
     if contrast.ndim == 3:
         contrast = np.linalg.norm(contrast, axis=2)
-    near = cv2.dilate(inside, _disc(STROKE_SEARCH_PX)) > 0
+    near = cv2.dilate(inside, _disc(GAUGE_SEARCH_PX)) > 0
     ring = (cv2.dilate(inside, _disc(_RING_PX)) > 0) & ~near
     floor = _noise_floor(contrast[ring]) if ring.any() else 0.0
-    peak = cv2.dilate(contrast * near, _disc(STROKE_PEAK_PX // 2))
+    peak = cv2.dilate(contrast * near, _disc(GAUGE_PEAK_PX // 2))
     stroke = near & (contrast >= 0.5 * peak) & (contrast > floor)
     n, labels = cv2.connectedComponents(stroke.view(np.uint8), connectivity=8)
     touching = np.unique(labels[stroke & (inside > 0)])

@@ -10,7 +10,7 @@ from inspection.measure import (
     connected_components,
     defects_from_mask,
     delta_e,
-    gauge_stroke,
+    gauge_on_image,
     join_fragments,
     measure_region,
     region_delta_e,
@@ -107,7 +107,7 @@ def _surface_with_stroke(rng, noise: float = 4.0, contrast: float = 60.0):
 def test_stroke_gauge_reads_the_stroke_on_the_image_not_the_maps_blur(seed):
     image, stroke, region = _surface_with_stroke(np.random.default_rng(seed))
     on_map = measure_region(region, 0.1)
-    gauged = gauge_stroke(image, on_map)
+    gauged = gauge_on_image(image, on_map)
     assert (on_map.length_mm, on_map.width_mm) == pytest.approx((4.6, 0.7))
     assert gauged.length_mm == pytest.approx(5.0, abs=0.1)
     assert gauged.width_mm == pytest.approx(0.3, abs=0.05)
@@ -120,16 +120,16 @@ def test_stroke_gauge_keeps_the_stroke_dark_or_light_and_in_grey_or_16_bit():
     on_map = measure_region(region, 0.1)
     grey16 = image[..., 0].astype(np.uint16) * 257
     for variant in (image, image[..., 0], image[..., :1], grey16):
-        assert gauge_stroke(variant, on_map).length_mm == pytest.approx(5.0, abs=0.1)
+        assert gauge_on_image(variant, on_map).length_mm == pytest.approx(5.0, abs=0.1)
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6])
 def test_a_stroke_lost_in_the_surface_noise_is_left_to_the_map(seed):
     rng = np.random.default_rng(seed)
     image, _, region = _surface_with_stroke(rng, noise=8.0, contrast=0.0)
-    assert gauge_stroke(image, measure_region(region, 0.1)) is None
+    assert gauge_on_image(image, measure_region(region, 0.1)) is None
     flat = np.full((60, 100, 3), 120, np.uint8)
-    assert gauge_stroke(flat, measure_region(region, 0.1)) is None
+    assert gauge_on_image(flat, measure_region(region, 0.1)) is None
 
 
 def test_empty_mask_is_an_error():

@@ -235,6 +235,21 @@ def test_a_scratch_is_measured_on_the_image_a_dent_on_the_map():
     assert dent.attributes["width_mm"] == pytest.approx(0.6)
 
 
+def test_a_speck_of_dirt_keeps_the_maps_region():
+    """Specks are not gauged (pipeline.GAUGED_CLASSES): the map's larger region is the
+    conservative reading when the class is wrong (a dent read as dirt)."""
+    image = np.full((H, W, 3), 128, np.uint8)
+    image[40:43, 40:43] = 40
+    region = np.zeros((H, W), bool)
+    region[38:45, 38:45] = True
+    (speck,) = defects_from_detection(
+        detection(region, cls="contamination"), Thresholds(), 0.1, image
+    )
+    assert speck.attributes["area_mm2"] == pytest.approx(0.49)
+    (scratch,) = defects_from_detection(detection(region), Thresholds(), 0.1, image)
+    assert scratch.attributes["area_mm2"] == pytest.approx(0.09)  # the same mark, gauged
+
+
 def test_a_scratch_that_rings_is_the_crack_the_tap_heard():
     thresholds = Thresholds(audio=0.5)
     second = _scratch_region(30)
