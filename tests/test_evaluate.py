@@ -174,6 +174,16 @@ def test_card_shows_thresholds_lifted_to_their_floor():
     assert kept.startswith("image 0.4, pixel 0.7, audio 0.8;") and "lifted" not in kept
 
 
+def test_card_names_the_starting_model_by_version_not_the_training_machines_path():
+    from inspection.models.card import _weights_line
+
+    extra = {"init": "/home/ci/build/models/default", "init_version": "01fef1e8a9ee39f7"}
+    line = _weights_line({"config": {}}, extra)
+    assert "`01fef1e8a9ee39f7`" in line and "`default`" in line
+    assert "/home/ci" not in line
+    assert _weights_line({}, {}) == "random weights (trained from scratch)"
+
+
 def test_a_part_that_rings_wrong_has_the_crack_as_its_main_defect():
     """A crack the maps split into two lines names one of them scratch (the line calls
     one crack only); the tap test, not the stronger line, is what condemns the part."""

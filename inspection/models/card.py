@@ -362,8 +362,9 @@ def _weights_line(config: dict[str, Any], extra: dict[str, Any]) -> str:
             f"({backbone.get('licence')}; {backbone.get('source')}; "
             f"SHA-256 `{backbone.get('sha256')}`)"
         )
-    if extra.get("init"):
-        return f"the model at `{extra['init']}` (version `{extra.get('init_version')}`)"
+    if extra.get("init"):  # the version names it; the path was the training machine's
+        folder = Path(str(extra["init"])).name
+        return f"the model version `{extra.get('init_version')}` (folder `{folder}` when trained)"
     return "random weights (trained from scratch)"
 
 
