@@ -15,10 +15,10 @@ Decision policy
 - At or above it, the anomaly map is cut at the pixel threshold; each connected region
   is one defect, of the class whose map is strongest over it, measured in mm (length,
   width, area) and ΔE, and judged by the standard. The pieces of a scratch or crack the
-  map broke (regions of that class within ``JOIN_GAP_PX``) are one defect; a fine
-  defect (scratch, crack, speck of dirt) is measured on the image around its region
-  rather than on the map's blurred edges (:func:`~inspection.measure.gauge_on_image`),
-  and a region's colour on its core. A part that scores as defective but shows
+  map broke (regions of that class within ``JOIN_GAP_PX``) are one defect; a scratch or
+  crack is measured on the image around its region rather than on the map's blurred
+  edges (:func:`~inspection.measure.gauge_on_image`), and a region's colour on its
+  core. A part that scores as defective but shows
   no region to measure goes to REVIEW.
 - A part whose tap test rings wrong has a crack: the most crack-like region the maps
   call a scratch (the two look alike), or an internal crack when none is visible.
@@ -316,16 +316,23 @@ def _join_strokes(
 ) -> tuple[list[Component], list[str]]:
     """The pieces of one broken stroke joined: regions of one line-shaped class (a
     scratch, a crack) within ``gap_px`` of each other are one defect
-    (:func:`~inspection.measure.join_fragments`). Other classes keep their regions: two
-    specks of dirt side by side are two, and a standard counts them."""
-    joined, joined_names = [], []
+    (:func:`~inspection.measure.join_fragments`), where its first piece was. Other
+    classes keep their regions: two specks of dirt side by side are two, and a standard
+    counts them."""
+    placed = []  # (index of the first piece, region, class)
     for name in dict.fromkeys(names):
-        same = [comp for comp, n in zip(regions, names, strict=True) if n == name]
-        if name in STROKE_CLASSES:
-            same = join_fragments(same, gap_px)
-        joined += same
-        joined_names += [name] * len(same)
-    return joined, joined_names
+        same = [i for i, n in enumerate(names) if n == name]
+        pieces = [regions[i] for i in same]
+        for comp in join_fragments(pieces, gap_px) if name in STROKE_CLASSES else pieces:
+            first = next(i for i in same if _holds(comp, regions[i]))
+            placed.append((first, comp, name))
+    placed.sort(key=lambda item: item[0])
+    return [comp for _, comp, _ in placed], [name for _, _, name in placed]
+
+
+def _holds(joined: Component, piece: Component) -> bool:
+    window = piece.bbox.window
+    return bool(joined.mask[window][piece.mask[window]].any())
 
 
 def part_defects(

@@ -221,6 +221,28 @@ def test_a_broken_scratch_is_one_scratch_but_specks_stay_apart():
     assert len(defects_from_detection(detection(two), Thresholds(), 0.1)) == 2
 
 
+def test_defects_keep_the_maps_order_when_strokes_are_joined():
+    """Scratch, speck, scratch from top to bottom stay in that order (the order reports
+    and records list them in), the scratch's two pieces joined where its first was."""
+    maps = detection(None)
+    scratch, speck = 1 + CLASSES.index("scratch"), 1 + CLASSES.index("contamination")
+    for rows, cols, channel in (
+        (slice(20, 22), slice(10, 40), scratch),
+        (slice(20, 22), slice(44, 60), scratch),  # a piece 4 px on: the same scratch
+        (slice(40, 44), slice(10, 14), speck),
+        (slice(70, 72), slice(10, 40), scratch),
+    ):
+        maps.maps[0, 0, rows, cols] = 4.0
+        maps.maps[0, channel, rows, cols] = 3.0
+    found = defects_from_detection(maps, Thresholds(), 0.1)
+    assert [(d.defect_class, d.bbox.y0) for d in found] == [
+        ("scratch", 20),
+        ("contamination", 40),
+        ("scratch", 70),
+    ]
+    assert found[0].attributes["length_mm"] == pytest.approx(5.0)
+
+
 def test_a_scratch_is_measured_on_the_image_a_dent_on_the_map():
     """The map's region is 2 px wider than the scratch each side: the line gauges the
     stroke on the image (0.2 mm wide, as drawn), while a dent keeps the map's region."""
