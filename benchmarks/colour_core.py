@@ -11,36 +11,32 @@ Results: benchmarks/README.md, section "Colour read on the region's core".
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from inspection import evaluate as ev
-from inspection.datasets import load_dataset
-from inspection.measure import region_delta_e
-from inspection.pipeline import load_detector, part_defects, thresholds_of
+from inspection.measure import region_delta_e, surround_px
+from inspection.pipeline import part_defects, thresholds_of
+
+sys.path.insert(0, str(Path(__file__).parent))
+from stroke_join import line_parser, load_line
 
 CORES = (0, 1, 2, 3, 4)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--model", type=Path, default=Path("models/default"))
-    parser.add_argument("--normality", type=Path, default=None)
-    args = parser.parse_args()
-
-    detector, metadata = load_detector(args.model, normality=args.normality)
+    args = line_parser(__doc__).parse_args()
+    detector, metadata, dataset = load_line(args)
     thresholds = thresholds_of(metadata)
-    dataset = load_dataset(args.data)
     reference = np.asarray(dataset.metadata["reference_rgb"])
     rows = []  # (true ΔE, on the true mask, on the region's core for each of CORES)
     patches = [s for s in dataset.samples if s.label == "color_deviation"]
     for sample in tqdm(patches, desc="patches", unit="part", mininterval=2.0):
         image, audio, truth = ev._read_sample(sample)
-        surround = max(3, round(0.05 * max(image.shape[:2])))
+        surround = surround_px(image)
         found = part_defects(
             detector.detect(image, audio), thresholds, ev._scale(sample, dataset), image, reference
         )

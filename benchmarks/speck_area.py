@@ -10,7 +10,6 @@ Results: benchmarks/README.md, section "Specks of dirt gauged too".
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,26 +17,19 @@ import numpy as np
 from tqdm import tqdm
 
 from inspection import evaluate as ev
-from inspection.datasets import load_dataset
 from inspection.measure import gauge_on_image, measure_region
-from inspection.pipeline import load_detector, part_defects, thresholds_of
+from inspection.pipeline import part_defects, thresholds_of
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stroke_join import _map_only
+from stroke_join import _map_only, line_parser, load_line
 
 CLASS = "contamination"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--model", type=Path, default=Path("models/default"))
-    parser.add_argument("--normality", type=Path, default=None)
-    args = parser.parse_args()
-
-    detector, metadata = load_detector(args.model, normality=args.normality)
+    args = line_parser(__doc__).parse_args()
+    detector, metadata, dataset = load_line(args)
     thresholds = thresholds_of(metadata)
-    dataset = load_dataset(args.data)
     rows = []  # (true area, on the map's region, by the gauge), mm²
     specks = [s for s in dataset.samples if s.label == CLASS]
     for sample in tqdm(specks, desc="parts", unit="part", mininterval=2.0):

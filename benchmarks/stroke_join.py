@@ -35,17 +35,29 @@ from inspection.pipeline import STROKE_CLASSES, decide, flags_part, load_detecto
 from inspection.types import Frame
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def line_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every measurement benchmark takes: a synthetic set, the model, and the
+    product's normality model to fuse it with."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", type=Path, default=Path("models/default"))
     parser.add_argument("--normality", type=Path, default=None)
+    return parser
+
+
+def load_line(args: argparse.Namespace):
+    """(detector, metadata, dataset) as the options name them."""
+    detector, metadata = load_detector(args.model, normality=args.normality)
+    return detector, metadata, load_dataset(args.data)
+
+
+def main() -> None:
+    parser = line_parser(__doc__)
     parser.add_argument("--gaps", default="0,2,3,4,6,8,12", help="gaps measured on the map")
     parser.add_argument("--gauge-gaps", default="8", help="gaps measured by the gauge")
     args = parser.parse_args()
 
-    detector, metadata = load_detector(args.model, normality=args.normality)
-    dataset = load_dataset(args.data)
+    detector, metadata, dataset = load_line(args)
     standard = ev._dataset_standard(dataset)
     parts = []
     for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):

@@ -225,10 +225,10 @@ def gauge_on_image(image: np.ndarray, region: Component) -> Component | None:
     floor = _noise_floor(contrast[ring]) if ring.any() else 0.0
     peak = cv2.dilate(contrast * near, _disc(GAUGE_PEAK_PX // 2))
     stroke = near & (contrast >= 0.5 * peak) & (contrast > floor)
-    n, labels = cv2.connectedComponents(stroke.view(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents(stroke.view(np.uint8), connectivity=8)
     touching = np.unique(labels[stroke & (inside > 0)])
     stroke &= np.isin(labels, touching[touching > 0])
-    if n < 2 or stroke.sum() < max(3.0, 0.5 * region.length_px):
+    if stroke.sum() < max(3.0, 0.5 * region.length_px):
         return None  # not a stroke along the region: a few pixels of the surface's noise
     mask = np.zeros(region.mask.shape, bool)
     mask[window] = stroke
@@ -299,6 +299,12 @@ def region_delta_e(
     return float(delta_e(region, reference))
 
 
+def surround_px(image: np.ndarray) -> int:
+    """The width of the white-balance ring around a region (:func:`region_delta_e`) the
+    line uses: 5 % of the frame's longer side, at least 3 px."""
+    return max(3, round(0.05 * max(image.shape[:2])))
+
+
 def _core(mask: np.ndarray, core_px: int) -> np.ndarray:
     if core_px < 1:
         return mask
@@ -349,10 +355,13 @@ def measure_defect(
     """
     attributes = comp.attributes() if mm_per_px else {}
     if image is not None and reference_rgb is not None:
-        surround = max(3, round(0.05 * max(image.shape[:2])))
         attributes["delta_e"] = round(
             region_delta_e(
-                image, comp.mask, reference_rgb, surround_px=surround, core_px=COLOUR_CORE_PX
+                image,
+                comp.mask,
+                reference_rgb,
+                surround_px=surround_px(image),
+                core_px=COLOUR_CORE_PX,
             ),
             3,
         )

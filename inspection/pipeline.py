@@ -319,11 +319,11 @@ def _join_strokes(
     (:func:`~inspection.measure.join_fragments`), where its first piece was. Other
     classes keep their regions: two specks of dirt side by side are two, and a standard
     counts them."""
-    placed = []  # (index of the first piece, region, class)
-    for name in dict.fromkeys(names):
+    placed = [(i, c, n) for i, (c, n) in enumerate(zip(regions, names, strict=True))]
+    for name in STROKE_CLASSES.intersection(names):
         same = [i for i, n in enumerate(names) if n == name]
-        pieces = [regions[i] for i in same]
-        for comp in join_fragments(pieces, gap_px) if name in STROKE_CLASSES else pieces:
+        placed = [item for item in placed if item[2] != name]
+        for comp in join_fragments([regions[i] for i in same], gap_px):
             first = next(i for i in same if _holds(comp, regions[i]))
             placed.append((first, comp, name))
     placed.sort(key=lambda item: item[0])
