@@ -479,6 +479,51 @@ def evaluate_command(
     console.print(f"report: {out / 'index.html'}")
 
 
+@app.command("second-look")
+def second_look_command(
+    model: Annotated[
+        Path, typer.Option(help="The heads model (directory, edge bundle folder or .onnx).")
+    ],
+    normality: Annotated[
+        Path,
+        typer.Option(help="The product's normality model directory: the level is kept there."),
+    ],
+    good: Annotated[
+        Path,
+        typer.Option(help="Dataset whose good images (not ones MODEL trained on) set the level."),
+    ],
+    target_frr: Annotated[
+        float, typer.Option(help="Share of good parts whose map may reach the level.")
+    ] = 0.01,
+    no_verify: NoVerify = False,
+) -> None:
+    """Set the heads' second look on a product: a part its score passes still has the
+    heads' regions above this level measured and judged (every fused command uses it)."""
+    from rich.progress import track
+
+    from inspection.datasets.loaders import GOOD, load_dataset
+    from inspection.io import read_image
+    from inspection.models.fusion import FusedDetector, save_second_look, second_look_level
+    from inspection.pipeline import load_detector
+
+    if not 0 < target_frr < 1:
+        fail(f"--target-frr {target_frr:g}: a share between 0 and 1 is needed")
+    heads, _ = load_detector(model, verify=not no_verify)
+    FusedDetector(heads, load_detector(normality, verify=not no_verify)[0])  # the right pair
+    images = [s.image for s in load_dataset(good).samples if s.label == GOOD]
+    if not images:
+        fail(f"{good}: no good images to set the level from")
+    read = (read_image(path) for path in images)
+    level = second_look_level(
+        heads, track(read, total=len(images), description="good parts"), target_frr
+    )
+    path = save_second_look(normality, heads.version, level, len(images))
+    console.print(
+        f"second look at logit {level:.2f} over the heads' pixel threshold, set on "
+        f"{len(images)} good parts; kept in {path}"
+    )
+
+
 @app.command("package")
 def package_command(
     model: Annotated[Path, typer.Option(help="Trained model directory.")],

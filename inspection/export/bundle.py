@@ -45,7 +45,7 @@ from inspection.errors import ModelError, UserError
 from inspection.export.onnx import PARITY_TOLERANCE, ParityReport, check_parity, export_onnx
 from inspection.export.runtime import OnnxDetector, hash_file, record_hash
 from inspection.models.card import sha256
-from inspection.models.fusion import heads_part
+from inspection.models.fusion import heads_part, read_second_look
 from inspection.types import Frame, InspectionResult, Observation
 
 HOLDOUT_SEED = 7  # the held-out seed of `make model` (see models/default/MODEL_CARD.md)
@@ -226,7 +226,9 @@ def export_bundle(
         A feature normality model of the product (``inspection train --normal-only``),
         exported to ``normality.onnx`` (parity checked) and fused with the edge graph on
         the box (:class:`~inspection.models.fusion.FusedDetector`): the held-out parity
-        and the self-test are then the fused detector's.
+        and the self-test are then the fused detector's. A second-look level kept beside
+        it for this model (:func:`~inspection.models.fusion.read_second_look`) goes into
+        the manifest and the box uses it.
     log : Callable[[str], None] | None
         Called with a line per step (progress).
 
@@ -285,7 +287,11 @@ def export_bundle(
         if normality is not None:
             say(f"exporting the normality graph of {normality_dir}")
             normality_parity = _export_normality(normality, staging / NORMALITY_GRAPH, out)
-        fused = None if normality is None else (normality, staging / NORMALITY_GRAPH)
+        fused = None
+        if normality is not None:
+            # the level set for these heads on the product (demo: product_second_look)
+            second_look = read_second_look(Path(normality_dir), model.model_version or "")
+            fused = (normality, staging / NORMALITY_GRAPH, second_look)
         standard_files = _copy_standards(chosen, staging)
         say(f"deciding {len(parts)} held-out parts with torch and ONNX Runtime")
         holdout_result, detections = _holdout_parity(model, edge, parts, chosen, fused)
@@ -315,7 +321,7 @@ def export_bundle(
             shipped if int8 else None,
             precision,
             detections,
-            normality,
+            fused,
             normality_parity,
         )
         signed_by = _write_manifest(staging, manifest, sign_key)
@@ -502,8 +508,8 @@ def _holdout_parity(
     chosen: dict[str, Any],
     normality: tuple[Any, Path] | None = None,
 ) -> tuple[HoldoutParity, list[Any]]:
-    """Torch against ONNX Runtime on the held-out parts; with ``normality`` (the model and
-    its graph) each side is the fused detector."""
+    """Torch against ONNX Runtime on the held-out parts; with ``normality`` (the model,
+    its graph and the heads' second-look level on it) each side is the fused detector."""
     from inspection.models.detector import TorchDetector
     from inspection.pipeline import thresholds_of
 
@@ -511,8 +517,9 @@ def _holdout_parity(
     if normality is not None:
         from inspection.models.fusion import FusedDetector
 
-        in_torch = FusedDetector(in_torch, TorchDetector(normality[0]))
-        on_edge = FusedDetector(on_edge, OnnxDetector(normality[1]))
+        model_n, graph_n, second_look = normality
+        in_torch = FusedDetector(in_torch, TorchDetector(model_n), second_look=second_look)
+        on_edge = FusedDetector(on_edge, OnnxDetector(graph_n), second_look=second_look)
     thresholds = thresholds_of(in_torch.metadata)
     recorder = _Recorder(on_edge)
     want = _decide_all(in_torch, parts, chosen, thresholds)
@@ -681,7 +688,7 @@ def _manifest(
     int8_holdout,
     precision,
     detections,
-    normality=None,
+    normality=None,  # (normality model, its graph, the second-look level) or None
     normality_parity=None,
 ) -> dict[str, Any]:
     import inspection
@@ -748,9 +755,10 @@ def _manifest(
         "normality": None
         if normality is None
         else {
-            "model_version": normality.model_version or "unsaved",
-            "thresholds": dict(normality.metadata.get("thresholds") or {}),
-            "config": normality.config.name,
+            "model_version": normality[0].model_version or "unsaved",
+            "thresholds": dict(normality[0].metadata.get("thresholds") or {}),
+            "config": normality[0].config.name,
+            "second_look": normality[2],
         },
         "fusion": decoder.fusion.config.to_dict() if decoder is not None else None,
         "standards": standards,

@@ -273,8 +273,8 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
     file (hashed by the manifest like every other) lets the demo and the console say so.
     An evaluation of the model fused with a normality model (``inspection evaluate
     --normality``, as the demo runs it) goes under the product's ``fused`` key, with the
-    normality model's version. An evaluation of several products at once, or of none, is
-    left out.
+    normality model's version and the heads' second-look level on it. An evaluation of
+    several products at once, or of none, is left out.
     """
     products: dict[str, dict[str, Any]] = {}
     for m in evaluations:
@@ -290,7 +290,11 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
         }
         entry = products.setdefault(named[0], {})
         if m.get("fusion"):
-            entry["fused"] = {**figures, "normality_version": _normality_version(m["fusion"])}
+            entry["fused"] = {
+                **figures,
+                "normality_version": _normality_version(m["fusion"]),
+                "second_look": _second_look(m["fusion"]),
+            }
         else:
             entry.update(figures)
     path = Path(model_dir) / PRODUCT_EVALUATION
@@ -303,6 +307,22 @@ def _normality_version(fusion: Any) -> str | None:
     a hand-edited metrics.json does not hold one (the figures are still the fused ones)."""
     normality = fusion.get("normality") if isinstance(fusion, dict) else None
     return normality.get("version") if isinstance(normality, dict) else None
+
+
+def _second_look(fusion: Any) -> float | None:
+    """The heads' second-look level in an evaluation's ``fusion`` record, if it had one
+    (``None`` too for a hand-edited value that is not a number)."""
+    level = fusion.get("second_look") if isinstance(fusion, dict) else None
+    return float(level) if isinstance(level, int | float) and not isinstance(level, bool) else None
+
+
+def _fused_label(fusion: Any) -> str:
+    """What a fused evaluation's row says it was measured with."""
+    if not fusion:
+        return ""
+    level = _second_look(fusion)
+    look = "" if level is None else f", second look at logit {level:.2f}"
+    return f" (fused with its normality model{look})"
 
 
 def _table(intro: str, header: list[str], rows: list[list[Any]]) -> str:
@@ -334,7 +354,7 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
         rows.append(
             [
                 (", ".join(m.get("products") or []) or "not recorded")
-                + (" (fused with its normality model)" if m.get("fusion") else ""),
+                + _fused_label(m.get("fusion")),
                 m.get("n_images"),
                 m.get("image_auroc"),
                 m.get("verdict_agreement"),

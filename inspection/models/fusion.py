@@ -29,25 +29,46 @@ cuts it) that holds no pixel the heads flag gets the ``anomaly`` class channel; 
 that holds one keeps the heads' classes. The rule engine sends a class its standard does
 not list to REVIEW (:func:`~inspection.standards.rules.decide_defect`), so a defect only
 the normality model sees is never silently passed: a person looks at it.
+
+Second look
+-----------
+The heads' part score sums up a part; a small sharp mark can sit under it while the
+heads' own map flags it (a 3 x 2 px speck on a panel: part score 0.08-0.46). With a
+second-look level (``second_look``, a logit over the heads' pixel threshold), a part
+under the image threshold still has the heads' regions whose peak reaches the level
+measured and judged (``Thresholds.region``, :func:`~inspection.pipeline.part_defects`).
+The level is the product's: the highest heads' pixel that good parts of the product
+reach, as the image threshold is set (:func:`second_look_level`), never under the
+heads' pixel threshold. On a smooth panel no good part's map reaches the threshold, so
+it is there; on a speckled tile good parts reach logit 7, so only what stands above them
+gets a second look (benchmarks/README.md, "A second look under the part score").
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from inspection.errors import ModelError
+from inspection.metrics import threshold_for_frr
 from inspection.models.outputs import Detection
-from inspection.pipeline import Detector, Thresholds, thresholds_of
+from inspection.pipeline import NORMALITY_CLASS, Detector, Thresholds, thresholds_of
 from inspection.types import AudioClip
 
-ANOMALY_CLASS = "anomaly"
+ANOMALY_CLASS = NORMALITY_CLASS
 """The class of a region only the normality model found (the normality model's own class
 name, :data:`inspection.models.normality.ANOMALY_CLASS`, which imports torch)."""
+
+SECOND_LOOK_FILE = "second-look.json"
+"""Beside a normality model: the heads' second-look level on its product, for one heads
+model (:func:`second_look_level`, :func:`save_second_look`)."""
 
 FUSED_THRESHOLD = 0.5
 """The fused detector's image and pixel thresholds: each model's own lands on logit 0."""
@@ -89,6 +110,9 @@ class FusedDetector:
         The trained heads model's detector: K defect classes, optionally audio.
     normality : Detector
         The feature normality model's detector (one class). It is given no audio.
+    second_look : float | None
+        The heads' second-look level on this product (see the module; a logit over
+        their pixel threshold, :func:`second_look_level`); ``None``: no second look.
 
     Attributes
     ----------
@@ -97,19 +121,26 @@ class FusedDetector:
     version : str
         ``fused(HEADS_VERSION+NORMALITY_VERSION)``.
     metadata : dict
-        ``thresholds`` (image 0.5, pixel 0.5, the heads' audio threshold),
+        ``thresholds`` (image 0.5, pixel 0.5, the heads' audio threshold, and with a
+        second look ``region``, its level as a probability),
         ``calibration_version`` and ``fusion`` (each member's version and the thresholds
         it was aligned at).
 
     Raises
     ------
     ModelError
-        When the heads already name an ``anomaly`` class (a normality model given as the
-        heads, a detector already fused, or the two swapped), or the normality detector
-        names any other class (trained heads given as the normality model).
+        A second-look level that is not a number of 0 or more; heads that already name
+        an ``anomaly`` class (a normality model given as the heads, a detector already
+        fused, or the two swapped), or a normality detector that names any other class
+        (trained heads given as the normality model).
     """
 
-    def __init__(self, heads: Detector, normality: Detector):
+    def __init__(self, heads: Detector, normality: Detector, second_look: float | None = None):
+        if second_look is not None and not (math.isfinite(second_look) and second_look >= 0):
+            raise ModelError(
+                f"second-look level {second_look!r}: a logit at or over the heads' pixel "
+                "threshold (0 or more) is needed"
+            )
         heads_meta = _metadata(heads, "heads")
         normality_meta = _metadata(normality, "normality")
         if ANOMALY_CLASS in tuple(heads.classes):
@@ -131,12 +162,16 @@ class FusedDetector:
         self.classes: tuple[str, ...] = (*heads.classes, ANOMALY_CLASS)
         self.version = f"fused({heads.version}+{normality.version})"
         calibration = f"{self.heads_thresholds.version}+{self.normality_thresholds.version}"
+        thresholds: dict[str, Any] = {
+            "image": FUSED_THRESHOLD,
+            "pixel": FUSED_THRESHOLD,
+            "audio": self.heads_thresholds.audio,
+        }
+        if second_look is not None:
+            thresholds["region"] = 1.0 / (1.0 + math.exp(-second_look))
+            calibration += f"; second look at logit {second_look:.3f}"
         self.metadata: dict[str, Any] = {
-            "thresholds": {
-                "image": FUSED_THRESHOLD,
-                "pixel": FUSED_THRESHOLD,
-                "audio": self.heads_thresholds.audio,
-            },
+            "thresholds": thresholds,
             "calibration_version": calibration,
             "fusion": {
                 "rule": "max of threshold-aligned logits",
@@ -145,6 +180,7 @@ class FusedDetector:
                     "version": normality.version,
                     **_threshold_dict(self.normality_thresholds),
                 },
+                "second_look": second_look,
             },
         }
 
@@ -237,6 +273,80 @@ def fuse(
         grid=heads.grid,
         classes=(*heads.classes, ANOMALY_CLASS),
     )
+
+
+def second_look_level(
+    heads: Detector, good_images: Iterable[np.ndarray], target_frr: float = 0.01
+) -> float:
+    """The heads' second-look level on a product, from good parts of it.
+
+    Each good image's highest heads' pixel, as a logit over their pixel threshold; the
+    level passes a new good part's with probability ``1 - target_frr`` as the image
+    threshold is set (:func:`~inspection.metrics.threshold_for_frr`), and is never under
+    the pixel threshold (0): a region has to be one.
+
+    Parameters
+    ----------
+    heads : Detector
+        The heads model's detector, with its ``metadata`` (thresholds).
+    good_images : Iterable[np.ndarray]
+        Good parts of the product, not the ones the heads were trained on.
+    target_frr : float
+        Share of good parts whose map may reach the level.
+
+    Returns
+    -------
+    float
+        The level, a logit of 0 or more (``FusedDetector(..., second_look=)``).
+
+    Raises
+    ------
+    ModelError
+        No good image, or a map that is not finite on one.
+    """
+    shift = threshold_logit(thresholds_of(_metadata(heads, "heads")).pixel)
+    peaks = [float(heads.detect(image).maps[0, 0].max()) - shift for image in good_images]
+    if not peaks:
+        raise ModelError("no good images to set a second-look level from")
+    if not all(math.isfinite(p) for p in peaks):
+        raise ModelError(f"the heads model {heads.version} gave a non-finite map on a good part")
+    return max(0.0, threshold_for_frr(peaks, target_frr))
+
+
+def save_second_look(
+    normality_dir: Path, heads_version: str, level: float, good_parts: int
+) -> Path:
+    """Write a second-look level beside the normality model it was set for
+    (:data:`SECOND_LOOK_FILE`), for the heads model ``heads_version``; returns its path."""
+    path = Path(normality_dir) / SECOND_LOOK_FILE
+    record = {"heads": heads_version, "level": float(level), "good_parts": int(good_parts)}
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_second_look(normality_dir: Path, heads_version: str) -> float | None:
+    """The second-look level kept beside a normality model for the heads model
+    ``heads_version``; ``None`` when there is none, or it was set for other heads (a
+    level is a point on one heads model's map).
+
+    Raises
+    ------
+    ModelError
+        A file that is not such a record.
+    """
+    path = Path(normality_dir) / SECOND_LOOK_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        heads, level = record["heads"], float(record["level"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ModelError(
+            f"{path}: not a second-look record ({exc}); delete it or set it again"
+        ) from exc
+    if not (math.isfinite(level) and level >= 0):
+        raise ModelError(f"{path}: level {level!r} is not a logit of 0 or more")
+    return level if heads == heads_version else None
 
 
 def heads_part(detection: Detection) -> Detection:

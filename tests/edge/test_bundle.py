@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edge_guard import run_without_torch
-from edge_helpers import PRODUCT, tiny_bundle
+from edge_helpers import PART_SIZE, PRODUCT, tiny_bundle, tiny_model_dir
 from typer.testing import CliRunner
 
 from inspection.cli import app
@@ -516,6 +517,38 @@ def test_a_bundle_with_a_normality_model_decides_fused_on_the_box(tmp_path):
         assert report.failures == () and report.parts > 0, report
     """)
     assert done.returncode == 0, done.stderr
+    assert bundle.manifest["normality"]["second_look"] is None  # none set for these heads
+
+
+def test_a_bundle_carries_the_heads_second_look_on_its_product(tmp_path):
+    """A second-look level kept beside the normality model for these heads goes into the
+    manifest; the held-out parity, the self-test and the box decide with it."""
+    from conftest import tiny_normality_model
+
+    from inspection.edge.install import run_selftest
+    from inspection.edge.runtime import EdgeRuntime
+    from inspection.export.bundle import export_bundle
+    from inspection.models import read_checkpoint, save_model
+    from inspection.models.fusion import save_second_look
+
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
+    model_dir = tiny_model_dir(tmp_path / "export")
+    version = read_checkpoint(model_dir).model_version
+    save_second_look(normality_dir, version, 1.5, good_parts=10)
+    out = tmp_path / "bundle"
+    export_bundle(
+        model_dir, out, split="tokens", normality_dir=normality_dir, holdout_size=PART_SIZE
+    )
+    bundle = load_bundle(out)
+    assert bundle.manifest["normality"]["second_look"] == 1.5
+    held = bundle.manifest["checks"]["holdout"]
+    assert held["verdicts_identical"] == held["parts"] > 0
+    runtime = EdgeRuntime(bundle)
+    assert runtime.detector.metadata["fusion"]["second_look"] == 1.5
+    assert runtime.thresholds.region == pytest.approx(1 / (1 + math.exp(-1.5)))
+    report = run_selftest(runtime)
+    assert report.failures == () and report.parts > 0
 
 
 def test_a_normality_bundle_refuses_swapped_models(signed, tmp_path):
