@@ -40,7 +40,7 @@ measured and judged (``Thresholds.region``, :func:`~inspection.pipeline.part_def
 The level is the product's: the highest heads' pixel that good parts of the product
 reach, as the image threshold is set (:func:`second_look_level`), never under the
 heads' pixel threshold. On a smooth panel no good part's map reaches that threshold, so
-the level is the threshold itself; on a speckled tile good parts reach logit 7, so only
+the level is the threshold itself; on a speckled tile good parts reach logit 6-8, so only
 what stands above them gets a second look (benchmarks/README.md, "A second look under
 the part score").
 """
