@@ -252,7 +252,7 @@ def with_normality(
     (:func:`~inspection.models.fusion.read_second_look`) is used."""
     from inspection.models.fusion import FusedDetector, read_second_look
 
-    level = read_second_look(Path(normality), heads.version) if Path(normality).is_dir() else None
+    level = read_second_look(Path(normality), heads.version)
     fused = FusedDetector(heads, load_detector(normality, verify)[0], second_look=level)
     return fused, fused.metadata
 
@@ -365,17 +365,15 @@ def part_defects(
     :func:`defects_from_detection`) or, with none to see, internal.
     """
     audible = tap_rings_wrong(detection, thresholds)
+    flagged = float(detection.part_score[0]) >= thresholds.image
     defects = []
-    if float(detection.part_score[0]) >= thresholds.image:
+    if flagged or _second_look(detection, thresholds):
         defects = defects_from_detection(
             detection, thresholds, mm_per_px, image, reference_rgb, audible=audible
         )
-    elif _second_look(detection, thresholds):
-        found = defects_from_detection(
-            detection, thresholds, mm_per_px, image, reference_rgb, audible=audible
-        )
+    if not flagged:  # a second look: the heads' regions that reach its level
         defects = [
-            d for d in found if d.score >= thresholds.region and d.defect_class != NORMALITY_CLASS
+            d for d in defects if d.score >= thresholds.region and d.defect_class != NORMALITY_CLASS
         ]
     if audible and not any(d.defect_class == "crack" for d in defects):
         defects.append(Defect("crack", {}, zone=None, score=float(detection.audio_score[0])))
