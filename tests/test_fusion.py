@@ -4,6 +4,7 @@ tiny models fuse through their torch detectors."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -347,11 +348,16 @@ def test_a_second_look_level_is_set_on_good_parts_and_kept_for_its_heads(tmp_pat
     (tmp_path / "second-look.json").write_text('{"heads": "heads-a", "level": -1}')
     with pytest.raises(ModelError, match="0 or more"):
         read_second_look(tmp_path, "heads-a")
+    for level in ('"high"', "true", "[1]"):  # numbers only: a string or a flag is no level
+        (tmp_path / "second-look.json").write_text(f'{{"heads": "heads-a", "level": {level}}}')
+        with pytest.raises(ModelError, match="a number, 0 or more"):
+            read_second_look(tmp_path, "heads-a")
     (tmp_path / "second-look.json").write_text("{not json")
     with pytest.raises(ModelError, match="not a second-look record"):
         read_second_look(tmp_path, "heads-a")
-    with pytest.raises(ModelError, match="0 or more"):
-        _second_look(_far(), FAR, float("nan"))
+    for level in (float("nan"), "1.5", True):
+        with pytest.raises(ModelError, match="0 or more"):
+            _second_look(_far(), FAR, level)
 
 
 def test_the_second_look_command_sets_the_level_every_fused_command_uses(tmp_path):
@@ -377,12 +383,17 @@ def test_the_second_look_command_sets_the_level_every_fused_command_uses(tmp_pat
     assert level is not None and level >= 0
     assert metadata["fusion"]["second_look"] == level
     assert thresholds_of(metadata).region == pytest.approx(1 / (1 + np.exp(-level)))
+    broken = tmp_path / "broken"
+    shutil.copytree(good, broken)
+    (broken / "good" / "part-1.png").write_bytes(b"\x89PNG\r\n\x1a\n cut off")
     for extra, words in (
         (["--good", str(tmp_path / "empty")], "no good images"),
         (["--good", str(good), "--target-frr", "0"], "between 0 and 1"),
+        (["--good", str(broken)], "part-1.png"),  # named, and the level kept stays
     ):
         (tmp_path / "empty" / "scratch").mkdir(parents=True, exist_ok=True)
         write_image(tmp_path / "empty" / "scratch" / "a.png", np.zeros((64, 64, 3), np.uint8))
         result = CliRunner().invoke(app, [*args, *extra])
         assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
-        assert words in result.output
+        assert words in " ".join(result.output.split())
+        assert read_second_look(normality_dir, detector.heads.version) == level

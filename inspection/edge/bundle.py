@@ -429,6 +429,19 @@ def _check_unlisted(folder: Path, files: dict[str, Any]) -> None:
         )
 
 
+def _check_second_look(path: Path, manifest: dict[str, Any]) -> None:
+    """Refuse at load, not at the first part, a second-look level that is not a logit of
+    0 or more (the box would otherwise start and fail on its detector)."""
+    from inspection.models.fusion import second_look_logit
+
+    level = (manifest.get("normality") or {}).get("second_look")
+    if level is not None:
+        try:
+            second_look_logit(level, "normality second-look level")
+        except ModelError as exc:
+            raise BundleError(f"{path}: {exc}") from None
+
+
 def _describe(folder: Path, manifest: dict[str, Any], raw: bytes, signed_by: str | None) -> Bundle:
     files = manifest["files"]
     manifest_path = folder / MANIFEST
@@ -453,6 +466,7 @@ def _describe(folder: Path, manifest: dict[str, Any], raw: bytes, signed_by: str
     unknown = sorted(v for v in products.values() if v not in standards)
     if unknown:
         raise BundleError(f"{manifest_path}: products name unlisted standards {unknown}")
+    _check_second_look(manifest_path, manifest)
     model_version = str(manifest["model_version"])
     return Bundle(
         path=folder,

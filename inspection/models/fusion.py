@@ -137,11 +137,8 @@ class FusedDetector:
     """
 
     def __init__(self, heads: Detector, normality: Detector, second_look: float | None = None):
-        if second_look is not None and not (math.isfinite(second_look) and second_look >= 0):
-            raise ModelError(
-                f"second-look level {second_look!r}: a logit at or over the heads' pixel "
-                "threshold (0 or more) is needed"
-            )
+        if second_look is not None:
+            second_look = second_look_logit(second_look, "second-look level")
         heads_meta = _metadata(heads, "heads")
         normality_meta = _metadata(normality, "normality")
         if ANOMALY_CLASS in tuple(heads.classes):
@@ -340,14 +337,31 @@ def read_second_look(normality_dir: Path, heads_version: str) -> float | None:
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        heads, level = record["heads"], float(record["level"])
+        heads, level = record["heads"], record["level"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ModelError(
             f"{path}: not a second-look record ({exc}); delete it or set it again"
         ) from exc
-    if not (math.isfinite(level) and level >= 0):
-        raise ModelError(f"{path}: level {level!r} is not a logit of 0 or more")
+    level = second_look_logit(level, f"{path}: level")
     return level if heads == heads_version else None
+
+
+def second_look_logit(level: Any, what: str) -> float:
+    """``level`` as a second-look logit: a finite number of 0 or more (a level under the
+    heads' pixel threshold would measure regions the flagged path would not keep).
+
+    Raises
+    ------
+    ModelError
+        Anything else (text, a boolean, NaN, a negative number), named by ``what``.
+    """
+    number = isinstance(level, (int, float)) and not isinstance(level, bool)
+    if not (number and math.isfinite(level) and level >= 0):
+        raise ModelError(
+            f"{what} {level!r}: a logit at or over the heads' pixel threshold "
+            "(a number, 0 or more) is needed"
+        )
+    return float(level)
 
 
 def heads_part(detection: Detection) -> Detection:

@@ -211,7 +211,7 @@ def _rewrite_manifest(folder: Path, change) -> None:
     change(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     record_hash(folder / "manifest.json")  # whoever edits it records its hash again
-    (folder / "manifest.sig").unlink()
+    (folder / "manifest.sig").unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("name", ["../outside.yaml", "/etc/hostname", "standards/../../x"])
@@ -549,6 +549,14 @@ def test_a_bundle_carries_the_heads_second_look_on_its_product(tmp_path):
     assert runtime.thresholds.region == pytest.approx(1 / (1 + math.exp(-1.5)))
     report = run_selftest(runtime)
     assert report.failures == () and report.parts > 0
+
+    def level_of(value):
+        return lambda manifest: manifest["normality"].update(second_look=value)
+
+    for value in ("high", -0.5, True, [1.5]):  # refused at load, not at the first part
+        _rewrite_manifest(out, level_of(value))
+        with pytest.raises(BundleError, match="second-look level"):
+            load_bundle(out)
 
 
 def test_a_normality_bundle_refuses_swapped_models(signed, tmp_path):
