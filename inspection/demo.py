@@ -300,6 +300,7 @@ def _decider(
     standard: Standard,
     model_dir: Path | None,
     console: Console,
+    *,
     verify: bool = True,
     product: str = "",
     normality: str | Path | None = None,
@@ -389,11 +390,11 @@ def run_demo(
         standard,
         model_dir,
         console,
-        verify,
-        product,
-        normality,
-        out.parent / "normality",
-        review_from,
+        verify=verify,
+        product=product,
+        normality=normality,
+        cache=out.parent / "normality",
+        review_from=review_from,
     )
     console.print(
         f"[bold]Simulated line[/bold]: {n} parts of {product}, standard {standard.id} "
