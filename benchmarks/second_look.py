@@ -65,6 +65,7 @@ def _row(parts, dataset, standard, thresholds) -> str:
         counts["agree"] += verdict == exact
         counts["false REJECT"] += verdict == "REJECT" and exact == "PASS"
         counts["good REVIEW"] += verdict == "REVIEW" and not sample.attributes.get("defects")
+        counts["PASS REVIEW"] += verdict == "REVIEW" and exact == "PASS"
         if verdict == "PASS" and exact == "REJECT":
             counts["wrong PASS"] += 1
             passed.update({d["defect_class"] for d in sample.attributes.get("defects", [])})
@@ -75,6 +76,7 @@ def _row(parts, dataset, standard, thresholds) -> str:
             f"wrong PASS {counts['wrong PASS']} ({classes or 'none'})",
             f"false REJECT {counts['false REJECT']}",
             f"good parts to REVIEW {counts['good REVIEW']}",
+            f"parts the standard passes to REVIEW {counts['PASS REVIEW']}",
             f"decide p50 {1000 * float(np.median(seconds)):.2f} ms",
         ]
     )

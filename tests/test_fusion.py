@@ -71,6 +71,9 @@ def _fused(heads_map, normality_map, heads_image=FAR, normality_image=FAR) -> Fu
     return FusedDetector(heads, normality)
 
 
+SPEAKS = threshold_logit(NORMALITY_T["image"]) + 1.0  # a part the normality model flags
+
+
 def _far() -> np.ndarray:
     return np.full((H, W), FAR, np.float32)
 
@@ -85,7 +88,7 @@ def test_each_models_own_threshold_lands_on_one_half():
     # 0.8 is above the normality model's pixel threshold but below the heads': only the
     # model's own threshold counts
     heads_map[0, 8] = normality_map[0, 10] = threshold_logit(0.8)
-    detector = _fused(heads_map, normality_map)
+    detector = _fused(heads_map, normality_map, normality_image=SPEAKS)
     assert detector.metadata["thresholds"] == {"image": 0.5, "pixel": 0.5, "audio": 0.5}
     fused = detector.detect(np.zeros((H, W, 3), np.uint8)).anomaly_map[0]
     assert fused[0, 0] > 0.5 and fused[0, 4] > 0.5 and fused[0, 10] > 0.5
@@ -122,7 +125,7 @@ def test_a_region_the_heads_flag_anywhere_keeps_their_class_and_outline():
     normality_map[5:20, 5:20] = 3.0  # ... of a region the normality model sees larger
     normality_map[30:36, 40:46] = 3.0  # and one the heads do not see at all
     normality_map[40, 5] = -1.0  # below its threshold, away from both
-    detector = _fused(heads_map, normality_map)
+    detector = _fused(heads_map, normality_map, normality_image=SPEAKS)
     detection = detector.detect(None)
     defects = defects_from_detection(detection, thresholds_of(detector.metadata), 1.0)
     found = sorted((d.defect_class, d.attributes["area_mm2"]) for d in defects)
@@ -131,6 +134,28 @@ def test_a_region_the_heads_flag_anywhere_keeps_their_class_and_outline():
     assert detection.classes == (*CLASSES, ANOMALY_CLASS)
     # away from the normality model's own regions the heads' finer map ranks pixels
     assert detection.maps[0, 0, 40, 5] == pytest.approx(FAR - threshold_logit(HEADS_T["pixel"]))
+
+
+def test_the_normality_models_own_regions_count_on_a_part_it_flags_itself(bracket_standard):
+    """A stray speck over the normality model's pixel threshold, on a part only the heads
+    flag (a tolerable colour patch), is not sent to review; on a part the normality model
+    flags, the same speck is its find and is."""
+    frame = Frame(image=np.full((H, W, 3), 128, np.uint8), camera="test", mm_per_px=0.1)
+    heads_map, normality_map = _far(), _far()
+    heads_map[5:15, 5:15] = 4.0  # the heads' region: the first class, a scratch
+    normality_map[30:33, 40:43] = 3.0  # a speck only the normality model crosses on
+    heads_flag = threshold_logit(HEADS_T["image"]) + 1.0
+    under = threshold_logit(NORMALITY_T["image"]) - 0.1
+    for normality_image, speck in ((under, False), (SPEAKS, True), (float("nan"), True)):
+        detector = _fused(heads_map, normality_map, heads_flag, normality_image)
+        detection = detector.detect(frame.image)
+        thresholds = thresholds_of(detector.metadata)
+        classes = {d.defect_class for d in defects_from_detection(detection, thresholds, 0.1)}
+        assert (ANOMALY_CLASS in classes) is speck and "scratch" in classes
+        assert bool(detection.anomaly_map[0, 31, 41] >= 0.5) is speck
+        if not speck:  # decided on the heads' scratch alone
+            result = decide(detection, frame, bracket_standard, thresholds)
+            assert ANOMALY_CLASS not in [d.defect.defect_class for d in result.decisions]
 
 
 def test_swapped_models_and_mismatched_detections_are_refused():
