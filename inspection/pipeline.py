@@ -74,11 +74,6 @@ boundary. Good taps saturate near 0 (the shipped default: 3.4e-5 to 3.7e-5 on ev
 held-out part that is not cracked), and their 99th percentile, taken alone, sits inside
 that noise and flags good parts."""
 
-NORMALITY_CLASS = "anomaly"
-"""The class of a region only a feature normality model found
-(:data:`inspection.models.fusion.ANOMALY_CLASS`): it has no second look, its model's
-part score is its say."""
-
 STROKE_CLASSES = frozenset({"scratch", "crack"})
 """Line-shaped defect classes: a stroke the map broke into pieces is one defect of them
 (see :func:`defects_from_detection`)."""
@@ -371,10 +366,9 @@ def part_defects(
         defects = defects_from_detection(
             detection, thresholds, mm_per_px, image, reference_rgb, audible=audible
         )
-    if not flagged:  # a second look: the heads' regions that reach its level
-        defects = [
-            d for d in defects if d.score >= thresholds.region and d.defect_class != NORMALITY_CLASS
-        ]
+    if not flagged:  # a second look: the regions that reach its level (the heads' only:
+        # a fused map holds the normality model's regions only on a part it flags)
+        defects = [d for d in defects if d.score >= thresholds.region]
     if audible and not any(d.defect_class == "crack" for d in defects):
         defects.append(Defect("crack", {}, zone=None, score=float(detection.audio_score[0])))
     return defects

@@ -45,6 +45,8 @@ heads' own map flags it (a 3 x 2 px speck on a panel: part score 0.08-0.46). Wit
 second-look level (``second_look``, a logit over the heads' pixel threshold), a part
 under the image threshold still has the heads' regions whose peak reaches the level
 measured and judged (``Thresholds.region``, :func:`~inspection.pipeline.part_defects`).
+Only the heads': the normality model does not flag such a part, so its map holds none of
+the normality model's own regions.
 The level is the product's: the highest heads' pixel that good parts of the product
 reach, as the image threshold is set (:func:`second_look_level`), never under the
 heads' pixel threshold. On a smooth panel no good part's map reaches that threshold, so
@@ -68,10 +70,10 @@ import numpy as np
 from inspection.errors import ModelError
 from inspection.metrics import threshold_for_frr
 from inspection.models.outputs import Detection
-from inspection.pipeline import NORMALITY_CLASS, Detector, Thresholds, thresholds_of
+from inspection.pipeline import Detector, Thresholds, thresholds_of
 from inspection.types import AudioClip
 
-ANOMALY_CLASS = NORMALITY_CLASS
+ANOMALY_CLASS = "anomaly"
 """The class of a region only the normality model found (the normality model's own class
 name, :data:`inspection.models.normality.ANOMALY_CLASS`, which imports torch)."""
 
@@ -266,7 +268,7 @@ def fuse(
     # its pixel threshold (the 99.9th percentile of good pixels) stray specks of a good
     # surface cross it, and on a part only the heads flag they would go to review.
     speaks = ~(normality_part < 0)  # (B,) NaN speaks: never hidden
-    unseen = _regions_heads_missed(union >= 0, pixel_h >= 0) & speaks[:, None, None]
+    unseen = _regions_heads_missed(union >= 0, pixel_h >= 0, speaks)
     # The heads' map but in the regions only the normality model found: a region the
     # heads flag keeps their outline (the normality model's coarser blob around it would
     # be measured too: a scratch's length, a patch's mean colour), and below both
@@ -397,10 +399,12 @@ def heads_part(detection: Detection) -> Detection:
     )
 
 
-def _regions_heads_missed(fused: np.ndarray, heads: np.ndarray) -> np.ndarray:
-    """``(B, H, W)`` pixels of the fused regions that hold no pixel the heads flag."""
+def _regions_heads_missed(fused: np.ndarray, heads: np.ndarray, speaks: np.ndarray) -> np.ndarray:
+    """``(B, H, W)`` pixels of the fused regions that hold no pixel the heads flag, on the
+    images whose normality model ``speaks`` ``(B,)``; none on the others (most good parts:
+    no region is labelled there)."""
     missed = np.zeros(fused.shape, bool)
-    for b in range(fused.shape[0]):
+    for b in np.flatnonzero(speaks):
         # 8-connected, as pipeline.defects_from_detection cuts regions
         _, labels = cv2.connectedComponents(fused[b].astype(np.uint8), connectivity=8)
         seen = np.unique(labels[heads[b] & fused[b]])
