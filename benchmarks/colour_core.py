@@ -35,10 +35,10 @@ def main() -> None:
     rows = []  # (true ΔE, on the true mask, on the region's core for each of CORES)
     patches = [s for s in dataset.samples if s.label == "color_deviation"]
     for sample in tqdm(patches, desc="patches", unit="part", mininterval=2.0):
-        image, audio, truth = ev._read_sample(sample)
+        image, audio, truth = ev.read_sample(sample)
         surround = surround_px(image)
         found = part_defects(
-            detector.detect(image, audio), thresholds, ev._scale(sample, dataset), image, reference
+            detector.detect(image, audio), thresholds, dataset.scale_of(sample), image, reference
         )
         for true in sample.attributes["defects"]:
             if true["defect_class"] != "color_deviation" or not true.get("bbox"):

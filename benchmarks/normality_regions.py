@@ -40,7 +40,7 @@ def main() -> None:
     detector, metadata, dataset = load_line(args)
     if args.normality is None:
         raise SystemExit("--normality is needed: the rule is the fused detector's")
-    standard = ev._dataset_standard(dataset)
+    standard = ev.dataset_standard(dataset)
     heads_t, normality_t = detector.heads_thresholds, detector.normality_thresholds
     heads_image, normality_image = (
         threshold_logit(heads_t.image),
@@ -48,7 +48,7 @@ def main() -> None:
     )
     before, now = [], []
     for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
-        image, audio, _ = ev._read_sample(sample)
+        image, audio, _ = ev.read_sample(sample)
         heads = detector.heads.detect(image, audio)
         normality = detector.normality.detect(image)
         now.append((sample, image, fuse(heads, normality, heads_t, normality_t)))

@@ -41,10 +41,10 @@ def main() -> None:
         detector = FusedDetector(detector.heads, detector.normality, second_look=level)
         metadata = detector.metadata
     level = metadata["fusion"]["second_look"]
-    standard = ev._dataset_standard(dataset)
+    standard = ev.dataset_standard(dataset)
     parts = []
     for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
-        image, audio, _ = ev._read_sample(sample)
+        image, audio, _ = ev.read_sample(sample)
         parts.append((sample, image, detector.detect(image, audio)))
     with_look = thresholds_of(metadata)
     print(f"{product}: second-look level {level:.2f} (logit over the heads' pixel threshold)")
@@ -56,12 +56,12 @@ def main() -> None:
 def _row(parts, dataset, standard, thresholds) -> str:
     counts, passed, seconds = Counter(), Counter(), []
     for sample, image, detection in parts:
-        reference = sample.attributes.get("reference_rgb", dataset.metadata.get("reference_rgb"))
-        frame = Frame(image=image, camera="bench", mm_per_px=ev._scale(sample, dataset))
+        reference = dataset.reference_of(sample)
+        frame = Frame(image=image, camera="bench", mm_per_px=dataset.scale_of(sample))
         start = time.perf_counter()
         result = decide(detection, frame, standard, thresholds, sample.part_id, reference)
         seconds.append(time.perf_counter() - start)
-        exact, verdict = ev._exact_verdict(standard, sample), result.verdict.value
+        exact, verdict = ev.exact_verdict(standard, sample), result.verdict.value
         counts["agree"] += verdict == exact
         counts["false REJECT"] += verdict == "REJECT" and exact == "PASS"
         counts["good REVIEW"] += verdict == "REVIEW" and not sample.attributes.get("defects")

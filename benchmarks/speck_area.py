@@ -33,8 +33,8 @@ def main() -> None:
     rows = []  # (true area, on the map's region, by the gauge), mm²
     specks = [s for s in dataset.samples if s.label == CLASS]
     for sample in tqdm(specks, desc="parts", unit="part", mininterval=2.0):
-        image, audio, _ = ev._read_sample(sample)
-        mm = ev._scale(sample, dataset)
+        image, audio, _ = ev.read_sample(sample)
+        mm = dataset.scale_of(sample)
         with _map_only(True):  # the regions as the map cut them
             found = part_defects(detector.detect(image, audio), thresholds, mm, image, None)
         for true in sample.attributes["defects"]:

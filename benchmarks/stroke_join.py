@@ -58,10 +58,10 @@ def main() -> None:
     args = parser.parse_args()
 
     detector, metadata, dataset = load_line(args)
-    standard = ev._dataset_standard(dataset)
+    standard = ev.dataset_standard(dataset)
     parts = []
     for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
-        image, audio, _ = ev._read_sample(sample)
+        image, audio, _ = ev.read_sample(sample)
         parts.append((sample, image, detector.detect(image, audio)))
     _row(parts, dataset, standard, thresholds_of(metadata), True)  # warm-up: not timed
     for gauge, gaps in ((False, args.gaps), (True, args.gauge_gaps)):
@@ -92,19 +92,19 @@ def _measured_row(parts, dataset, standard, thresholds) -> str:
     agree = wrong_pass = false_reject = spans_two = 0
     pairs, seconds = [], []
     for sample, image, detection in parts:
-        mm = ev._scale(sample, dataset)
-        reference = sample.attributes.get("reference_rgb", dataset.metadata.get("reference_rgb"))
+        mm = dataset.scale_of(sample)
+        reference = dataset.reference_of(sample)
         frame = Frame(image=image, camera="bench", mm_per_px=mm)
         start = time.perf_counter()
         result = decide(detection, frame, standard, thresholds, sample.part_id, reference)
         seconds.append(time.perf_counter() - start)
-        exact = ev._exact_verdict(standard, sample)
+        exact = ev.exact_verdict(standard, sample)
         agree += result.verdict.value == exact
         wrong_pass += result.verdict.value == "PASS" and exact == "REJECT"
         false_reject += result.verdict.value == "REJECT" and exact == "PASS"
         found = [d.defect for d in result.decisions]
         if flags_part(detection, thresholds):
-            pairs += ev._size_pairs(found, sample, mm)
+            pairs += ev.size_pairs(found, sample, mm)
         boxes = [
             t["bbox"]
             for t in sample.attributes.get("defects", [])

@@ -67,7 +67,7 @@ from inspection.pipeline import (
 )
 from inspection.standards import Standard, apply_standard, load_standard
 from inspection.standards.defects import DefectsError, manifest_defects
-from inspection.types import Frame, Verdict
+from inspection.types import AudioClip, Defect, Frame, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
 MAP_SIDE = 256  # anomaly maps are kept at most this size for the pixel metrics
@@ -135,14 +135,14 @@ def evaluate(
             + ("" if split is None else " (--split all evaluates every sample)")
         )
     if standard is None:
-        standard = _dataset_standard(dataset)
+        standard = dataset_standard(dataset)
     if decoder is not None and standard is None:
         raise DatasetError(
             f"{data}: no product in dataset.yaml; give the standard to score reports under"
         )
     if decoder is not None:
         from inspection.decoder.reporting import decided_request  # torch: only with a decoder
-    exact = [_exact_verdict(standard, s) for s in samples]  # malformed truth fails first
+    exact = [exact_verdict(standard, s) for s in samples]  # malformed truth fails first
     out.mkdir(parents=True, exist_ok=True)
     rows, size_pairs, cards, requests = [], [], [], []
     for sample, truth in zip(
@@ -175,16 +175,46 @@ def evaluate(
     return metrics
 
 
-def _dataset_standard(dataset: Dataset) -> Standard | None:
-    """The standard of the product ``dataset.yaml`` names, or ``None`` when it names none."""
+def dataset_standard(dataset: Dataset) -> Standard | None:
+    """The standard of the product ``dataset.yaml`` names.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A loaded dataset.
+
+    Returns
+    -------
+    Standard | None
+        The product's standard, ``None`` when ``dataset.yaml`` names no product.
+    """
     product = dataset.metadata.get("product")
     return load_standard(standard_path(str(product))) if product else None
 
 
-def _exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
-    """The standard's verdict on the sample's exact defect attributes, if it has them.
+def exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
+    """The standard's verdict on a sample's exact defect attributes (its manifest's
+    ``defects``): what the line's verdict is measured against.
 
     The attributes are checked with or without a standard: the size errors read them too.
+
+    Parameters
+    ----------
+    standard : Standard | None
+        The product's standard (:func:`dataset_standard`).
+    sample : Sample
+        A sample of a dataset.
+
+    Returns
+    -------
+    str | None
+        ``"PASS"``, ``"REVIEW"`` or ``"REJECT"``; ``None`` without a standard or when the
+        sample states no exact attributes.
+
+    Raises
+    ------
+    DatasetError
+        When the sample's ``defects`` are malformed (the dataset's fault).
     """
     where = f"{sample.image} ({sample.part_id})"
     try:
@@ -198,12 +228,20 @@ def _exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
     return apply_standard(standard, truth, sample.part_id, image_size=size).verdict.value
 
 
-def _scale(sample: Sample, dataset: Dataset) -> float | None:
-    return sample.attributes.get("mm_per_px", dataset.mm_per_px)
+def read_sample(sample: Sample) -> tuple[np.ndarray, AudioClip | None, np.ndarray | None]:
+    """A sample's image, audio and defect mask, as evaluation reads them.
 
+    Parameters
+    ----------
+    sample : Sample
+        A sample of a dataset.
 
-def _read_sample(sample: Sample):
-    """Image, audio and mask (bool, the image's size; all-false for an unmasked good part).
+    Returns
+    -------
+    tuple
+        ``(image, audio, mask)``: the image upright at its native bit depth, the audio
+        (``None`` without a file) and the mask (bool, the image's size; all false for a
+        good part without one, ``None`` for a defective part without one).
 
     Raises
     ------
@@ -231,10 +269,9 @@ def _evaluate_one(
 ):
     """(row, size pairs, image, detection, mask, result) of one sample; an unusable sample
     is an error row with ``None`` for the rest (``result``: ``None`` without a standard)."""
-    mm = _scale(sample, dataset)
-    reference = sample.attributes.get("reference_rgb", dataset.metadata.get("reference_rgb"))
+    mm, reference = dataset.scale_of(sample), dataset.reference_of(sample)
     try:
-        image, audio, mask = _read_sample(sample)
+        image, audio, mask = read_sample(sample)
         frame = Frame(image=image, camera="eval", mm_per_px=mm)
         start = time.perf_counter()
         detection = detector.detect(image, audio)
@@ -272,7 +309,7 @@ def _evaluate_one(
         flagged=flagged,
         reasons=reasons,
     )
-    pairs = _size_pairs(found, sample, mm) if flagged and mm else []
+    pairs = size_pairs(found, sample, mm) if flagged and mm else []
     return row, pairs, image, detection, mask, result
 
 
@@ -314,9 +351,24 @@ class SizePair(NamedTuple):
     true_width: float | None  # not every synthesised defect records one
 
 
-def _size_pairs(found, sample: Sample, mm: float) -> list[SizePair]:
-    """The predicted regions matched to true defects (the region overlapping each true
-    defect's box most), measured as the line measures them."""
+def size_pairs(found: list[Defect], sample: Sample, mm: float) -> list[SizePair]:
+    """The found defects matched to a sample's true defects, for the size errors.
+
+    Parameters
+    ----------
+    found : list[Defect]
+        The defects the line found on the sample, with their masks.
+    sample : Sample
+        The sample, whose ``defects`` state each true defect's box and sizes.
+    mm : float
+        The sample's scale, mm per pixel.
+
+    Returns
+    -------
+    list[SizePair]
+        For each visible true defect with a length and a box that a found defect
+        overlaps, the found defect overlapping its box most, measured on its mask.
+    """
     truths = [d for d in sample.attributes.get("defects", []) if d.get("visible", True)]
     if not truths or sample.mask is None:
         return []

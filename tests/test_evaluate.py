@@ -210,7 +210,7 @@ def test_a_region_wider_than_its_scratch_shows_as_width_bias(tmp_path):
     width bias is measured - true (positive: over-reads), by class; a truth without a width
     is left out of the bias, not counted as zero."""
     from inspection.datasets import Sample
-    from inspection.evaluate import _size_metrics, _size_pairs
+    from inspection.evaluate import _size_metrics, size_pairs
     from inspection.types import Defect
 
     mask = np.zeros((40, 60), bool)
@@ -227,7 +227,7 @@ def test_a_region_wider_than_its_scratch_shows_as_width_bias(tmp_path):
         tmp_path / "p.png", "scratch", mask=tmp_path / "m.png", attributes={"defects": truths}
     )
     found = [Defect("scratch", {}, mask=mask), Defect("dent", {}, mask=np.zeros_like(mask))]
-    pairs = _size_pairs(found, sample, mm=0.1)
+    pairs = size_pairs(found, sample, mm=0.1)
     assert [p.defect_class for p in pairs] == ["scratch"]
     assert pairs[0].width == pytest.approx(0.4) and pairs[0].true_width == 0.2
     dent = pairs[0]._replace(defect_class="dent", true_width=None)
@@ -241,12 +241,12 @@ def test_a_malformed_true_size_fails_before_any_work_with_or_without_a_standard(
     """The size errors read the true attributes even where no standard applies: a width
     that is not a number is the dataset's fault, said before any part is scored."""
     from inspection.datasets import DatasetError, Sample
-    from inspection.evaluate import _exact_verdict
+    from inspection.evaluate import exact_verdict
 
     truth = {"defect_class": "scratch", "bbox": [0, 0, 4, 4], "attributes": {"width_mm": "wide"}}
     sample = Sample(tmp_path / "p.png", "scratch", part_id="p1", attributes={"defects": [truth]})
     with pytest.raises(DatasetError, match=r"p1.*attributes.width_mm must be a number"):
-        _exact_verdict(None, sample)
+        exact_verdict(None, sample)
 
 
 def test_cli_an_empty_split_exits_2_with_one_line(tiny_model, tmp_path):

@@ -145,6 +145,16 @@ class Dataset:
             return float(value)
         return None  # unstated, or different per sample: see each sample's attributes
 
+    def scale_of(self, sample: Sample) -> float | None:
+        """One sample's scale in mm per pixel: its own, else the dataset's
+        (:attr:`mm_per_px`); ``None`` when neither states one."""
+        return sample.attributes.get("mm_per_px", self.mm_per_px)
+
+    def reference_of(self, sample: Sample) -> Any:
+        """One sample's reference colour (RGB, what colour deviation is read against): its
+        own, else the one ``dataset.yaml`` states; ``None`` when neither does."""
+        return sample.attributes.get("reference_rgb", self.metadata.get("reference_rgb"))
+
     def split(self, name: str | None) -> Dataset:
         """The samples of one split (``None``: samples without a split), as a dataset."""
         if name is not None and name not in SPLITS:

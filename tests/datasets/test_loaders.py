@@ -229,6 +229,25 @@ def test_manifest_scale_is_none_when_lines_disagree(tmp_path: Path) -> None:
     assert load_manifest(manifest).mm_per_px is None
 
 
+def test_a_samples_own_scale_and_reference_colour_come_before_the_datasets(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dataset.yaml").write_text("mm_per_px: 0.3\nreference_rgb: [10, 20, 30]\n")
+    own = {"image": "a.png", "mm_per_px": 0.1, "reference_rgb": [1, 2, 3]}
+    write_manifest(tmp_path / "manifest.jsonl", [own, {"image": "b.png"}])
+    dataset = load_dataset(tmp_path)
+    stating, silent = dataset.samples
+    assert dataset.scale_of(stating) == pytest.approx(0.1)
+    assert dataset.scale_of(silent) == pytest.approx(0.3)
+    assert dataset.reference_of(stating) == [1, 2, 3]
+    assert dataset.reference_of(silent) == [10, 20, 30]
+
+    (tmp_path / "bare").mkdir()
+    bare = load_manifest(write_manifest(tmp_path / "bare/m.jsonl", [{"image": "b.png"}]))
+    assert bare.scale_of(bare.samples[0]) is None
+    assert bare.reference_of(bare.samples[0]) is None
+
+
 def test_split_filter(tmp_path: Path) -> None:
     dataset = load_dataset(make_mvtec(tmp_path / "mvtec"))
     test = dataset.split("test")
