@@ -31,11 +31,11 @@ def main() -> None:
     args = line_parser(__doc__).parse_args()
     detector, metadata, dataset = load_line(args)
     thresholds = thresholds_of(metadata)
-    reference = np.asarray(dataset.metadata["reference_rgb"])
     rows = []  # (true ΔE, on the true mask, on the region's core for each of CORES)
     patches = [s for s in dataset.samples if s.label == "color_deviation"]
     for sample in tqdm(patches, desc="patches", unit="part", mininterval=2.0):
         image, audio, truth = ev.read_sample(sample)
+        reference = np.asarray(dataset.reference_of(sample))
         surround = surround_px(image)
         found = part_defects(
             detector.detect(image, audio), thresholds, dataset.scale_of(sample), image, reference

@@ -67,8 +67,8 @@ def area_rows(detector, dataset, thresholds, data: Path) -> None:
         for true in sample.attributes["defects"]:
             if true["defect_class"] != CLASS or not true.get("bbox"):
                 continue
-            x0, y0, x1, y1 = true["bbox"]
-            hits = [d.mask for d in found if d.mask is not None and d.mask[y0:y1, x0:x1].any()]
+            x0, y0, x1, y1 = box = true["bbox"]
+            hits = [d.mask for d in found if d.mask is not None and _overlaps(d.mask, box)]
             if not hits:
                 continue
             on_map = measure_region(max(hits, key=lambda m: m[y0:y1, x0:x1].sum()), mm)

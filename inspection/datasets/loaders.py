@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,7 @@ class Dataset:
         (:attr:`mm_per_px`); ``None`` when neither states one."""
         return sample.attributes.get("mm_per_px", self.mm_per_px)
 
-    def reference_of(self, sample: Sample) -> Any:
+    def reference_of(self, sample: Sample) -> Sequence[int] | None:
         """One sample's reference colour (RGB, what colour deviation is read against): its
         own, else the one ``dataset.yaml`` states; ``None`` when neither does."""
         return sample.attributes.get("reference_rgb", self.metadata.get("reference_rgb"))
