@@ -8,9 +8,11 @@ widths 103-617 px) mixes places.
 Features are the product's (``--config``, default ``padim-lite0``: EfficientNet-Lite0
 stages 2+3, 3x3 pooled, 320 px squashed), extracted once (``--cache``); the Gaussians
 are fitted as the product fits them (ridge 0.01); ``--shrink T`` pulls each cluster's mean
-and covariance towards those of all the good images, with weight T images (0: none). Image
-score: mean of the top 1 % of the map smoothed at sigma 4 (the product's); pixel AUROC:
-:func:`inspection.metrics.pixel_auroc` on maps resized to each image's size. Each k's
+and covariance towards those of all the good images, with weight T images (0: none);
+``--ridge`` and ``--diagonal A`` (a share A of the way to the isotropic covariance of the
+same mean variance) regularise them otherwise. Image score: mean of the top 1 % of the
+map smoothed at sigma 4 (the product's); pixel AUROC: :func:`inspection.metrics.pixel_auroc`
+on maps resized to each image's size. Each k's
 silhouette is over the training images' shapes alone (no test image chooses anything).
 
     python benchmarks/shape_clusters.py --data ../shared/data/magnetic-tile --ks 1,2,3,4,5 \
@@ -43,7 +45,7 @@ from inspection.models import create_model, get_config
 from inspection.models.normality import gaussian_kernel, smooth
 from inspection.models.preprocess import PreprocessOptions, preprocess
 
-RIDGE = 0.01  # the product's (inspection.train.normality.COVARIANCE_EPS)
+RIDGE = 0.01  # the product's (inspection.train.normality.COVARIANCE_EPS): --ridge
 
 
 def extract(model, samples, prep: PreprocessOptions, desc: str):
@@ -66,8 +68,13 @@ def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     return mean, centred.transpose(1, 2) @ centred / max(v.shape[1] - 1, 1), v.shape[1]
 
 
-def gaussian(mean, cov) -> tuple[torch.Tensor, torch.Tensor]:
-    ridge = RIDGE * torch.eye(cov.shape[-1], dtype=cov.dtype)
+def gaussian(mean, cov, ridge: float = RIDGE, diagonal: float = 0.0):
+    """Mean and precision; ``diagonal`` pulls the covariance towards its mean variance."""
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype)
+    if diagonal > 0:
+        variance = torch.diagonal(cov, dim1=1, dim2=2).mean(-1)[:, None, None]  # (P, 1, 1)
+        cov = (1 - diagonal) * cov + diagonal * variance * eye
+    ridge = ridge * eye
     return mean.float(), torch.cholesky_inverse(torch.linalg.cholesky(cov + ridge)).float()
 
 
@@ -113,6 +120,8 @@ def main() -> None:
     parser.add_argument("--config", default="padim-lite0")
     parser.add_argument("--ks", default="1,2,3,4", help="numbers of shape clusters")
     parser.add_argument("--shrink", default="0", help="weights (images) towards all goods")
+    parser.add_argument("--ridge", type=float, default=RIDGE, help="added to each variance")
+    parser.add_argument("--diagonal", type=float, default=0.0, help="share towards isotropic")
     parser.add_argument("--holdout", type=float, default=0.0, help="share of goods not fitted")
     parser.add_argument("--cache", type=Path, default=Path("runs/shape-clusters.pt"))
     args = parser.parse_args()
@@ -159,7 +168,7 @@ def main() -> None:
                     cov = (n * cov + shrink * pooled[1]) / (n + shrink)
                 idx = torch.from_numpy(np.nonzero(test_of == c)[0])
                 if len(idx):
-                    dist[idx] = distances(fte[idx], *gaussian(mean, cov))
+                    dist[idx] = distances(fte[idx], *gaussian(mean, cov, args.ridge, args.diagonal))
             scores, maps = scores_and_maps(dist, ste, config.image_size)
             per_class = class_aurocs(test, scores, classes)
             sizes = "/".join(str(int((train_of == c).sum())) for c in range(k))
