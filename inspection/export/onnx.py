@@ -67,6 +67,15 @@ class EdgeGraph(nn.Module):
         )
 
 
+class ShapeFamilyGraph(EdgeGraph):
+    """A normality model with shape families: the frame's height and width are a second
+    input, which chooses each input's statistics (``config.shape_clusters``)."""
+
+    def forward(self, image: Tensor, frame_shape: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(image, None, frame_shape)
+        return out.maps, out.image_logit, out.class_logits, out.part_logit, out.patch_tokens
+
+
 def export_onnx(
     model: DefectModel,
     path: str | Path,
@@ -97,13 +106,18 @@ def export_onnx(
     config = model.config
     # Export a copy: the caller's model may be training, on a GPU, or in half precision.
     model = copy.deepcopy(model).eval().float().cpu()
-    graph = EdgeGraph(model, with_audio).eval()
+    shaped = config.shape_clusters > 1
+    graph = (ShapeFamilyGraph if shaped else EdgeGraph)(model, with_audio).eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
     size = (_EXAMPLE_BATCH, config.in_chans, config.image_size, config.image_size)
     args: tuple[Tensor, ...] = (torch.zeros(size),)
     dynamic: dict[str, dict[int, object]] = {"image": {0: batch}}
     inputs = ["image"]
-    if with_audio:
+    if shaped:  # the frame's (height, width) before the squash
+        args += (torch.full((_EXAMPLE_BATCH, 2), float(config.image_size)),)
+        dynamic["frame_shape"] = {0: batch}
+        inputs.append("frame_shape")
+    elif with_audio:
         args += (torch.zeros(_EXAMPLE_BATCH, config.n_mels, config.n_audio_frames),)
         dynamic["mel"] = {0: batch}
         inputs.append("mel")
@@ -232,10 +246,15 @@ def check_parity(
     mel = None
     if "mel" in detector.inputs:
         mel = torch.randn(batch, config.n_mels, config.n_audio_frames, generator=generator)
+    frame = None
+    if "frame_shape" in detector.inputs:  # one frame of each family's typical shape, in turn
+        centres = model.shape_centroids.exp()  # (C, 2)
+        frame = centres[torch.arange(batch) % len(centres)]  # (B, 2)
     model = copy.deepcopy(model).eval().float().cpu()
     with torch.no_grad():
-        expected = model(image, mel)
-    got = detector.run(image.numpy(), None if mel is None else mel.numpy())
+        expected = model(image, mel) if frame is None else model(image, None, frame)
+    mel_in, frame_in = (None if x is None else x.numpy() for x in (mel, frame))
+    got = detector.run(image.numpy(), mel_in, frame_in)
     names = AUDIO_OUTPUTS if mel is not None else IMAGE_OUTPUTS
     diffs = {
         name: float((torch.from_numpy(getattr(got, name)) - getattr(expected, name)).abs().max())

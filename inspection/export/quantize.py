@@ -289,13 +289,14 @@ class _CalibrationReader:
         self._index = 0
 
     def prepare(self, batch_size: int) -> None:
-        tiles, mels = [], []
+        tiles, mels, frames = [], [], []
         for item in self.items:
-            images, mel, defective = self._inputs(item)
+            images, mel, defective, frame = self._inputs(item)
             self.parts += 1
             self.defective += int(bool(defective))
             tiles.append(images)
             mels.extend([mel] * len(images))
+            frames.extend([frame] * len(images))
         if not self.parts:
             raise UserError(
                 "calibration set is empty: give a folder of real parts (good and "
@@ -305,6 +306,8 @@ class _CalibrationReader:
         self.tiles = len(images)
         for i in range(0, len(images), batch_size):
             feeds = {"image": np.ascontiguousarray(images[i : i + batch_size])}
+            if "frame_shape" in self.detector.inputs:
+                feeds["frame_shape"] = np.asarray(frames[i : i + batch_size], np.float32)
             if self.detector.with_audio:
                 feeds["mel"] = np.stack(
                     [
@@ -314,10 +317,11 @@ class _CalibrationReader:
                 )
             self.batches.append(feeds)
 
-    def _inputs(self, item: Any) -> tuple[np.ndarray, np.ndarray | None, bool | None]:
-        """``(tiles (T, C, S, S), log-mel (n_mels, F) or None, defective or None)``."""
+    def _inputs(self, item: Any) -> tuple[np.ndarray, np.ndarray | None, bool | None, tuple]:
+        """``(tiles (T, C, S, S), log-mel (n_mels, F) or None, defective or None, the
+        frame's (height, width))``."""
         from inspection.models.audio import audio_windows
-        from inspection.models.preprocess import preprocess
+        from inspection.models.preprocess import frame_size, preprocess
 
         defective = None
         if isinstance(item, _Labelled):
@@ -336,14 +340,17 @@ class _CalibrationReader:
         image = np.asarray(image)
         config = self.detector.config
         size = (config.in_chans, config.image_size, config.image_size)
+        frame = (config.image_size, config.image_size)
         if image.shape[-3:] == size and image.ndim in (3, 4):
             tiles = image.reshape(-1, *size).astype(np.float32)  # already model inputs
         else:
-            tiles = preprocess(image, self.detector.preprocess_options).images
+            options = self.detector.preprocess_options
+            cut = preprocess(image, options)
+            tiles, frame = cut.images, frame_size(cut.layout.image_shape, options)
         mel = None
         if audio is not None and self.detector.with_audio:
             mel = audio_windows(audio, config.n_mels, config.n_audio_frames)[0]
-        return tiles, mel, defective
+        return tiles, mel, defective, frame
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._index >= len(self.batches):

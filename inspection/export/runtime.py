@@ -211,7 +211,12 @@ class OnnxDetector(TiledDetector):
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.with_audio = "mel" in self.inputs
 
-    def run(self, images: np.ndarray, mel: np.ndarray | None = None) -> Detection:
+    def run(
+        self,
+        images: np.ndarray,
+        mel: np.ndarray | None = None,
+        frame_shape: np.ndarray | None = None,
+    ) -> Detection:
         """Run one batch of model inputs.
 
         Parameters
@@ -221,6 +226,9 @@ class OnnxDetector(TiledDetector):
         mel : np.ndarray | None
             ``(B, n_mels, F)``, or ``(n_mels, F)`` for the whole batch; frames are cropped
             or padded. ``None``: no audio (part logit = image logit).
+        frame_shape : np.ndarray | None
+            ``(B, 2)`` each input's frame height and width, fed to a graph that takes it (a
+            normality model with shape families); a graph that does not ignores it.
 
         Raises
         ------
@@ -230,6 +238,10 @@ class OnnxDetector(TiledDetector):
         """
         images = np.ascontiguousarray(images, dtype=np.float32)
         feeds = {"image": images}
+        if "frame_shape" in self.inputs:
+            if frame_shape is None:
+                raise ValueError(f"{self.path} chooses by the frame's shape; none was given")
+            feeds["frame_shape"] = np.ascontiguousarray(frame_shape, dtype=np.float32)
         if mel is not None and not self.with_audio:
             raise ValueError(f"{self.path} was exported without audio; cannot use the clip")
         if self.with_audio:

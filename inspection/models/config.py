@@ -100,6 +100,10 @@ class ModelConfig:
         PatchCore: patch features kept in the memory bank (greedy coreset).
     smooth_sigma : float
         Gaussian smoothing of a normality model's map, in input pixels (0: none).
+    shape_clusters : int
+        PaDiM: families of frame shapes (clustered on log height and width), one set of
+        per-position statistics each; a frame is scored by its nearest family's (set by
+        the fit; benchmarks/README.md, "PaDiM per family of frame shapes").
     resize : str
         How a frame becomes model inputs: ``"tile"`` (native-resolution tiles, see
         :mod:`inspection.models.preprocess`) or ``"squash"`` (the whole frame resized to
@@ -141,6 +145,7 @@ class ModelConfig:
     context_dims: int = 0
     bank_size: int = 10000
     smooth_sigma: float = 4.0
+    shape_clusters: int = 1
     resize: str = "tile"
     description: str = field(default="", compare=False)
 
@@ -234,6 +239,8 @@ class ModelConfig:
             p.append("a pretrained backbone takes 3 channels (gray is replicated)")
         if min(self.feature_dims, self.context_dims, self.smooth_sigma) < 0 or self.bank_size < 1:
             p.append("feature_dims, context_dims, smooth_sigma must be >= 0, bank_size >= 1")
+        if self.shape_clusters < 1 or (self.shape_clusters > 1 and self.method != "padim"):
+            p.append("shape_clusters must be >= 1, and 1 for any method but padim")
         return p
 
     @property

@@ -16,7 +16,7 @@ import numpy as np
 from inspection.models.audio import audio_windows
 from inspection.models.config import ModelConfig
 from inspection.models.outputs import Detection, concat_detections
-from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, preprocess
+from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, frame_size, preprocess
 from inspection.types import AudioClip
 
 
@@ -42,12 +42,26 @@ class TiledDetector(abc.ABC):
         return PreprocessOptions.from_config(self.config, max_side=self.metadata.get(MAX_SIDE))
 
     @abc.abstractmethod
-    def run(self, images: np.ndarray, mel: np.ndarray | None = None) -> Detection:
+    def run(
+        self,
+        images: np.ndarray,
+        mel: np.ndarray | None = None,
+        frame_shape: np.ndarray | None = None,
+    ) -> Detection:
         """One batch: ``images`` ``(B, C, S, S)`` normalised; ``mel`` ``(n_mels, F)`` for
-        the whole batch, ``(B, n_mels, F)`` one per image, or None."""
+        the whole batch, ``(B, n_mels, F)`` one per image, or None; ``frame_shape``
+        ``(B, 2)`` the height and width of the frame each input was cut or squashed
+        from (a normality model with shape families chooses by it; others ignore it)."""
 
-    def detect(self, image: np.ndarray, audio: AudioClip | np.ndarray | None = None) -> Detection:
+    def detect(
+        self,
+        image: np.ndarray,
+        audio: AudioClip | np.ndarray | None = None,
+        frame_shape: tuple[int, int] | None = None,
+    ) -> Detection:
         """Detect on one full image and its optional clip; maps at the image's size.
+        ``frame_shape``: the ``(H, W)`` of the frame ``image`` was resized from, if it was
+        (a normality model with shape families chooses by it; default: the image's).
 
         A clip longer than the model's (1 s) is scored in windows of that length
         (:func:`~inspection.models.audio.audio_windows`) and the detection is the one
@@ -56,9 +70,14 @@ class TiledDetector(abc.ABC):
         """
         tiles = preprocess(image, self.preprocess_options)
         mel = None if audio is None else self._worst_window(audio, tiles.images[:1])
+        options = self.preprocess_options
+        frame = np.asarray(frame_size(frame_shape or tiles.layout.image_shape, options), np.float32)
         chunks = [
-            self.run(tiles.images[i : i + self.batch_size], mel)
-            for i in range(0, len(tiles.images), self.batch_size)
+            self.run(batch, mel, np.repeat(frame[None], len(batch), axis=0))
+            for batch in (
+                tiles.images[i : i + self.batch_size]
+                for i in range(0, len(tiles.images), self.batch_size)
+            )
         ]
         return concat_detections(chunks).merge_tiles(tiles.layout, reduce=self.reduce)
 
@@ -99,7 +118,12 @@ class TorchDetector(TiledDetector):
     def metadata(self) -> dict[str, Any]:
         return self.model.metadata
 
-    def run(self, images: np.ndarray, mel: np.ndarray | None = None) -> Detection:
+    def run(
+        self,
+        images: np.ndarray,
+        mel: np.ndarray | None = None,
+        frame_shape: np.ndarray | None = None,
+    ) -> Detection:
         torch = self.torch
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
@@ -107,4 +131,7 @@ class TorchDetector(TiledDetector):
             if mel is not None:
                 m = torch.from_numpy(np.asarray(mel, np.float32)).to(self.device)
                 m = m.expand(len(x), *m.shape[-2:])  # (B, n_mels, F)
-            return self.model(x, m).numpy(self.config.classes)
+            if not self.config.is_normality or frame_shape is None:
+                return self.model(x, m).numpy(self.config.classes)
+            shape = torch.from_numpy(np.asarray(frame_shape, np.float32)).to(self.device)
+            return self.model(x, m, shape).numpy(self.config.classes)

@@ -83,8 +83,11 @@ class NormalityModel(nn.Module):
         kept = torch.randperm(width, generator=generator)[:dims].sort().values
         self.register_buffer("kept_channels", kept, persistent=False)
         if config.method == "padim":
-            self.register_buffer("mean", torch.zeros(positions, dims))
-            self.register_buffer("precision", torch.zeros(positions, dims, dims))
+            C = config.shape_clusters
+            self.register_buffer("mean", torch.zeros(C, positions, dims))
+            self.register_buffer("precision", torch.zeros(C, positions, dims, dims))
+            # Each family's centre in (log height, log width) of the frame.
+            self.register_buffer("shape_centroids", torch.zeros(C, 2))
         else:
             self.register_buffer("bank", torch.zeros(config.bank_size, dims))
         self.register_buffer("shift", torch.zeros(()))
@@ -92,6 +95,15 @@ class NormalityModel(nn.Module):
         self.register_buffer("smoothing", gaussian_kernel(config.smooth_sigma), persistent=False)
         self.model_version: str | None = None
         self.metadata: dict[str, Any] = {}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints from before shape families hold one family's statistics, unbatched.
+        mean = state_dict.get(prefix + "mean")
+        if self.config.method == "padim" and mean is not None and mean.ndim == 2:
+            for name in ("mean", "precision"):
+                state_dict[prefix + name] = state_dict[prefix + name][None]
+            state_dict.setdefault(prefix + "shape_centroids", torch.zeros(1, 2))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def round_statistics(self) -> None:
@@ -128,13 +140,30 @@ class NormalityModel(nn.Module):
         x = last.permute(0, 2, 3, 1) - self.context_mean  # (B, h, w, C)
         return (x @ self.context_basis).permute(0, 3, 1, 2)  # (B, K, h, w)
 
-    def distance(self, features: Tensor) -> Tensor:
-        """Distance of each position's features from good ones, ``(B, gh, gw)``."""
+    def shape_family(self, frame_shape: Tensor | None, batch: int) -> Tensor:
+        """Each frame's family of shapes, ``(B,)``: the nearest centroid to its
+        ``(height, width)`` in log pixels; family 0 without a shape or with one family."""
+        if frame_shape is None or self.config.shape_clusters == 1:
+            return torch.zeros(batch, dtype=torch.long, device=self.shift.device)
+        logs = frame_shape.float().log()  # (B, 2)
+        gaps = logs[:, None] - self.shape_centroids  # (B, C, 2); no cdist: ONNX has none
+        return (gaps * gaps).sum(-1).argmin(-1)  # (B,)
+
+    def distance(self, features: Tensor, frame_shape: Tensor | None = None) -> Tensor:
+        """Distance of each position's features from good ones, ``(B, gh, gw)``;
+        ``frame_shape`` ``(B, 2)``, each frame's height and width before the squash,
+        chooses PaDiM's family of statistics (see ``config.shape_clusters``)."""
         B, _, h, w = features.shape
         x = features.flatten(2).transpose(1, 2)  # (B, P, D)
         if self.config.method == "padim":
-            d = (x - self.mean).transpose(0, 1)  # (P, B, D)
-            squared = (torch.bmm(d, self.precision) * d).sum(-1).transpose(0, 1)  # (B, P)
+            C, P, D = self.mean.shape
+            # Every family's distance, then each frame's own: no (B, P, D, D) copy of the
+            # precisions, and one graph for any batch (the family is data, not control).
+            d = (x[None] - self.mean[:, None]).transpose(1, 2).reshape(C * P, B, D)
+            squared = (torch.bmm(d, self.precision.reshape(C * P, D, D)) * d).sum(-1)
+            squared = squared.reshape(C, P, B).permute(2, 0, 1)  # (B, C, P)
+            family = self.shape_family(frame_shape, B)[:, None, None].expand(B, 1, P)
+            squared = squared.gather(1, family)[:, 0]  # (B, P)
         else:
             bank = self.bank  # (M, D)
             cross = x @ bank.T  # (B, P, M)
@@ -142,22 +171,26 @@ class NormalityModel(nn.Module):
             squared = squared.min(-1).values  # (B, P)
         return squared.clamp_min(0).sqrt().reshape(B, h, w)
 
-    def distance_map(self, image: Tensor) -> Tensor:
+    def distance_map(self, image: Tensor, frame_shape: Tensor | None = None) -> Tensor:
         """The smoothed distance at input resolution, ``(B, 1, S, S)``, before ``shift``."""
-        return self._distances(image)[1]
+        return self._distances(image, frame_shape)[1]
 
-    def _distances(self, image: Tensor) -> tuple[Tensor, Tensor]:
+    def _distances(self, image: Tensor, frame_shape: Tensor | None) -> tuple[Tensor, Tensor]:
         S = image.shape[-1]
         features = self.embed(image)  # (B, D, gh, gw)
-        dist = self.distance(features)[:, None]  # (B, 1, gh, gw)
+        dist = self.distance(features, frame_shape)[:, None]  # (B, 1, gh, gw)
         up = F.interpolate(dist, size=(S, S), mode="bilinear", align_corners=False)
         return features, smooth(up, self.smoothing)  # (B, 1, S, S)
 
-    def forward(self, image: Tensor, mel: Tensor | None = None) -> DetectionOutput:
-        """Detect anomalies; ``mel`` is accepted and ignored (no audio branch)."""
+    def forward(
+        self, image: Tensor, mel: Tensor | None = None, frame_shape: Tensor | None = None
+    ) -> DetectionOutput:
+        """Detect anomalies; ``mel`` is accepted and ignored (no audio branch);
+        ``frame_shape`` ``(B, 2)``: each input's frame height and width before the
+        squash, which chooses its family of statistics (``config.shape_clusters``)."""
         self._check_image(image)
         B, _, S, _ = image.shape
-        features, dist = self._distances(image)
+        features, dist = self._distances(image, frame_shape)
         logit = (dist - self.shift) / self.scale  # (B, 1, S, S)
         k = max(1, int(self.config.topk_fraction * S * S))
         image_logit = logit.flatten(1).topk(k, dim=-1).values.mean(-1)  # (B,)

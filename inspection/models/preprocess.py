@@ -185,6 +185,16 @@ def tile_positions(length: int, size: int, overlap: float) -> list[int]:
     return [round(i * (length - size) / (n - 1)) for i in range(n)]
 
 
+def frame_size(image_shape: tuple[int, int], options: PreprocessOptions) -> tuple[float, float]:
+    """A frame's ``(H, W)`` as a normality model's families of shapes know it: scaled so
+    its longer side is at most ``max_side``, as the model's fit read it."""
+    h, w = float(image_shape[0]), float(image_shape[1])
+    if options.max_side is not None and max(h, w) > options.max_side:
+        scale = options.max_side / max(h, w)
+        return h * scale, w * scale
+    return h, w
+
+
 def plan_tiles(image_shape: tuple[int, int], options: PreprocessOptions) -> TileLayout:
     """The tile layout for an image of ``(H, W)`` pixels (see the module policy)."""
     h, w = int(image_shape[0]), int(image_shape[1])

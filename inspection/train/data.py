@@ -33,6 +33,7 @@ class Item:
     audio: np.ndarray | None  # (N,) float32 at 16 kHz
     path: str
     audio_anomaly: bool = False  # the tap test rings wrong (e.g. a crack, even internal)
+    frame_shape: tuple[int, int] | None = None  # (H, W) as read, before any resize
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def load_items(samples: list[Sample], options: PreprocessOptions, desc: str) -> 
 
 def _load_item(sample: Sample, options: PreprocessOptions) -> Item:
     image = to_uint8_rgb(read_image(sample.image))
-    work = plan_tiles(image.shape[:2], options).work_shape
+    frame = (int(image.shape[0]), int(image.shape[1]))
+    work = plan_tiles(frame, options).work_shape
     if work != image.shape[:2]:
         image = resize_pixels(image, work)  # as preprocess resizes it at inference
     mask = None
@@ -72,7 +74,7 @@ def _load_item(sample: Sample, options: PreprocessOptions) -> Item:
         audio = read_audio(sample.audio).samples
     cls = None if sample.is_good else sample.label
     audible = bool(sample.attributes.get("audio_anomaly", False))
-    return Item(image, mask, cls, audio, str(sample.image), audible)
+    return Item(image, mask, cls, audio, str(sample.image), audible, frame)
 
 
 def training_samples(dataset: Dataset, normal_only: bool) -> tuple[list[Sample], list[Sample]]:

@@ -20,11 +20,12 @@ from tqdm import tqdm
 
 from inspection.datasets import load_dataset
 from inspection.errors import ModelError
+from inspection.io import read_header, read_image
 from inspection.models import create_model, get_config, save_model
 from inspection.models.backbones import get_backbone
 from inspection.models.config import ModelConfig
 from inspection.models.normality import ANOMALY_CLASS, NormalityModel
-from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, preprocess
+from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, frame_size, preprocess
 from inspection.train.data import Item, load_items, training_samples
 from inspection.train.trainer import (
     TrainError,
@@ -49,6 +50,7 @@ EXTRACT_SHARE = 0.8  # of a --max-minutes budget, at most this for feature extra
 CONTEXT_FIT_IMAGES = 64  # good images whose context maps fit the principal directions
 TILE_BATCH = 8
 PADIM_CHUNK = 64
+MAX_SHAPE_FAMILIES = 4  # PaDiM: families of frame shapes tried (benchmarks/README.md)
 
 
 def normality_config(options: TrainOptions) -> ModelConfig:
@@ -177,30 +179,63 @@ def _fit_statistics(
 
     PatchCore's coreset takes time of its own: its extraction stops halfway to the
     deadline, and the coreset stops growing at the deadline (a smaller bank)."""
+    families = np.zeros(len(samples), int)
     if model.config.method == "padim":
-        fitter: PadimFit | PatchCoreFit = PadimFit(model)
+        centroids, families = shape_families(
+            [frame_size(_frame_shape(s), prep) for s in samples], model.mean.shape[-1]
+        )
+        _use_families(model, centroids)
+        fitters: list[PadimFit] | list[PatchCoreFit] = [
+            PadimFit(model, c) for c in range(len(centroids))
+        ]
     else:
-        fitter = PatchCoreFit(model, options.seed, len(samples))
+        fitters = [PatchCoreFit(model, options.seed, len(samples))]
     extract_until = deadline
-    if deadline is not None and isinstance(fitter, PatchCoreFit):
+    if deadline is not None and isinstance(fitters[0], PatchCoreFit):
         now = clock()
         extract_until = now + CORESET_SHARE_SPLIT * max(deadline - now, 0.0)
     used, stopped = 0, False
     bar = tqdm(samples, desc="good-image features", unit="img", disable=not options.progress)
-    for sample in bar:
+    for sample, family in zip(bar, families, strict=True):
         if extract_until is not None and clock() >= extract_until and used >= 2:
             stopped = True
             break
         items = load_items([sample], prep, "")
         if not items:
             continue
-        fitter.add(_tile_features(model, items[0], prep))
+        fitters[family].add(_tile_features(model, items[0], prep))
         used += 1
     bar.close()
     if used < 2:
         raise TrainError(f"{options.data}: fewer than 2 readable good images to fit on")
-    stopped = fitter.finish(deadline, clock) or stopped
-    return used, stopped
+    short = [c for c, f in enumerate(fitters) if isinstance(f, PadimFit) and f.images < 2]
+    if short:
+        raise TrainError(
+            f"{options.data}: the time ran out before frame-shape family {short[0]} had 2 "
+            "good images; give --max-minutes more"
+        )
+    cut = [f.finish(deadline, clock) for f in fitters]
+    return used, any(cut) or stopped
+
+
+def _frame_shape(sample) -> tuple[int, int]:
+    """A good image's ``(H, W)`` as read, from its header when Pillow can parse it."""
+    header = read_header(sample.image)
+    if header is not None:
+        return header.height, header.width
+    return read_image(sample.image).shape[:2]
+
+
+def _use_families(model: NormalityModel, centroids: np.ndarray) -> None:
+    """Give ``model`` one set of PaDiM statistics per family of frame shapes."""
+    C = len(centroids)
+    _, P, D = model.mean.shape
+    device = model.mean.device
+    if C > 1:
+        model.config = model.config.replace(shape_clusters=C)
+        model.mean = torch.zeros(C, P, D, device=device)
+        model.precision = torch.zeros(C, P, D, D, device=device)
+    model.shape_centroids = torch.as_tensor(centroids, dtype=torch.float32, device=device)
 
 
 @torch.inference_mode()
@@ -241,18 +276,53 @@ def _tile_features(model: NormalityModel, item: Item, prep: PreprocessOptions) -
     return torch.cat([model.embed(b.to(device)) for b in batches]).cpu()  # (T, D, gh, gw)
 
 
+def shape_families(shapes: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Families of frame shapes among the good images, and each image's family.
+
+    k-means on ``(log height, log width)`` (unscaled: a distance is a ratio of sizes), for
+    the most families, up to :data:`MAX_SHAPE_FAMILIES`, whose smallest still holds more
+    images than the features have ``channels`` (a full-rank covariance at every position).
+    One family where the frames share one size, or too few images to split.
+
+    Returns
+    -------
+    centroids : np.ndarray
+        ``(C, 2)`` each family's centre, log pixels.
+    families : np.ndarray
+        ``(N,)`` each image's family.
+    """
+    logs = np.log(np.asarray(shapes, np.float64))  # (N, 2)
+    best = logs.mean(0, keepdims=True), np.zeros(len(logs), int)
+    distinct = len(np.unique(logs, axis=0))
+    for k in range(2, min(MAX_SHAPE_FAMILIES, distinct) + 1):
+        from sklearn.cluster import KMeans  # a second to import: only fits that split pay it
+
+        fitted = KMeans(k, n_init=10, random_state=0).fit(logs)
+        if np.bincount(fitted.labels_, minlength=k).min() <= channels:
+            break
+        best = fitted.cluster_centers_, fitted.labels_
+    return best
+
+
 class PadimFit:
     """Running sums of each position's features and their outer products (float64), so
     memory does not grow with the number of images; features are added in chunks of
-    :data:`PADIM_CHUNK` tiles (one 300 MB update a tile cost more than extracting it)."""
+    :data:`PADIM_CHUNK` tiles (one 300 MB update a tile cost more than extracting it).
+    One per family of frame shapes: ``family`` is the statistics it fits."""
 
-    def __init__(self, model: NormalityModel):
+    def __init__(self, model: NormalityModel, family: int = 0):
         self.model = model
-        P, D = model.mean.shape
+        self.family = family
+        _, P, D = model.mean.shape
         self.n = 0
         self.total = torch.zeros(P, D, dtype=torch.float64)
         self.outer = torch.zeros(P, D, D, dtype=torch.float64)
         self.pending: list[torch.Tensor] = []
+
+    @property
+    def images(self) -> int:
+        """Tiles added so far (one an image for a squashed model)."""
+        return self.n + sum(len(f) for f in self.pending)
 
     def add(self, features: torch.Tensor) -> None:
         self.pending.append(features)
@@ -277,8 +347,8 @@ class PadimFit:
         # Batched torch.linalg.inv fails on some MKL builds; the Cholesky route does not.
         precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
         device = self.model.mean.device
-        self.model.mean.copy_(mean.float().to(device))
-        self.model.precision.copy_(precision.float().to(device))
+        self.model.mean[self.family].copy_(mean.float().to(device))
+        self.model.precision[self.family].copy_(precision.float().to(device))
         return False
 
 
@@ -346,8 +416,11 @@ def _set_logit_scale(model: NormalityModel, held: list[Item], prep: PreprocessOp
     device = model.shift.device
     for item in held:
         tiles = torch.from_numpy(preprocess(item.image, prep).images).to(device)
+        frame = torch.tensor([frame_size(item.frame_shape or item.image.shape[:2], prep)])
         for i in range(0, len(tiles), TILE_BATCH):
-            dist = model.distance_map(tiles[i : i + TILE_BATCH]).flatten().cpu().numpy()
+            batch = tiles[i : i + TILE_BATCH]
+            shapes = frame.expand(len(batch), 2).to(device)  # (B, 2)
+            dist = model.distance_map(batch, shapes).flatten().cpu().numpy()
             values.append(dist[:: max(1, dist.size // 20000)])
     pixels = np.concatenate(values)
     shift = float(np.quantile(pixels, SHIFT_QUANTILE))

@@ -301,13 +301,15 @@ def calibrate(
     for item in tqdm(
         held, desc="calibrating", leave=False, disable=not options.progress, mininterval=2.0
     ):
-        det = detector.detect(item.image, item.audio)
+        det = detector.detect(item.image, item.audio, item.frame_shape)
         good_scores.append(float(det.image_score[0]))
         pixels.append(det.anomaly_map[0].ravel()[:: max(1, det.anomaly_map[0].size // 20000)])
         if det.audio_score is not None:
             audio_scores.append(float(det.audio_score[0]))
         anomaly = synthesise_anomaly(rng, item.image)
-        bad_scores.append(float(detector.detect(anomaly.image).image_score[0]))
+        bad_scores.append(
+            float(detector.detect(anomaly.image, frame_shape=item.frame_shape).image_score[0])
+        )
     thresholds = {
         "image": threshold_for_frr(good_scores, options.target_frr) if good_scores else 0.5,
         "pixel": float(np.quantile(np.concatenate(pixels), 0.999)) if pixels else 0.5,

@@ -197,12 +197,12 @@ def test_statistics_are_stored_in_half_where_that_is_lossless(tmp_path):
     generator = torch.Generator().manual_seed(0)
     model.precision.copy_(torch.rand(model.precision.shape, generator=generator) / 7)
     model.mean.copy_(torch.randn(model.mean.shape, generator=generator))
-    model.mean[0, 0] = 1e6  # beyond float16: this statistic keeps float32
+    model.mean[0, 0, 0] = 1e6  # beyond float16: this statistic keeps float32
     exact = model.precision.half().float()
     model.round_statistics()
     assert torch.equal(model.precision, exact) and model.precision.dtype == torch.float32
-    assert model.mean[0, 0] == 1e6 and not torch.equal(model.mean, model.mean.half().float())
-    model.mean[0, 0] = 0.0  # back to a plausible feature (1e6 would swamp the parity check)
+    assert model.mean[0, 0, 0] == 1e6 and not torch.equal(model.mean, model.mean.half().float())
+    model.mean[0, 0, 0] = 0.0  # back to a plausible feature (1e6 would swamp the parity check)
     assert compact(torch.full((3,), 0.1)).dtype == torch.float32  # 0.1: not a float16 value
     assert compact(torch.full((3,), 0.5)).dtype == torch.float16
 
@@ -305,3 +305,87 @@ def test_train_refuses_bad_normality_options_with_one_line(tmp_path, args, messa
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not out.exists()  # nothing written
+
+
+# ---------------------------------------------------------------- families of frame shapes
+
+
+def test_frames_split_into_shape_families_only_where_each_fills_a_covariance():
+    from inspection.train.normality import shape_families
+
+    tall, wide = [(240, 100)] * 12, [(100, 300)] * 12
+    centroids, families = shape_families(tall + wide, channels=8)
+    assert len(centroids) == 2
+    assert len(set(families[:12])) == 1 and len(set(families[12:])) == 1
+    assert families[0] != families[12]
+    assert np.allclose(np.exp(centroids[families[0]]), (240, 100))
+    # 12 images a family cannot fill a 12-channel covariance: one family
+    assert len(shape_families(tall + wide, channels=12)[0]) == 1
+    assert len(shape_families([(256, 256)] * 40, channels=8)[0]) == 1  # one size
+
+
+def _two_family_model():
+    """The tiny model with a tall and a wide family whose good features differ."""
+    from conftest import tiny_normality_model
+
+    from inspection.train.normality import _use_families
+
+    model = tiny_normality_model({"image": 0.5})
+    _use_families(model, np.log([[240.0, 100.0], [100.0, 300.0]]))
+    d = model.precision.shape[-1]
+    model.precision.copy_(torch.eye(d).expand_as(model.precision) / d)
+    model.mean[1] += 3.0  # the wide family's good features sit elsewhere
+    return model
+
+
+def test_a_frame_is_scored_by_its_shape_family():
+    model = _two_family_model()
+    features = torch.randn(2, model.mean.shape[-1], *model.grid)
+    features[1] += 3.0
+    tall, wide = torch.tensor([[230.0, 110.0]]), torch.tensor([[110.0, 290.0]])
+    assert model.shape_family(torch.cat([tall, wide]), 2).tolist() == [0, 1]
+    own = model.distance(features, torch.cat([tall, wide])).mean((1, 2))
+    swapped = model.distance(features, torch.cat([wide, tall])).mean((1, 2))
+    assert (own < swapped).all()  # each frame is near its own family's goods
+
+
+def test_shape_families_export_with_the_frame_shape_as_an_input(tmp_path):
+    from inspection.export.onnx import check_parity, export_onnx
+    from inspection.export.runtime import OnnxDetector
+    from inspection.models import load_model, save_model
+    from inspection.models.detector import TorchDetector
+
+    model = _two_family_model()
+    saved = save_model(model, tmp_path / "padim")
+    again = load_model(saved)
+    assert again.config.shape_clusters == 2 and torch.equal(again.mean, model.mean)
+    graph = export_onnx(again, tmp_path / "padim.onnx", with_audio=False)
+    report = check_parity(again, graph)
+    assert "frame_shape" in OnnxDetector(graph).inputs and report.worst < 1e-3
+    rng = np.random.default_rng(0)
+    for shape in ((230, 110), (110, 290)):  # one frame of each family, end to end
+        image = rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
+        want = TorchDetector(again).detect(image).part_logit
+        got = OnnxDetector(graph).detect(image).part_logit
+        assert np.allclose(want, got, atol=1e-3)
+    with pytest.raises(ValueError, match="frame"):
+        OnnxDetector(graph).run(np.zeros((1, 3, 64, 64), np.float32))
+    from inspection.export.quantize import quantize_int8  # calibrated on frames of both shapes
+
+    parts = [
+        rng.integers(0, 255, (*shape, 3), dtype=np.uint8) for shape in [(230, 110), (110, 290)] * 2
+    ]
+    int8 = OnnxDetector(quantize_int8(graph, tmp_path / "int8.onnx", parts))
+    assert "frame_shape" in int8.inputs and np.isfinite(int8.detect(parts[1]).part_logit).all()
+
+
+def test_a_checkpoint_from_before_shape_families_loads_as_one_family():
+    from conftest import tiny_normality_model
+
+    model = tiny_normality_model({"image": 0.5})
+    state = model.state_dict()
+    old = {k: v for k, v in state.items() if k != "shape_centroids"}
+    old["mean"], old["precision"] = state["mean"][0] + 1.0, state["precision"][0]
+    fresh = tiny_normality_model({"image": 0.5})
+    fresh.load_state_dict(old)
+    assert fresh.mean.shape == state["mean"].shape and torch.equal(fresh.mean[0], old["mean"])
