@@ -124,7 +124,7 @@ def export_onnx(
     with torch.no_grad(), warnings.catch_warnings():
         # image and mel share the one batch Dim on purpose; the exporter warns about it.
         warnings.filterwarnings("ignore", message=".*The axis name: batch will not be used")
-        grid = model(*args[:1]).grid
+        grid = model(args[0], None, *args[1:2] if shaped else ()).grid
         torch.onnx.export(
             graph,
             args,

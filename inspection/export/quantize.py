@@ -340,7 +340,7 @@ class _CalibrationReader:
         image = np.asarray(image)
         config = self.detector.config
         size = (config.in_chans, config.image_size, config.image_size)
-        frame = (config.image_size, config.image_size)
+        frame = (config.image_size, config.image_size)  # model inputs given: their own size
         if image.shape[-3:] == size and image.ndim in (3, 4):
             tiles = image.reshape(-1, *size).astype(np.float32)  # already model inputs
         else:

@@ -68,9 +68,9 @@ class TiledDetector(abc.ABC):
         with the window whose audio logit is highest; a clip over
         :data:`~inspection.models.audio.MAX_AUDIO_SECONDS` raises ``InputError``.
         """
-        tiles = preprocess(image, self.preprocess_options)
-        mel = None if audio is None else self._worst_window(audio, tiles.images[:1])
         options = self.preprocess_options
+        tiles = preprocess(image, options)
+        mel = None if audio is None else self._worst_window(audio, tiles.images[:1])
         frame = np.asarray(frame_size(frame_shape or tiles.layout.image_shape, options), np.float32)
         chunks = [
             self.run(batch, mel, np.repeat(frame[None], len(batch), axis=0))

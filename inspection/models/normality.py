@@ -142,9 +142,21 @@ class NormalityModel(nn.Module):
 
     def shape_family(self, frame_shape: Tensor | None, batch: int) -> Tensor:
         """Each frame's family of shapes, ``(B,)``: the nearest centroid to its
-        ``(height, width)`` in log pixels; family 0 without a shape or with one family."""
-        if frame_shape is None or self.config.shape_clusters == 1:
+        ``(height, width)`` in log pixels (family 0 with one family).
+
+        Raises
+        ------
+        ValueError
+            No ``frame_shape`` for a model with several families: guessing one would
+            score the frame against another shape's good parts.
+        """
+        if self.config.shape_clusters == 1:
             return torch.zeros(batch, dtype=torch.long, device=self.shift.device)
+        if frame_shape is None:
+            raise ValueError(
+                f"model {self.config.name!r} has {self.config.shape_clusters} families of "
+                "frame shapes: give each input's frame_shape (height, width)"
+            )
         logs = frame_shape.float().log()  # (B, 2)
         gaps = logs[:, None] - self.shape_centroids  # (B, C, 2); no cdist: ONNX has none
         return (gaps * gaps).sum(-1).argmin(-1)  # (B,)

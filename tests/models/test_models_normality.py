@@ -347,6 +347,8 @@ def test_a_frame_is_scored_by_its_shape_family():
     own = model.distance(features, torch.cat([tall, wide])).mean((1, 2))
     swapped = model.distance(features, torch.cat([wide, tall])).mean((1, 2))
     assert (own < swapped).all()  # each frame is near its own family's goods
+    with pytest.raises(ValueError, match="frame_shape"):  # no silent guess of a family
+        model.distance(features)
 
 
 def test_shape_families_export_with_the_frame_shape_as_an_input(tmp_path):
