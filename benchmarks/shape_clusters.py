@@ -48,12 +48,18 @@ from inspection.models.preprocess import PreprocessOptions, preprocess
 RIDGE = 0.01  # the product's (inspection.train.normality.COVARIANCE_EPS): --ridge
 
 
-def extract(model, samples, prep: PreprocessOptions, desc: str):
-    """Each image's features ``(N, D, h, w)`` (float16) and its ``(height, width)``."""
+FLIPS = {"h": (1,), "v": (0,), "hv": (0, 1)}  # --flips: axes of the frame each one mirrors
+
+
+def extract(model, samples, prep: PreprocessOptions, desc: str, flip: tuple[int, ...] = ()):
+    """Each image's features ``(N, D, h, w)`` (float16) and its ``(height, width)``;
+    ``flip``: the frame's axes mirrored first."""
     features, shapes = [], []
     with torch.inference_mode():
         for sample in tqdm(samples, desc=desc, unit="img", mininterval=5.0):
             image = read_image(sample.image)
+            if flip:
+                image = np.ascontiguousarray(np.flip(image, flip))
             shapes.append(image.shape[:2])
             x = torch.from_numpy(preprocess(image, prep).images)
             features.append(model.embed(x)[0].half())
@@ -124,6 +130,7 @@ def main() -> None:
     parser.add_argument("--diagonal", type=float, default=0.0, help="share towards isotropic")
     parser.add_argument("--holdout", type=float, default=0.0, help="share of goods not fitted")
     parser.add_argument("--cache", type=Path, default=Path("runs/shape-clusters.pt"))
+    parser.add_argument("--flips", default="", help="mirrored goods fitted too: h,v,hv")
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = get_config(args.config)
@@ -143,6 +150,17 @@ def main() -> None:
         order = np.random.default_rng(0).permutation(len(train))
         fitted = torch.from_numpy(np.sort(order[round(args.holdout * len(train)) :]))
         ftr, str_ = ftr[fitted], str_[fitted.numpy()]
+    for name in filter(None, args.flips.split(",")):  # the fitted goods mirrored, cached apart
+        cache = args.cache.with_name(f"{args.cache.stem}-flip-{name}{args.cache.suffix}")
+        if not cache.exists():
+            model = create_model(config).eval()
+            prep = PreprocessOptions.from_config(config)
+            every = [s for s in dataset.samples if s.split == "train" and s.label == "good"]
+            torch.save(extract(model, every, prep, f"train/good {name}", FLIPS[name]), cache)
+        mirrored, _ = torch.load(cache, weights_only=False)
+        if args.holdout > 0:
+            mirrored = mirrored[fitted]
+        ftr, str_ = torch.cat([ftr, mirrored]), np.concatenate([str_, str_[: len(mirrored)]])
     labels = [s.label != "good" for s in test]
     masks = [read_sample(s)[2] for s in test]
     classes = sorted({s.label for s in test} - {"good"})

@@ -407,6 +407,8 @@ def _thresholds_line(metadata: dict[str, Any]) -> str:
         if "held_out_good" in recorded
         else used.version
     )
+    if "image_good" in recorded:  # PaDiM: every good part it fitted, scored leave-one-out
+        source += f" (the image threshold on {recorded['image_good']}, leave-one-out)"
     return ", ".join(parts) + f"; set on {source}"
 
 

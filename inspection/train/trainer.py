@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -284,7 +285,10 @@ def split_holdout(good_samples: list, options: TrainOptions) -> tuple[list, list
 
 
 def calibrate(
-    model, held: list[Item], options: TrainOptions
+    model,
+    held: list[Item],
+    options: TrainOptions,
+    as_new: Callable[[], AbstractContextManager] = nullcontext,
 ) -> tuple[dict[str, float], float | None]:
     """Thresholds from held-out good images, and a sanity AUROC on synthetic defects.
 
@@ -294,6 +298,10 @@ def calibrate(
     percentile of their anomaly maps (a defect region must stand out from everything a
     good surface shows). All are recorded as measured; :func:`~inspection.pipeline.thresholds_of`
     lifts the pixel and audio ones to their heads' own boundary (0.5) when lower.
+
+    ``as_new``: a context in which ``model`` scores the held-out images, and the synthetic
+    defects made on them, as if it had not fitted on them (PaDiM fits on them too and
+    scores them leave-one-out: a synthetic defect is mostly the fitted image around it).
     """
     detector = TorchDetector(model)
     rng = np.random.default_rng([options.seed, 999_983])
@@ -301,15 +309,15 @@ def calibrate(
     for item in tqdm(
         held, desc="calibrating", leave=False, disable=not options.progress, mininterval=2.0
     ):
-        det = detector.detect(item.image, item.audio, item.frame_shape)
+        anomaly = synthesise_anomaly(rng, item.image)
+        with as_new():
+            det = detector.detect(item.image, item.audio, item.frame_shape)
+            bad = detector.detect(anomaly.image, frame_shape=item.frame_shape)
         good_scores.append(float(det.image_score[0]))
         pixels.append(det.anomaly_map[0].ravel()[:: max(1, det.anomaly_map[0].size // 20000)])
         if det.audio_score is not None:
             audio_scores.append(float(det.audio_score[0]))
-        anomaly = synthesise_anomaly(rng, item.image)
-        bad_scores.append(
-            float(detector.detect(anomaly.image, frame_shape=item.frame_shape).image_score[0])
-        )
+        bad_scores.append(float(bad.image_score[0]))
     thresholds = {
         "image": threshold_for_frr(good_scores, options.target_frr) if good_scores else 0.5,
         "pixel": float(np.quantile(np.concatenate(pixels), 0.999)) if pixels else 0.5,

@@ -138,6 +138,15 @@ def test_a_tiny_normality_model_fits_and_scores_above_chance(tiny_line, tmp_path
     assert model.config.classes == ("anomaly",) and model.config.method == method
     assert model.metadata["backbone"]["sha256"] == get_backbone("efficientnet-lite0").sha256
     assert float(model.scale) > 0
+    from inspection.datasets import load_dataset
+
+    goods = sum(s.split == "train" and s.is_good for s in load_dataset(tiny_line).samples)
+    fit = model.metadata["fit"]
+    if method == "padim":  # every good image fitted; the held-out ones scored leave-one-out
+        assert fit["calibrated_on"] == "leave-one-out" and fit["images"] == goods
+        assert model.metadata["thresholds"]["image_good"] == goods  # every one, not 20 %
+    else:  # a bank holding an image's patches would score it near zero
+        assert fit["calibrated_on"] == "held-out" and fit["images"] < goods
     assert _test_auroc(tmp_path / method, tiny_line) > 0.6
     from inspection.models.card import write_model_card
 
@@ -391,3 +400,69 @@ def test_a_checkpoint_from_before_shape_families_loads_as_one_family():
     fresh = tiny_normality_model({"image": 0.5})
     fresh.load_state_dict(old)
     assert fresh.mean.shape == state["mean"].shape and torch.equal(fresh.mean[0], old["mean"])
+
+
+def test_an_image_the_fit_holds_is_scored_as_by_a_refit_without_it():
+    from conftest import tiny_normality_model
+
+    from inspection.train.normality import PadimFit, scoring_fitted
+
+    def fitted(features):
+        model = tiny_normality_model({})
+        fit = PadimFit(model)
+        fit.add(features)
+        fit.finish()
+        return model
+
+    g = torch.Generator().manual_seed(3)
+    model = tiny_normality_model({})
+    D, (h, w) = model.mean.shape[-1], model.grid
+    mixing = torch.randn(D, D, generator=g) / D**0.5
+    features = torch.einsum("nphw,pd->ndhw", torch.randn(200, D, h, w, generator=g), mixing)
+    everything, without_first = fitted(features), fitted(features[1:])
+    first = features[:1]
+    refit = without_first.distance(first)
+    with scoring_fitted(everything, torch.tensor([200.0])):
+        left_out = everything.distance(first)
+    assert everything.fitted_counts is None  # only within the context
+    in_sample = everything.distance(first)
+    assert (in_sample < 0.8 * refit).all()  # what calibrating on fitted images would see
+    torch.testing.assert_close(left_out, refit, rtol=0.01, atol=0.0)
+
+
+def test_the_fit_scores_kept_features_as_the_detector_scores_the_image():
+    from conftest import tiny_normality_model
+
+    from inspection.models.detector import TorchDetector
+    from inspection.models.preprocess import PreprocessOptions, frame_size, preprocess
+    from inspection.train.normality import _image_scores
+
+    model = tiny_normality_model({})
+    prep = PreprocessOptions.from_config(model.config)
+    images = [np.random.default_rng(i).integers(0, 255, (80, 120, 3), np.uint8) for i in (0, 1)]
+    kept = [
+        (model.embed(torch.from_numpy(preprocess(im, prep).images)), frame_size((80, 120), prep))
+        for im in images
+    ]
+    detected = [float(TorchDetector(model).detect(im).image_score[0]) for im in images]
+    np.testing.assert_allclose(_image_scores(model, kept, prep.image_size), detected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_images_calibrated_on_are_fitted_whatever_the_deadline(tiny_line, tmp_path):
+    from inspection.datasets import load_dataset
+    from inspection.models import create_model
+    from inspection.models.preprocess import PreprocessOptions
+    from inspection.train.normality import _fit_statistics
+    from inspection.train.trainer import TrainOptions
+
+    config = get_config(_register_tiny("padim"))
+    model = create_model(config).eval()
+    goods = [s for s in load_dataset(tiny_line).samples if s.split == "train" and s.is_good]
+    options = TrainOptions(data=tiny_line, out=tmp_path, progress=False)
+    prep = PreprocessOptions.from_config(config)
+    late = lambda: 1e9  # noqa: E731 - every image comes after the deadline
+    fitted = _fit_statistics(model, goods, prep, options, 0.0, late, keep=5)
+    assert fitted.stopped and fitted.images == 5 and int(fitted.counts.sum()) == 5
+    assert len(fitted.kept) == 5  # their features, to set the image threshold on
+    assert _fit_statistics(model, goods, prep, options, 0.0, late).images == 2
