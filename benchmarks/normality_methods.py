@@ -40,7 +40,10 @@ import torch
 
 HEADS_CONFIGS = {"heads": "small", "heads-lite0": "small-lite0"}  # trained heads rows
 # Normality rows on a config other than the method's default: row name -> (method, config).
-NORMALITY_CONFIGS = {"padim-context": ("padim", "padim-lite0-context")}
+NORMALITY_CONFIGS = {
+    "padim-context": ("padim", "padim-lite0-context"),
+    "padim-fine": ("padim", "padim-lite0-fine"),  # stages 2+3: the default before stage 3 alone
+}
 # What each combined row fuses, in FusedDetector's order (heads first).
 COMBINED = {"combined": ("heads", "padim"), "combined-lite0": ("heads-lite0", "padim")}
 

@@ -278,9 +278,14 @@ def product_second_look(heads, product: str, normality: Path, console: Console) 
 
 
 def normality_fingerprint() -> str:
-    """SHA-256 over the source of :data:`NORMALITY_SOURCES` and the demo's fit settings."""
+    """SHA-256 over the source of :data:`NORMALITY_SOURCES` and the demo's fit settings,
+    the config it fits included (a YAML file under ``models/``, not package source)."""
+    from inspection.train.normality import normality_config
+    from inspection.train.trainer import TrainOptions
+
     package = Path(__file__).parent
-    digest = hashlib.sha256(f"{NORMALITY_PARTS} {NORMALITY_SEED}".encode())
+    config = normality_config(TrainOptions(data=Path(), out=Path(), method="padim"))
+    digest = hashlib.sha256(f"{NORMALITY_PARTS} {NORMALITY_SEED} {config}".encode())
     for name in NORMALITY_SOURCES:
         path = package / name
         for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:

@@ -192,6 +192,14 @@ def test_the_normality_fingerprint_follows_the_fit_settings(monkeypatch):
     assert demo.normality_fingerprint() == before  # deterministic
     monkeypatch.setattr(demo, "NORMALITY_SEED", demo.NORMALITY_SEED + 1)
     assert demo.normality_fingerprint() != before
+    monkeypatch.undo()
+    # The config it fits is a YAML file, not package source: a change to it refits too.
+    from inspection.models import registry
+
+    default = registry.get_config("padim-lite0")
+    changed = default.replace(smooth_sigma=default.smooth_sigma + 1)
+    monkeypatch.setitem(registry._REGISTERED, "padim-lite0", changed)
+    assert demo.normality_fingerprint() != before
 
 
 def test_the_demo_takes_a_review_band_and_refuses_one_before_fitting(tmp_path, monkeypatch):
