@@ -5,8 +5,9 @@ every frame to one square input, so a position is the same place of the part onl
 frames of one shape; a set of crops of several shapes (magnetic tile's: heights 221-388 px,
 widths 103-617 px) mixes places.
 
-Features are the product's (``--config``, default ``padim-lite0``: EfficientNet-Lite0
-stages 2+3, 3x3 pooled, 320 px squashed), extracted once (``--cache``); the Gaussians
+Features are the product's (``--config``, default ``padim-lite0-fine``: EfficientNet-Lite0
+stages 2+3, 3x3 pooled, 320 px squashed, the product's default when this was measured;
+``padim-lite0`` is stage 3 alone now), extracted once (``--cache``); the Gaussians
 are fitted as the product fits them (ridge 0.01); ``--shrink T`` pulls each cluster's mean
 and covariance towards those of all the good images, with weight T images (0: none);
 ``--ridge`` and ``--diagonal A`` (a share A of the way to the isotropic covariance of the
@@ -123,7 +124,7 @@ def class_aurocs(test, scores: np.ndarray, classes: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--config", default="padim-lite0")
+    parser.add_argument("--config", default="padim-lite0-fine")
     parser.add_argument("--ks", default="1,2,3,4", help="numbers of shape clusters")
     parser.add_argument("--shrink", default="0", help="weights (images) towards all goods")
     parser.add_argument("--ridge", type=float, default=RIDGE, help="added to each variance")
