@@ -466,3 +466,29 @@ def test_the_images_calibrated_on_are_fitted_whatever_the_deadline(tiny_line, tm
     assert fitted.stopped and fitted.images == 5 and int(fitted.counts.sum()) == 5
     assert len(fitted.kept) == 5  # their features, to set the image threshold on
     assert _fit_statistics(model, goods, prep, options, 0.0, late).images == 2
+
+
+@pytest.mark.slow
+def test_a_fit_that_runs_out_of_time_before_a_family_has_two_images_says_so(
+    tiny_line, tmp_path, monkeypatch
+):
+    from inspection.datasets import load_dataset
+    from inspection.models import create_model
+    from inspection.models.preprocess import PreprocessOptions
+    from inspection.train import normality
+    from inspection.train.trainer import TrainError, TrainOptions
+
+    def alternating(shapes, channels):  # two families, taking turns in the fit's order
+        return np.log([[96.0, 96.0], [96.0, 200.0]]), np.arange(len(shapes)) % 2
+
+    monkeypatch.setattr(normality, "shape_families", alternating)
+    config = get_config(_register_tiny("padim"))
+    model = create_model(config).eval()
+    goods = [s for s in load_dataset(tiny_line).samples if s.split == "train" and s.is_good]
+    options = TrainOptions(data=tiny_line, out=tmp_path, progress=False)
+    prep = PreprocessOptions.from_config(config)
+    late = lambda: 1e9  # noqa: E731 - the deadline passes after the first two images
+    with pytest.raises(TrainError, match="family 0 had 2 good images"):
+        normality._fit_statistics(model, goods, prep, options, 0.0, late)
+    fitted = normality._fit_statistics(model, goods, prep, options, 0.0, late, keep=4)
+    assert fitted.counts.tolist() == [2.0, 2.0]  # what a long enough fit gives each
