@@ -20,9 +20,12 @@ silhouette is over the training images' shapes alone (no test image chooses anyt
         --shrink 0,50 [--holdout 0.1]
 
 ``--holdout F`` leaves a seeded share of the goods out of the fit, as ``inspection train``
-keeps one back to calibrate on.
+keeps one back to calibrate on. ``--affinity S`` (shares, 0: none) replaces each position's
+distance by the mean over the share ``S`` of its own image's positions nearest it in feature
+cosine (:func:`affinity_refined`).
 
-Results: benchmarks/README.md, section "PaDiM per family of frame shapes".
+Results: benchmarks/README.md, sections "PaDiM per family of frame shapes" and
+"Feature-affinity refinement of the map".
 """
 
 from __future__ import annotations
@@ -108,6 +111,20 @@ def scores_and_maps(dist: torch.Tensor, shapes: np.ndarray, side: int):
     return np.asarray(scores), maps
 
 
+def affinity_refined(dist: torch.Tensor, features: torch.Tensor, share: float) -> torch.Tensor:
+    """Each position's distance replaced by the mean over the ``share`` of its own image's
+    positions whose features are nearest to its own (cosine): a texture region takes the
+    score of the whole region, a defect's halo that of the normal surface it resembles."""
+    n, h, w = dist.shape
+    k = max(1, round(share * h * w))
+    out = []
+    for one, d in zip(features, dist.flatten(1), strict=True):
+        f = F.normalize(one.float().flatten(1).T, dim=-1)  # (P, D)
+        nearest = (f @ f.T).topk(k, dim=1).indices  # (P, k)
+        out.append(d[nearest].mean(1))
+    return torch.stack(out).reshape(n, h, w)
+
+
 def class_aurocs(test, scores: np.ndarray, classes: list[str]) -> str:
     """Each defect class's image AUROC against the good test images."""
     out = []
@@ -118,6 +135,15 @@ def class_aurocs(test, scores: np.ndarray, classes: list[str]) -> str:
             if s.label in (name, "good")
         ]
         out.append(f"{name} {image_auroc([k for k, _ in kept], [v for _, v in kept]):.3f}")
+    return ", ".join(out)
+
+
+def class_pixel_aurocs(test, masks: list, maps: list, classes: list[str]) -> str:
+    """Each defect class's pixel AUROC over its own images and the good test images."""
+    out = []
+    for name in classes:
+        kept = [i for i, s in enumerate(test) if s.label in (name, "good")]
+        out.append(f"{name} {pixel_auroc([masks[i] for i in kept], [maps[i] for i in kept]):.3f}")
     return ", ".join(out)
 
 
@@ -132,6 +158,9 @@ def main() -> None:
     parser.add_argument("--holdout", type=float, default=0.0, help="share of goods not fitted")
     parser.add_argument("--cache", type=Path, default=Path("runs/shape-clusters.pt"))
     parser.add_argument("--flips", default="", help="mirrored goods fitted too: h,v,hv")
+    parser.add_argument(
+        "--affinity", default="0", help="shares of an image's positions averaged (0: none)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = get_config(args.config)
@@ -188,16 +217,18 @@ def main() -> None:
                 idx = torch.from_numpy(np.nonzero(test_of == c)[0])
                 if len(idx):
                     dist[idx] = distances(fte[idx], *gaussian(mean, cov, args.ridge, args.diagonal))
-            scores, maps = scores_and_maps(dist, ste, config.image_size)
-            per_class = class_aurocs(test, scores, classes)
             sizes = "/".join(str(int((train_of == c).sum())) for c in range(k))
             sil = "-" if silhouette is None else f"{silhouette:.2f}"
-            print(
-                f"k {k} (train {sizes}, silhouette {sil}) shrink {shrink:g}: image AUROC "
-                f"{image_auroc(labels, scores):.4f}, pixel AUROC {pixel_auroc(masks, maps):.4f} "
-                f"({per_class})",
-                flush=True,
-            )
+            for share in (float(v) for v in args.affinity.split(",")):
+                refined = affinity_refined(dist, fte, share) if share > 0 else dist
+                scores, maps = scores_and_maps(refined, ste, config.image_size)
+                print(
+                    f"k {k} (train {sizes}, silhouette {sil}) shrink {shrink:g} affinity "
+                    f"{share:g}: image AUROC {image_auroc(labels, scores):.4f}, pixel AUROC "
+                    f"{pixel_auroc(masks, maps):.4f} ({class_aurocs(test, scores, classes)}; "
+                    f"pixel against goods: {class_pixel_aurocs(test, masks, maps, classes)})",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -87,15 +87,18 @@ def model_dir(tmp_path_factory, parts) -> Path:
 # ------------------------------------------------- a tiny feature normality model (fusion)
 
 
-def tiny_normality_model(thresholds: dict[str, float]):
+def tiny_normality_model(thresholds: dict[str, float], **config_changes):
     """An untrained PaDiM model at 64 px (identity covariance, logit shift 0.5) with
-    ``thresholds``: fits nothing, so tests of what loads and fuses it stay fast."""
+    ``thresholds`` (and ``config_changes``): fits nothing, so tests of what loads and
+    fuses it stay fast."""
     import torch
 
     from inspection.models.normality import NormalityModel
     from inspection.models.registry import get_config
 
-    config = get_config("padim-lite0").replace(name="padim-tiny-test", image_size=64)
+    config = get_config("padim-lite0").replace(
+        name="padim-tiny-test", image_size=64, **config_changes
+    )
     model = NormalityModel(config).eval()
     d = model.precision.shape[-1]
     model.precision.copy_(torch.eye(d).expand_as(model.precision) / d)

@@ -100,6 +100,13 @@ class ModelConfig:
         PatchCore: patch features kept in the memory bank (greedy coreset).
     smooth_sigma : float
         Gaussian smoothing of a normality model's map, in input pixels (0: none).
+    affinity_share : float
+        A normality model's distance at each map position replaced by the mean over the
+        positions of the same input it is most alike (feature cosine among the
+        ``affinity_share`` most alike pairs of positions of the input, itself always
+        included): a region of one texture takes the region's score, a defect's halo that
+        of the normal surface it resembles, a unique speck keeps its own (0: off;
+        benchmarks/README.md, "Feature-affinity refinement of the map").
     shape_clusters : int
         PaDiM: families of frame shapes (clustered on log height and width), one set of
         per-position statistics each; a frame is scored by its nearest family's (set by
@@ -145,6 +152,7 @@ class ModelConfig:
     context_dims: int = 0
     bank_size: int = 10000
     smooth_sigma: float = 4.0
+    affinity_share: float = 0.0
     shape_clusters: int = 1
     resize: str = "tile"
     description: str = field(default="", compare=False)
@@ -197,6 +205,8 @@ class ModelConfig:
             p.append("image_mean and image_std need one value per input channel")
         if not 0.0 < self.topk_fraction <= 1.0:
             p.append("topk_fraction must be in (0, 1]")
+        if not 0.0 <= self.affinity_share <= 1.0:
+            p.append("affinity_share must be in [0, 1]")
         return p
 
     def _heads_backbone_problems(self) -> list[str]:

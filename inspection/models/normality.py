@@ -194,7 +194,10 @@ class NormalityModel(nn.Module):
         return self._distance_map(self.embed(image), image.shape[-1], frame_shape)
 
     def _distance_map(self, features: Tensor, S: int, frame_shape: Tensor | None) -> Tensor:
-        dist = self.distance(features, frame_shape)[:, None]  # (B, 1, gh, gw)
+        dist = self.distance(features, frame_shape)  # (B, gh, gw)
+        if self.config.affinity_share > 0:
+            dist = affinity_mean(dist, features, self.config.affinity_share)
+        dist = dist[:, None]  # (B, 1, gh, gw)
         up = F.interpolate(dist, size=(S, S), mode="bilinear", align_corners=False)
         return smooth(up, self.smoothing)  # (B, 1, S, S)
 
@@ -265,6 +268,24 @@ def leave_one_out(squared: Tensor, n: Tensor) -> Tensor:
     downdated = 1 - m * squared / (m - 1) ** 2
     loo = (m / (m - 1)) ** 2 * (m - 2) / (m - 1) * squared / downdated.clamp_min(1e-6)
     return torch.where(n >= 3, loo, squared)
+
+
+def affinity_mean(dist: Tensor, features: Tensor, share: float) -> Tensor:
+    """Each position's distance ``(B, gh, gw)`` averaged over the positions of its own
+    input whose features ``(B, D, gh, gw)`` it is most alike: those it forms one of the
+    input's ``share`` most alike pairs with (feature cosine), itself always among them.
+    One threshold per input, not a count per position: a position like many others (a
+    texture) is averaged over many, a unique one (a speck) over few."""
+    B, h, w = dist.shape
+    P = h * w
+    f = F.normalize(features.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
+    alike = f @ f.transpose(1, 2)  # (B, P, P)
+    k = max(1, round(share * P * P))
+    cut = alike.flatten(1).topk(k, dim=-1).values[:, -1]  # (B,) the k-th most alike pair
+    itself = torch.eye(P, dtype=torch.bool, device=dist.device)
+    near = ((alike >= cut[:, None, None]) | itself).to(dist.dtype)  # (B, P, P)
+    d = dist.reshape(B, P, 1)
+    return (torch.bmm(near, d) / near.sum(-1, keepdim=True)).reshape(B, h, w)
 
 
 def gaussian_kernel(sigma: float) -> Tensor:

@@ -150,7 +150,7 @@ def fit_normality(
     if config.context_dims:
         context_kept = fit_context(model, fit_samples[:CONTEXT_FIT_IMAGES], prep)
     fitted = _fit_statistics(model, fit_samples, prep, options, deadline, clock, keep)
-    n_used, stopped, counts = fitted.images, fitted.stopped, fitted.counts
+    counts = fitted.counts
     model.round_statistics()  # before calibrating: the thresholds are the saved model's
     model.eval()
     as_new = nullcontext if counts is None else (lambda: scoring_fitted(model, counts))
@@ -171,7 +171,7 @@ def fit_normality(
             "train": _jsonable(asdict(options)),
             "fit": {
                 "method": config.method,
-                "images": n_used,
+                "images": fitted.images,
                 "of": len(fit_samples),
                 "calibrated_on": "leave-one-out" if counts is not None else "held-out",
                 "context_variance_kept": context_kept,
@@ -187,11 +187,11 @@ def fit_normality(
         out=options.out,
         steps=0,
         seconds=seconds,
-        images_per_second=n_used / max(seconds, 1e-9),
+        images_per_second=fitted.images / max(seconds, 1e-9),
         final_loss=float("nan"),
         thresholds=thresholds,
         holdout_auroc=auroc,
-        stopped_by_deadline=stopped,
+        stopped_by_deadline=fitted.stopped,
         started_from=None,
     )
 

@@ -23,6 +23,7 @@ from inspection.models.backbones import (
 from inspection.models.registry import get_config, register_model
 
 torch = pytest.importorskip("torch")
+F = torch.nn.functional
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -388,6 +389,39 @@ def test_shape_families_export_with_the_frame_shape_as_an_input(tmp_path):
     ]
     int8 = OnnxDetector(quantize_int8(graph, tmp_path / "int8.onnx", parts))
     assert "frame_shape" in int8.inputs and np.isfinite(int8.detect(parts[1]).part_logit).all()
+
+
+def test_the_affinity_map_spreads_a_texture_region_and_keeps_a_unique_speck():
+    from inspection.models.normality import affinity_mean
+
+    h = w = 10
+    texture = torch.zeros(h, w, dtype=torch.long)  # 0: the surface, 1: a band, 2: a speck
+    texture[:2] = 1
+    texture[6, 6] = 2
+    features = F.one_hot(texture, 3).permute(2, 0, 1)[None].float()  # (1, 3, h, w)
+    dist = torch.ones(1, h, w)
+    dist[0, 0, ::2] = 5.0  # the band lit in spots, as a receptive field lights it
+    dist[0, 6, 6] = 10.0
+    dist[0, 5, 6] = 3.0  # the speck's halo, on the surface
+    refined = affinity_mean(dist, features, share=0.1)[0]
+    assert torch.allclose(refined[:2], torch.full((2, w), 1.0 + 4.0 * 5 / 20))  # the band
+    assert refined[6, 6] == 10.0  # the speck alone like itself
+    surface = texture == 0
+    assert refined[surface].max() < 1.1 < dist[0][surface].max()  # the halo gone
+
+
+def test_the_affinity_map_exports_with_parity(tmp_path):
+    from conftest import tiny_normality_model
+
+    from inspection.export.onnx import check_parity, export_onnx
+
+    model = tiny_normality_model({}, affinity_share=0.08)
+    plain = tiny_normality_model({})
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.allclose(model(x).maps, plain(x).maps)  # the refinement is on
+    report = check_parity(model, export_onnx(model, tmp_path / "padim.onnx", with_audio=False))
+    assert report.worst < 1e-3
 
 
 def test_a_checkpoint_from_before_shape_families_loads_as_one_family():
