@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from second_look import _row
+from second_look import verdict_row
 from stroke_join import line_parser, load_line
 from tqdm import tqdm
 
@@ -48,8 +48,8 @@ def main() -> None:
         )
         ruled.append((sample, image, without_crack(detection, crack) if rings_true else detection))
     print(dataset.metadata["product"], args.data)
-    print("  as shipped     ", _row(parts, dataset, standard, thresholds))
-    print("  crack needs tap", _row(ruled, dataset, standard, thresholds), flush=True)
+    print("  as shipped     ", verdict_row(parts, dataset, standard, thresholds))
+    print("  crack needs tap", verdict_row(ruled, dataset, standard, thresholds), flush=True)
 
 
 if __name__ == "__main__":

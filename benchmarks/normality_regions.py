@@ -6,7 +6,7 @@ it counted on every part the fused score flags, so a stray speck over the normal
 model's pixel threshold (its 99.9th percentile of good pixels) sent a part the heads had
 flagged for a tolerable colour patch to REVIEW. Each part is detected once by each model
 (the shipped default, the product's normality model, as the demo fuses them); then fused
-both ways and decided (`second_look._row`: agreement with the standard on the exact
+both ways and decided (`second_look.verdict_row`: agreement with the standard on the exact
 attributes, rejectable parts passed, parts the standard passes rejected or sent to
 REVIEW).
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from second_look import _row
+from second_look import verdict_row
 from stroke_join import line_parser, load_line
 from tqdm import tqdm
 
@@ -59,9 +59,9 @@ def main() -> None:
     thresholds = thresholds_of(metadata)
     product = dataset.metadata["product"]
     print(f"{product}: {len(now)} parts, second look {metadata['fusion']['second_look']}")
-    _row(now, dataset, standard, thresholds)  # warm-up: not timed
+    verdict_row(now, dataset, standard, thresholds)  # warm-up: not timed
     for name, parts in (("every part", before), ("parts it flags", now)):
-        print(f"{name:15s}", _row(parts, dataset, standard, thresholds), flush=True)
+        print(f"{name:15s}", verdict_row(parts, dataset, standard, thresholds), flush=True)
 
 
 if __name__ == "__main__":

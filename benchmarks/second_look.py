@@ -48,12 +48,12 @@ def main() -> None:
         parts.append((sample, image, detector.detect(image, audio)))
     with_look = thresholds_of(metadata)
     print(f"{product}: second-look level {level:.2f} (logit over the heads' pixel threshold)")
-    _row(parts, dataset, standard, with_look)  # warm-up: not timed
+    verdict_row(parts, dataset, standard, with_look)  # warm-up: not timed
     for name, thresholds in (("without", replace(with_look, region=None)), ("with", with_look)):
-        print(f"{name:8s}", _row(parts, dataset, standard, thresholds), flush=True)
+        print(f"{name:8s}", verdict_row(parts, dataset, standard, thresholds), flush=True)
 
 
-def _row(parts, dataset, standard, thresholds) -> str:
+def verdict_row(parts, dataset, standard, thresholds) -> str:
     counts, passed, seconds = Counter(), Counter(), []
     for sample, image, detection in parts:
         reference = dataset.reference_of(sample)

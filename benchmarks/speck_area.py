@@ -36,7 +36,7 @@ from inspection.measure import Component, gauge_on_image, measure_region
 from inspection.pipeline import part_defects, thresholds_of
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stroke_join import _map_only, _measured_row, line_parser, load_line
+from stroke_join import line_parser, load_line, map_only, measured_row
 
 CLASS = "contamination"
 SURFACE_PX = measure.GAUGE_BACKGROUND_PX  # the surface under a mark, as the gauge reads it
@@ -62,7 +62,7 @@ def area_rows(detector, dataset, thresholds, data: Path) -> None:
     for sample in tqdm(specks, desc="parts", unit="part", mininterval=2.0):
         image, audio, _ = ev.read_sample(sample)
         mm = dataset.scale_of(sample)
-        with _map_only(True):  # the regions as the map cut them
+        with map_only(True):  # the regions as the map cut them
             found = part_defects(detector.detect(image, audio), thresholds, mm, image, None)
         for true in sample.attributes["defects"]:
             if true["defect_class"] != CLASS or not true.get("bbox"):
@@ -92,12 +92,12 @@ def verdict_rows(detector, dataset, thresholds, cuts: list[float]) -> None:
         image, audio, _ = ev.read_sample(sample)
         parts.append((sample, image, detector.detect(image, audio)))
     with _contamination_gauged(None):
-        print("map       ", _measured_row(parts, dataset, standard, thresholds), flush=True)
+        print("map       ", measured_row(parts, dataset, standard, thresholds), flush=True)
     with _contamination_gauged(0.0):
-        print("gauged    ", _measured_row(parts, dataset, standard, thresholds), flush=True)
+        print("gauged    ", measured_row(parts, dataset, standard, thresholds), flush=True)
     for cut in cuts:
         with _contamination_gauged(cut):
-            row = _measured_row(parts, dataset, standard, thresholds)
+            row = measured_row(parts, dataset, standard, thresholds)
             print(f"share>={cut:.2f}", row, flush=True)
     for truth, values in sorted(_shares(parts, dataset, thresholds).items()):
         v = np.array(values)
@@ -134,7 +134,7 @@ def _shares(parts, dataset, thresholds) -> dict[str, list[float]]:
     shares = defaultdict(list)
     for sample, image, detection in parts:
         mm = dataset.scale_of(sample)
-        with _map_only(True):
+        with map_only(True):
             found = part_defects(detection, thresholds, mm, image, None)
         truths = [t for t in sample.attributes.get("defects", []) if t.get("bbox")]
         for defect in found:

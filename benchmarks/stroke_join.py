@@ -72,7 +72,7 @@ def main() -> None:
 
 
 @contextmanager
-def _map_only(active: bool):
+def map_only(active: bool):
     """Strokes measured on the map's region, as before the gauge (benchmark only)."""
     gauged = pipeline._gauged
     if active:
@@ -84,11 +84,11 @@ def _map_only(active: bool):
 
 
 def _row(parts, dataset, standard, thresholds, gauge: bool) -> str:
-    with _map_only(not gauge):
-        return _measured_row(parts, dataset, standard, thresholds)
+    with map_only(not gauge):
+        return measured_row(parts, dataset, standard, thresholds)
 
 
-def _measured_row(parts, dataset, standard, thresholds) -> str:
+def measured_row(parts, dataset, standard, thresholds) -> str:
     agree = wrong_pass = false_reject = spans_two = 0
     pairs, seconds = [], []
     for sample, image, detection in parts:
