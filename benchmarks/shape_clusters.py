@@ -22,7 +22,9 @@ silhouette is over the training images' shapes alone (no test image chooses anyt
 ``--holdout F`` leaves a seeded share of the goods out of the fit, as ``inspection train``
 keeps one back to calibrate on. ``--affinity S`` (shares, 0: none) replaces each position's
 distance by the mean over the share ``S`` of its own image's positions nearest it in feature
-cosine (:func:`affinity_refined`).
+cosine (:func:`affinity_refined`); ``--affinity-pairs S`` by the product's own refinement
+instead (:func:`inspection.models.normality.affinity_mean`: over the positions it forms one
+of the image's share ``S`` most alike pairs with; config ``affinity_share``).
 
 Results: benchmarks/README.md, sections "PaDiM per family of frame shapes" and
 "Feature-affinity refinement of the map".
@@ -46,7 +48,7 @@ from inspection.evaluate import read_sample
 from inspection.io import read_image
 from inspection.metrics import image_auroc, pixel_auroc
 from inspection.models import create_model, get_config
-from inspection.models.normality import gaussian_kernel, smooth
+from inspection.models.normality import affinity_mean, gaussian_kernel, smooth
 from inspection.models.preprocess import PreprocessOptions, preprocess
 
 RIDGE = 0.01  # the product's (inspection.train.normality.COVARIANCE_EPS): --ridge
@@ -125,6 +127,17 @@ def affinity_refined(dist: torch.Tensor, features: torch.Tensor, share: float) -
     return torch.stack(out).reshape(n, h, w)
 
 
+def affinity_pairs(dist: torch.Tensor, features: torch.Tensor, share: float) -> torch.Tensor:
+    """The product's refinement (:func:`~inspection.models.normality.affinity_mean`), an
+    chunk of images at a time."""
+    return torch.cat(
+        [
+            affinity_mean(d, f.float(), share)
+            for d, f in zip(dist.split(32), features.split(32), strict=True)
+        ]
+    )
+
+
 def class_aurocs(test, scores: np.ndarray, classes: list[str]) -> str:
     """Each defect class's image AUROC against the good test images."""
     out = []
@@ -160,6 +173,9 @@ def main() -> None:
     parser.add_argument("--flips", default="", help="mirrored goods fitted too: h,v,hv")
     parser.add_argument(
         "--affinity", default="0", help="shares of an image's positions averaged (0: none)"
+    )
+    parser.add_argument(
+        "--affinity-pairs", default="", help="shares of an image's pairs (the product's)"
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -219,12 +235,17 @@ def main() -> None:
                     dist[idx] = distances(fte[idx], *gaussian(mean, cov, args.ridge, args.diagonal))
             sizes = "/".join(str(int((train_of == c).sum())) for c in range(k))
             sil = "-" if silhouette is None else f"{silhouette:.2f}"
-            for share in (float(v) for v in args.affinity.split(",")):
-                refined = affinity_refined(dist, fte, share) if share > 0 else dist
+            variants = [
+                (f"affinity {v}", float(v), affinity_refined) for v in args.affinity.split(",")
+            ]
+            pairs = filter(None, args.affinity_pairs.split(","))
+            variants += [(f"affinity pairs {v}", float(v), affinity_pairs) for v in pairs]
+            for name, share, refine in variants:
+                refined = refine(dist, fte, share) if share > 0 else dist
                 scores, maps = scores_and_maps(refined, ste, config.image_size)
                 print(
-                    f"k {k} (train {sizes}, silhouette {sil}) shrink {shrink:g} affinity "
-                    f"{share:g}: image AUROC {image_auroc(labels, scores):.4f}, pixel AUROC "
+                    f"k {k} (train {sizes}, silhouette {sil}) shrink {shrink:g} {name}"
+                    f": image AUROC {image_auroc(labels, scores):.4f}, pixel AUROC "
                     f"{pixel_auroc(masks, maps):.4f} ({class_aurocs(test, scores, classes)}; "
                     f"pixel against goods: {class_pixel_aurocs(test, masks, maps, classes)})",
                     flush=True,

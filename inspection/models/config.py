@@ -205,8 +205,6 @@ class ModelConfig:
             p.append("image_mean and image_std need one value per input channel")
         if not 0.0 < self.topk_fraction <= 1.0:
             p.append("topk_fraction must be in (0, 1]")
-        if not 0.0 <= self.affinity_share <= 1.0:
-            p.append("affinity_share must be in [0, 1]")
         return p
 
     def _heads_backbone_problems(self) -> list[str]:
@@ -247,6 +245,8 @@ class ModelConfig:
             )
         if self.in_chans != 3:
             p.append("a pretrained backbone takes 3 channels (gray is replicated)")
+        if not 0.0 <= self.affinity_share <= 1.0:
+            p.append("affinity_share must be in [0, 1]")
         if min(self.feature_dims, self.context_dims, self.smooth_sigma) < 0 or self.bank_size < 1:
             p.append("feature_dims, context_dims, smooth_sigma must be >= 0, bank_size >= 1")
         if self.shape_clusters < 1 or (self.shape_clusters > 1 and self.method != "padim"):

@@ -76,6 +76,9 @@ def test_unknown_backbones_and_bad_normality_configs_are_refused():
         padim.replace(backbone=None)
     with pytest.raises(ValueError, match="multiple of 16"):
         padim.replace(image_size=72)
+    for share in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="affinity_share"):
+            padim.replace(affinity_share=share)
 
 
 # ---------------------------------------------------------------- fitting on a tiny line
