@@ -20,3 +20,8 @@ class UserError(ValueError):
 class ModelError(UserError):
     """A model that cannot be loaded: missing or corrupt files, a file whose SHA-256
     differs from its ``manifest.json``, a config that does not parse."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (PyYAML's, for one, spans several)."""
+    return " ".join(str(exc).split())

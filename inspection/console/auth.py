@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from inspection.errors import UserError
+from inspection.errors import UserError, one_line
 
 OPERATOR = "operator"
 ENGINEER = "engineer"
@@ -143,8 +143,7 @@ class UserDirectory:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            reason = " ".join(str(exc).split())  # PyYAML's message spans lines: one line
-            raise UserError(f"{path}: cannot read the user list: {reason}") from None
+            raise UserError(f"{path}: cannot read the user list: {one_line(exc)}") from None
         entries = data.get("users") if isinstance(data, dict) else None
         if not isinstance(entries, dict) or not entries:
             raise UserError(f"{path}: expected 'users:' with at least one user")

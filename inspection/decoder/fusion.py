@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from inspection.fields import kind_problems, unknown_fields
+
 PAYLOAD_DTYPE_BYTES = 2  # float16 on the wire
 
 
@@ -48,8 +50,22 @@ class FusionConfig:
     heads: int = 4
     map_grid: int = 4
 
+    def __post_init__(self) -> None:
+        problems = kind_problems(self)
+        if not problems:
+            sizes = {k: v for k, v in asdict(self).items() if k != "layers"}
+            problems = [f"{k} must be >= 1" for k, v in sizes.items() if v < 1]
+            problems += ["layers must be >= 0"] if self.layers < 0 else []
+        if not problems and self.dim % self.heads:
+            problems.append(f"dim {self.dim} not divisible by heads {self.heads}")
+        if problems:
+            raise ValueError("fusion config: " + "; ".join(problems))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FusionConfig:
+        unknown = unknown_fields(cls, data)
+        if unknown:
+            raise ValueError(f"unknown fusion config fields: {', '.join(unknown)}")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

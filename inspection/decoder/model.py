@@ -38,7 +38,8 @@ from inspection.config import REPO_ROOT, get_settings
 from inspection.decoder.corpus import shipped_standards
 from inspection.decoder.fusion import FusionConfig, FusionResampler
 from inspection.decoder.tokenizer import tokenizer_corpus, train_tokenizer
-from inspection.errors import ModelError
+from inspection.errors import ModelError, one_line
+from inspection.fields import kind_problems, unknown_fields
 from inspection.models.card import check_files, covering_manifest
 from inspection.models.fusion import heads_part
 from inspection.models.outputs import Detection
@@ -77,9 +78,23 @@ class DecoderConfig:
     vocab_size: int = 2048
     description: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        problems = kind_problems(self)
+        if not problems and self.vocab_size < 1:
+            problems.append("vocab_size must be >= 1")
+        if problems:
+            raise ValueError(f"decoder config {self.name!r}: " + "; ".join(problems))
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DecoderConfig:
+        """Build from :meth:`to_dict` output; unknown keys are an error, not ignored."""
+        unknown = unknown_fields(cls, data)
+        if unknown:
+            raise ValueError(f"unknown decoder config fields: {', '.join(unknown)}")
         data = dict(data)
+        for section in ("fusion", "lm"):
+            if not isinstance(data.get(section) or {}, Mapping):
+                raise ValueError(f"decoder config: {section} must be a mapping of fields")
         data["fusion"] = FusionConfig.from_dict(dict(data.get("fusion") or {}))
         data["lm"] = dict(data.get("lm") or {})
         return cls(**data)
@@ -102,7 +117,13 @@ def decoder_config_dirs() -> list[Path]:
 
 
 def get_decoder_config(name: str | Path) -> DecoderConfig:
-    """The config named ``name`` (``tiny``, ``small``, ``base``) or in a YAML file."""
+    """The config named ``name`` (``tiny``, ``small``, ``base``) or in a YAML file.
+
+    Raises
+    ------
+    ModelError
+        An unknown name, a missing or unreadable file, or fields a config refuses.
+    """
     path = Path(name)
     if not str(name).endswith((".yaml", ".yml")):
         found = [
@@ -110,11 +131,19 @@ def get_decoder_config(name: str | Path) -> DecoderConfig:
         ]
         if not found:
             known = sorted({p.stem for d in decoder_config_dirs() for p in d.glob("*.yaml")})
-            raise KeyError(f"unknown decoder {name!r}; known: {', '.join(known)}")
+            raise ModelError(f"unknown decoder {name!r}; known: {', '.join(known)}")
         path = found[0]
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable YAML decoder config: {one_line(exc)}") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: a decoder config is a mapping of fields")
     data.setdefault("name", path.stem)
-    return DecoderConfig.from_dict(data)
+    try:
+        return DecoderConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: {exc}") from exc
 
 
 class Projector(nn.Module):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inspection.fields import kind_problems, unknown_fields
 from inspection.types import DEFECT_CLASSES as DEFAULT_CLASSES
 
 """Defect classes of the synthetic line and the example standards."""
@@ -27,6 +28,11 @@ METHODS = ("heads", "padim", "patchcore")
 NORMALITY_METHODS = ("padim", "patchcore")  # fitted on a frozen pretrained backbone
 RESIZES = ("tile", "squash")
 SUPPORTED_N_MELS = (80, 128)  # the filter banks whisper ships
+# Tower sizes a layer is built from: 0 would build an empty layer, or divide by zero
+POSITIVE_SIZES = (
+    "width", "heads", "patch_size", "n_audio_ctx", "audio_width", "audio_heads",
+    "head_width", "pyramid_width", "fine_width",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,11 @@ class ModelConfig:
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        # A YAML file's field of the wrong kind is named here, before a range check
+        # compares text with a number (or turns the text "scratch" into six classes).
+        problems = kind_problems(self)
+        if problems:
+            raise ValueError(f"model config {self.name!r}: " + "; ".join(problems))
         # YAML and JSON give lists; a frozen, hashable config wants tuples.
         for name in ("classes", "stem_widths", "image_mean", "image_std", "feature_stages"):
             value = getattr(self, name)
@@ -173,12 +184,21 @@ class ModelConfig:
             p.append(f"method must be one of {METHODS}, not {self.method!r}")
         if self.resize not in RESIZES:
             p.append(f"resize must be one of {RESIZES}, not {self.resize!r}")
+        if self.image_size < 1 or min(self.image_std, default=1.0) <= 0:
+            p.append("image_size must be >= 1 and image_std > 0")
         if self.is_normality:
             return p + self._normality_problems()
         if self.image_tower not in IMAGE_TOWERS:
             p.append(f"image_tower must be one of {IMAGE_TOWERS}, not {self.image_tower!r}")
         if self.image_tower == "timm" and not self.timm_model:
             p.append("image_tower 'timm' needs timm_model")
+        if (
+            min(getattr(self, n) for n in POSITIVE_SIZES) < 1
+            or min(self.stem_widths, default=1) < 1
+        ):
+            p.append(f"{', '.join(POSITIVE_SIZES)} and stem_widths must be >= 1")
+        if min(self.layers, self.audio_layers) < 0 or self.mlp_ratio <= 0:
+            p.append("layers and audio_layers must be >= 0, mlp_ratio > 0")
         p += self._heads_backbone_problems()
         if self.in_chans not in (1, 3):
             p.append(f"in_chans must be 1 or 3, not {self.in_chans}")
@@ -290,8 +310,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
         """Build from :meth:`to_dict` output; unknown keys are an error, not ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = unknown_fields(cls, data)
         if unknown:
             raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
+        if "image_size" not in data:
+            raise ValueError("a model config needs image_size (the input's side in pixels)")
         return cls(**dict(data))

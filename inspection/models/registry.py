@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from inspection.config import REPO_ROOT, get_settings
-from inspection.errors import ModelError
+from inspection.errors import ModelError, one_line
 from inspection.models.config import ModelConfig
 
 if TYPE_CHECKING:  # torch stays unimported until a model is built
@@ -63,7 +63,7 @@ def load_config(path: str | Path) -> ModelConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not a readable YAML model config: {_one_line(exc)}") from exc
+        raise ModelError(f"{path}: not a readable YAML model config: {one_line(exc)}") from exc
     if not isinstance(data, dict):
         raise ModelError(f"{path}: a model config is a mapping of fields")
     data.setdefault("name", path.stem)
@@ -71,10 +71,6 @@ def load_config(path: str | Path) -> ModelConfig:
         return ModelConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{path}: {exc}") from exc
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
 
 
 def get_config(name: str | Path) -> ModelConfig:

@@ -13,6 +13,7 @@ from inspection.decoder.corpus import make_example, shipped_standards  # noqa: E
 from inspection.decoder.decoding import DecodingOptions, ReportRequest, decode  # noqa: E402
 from inspection.decoder.model import ReportDecoder, get_decoder_config  # noqa: E402
 from inspection.decoder.tokenizer import tokenizer_corpus, train_tokenizer  # noqa: E402
+from inspection.errors import ModelError  # noqa: E402
 from inspection.types import Defect  # noqa: E402
 
 
@@ -32,8 +33,31 @@ def test_configs_resolve():
     tiny, small = get_decoder_config("tiny"), get_decoder_config("small")
     assert tiny.lm["hidden_size"] == 64 and small.lm["num_hidden_layers"] == 4
     assert get_decoder_config("base").lm_path is None
-    with pytest.raises(KeyError, match="tiny"):
+    with pytest.raises(ModelError, match="tiny"):
         get_decoder_config("nope")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("fusion:\n  dim: lots\n", "dim must be a whole number, not 'lots'"),
+        ("fusion:\n  colour: 3\n", "unknown fusion config fields: colour"),
+        ("fusion:\n  dim: 0\n", "dim must be >= 1"),
+        ("fusion:\n  dim: 30\n  heads: 4\n", "dim 30 not divisible by heads 4"),
+        ("fusion: [1, 2]\n", "fusion must be a mapping"),
+        ("vocab_size: 1e3\n", "vocab_size must be a whole number"),
+        ("lm_path: 3\n", "lm_path must be text"),
+        ("colour: 3\n", "unknown decoder config fields: colour"),
+        ("fusion: {\n", "not a readable YAML decoder config: while parsing"),
+        ("- 1\n", "a mapping of fields"),
+    ],
+)
+def test_malformed_decoder_configs_are_refused_by_name(tmp_path, text, message):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ModelError, match=message) as caught:
+        get_decoder_config(path)
+    assert "\n" not in str(caught.value) and "mine.yaml" in str(caught.value)
 
 
 def test_loss_only_on_the_report(tokenizer, example):

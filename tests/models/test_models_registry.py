@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from inspection.errors import ModelError
 from inspection.models.config import DEFAULT_CLASSES, ModelConfig
 from inspection.models.registry import get_config, list_models, load_config, register_model
 
@@ -45,6 +47,42 @@ def test_config_round_trips_through_dict_and_yaml(tmp_path):
 def test_invalid_configs_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         get_config("tiny").replace(**changes)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("smooth_sigma", "lots", "smooth_sigma must be a finite number, not 'lots'"),
+        ("topk_fraction", "1e-3", r"YAML reads it as text: write it with a dot"),
+        ("topk_fraction", float("nan"), "topk_fraction must be a finite number"),
+        ("classes", "scratch", "classes must be a list of names, not 'scratch'"),
+        ("feature_stages", [3, "x"], "feature_stages must be a list of whole numbers, not 'x'"),
+        ("image_size", 256.5, "image_size must be a whole number"),
+        ("image_size", True, "image_size must be a whole number"),
+        ("freeze_backbone", "no", "freeze_backbone must be true or false"),
+        ("backbone", 3, "backbone must be text"),
+        ("width", 0, "width, heads, .* must be >= 1"),
+        ("stem_widths", [16, 0], "stem_widths must be >= 1"),
+        ("layers", -1, "layers and audio_layers must be >= 0"),
+        ("image_std", [0.5, 0.0, 0.5], "image_std > 0"),
+    ],
+)
+def test_fields_of_the_wrong_kind_are_named(field, value, message):
+    data = get_config("tiny").to_dict() | {field: value}
+    with pytest.raises(ValueError, match=message):
+        ModelConfig.from_dict(data)
+
+
+def test_a_config_file_of_the_wrong_kinds_is_one_clear_error(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("method: padim\nbackbone: efficientnet-lite0\nsmooth_sigma: lots\n")
+    with pytest.raises(ModelError, match=r"mine\.yaml: a model config needs image_size"):
+        load_config(path)
+    path.write_text(path.read_text() + "image_size: 320\n")
+    with pytest.raises(ModelError, match=r"mine\.yaml: .*smooth_sigma must be a finite number"):
+        load_config(path)
+    fitted = get_config("padim-lite0").replace(shape_clusters=np.int64(3))  # set from arrays
+    assert fitted.shape_clusters == 3
 
 
 def test_unknown_names_and_fields_are_refused():
