@@ -67,7 +67,10 @@ def transcribe(
 
     clip = read_audio(audio)
     transcript = Transcriber(whisper).transcribe(clip.samples)
-    console.print(transcript.text, highlight=False, markup=False)
+    if transcript.text:
+        console.print(transcript.text, highlight=False, markup=False)
+    else:
+        err_console.print("no speech heard in the recording", highlight=False)
     err_console.print(f"{transcript.model}: {transcript.seconds:.1f} s", highlight=False)
 
 

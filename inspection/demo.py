@@ -39,9 +39,11 @@ from rich.table import Table
 from inspection.capture.simulator import SimulatedLine
 from inspection.config import default_model_dir, standard_path
 from inspection.decoder.schema import to_json as report_json
+from inspection.errors import UserError
 from inspection.measure import defects_from_mask
 from inspection.models.card import PRODUCT_EVALUATION
 from inspection.standards import Standard, apply_standard, load_standard
+from inspection.standards.schema import check_language
 from inspection.synth import SynthPart
 from inspection.types import Defect, InspectionResult, Observation, Verdict
 from inspection.viz import (
@@ -389,6 +391,9 @@ def run_demo(
     ``None`` for the model alone. ``review_from``: a review band under the image
     threshold (:func:`~inspection.pipeline.with_review_band`).
     """
+    if n < 1:
+        raise UserError(f"--n must be at least 1 part, not {n}")
+    check_language(language, "--language")
     standard = load_standard(standard_path(product))
     line = SimulatedLine(product, n=n, seed=seed, defect_rate=0.6)
     decide, detector, decoder = _decider(

@@ -41,6 +41,20 @@ def kind_problems(config: Any) -> list[str]:
     ]
 
 
+def run_problems(steps: int, batch_size: int, lr: float, max_minutes: float | None) -> list[str]:
+    """What a training run's budget options (``--steps``, ``--batch-size``, ``--lr``,
+    ``--max-minutes``) cannot be: none of them 0, negative or not a number. A run of 0
+    steps or 0 minutes would save random weights as a trained model."""
+    problems = []
+    if steps < 1 or batch_size < 1:
+        problems.append(f"--steps and --batch-size must be >= 1, not {steps} and {batch_size}")
+    if not (math.isfinite(lr) and lr > 0):
+        problems.append(f"--lr must be a positive number, not {lr}")
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        problems.append(f"--max-minutes must be a positive number, not {max_minutes}")
+    return problems
+
+
 def _kind_problem(name: str, value: Any, hint: Any) -> str | None:
     if isinstance(hint, types.UnionType):  # ``str | None``
         if value is None:

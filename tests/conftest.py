@@ -105,3 +105,17 @@ def tiny_normality_model(thresholds: dict[str, float], **config_changes):
     model.shift.fill_(0.5)
     model.metadata = {"thresholds": dict(thresholds)}
     return model
+
+
+def fuzz_settings():
+    """Hypothesis settings of the property tests: a few hundred derandomised examples, no
+    deadline (CI's loaded CPU) and no example database (nothing written beside the tests)."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=300,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )

@@ -27,6 +27,20 @@ def test_the_bundled_model_hears_a_spoken_sentence(tmp_path):
     assert transcript.model == "model"  # the bundled folder
 
 
+@pytest.mark.skipif(bundled_whisper_dir() is None, reason="needs the pretrained extra")
+def test_no_speech_gives_no_text_not_a_word_never_said():
+    """Whisper writes " you" over silence; over a tap's ring or mains hum too."""
+    t = np.arange(32_000) / 16_000
+    transcriber = Transcriber()
+    for clip in (
+        np.zeros(16_000),  # silence
+        0.05 * np.sin(2 * np.pi * 50 * t),  # mains hum
+        0.3 * np.exp(-t * 8) * np.sin(2 * np.pi * 2000 * t),  # a tap's ring
+        np.random.default_rng(0).normal(0, 0.01, t.size),  # hiss
+    ):
+        assert transcriber.transcribe(clip.astype(np.float32)).text == ""
+
+
 def test_empty_or_nan_audio_is_refused_before_any_model_runs(tmp_path):
     folder = tmp_path / "ct2"
     folder.mkdir()  # never loaded: the input is refused first

@@ -179,13 +179,18 @@ class UserDirectory:
 _DUMMY_HASH = f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(b'0' * 16)}${_b64(b'0' * 32)}"
 
 
-def add_user(path: str | Path, name: str, role: str, password: str) -> None:
-    """Add (or replace) a user in the user file, written atomically and readable by its
-    owner only."""
+def check_user(name: str, role: str) -> None:
+    """Refuse a login name or role the user file cannot hold (before a password is asked)."""
     if not USER_NAME.fullmatch(name):
         raise UserError(f"bad user name {name!r}: letters, digits, '.', '_', '@', '-'")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+
+
+def add_user(path: str | Path, name: str, role: str, password: str) -> None:
+    """Add (or replace) a user in the user file, written atomically and readable by its
+    owner only."""
+    check_user(name, role)
     path = Path(path)
     data: dict = {"users": {}}
     if path.exists():

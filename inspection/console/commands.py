@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from inspection.errors import UserError
-from inspection.terminal import NoVerify, ReviewFrom, UserErrorsExit, console
+from inspection.standards.schema import check_language
+from inspection.terminal import NoVerify, Port, ReviewFrom, UserErrorsExit, console
 
 console_app = typer.Typer(
     help="The operator console (Gradio): live line, review queue, ask, audit, standards, "
@@ -48,7 +49,7 @@ def console_command(
         Path | None,
         typer.Option(help="Model directory (with its decoder) for questions and audits."),
     ] = None,
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
+    port: Port = 7860,
     host: Annotated[str, typer.Option(help="Address to bind (needs --users unless loopback).")] = (
         "127.0.0.1"
     ),
@@ -83,13 +84,11 @@ def console_command(
     try:
         from inspection.console.app import build_console, check_serving, launch_console
         from inspection.console.auth import UserDirectory
-        from inspection.console.labels import LANGUAGES
     except ImportError as error:
         raise UserError(
             f"the console needs the console extra: pip install 'inspection[console]' ({error})"
         ) from None
-    if lang not in LANGUAGES:
-        raise UserError(f"--lang must be one of {', '.join(LANGUAGES)}, not {lang!r}")
+    check_language(lang, "--lang")
     check_serving(users is not None, host, session_hours)  # before anything is built
     directory = None if users is None else UserDirectory.load(users)
     for name, path in (("model", model), ("normality model", normality)):
@@ -130,8 +129,9 @@ def add_user_command(
     ] = False,
 ) -> None:
     """Add a user (or set their role and password); the password is stored hashed."""
-    from inspection.console.auth import add_user
+    from inspection.console.auth import add_user, check_user
 
+    check_user(name, role)  # not after the operator has typed a password twice
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:

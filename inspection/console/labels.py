@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from inspection.errors import UserError
-
-LANGUAGES = ("en", "zh")
+from inspection.standards.schema import LANGUAGES, check_language
 
 _TABLE: dict[str, tuple[str, str]] = {
     "title": ("Inspection console", "检测控制台"),
@@ -97,8 +95,7 @@ VERDICTS: dict[str, tuple[str, str]] = {
 
 def labels(language: str = "en") -> Mapping[str, str]:
     """Every label in ``language`` (``en`` or ``zh``)."""
-    if language not in LANGUAGES:
-        raise UserError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    check_language(language)
     index = LANGUAGES.index(language)
     return {key: words[index] or words[0] for key, words in _TABLE.items()}
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from inspection.errors import UserError
+from inspection.errors import UserError, one_line
 from inspection.io import IMAGE_SUFFIXES, InputError, read_image
 
 logger = logging.getLogger(__name__)
@@ -537,7 +537,7 @@ def read_metadata(root: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DatasetError(f"{path}: cannot read dataset metadata ({exc})") from exc
+        raise DatasetError(f"{path}: cannot read dataset metadata ({one_line(exc)})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

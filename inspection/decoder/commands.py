@@ -114,6 +114,8 @@ def _evaluate(
     from inspection.decoder.lora import adapters, base_only, load_decoder, use_adapter
     from inspection.standards import load_standard
 
+    if n < 1 or batch_size < 1:
+        raise UserError(f"--n and --batch-size must be at least 1, not {n} and {batch_size}")
     model = load_decoder(decoder_dir)
     if adapter == "none":
         base_only(model)

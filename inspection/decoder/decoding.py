@@ -30,7 +30,6 @@ from inspection.decoder.crosscheck import check_answer, rules_say
 from inspection.decoder.model import ReportDecoder
 from inspection.decoder.prompt import build_prompt
 from inspection.decoder.schema import (
-    LANGUAGES,
     SUMMARY_MAX_CHARS,
     AnswerModel,
     answer_json_schema,
@@ -43,6 +42,7 @@ from inspection.decoder.schema import (
 from inspection.decoder.tokenizer import control_token_ids
 from inspection.errors import UserError
 from inspection.standards import Standard, apply_standard
+from inspection.standards.schema import check_language
 from inspection.types import Defect, InspectionResult, Report, Verdict
 
 
@@ -70,8 +70,7 @@ class DecodingOptions:
     exact_defects: bool = True
 
     def __post_init__(self) -> None:
-        if self.language not in LANGUAGES:
-            raise ValueError(f"unknown language {self.language!r}; use one of {LANGUAGES}")
+        check_language(self.language)
         if self.batch_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):
             raise ValueError("batch_size and max_new_tokens must be positive")
 

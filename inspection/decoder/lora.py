@@ -41,6 +41,13 @@ class LoraOptions:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     init_identity: bool = True
 
+    def __post_init__(self) -> None:
+        if self.rank < 1 or self.alpha < 1 or not 0.0 <= self.dropout < 1.0:
+            raise UserError(
+                f"LoRA --rank and alpha must be >= 1 and dropout in [0, 1), not "
+                f"{self.rank}, {self.alpha} and {self.dropout}"
+            )
+
     def peft_config(self) -> LoraConfig:
         return LoraConfig(
             task_type=TaskType.CAUSAL_LM,

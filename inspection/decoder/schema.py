@@ -44,6 +44,7 @@ from inspection.decoder.prompt import (
 from inspection.errors import UserError
 from inspection.standards import Standard, candidate_clauses
 from inspection.standards.render import TERMS_ZH
+from inspection.standards.schema import LANGUAGES, check_language
 from inspection.types import (
     Action,
     Defect,
@@ -55,7 +56,6 @@ from inspection.types import (
     Verdict,
 )
 
-LANGUAGES = ("en", "zh")
 SUMMARY_MAX_CHARS = 160
 EVIDENCE_MAX_CHARS = 240
 MAX_SIZE_MM = 10_000.0
@@ -106,8 +106,8 @@ def report_model(
         ``MAX_DEFECTS`` the worst ``MAX_DEFECTS`` and ``omitted_defects``, the count of
         the rest. ``None``: 0 to ``MAX_DEFECTS`` defects, none left out.
     """
-    if language is not None and language not in LANGUAGES:
-        raise ValueError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    if language is not None:
+        check_language(language)
     if n_defects is not None and n_defects < 0:
         raise ValueError(f"n_defects must be 0 or more, not {n_defects}")
     defect = create_model(
@@ -357,8 +357,7 @@ def target_report(result: InspectionResult, standard: Standard, language: str = 
         If a decision names a class or zone the standard does not define: such a part
         has no schema-valid report (the rule engine sends it to REVIEW anyway).
     """
-    if language not in LANGUAGES:
-        raise ValueError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    check_language(language)
     zones = {z.id for z in standard.zones}
     for d in result.decisions:
         if d.defect.defect_class not in standard.class_ids or (d.zone and d.zone not in zones):
@@ -530,8 +529,7 @@ class AnswerModel(BaseModel):
 
 def answer_json_schema(language: str) -> dict[str, Any]:
     """JSON schema of an answer in ``language``."""
-    if language not in LANGUAGES:
-        raise ValueError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    check_language(language)
     schema = AnswerModel.model_json_schema()
     schema["properties"]["language"] = {"const": language}
     return schema

@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 from inspection.decoder.corpus import Example, generate_examples, shipped_standards
 from inspection.decoder.lora import LoraOptions, add_adapter, load_adapter, save_adapter
 from inspection.decoder.model import ReportDecoder
+from inspection.errors import UserError
+from inspection.fields import run_problems
 from inspection.standards import Standard, load_standard
 from inspection.train.schedule import DeadlinePlan, set_lr
 
@@ -81,6 +83,11 @@ class DecoderTrainOptions:
     checkpoint_every: int = 100
     resume: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = run_problems(self.steps, self.batch_size, self.lr, self.max_minutes)
+        if problems:
+            raise UserError("; ".join(problems))
 
 
 @dataclass(frozen=True)

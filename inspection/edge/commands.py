@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from inspection.terminal import ReviewFrom, UserErrorsExit, console
+from inspection.terminal import Port, ReviewFrom, UserErrorsExit, console
 
 edge_app = typer.Typer(
     help="Run exported bundles on an edge box: install, roll back, serve.",
@@ -94,7 +94,7 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to bind (loopback unless a token).")] = (
         "127.0.0.1"
     ),
-    port: Annotated[int, typer.Option(help="Port.")] = 8600,
+    port: Port = 8600,
     product: Annotated[
         str | None, typer.Option(help="Default product (a request may name another).")
     ] = None,

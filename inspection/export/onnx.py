@@ -24,6 +24,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from inspection.errors import UserError
 from inspection.export.runtime import record_hash
 from inspection.models.model import DefectModel
 
@@ -137,15 +138,24 @@ def export_onnx(
             dynamo=True,
             verbose=False,
         )
-    _write_metadata(path, model, grid, with_audio)
+    _write_metadata(path, model, grid, with_audio, opset)
     record_hash(path)
     return path
 
 
 def _write_metadata(
-    path: Path, model: DefectModel, grid: tuple[int, int], with_audio: bool
+    path: Path, model: DefectModel, grid: tuple[int, int], with_audio: bool, opset: int | None
 ) -> None:
     proto = onnx.load(str(path))
+    written = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset is not None and written != opset:
+        # The exporter falls back to its own opset when it cannot convert, and says so
+        # only in a log line: an edge runtime limited to the asked opset would refuse it.
+        path.unlink()
+        raise UserError(
+            f"--opset {opset}: the exporter cannot write this model at opset {opset} "
+            f"(it wrote {written}); nothing was written"
+        )
     meta = {
         "format": "inspection.edge-graph/1",
         "config": json.dumps(model.config.to_dict()),

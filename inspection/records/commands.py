@@ -6,13 +6,15 @@ Torch-free; SQLAlchemy and Alembic are imported inside each command (``line`` ex
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from inspection.errors import UserError
+from inspection.errors import UserError, one_line
 from inspection.terminal import UserErrorsExit, console
 
 records_app = typer.Typer(
@@ -64,6 +66,24 @@ def _missing_extra(error: ImportError) -> UserError:
     return UserError(f"{error.name} is not installed: pip install 'inspection[line]'")
 
 
+@contextmanager
+def _database_errors(db: str) -> Iterator[None]:
+    """A database the commands cannot open or read (not a database, a server that does not
+    answer) is the user's ``--db``, not a bug: one line naming it (password hidden)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from inspection.records.db import normalize_url, safe_url
+    from inspection.records.store import DatabaseUnavailable
+
+    try:
+        yield
+    except DatabaseUnavailable as error:  # its reason is the store's logged warning
+        raise UserError(f"{error} (--db)") from None
+    except SQLAlchemyError as error:
+        reason = one_line(getattr(error, "orig", None) or error)
+        raise UserError(f"--db {safe_url(normalize_url(db))}: {reason}") from None
+
+
 @records_app.command("migrate")
 def migrate_command(db: Db) -> None:
     """Create the records database, or upgrade its schema to the newest revision."""
@@ -77,9 +97,10 @@ def migrate_command(db: Db) -> None:
     except ImportError as error:
         raise _missing_extra(error) from error
     engine = create_records_engine(db)
-    before = current_revision(engine)
-    upgrade(engine)
-    after = current_revision(engine)
+    with _database_errors(db):
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
     assert after == head_revision()
     console.print(
         f"records schema at {after}" + ("" if before == after else f" (was {before or 'empty'})"),
@@ -107,7 +128,7 @@ def prune_command(
         from inspection.records.store import RecordStore
     except ImportError as error:
         raise _missing_extra(error) from error
-    with RecordStore(db, evidence, spool) as store:
+    with _database_errors(db), RecordStore(db, evidence, spool) as store:
         counts = store.prune(period, dry_run=dry_run)
     console.print(counts.summary(), highlight=False, soft_wrap=True)
 
@@ -127,7 +148,7 @@ def stats_command(
     except ImportError as error:
         raise _missing_extra(error) from error
     start = None if since is None else datetime.now(UTC) - parse_period(since)
-    with RecordStore(db, evidence, spool) as store:
+    with _database_errors(db), RecordStore(db, evidence, spool) as store:
         counts = store.counts(since=start)
         pending = store.pending()
         from inspection.records.db import current_revision

@@ -81,7 +81,7 @@ def create_records_engine(
     try:
         engine = create_engine(url, **options)
     except Exception as error:  # ArgumentError, NoSuchModuleError, a missing driver
-        raise UserError(f"cannot open records database {_safe(url)}: {error}") from error
+        raise UserError(f"cannot open records database {safe_url(url)}: {error}") from error
     if engine.dialect.name == "sqlite":
         _sqlite_pragmas(engine, busy_timeout_s, wal=path is not None)
     return engine
@@ -119,7 +119,8 @@ def normalize_url(url: str | Path) -> str:
     return url
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
+    """``url`` as it may be printed or logged: its password hidden."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
@@ -165,5 +166,5 @@ def open_records(url: str | Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
     head = head_revision()
     if before != head:
         upgrade(engine)
-        log.info("records database %s: schema %s -> %s", _safe(url), before, head)
+        log.info("records database %s: schema %s -> %s", safe_url(url), before, head)
     return engine

@@ -35,6 +35,7 @@ from inspection.records.db import (
     head_revision,
     normalize_url,
     open_records,
+    safe_url,
     sqlite_path,
     writer,
 )
@@ -267,7 +268,7 @@ class RecordStore:
         """The engine to write with, or :class:`DatabaseUnavailable`."""
         engine = self._connect()
         if engine is None:
-            raise DatabaseUnavailable(f"records database {self.url} cannot be opened")
+            raise DatabaseUnavailable(f"records database {safe_url(self.url)} cannot be opened")
         if self._sqlite_file is not None:
             # An open SQLite connection keeps writing into a file removed under it (the
             # records would vanish with the inode): check the file is still the one opened.
@@ -291,7 +292,7 @@ class RecordStore:
         """The database engine (raises :class:`DatabaseUnavailable` when unreachable)."""
         engine = self._connect()
         if engine is None:
-            raise DatabaseUnavailable(f"records database {self.url} cannot be opened")
+            raise DatabaseUnavailable(f"records database {safe_url(self.url)} cannot be opened")
         return engine
 
     def _failed(self, error: BaseException) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from inspection.errors import UserError
-from inspection.terminal import NoVerify, console, err_console
+from inspection.terminal import NoVerify, Port, console, err_console
 
 serve_app = typer.Typer(
     help="The cloud report service: edge payloads in, cross-checked reports out.",
@@ -42,7 +42,7 @@ def is_loopback(host: str) -> bool:
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Port = 8080,
     decoder: Annotated[
         Path | None, typer.Option(help="Report decoder folder; default models/default/decoder.")
     ] = None,

@@ -85,9 +85,9 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_queue < 1 or self.max_payload_bytes < 1:
-            raise ValueError("max_batch, max_queue and max_payload_bytes must be positive")
+            raise UserError("--max-batch, --max-queue and --max-payload-bytes must be positive")
         if self.max_wait_ms < 0 or self.decode_timeout_s <= 0:
-            raise ValueError("max_wait_ms must be >= 0 and decode_timeout_s > 0")
+            raise UserError("--max-wait-ms must be >= 0 and --timeout-s > 0")
         object.__setattr__(self, "decoder_dir", Path(self.decoder_dir))
         object.__setattr__(self, "db_path", Path(self.db_path))
         object.__setattr__(self, "standards_dirs", tuple(Path(p) for p in self.standards_dirs))

@@ -6,7 +6,7 @@ its id, conditions, severity and action in one line, in a fixed order.
 
 from __future__ import annotations
 
-from inspection.standards.schema import LANGUAGES, Clause, Standard, Zone
+from inspection.standards.schema import Clause, Standard, Zone, check_language
 
 _WORDS = {
     "en": {
@@ -74,8 +74,7 @@ TERMS_ZH = {
 
 def render_standard(standard: Standard, lang: str = "en") -> str:
     """The standard as prompt text in ``lang`` (``"en"`` or ``"zh"``)."""
-    if lang not in LANGUAGES:
-        raise ValueError(f"unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
+    check_language(lang)
     w = _WORDS[lang]
     lines = [
         render_header(standard, lang),

@@ -18,9 +18,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from inspection.errors import UserError
 from inspection.types import Action, Severity
 
 LANGUAGES = ("en", "zh")
+"""Languages of standards, reports, answers and the console's words."""
+
+
+def check_language(language: str | None, what: str = "language") -> None:
+    """Refuse a language (``what``: the option that gave it) that is not one of
+    :data:`LANGUAGES`, with a :class:`~inspection.errors.UserError` naming them."""
+    if language not in LANGUAGES:
+        raise UserError(f"unknown {what} {language!r}; use one of {', '.join(LANGUAGES)}")
+
 
 MEASURED_ATTRIBUTES: dict[str, str] = {
     "length_mm": "length in mm",

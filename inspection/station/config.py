@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from inspection.errors import UserError
+from inspection.errors import UserError, one_line
 from inspection.line.mqtt import MqttConfig
 from inspection.line.opcua import OpcUaConfig
 
@@ -353,8 +353,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> StationConf
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"{path}: no such station config") from None
-        except (OSError, yaml.YAMLError) as error:
-            raise UserError(f"{path}: not a readable YAML file ({error})") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise UserError(f"{path}: not a readable YAML file ({one_line(error)})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise UserError(f"{path}: a station config is a mapping of fields")
         data = loaded or {}

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from inspection.config import default_model_dir
 from inspection.datasets import load_dataset
 from inspection.errors import ModelError, UserError
+from inspection.fields import run_problems
 from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
 from inspection.models.backbones import get_backbone
@@ -82,6 +83,9 @@ class TrainOptions:
             raise TrainError("--init and --from-scratch contradict each other: choose one")
         if self.method not in ("auto", *METHODS):
             raise TrainError(f"--method must be auto or one of {', '.join(METHODS)}")
+        problems = run_problems(self.steps, self.batch_size, self.lr, self.max_minutes)
+        if problems:
+            raise TrainError("; ".join(problems))
 
     @property
     def resolved_method(self) -> str:

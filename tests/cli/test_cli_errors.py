@@ -3,6 +3,7 @@ keeps its traceback."""
 
 from __future__ import annotations
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -48,3 +49,44 @@ def test_a_bug_keeps_its_traceback():
     result = _invoke_raising(KeyError("not a user error"))
     assert result.exit_code == 1
     assert isinstance(result.exception, KeyError)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--steps", "0"], "--steps and --batch-size must be >= 1, not 0 and 8"),
+        (["train", "--batch-size", "0"], "--steps and --batch-size must be >= 1, not 3000 and 0"),
+        (["train", "--lr", "-1"], "--lr must be a positive number, not -1.0"),
+        (["train", "--max-minutes", "0"], "--max-minutes must be a positive number, not 0.0"),
+        (["train", "--normal-only", "--max-minutes", "nan"], "--max-minutes must be a positive"),
+        (["decoder", "train", "--steps", "0"], "--steps and --batch-size must be >= 1"),
+        (["decoder", "train", "--batch-size", "0"], "--steps and --batch-size must be >= 1"),
+        (["decoder", "evaluate", "--decoder", "{tmp}", "--n", "0"], "--n and --batch-size"),
+        (["demo", "--n", "0"], "--n must be at least 1 part, not 0"),
+        (["demo", "--n", "-3"], "--n must be at least 1 part, not -3"),
+        (["demo", "--language", "fr"], "unknown --language 'fr'; use one of en, zh"),
+        (["serve", "--max-batch", "0"], "--max-batch, --max-queue and --max-payload-bytes"),
+        (["serve", "--timeout-s", "-1"], "--max-wait-ms must be >= 0 and --timeout-s > 0"),
+    ],
+)
+def test_an_option_out_of_range_is_one_line_and_writes_nothing(tmp_path, args, message):
+    """Each of these once ran: a model of 0 steps saved as trained, a demo of no parts
+    reported, a batch of 0 or an unknown language ended in a traceback."""
+    out = tmp_path / "out"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if args[0] in ("train", "decoder") and "--out" not in args and args[1] != "evaluate":
+        args += ["--out", str(out)] + (["--data", str(tmp_path)] if args[0] == "train" else [])
+    elif args[0] in ("demo", "decoder"):
+        args += ["--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["console"], ["edge", "serve"]])
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_a_port_out_of_range_is_a_usage_error(command, port):
+    result = CliRunner().invoke(app, [*command, "--port", port])
+    assert result.exit_code == 2 and "--port" in result.output, result.output

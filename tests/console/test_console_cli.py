@@ -140,7 +140,7 @@ def test_serving_beyond_loopback_without_users_is_refused_before_building(no_ser
 
 def test_an_unknown_language_is_refused(no_serving):
     line = one_error_line(runner.invoke(app, ["console", "--lang", "fr"]))
-    assert "--lang must be one of en, zh" in line and "'fr'" in line
+    assert "unknown --lang 'fr'; use one of en, zh" in line
     assert list(no_serving.iterdir()) == []  # refused before anything was built
 
 
@@ -158,3 +158,12 @@ def test_a_user_file_that_is_not_yaml_is_one_error_line(tmp_path):
     users.write_text("users: [unclosed\n", encoding="utf-8")
     line = one_error_line(runner.invoke(app, ["console", "users", "list", "--users", str(users)]))
     assert str(users) in line and "cannot read the user list" in line
+
+
+def test_a_bad_role_is_refused_before_the_password_is_asked(tmp_path):
+    users = tmp_path / "users.yaml"
+    done = runner.invoke(app, ["console", "users", "add", "li.wei", "--role", "boss", "--users",
+                               str(users)])  # fmt: skip
+    line = one_error_line(done)  # no "password:" prompt before it
+    assert "role must be one of operator, engineer, not 'boss'" in line
+    assert not users.exists()

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
-from inspection.errors import ModelError  # noqa: E402
+from inspection.errors import ModelError, UserError  # noqa: E402
 from inspection.export.onnx import check_parity, export_onnx  # noqa: E402
 from inspection.export.runtime import OnnxDetector, hash_file, record_hash  # noqa: E402
 from inspection.models import create_model, save_model  # noqa: E402
@@ -107,6 +107,18 @@ def test_image_only_graph(tiny, tmp_path):
     np.testing.assert_array_equal(det.part_logit, det.image_logit)
     with pytest.raises(ValueError, match="without audio"):
         detector.run(np.zeros((1, 3, 64, 64), np.float32), np.zeros((1, 80, 100), np.float32))
+
+
+def test_an_opset_the_exporter_cannot_honour_is_refused_and_nothing_written(tiny, tmp_path):
+    import onnx
+
+    # torch's exporter writes its own opset when it cannot convert to the asked one,
+    # saying so only in a log: an edge runtime limited to the asked opset would refuse it
+    with pytest.raises(UserError, match="--opset 3: the exporter cannot write this model"):
+        export_onnx(tiny, tmp_path / "old.onnx", with_audio=False, opset=3)
+    assert list(tmp_path.iterdir()) == []
+    path = export_onnx(tiny, tmp_path / "asked.onnx", with_audio=False, opset=18)
+    assert [o.version for o in onnx.load(str(path)).opset_import if o.domain == ""] == [18]
 
 
 def test_runner_detects_on_a_full_image_without_torch(onnx_path, tmp_path):

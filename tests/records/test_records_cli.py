@@ -72,3 +72,25 @@ def test_bad_retention_is_a_user_error(tmp_path):
     assert parse_period("90d") == timedelta(days=90)
     assert parse_period("1.5h") == timedelta(minutes=90)
     assert parse_period("2w") == timedelta(days=14)
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_with_its_password_hidden(tmp_path):
+    not_a_db = tmp_path / "photo.png"
+    not_a_db.write_bytes(b"\x89PNG not a database" * 100)
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    for args in (
+        ["migrate", "--db", str(not_a_db)],
+        ["stats", "--db", str(not_a_db)],
+        ["stats", "--db", str(folder)],
+        ["prune", "--db", str(not_a_db), "--older-than", "5d"],
+    ):
+        out = runner.invoke(records_app, args)
+        assert out.exit_code == 2, (args, out.output)
+        assert out.output.count("error:") == 1 and "Traceback" not in out.output, out.output
+    assert not_a_db.read_bytes().startswith(b"\x89PNG not a database")  # left as it was
+    # A server that does not answer (port 1 on loopback refuses): its URL without the password
+    url = "postgresql+psycopg://inspector:s3cret@127.0.0.1:1/records"
+    out = runner.invoke(records_app, ["migrate", "--db", url])
+    assert out.exit_code == 2, out.output
+    assert "inspector:***@127.0.0.1:1" in out.output and "s3cret" not in out.output

@@ -12,8 +12,8 @@ import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is in the dev extra")
 
-from conftest import STANDARDS_DIR  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from conftest import STANDARDS_DIR, fuzz_settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from inspection.errors import UserError  # noqa: E402
@@ -28,13 +28,7 @@ from inspection.standards import (  # noqa: E402
 from inspection.standards.defects import IGNORED_KEYS  # noqa: E402
 from inspection.types import Defect, Verdict  # noqa: E402
 
-FUZZ = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings()
 
 SHIPPED_TEXT = (STANDARDS_DIR / "bracket.yaml").read_text(encoding="utf-8")
 BRACKET = load_standard(STANDARDS_DIR / "bracket.yaml")

@@ -60,6 +60,21 @@ def test_a_bad_config_is_a_user_error_naming_the_field(tmp_path, text, words):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"model: {path: m\n", "not a readable YAML file \\(while parsing"),
+        (b"\xa2\xff\x00binary", "not a readable YAML file \\('utf-8' codec"),
+    ],
+)
+def test_an_unreadable_config_is_one_line(tmp_path, content, words):
+    path = tmp_path / "station.yaml"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=words) as refused:
+        load_config(path)
+    assert "\n" not in str(refused.value)
+
+
 def test_a_missing_config_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such station config"):
         load_config(tmp_path / "nope.yaml")
