@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from conftest import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -359,12 +360,7 @@ def image_bytes(draw) -> bytes:
     return bytes(data)
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@fuzz_settings()
 @given(data=image_bytes())
 def test_fuzz_read_image_raises_only_input_error(fuzz_file, data):
     path = fuzz_file
