@@ -9,6 +9,7 @@ in a station file must not silently fall back to a default).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -364,8 +365,19 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> StationConf
         config = StationConfig(**data)
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}{_from_environment(e['loc'])}"
+            for e in error.errors()
         )
         where = f"{path}: " if path is not None else ""
         raise UserError(f"{where}invalid station config: {problems}") from None
     return config.resolved(base)
+
+
+def _from_environment(loc: tuple) -> str:
+    """`` (from INSPECTION_X__Y)`` when the environment set the field a problem is in: the
+    file is then not where the mistake is."""
+    for depth in range(len(loc), 0, -1):
+        name = "INSPECTION_" + "__".join(str(part).upper() for part in loc[:depth])
+        if name in os.environ:
+            return f" (from {name})"
+    return ""

@@ -143,3 +143,16 @@ def test_the_daemon_command_reports_a_bad_config_as_a_user_error(tmp_path):
     result = CliRunner().invoke(app, ["--config", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2
     assert "error:" in result.output and "no such station config" in result.output
+
+
+def test_a_bad_environment_override_is_named_as_the_source(tmp_path, monkeypatch):
+    path = tmp_path / "station.yaml"
+    path.write_text("model: {path: m}\n")
+    monkeypatch.setenv("INSPECTION_CYCLE_TIME_MS", "fast")
+    with pytest.raises(UserError, match=r"cycle_time_ms: .* \(from INSPECTION_CYCLE_TIME_MS\)"):
+        load_config(path)
+    monkeypatch.delenv("INSPECTION_CYCLE_TIME_MS")
+    path.write_text("model: {path: m}\ncycle_time_ms: fast\n")
+    with pytest.raises(UserError, match="cycle_time_ms") as refused:
+        load_config(path)
+    assert "from INSPECTION" not in str(refused.value)  # the file's own mistake
