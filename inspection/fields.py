@@ -9,6 +9,7 @@ Torch-free: the edge runtime reads configs too.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import types
@@ -33,12 +34,17 @@ def kind_problems(config: Any) -> list[str]:
     """The fields of the dataclass instance ``config`` whose value is not of the field's
     annotated kind: numbers (finite; a bool is not one), text, true/false, a list of
     one of those, a mapping, a nested config, or ``None`` where the annotation allows it."""
-    hints = typing.get_type_hints(type(config))
+    hints = _hints(type(config))
     return [
         problem
         for f in dataclasses.fields(config)
         if (problem := _kind_problem(f.name, getattr(config, f.name), hints[f.name]))
     ]
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # evaluates the string annotations: once a class
 
 
 def run_problems(steps: int, batch_size: int, lr: float, max_minutes: float | None) -> list[str]:
