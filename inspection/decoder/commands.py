@@ -83,12 +83,12 @@ def decoder_train(
 def decoder_evaluate(
     decoder: DecoderDir,
     out: Annotated[Path, typer.Option(help="Folder for metrics.json.")],
-    n: Annotated[int, typer.Option(help="Held-out parts.")] = 1000,
+    n: Annotated[int, typer.Option(min=1, help="Held-out parts.")] = 1000,
     seed: Annotated[
         int, typer.Option(help="Seed of the held-out parts (not a training one).")
     ] = 1_000_003,
     standard: StandardFiles = None,
-    batch_size: Annotated[int, typer.Option(help="Parts decoded together.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Parts decoded together.")] = 16,
     adapter: Annotated[
         str | None, typer.Option(help="Adapter to use ('none': the base alone).")
     ] = None,
@@ -114,8 +114,6 @@ def _evaluate(
     from inspection.decoder.lora import adapters, base_only, load_decoder, use_adapter
     from inspection.standards import load_standard
 
-    if n < 1 or batch_size < 1:
-        raise UserError(f"--n and --batch-size must be at least 1, not {n} and {batch_size}")
     model = load_decoder(decoder_dir)
     if adapter == "none":
         base_only(model)
@@ -215,7 +213,7 @@ def adapters_train(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     resume: Annotated[bool, typer.Option(help="Continue the run.")] = False,
     activate: Annotated[bool, typer.Option(help="Make it the active adapter.")] = False,
-    eval_parts: Annotated[int, typer.Option(help="Held-out parts to score it on.")] = 200,
+    eval_parts: Annotated[int, typer.Option(min=1, help="Held-out parts to score it on.")] = 200,
 ) -> None:
     """Fine-tune a LoRA adapter of the decoder to a new standard (the base is frozen)."""
     from inspection.decoder.lora import INFO_FILE, LoraOptions, adapter_dir, set_active_adapter

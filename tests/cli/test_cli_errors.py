@@ -61,7 +61,6 @@ def test_a_bug_keeps_its_traceback():
         (["train", "--normal-only", "--max-minutes", "nan"], "--max-minutes must be a positive"),
         (["decoder", "train", "--steps", "0"], "--steps and --batch-size must be >= 1"),
         (["decoder", "train", "--batch-size", "0"], "--steps and --batch-size must be >= 1"),
-        (["decoder", "evaluate", "--decoder", "{tmp}", "--n", "0"], "--n and --batch-size"),
         (["demo", "--n", "0"], "--n must be at least 1 part, not 0"),
         (["demo", "--n", "-3"], "--n must be at least 1 part, not -3"),
         (["demo", "--language", "fr"], "unknown --language 'fr'; use one of en, zh"),
@@ -73,16 +72,30 @@ def test_an_option_out_of_range_is_one_line_and_writes_nothing(tmp_path, args, m
     """Each of these once ran: a model of 0 steps saved as trained, a demo of no parts
     reported, a batch of 0 or an unknown language ended in a traceback."""
     out = tmp_path / "out"
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    if args[0] in ("train", "decoder") and "--out" not in args and args[1] != "evaluate":
+    if args[0] in ("train", "decoder"):
         args += ["--out", str(out)] + (["--data", str(tmp_path)] if args[0] == "train" else [])
-    elif args[0] in ("demo", "decoder"):
+    elif args[0] == "demo":
         args += ["--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert result.output.count("error:") == 1 and "Traceback" not in result.output
     assert message in " ".join(result.output.split()), result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["decoder", "evaluate", "--decoder", ".", "--out", "x", "--n", "0"],
+        ["decoder", "evaluate", "--decoder", ".", "--out", "x", "--batch-size", "0"],
+        # refused before the adapter trains for minutes, not when it is scored after
+        ["adapters", "train", "--name", "a", "--standard", "bracket", "--eval-parts", "0"],
+    ],
+)
+def test_a_count_of_zero_is_a_usage_error_before_any_work(args):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "greater than or equal to 1" in " ".join(result.output.split()), result.output
 
 
 @pytest.mark.parametrize("command", [["serve"], ["console"], ["edge", "serve"]])
