@@ -26,6 +26,7 @@ from inspection.models.detector import TorchDetector
 from inspection.pipeline import thresholds_of, with_normality
 
 COMBINE = {"mean": lambda a, b: (a + b) / 2, "max": np.maximum}
+_LOGITS = ("image_logit", "class_logits", "part_logit")
 
 
 class FlipDetector(TorchDetector):
@@ -41,9 +42,6 @@ class FlipDetector(TorchDetector):
         both = {"maps": (plain.maps, mirrored.maps[..., ::-1])}
         both |= {f: (getattr(plain, f), getattr(mirrored, f)) for f in _LOGITS}
         return dataclasses.replace(plain, **{f: self.combine(*ab) for f, ab in both.items()})
-
-
-_LOGITS = ("image_logit", "class_logits", "part_logit")
 
 
 def main() -> None:

@@ -30,6 +30,16 @@ def unknown_fields(cls: type, data: Mapping[str, Any]) -> list[str]:
     return sorted(map(str, set(data) - {f.name for f in dataclasses.fields(cls)}))
 
 
+def missing_fields(cls: type, data: Mapping[str, Any]) -> list[str]:
+    """The fields of the dataclass ``cls`` without a default that ``data`` lacks."""
+    missing = dataclasses.MISSING
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is missing and f.default_factory is missing and f.name not in data
+    ]
+
+
 def kind_problems(config: Any) -> list[str]:
     """The fields of the dataclass instance ``config`` whose value is not of the field's
     annotated kind: numbers (finite; a bool is not one), text, true/false, a list of
@@ -45,20 +55,6 @@ def kind_problems(config: Any) -> list[str]:
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)  # evaluates the string annotations: once a class
-
-
-def run_problems(steps: int, batch_size: int, lr: float, max_minutes: float | None) -> list[str]:
-    """What a training run's budget options (``--steps``, ``--batch-size``, ``--lr``,
-    ``--max-minutes``) cannot be: none of them 0, negative or not a number. A run of 0
-    steps or 0 minutes would save random weights as a trained model."""
-    problems = []
-    if steps < 1 or batch_size < 1:
-        problems.append(f"--steps and --batch-size must be >= 1, not {steps} and {batch_size}")
-    if not (math.isfinite(lr) and lr > 0):
-        problems.append(f"--lr must be a positive number, not {lr}")
-    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
-        problems.append(f"--max-minutes must be a positive number, not {max_minutes}")
-    return problems
 
 
 def _kind_problem(name: str, value: Any, hint: Any) -> str | None:

@@ -28,9 +28,8 @@ from inspection.decoder.corpus import Example, generate_examples, shipped_standa
 from inspection.decoder.lora import LoraOptions, add_adapter, load_adapter, save_adapter
 from inspection.decoder.model import ReportDecoder
 from inspection.errors import UserError
-from inspection.fields import run_problems
 from inspection.standards import Standard, load_standard
-from inspection.train.schedule import DeadlinePlan, set_lr
+from inspection.train.schedule import DeadlinePlan, run_problems, set_lr
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.jsonl"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inspection.fields import kind_problems, unknown_fields
+from inspection.fields import kind_problems, missing_fields, unknown_fields
 from inspection.types import DEFECT_CLASSES as DEFAULT_CLASSES
 
 """Defect classes of the synthetic line and the example standards."""
@@ -313,6 +313,7 @@ class ModelConfig:
         unknown = unknown_fields(cls, data)
         if unknown:
             raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
-        if "image_size" not in data:
-            raise ValueError("a model config needs image_size (the input's side in pixels)")
+        missing = missing_fields(cls, data)
+        if missing:
+            raise ValueError(f"a model config needs {', '.join(missing)}")
         return cls(**dict(data))

@@ -25,7 +25,7 @@ LANGUAGES = ("en", "zh")
 """Languages of standards, reports, answers and the console's words."""
 
 
-def check_language(language: str | None, what: str = "language") -> None:
+def check_language(language: str, what: str = "language") -> None:
     """Refuse a language (``what``: the option that gave it) that is not one of
     :data:`LANGUAGES`, with a :class:`~inspection.errors.UserError` naming them."""
     if language not in LANGUAGES:

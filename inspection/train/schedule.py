@@ -83,3 +83,17 @@ class DeadlinePlan:
         self.planned = min(self.max_steps, step + max(1, int(0.97 * left / per_step)))
         self._timed_from = (step, now)
         return True
+
+
+def run_problems(steps: int, batch_size: int, lr: float, max_minutes: float | None) -> list[str]:
+    """What a training run's budget options (``--steps``, ``--batch-size``, ``--lr``,
+    ``--max-minutes``) cannot be: none of them 0, negative or not a number. A run of 0
+    steps or 0 minutes would save random weights as a trained model."""
+    problems = []
+    if steps < 1 or batch_size < 1:
+        problems.append(f"--steps and --batch-size must be >= 1, not {steps} and {batch_size}")
+    if not (math.isfinite(lr) and lr > 0):
+        problems.append(f"--lr must be a positive number, not {lr}")
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        problems.append(f"--max-minutes must be a positive number, not {max_minutes}")
+    return problems

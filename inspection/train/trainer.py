@@ -23,7 +23,6 @@ from tqdm import tqdm
 from inspection.config import default_model_dir
 from inspection.datasets import load_dataset
 from inspection.errors import ModelError, UserError
-from inspection.fields import run_problems
 from inspection.metrics import image_auroc, threshold_for_frr
 from inspection.models import create_model, get_config, load_model, read_checkpoint, save_model
 from inspection.models.backbones import get_backbone
@@ -34,7 +33,7 @@ from inspection.models.preprocess import MAX_SIDE, PreprocessOptions
 from inspection.train.anomalies import synthesise_anomaly
 from inspection.train.data import BatchMaker, Item, load_items, training_samples
 from inspection.train.losses import detection_loss
-from inspection.train.schedule import DeadlinePlan, set_lr
+from inspection.train.schedule import DeadlinePlan, run_problems, set_lr
 
 STATE_FILE = "train_state.pt"
 CALIBRATION_RESERVE = 0.05  # least share of a --max-minutes budget kept for calibration
