@@ -326,6 +326,7 @@ def read_audio(path: str | Path, sample_rate: int = AUDIO_SAMPLE_RATE) -> AudioC
         For unreadable, empty, silent-NaN or non-finite audio.
     """
     path = Path(path)
+    _check_file(path)
     try:
         samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:

@@ -63,14 +63,11 @@ def export_reviews_command(
     end = None if until is None else parse_time(until, "--until")
     try:
         from inspection.datasets.reviews import export_reviews
-        from inspection.records.db import normalize_url, sqlite_path
+        from inspection.records.db import require_database
         from inspection.records.store import RecordStore
     except ImportError as error:
         raise _missing_extra(error) from error
-    path = sqlite_path(normalize_url(db))
-    if path is not None and not path.is_file():
-        # Opening a store creates its database: an export must not invent an empty one.
-        raise UserError(f"no records database at {path}")
+    require_database(db)
     with RecordStore(db, evidence, spool) as store:
         summary = export_reviews(
             store,

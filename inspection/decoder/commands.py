@@ -181,8 +181,10 @@ def shipped_decoder_dir() -> Path:
 def adapters_list(decoder: ShippedDecoderDir = None) -> None:
     """The adapters saved with a decoder; * marks the active one."""
     from inspection.decoder.lora import saved_adapters
+    from inspection.decoder.model import check_decoder_dir
 
     decoder = decoder or shipped_decoder_dir()
+    check_decoder_dir(decoder)
     table = Table(title=f"adapters of {decoder}")
     for column in ("", "name", "standard", "version", "steps", "field accuracy"):
         table.add_column(column)
@@ -265,8 +267,10 @@ def adapters_activate(
 ) -> None:
     """Choose the adapter that loaded decoders use."""
     from inspection.decoder.lora import set_active_adapter
+    from inspection.decoder.model import check_decoder_dir
 
     decoder = decoder or shipped_decoder_dir()
+    check_decoder_dir(decoder)
     try:
         set_active_adapter(decoder, None if name == "none" else name)
     except (KeyError, ValueError) as exc:

@@ -262,11 +262,7 @@ class ReportDecoder(nn.Module):
         directory = Path(directory)
         if verify:
             _verify_files(directory)
-        needed = (CONFIG_FILE, "lm", "tokenizer", WEIGHTS_FILE)
-        missing = [n for n in needed if not (directory / n).exists()]
-        if missing:
-            what = "no such folder" if not directory.is_dir() else f"no {', '.join(missing)}"
-            raise ModelError(f"{directory}: not a report decoder directory ({what})")
+        check_decoder_dir(directory)
         config = _read_decoder_json(directory / CONFIG_FILE)
         try:
             lm_config = AutoConfig.from_pretrained(directory / "lm", local_files_only=True)
@@ -403,6 +399,21 @@ def _pad(rows: list[Tensor], labels: list[Tensor], left: bool) -> tuple[Tensor, 
         span = slice(length - row.shape[0], length) if left else slice(0, row.shape[0])
         embeds[i, span], mask[i, span], out_labels[i, span] = row, 1, label
     return embeds, mask, out_labels
+
+
+def check_decoder_dir(directory: Path) -> None:
+    """Refuse a folder that is not a saved decoder, naming what it lacks.
+
+    Raises
+    ------
+    ModelError
+        When the folder, or one of the files a decoder is loaded from, is missing.
+    """
+    needed = (CONFIG_FILE, "lm", "tokenizer", WEIGHTS_FILE)
+    missing = [n for n in needed if not (directory / n).exists()]
+    if missing:
+        what = "no such folder" if not directory.is_dir() else f"no {', '.join(missing)}"
+        raise ModelError(f"{directory}: not a report decoder directory ({what})")
 
 
 def _verify_files(directory: Path) -> None:

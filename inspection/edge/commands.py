@@ -76,7 +76,8 @@ def status_command(
     if as_json:
         typer.echo(json.dumps(state.to_json(), indent=2))
         return
-    console.print(f"home:      {state.home}")
+    missing = "" if state.home.is_dir() else " (no such folder: nothing installed there)"
+    console.print(f"home:      {state.home}{missing}", highlight=False, soft_wrap=True)
     console.print(f"current:   {state.current or '-'}")
     console.print(f"previous:  {state.previous or '-'}")
     console.print(f"installed: {', '.join(state.installed) or '-'}")

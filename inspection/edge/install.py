@@ -276,6 +276,8 @@ def rollback(home: str | Path | None = None, public_key: str | Path | None = Non
         The previous bundle no longer verifies.
     """
     home = edge_home(home)
+    if not home.is_dir():  # a mistyped --home: say so, and leave no empty home behind
+        raise InstallError(f"{home}: no such edge home (nothing was installed there)")
     key = trusted_key(home, public_key)
     with _locked(home):
         previous = _target(home / "previous")

@@ -125,9 +125,11 @@ def prune_command(
     nothing else refers to. Prints what it removed (or, with --dry-run, would remove)."""
     period = parse_period(older_than)
     try:
+        from inspection.records.db import require_database
         from inspection.records.store import RecordStore
     except ImportError as error:
         raise _missing_extra(error) from error
+    require_database(db)
     with _database_errors(db), RecordStore(db, evidence, spool) as store:
         counts = store.prune(period, dry_run=dry_run)
     console.print(counts.summary(), highlight=False, soft_wrap=True)
@@ -144,9 +146,11 @@ def stats_command(
 ) -> None:
     """Parts by verdict, records still spooled, and the schema revision."""
     try:
+        from inspection.records.db import require_database
         from inspection.records.store import RecordStore
     except ImportError as error:
         raise _missing_extra(error) from error
+    require_database(db)
     start = None if since is None else datetime.now(UTC) - parse_period(since)
     with _database_errors(db), RecordStore(db, evidence, spool) as store:
         counts = store.counts(since=start)

@@ -50,6 +50,22 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def require_database(url: str | Path) -> None:
+    """Refuse a SQLite file that does not exist: opening a store creates its database, and a
+    command that reads or prunes records must not invent an empty one at a mistyped path.
+
+    Raises
+    ------
+    UserError
+        When ``url`` names a SQLite file that is not there.
+    """
+    path = sqlite_path(normalize_url(url))
+    if path is not None and not path.is_file():
+        raise UserError(
+            f"no records database at {path} (`inspection records migrate --db {path}` creates one)"
+        )
+
+
 def create_records_engine(
     url: str | Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
 ) -> Engine:

@@ -113,11 +113,18 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
-def _keys(db: Path | None):
+def _keys(db: Path | None, *, create: bool = False):
+    """The key store at ``db``; only ``keys add`` (``create``) may start a new file: listing or
+    revoking at a mistyped path must not invent an empty store and report no keys."""
     from inspection.serve.auth import KeyStore
     from inspection.serve.settings import default_db_path
 
-    return KeyStore(db or default_db_path())
+    path = db or default_db_path()
+    if not create and not Path(path).is_file():
+        raise UserError(
+            f"no API key database at {path} (`inspection serve keys add NAME` creates one)"
+        )
+    return KeyStore(path)
 
 
 @keys_app.command("add")
@@ -126,7 +133,7 @@ def keys_add(
     db: DbOption = None,
 ) -> None:
     """Create an API key and print its token (shown this once; only its hash is kept)."""
-    keys = _keys(db)
+    keys = _keys(db, create=True)
     token = keys.add(name)
     err_console.print(
         f"key {name!r} added to {keys.path}; its token, shown only now:", highlight=False

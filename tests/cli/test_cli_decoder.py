@@ -217,7 +217,7 @@ def test_ask_refuses_a_malformed_standard_with_one_line_per_problem(model_dir, l
     ("mistake", "message"),
     [
         (["--image", "/no/such/part.png"], "/no/such/part.png: no such file"),
-        (["--audio", "/no/such/tap.wav"], "/no/such/tap.wav: not a readable audio file"),
+        (["--audio", "/no/such/tap.wav"], "/no/such/tap.wav: no such file"),
         (["--standard", "no-such-product"], "no standard file"),
     ],
 )

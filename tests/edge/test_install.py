@@ -146,6 +146,10 @@ def test_a_trusted_key_refuses_unsigned_bundles_and_takes_signed_ones(bundle_dir
 
 
 def test_rollback_without_a_previous_bundle_says_so(bundle_dir, tmp_path):
+    with pytest.raises(InstallError, match="no such edge home"):
+        rollback(tmp_path / "mistyped")
+    assert not (tmp_path / "mistyped").exists()  # no empty home left behind
+    (tmp_path / "empty").mkdir()
     with pytest.raises(InstallError, match="no previous bundle"):
         rollback(tmp_path / "empty")
     home = tmp_path / "home"
@@ -175,7 +179,7 @@ def test_the_commands_refuse_bad_input_in_one_line(tmp_path):
     home = ["--home", str(tmp_path / "home")]
     for args, expected in (
         (["install", str(tmp_path), *home], "manifest.json: missing"),
-        (["rollback", *home], "no previous bundle"),
+        (["rollback", *home], "no such edge home"),
         (["serve", *home], "no bundle installed"),
         (["serve", "--host", "0.0.0.0", *home], "not a loopback address"),
     ):

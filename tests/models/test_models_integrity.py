@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +325,20 @@ def test_evaluate_refuses_a_modified_model_and_runs_it_with_no_verify(copy, tmp_
     unchecked = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--no-verify"])
     assert unchecked.exit_code == 0, unchecked.output
     assert (tmp_path / "b" / "metrics.json").is_file()
+
+
+@needs_shipped
+@pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="not a git checkout")
+def test_the_repository_ships_only_the_files_of_the_model_manifest():
+    """A stray file committed into models/default (an adapter's log left by a refused
+    `adapters train`) ships to every user unchecked: the manifest must cover all of it."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "models/default"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    listed = json.loads((SHIPPED / "manifest.json").read_text())["files"]
+    shipped = {str(Path(name).relative_to("models/default")) for name in tracked}
+    assert shipped == {*listed, "manifest.json"}
