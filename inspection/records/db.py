@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 WRITE_OPTION = "inspection_write"
 """Execution option of a connection that writes: on SQLite it begins with the write lock."""
 
@@ -51,19 +52,26 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def require_database(url: str | Path) -> None:
-    """Refuse a SQLite file that does not exist: opening a store creates its database, and a
-    command that reads or prunes records must not invent an empty one at a mistyped path.
+    """Refuse a SQLite file that does not exist, or is not a database: opening a store creates
+    its database (a command that reads or prunes records must not invent an empty one at a
+    mistyped path), and retries one it cannot read.
 
     Raises
     ------
     UserError
-        When ``url`` names a SQLite file that is not there.
+        When ``url`` names a SQLite file that is not there or is not a SQLite database.
     """
     path = sqlite_path(normalize_url(url))
-    if path is not None and not path.is_file():
+    if path is None:
+        return
+    if not path.is_file():
         raise UserError(
             f"no records database at {path} (`inspection records migrate --db {path}` creates one)"
         )
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:  # an empty file is an empty SQLite database
+        raise UserError(f"{path}: not a SQLite database")
 
 
 def create_records_engine(

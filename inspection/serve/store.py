@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inspection.errors import UserError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
     part_id TEXT PRIMARY KEY,
@@ -25,7 +27,11 @@ def connect(path: str | Path) -> sqlite3.Connection:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, timeout=30.0, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:  # a file that is not a database: the user's --db
+        conn.close()
+        raise UserError(f"{path}: not a SQLite database ({exc})") from None
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn

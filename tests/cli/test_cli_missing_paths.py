@@ -1,12 +1,15 @@
-"""Every command handed a path that is not there: one line naming it, exit 2, and nothing
-created at the mistyped place (a command that opened a missing database created an empty
-one and reported "0 parts"; `keys list` an empty key store; `edge rollback` an empty home).
+"""Every command handed a path that is not there, or a file of junk: one line naming it,
+exit 2, and nothing created or changed (a command that opened a missing database created
+an empty one and reported "0 parts"; `keys list` an empty key store; `edge rollback` an
+empty home; a junk file as the key store was a traceback).
 
 The cases name each command's input paths one at a time, the others valid, so that the
 missing one is the first thing the command meets.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from inspection.io import write_image
 
 SHIPPED = str(REPO_ROOT / "models" / "default")
 
-# {m}: the missing folder; {ok}: a folder that exists (with part.png in it).
+# {m}: the folder of bad paths; {ok}: a folder that exists (with part.png in it).
 CASES = [
     ["daemon", "--config", "{m}/station.yaml"],
     ["ask", "q", "--image", "{m}/part.png"],
@@ -60,13 +63,22 @@ CASES = [
 ]
 
 
+GARBAGE = b"\x00\xffnot what it should be\n" * 50
+
+
+@pytest.mark.parametrize("how", ["missing", "garbage"])
 @pytest.mark.parametrize("case", CASES, ids=lambda case: " ".join(case[:3]))
-def test_a_missing_input_path_is_one_line_and_creates_nothing(case, tmp_path):
-    missing, ok = tmp_path / "missing", tmp_path / "ok"
+def test_a_bad_input_path_is_one_line_and_changes_nothing(case, how, tmp_path):
+    """``missing``: the path is not there, and must not be created. ``garbage``: a file of
+    junk bytes stands where a file or folder belongs, and must be left as it was."""
+    bad, ok = tmp_path / "bad", tmp_path / "ok"
     ok.mkdir()
     write_image(ok / "part.png", np.full((64, 64, 3), 128, np.uint8))
-    args = [arg.format(m=missing, ok=ok) for arg in case]
-    named = next(arg for arg in args if arg.startswith(str(missing)))
+    args = [arg.format(m=bad, ok=ok) for arg in case]
+    named = next(arg for arg in args if arg.startswith(str(bad)))
+    if how == "garbage":
+        bad.mkdir()
+        Path(named).write_bytes(GARBAGE)
 
     result = CliRunner().invoke(app, args)
 
@@ -75,7 +87,11 @@ def test_a_missing_input_path_is_one_line_and_creates_nothing(case, tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert named in lines[0] or named.rsplit("/", 1)[0] in lines[0], result.output
-    assert not missing.exists(), f"{' '.join(case)} created {sorted(missing.rglob('*'))}"
+    if how == "missing":
+        assert not bad.exists(), f"{' '.join(case)} created {sorted(bad.rglob('*'))}"
+    else:
+        assert [p.name for p in bad.iterdir()] == [Path(named).name]
+        assert Path(named).read_bytes() == GARBAGE
 
 
 def test_edge_status_of_a_home_that_is_not_there_says_so(tmp_path):
