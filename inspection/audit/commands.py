@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from inspection.terminal import NoVerify, ReviewFrom, console
+from inspection.terminal import NoVerify, ReviewFrom, console, err_console
 
 
 def audit_command(
@@ -83,6 +83,7 @@ def audit_command(
         normality=normality,
         review_from=review_from,
     )
+    _warn_of_files_not_audited(input_spec)
     summary = audit(input_spec, out, model, standard_path(standard), options)
     verdicts = "  ".join(f"{k} {v}" for k, v in summary.verdicts.items())
     console.print(
@@ -93,3 +94,20 @@ def audit_command(
     )
     report = (summary.out / "report.html").resolve()
     console.print(f"report: [link=file://{report}]{summary.out / 'report.html'}[/link]")
+
+
+def _warn_of_files_not_audited(input_spec: str) -> None:
+    """Name the files of the input the audit will pass over (``.gif 2, .txt 1``)."""
+    from inspection.audit.inputs import files_not_audited
+    from inspection.io import IMAGE_SUFFIXES
+
+    others = files_not_audited(input_spec)
+    if others:
+        total = others.total()
+        counts = ", ".join(f"{suffix} {n}" for suffix, n in sorted(others.items()))
+        err_console.print(
+            f"warning: {total} file{'' if total == 1 else 's'} not audited ({counts}): the "
+            f"audit reads {', '.join(sorted(IMAGE_SUFFIXES))}",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -23,6 +23,7 @@ import hashlib
 import os
 import stat
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -30,6 +31,7 @@ from typing import Any
 
 from inspection.datasets.loaders import (
     MANIFEST_NAME,
+    METADATA_NAME,
     DatasetError,
     parse_manifest,
     read_metadata,
@@ -152,6 +154,25 @@ def count_inputs(spec: str | Path) -> int:
     """How many items :func:`iter_inputs` yields, listed without reading them (for a
     progress bar's ETA)."""
     return sum(1 for _ in iter_inputs(spec))
+
+
+def files_not_audited(spec: str | Path) -> Counter[str]:
+    """Files of a folder or zip that :func:`iter_inputs` passes over, counted by suffix:
+    an audit of a folder of ``.gif`` or ``.heic`` photos must say it audited none of them,
+    not report "0 parts". A glob or a manifest names its files, so has none."""
+    kind = input_kind(spec)
+    if kind == "folder":
+        names = [p.name for p in _walk(Path(spec)) if p.name != METADATA_NAME]
+    elif kind == "zip":
+        with zipfile.ZipFile(spec) as zf:
+            names = [PurePosixPath(i.filename).name for i in zf.infolist() if not i.is_dir()]
+    else:
+        return Counter()
+    return Counter(
+        PurePosixPath(name).suffix.lower() or "(no suffix)"
+        for name in names
+        if PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES
+    )
 
 
 def read_metadata_scale(root: Path) -> float | None:

@@ -47,6 +47,7 @@ def test_a_missing_input_and_a_bundle_are_one_line_errors(tmp_path, model_dir):
 def test_the_command_audits_and_reports(tmp_path, parts, model_dir):
     lot = tmp_path / "lot"
     shutil.copytree(parts / "good", lot)
+    (lot / "photo.gif").write_bytes(b"GIF89a")  # a format the audit does not read
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
@@ -56,4 +57,5 @@ def test_the_command_audits_and_reports(tmp_path, parts, model_dir):
     assert result.exit_code == 0, result.output
     n = len(list(lot.glob("*.png")))
     assert f"{n} parts ({n} audited now, 0 done before)" in result.output
+    assert "warning: 1 file not audited (.gif 1)" in result.output
     assert len(records(out)) == n and (out / "report.html").is_file()

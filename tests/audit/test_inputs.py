@@ -17,6 +17,7 @@ from inspection.audit.inputs import (
     AuditInputError,
     AuditItem,
     InputRefused,
+    files_not_audited,
     input_kind,
     iter_inputs,
     read_bytes,
@@ -42,6 +43,22 @@ def test_folder_is_walked_recursively_in_a_stable_order_skipping_other_files(tmp
     assert input_kind(tmp_path) == "folder"
     assert _sources(tmp_path) == ["a.jpg", "b/1.PNG", "b/2.png"]
     assert all(item.problem is None for item in iter_inputs(tmp_path))
+
+
+def test_the_files_an_audit_passes_over_are_counted_by_suffix(tmp_path):
+    _png(tmp_path / "a.png")
+    (tmp_path / "lot").mkdir()
+    for name in ("1.gif", "2.GIF", "notes.txt", "README"):
+        (tmp_path / "lot" / name).write_bytes(b"x")
+    (tmp_path / "dataset.yaml").write_text("mm_per_px: 0.1\n")  # read by the audit
+    (tmp_path / ".cache").write_text("hidden")  # hidden names are not inputs
+    assert files_not_audited(tmp_path) == {".gif": 2, ".txt": 1, "(no suffix)": 1}
+    archive = tmp_path.parent / "lot.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok/part.jpg", b"x")
+        zf.writestr("ok/part.heic", b"x")
+    assert files_not_audited(archive) == {".heic": 1}
+    assert files_not_audited(f"{tmp_path}/**/*.gif") == {}  # a glob names its own files
 
 
 def test_a_glob_names_its_matches_relative_to_the_folder_before_the_wildcard(tmp_path):
