@@ -113,6 +113,12 @@ class ModelConfig:
         included): a region of one texture takes the region's score, a defect's halo that
         of the normal surface it resembles, a unique speck keeps its own (0: off;
         benchmarks/README.md, "Feature-affinity refinement of the map").
+    row_context : bool
+        PaDiM: beside each position's Gaussian, one of each map row's features averaged
+        over the row, and the map the mean of the two distances: a band of another
+        texture across the frame lights as a whole, where the positions' Gaussians light
+        its edge. For surfaces whose process marks run across the frame (grinding,
+        rolling); benchmarks/README.md, "Row context in the product".
     shape_clusters : int
         PaDiM: families of frame shapes (clustered on log height and width), one set of
         per-position statistics each; a frame is scored by its nearest family's (set by
@@ -159,6 +165,7 @@ class ModelConfig:
     bank_size: int = 10000
     smooth_sigma: float = 4.0
     affinity_share: float = 0.0
+    row_context: bool = False
     shape_clusters: int = 1
     resize: str = "tile"
     description: str = field(default="", compare=False)
@@ -271,6 +278,8 @@ class ModelConfig:
             p.append("feature_dims, context_dims, smooth_sigma must be >= 0, bank_size >= 1")
         if self.shape_clusters < 1 or (self.shape_clusters > 1 and self.method != "padim"):
             p.append("shape_clusters must be >= 1, and 1 for any method but padim")
+        if self.row_context and self.method != "padim":
+            p.append("row_context is for padim")
         return p
 
     @property

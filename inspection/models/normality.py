@@ -86,6 +86,9 @@ class NormalityModel(nn.Module):
             C = config.shape_clusters
             self.register_buffer("mean", torch.zeros(C, positions, dims))
             self.register_buffer("precision", torch.zeros(C, positions, dims, dims))
+            if config.row_context:  # one Gaussian per map row (of the row's mean)
+                self.register_buffer("row_mean", torch.zeros(C, self.grid[0], dims))
+                self.register_buffer("row_precision", torch.zeros(C, self.grid[0], dims, dims))
             # Each family's centre in (log height, log width) of the frame.
             self.register_buffer("shape_centroids", torch.zeros(C, 2))
         else:
@@ -115,7 +118,7 @@ class NormalityModel(nn.Module):
         bytes without loss. Measured on magnetic tile: image and pixel AUROC unchanged to
         four decimals (benchmarks/README.md). A statistic float16 cannot hold (beyond its
         range) stays as it is."""
-        for name in ("mean", "precision", "bank"):
+        for name in ("mean", "precision", "row_mean", "row_precision", "bank"):
             stat = getattr(self, name, None)
             if stat is not None and torch.isfinite(stat.half()).all():
                 stat.copy_(stat.half().float())
@@ -171,23 +174,34 @@ class NormalityModel(nn.Module):
         B, _, h, w = features.shape
         x = features.flatten(2).transpose(1, 2)  # (B, P, D)
         if self.config.method == "padim":
-            C, P, D = self.mean.shape
-            # Every family's distance, then each frame's own: no (B, P, D, D) copy of the
-            # precisions, and one graph for any batch (the family is data, not control).
-            d = (x[None] - self.mean[:, None]).transpose(1, 2).reshape(C * P, B, D)
-            squared = (torch.bmm(d, self.precision.reshape(C * P, D, D)) * d).sum(-1)
-            squared = squared.reshape(C, P, B).permute(2, 0, 1)  # (B, C, P)
             family = self.shape_family(frame_shape, B)  # (B,)
-            squared = squared.gather(1, family[:, None, None].expand(B, 1, P))[:, 0]  # (B, P)
-            if self.fitted_counts is not None:
-                n = self.fitted_counts.to(squared)[family][:, None]  # (B, 1)
-                squared = leave_one_out(squared, n)
-        else:
-            bank = self.bank  # (M, D)
-            cross = x @ bank.T  # (B, P, M)
-            squared = (x * x).sum(-1, keepdim=True) - 2 * cross + (bank * bank).sum(-1)
-            squared = squared.min(-1).values  # (B, P)
-        return squared.clamp_min(0).sqrt().reshape(B, h, w)
+            dist = self._mahalanobis(x, self.mean, self.precision, family).reshape(B, h, w)
+            if self.config.row_context:
+                rows = features.mean(3).transpose(1, 2)  # (B, h, D)
+                along = self._mahalanobis(rows, self.row_mean, self.row_precision, family)
+                dist = (dist + along[:, :, None]) / 2  # (B, h, w)
+            return dist
+        bank = self.bank  # (M, D)
+        cross = x @ bank.T  # (B, P, M)
+        squared = (x * x).sum(-1, keepdim=True) - 2 * cross + (bank * bank).sum(-1)
+        return squared.min(-1).values.clamp_min(0).sqrt().reshape(B, h, w)
+
+    def _mahalanobis(self, x: Tensor, mean: Tensor, precision: Tensor, family: Tensor) -> Tensor:
+        """Distance ``(B, P)`` of ``x`` ``(B, P, D)`` from each frame's family's Gaussians
+        (``mean`` ``(C, P, D)``, ``precision`` ``(C, P, D, D)``), leave-one-out while the
+        fit scores its own images."""
+        B = x.shape[0]
+        C, P, D = mean.shape
+        # Every family's distance, then each frame's own: no (B, P, D, D) copy of the
+        # precisions, and one graph for any batch (the family is data, not control).
+        d = (x[None] - mean[:, None]).transpose(1, 2).reshape(C * P, B, D)
+        squared = (torch.bmm(d, precision.reshape(C * P, D, D)) * d).sum(-1)
+        squared = squared.reshape(C, P, B).permute(2, 0, 1)  # (B, C, P)
+        squared = squared.gather(1, family[:, None, None].expand(B, 1, P))[:, 0]  # (B, P)
+        if self.fitted_counts is not None:
+            n = self.fitted_counts.to(squared)[family][:, None]  # (B, 1)
+            squared = leave_one_out(squared, n)
+        return squared.clamp_min(0).sqrt()
 
     def distance_map(self, image: Tensor, frame_shape: Tensor | None = None) -> Tensor:
         """The smoothed distance at input resolution, ``(B, 1, S, S)``, before ``shift``."""

@@ -306,6 +306,10 @@ def _use_families(model: NormalityModel, centroids: np.ndarray) -> None:
         model.config = model.config.replace(shape_clusters=C)
         model.mean = torch.zeros(C, P, D, device=device)
         model.precision = torch.zeros(C, P, D, D, device=device)
+        if model.config.row_context:
+            h = model.grid[0]
+            model.row_mean = torch.zeros(C, h, D, device=device)
+            model.row_precision = torch.zeros(C, h, D, D, device=device)
     model.shape_centroids = torch.as_tensor(centroids, dtype=torch.float32, device=device)
 
 
@@ -379,16 +383,20 @@ class PadimFit:
     """Running sums of each position's features and their outer products (float64), so
     memory does not grow with the number of images; features are added in chunks of
     :data:`PADIM_CHUNK` tiles (one 300 MB update a tile cost more than extracting it).
-    One per family of frame shapes: ``family`` is the statistics it fits."""
+    One per family of frame shapes: ``family`` is the statistics it fits. With
+    ``config.row_context``, each map row's mean features get their own sums."""
 
     def __init__(self, model: NormalityModel, family: int = 0):
         self.model = model
         self.family = family
         _, P, D = model.mean.shape
-        self.n = 0
-        self.total = torch.zeros(P, D, dtype=torch.float64)
-        self.outer = torch.zeros(P, D, D, dtype=torch.float64)
+        self.positions = RunningMoments(P, D)
+        self.rows = RunningMoments(model.grid[0], D) if model.config.row_context else None
         self.pending: list[torch.Tensor] = []
+
+    @property
+    def n(self) -> int:
+        return self.positions.n
 
     @property
     def images(self) -> int:
@@ -403,24 +411,47 @@ class PadimFit:
     def _flush(self) -> None:
         if not self.pending:
             return
-        x = torch.cat(self.pending).flatten(2).permute(2, 0, 1).double()  # (P, T, D)
+        features = torch.cat(self.pending)  # (T, D, h, w)
         self.pending = []
+        self.positions.add(features.flatten(2).permute(2, 0, 1))  # (P, T, D)
+        if self.rows is not None:
+            self.rows.add(features.mean(3).permute(2, 0, 1))  # (h, T, D)
+
+    def finish(self, _deadline: float | None = None, _clock: Callable | None = None) -> bool:
+        self._flush()
+        device = self.model.mean.device
+        stats = [(self.positions, self.model.mean, self.model.precision)]
+        if self.rows is not None:
+            stats.append((self.rows, self.model.row_mean, self.model.row_precision))
+        for moments, mean_buffer, precision_buffer in stats:
+            mean, precision = moments.gaussian()
+            mean_buffer[self.family].copy_(mean.float().to(device))
+            precision_buffer[self.family].copy_(precision.float().to(device))
+        return False
+
+
+class RunningMoments:
+    """Sums of ``(P, T, D)`` vectors and their outer products at each of ``P`` places."""
+
+    def __init__(self, places: int, dims: int):
+        self.n = 0
+        self.total = torch.zeros(places, dims, dtype=torch.float64)
+        self.outer = torch.zeros(places, dims, dims, dtype=torch.float64)
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.double()  # (P, T, D)
         self.n += x.shape[1]
         self.total += x.sum(1)
         self.outer.baddbmm_(x.transpose(1, 2), x)  # (P, D, D)
 
-    def finish(self, _deadline: float | None = None, _clock: Callable | None = None) -> bool:
-        self._flush()
+    def gaussian(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each place's mean ``(P, D)`` and precision ``(P, D, D)``, with the ridge."""
         n = self.n
         mean = self.total / n  # (P, D)
         cov = (self.outer - n * mean[:, :, None] * mean[:, None, :]) / max(n - 1, 1)
         cov += COVARIANCE_EPS * torch.eye(cov.shape[-1], dtype=cov.dtype)
         # Batched torch.linalg.inv fails on some MKL builds; the Cholesky route does not.
-        precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
-        device = self.model.mean.device
-        self.model.mean[self.family].copy_(mean.float().to(device))
-        self.model.precision[self.family].copy_(precision.float().to(device))
-        return False
+        return mean, torch.cholesky_inverse(torch.linalg.cholesky(cov))
 
 
 class PatchCoreFit:

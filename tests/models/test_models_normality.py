@@ -427,6 +427,54 @@ def test_the_affinity_map_exports_with_parity(tmp_path):
     assert report.worst < 1e-3
 
 
+def _fitted_on_noise(**config_changes):
+    """A tiny PaDiM (4 x 4 positions) fitted on 300 images of unit Gaussian features."""
+    from conftest import tiny_normality_model
+
+    from inspection.train.normality import PadimFit
+
+    model = tiny_normality_model({}, **config_changes)
+    D, (h, w) = model.mean.shape[-1], model.grid
+    fit = PadimFit(model)
+    fit.add(torch.randn(300, D, h, w, generator=torch.Generator().manual_seed(0)))
+    fit.finish()
+    return model
+
+
+def test_row_context_lights_a_band_across_the_frame_as_a_whole():
+    """A band whose deviation sits at one position of its row, as streaks of another
+    texture do: the positions' Gaussians light that position alone; with row context the
+    rest of the row rises above the surface too."""
+    plain, rows = _fitted_on_noise(), _fitted_on_noise(row_context=True)
+    assert rows.row_mean.shape == (1, rows.grid[0], rows.mean.shape[-1])
+    D, (h, w) = rows.mean.shape[-1], rows.grid
+    features = torch.randn(20, D, h, w, generator=torch.Generator().manual_seed(1))
+    features[:, :10, 0, 0] += 8.0  # row 0: one position off in 10 channels
+    for model, lifted in ((plain, False), (rows, True)):
+        dist = model.distance(features).mean(0)  # (h, w)
+        rest_of_band, surface = dist[0, 1:].mean(), dist[1:].mean()
+        assert dist[0, 0] > surface + 3
+        assert (rest_of_band > surface + 1.5) == lifted, (lifted, dist)
+
+
+def test_row_context_is_fitted_by_family_and_exports_with_parity(tmp_path):
+    from inspection.export.onnx import check_parity, export_onnx
+    from inspection.models import load_model, save_model
+
+    model = _fitted_on_noise(row_context=True)
+    assert model.row_precision.abs().sum() > 0  # fitted, not left at zero
+    again = load_model(save_model(model, tmp_path / "rows"))
+    assert again.config.row_context and torch.equal(again.row_mean, model.row_mean)
+    plain = _fitted_on_noise()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.allclose(again(x).maps, plain(x).maps)  # the rows count
+    report = check_parity(again, export_onnx(again, tmp_path / "rows.onnx", with_audio=False))
+    assert report.worst < 1e-3
+    with pytest.raises(ValueError, match="row_context"):
+        get_config("patchcore-lite0").replace(row_context=True)
+
+
 def test_a_checkpoint_from_before_shape_families_loads_as_one_family():
     from conftest import tiny_normality_model
 
