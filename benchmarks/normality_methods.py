@@ -44,7 +44,7 @@ NORMALITY_CONFIGS = {
     "padim-context": ("padim", "padim-lite0-context"),
     "padim-fine": ("padim", "padim-lite0-fine"),  # stages 2+3: the default before stage 3 alone
     "padim-affinity": ("padim", "padim-lite0-affinity"),  # the map refined by feature affinity
-    "padim-rows": ("padim", "padim-lite0-rows"),  # a Gaussian of each row's mean beside
+    "padim-rows": ("padim", "padim-lite0-rows"),  # + a Gaussian of each map row's mean
 }
 # What each combined row fuses, in FusedDetector's order (heads first).
 COMBINED = {"combined": ("heads", "padim"), "combined-lite0": ("heads-lite0", "padim")}
