@@ -458,8 +458,22 @@ def test_row_context_lights_a_band_across_the_frame_as_a_whole():
 
 
 def test_row_context_is_fitted_by_family_and_exports_with_parity(tmp_path):
+    from conftest import tiny_normality_model
+
     from inspection.export.onnx import check_parity, export_onnx
     from inspection.models import load_model, save_model
+    from inspection.train.normality import PadimFit, _use_families
+
+    families = tiny_normality_model({}, row_context=True)
+    _use_families(families, np.log([[240.0, 100.0], [100.0, 300.0]]))
+    D, (h, w) = families.mean.shape[-1], families.grid
+    assert families.row_mean.shape == (2, h, D)
+    noise = torch.randn(2, 50, D, h, w, generator=torch.Generator().manual_seed(2))
+    for family, offset in ((0, 0.0), (1, 3.0)):  # the wide family's goods sit elsewhere
+        fit = PadimFit(families, family)
+        fit.add(noise[family] + offset)
+        fit.finish()
+    assert families.row_mean[0].abs().mean() < 0.5 < 2.5 < families.row_mean[1].mean()
 
     model = _fitted_on_noise(row_context=True)
     assert model.row_precision.abs().sum() > 0  # fitted, not left at zero
