@@ -677,8 +677,10 @@ def export_command(
         fail("--int8 needs --calibration-data DIR (real good and defective parts)")
     if calibration_data is not None and not int8:
         fail("--calibration-data is for --int8")
-    if calibration_data is not None and not calibration_data.is_dir():  # before minutes of export
-        fail(f"{calibration_data}: calibration folder not found")
+    if calibration_data is not None:  # refused before minutes of export, not after
+        from inspection.export.quantize import calibration_samples
+
+        calibration_samples(calibration_data)
     bundle_only = {
         "--standard": bool(standard),
         "--split": split != "fused",

@@ -389,18 +389,31 @@ def _calibration_items(
         yield item
 
 
-def _folder_parts(folder: Path) -> Iterator[_Labelled]:
-    """A dataset folder's parts (images with their audio), good and defective taking
-    turns so that a ``max_parts`` cut keeps both."""
+def calibration_samples(folder: Path) -> list:
+    """The samples of a calibration folder (a dataset), listed without reading an image:
+    the export checks ``--calibration-data`` with it before minutes of work.
+
+    Raises
+    ------
+    UserError
+        When the folder is missing or is not a dataset.
+    """
     from inspection.datasets import DatasetError, load_dataset
-    from inspection.io import read_audio, read_image
 
     if not folder.is_dir():
         raise UserError(f"{folder}: calibration folder not found")
     try:
-        samples = load_dataset(folder).samples
+        return load_dataset(folder).samples
     except DatasetError as exc:
         raise UserError(f"{folder}: not a dataset to calibrate on ({exc})") from exc
+
+
+def _folder_parts(folder: Path) -> Iterator[_Labelled]:
+    """A dataset folder's parts (images with their audio), good and defective taking
+    turns so that a ``max_parts`` cut keeps both."""
+    from inspection.io import read_audio, read_image
+
+    samples = calibration_samples(folder)
     good = [s for s in samples if s.is_good]
     bad = [s for s in samples if not s.is_good]
     for pair in zip_longest(good, bad):
