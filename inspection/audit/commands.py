@@ -98,16 +98,8 @@ def audit_command(
 
 def _warn_of_files_not_audited(input_spec: str) -> None:
     """Name the files of the input the audit will pass over (``.gif 2, .txt 1``)."""
-    from inspection.audit.inputs import files_not_audited
-    from inspection.io import IMAGE_SUFFIXES
+    from inspection.audit.inputs import describe_files_not_audited, files_not_audited
 
-    others = files_not_audited(input_spec)
-    if others:
-        total = others.total()
-        counts = ", ".join(f"{suffix} {n}" for suffix, n in sorted(others.items()))
-        err_console.print(
-            f"warning: {total} file{'' if total == 1 else 's'} not audited ({counts}): the "
-            f"audit reads {', '.join(sorted(IMAGE_SUFFIXES))}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    warning = describe_files_not_audited(files_not_audited(input_spec))
+    if warning:
+        err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)

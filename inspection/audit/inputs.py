@@ -175,6 +175,20 @@ def files_not_audited(spec: str | Path) -> Counter[str]:
     )
 
 
+def describe_files_not_audited(counts: Counter[str]) -> str | None:
+    """``"2 files not audited (.gif 1, .txt 1): the audit reads .bmp, ..."``, or ``None``
+    when :func:`files_not_audited` found none: the line the CLI warns with and the
+    console shows beside its summary."""
+    if not counts:
+        return None
+    total = counts.total()
+    by_suffix = ", ".join(f"{suffix} {n}" for suffix, n in sorted(counts.items()))
+    return (
+        f"{total} file{'' if total == 1 else 's'} not audited ({by_suffix}): the audit "
+        f"reads {', '.join(sorted(IMAGE_SUFFIXES))}"
+    )
+
+
 def read_metadata_scale(root: Path) -> float | None:
     try:
         scale = read_metadata(root).get("mm_per_px")

@@ -69,6 +69,8 @@ def read_clip(path: str | Path, seconds: float | None = None, kind: str = "tap")
         When the file is missing or not readable audio.
     """
     path = Path(path)
+    if not path.is_file():  # libsndfile would say "System error."
+        raise CaptureError(f"{path}: no such file")
     try:
         with sf.SoundFile(path) as f:
             frames = -1 if seconds is None else max(0, round(seconds * f.samplerate))

@@ -511,6 +511,8 @@ def _audit_tab(ctx: ConsoleContext, L: dict) -> None:
         outcome = service.audit(ctx.user(request), paths or [], product_name)
         verdicts = ", ".join(f"{k} {v}" for k, v in outcome.verdicts.items())
         text = f"{outcome.parts} parts: {verdicts}; {outcome.unreadable} unreadable"
+        if outcome.not_audited:
+            text += f"\n\n{outcome.not_audited}"
         return text, [str(outcome.report), str(outcome.results_csv)]
 
     run.click(_shown_errors(audit), [files, product], [summary, downloads], api_name="audit")

@@ -85,6 +85,8 @@ class AuditOutcome:
     parts: int
     verdicts: dict[str, int]
     unreadable: int
+    not_audited: str | None = None
+    """The uploads the audit passed over (``"1 file not audited (.gif 1): ..."``)."""
 
 
 @dataclass
@@ -427,6 +429,7 @@ class ConsoleService:
         import shutil
 
         from inspection.audit import AuditOptions, audit
+        from inspection.audit.inputs import describe_files_not_audited, files_not_audited
 
         require(user, AUDIT)
         files = [Path(f) for f in files or ()]
@@ -446,6 +449,7 @@ class ConsoleService:
             spec = inputs
         models = self.models
         options = AuditOptions(workers=2, mm_per_px=models.mm_per_px, normality=models.normality)
+        not_audited = describe_files_not_audited(files_not_audited(spec))
         summary = audit(spec, run / "audit", self.models.model_dir, standard_file, options)
         return AuditOutcome(
             out=run / "audit",
@@ -454,6 +458,7 @@ class ConsoleService:
             parts=summary.parts,
             verdicts=dict(summary.verdicts),
             unreadable=summary.unreadable,
+            not_audited=not_audited,
         )
 
     # ------------------------------------------------------------------ standards, models

@@ -54,7 +54,6 @@ HOLDOUT_SIZE = 256  # `inspection synth`'s default image side
 SELFTEST_PARTS = 4
 # Largest |onnx - torch| accepted on a held-out part's scores (probabilities).
 SCORE_TOLERANCE = PARITY_TOLERANCE
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -453,11 +452,11 @@ def _held_out(
             for obs, _ in holdout_parts(product, size=size)
         ]
     else:
-        from inspection.io import read_image
+        from inspection.io import IMAGE_SUFFIXES, read_image
 
         files = sorted(p for p in Path(holdout).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise UserError(f"{holdout}: no part images ({', '.join(IMAGE_SUFFIXES)})")
+            raise UserError(f"{holdout}: no part images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         parts = []
         for file in files:
             part_id = re.sub(r"[^A-Za-z0-9._-]+", "_", file.relative_to(holdout).as_posix())

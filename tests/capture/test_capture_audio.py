@@ -50,7 +50,7 @@ def test_faulty_audio_reaches_the_caller_unchanged(tmp_path: Path):
 
 
 def test_a_missing_or_unreadable_file_is_a_capture_error(tmp_path: Path):
-    with pytest.raises(CaptureError, match=r"gone\.wav: not a readable audio file"):
+    with pytest.raises(CaptureError, match=r"gone\.wav: no such file"):
         FileMicrophone(tmp_path / "gone.wav").record(1.0)
     (tmp_path / "junk.wav").write_bytes(b"RIFF not audio")
     with pytest.raises(CaptureError, match="not a readable audio file"):

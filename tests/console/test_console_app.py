@@ -246,8 +246,12 @@ def test_an_audit_runs_on_uploaded_images(console, operator, tmp_path):
         path = tmp_path / f"part-{seed}.png"
         write_image(path, synthetic_image(seed))
         paths.append(handle_file(str(path)))
+    note = tmp_path / "shift-notes.txt"  # an upload the audit cannot read is named
+    note.write_text("lamp changed at 14:00\n")
+    paths.append(handle_file(str(note)))
     summary, files = operator.predict(paths, "bracket", api_name="/audit")
     assert summary.startswith("2 parts")
+    assert "1 file not audited (.txt 1)" in summary
     names = sorted(f["orig_name"] for f in files)
     assert names == ["report.html", "results.csv"]
 
