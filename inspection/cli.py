@@ -270,8 +270,9 @@ def datasets_merge(
     sources: Annotated[list[Path], typer.Argument(help="Datasets to merge (any layout).")],
     out: Annotated[Path, typer.Option(help="Folder for the merged manifest.jsonl.")],
 ) -> None:
-    """List several datasets in one manifest (files stay where they are), to train one
-    model on several products."""
+    """List several datasets in one manifest, to train one model on several products.
+
+    The files stay where they are."""
     from inspection.datasets import DatasetError, load_dataset, merge_datasets
 
     try:
@@ -500,8 +501,10 @@ def second_look_command(
     ] = 0.01,
     no_verify: NoVerify = False,
 ) -> None:
-    """Set the heads' second look on a product: a part its score passes still has the
-    heads' regions above this level measured and judged (every fused command uses it)."""
+    """Set the level of the heads' second look at parts the score passes, per product.
+
+    A part its score passes still has the heads' regions above this level measured and
+    judged (every fused command uses it)."""
     from rich.progress import track
 
     from inspection.datasets.loaders import GOOD, load_dataset
@@ -864,8 +867,9 @@ def _export_triton(out: Path, model: Path | None, decoder: Path | None) -> None:
 def keys_new(
     out: Annotated[Path, typer.Option(help="Folder for edge.key (private, 0600) and edge.pub.")],
 ) -> None:
-    """Make an Ed25519 key pair to sign bundles with (`inspection export --sign-key`);
-    edge boxes hold edge.pub and refuse bundles it does not verify."""
+    """Make an Ed25519 key pair to sign bundles with (`inspection export --sign-key`).
+
+    Edge boxes hold edge.pub and refuse bundles it does not verify."""
     from inspection.edge.keys import new_keypair
 
     private, public = out / "edge.key", out / "edge.pub"
@@ -901,8 +905,9 @@ def demo(
     review_from: ReviewFrom = None,
     no_verify: NoVerify = False,
 ) -> None:
-    """Run a simulated line through the detection model, the product's standard and the
-    report decoder (when the model has one)."""
+    """Run a simulated line through the model, the product's standard and the decoder.
+
+    The report decoder runs when the model has one."""
     from inspection.config import default_model_dir
     from inspection.demo import run_demo
 

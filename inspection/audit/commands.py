@@ -64,8 +64,10 @@ def audit_command(
     review_from: ReviewFrom = None,
     no_verify: NoVerify = False,
 ) -> None:
-    """Audit an archive of part images under a standard: report.html, results.csv and
-    results.jsonl, with the defect overlays of every part that did not pass."""
+    """Audit an archive of part images under a standard, with a report to read.
+
+    Writes report.html, results.csv and results.jsonl, with the defect overlays of every
+    part that did not pass."""
     from inspection.audit import AuditOptions, audit
     from inspection.config import standard_path
 

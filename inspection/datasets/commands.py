@@ -56,9 +56,11 @@ def export_reviews_command(
     evidence: Evidence = None,
     spool: SpoolPath = None,
 ) -> None:
-    """Export the parts operators reviewed as training data: PASS to train/good, REJECT to
-    test/<class> with its mask (drawn, or the machine's boxes the reviewer accepted);
-    REVIEW, and parts whose evidence is gone, are skipped and counted."""
+    """Export the parts operators reviewed as training data, one dataset per product.
+
+    PASS goes to train/good, REJECT to test/<class> with its mask (drawn, or the
+    machine's boxes the reviewer accepted); REVIEW, and parts whose evidence is gone, are
+    skipped and counted."""
     start = None if since is None else parse_time(since, "--since")
     end = None if until is None else parse_time(until, "--until")
     try:

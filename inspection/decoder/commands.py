@@ -93,8 +93,9 @@ def decoder_evaluate(
         str | None, typer.Option(help="Adapter to use ('none': the base alone).")
     ] = None,
 ) -> None:
-    """Score reports on held-out parts: under freshly generated standards, or under
-    the given ones (each part's targets written by the rule engine)."""
+    """Score reports on held-out parts, under freshly generated standards or given ones.
+
+    Each part's targets are written by the rule engine."""
     metrics = _evaluate(decoder, n, seed, standard, batch_size, adapter)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -148,8 +149,9 @@ def decoder_ship(
     decoder: DecoderDir,
     to: Annotated[Path, typer.Option(help="Where to write it (e.g. models/default/decoder).")],
 ) -> None:
-    """Copy a trained decoder for shipping: float16 weights, configs, tokenizer, adapters;
-    no optimiser state or training log."""
+    """Copy a trained decoder for shipping: float16 weights, configs, tokenizer, adapters.
+
+    No optimiser state or training log is copied."""
     import shutil
 
     import torch

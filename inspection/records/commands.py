@@ -121,8 +121,10 @@ def prune_command(
     evidence: Evidence = None,
     spool: SpoolPath = None,
 ) -> None:
-    """Delete the records older than the retention period, and their evidence files that
-    nothing else refers to. Prints what it removed (or, with --dry-run, would remove)."""
+    """Delete the records older than the retention period, and their evidence files.
+
+    Evidence files that a kept record still refers to stay. Prints what it removed (or,
+    with --dry-run, would remove)."""
     period = parse_period(older_than)
     try:
         from inspection.records.db import require_database

@@ -209,3 +209,24 @@ def test_package_refuses_a_folder_without_metrics_before_writing(tmp_path):
         assert result.exit_code == 2, result.output
         assert "metrics.json" in result.output
         assert sorted(p.name for p in model.iterdir()) == ["config.json"]  # nothing written
+
+
+def _commands(group, path=()):
+    for name, command in getattr(group, "commands", {}).items():
+        yield (*path, name), command
+        yield from _commands(command, (*path, name))
+
+
+def test_every_command_lists_with_a_one_line_summary():
+    """A group's help lists each command by its help's first paragraph, line breaks kept
+    (typer's rich mode): a summary wrapped in its docstring shows as two ragged lines."""
+    import inspect
+
+    import typer.main
+
+    ragged = [
+        " ".join(path)
+        for path, command in _commands(typer.main.get_command(app))
+        if "\n" in inspect.cleandoc(command.short_help or command.help or "").split("\n\n")[0]
+    ]
+    assert ragged == []
