@@ -222,6 +222,18 @@ class Defect:
             "frame_index": self.frame_index,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Defect:
+        """The defect :meth:`to_json` wrote (without its mask)."""
+        return cls(
+            defect_class=data["defect_class"],
+            attributes={k: float(v) for k, v in (data.get("attributes") or {}).items()},
+            bbox=BBox(*data["bbox"]) if data.get("bbox") else None,
+            zone=data.get("zone"),
+            score=float(data.get("score", 1.0)),
+            frame_index=int(data.get("frame_index", 0)),
+        )
+
 
 @dataclass(frozen=True)
 class DefectDecision:
@@ -243,6 +255,17 @@ class DefectDecision:
             "clause_id": self.clause_id,
             "reason": self.reason,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DefectDecision:
+        return cls(
+            defect=Defect.from_json(data["defect"]),
+            zone=data.get("zone"),
+            severity=Severity(data["severity"]) if data.get("severity") else None,
+            action=Action(data["action"]),
+            clause_id=data.get("clause_id"),
+            reason=data.get("reason", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -286,6 +309,25 @@ class InspectionResult:
             "timings_ms": {k: float(v) for k, v in self.timings_ms.items()},
             "path": self.path,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InspectionResult:
+        """The result :meth:`to_json` wrote (``clauses`` follow from the decisions)."""
+        return cls(
+            part_id=data["part_id"],
+            verdict=Verdict(data["verdict"]),
+            severity=Severity(data["severity"]) if data.get("severity") else None,
+            action=Action(data["action"]),
+            decisions=tuple(DefectDecision.from_json(d) for d in data.get("decisions", ())),
+            reasons=tuple(data.get("reasons", ())),
+            standard_id=data.get("standard_id"),
+            standard_version=data.get("standard_version"),
+            model_version=data.get("model_version"),
+            calibration_version=data.get("calibration_version"),
+            scores={k: float(v) for k, v in (data.get("scores") or {}).items()},
+            timings_ms={k: float(v) for k, v in (data.get("timings_ms") or {}).items()},
+            path=data.get("path", "edge"),
+        )
 
 
 @dataclass(frozen=True)

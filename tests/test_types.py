@@ -57,3 +57,24 @@ def test_ask_refuses_a_bad_scale_with_one_line(tmp_path, value):
     )
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_inspection_result_comes_back_from_its_json(bracket_standard):
+    """What a record or a spool holds as JSON is the result itself again (masks aside:
+    they live in image files)."""
+    import json
+
+    from inspection.standards import apply_standard
+    from inspection.types import BBox, Defect, InspectionResult
+
+    defects = [
+        Defect("scratch", {"length_mm": 12.5, "width_mm": 0.3}, BBox(3, 4, 40, 9), zone="A"),
+        Defect("dent", {"area_mm2": 0.4, "depth_mm": 0.05}, BBox(50, 50, 56, 57), score=0.7),
+    ]
+    result = apply_standard(bracket_standard, defects, part_id="P-1")
+    result = InspectionResult(
+        **{**result.__dict__, "scores": {"image": 0.91}, "timings_ms": {"detect": 12.0}}
+    )
+    assert result.decisions  # the round trip carries something
+    again = InspectionResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert again == result

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -63,6 +65,22 @@ def audit_command(
     ] = None,
     review_from: ReviewFrom = None,
     no_verify: NoVerify = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="The line's records database (SQLAlchemy URL or SQLite file; created if "
+            "absent): every audited part is recorded there with its image, so the console "
+            "lists and reviews it. Evidence goes to evidence/ next to a SQLite file.",
+        ),
+    ] = None,
+    station: Annotated[
+        str,
+        typer.Option(
+            help="The station audited parts are recorded at with --db (a part id is "
+            "recorded once a station: name each lot's, e.g. --station lot7)."
+        ),
+    ] = "audit",
 ) -> None:
     """Audit an archive of part images under a standard, with a report to read.
 
@@ -86,16 +104,51 @@ def audit_command(
         review_from=review_from,
     )
     _warn_of_files_not_audited(input_spec)
-    summary = audit(input_spec, out, model, standard_path(standard), options)
-    verdicts = "  ".join(f"{k} {v}" for k, v in summary.verdicts.items())
+    with ExitStack() as stack:
+        store = None if db is None else stack.enter_context(_records(db))  # refused first
+        summary = audit(input_spec, out, model, standard_path(standard), options)
+        verdicts = "  ".join(f"{k} {v}" for k, v in summary.verdicts.items())
+        console.print(
+            f"{summary.parts} parts ({summary.new} audited now, {summary.skipped} done "
+            f"before) in {summary.seconds:.1f} s ({summary.images_per_second:.1f} img/s): "
+            f"{verdicts}; {summary.unreadable} could not be read",
+            highlight=False,
+        )
+        report = (summary.out / "report.html").resolve()
+        console.print(f"report: [link=file://{report}]{summary.out / 'report.html'}[/link]")
+        if store is not None:
+            _record(input_spec, out, store, station, standard_path(standard))
+
+
+@contextmanager
+def _records(db: str) -> Iterator[Any]:
+    """The records database of ``--db`` (created when absent), opened before the audit so
+    that one it cannot write is refused before the work; its errors are one line naming it."""
+    from inspection.records.commands import database_errors, missing_extra
+
+    try:
+        from inspection.records.db import require_database
+        from inspection.records.store import RecordStore
+    except ImportError as error:
+        raise missing_extra(error) from error
+    require_database(db, missing_ok=True)
+    with database_errors(db), RecordStore(db) as store:
+        store.engine  # noqa: B018  reachable now, or DatabaseUnavailable: no silent spool
+        yield store
+
+
+def _record(input_spec: str, out: Path, store: Any, station: str, standard: Path) -> None:
+    """The audited parts into the records database (``--db``)."""
+    from inspection.audit.recording import record_audit
+    from inspection.standards import load_standard
+
+    done = record_audit(input_spec, out, store, station, load_standard(standard).product)
+    pending = f"; {done.pending} spooled until the database answers" if done.pending else ""
     console.print(
-        f"{summary.parts} parts ({summary.new} audited now, {summary.skipped} done before) "
-        f"in {summary.seconds:.1f} s ({summary.images_per_second:.1f} img/s): {verdicts}; "
-        f"{summary.unreadable} could not be read",
+        f"records: {done.new} parts recorded at station {done.station!r}, {done.before} "
+        f"recorded before{pending}",
         highlight=False,
     )
-    report = (summary.out / "report.html").resolve()
-    console.print(f"report: [link=file://{report}]{summary.out / 'report.html'}[/link]")
 
 
 def _warn_of_files_not_audited(input_spec: str) -> None:

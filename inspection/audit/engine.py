@@ -278,7 +278,7 @@ class PartAuditor:
         if part.done:
             return part
         try:
-            image = _decode(item, data)
+            image = decode_item(item, data)
             part.frame = Frame(image, camera=STATION, mm_per_px=self._scale(item))
             tiling = getattr(self.detector, "preprocess_options", None)  # none: a fusion
             part.tiles = None if tiling is None else preprocess(image, tiling)
@@ -471,7 +471,8 @@ def overlay_name(part: LoadedPart) -> str:
     return f"{stem}-{(part.sha256 or '0' * 12)[:12]}"
 
 
-def _decode(item: AuditItem, data: bytes) -> np.ndarray:
+def decode_item(item: AuditItem, data: bytes) -> np.ndarray:
+    """The pixels of an item's bytes, read as every image is (:func:`~inspection.io.read_image`)."""
     if item.entry is None:
         return read_image(item.path)
     # The reader takes paths (its header probe, EXIF and pixel budget work on files):

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from inspection.errors import UserError
-from inspection.records.commands import Db, Evidence, SpoolPath, _missing_extra
+from inspection.records.commands import Db, Evidence, SpoolPath, missing_extra
 from inspection.terminal import console
 
 
@@ -68,7 +68,7 @@ def export_reviews_command(
         from inspection.records.db import require_database
         from inspection.records.store import RecordStore
     except ImportError as error:
-        raise _missing_extra(error) from error
+        raise missing_extra(error) from error
     require_database(db)
     with RecordStore(db, evidence, spool) as store:
         summary = export_reviews(

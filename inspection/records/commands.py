@@ -62,12 +62,12 @@ def parse_period(text: str) -> timedelta:
     return period
 
 
-def _missing_extra(error: ImportError) -> UserError:
+def missing_extra(error: ImportError) -> UserError:
     return UserError(f"{error.name} is not installed: pip install 'inspection[line]'")
 
 
 @contextmanager
-def _database_errors(db: str) -> Iterator[None]:
+def database_errors(db: str) -> Iterator[None]:
     """A database the commands cannot open or read (not a database, a server that does not
     answer) is the user's ``--db``, not a bug: one line naming it (password hidden)."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -95,9 +95,9 @@ def migrate_command(db: Db) -> None:
             upgrade,
         )
     except ImportError as error:
-        raise _missing_extra(error) from error
+        raise missing_extra(error) from error
     engine = create_records_engine(db)
-    with _database_errors(db):
+    with database_errors(db):
         before = current_revision(engine)
         upgrade(engine)
         after = current_revision(engine)
@@ -130,9 +130,9 @@ def prune_command(
         from inspection.records.db import require_database
         from inspection.records.store import RecordStore
     except ImportError as error:
-        raise _missing_extra(error) from error
+        raise missing_extra(error) from error
     require_database(db)
-    with _database_errors(db), RecordStore(db, evidence, spool) as store:
+    with database_errors(db), RecordStore(db, evidence, spool) as store:
         counts = store.prune(period, dry_run=dry_run)
     console.print(counts.summary(), highlight=False, soft_wrap=True)
 
@@ -151,10 +151,10 @@ def stats_command(
         from inspection.records.db import require_database
         from inspection.records.store import RecordStore
     except ImportError as error:
-        raise _missing_extra(error) from error
+        raise missing_extra(error) from error
     require_database(db)
     start = None if since is None else datetime.now(UTC) - parse_period(since)
-    with _database_errors(db), RecordStore(db, evidence, spool) as store:
+    with database_errors(db), RecordStore(db, evidence, spool) as store:
         counts = store.counts(since=start)
         pending = store.pending()
         from inspection.records.db import current_revision

@@ -51,10 +51,18 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def require_database(url: str | Path) -> None:
+def require_database(url: str | Path, missing_ok: bool = False) -> None:
     """Refuse a SQLite file that does not exist, or is not a database: opening a store creates
     its database (a command that reads or prunes records must not invent an empty one at a
     mistyped path), and retries one it cannot read.
+
+    Parameters
+    ----------
+    url
+        The records database.
+    missing_ok
+        Let a SQLite file that is not there pass (a command that writes records creates
+        it); one that is there must still be a database.
 
     Raises
     ------
@@ -62,7 +70,7 @@ def require_database(url: str | Path) -> None:
         When ``url`` names a SQLite file that is not there or is not a SQLite database.
     """
     path = sqlite_path(normalize_url(url))
-    if path is None:
+    if path is None or (missing_ok and not path.exists()):
         return
     if not path.is_file():
         raise UserError(

@@ -61,6 +61,12 @@ def _suffix(data: bytes) -> str:
     return ".bin"
 
 
+def kept_as_is(data: bytes) -> bool:
+    """Whether an encoded image's bytes are stored as they are (a format every reader of
+    the evidence decodes: PNG, JPEG, BMP); store others' pixels instead."""
+    return _suffix(data) in (".png", ".jpg", ".bmp")
+
+
 class EvidenceStore:
     """Content-addressed image files under ``root``.
 

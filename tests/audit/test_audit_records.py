@@ -1,0 +1,121 @@
+"""`inspection audit --db`: audited parts recorded in the line's records database, so the
+console lists and opens them as it does the line's."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from audit_helpers import MM_PER_PX, STANDARD, records
+from typer.testing import CliRunner
+
+from inspection.cli import app
+
+pytest.importorskip("sqlalchemy", reason="the records database (line extra)")
+
+
+def _audit(lot, out, model_dir, db, *extra):
+    return CliRunner().invoke(
+        app,
+        ["audit", str(lot), "--model", str(model_dir), "--standard", str(STANDARD),
+         "--out", str(out), "--mm-per-px", str(MM_PER_PX), "--batch-size", "4",
+         "--db", str(db), *extra],
+    )  # fmt: skip
+
+
+@pytest.fixture
+def lot(tmp_path, parts):
+    """The synthetic parts of every class, one as a TIFF, and a PNG that is not one."""
+    from inspection.io import read_image
+
+    lot = tmp_path / "lot"
+    shutil.copytree(parts, lot)
+    tiff = next(lot.glob("good/*.png"))
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(read_image(tiff)).save(tiff.with_suffix(".tif"))
+    tiff.unlink()
+    (lot / "good" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return lot
+
+
+def test_every_audited_part_is_recorded_with_its_image(tmp_path, lot, model_dir):
+    from inspection.io import read_image
+    from inspection.records.store import RecordStore
+
+    db, out = tmp_path / "records.db", tmp_path / "out"
+    result = _audit(lot, out, model_dir, db, "--station", "lot7")
+    assert result.exit_code == 0, result.output
+    audited = {r["part_id"]: r for r in records(out)}
+    n = len(audited)
+    assert f"records: {n} parts recorded at station 'lot7', 0 recorded before" in result.output
+
+    with RecordStore(db) as store:
+        kept = {p.part_id: p for p in store.latest(n=10 * n, station="lot7")}
+        assert kept.keys() == audited.keys()
+        for part_id, record in audited.items():
+            part = kept[part_id]
+            assert part.product == "bracket"
+            assert (part.verdict, part.reasons) == (record["verdict"], tuple(record["reasons"]))
+            assert part.standard_version == record["standard_version"]
+            assert part.model_version == record["model_version"]
+            found = [(d["defect_class"], d["clause_id"]) for d in part.defects]
+            assert found == [(d["defect_class"], d["clause"]) for d in record["defects"]]
+            if record["error"] is not None:  # the broken file: REVIEW, no image to keep
+                assert part.verdict == "REVIEW" and part.evidence == ()
+                continue
+            (evidence,) = part.evidence
+            path = store.evidence.find(evidence)
+            source = lot / record["source"]
+            if source.suffix == ".png":  # kept byte for byte
+                assert evidence == record["sha256"] and path.read_bytes() == source.read_bytes()
+            else:  # a TIFF: its pixels, as PNG
+                assert path.suffix == ".png"
+                assert np.array_equal(read_image(path), read_image(source))
+        assert {p.verdict for p in kept.values()} >= {"PASS", "REVIEW"}
+
+
+def test_the_console_opens_an_audited_part(tmp_path, lot, model_dir):
+    from conftest import STANDARDS_DIR
+
+    from inspection.console.auth import LOCAL_USER
+    from inspection.console.service import ConsoleService, ModelSet
+    from inspection.console.standards import StandardLibrary
+    from inspection.records.store import RecordStore
+
+    db, out = tmp_path / "records.db", tmp_path / "out"
+    assert _audit(lot, out, model_dir, db).exit_code == 0
+    rejected = next(r for r in records(out) if r["verdict"] == "REJECT")
+    with RecordStore(db) as store:
+        library = StandardLibrary(store.engine)
+        library.seed(STANDARDS_DIR)
+        service = ConsoleService(store, library, ModelSet(tmp_path / "none"), workdir=tmp_path)
+        view = service.part("audit", rejected["part_id"], LOCAL_USER)
+    assert view.missing_evidence is None
+    assert view.overlay.shape[:2] == (rejected["height"], rejected["width"])
+    assert view.record.verdict == "REJECT" and view.record.defects
+
+
+def test_a_repeated_audit_records_each_part_once(tmp_path, lot, model_dir):
+    from inspection.records.store import RecordStore
+
+    db, out = tmp_path / "records.db", tmp_path / "out"
+    first = _audit(lot, out, model_dir, db)
+    assert first.exit_code == 0, first.output
+    n = len(records(out))
+    again = _audit(lot, out, model_dir, db)
+    assert again.exit_code == 0, again.output
+    assert f"records: 0 parts recorded at station 'audit', {n} recorded before" in again.output
+    with RecordStore(db) as store:
+        assert len(store.latest(n=10 * n, station="audit")) == n
+
+
+def test_a_junk_database_is_refused_before_the_audit(tmp_path, lot, model_dir):
+    db, out = tmp_path / "records.db", tmp_path / "out"
+    db.write_bytes(b"these bytes are not a database" * 100)
+    result = _audit(lot, out, model_dir, db)
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "records.db" in errors[0], result.output
+    assert not out.exists()  # nothing audited
+    assert db.read_bytes() == b"these bytes are not a database" * 100
