@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inspection.terminal import NoVerify, ReviewFrom, console, err_console
+from inspection.terminal import NoVerify, ReviewFrom, console, err_console, fail
 
 
 def audit_command(
@@ -90,9 +90,11 @@ def audit_command(
     from inspection.config import standard_path
 
     if ray_address is not None and engine != "ray":
-        from inspection.terminal import fail
-
         fail("--ray-address needs --engine ray")
+    if station != "audit" and db is None:
+        fail("--station needs --db (the records database the parts are recorded in)")
+    if not station.strip():
+        fail("--station must name a station")
     options = AuditOptions(
         batch_size=batch_size,
         workers=workers,

@@ -119,3 +119,20 @@ def test_a_junk_database_is_refused_before_the_audit(tmp_path, lot, model_dir):
     assert len(errors) == 1 and "records.db" in errors[0], result.output
     assert not out.exists()  # nothing audited
     assert db.read_bytes() == b"these bytes are not a database" * 100
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--station", "lot7"], "--station needs --db"),
+        (["--station", " ", "--db", "{tmp}/records.db"], "--station must name a station"),
+    ],
+)
+def test_a_station_without_a_database_or_a_name_is_refused(tmp_path, extra, message):
+    result = CliRunner().invoke(
+        app,
+        ["audit", str(tmp_path), "--model", "m", "--standard", str(STANDARD),
+         "--out", str(tmp_path / "out"), *(a.format(tmp=tmp_path) for a in extra)],
+    )  # fmt: skip
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "records.db").exists()
