@@ -6,33 +6,13 @@ Torch-free; SQLAlchemy and the export itself are imported inside the command, so
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from inspection.errors import UserError
-from inspection.records.commands import Db, Evidence, SpoolPath, missing_extra
+from inspection.records.commands import Db, Evidence, SpoolPath, missing_extra, parse_time
 from inspection.terminal import console
-
-
-def parse_time(text: str, option: str) -> datetime:
-    """An ISO date or date-time (``2024-05-01``, ``2024-05-01T06:00+02:00``); UTC when it
-    names no time zone.
-
-    Raises
-    ------
-    UserError
-        When ``text`` is not ISO 8601.
-    """
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UserError(
-            f"{option} must be an ISO date or time (2024-05-01, 2024-05-01T06:00), not {text!r}"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def export_reviews_command(

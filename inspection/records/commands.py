@@ -1,4 +1,4 @@
-"""``inspection records migrate|prune|stats``: the records database from the command line.
+"""``inspection records migrate|prune|stats|export``: the records database from the command line.
 
 Torch-free; SQLAlchemy and Alembic are imported inside each command (``line`` extra).
 """
@@ -42,10 +42,18 @@ SpoolPath = Annotated[
     ),
 ]
 
+Since = Annotated[
+    str | None,
+    typer.Option(
+        help="Only parts captured since: a period back from now (24h, 7d) or an ISO date "
+        "or time (2024-05-01, 2024-05-01T06:00; UTC unless it names a zone)."
+    ),
+]
+
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_period(text: str) -> timedelta:
+def parse_period(text: str, option: str = "--older-than") -> timedelta:
     """``"90d"``, ``"12h"``, ``"30m"``, ``"2w"``, ``"45s"`` as a :class:`timedelta`.
 
     Raises
@@ -55,11 +63,43 @@ def parse_period(text: str) -> timedelta:
     """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if match is None:
-        raise UserError(f"--older-than must be a number and a unit s/m/h/d/w (90d), not {text!r}")
+        raise UserError(f"{option} must be a number and a unit s/m/h/d/w (90d), not {text!r}")
     period = timedelta(**{_UNITS[match[2]]: float(match[1])})
     if period <= timedelta(0):
-        raise UserError(f"--older-than must be positive, not {text!r}")
+        raise UserError(f"{option} must be positive, not {text!r}")
     return period
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO date or date-time (``2024-05-01``, ``2024-05-01T06:00+02:00``); UTC when it
+    names no time zone.
+
+    Raises
+    ------
+    UserError
+        When ``text`` is not ISO 8601.
+    """
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError(
+            f"{option} must be an ISO date or time (2024-05-01, 2024-05-01T06:00), not {text!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def parse_since(text: str, option: str = "--since") -> datetime:
+    """The start of a window: a period back from now (``24h``, ``7d``) or an ISO date or
+    date-time (``2024-05-01``)."""
+    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*[smhdw]\s*", text):
+        return datetime.now(UTC) - parse_period(text, option)
+    try:
+        return parse_time(text, option)
+    except UserError:
+        raise UserError(
+            f"{option} must be a period back from now (24h, 7d) or an ISO date or time "
+            f"(2024-05-01, 2024-05-01T06:00), not {text!r}"
+        ) from None
 
 
 def missing_extra(error: ImportError) -> UserError:
@@ -140,9 +180,7 @@ def prune_command(
 @records_app.command("stats")
 def stats_command(
     db: Db,
-    since: Annotated[
-        str | None, typer.Option(help="Only parts captured in this last period (24h).")
-    ] = None,
+    since: Since = None,
     evidence: Evidence = None,
     spool: SpoolPath = None,
 ) -> None:
@@ -153,7 +191,7 @@ def stats_command(
     except ImportError as error:
         raise missing_extra(error) from error
     require_database(db)
-    start = None if since is None else datetime.now(UTC) - parse_period(since)
+    start = None if since is None else parse_since(since)
     with database_errors(db), RecordStore(db, evidence, spool) as store:
         counts = store.counts(since=start)
         pending = store.pending()
@@ -168,3 +206,48 @@ def stats_command(
         console.print(f"  {verdict:<14}{count}{share}", highlight=False)
     console.print(f"spooled, not yet in the database: {pending}", highlight=False)
     console.print(f"schema revision: {revision}", highlight=False)
+
+
+@records_app.command("export")
+def export_command(
+    db: Db,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="The file to write: .csv (one row a part, defects as counts and lists) or "
+            ".jsonl (each defect whole). Replaced whole when it exists."
+        ),
+    ],
+    since: Since = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Only parts captured before this ISO date or time."),
+    ] = None,
+    station: Annotated[str | None, typer.Option(help="Only this station's parts.")] = None,
+    verdict: Annotated[
+        str | None,
+        typer.Option(help="Only parts with this verdict: PASS, REJECT, REVIEW or NOT_INSPECTED."),
+    ] = None,
+    evidence: Evidence = None,
+    spool: SpoolPath = None,
+) -> None:
+    """Export the parts' records for a spreadsheet, an MES or SPC: CSV or JSON lines.
+
+    One row a part, in recording order: verdict, severity, action, clauses, defects, every
+    version that made the decision, and the latest operator review."""
+    start = None if since is None else parse_since(since)
+    end = None if until is None else parse_time(until, "--until")
+    try:
+        from inspection.records.db import require_database
+        from inspection.records.export import check_out, export_records
+        from inspection.records.store import RecordStore
+    except ImportError as error:
+        raise missing_extra(error) from error
+    check_out(out)
+    require_database(db)
+    with database_errors(db), RecordStore(db, evidence, spool) as store:
+        done = export_records(store, out, start, end, station, verdict)
+    verdicts = "  ".join(f"{k} {v}" for k, v in sorted(done.verdicts.items()))
+    console.print(
+        f"{done.parts} parts written to {done.out}: {verdicts}", highlight=False, soft_wrap=True
+    )

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -670,6 +670,62 @@ class RecordStore:
         if every > 1:
             where.append(Inspection.id % every == 0)
         return self._query(where, limit)
+
+    def iter_parts(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        station: str | None = None,
+        verdict: Verdict | str | None = None,
+        batch: int = 500,
+    ) -> Iterator[list[RecordedPart]]:
+        """Every part captured in ``[since, until)`` (at ``station``, with ``verdict`` or
+        ``"NOT_INSPECTED"``), in the order they were recorded, ``batch`` parts at a time:
+        memory stays bounded whatever the database holds."""
+        where = self._station_filter(station) + _window(since, until)
+        if verdict is not None and str(verdict).upper() == NOT_INSPECTED:
+            where.append(Inspection.verdict.is_(None))
+        elif verdict is not None:
+            where.append(Inspection.verdict == _verdict(verdict))  # refused here, not later
+        return self._batches(where, batch)
+
+    def _batches(self, where: list[Any], batch: int) -> Iterator[list[RecordedPart]]:
+        last = 0
+        while True:
+            stmt = (
+                select(Inspection, Part.part_id, Station.name, Part.product)
+                .join(Part, Inspection.part_ref == Part.id)
+                .join(Station, Inspection.station_id == Station.id)
+                .where(*where, Inspection.id > last)
+                .order_by(Inspection.id)
+                .options(selectinload(Inspection.defects))
+                .limit(batch)
+            )
+            with Session(self.engine) as session:
+                rows = list(session.execute(stmt))
+                parts = [_recorded(i, p, s, product) for i, p, s, product in rows]
+            if not parts:
+                return
+            last = rows[-1][0].id
+            yield parts
+
+    def latest_reviews(self, parts: Sequence[RecordedPart]) -> dict[tuple[str, str], dict]:
+        """The latest review of each of ``parts`` that has one, by ``(station, part_id)``."""
+        keys = sorted({(p.station, p.part_id) for p in parts})
+        found: dict[tuple[str, str], dict] = {}
+        with Session(self.engine) as session:
+            for start in range(0, len(keys), _CHUNK):
+                stmt = (
+                    select(Station.name, Part.part_id, Review)
+                    .join(Inspection, Review.inspection_id == Inspection.id)
+                    .join(Part, Inspection.part_ref == Part.id)
+                    .join(Station, Inspection.station_id == Station.id)
+                    .where(tuple_(Station.name, Part.part_id).in_(keys[start : start + _CHUNK]))
+                    .order_by(Review.id)  # ids grow with insertion: the last is the latest
+                )
+                for station, part_id, review in session.execute(stmt):
+                    found[(station, part_id)] = _fields(review, _REVIEW_FIELDS)
+        return found
 
     def history(self, part_id: str, station: str) -> PartHistory:
         """The reports, reviews and questions of one part, oldest first."""

@@ -53,6 +53,7 @@ CASES = [
     ["edge", "rollback", "--home", "{m}/home"],
     ["records", "stats", "--db", "{m}/records.db"],
     ["records", "prune", "--db", "{m}/records.db", "--older-than", "30d"],
+    ["records", "export", "--db", "{m}/records.db", "--out", "{ok}/parts.csv"],
     ["serve", "keys", "list", "--db", "{m}/service.db"],
     ["serve", "keys", "revoke", "edge-1", "--db", "{m}/service.db"],
     ["decoder", "train", "--out", "{ok}/dt", "--init", "{m}/decoder"],
