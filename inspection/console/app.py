@@ -679,6 +679,8 @@ def _statistics_tab(ctx: ConsoleContext, L: dict) -> None:
         with gr.Row():
             days = gr.Number(value=7, label=L["days"], minimum=1, maximum=366, precision=0)
             refresh = gr.Button(L["refresh"], scale=0)
+            export = gr.Button(L["export_records"], scale=0)
+        records_file = gr.File(label=L["records_file"], interactive=False)
         # Pictures, not gr.Plot: the plot component's scripts slow every page load.
         pareto = gr.Image(label=L["pareto"], type="numpy", interactive=False)
         trend = gr.Image(label=L["yield_trend"], type="numpy", interactive=False)
@@ -702,6 +704,11 @@ def _statistics_tab(ctx: ConsoleContext, L: dict) -> None:
     refresh.click(
         _shown_errors(statistics), days, [pareto, trend, false_rejects], api_name="statistics"
     )
+
+    def export_records(window_days: float, request: gr.Request) -> str:
+        return str(service.export_records(ctx.user(request), float(window_days or 7)))
+
+    export.click(_shown_errors(export_records), days, records_file, api_name="export_records")
 
 
 # ---------------------------------------------------------------------- serving

@@ -63,6 +63,8 @@ _TABLE: dict[str, tuple[str, str]] = {
     "switch_adapter": ("Switch adapter", "切换适配器"),
     "model_card": ("Model card", "模型卡"),
     "days": ("Days", "天数"),
+    "export_records": ("Export records (CSV)", "导出记录 (CSV)"),
+    "records_file": ("Records of the window", "时间窗内的记录"),
     "pareto": ("Defect Pareto", "缺陷帕累托图"),
     "yield_trend": ("Yield trend", "良率趋势"),
     "false_rejects": ("False rejects by shift", "各班次误判率"),

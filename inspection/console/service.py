@@ -486,6 +486,18 @@ class ConsoleService:
             return card.read_text(encoding="utf-8")
         return f"No model card in {self.models.model_dir}."
 
+    def export_records(self, user: User | None, days: float) -> Path:
+        """The records of the parts captured in the last ``days``, as a CSV file in the
+        console's work folder (``inspection records export``'s columns)."""
+        from inspection.records.export import export_records
+
+        require(user, VIEW)
+        since, until = self.statistics_window(days)
+        out = self.workdir / "exports" / f"records-{until.strftime('%Y%m%dT%H%M%SZ')}.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        export_records(self.store, out, since, until, progress=False)
+        return out
+
     def statistics_window(self, days: float) -> tuple[datetime, datetime]:
         if not 0 < days <= 366:
             raise UserError("choose between 1 and 366 days")

@@ -264,6 +264,20 @@ def test_statistics_plots_come_back(console, operator):
     assert len(sizes) == 3 and all(w > 300 and h > 150 for w, h in sizes)
 
 
+def test_the_records_of_the_window_download_as_csv(console, operator):
+    import csv
+
+    service, _ = console
+    downloaded = operator.predict(7, api_name="/export_records")
+    with open(downloaded["path"], newline="", encoding="utf-8") as f:  # served from here
+        rows = list(csv.DictReader(f))
+    since, until = service.statistics_window(7)
+    counts = service.store.counts(since, until)
+    assert len(rows) == sum(counts.values()) >= 5
+    assert {r["verdict"] for r in rows} >= {"PASS", "REJECT", "REVIEW"}
+    assert all(r["station"] and r["part_id"] and r["captured_at"] for r in rows)
+
+
 def test_a_session_lapses(tmp_path):
     now = [1000.0]
     service = console_service(tmp_path)
