@@ -138,17 +138,14 @@ def fit_autoencoder(maps: torch.Tensor) -> FeatureAutoencoder:
     return model
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, default=Path("runs/shape-clusters.pt"))
-    parser.add_argument("--styles", default="1,2", help="appearance families per shape family")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    if not args.cache.exists():
-        sys.exit(f"{args.cache}: run benchmarks/shape_clusters.py --config padim-lite0 first")
-    ftr, str_, fte, ste = torch.load(args.cache, weights_only=False)
-    test = [s for s in load_dataset(args.data).samples if s.split == "test"]
+def cached_test_set(cache: Path, data: Path):
+    """The ``shape_clusters.py`` cache ``(ftr, str_, fte, ste)`` and the test images it
+    was extracted from, with a ``report(name, dist)`` that prints a map's image and pixel
+    AUROC, overall and by class."""
+    if not cache.exists():
+        sys.exit(f"{cache}: run benchmarks/shape_clusters.py --config padim-lite0 first")
+    ftr, str_, fte, ste = torch.load(cache, weights_only=False)
+    test = [s for s in load_dataset(data).samples if s.split == "test"]
     labels = [s.label != "good" for s in test]
     masks = [read_sample(s)[2] for s in test]
     classes = sorted({s.label for s in test} - {"good"})
@@ -161,6 +158,18 @@ def main() -> None:
             f"against goods: {class_pixel_aurocs(test, masks, maps, classes)})",
             flush=True,
         )
+
+    return (ftr, str_, fte, ste), test, masks, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, default=Path("runs/shape-clusters.pt"))
+    parser.add_argument("--styles", default="1,2", help="appearance families per shape family")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    (ftr, str_, fte, ste), _, _, report = cached_test_set(args.cache, args.data)
 
     means = ftr.float().mean((2, 3))  # (N, D): each good's appearance
     centre, spread = means.mean(0), means.std(0) + 1e-6
