@@ -14,7 +14,8 @@ python benchmarks/console_load.py --rebuild            # build the database agai
 2. Time, median of ``--runs`` runs each (after one untimed warm-up), side by side: the
    record store's own queries, the statistics of :mod:`inspection.console.stats` over the
    shift or the 7 days, and the console's live page and review queue
-   (``ConsoleService``), "now" being the end of the data.
+   (``ConsoleService``), "now" being the end of the data; ``inspection records export``
+   of the 7 days as CSV and JSON lines, with its peak Python memory (tracemalloc).
 
 Target: the live page and the review queue each under 1 s.
 """
@@ -73,6 +74,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--rebuild", action="store_true", help="build the database again")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-serve", action="store_true", help="skip the console served (API and browser)"
+    )
     return parser.parse_args()
 
 
@@ -224,6 +228,29 @@ def queries(store: RecordStore) -> list[tuple[str, Callable[[], object] | None, 
     return rows
 
 
+def exports(store: RecordStore, out: Path, runs: int) -> list[tuple[str, float, float, float]]:
+    """``inspection records export`` of the 7 days, CSV and JSON lines: ``(format, median
+    s, parts/s, peak Python memory MB)``; the memory of one more run, by tracemalloc."""
+    import tracemalloc
+
+    from inspection.records.export import export_records
+
+    rows = []
+    for suffix in (".csv", ".jsonl"):
+        target = out / f"export{suffix}"
+
+        def run(target: Path = target) -> object:
+            return export_records(store, target, END - timedelta(days=DAYS), END, progress=False)
+
+        seconds = median_s(run, runs)
+        tracemalloc.start()
+        parts = run().parts
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rows.append((suffix, seconds, parts / seconds, peak / 2**20))
+    return rows
+
+
 def served(store: RecordStore, runs: int) -> list[tuple[str, float, str]]:
     """The console served on loopback over the same database: each view through its API
     (gradio_client: HTTP, queue, JSON) and, where Debian's Chromium is installed, the whole
@@ -347,6 +374,14 @@ def main() -> None:
                 note += ": met" if seconds < TARGET_S else ": MISSED"
             table.add_row(name, f"{1000 * seconds:,.1f}", note)
         console.print(table)
+        export = Table(title="records export, the 7 days (every part)")
+        for column in ("format", "median s", "parts/s", "peak Python MB"):
+            export.add_column(column, justify="left" if column == "format" else "right")
+        for suffix, seconds, rate, peak in exports(store, args.workdir, args.runs):
+            export.add_row(suffix, f"{seconds:.1f}", f"{rate:,.0f}", f"{peak:.1f}")
+        console.print(export)
+        if args.no_serve:
+            return
         app = Table(title="the console served (same database)")
         for column in ("view", "median ms", "note"):
             app.add_column(column, justify="right" if column == "median ms" else "left")
