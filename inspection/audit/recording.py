@@ -24,7 +24,7 @@ from inspection.audit.inputs import (
     read_bytes,
     sha256_hex,
 )
-from inspection.audit.results import iter_records, record_key
+from inspection.audit.results import RecordIndex, record_key
 from inspection.errors import UserError
 from inspection.types import InspectionResult
 
@@ -111,7 +111,6 @@ def record_audit(
 
     if not station:
         raise UserError("--station must not be empty")
-    by_key = {record["key"]: record for record in iter_records(Path(out))}
     new = before = 0
     entries: list[RecordEntry] = []
 
@@ -123,10 +122,12 @@ def record_audit(
         entries.clear()
 
     items = iter_inputs(input_spec)
-    bar = tqdm(items, total=count_inputs(input_spec), unit="part", desc="recording")
-    with bar:
-        bar.disable = not progress
-        for record, image in _audited(bar, by_key):
+    total = count_inputs(input_spec)
+    with (
+        RecordIndex(Path(out)) as index,
+        tqdm(items, total=total, unit="part", desc="recording", disable=not progress) as bar,
+    ):
+        for record, image in _audited(bar, index):
             result = result_of(record)
             entries.append(
                 RecordEntry(
@@ -143,7 +144,7 @@ def record_audit(
     return RecordedAudit(new, before, store.pending(), station)
 
 
-def _audited(items: Any, by_key: dict[str, dict[str, Any]]) -> Iterator[tuple[dict, Any]]:
+def _audited(items: Any, index: RecordIndex) -> Iterator[tuple[dict, Any]]:
     """Each input item's record with its evidence: the file's bytes when they are an
     image the console can show as they are (PNG, JPEG, BMP), else the decoded pixels
     (TIFF, WebP: stored as PNG); none for a part that could not be read."""
@@ -152,7 +153,7 @@ def _audited(items: Any, by_key: dict[str, dict[str, Any]]) -> Iterator[tuple[di
 
     for item in items:
         data = _bytes(item)
-        record = by_key.get(record_key(None if data is None else sha256_hex(data), item.source))
+        record = index.get(record_key(None if data is None else sha256_hex(data), item.source))
         if record is None:  # not audited (a run cut short), or changed since
             continue
         image: Any = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from inspection.errors import UserError
 
@@ -94,6 +94,46 @@ def iter_records(out: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
+class RecordIndex:
+    """``results.jsonl`` by key without holding its records: each key's byte offset, the
+    record read back when asked for (an index of 100,000 parts is a few MB, the records
+    a hundred times that).
+
+    Parameters
+    ----------
+    out : Path
+        The audit's output folder.
+    """
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / RESULTS_NAME
+        self.offsets: dict[str, int] = {}
+        self._file: BinaryIO = self.path.open("rb")
+        offset = 0
+        for number, line in enumerate(self._file, start=1):
+            record = _parse(line, self.path, number)
+            if isinstance(record, dict) and isinstance(record.get("key"), str):
+                self.offsets[record["key"]] = offset
+            offset += len(line)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The record of ``key``, or ``None``."""
+        offset = self.offsets.get(key)
+        if offset is None:
+            return None
+        self._file.seek(offset)
+        return json.loads(self._file.readline())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def check_run(out: Path, run: dict[str, Any]) -> dict[str, Any]:
     """Write ``DIR/audit.json`` for a new audit, or check a resumed one against it.
 
@@ -154,14 +194,21 @@ def _drop_cut_line(path: Path) -> None:
 
 
 def _read(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
+    with path.open("rb") as f:
         for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AuditStateError(
-                    f"{path}:{number}: not a JSON record ({exc.msg}); the file was edited: "
-                    "give another --out, or remove it to start over"
-                ) from exc
+            record = _parse(line, path, number)
+            if record is not None:
+                yield number, record
+
+
+def _parse(line: bytes, path: Path, number: int) -> Any:
+    """One line's record; ``None`` for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise AuditStateError(
+            f"{path}:{number}: not a JSON record ({exc.msg}); the file was edited: "
+            "give another --out, or remove it to start over"
+        ) from exc

@@ -136,3 +136,19 @@ def test_a_station_without_a_database_or_a_name_is_refused(tmp_path, extra, mess
     )  # fmt: skip
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "records.db").exists()
+
+
+def test_the_record_index_reads_back_each_record_by_its_key(tmp_path):
+    import json
+
+    from inspection.audit.results import RecordIndex
+
+    written = [
+        {"key": f"{i:064x}:part-{i}.png", "verdict": "PASS", "note": "é" * i} for i in range(3)
+    ]
+    lines = [json.dumps(r, ensure_ascii=False) for r in written]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines[:2]) + "\n\n" + lines[2] + "\n")
+    with RecordIndex(tmp_path) as index:
+        assert [index.get(r["key"]) for r in reversed(written)] == written[::-1]
+        assert index.get("unread:part-9.png") is None
+        assert set(index.offsets) == {r["key"] for r in written}
