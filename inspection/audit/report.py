@@ -144,13 +144,15 @@ def csv_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_csv(out: Path) -> Path:
+    from inspection.records.export import spreadsheet_safe
+
     path = Path(out) / CSV_NAME
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for record in iter_records(out):
-            writer.writerow(csv_row(record))
+            writer.writerow(spreadsheet_safe(csv_row(record)))
     partial.replace(path)
     return path
 

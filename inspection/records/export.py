@@ -50,6 +50,8 @@ COLUMNS = (
     "evidence",
 )
 LIST_SEPARATOR = "; "
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet reads as the start of a formula in a text cell."""
 
 
 @dataclass(frozen=True)
@@ -172,13 +174,24 @@ def _defect(defect: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def spreadsheet_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """A CSV row whose text cells a spreadsheet will not run as formulas: a cell that
+    starts as one (``=``, ``+``, ``-``, ``@``, tab, CR: a file named ``=HYPERLINK(...)``,
+    an operator's note) gets a leading apostrophe, which keeps it text (the OWASP advice on
+    CSV injection). Numbers are left as they are."""
+    return {
+        key: f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+        for key, value in row.items()
+    }
+
+
 def _csv_writer(f: Any):
     writer = csv.DictWriter(f, fieldnames=COLUMNS)
     writer.writeheader()
 
     def write(row: dict[str, Any]) -> None:
         review = row["review"] or {}
-        writer.writerow(
+        cells = spreadsheet_safe(
             {
                 **{k: v for k, v in row.items() if k in COLUMNS},
                 "clauses": LIST_SEPARATOR.join(row["clauses"]),
@@ -192,6 +205,7 @@ def _csv_writer(f: Any):
                 "evidence": LIST_SEPARATOR.join(row["evidence"]),
             }
         )
+        writer.writerow(cells)
 
     return write
 

@@ -88,3 +88,20 @@ def test_the_report_renders_in_headless_chromium(report, tmp_path):
     artefacts = REPO_ROOT / "test-artifacts"  # kept for a person to look at (git-ignored)
     artefacts.mkdir(exist_ok=True)
     shutil.copy(shot, artefacts / shot.name)
+
+
+def test_a_name_a_spreadsheet_would_run_as_a_formula_stays_text(tmp_path):
+    """A file named like a formula (a crafted archive) must not run when results.csv is
+    opened in a spreadsheet: the cell keeps a leading apostrophe."""
+    import csv
+    import json
+
+    from inspection.audit.report import write_csv
+
+    names = ['=HYPERLINK("http://example.invalid","x").png', "@SUM(A1).png", "part-1.png"]
+    with (tmp_path / "results.jsonl").open("w", encoding="utf-8") as f:
+        for name in names:
+            f.write(json.dumps({"key": f"k:{name}", "source": name, "verdict": "PASS"}) + "\n")
+    with write_csv(tmp_path).open(newline="", encoding="utf-8") as f:
+        sources = [row["source"] for row in csv.DictReader(f)]
+    assert sources == [f"'{names[0]}", f"'{names[1]}", "part-1.png"]

@@ -38,6 +38,21 @@ def db(tmp_path):
     return db
 
 
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_stays_text(db, tmp_path):
+    formula = '=HYPERLINK("http://example.invalid","open")'
+    with RecordStore(db) as store:
+        store.record(formula, "s3", result(formula), captured_at=NOW)
+        store.add_review(formula, "s3", "bob", Verdict.REJECT, "+1 chip at the edge")
+    out, lines = tmp_path / "s3.csv", tmp_path / "s3.jsonl"
+    assert _export(db, out, "--station", "s3").exit_code == 0
+    assert _export(db, lines, "--station", "s3").exit_code == 0
+    with out.open(newline="", encoding="utf-8") as f:
+        (row,) = csv.DictReader(f)
+    assert (row["part_id"], row["review_reason"]) == (f"'{formula}", "'+1 chip at the edge")
+    (kept,) = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines()]
+    assert kept["part_id"] == formula  # JSON is data, not a sheet: kept as recorded
+
+
 def _export(db, out, *options):
     return runner.invoke(records_app, ["export", "--db", str(db), "--out", str(out), *options])
 
