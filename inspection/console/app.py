@@ -503,19 +503,26 @@ def _audit_tab(ctx: ConsoleContext, L: dict) -> None:
             product = gr.Dropdown(
                 products, value=products[0] if products else None, label=L["product"]
             )
+        record = gr.Checkbox(value=False, label=L["record_parts"])
         run = gr.Button(L["run_audit"], variant="primary")
         summary = gr.Markdown()
         downloads = gr.File(label=L["audit_report"], file_count="multiple", interactive=False)
 
-    def audit(paths: list[str] | None, product_name: str, request: gr.Request):
-        outcome = service.audit(ctx.user(request), paths or [], product_name)
+    def audit(paths: list[str] | None, product_name: str, keep: bool, request: gr.Request):
+        outcome = service.audit(ctx.user(request), paths or [], product_name, bool(keep))
         verdicts = ", ".join(f"{k} {v}" for k, v in outcome.verdicts.items())
         text = f"{outcome.parts} parts: {verdicts}; {outcome.unreadable} unreadable"
+        if outcome.recorded is not None:
+            text += (
+                f"\n\n{outcome.recorded.new} parts recorded at station `{outcome.recorded.station}`"
+            )
         if outcome.not_audited:
             text += f"\n\n{outcome.not_audited}"
         return text, [str(outcome.report), str(outcome.results_csv)]
 
-    run.click(_shown_errors(audit), [files, product], [summary, downloads], api_name="audit")
+    run.click(
+        _shown_errors(audit), [files, product, record], [summary, downloads], api_name="audit"
+    )
 
 
 def _standards_tab(ctx: ConsoleContext, L: dict) -> None:

@@ -47,6 +47,10 @@ _TABLE: dict[str, tuple[str, str]] = {
     "audit_files": ("Images or a .zip", "图像或 .zip 压缩包"),
     "product": ("Product", "产品"),
     "run_audit": ("Run audit", "运行审核"),
+    "record_parts": (
+        "Record the parts for review (a station of their own)",
+        "记录零件以供复核 (单独的工位)",
+    ),
     "audit_report": ("Audit report", "审核报告"),
     "standard": ("Standard", "标准"),
     "version": ("Version", "版本"),

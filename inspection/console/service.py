@@ -87,6 +87,9 @@ class AuditOutcome:
     unreadable: int
     not_audited: str | None = None
     """The uploads the audit passed over (``"1 file not audited (.gif 1): ..."``)."""
+    recorded: Any = None
+    """What was recorded in the line's records (:class:`~inspection.audit.recording.RecordedAudit`),
+    when asked for."""
 
 
 @dataclass
@@ -423,9 +426,14 @@ class ConsoleService:
 
     # ------------------------------------------------------------------ audit
 
-    def audit(self, user: User | None, files: Sequence[str | Path], product: str) -> AuditOutcome:
+    def audit(
+        self, user: User | None, files: Sequence[str | Path], product: str, record: bool = False
+    ) -> AuditOutcome:
         """Run the batch audit on uploaded images (or one zip) under the product's active
-        standard; the report stays in the console's work folder."""
+        standard; the report stays in the console's work folder. ``record``: the parts
+        also go into the line's records, at a station named after the audit
+        (``audit-20261206T025512Z-k3j2x9_a``: each audit a lot of its own), for review
+        here."""
         import shutil
 
         from inspection.audit import AuditOptions, audit
@@ -436,9 +444,13 @@ class ConsoleService:
         if not files:
             raise UserError("upload images or a .zip to audit")
         version, _ = self.library.active_standard(product)
-        run = self.workdir / "audits" / self.now().strftime("%Y%m%dT%H%M%S%fZ")
+        audits = self.workdir / "audits"
+        audits.mkdir(parents=True, exist_ok=True)
+        # Named by the time, and unique whatever the clock says (two audits in one tick).
+        stamp = self.now().strftime("%Y%m%dT%H%M%SZ")
+        run = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=audits))
         inputs = run / "inputs"
-        inputs.mkdir(parents=True)
+        inputs.mkdir()
         standard_file = run / f"{version.standard_id}-v{version.version}.yaml"
         standard_file.write_text(version.text, encoding="utf-8")
         if len(files) == 1 and files[0].suffix.lower() == ".zip":
@@ -451,6 +463,12 @@ class ConsoleService:
         options = AuditOptions(workers=2, mm_per_px=models.mm_per_px, normality=models.normality)
         not_audited = describe_files_not_audited(files_not_audited(spec))
         summary = audit(spec, run / "audit", self.models.model_dir, standard_file, options)
+        recorded = None
+        if record:
+            from inspection.audit.recording import record_audit
+
+            station = f"audit-{run.name}"  # audit-20261206T025512Z-k3j2x9_a: a lot of its own
+            recorded = record_audit(spec, run / "audit", self.store, station, product, False)
         return AuditOutcome(
             out=run / "audit",
             report=run / "audit" / "report.html",
@@ -459,6 +477,7 @@ class ConsoleService:
             verdicts=dict(summary.verdicts),
             unreadable=summary.unreadable,
             not_audited=not_audited,
+            recorded=recorded,
         )
 
     # ------------------------------------------------------------------ standards, models

@@ -249,11 +249,30 @@ def test_an_audit_runs_on_uploaded_images(console, operator, tmp_path):
     note = tmp_path / "shift-notes.txt"  # an upload the audit cannot read is named
     note.write_text("lamp changed at 14:00\n")
     paths.append(handle_file(str(note)))
-    summary, files = operator.predict(paths, "bracket", api_name="/audit")
+    summary, files = operator.predict(paths, "bracket", False, api_name="/audit")
     assert summary.startswith("2 parts")
     assert "1 file not audited (.txt 1)" in summary
     names = sorted(f["orig_name"] for f in files)
     assert names == ["report.html", "results.csv"]
+
+
+def test_an_audit_records_its_parts_for_review_when_asked(console, operator, tmp_path):
+    import re
+
+    from inspection.io import write_image
+
+    service, _ = console
+    paths = []
+    for seed in (5, 6):
+        path = tmp_path / f"lot-{seed}.png"
+        write_image(path, synthetic_image(seed))
+        paths.append(handle_file(str(path)))
+    summary, _ = operator.predict(paths, "bracket", True, api_name="/audit")
+    station = re.search(r"2 parts recorded at station `(audit-\d{8}T\d{6}Z-[^`]+)`", summary)
+    assert station, summary
+    recorded = service.store.latest(n=10, station=station[1])
+    assert len(recorded) == 2 and {p.product for p in recorded} == {"bracket"}
+    assert all(p.evidence and p.verdict in ("PASS", "REJECT", "REVIEW") for p in recorded)
 
 
 def test_statistics_plots_come_back(console, operator):
