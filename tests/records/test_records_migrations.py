@@ -206,6 +206,32 @@ def test_postgresql_schema_and_records(postgres, tmp_path):
         assert store.pending() == 0
 
 
+def test_postgresql_pages_and_exports_records(postgres, tmp_path):
+    """The export's queries (pages by id, latest reviews by station and part) on the
+    server the line would share."""
+    import csv
+
+    from inspection.records.export import export_records
+    from inspection.records.store import RecordStore
+
+    with RecordStore(postgres.url, tmp_path / "ev", tmp_path / "spool.db") as store:
+        for i in range(3):
+            store.record(f"X-{i}", "export-s", result(f"X-{i}", Verdict.REJECT, defects=i))
+        store.add_review("X-1", "export-s", "ana", Verdict.PASS, "burr removed")
+        pages = list(store.iter_parts(station="export-s", batch=2))
+        assert [[p.part_id for p in page] for page in pages] == [["X-0", "X-1"], ["X-2"]]
+        assert store.latest_reviews(pages[0])[("export-s", "X-1")]["decision"] == "PASS"
+        done = export_records(store, tmp_path / "x.csv", station="export-s", progress=False)
+    assert (done.parts, done.verdicts) == (3, {"REJECT": 3})
+    with (tmp_path / "x.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["part_id"], r["defects"], r["review_decision"]) for r in rows] == [
+        ("X-0", "0", ""),
+        ("X-1", "1", "PASS"),
+        ("X-2", "2", ""),
+    ]
+
+
 def test_postgresql_server_down_records_are_spooled_then_replayed(postgres, tmp_path):
     from inspection.records.store import RecordStore
 
