@@ -129,13 +129,16 @@ def _records(db: str) -> Iterator[Any]:
     from inspection.records.commands import database_errors, missing_extra
 
     try:
-        from inspection.records.db import require_database
+        from inspection.records.db import open_records, require_database
         from inspection.records.store import RecordStore
     except ImportError as error:
         raise missing_extra(error) from error
     require_database(db, missing_ok=True)
+    with database_errors(db):
+        # Reachable and at the newest schema now, before the store makes its evidence
+        # folder and spool: a database it cannot write leaves nothing behind.
+        open_records(db).dispose()
     with database_errors(db), RecordStore(db) as store:
-        store.engine  # noqa: B018  reachable now, or DatabaseUnavailable: no silent spool
         yield store
 
 

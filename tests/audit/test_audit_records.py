@@ -121,6 +121,19 @@ def test_a_junk_database_is_refused_before_the_audit(tmp_path, lot, model_dir):
     assert db.read_bytes() == b"these bytes are not a database" * 100
 
 
+def test_a_database_server_that_does_not_answer_leaves_nothing_behind(
+    tmp_path, lot, model_dir, monkeypatch
+):
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver (line extra)")
+    monkeypatch.chdir(tmp_path)  # where a store's default evidence folder and spool would go
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = _audit(lot, tmp_path / "out", model_dir, "postgresql+psycopg://nobody@127.0.0.1:1/x")
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--db postgresql+psycopg://nobody@127.0.0.1:1/x" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no out/, evidence/, spool
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
