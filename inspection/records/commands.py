@@ -224,6 +224,7 @@ def export_command(
         typer.Option(help="Only parts captured before this ISO date or time."),
     ] = None,
     station: Annotated[str | None, typer.Option(help="Only this station's parts.")] = None,
+    product: Annotated[str | None, typer.Option(help="Only this product's parts.")] = None,
     verdict: Annotated[
         str | None,
         typer.Option(help="Only parts with this verdict: PASS, REJECT, REVIEW or NOT_INSPECTED."),
@@ -246,7 +247,7 @@ def export_command(
     check_out(out)
     require_database(db)
     with database_errors(db), RecordStore(db, evidence, spool) as store:
-        done = export_records(store, out, start, end, station, verdict)
+        done = export_records(store, out, start, end, station, verdict, product=product)
     verdicts = "  ".join(f"{k} {v}" for k, v in sorted(done.verdicts.items()))
     console.print(
         f"{done.parts} parts written to {done.out}: {verdicts}", highlight=False, soft_wrap=True

@@ -82,6 +82,7 @@ def export_records(
     station: str | None = None,
     verdict: str | None = None,
     progress: bool = True,
+    product: str | None = None,
 ) -> ExportedRecords:
     """Write the parts captured in ``[since, until)`` to ``out`` (``.csv`` or ``.jsonl``).
 
@@ -98,13 +99,15 @@ def export_records(
         for parts never decided).
     progress
         Show a progress bar.
+    product
+        Only this product's parts.
     """
     from tqdm import tqdm
 
     out = Path(out)
     check_out(out)
-    batches = store.iter_parts(since, until, station, verdict)
-    counts = store.counts(since, until, station)
+    batches = store.iter_parts(since, until, station, verdict, product=product)
+    counts = store.counts(since, until, station, product)
     total = sum(counts.values()) if verdict is None else counts.get(str(verdict).upper(), 0)
     verdicts: dict[str, int] = {}
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")

@@ -633,6 +633,12 @@ class RecordStore:
         station_id = select(Station.id).where(Station.name == station).scalar_subquery()
         return [Inspection.station_id == station_id]
 
+    @staticmethod
+    def _product_filter(product: str | None) -> list[Any]:
+        if product is None:
+            return []
+        return [Inspection.part_ref.in_(select(Part.id).where(Part.product == product))]
+
     def latest(self, n: int = 50, station: str | None = None) -> list[RecordedPart]:
         """The ``n`` parts captured last, newest first."""
         return self._query(self._station_filter(station), n)
@@ -678,11 +684,13 @@ class RecordStore:
         station: str | None = None,
         verdict: Verdict | str | None = None,
         batch: int = 500,
+        product: str | None = None,
     ) -> Iterator[list[RecordedPart]]:
-        """Every part captured in ``[since, until)`` (at ``station``, with ``verdict`` or
-        ``"NOT_INSPECTED"``), in the order they were recorded, ``batch`` parts at a time:
-        memory stays bounded whatever the database holds."""
-        where = self._station_filter(station) + _window(since, until)
+        """Every part captured in ``[since, until)`` (at ``station``, of ``product``, with
+        ``verdict`` or ``"NOT_INSPECTED"``), in the order they were recorded, ``batch``
+        parts at a time: memory stays bounded whatever the database holds."""
+        where = self._station_filter(station) + self._product_filter(product)
+        where += _window(since, until)
         if verdict is not None and str(verdict).upper() == NOT_INSPECTED:
             where.append(Inspection.verdict.is_(None))
         elif verdict is not None:
@@ -753,12 +761,14 @@ class RecordStore:
         since: datetime | None = None,
         until: datetime | None = None,
         station: str | None = None,
+        product: str | None = None,
     ) -> dict[str, int]:
-        """Parts by verdict captured in ``[since, until)``: PASS, REJECT, REVIEW and
-        NOT_INSPECTED, each present (0 when none)."""
+        """Parts by verdict captured in ``[since, until)`` (at ``station``, of
+        ``product``): PASS, REJECT, REVIEW and NOT_INSPECTED, each present (0 when none)."""
+        where = self._station_filter(station) + self._product_filter(product)
         stmt = (
             select(Inspection.verdict, func.count())
-            .where(*self._station_filter(station), *_window(since, until))
+            .where(*where, *_window(since, until))
             .group_by(Inspection.verdict)
         )
         with Session(self.engine) as session:

@@ -100,6 +100,10 @@ def test_jsonl_keeps_each_defect_whole_and_filters_apply(db, tmp_path):
     until = (NOW - timedelta(days=1)).date().isoformat()
     assert _export(db, older, "--until", until).exit_code == 0
     assert [json.loads(line)["part_id"] for line in older.read_text().splitlines()] == ["OLD-0"]
+    brackets = tmp_path / "brackets.csv"
+    done = _export(db, brackets, "--product", "bracket")
+    assert done.exit_code == 0 and "1 parts written" in done.output
+    assert [r["part_id"] for r in csv.DictReader(brackets.read_text().splitlines())] == ["PASS-0"]
     gaps = tmp_path / "gaps.csv"
     assert _export(db, gaps, "--verdict", "NOT_INSPECTED").exit_code == 0
     assert "GAP-0" in gaps.read_text() and "REJECT" not in gaps.read_text()
