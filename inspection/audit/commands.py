@@ -106,9 +106,10 @@ def audit_command(
         review_from=review_from,
     )
     _warn_of_files_not_audited(input_spec)
+    standard_file = standard_path(standard)
     with ExitStack() as stack:
         store = None if db is None else stack.enter_context(_records(db))  # refused first
-        summary = audit(input_spec, out, model, standard_path(standard), options)
+        summary = audit(input_spec, out, model, standard_file, options)
         verdicts = "  ".join(f"{k} {v}" for k, v in summary.verdicts.items())
         console.print(
             f"{summary.parts} parts ({summary.new} audited now, {summary.skipped} done "
@@ -119,7 +120,7 @@ def audit_command(
         report = (summary.out / "report.html").resolve()
         console.print(f"report: [link=file://{report}]{summary.out / 'report.html'}[/link]")
         if store is not None:
-            _record(input_spec, out, store, station, standard_path(standard))
+            _record(input_spec, out, store, station, standard_file)
 
 
 @contextmanager

@@ -466,6 +466,47 @@ def audit_record(part: LoadedPart, result: InspectionResult) -> dict[str, Any]:
     return record
 
 
+_RESULT_FIELDS = (
+    "part_id",
+    "verdict",
+    "severity",
+    "action",
+    "reasons",
+    "standard_id",
+    "standard_version",
+    "model_version",
+    "calibration_version",
+    "scores",
+    "timings_ms",
+    "path",
+)
+
+
+def result_of(record: dict[str, Any]) -> InspectionResult:
+    """The :class:`~inspection.types.InspectionResult` of one ``results.jsonl`` record
+    (the inverse of :func:`audit_record`: ``audit --db`` records it)."""
+    decisions = [
+        {
+            "defect": {
+                "defect_class": d["defect_class"],
+                "attributes": d["measurements"],
+                "bbox": d["bbox"],
+                "zone": d["zone"],
+                "score": d["score"],
+            },
+            "zone": d["zone"],
+            "severity": d["severity"],
+            "action": d["action"],
+            "clause_id": d["clause"],
+            "reason": d["reason"],
+        }
+        for d in record.get("defects", ())
+    ]
+    return InspectionResult.from_json(
+        {**{k: record[k] for k in _RESULT_FIELDS if k in record}, "decisions": decisions}
+    )
+
+
 def overlay_name(part: LoadedPart) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(part.item.source).stem)[:60]
     return f"{stem}-{(part.sha256 or '0' * 12)[:12]}"

@@ -26,23 +26,8 @@ from inspection.audit.inputs import (
 )
 from inspection.audit.results import RecordIndex, record_key
 from inspection.errors import UserError
-from inspection.types import InspectionResult
 
 BATCH = 200  # records a transaction
-RESULT_FIELDS = (
-    "part_id",
-    "verdict",
-    "severity",
-    "action",
-    "reasons",
-    "standard_id",
-    "standard_version",
-    "model_version",
-    "calibration_version",
-    "scores",
-    "timings_ms",
-    "path",
-)
 
 
 @dataclass(frozen=True)
@@ -53,31 +38,6 @@ class RecordedAudit:
     before: int  # parts this station had recorded already
     pending: int  # records still in the spool (the database did not answer)
     station: str
-
-
-def result_of(record: dict[str, Any]) -> InspectionResult:
-    """The :class:`~inspection.types.InspectionResult` of one ``results.jsonl`` record
-    (the inverse of :func:`inspection.audit.engine.audit_record`)."""
-    decisions = [
-        {
-            "defect": {
-                "defect_class": d["defect_class"],
-                "attributes": d["measurements"],
-                "bbox": d["bbox"],
-                "zone": d["zone"],
-                "score": d["score"],
-            },
-            "zone": d["zone"],
-            "severity": d["severity"],
-            "action": d["action"],
-            "clause_id": d["clause"],
-            "reason": d["reason"],
-        }
-        for d in record.get("defects", ())
-    ]
-    return InspectionResult.from_json(
-        {**{k: record[k] for k in RESULT_FIELDS if k in record}, "decisions": decisions}
-    )
 
 
 def record_audit(
@@ -107,6 +67,7 @@ def record_audit(
     """
     from tqdm import tqdm
 
+    from inspection.audit.engine import result_of
     from inspection.records.store import RecordEntry
 
     if not station:

@@ -50,6 +50,7 @@ Since = Annotated[
     ),
 ]
 
+_PERIOD = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -61,7 +62,7 @@ def parse_period(text: str, option: str = "--older-than") -> timedelta:
     UserError
         For anything else, or a period that is not positive.
     """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    match = _PERIOD.fullmatch(text)
     if match is None:
         raise UserError(f"{option} must be a number and a unit s/m/h/d/w (90d), not {text!r}")
     period = timedelta(**{_UNITS[match[2]]: float(match[1])})
@@ -91,7 +92,7 @@ def parse_time(text: str, option: str) -> datetime:
 def parse_since(text: str, option: str = "--since") -> datetime:
     """The start of a window: a period back from now (``24h``, ``7d``) or an ISO date or
     date-time (``2024-05-01``)."""
-    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*[smhdw]\s*", text):
+    if _PERIOD.fullmatch(text):
         return datetime.now(UTC) - parse_period(text, option)
     try:
         return parse_time(text, option)

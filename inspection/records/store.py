@@ -653,11 +653,7 @@ class RecordStore:
     ) -> list[RecordedPart]:
         """Parts with ``verdict`` (or ``"NOT_INSPECTED"``) captured in ``[since, until)``."""
         where = self._station_filter(station) + _window(since, until)
-        if str(verdict).upper() == NOT_INSPECTED:
-            where.append(Inspection.verdict.is_(None))
-        else:
-            where.append(Inspection.verdict == _verdict(verdict))
-        return self._query(where, limit)
+        return self._query([*where, _verdict_filter(verdict)], limit)
 
     def unreviewed(
         self,
@@ -691,10 +687,8 @@ class RecordStore:
         parts at a time: memory stays bounded whatever the database holds."""
         where = self._station_filter(station) + self._product_filter(product)
         where += _window(since, until)
-        if verdict is not None and str(verdict).upper() == NOT_INSPECTED:
-            where.append(Inspection.verdict.is_(None))
-        elif verdict is not None:
-            where.append(Inspection.verdict == _verdict(verdict))  # refused here, not later
+        if verdict is not None:
+            where.append(_verdict_filter(verdict))  # an unknown one refused here, not later
         return self._batches(where, batch)
 
     def _batches(self, where: list[Any], batch: int) -> Iterator[list[RecordedPart]]:
@@ -876,6 +870,13 @@ class RecordStore:
 
 
 # ---------------------------------------------------------------------- rows
+
+
+def _verdict_filter(verdict: Verdict | str) -> Any:
+    """Inspections with ``verdict``, or never decided for ``"NOT_INSPECTED"``."""
+    if str(verdict).upper() == NOT_INSPECTED:
+        return Inspection.verdict.is_(None)
+    return Inspection.verdict == _verdict(verdict)
 
 
 def _verdict(value: Verdict | str) -> str:

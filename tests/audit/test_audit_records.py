@@ -165,3 +165,25 @@ def test_the_record_index_reads_back_each_record_by_its_key(tmp_path):
         assert [index.get(r["key"]) for r in reversed(written)] == written[::-1]
         assert index.get("unread:part-9.png") is None
         assert set(index.offsets) == {r["key"] for r in written}
+
+
+def test_a_results_record_gives_back_the_result_it_was_written_from():
+    """``result_of`` inverts ``audit_record``: what ``--db`` records is the decision the
+    audit made, field for field."""
+    from conftest import STANDARDS_DIR
+
+    from inspection.audit.engine import LoadedPart, audit_record, result_of
+    from inspection.audit.inputs import AuditItem
+    from inspection.standards import apply_standard, load_standard
+    from inspection.types import BBox, Defect, Frame, InspectionResult
+
+    standard = load_standard(STANDARDS_DIR / "bracket.yaml")
+    defects = [
+        Defect("scratch", {"length_mm": 12.5, "width_mm": 0.3}, BBox(3, 4, 40, 9), zone="A"),
+        Defect("dent", {"area_mm2": 0.4, "depth_mm": 0.05}, BBox(50, 50, 56, 57), zone="B"),
+    ]
+    result = apply_standard(standard, defects, part_id="lot/p-1.png")
+    result = InspectionResult(**{**result.__dict__, "scores": {"image": 0.9}, "path": "audit"})
+    part = LoadedPart(AuditItem("lot/p-1.png", "/x/lot/p-1.png"), "ab" * 32)
+    part.frame = Frame(np.zeros((64, 64, 3), np.uint8))
+    assert result.decisions and result_of(audit_record(part, result)) == result
