@@ -110,6 +110,23 @@ def test_a_repeated_audit_records_each_part_once(tmp_path, lot, model_dir):
         assert len(store.latest(n=10 * n, station="audit")) == n
 
 
+def test_the_python_api_records_an_audit_as_the_command_does(tmp_path, lot, model_dir):
+    from inspection.audit import AuditOptions, audit, record_audit
+    from inspection.records.store import RecordStore
+
+    out = tmp_path / "out"
+    options = AuditOptions(batch_size=4, workers=1, mm_per_px=MM_PER_PX, progress=False)
+    audit(lot, out, model_dir, STANDARD, options)
+    audited = {r["part_id"]: r["verdict"] for r in records(out)}
+    with RecordStore(tmp_path / "records.db") as store:
+        done = record_audit(lot, out, store, "lot7", "bracket", progress=False)
+        assert (done.new, done.before, done.pending, done.station) == (len(audited), 0, 0, "lot7")
+        kept = store.latest(n=10 * len(audited), station="lot7")
+        assert {p.part_id: p.verdict for p in kept} == audited
+        again = record_audit(lot, out, store, "lot7", "bracket", progress=False)
+        assert (again.new, again.before) == (0, len(audited))
+
+
 def test_a_junk_database_is_refused_before_the_audit(tmp_path, lot, model_dir):
     db, out = tmp_path / "records.db", tmp_path / "out"
     db.write_bytes(b"these bytes are not a database" * 100)
