@@ -85,3 +85,34 @@ def test_the_transcribe_command_refuses_a_file_that_is_not_audio(tmp_path):
     result = CliRunner().invoke(app, ["transcribe", str(junk)])
     assert result.exit_code == 2
     assert "not a readable audio file" in result.output
+
+
+def test_an_openai_whisper_checkpoint_transcribes_and_drops_what_is_not_speech(tmp_path):
+    """The ``.pt`` path (openai-whisper's own format): a tiny random-weight checkpoint loads
+    and decodes; of its segments, those Whisper itself calls no speech are dropped."""
+    from dataclasses import asdict
+
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    # A random decoder writes until its context is full: a context of 64 keeps that short.
+    dims = ModelDimensions(
+        n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=1,
+        n_vocab=51864, n_text_ctx=64, n_text_state=32, n_text_head=2, n_text_layer=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.pt"
+    torch.save({"dims": asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+    transcriber = Transcriber(path)
+    assert not transcriber.is_ctranslate2
+    clip = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
+    heard = transcriber.transcribe(clip)
+    assert isinstance(heard.text, str) and heard.model == "tiny.pt"
+
+    segments = [
+        {"text": " Reject", "no_speech_prob": 0.05},
+        {"text": " you", "no_speech_prob": 0.9},  # Whisper's word over a tap's ring
+        {"text": " this part.", "no_speech_prob": 0.3},
+    ]
+    transcriber._model.transcribe = lambda samples, fp16: {"segments": segments}
+    assert transcriber.transcribe(clip).text == "Reject this part."
