@@ -464,6 +464,10 @@ def evaluate_command(
         for key in ("verdict_false_reject_rate", "verdict_miss_rate", "verdict_agreement"):
             value = metrics[key]
             table.add_row(key, "null" if value is None else f"{value:.4f}")
+        recall = metrics["verdict_reject_recall_by_class"]
+        if recall:  # of the parts the standard rejects, the share the line stops
+            stopped = (f"{c} {v['recall']:.3f} ({v['parts']})" for c, v in recall.items())
+            table.add_row("reject recall by class (parts)", "  ".join(stopped))
     console.print(table)
     if metrics["verdict_note"]:
         console.print(metrics["verdict_note"])

@@ -548,7 +548,9 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
     ``verdict_agreement`` the share of parts with exact defect attributes whose verdict
     equals the standard's on those attributes (``verdict_agreement_parts`` of them);
     ``verdict_wrong_pass_rate`` the share of the parts the standard rejects on their exact
-    attributes that the line passed (a defect the standard accepts, passed, is not one).
+    attributes that the line passed (a defect the standard accepts, passed, is not one);
+    ``verdict_reject_recall_by_class`` the share of those the line stops, by true class;
+    ``verdict_disagreements`` where the two verdicts differ, by true class and verdicts.
     """
     if standard is None:
         return {
@@ -559,6 +561,8 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
             "verdict_agreement": None,
             "verdict_agreement_parts": 0,
             "verdict_wrong_pass_rate": None,
+            "verdict_reject_recall_by_class": None,
+            "verdict_disagreements": None,
             "verdict_note": (
                 f"no verdicts: {data} names no product in dataset.yaml and no standard was "
                 "given (--standard); only detection metrics are measured"
@@ -578,8 +582,47 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
         "verdict_agreement": float(np.mean(compared)) if compared else None,
         "verdict_agreement_parts": len(compared),
         "verdict_wrong_pass_rate": float(np.mean(wrong_pass)) if wrong_pass else None,
+        "verdict_reject_recall_by_class": _reject_recall_by_class(rows),
+        "verdict_disagreements": _disagreements(rows),
         "verdict_note": None if compared else "no exact defect attributes: no agreement",
     }
+
+
+def _reject_recall_by_class(rows: list[Row]) -> dict[str, dict[str, float | int]]:
+    """Per true class, of its parts the standard rejects on their exact attributes: how
+    many, and the share the line does not pass (rejected or sent to REVIEW). A defect the
+    standard accepts is no miss, so a tolerable colour patch, passed, does not count."""
+    rejectable: dict[str, list[bool]] = {}
+    for r in rows:
+        if r.exact_verdict == Verdict.REJECT:
+            rejectable.setdefault(r.label, []).append(r.verdict != Verdict.PASS)
+    return {
+        label: {"parts": len(stopped), "recall": float(np.mean(stopped))}
+        for label, stopped in sorted(rejectable.items())
+    }
+
+
+DISAGREEMENT_EXAMPLES = 3  # part files named per kind of disagreement
+
+
+def _disagreements(rows: list[Row]) -> list[dict[str, Any]]:
+    """Where the line's verdict differs from the standard's on the exact attributes, by
+    true class and the two verdicts, most parts first, each with a few of its files."""
+    kinds: dict[tuple[str, str, str], list[str]] = {}
+    for r in rows:
+        if r.exact_verdict is not None and r.verdict != r.exact_verdict:
+            kinds.setdefault((r.label, r.exact_verdict, r.verdict or ""), []).append(r.path)
+    ranked = sorted(kinds.items(), key=lambda kind: (-len(kind[1]), kind[0]))
+    return [
+        {
+            "class": label,
+            "standard": standard,
+            "line": line,
+            "parts": len(paths),
+            "examples": [Path(p).name for p in paths[:DISAGREEMENT_EXAMPLES]],
+        }
+        for (label, standard, line), paths in ranked
+    ]
 
 
 def _write_scores(path: Path, rows: list[Row]) -> None:
@@ -704,6 +747,30 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
             per_class,
         )
     ]
+    if metrics.get("verdict_reject_recall_by_class"):
+        recall = [
+            (c, str(v["parts"]), _fmt(v["recall"]))
+            for c, v in metrics["verdict_reject_recall_by_class"].items()
+        ]
+        tables.append(
+            (
+                "Parts the standard rejects: the share the line stops (rejects or reviews)",
+                ["class", "parts the standard rejects", "recall"],
+                recall,
+            )
+        )
+    if metrics.get("verdict_disagreements"):
+        differ = [
+            (d["class"], d["standard"], d["line"], str(d["parts"]), ", ".join(d["examples"]))
+            for d in metrics["verdict_disagreements"]
+        ]
+        tables.append(
+            (
+                "Where the line and the standard (on the exact attributes) disagree",
+                ["class", "the standard says", "the line says", "parts", "for example"],
+                differ,
+            )
+        )
     if metrics.get("review_band"):
         band = [[str(b[k]) for k in REVIEW_BAND_COLUMNS] for b in metrics["review_band"]]
         tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))

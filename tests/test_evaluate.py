@@ -277,6 +277,10 @@ def test_cli_prints_the_verdicts_and_says_when_there_are_none(tiny_model, line, 
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert "verdict_false_reject_rate" in result.stdout and "verdict_agreement" in result.stdout
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    recall = metrics["verdict_reject_recall_by_class"]  # the line has parts to reject
+    assert recall and "reject recall" in result.stdout
+    assert all(cls in result.stdout for cls in recall)
     folder = tmp_path / "folder"  # no dataset.yaml: no product, no standard
     for label in ("good", "scratch"):
         (folder / label).mkdir(parents=True)

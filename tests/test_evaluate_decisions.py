@@ -123,13 +123,20 @@ def test_evaluate_verdicts_are_the_lines(bracket_standard, tmp_path):
     assert metrics["verdict_agreement"] == 0.75 and metrics["verdict_agreement_parts"] == 4
     # the one part the standard rejects that was not rejected went to REVIEW, not PASS
     assert metrics["verdict_wrong_pass_rate"] == 0.0
+    # both scratches the standard rejects are stopped: one rejected, one sent to REVIEW
+    assert metrics["verdict_reject_recall_by_class"] == {"scratch": {"parts": 2, "recall": 1.0}}
+    assert metrics["verdict_disagreements"] == [
+        {"class": "scratch", "standard": "REJECT", "line": "REVIEW", "parts": 1,
+         "examples": ["40.png"]},
+    ]  # fmt: skip
     # Detection metrics stay the detector's: every defective part is flagged.
     assert metrics["miss_rate_at_threshold"] == 0.0
     assert metrics["false_reject_rate_at_threshold"] == 0.0
     assert metrics["per_class"]["scratch"]["detected"] == 1.0
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["verdicts"] == metrics["verdicts"]
-    assert "verdict_agreement" in (tmp_path / "out" / "index.html").read_text()
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "verdict_agreement" in page and "the line says" in page and "40.png" in page
 
 
 def test_the_given_standard_decides(bracket_standard, panel_standard, tmp_path):
@@ -146,6 +153,8 @@ def test_without_a_standard_verdict_metrics_are_null_and_say_why(tmp_path):
     metrics = evaluate(_detector(), THRESHOLDS, data, tmp_path / "out", progress=False)
     for key in ("verdicts", "verdict_false_reject_rate", "verdict_miss_rate", "verdict_agreement"):
         assert metrics[key] is None, key
+    assert metrics["verdict_disagreements"] is None
+    assert metrics["verdict_reject_recall_by_class"] is None
     assert "no product" in metrics["verdict_note"] and "--standard" in metrics["verdict_note"]
     assert metrics["image_auroc"] is not None  # detection metrics need no standard
     assert {r["verdict"] for r in _rows(tmp_path / "out").values()} == {""}
