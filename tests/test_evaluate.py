@@ -16,6 +16,7 @@ pytest.importorskip("torch", reason="evaluation runs a torch model (install the 
 from inspection.evaluate import evaluate
 from inspection.models import create_model, save_model
 from inspection.models.card import (
+    PRODUCT_CLASSES,
     products_section,
     verify_manifest,
     write_manifest,
@@ -115,6 +116,12 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     assert f"{metrics['verdict_agreement']:.4f}" in row  # the line's verdicts, not a constant
     recorded = json.loads(write_product_evaluation(shipped, [metrics]).read_text())
     assert recorded["products"]["panel"]["verdict_agreement"] == metrics["verdict_agreement"]
+    # the issue's recall: of the parts the standard rejects, the share the line stops
+    recall = {c: v["recall"] for c, v in metrics["verdict_reject_recall_by_class"].items()}
+    assert recall and recorded["products"]["panel"]["verdict_reject_recall"] == recall
+    assert "| scratch reject recall | dent reject recall |" in text
+    cells = row.split(" | ")[6:9]  # scratch, dent, color_deviation
+    assert cells == [f"{recall[c]:.4f}" if c in recall else "n/a" for c in PRODUCT_CLASSES]
     write_manifest(shipped)
     assert "evaluation.json" in json.loads((shipped / "manifest.json").read_text())["files"]
     assert f"image {thresholds.image:.4g}" in text  # the thresholds the line uses

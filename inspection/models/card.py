@@ -287,6 +287,10 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
             "verdict_agreement": m.get("verdict_agreement"),
             "verdict_wrong_pass_rate": m.get("verdict_wrong_pass_rate"),
             "verdict_false_reject_rate": m.get("verdict_false_reject_rate"),
+            "verdict_reject_recall": {
+                c: v.get("recall")
+                for c, v in (m.get("verdict_reject_recall_by_class") or {}).items()
+            },
         }
         entry = products.setdefault(named[0], {})
         if m.get("fusion"):
@@ -333,7 +337,9 @@ def _table(intro: str, header: list[str], rows: list[list[Any]]) -> str:
 
 
 PRODUCT_CLASSES = ("scratch", "dent", "color_deviation")
-"""The classes whose recall the per-product table shows (the ones the standards measure)."""
+"""The classes whose recall the per-product table shows (the ones the standards measure):
+of the parts the standard rejects, the share the line stops (``inspection evaluate``'s
+``verdict_reject_recall_by_class``)."""
 
 
 def products_section(evaluations: list[dict[str, Any]]) -> str:
@@ -342,15 +348,16 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
 
     Columns: what the line would do (verdict agreement with the standard on the exact
     attributes, parts the standard rejects that were passed, false rejects) and what the
-    detector finds (image AUROC, the recall of :data:`PRODUCT_CLASSES`, the scratch length
-    error and width bias: measured - true, positive when the gauge over-reads).
+    detector finds (image AUROC, the recall of :data:`PRODUCT_CLASSES` among the parts the
+    standard rejects, the scratch length error and width bias: measured - true, positive
+    when the gauge over-reads).
     """
     header = ["product", "parts", "image AUROC", "verdict agreement", "wrong PASS rate"]
-    header += ["false rejects", *(f"{c} recall" for c in PRODUCT_CLASSES)]
+    header += ["false rejects", *(f"{c} reject recall" for c in PRODUCT_CLASSES)]
     header += ["scratch length error (mm)", "scratch width bias (mm)"]
     rows = []
     for m in evaluations:
-        per_class = m.get("per_class", {})
+        recall = m.get("verdict_reject_recall_by_class") or {}
         rows.append(
             [
                 (", ".join(m.get("products") or []) or "not recorded")
@@ -360,7 +367,7 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
                 m.get("verdict_agreement"),
                 m.get("verdict_wrong_pass_rate"),
                 m.get("verdict_false_reject_rate"),
-                *(per_class.get(c, {}).get("recall") for c in PRODUCT_CLASSES),
+                *(recall.get(c, {}).get("recall") for c in PRODUCT_CLASSES),
                 m.get("size_error_mm_median_by_class", {}).get("scratch"),
                 m.get("width_bias_mm_median_by_class", {}).get("scratch"),
             ]
