@@ -162,12 +162,31 @@ def product_warning(
     if agreement is None or agreement >= TRUSTED_AGREEMENT:
         return None
     wrong = measured.get("verdict_wrong_pass_rate")
+    short = _short_recall(measured.get("verdict_reject_recall"))
     return (
         f"on {measured.get('parts')} held-out {product} parts the model's verdicts{how} "
         f"agreed {agreement:.0%} with the standard (target {TRUSTED_AGREEMENT:.0%})"
         + ("" if wrong is None else f"; it passed {wrong:.0%} of the parts the standard rejects")
+        + (
+            f" (stopped, by class: {short}; target {TRUSTED_AGREEMENT:.0%} each)"
+            if short and wrong is not None
+            else ""
+        )
         + caveat
     )
+
+
+def _short_recall(recall: object) -> str:
+    """The classes whose rejectable parts the line stopped too few of ("scratch 86%"),
+    from an ``evaluation.json`` entry; a malformed one says nothing."""
+    if not isinstance(recall, dict):
+        return ""
+    short = {
+        c: r
+        for c, r in recall.items()
+        if isinstance(r, (int, float)) and not isinstance(r, bool) and r < TRUSTED_AGREEMENT
+    }
+    return ", ".join(f"{c} {r:.0%}" for c, r in sorted(short.items(), key=lambda cr: cr[1]))
 
 
 def _recorded_evaluation(model_dir: Path) -> dict | None:

@@ -86,6 +86,14 @@ def test_the_demo_warns_from_the_fused_figures_when_it_fuses():
     warning = product_warning(trained, measured, "bracket", fused=True)
     assert "verdicts (fused with its normality model) agreed 93%" in warning
     assert "passed 2%" in warning and "measured alone" not in warning
+    # the classes whose rejectable parts it stopped too few of, fewest first
+    recall = {"scratch": 0.857, "dent": 1.0, "color_deviation": 0.9}
+    measured["products"]["bracket"]["fused"]["verdict_reject_recall"] = recall
+    warning = product_warning(trained, measured, "bracket", fused=True)
+    assert "(stopped, by class: scratch 86%, color_deviation 90%; target 98% each)" in warning
+    for broken_recall in ([0.5], {"scratch": "low"}, {"scratch": None}, None):
+        measured["products"]["bracket"]["fused"]["verdict_reject_recall"] = broken_recall
+        assert "stopped" not in product_warning(trained, measured, "bracket", fused=True)
     good = {"products": {"bracket": {**alone, "fused": {**fused, "verdict_agreement": 0.99}}}}
     assert product_warning(trained, good, "bracket", fused=True) is None
     # A malformed fused entry is no claim: the figures alone, with the caveat.
