@@ -487,6 +487,37 @@ def evaluate_command(
     console.print(f"report: {out / 'index.html'}")
 
 
+@app.command("calibrate")
+def calibrate_command(
+    model: Annotated[Path, typer.Option(help="Trained model directory.")],
+    good: Annotated[
+        Path, typer.Option(help="Dataset whose good images (not ones MODEL trained on) set them.")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="New model directory: the same weights, new thresholds.")
+    ],
+    target_frr: Annotated[
+        float, typer.Option(help="Share of good parts the image threshold may flag.")
+    ] = 0.01,
+) -> None:
+    """Set a model's thresholds again on good parts of the line, as many as it has.
+
+    A run sets them on the few good images it held out; the image threshold, near the top
+    of them, moves with them. The weights are kept; OUT is a new model version."""
+    from inspection.models.checkpoint import read_checkpoint
+    from inspection.train.trainer import recalibrate
+
+    # A model, a dataset or a folder it cannot use is one line (UserError), never a trace.
+    before = read_checkpoint(model).extra.get("thresholds") or {}
+    after = recalibrate(model, good, out, target_frr)
+    console.print(
+        f"image threshold {before.get('image', float('nan')):.4g} -> {after['image']:.4g}, "
+        f"pixel {before.get('pixel', float('nan')):.4g} -> {after['pixel']:.4g}, set on "
+        f"{after['held_out_good']} good parts; model written to {out}",
+        highlight=False,
+    )
+
+
 @app.command("second-look")
 def second_look_command(
     model: Annotated[
