@@ -389,6 +389,9 @@ def train_command(
     console.print(f"model written to {result.out}")
 
 
+DISAGREEMENTS_SHOWN = 5  # kinds of disagreement `inspection evaluate` prints
+
+
 @app.command("evaluate")
 def evaluate_command(
     model: Annotated[
@@ -471,6 +474,15 @@ def evaluate_command(
     console.print(table)
     if metrics["verdict_note"]:
         console.print(metrics["verdict_note"])
+    if metrics["verdict_disagreements"]:  # the most common first; index.html has them all
+        from inspection.evaluate import DISAGREEMENT_HEADER, DISAGREEMENT_TITLE, disagreement_rows
+
+        differ = Table(title=DISAGREEMENT_TITLE)
+        for header in DISAGREEMENT_HEADER:
+            differ.add_column(header)
+        for row in disagreement_rows(metrics["verdict_disagreements"][:DISAGREEMENTS_SHOWN]):
+            differ.add_row(*row)
+        console.print(differ)
     if metrics["review_band"]:
         from inspection.evaluate import REVIEW_BAND_COLUMNS, REVIEW_BAND_HEADER
 

@@ -603,6 +603,16 @@ def _reject_recall_by_class(rows: list[Row]) -> dict[str, dict[str, float | int]
 
 
 DISAGREEMENT_EXAMPLES = 3  # part files named per kind of disagreement
+DISAGREEMENT_TITLE = "Where the line and the standard (on the exact attributes) disagree"
+DISAGREEMENT_HEADER = ["class", "the standard says", "the line says", "parts", "for example"]
+
+
+def disagreement_rows(disagreements: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """``verdict_disagreements`` as table rows under :data:`DISAGREEMENT_HEADER`."""
+    return [
+        (d["class"], d["standard"], d["line"], str(d["parts"]), ", ".join(d["examples"]))
+        for d in disagreements
+    ]
 
 
 def _disagreements(rows: list[Row]) -> list[dict[str, Any]]:
@@ -760,17 +770,8 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
             )
         )
     if metrics.get("verdict_disagreements"):
-        differ = [
-            (d["class"], d["standard"], d["line"], str(d["parts"]), ", ".join(d["examples"]))
-            for d in metrics["verdict_disagreements"]
-        ]
-        tables.append(
-            (
-                "Where the line and the standard (on the exact attributes) disagree",
-                ["class", "the standard says", "the line says", "parts", "for example"],
-                differ,
-            )
-        )
+        differ = disagreement_rows(metrics["verdict_disagreements"])
+        tables.append((DISAGREEMENT_TITLE, DISAGREEMENT_HEADER, differ))
     if metrics.get("review_band"):
         band = [[str(b[k]) for k in REVIEW_BAND_COLUMNS] for b in metrics["review_band"]]
         tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))

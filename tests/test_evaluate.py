@@ -288,6 +288,11 @@ def test_cli_prints_the_verdicts_and_says_when_there_are_none(tiny_model, line, 
     recall = metrics["verdict_reject_recall_by_class"]  # the line has parts to reject
     assert recall and "reject recall" in result.stdout
     assert all(cls in result.stdout for cls in recall)
+    # where the verdicts differ, the most common kinds first (a random tiny model differs)
+    differ = metrics["verdict_disagreements"]
+    assert differ and "disagree" in result.stdout
+    assert differ[0]["examples"][0] in result.stdout
+    assert [d["parts"] for d in differ] == sorted((d["parts"] for d in differ), reverse=True)
     folder = tmp_path / "folder"  # no dataset.yaml: no product, no standard
     for label in ("good", "scratch"):
         (folder / label).mkdir(parents=True)
