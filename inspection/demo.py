@@ -167,11 +167,7 @@ def product_warning(
         f"on {measured.get('parts')} held-out {product} parts the model's verdicts{how} "
         f"agreed {agreement:.0%} with the standard (target {TRUSTED_AGREEMENT:.0%})"
         + ("" if wrong is None else f"; it passed {wrong:.0%} of the parts the standard rejects")
-        + (
-            f" (stopped, by class: {short}; target {TRUSTED_AGREEMENT:.0%} each)"
-            if short and wrong is not None
-            else ""
-        )
+        + (f" (stopped, by class: {short}; target {TRUSTED_AGREEMENT:.0%} each)" if short else "")
         + caveat
     )
 

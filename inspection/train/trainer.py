@@ -378,8 +378,8 @@ def recalibrate(
     held = load_items(samples, prep, "loading good images")
     if not held:
         raise TrainError(f"{good}: no readable good images to calibrate on")
-    options = TrainOptions(data=Path(good), out=out, seed=seed, target_frr=target_frr)
-    thresholds, auroc = calibrate(model, held, replace(options, progress=progress))
+    options = TrainOptions(Path(good), out, seed=seed, target_frr=target_frr, progress=progress)
+    thresholds, auroc = calibrate(model, held, options)
     recalibrated = {"from": model.model_version, "good": str(good), "target_frr": target_frr}
     metadata = {**model.metadata, "thresholds": thresholds, "holdout_auroc": auroc}
     save_model(model, out, extra={**metadata, "recalibrated": recalibrated})
