@@ -1,14 +1,15 @@
 """Specks of dirt measured on the map's region against the gauge on the image
 (measure.gauge_on_image): each contamination a synthetic set's line finds (the shipped
 default, fused with the product's normality model as the demo runs it) has its area read
-both ways, printed against the true area.
+on the map, by the gauge at half maximum and at a third (pipeline.SPECK_EDGE, shipped),
+printed against the true area.
 
 With ``--verdicts``, every part is detected once and decided with contamination measured
-on the map (as shipped), gauged, and gauged only where its region is one-signed: the
-share of its contrast (luminance against the surface under it, beyond the surface's
-noise) on one side of the surface, ``|sum d| / sum |d|``, at least each ``--sign-cuts``
-value. A speck is one colour laid on the surface (share near 1); a dent shows through
-its shading, a lit slope and a shadowed one (share well under 1), and the gauge reads a
+on the map, gauged at half maximum, gauged at half maximum only where its region is
+one-signed (measure.one_signed_share at least each ``--sign-cuts`` value), and as
+shipped (pipeline._gauged: a third, where the share reaches pipeline.SPECK_ONE_SIGNED).
+A speck is one colour laid on the surface (share near 1); a dent shows through its
+shading, a lit slope and a shadowed one (share well under 1), and the gauge reads a
 dent's dark slope alone. The share of every contamination region is printed by the true
 defect under it.
 
@@ -16,7 +17,7 @@ defect under it.
     python benchmarks/speck_area.py --data runs/val-bracket --normality runs/normality/bracket-560 \
         --verdicts
 
-Results: benchmarks/README.md, section "Specks of dirt: gauged, not built".
+Results: benchmarks/README.md, section "Specks of dirt: gauged".
 """
 
 from __future__ import annotations
@@ -26,21 +27,18 @@ from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from inspection import evaluate as ev
-from inspection import measure, pipeline
-from inspection.measure import Component, gauge_on_image, measure_region
+from inspection import pipeline
+from inspection.measure import Component, gauge_on_image, measure_region, one_signed_share
 from inspection.pipeline import part_defects, thresholds_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 from stroke_join import line_parser, load_line, map_only, measured_row
 
 CLASS = "contamination"
-SURFACE_PX = measure.GAUGE_BACKGROUND_PX  # the surface under a mark, as the gauge reads it
-NEAR_PX, RING_PX = 3, 6  # the mark's pixels, and the ring its surface noise is read on
 
 
 def main() -> None:
@@ -57,7 +55,7 @@ def main() -> None:
 
 
 def area_rows(detector, dataset, thresholds, data: Path) -> None:
-    rows = []  # (true area, on the map's region, by the gauge), mm²
+    rows = []  # (true area, on the map's region, gauged at half maximum, at a third), mm²
     specks = [s for s in dataset.samples if s.label == CLASS]
     for sample in tqdm(specks, desc="parts", unit="part", mininterval=2.0):
         image, audio, _ = ev.read_sample(sample)
@@ -72,11 +70,14 @@ def area_rows(detector, dataset, thresholds, data: Path) -> None:
             if not hits:
                 continue
             on_map = measure_region(max(hits, key=lambda m: m[y0:y1, x0:x1].sum()), mm)
-            gauged = gauge_on_image(image, on_map) or on_map
-            rows.append((true["attributes"]["area_mm2"], on_map.area_mm2, gauged.area_mm2))
+            half = gauge_on_image(image, on_map) or on_map
+            third = gauge_on_image(image, on_map, edge=pipeline.SPECK_EDGE) or on_map
+            rows.append(
+                (true["attributes"]["area_mm2"], on_map.area_mm2, half.area_mm2, third.area_mm2)
+            )
     table = np.array(rows)
     print(f"{data}: {len(table)} specks found")
-    for i, name in ((1, "map region"), (2, "gauge")):
+    for i, name in ((1, "map region"), (2, "gauge, half"), (3, "gauge, third")):
         rel = table[:, i] / table[:, 0] - 1
         print(
             f"  {name:10s} median relative area error {np.median(rel):+.3f}  "
@@ -92,13 +93,15 @@ def verdict_rows(detector, dataset, thresholds, cuts: list[float]) -> None:
         image, audio, _ = ev.read_sample(sample)
         parts.append((sample, image, detector.detect(image, audio)))
     with _contamination_gauged(None):
-        print("map       ", measured_row(parts, dataset, standard, thresholds), flush=True)
+        print("on the map             ", measured_row(parts, dataset, standard, thresholds))
     with _contamination_gauged(0.0):
-        print("gauged    ", measured_row(parts, dataset, standard, thresholds), flush=True)
+        print("gauged at half maximum ", measured_row(parts, dataset, standard, thresholds))
     for cut in cuts:
         with _contamination_gauged(cut):
             row = measured_row(parts, dataset, standard, thresholds)
-            print(f"share>={cut:.2f}", row, flush=True)
+            print(f"half maximum, share>={cut:.2f}", row, flush=True)
+    row = measured_row(parts, dataset, standard, thresholds)
+    print(f"shipped (a third, share>={pipeline.SPECK_ONE_SIGNED:.2f})", row, flush=True)
     for truth, values in sorted(_shares(parts, dataset, thresholds).items()):
         v = np.array(values)
         print(
@@ -110,14 +113,14 @@ def verdict_rows(detector, dataset, thresholds, cuts: list[float]) -> None:
 
 @contextmanager
 def _contamination_gauged(cut: float | None):
-    """Contamination measured by the gauge where its one-signed share reaches ``cut``
-    (``None``: on the map, as shipped; benchmark only)."""
+    """Contamination measured on the map's region (``None``), or by the gauge at half
+    maximum where its one-signed share reaches ``cut`` (benchmark only)."""
     shipped = pipeline._gauged
 
     def gauged(comp: Component, name: str, image: np.ndarray | None) -> Component:
-        if name != CLASS or image is None or cut is None:
+        if name != CLASS or image is None:
             return shipped(comp, name, image)
-        if one_signed_share(image, comp) >= cut:
+        if cut is not None and one_signed_share(image, comp) >= cut:
             return gauge_on_image(image, comp) or comp
         return comp
 
@@ -150,25 +153,6 @@ def _shares(parts, dataset, thresholds) -> dict[str, list[float]]:
 def _overlaps(mask: np.ndarray, box: list[int]) -> bool:
     x0, y0, x1, y1 = box
     return bool(mask[y0:y1, x0:x1].any())
-
-
-def one_signed_share(image: np.ndarray, region: Component) -> float:
-    """``|sum d| / sum |d|`` over the pixels near a region whose luminance ``d`` against the
-    surface under them stands out of the surface's noise: 1 for a mark darker (or lighter)
-    than the surface throughout, near 0 for one as much lighter as darker."""
-    window = measure._grown(region.bbox, SURFACE_PX + RING_PX, region.mask.shape)
-    inside = np.ascontiguousarray(region.mask[window], np.uint8)
-    crop = measure._as_uint8(image[window]).astype(np.float32)
-    luminance = crop.mean(axis=2) if crop.ndim == 3 else crop
-    surface = cv2.medianBlur(luminance.astype(np.uint8), SURFACE_PX).astype(np.float32)
-    d = luminance - surface
-    near = cv2.dilate(inside, measure._disc(NEAR_PX)) > 0
-    ring = (cv2.dilate(inside, measure._disc(RING_PX)) > 0) & ~near
-    floor = measure._noise_floor(np.abs(d[ring])) if ring.any() else 0.0
-    strong = near & (np.abs(d) > floor)
-    if not strong.any():
-        return 0.0
-    return float(abs(d[strong].sum()) / np.abs(d[strong]).sum())
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ stroke."""
 _RING_PX = 10  # the ring around a region whose contrast is the surface's noise
 
 
-def gauge_on_image(image: np.ndarray, region: Component) -> Component | None:
+def gauge_on_image(image: np.ndarray, region: Component, edge: float = 0.5) -> Component | None:
     """A fine defect (a scratch, a crack, a speck of dirt) measured on the image around
     the region the map found.
 
@@ -203,10 +203,12 @@ def gauge_on_image(image: np.ndarray, region: Component) -> Component | None:
     a little shorter, a speck 5-30 % larger in area, on the synthetic line). The gauge
     reads the image instead, as a caliper would: each pixel's contrast is its colour
     distance from the surface under it (a median of ``GAUGE_BACKGROUND_PX``), and the
-    defect is the pixels within ``GAUGE_SEARCH_PX`` of the region that reach half of
-    the contrast peak around them (FWHM) and stand out of the surface's own noise (3
-    robust standard deviations of the contrast in a ring around the region), connected
-    to the region.
+    defect is the pixels within ``GAUGE_SEARCH_PX`` of the region that reach ``edge``
+    of the contrast peak around them (0.5: full width at half maximum) and stand out of
+    the surface's own noise (3 robust standard deviations of the contrast in a ring
+    around the region), connected to the region. Half maximum is the edge of a
+    hard-edged mark; a speck of oil or dust thins out towards its rim, and a lower
+    ``edge`` keeps the rim.
 
     Returns ``None`` when the pixels found are fewer than half the region's length (too
     faint to gauge: what stands out is the surface's noise), or 3: the caller keeps the
@@ -224,7 +226,7 @@ def gauge_on_image(image: np.ndarray, region: Component) -> Component | None:
     ring = (cv2.dilate(inside, _disc(_RING_PX)) > 0) & ~near
     floor = _noise_floor(contrast[ring]) if ring.any() else 0.0
     peak = cv2.dilate(contrast * near, _disc(GAUGE_PEAK_PX // 2))
-    stroke = near & (contrast >= 0.5 * peak) & (contrast > floor)
+    stroke = near & (contrast >= edge * peak) & (contrast > floor)
     _, labels = cv2.connectedComponents(stroke.view(np.uint8), connectivity=8)
     touching = np.unique(labels[stroke & (inside > 0)])
     stroke &= np.isin(labels, touching[touching > 0])
@@ -233,6 +235,33 @@ def gauge_on_image(image: np.ndarray, region: Component) -> Component | None:
     mask = np.zeros(region.mask.shape, bool)
     mask[window] = stroke
     return _measure(mask, mask_bbox(mask), region.mm_per_px)
+
+
+SHARE_NEAR_PX, SHARE_RING_PX = 3, 6  # a mark's pixels, and the ring its surface noise is read on
+
+
+def one_signed_share(image: np.ndarray, region: Component) -> float:
+    """How much of a mark lies on one side of the surface: ``|sum d| / sum |d|`` over the
+    pixels near a region whose luminance ``d`` against the surface under them (a median
+    of ``GAUGE_BACKGROUND_PX``) stands out of the surface's noise.
+
+    A speck is one colour laid on the surface: 1 for a mark darker (or lighter) than the
+    surface throughout. A dent shows only through its shading, a lit slope beside a
+    shadowed one: near 0.
+    """
+    window = _grown(region.bbox, GAUGE_BACKGROUND_PX + SHARE_RING_PX, region.mask.shape)
+    inside = np.ascontiguousarray(region.mask[window], np.uint8)
+    crop = _as_uint8(image[window]).astype(np.float32)
+    luminance = crop.mean(axis=2) if crop.ndim == 3 else crop  # (h, w)
+    surface = cv2.medianBlur(luminance.astype(np.uint8), GAUGE_BACKGROUND_PX)
+    d = luminance - surface.astype(np.float32)
+    near = cv2.dilate(inside, _disc(SHARE_NEAR_PX)) > 0
+    ring = (cv2.dilate(inside, _disc(SHARE_RING_PX)) > 0) & ~near
+    floor = _noise_floor(np.abs(d[ring])) if ring.any() else 0.0
+    strong = near & (np.abs(d) > floor)
+    if not strong.any():
+        return 0.0
+    return float(abs(d[strong].sum()) / np.abs(d[strong]).sum())
 
 
 def _disc(radius: int) -> np.ndarray:

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 from inspection.measure import (
+    Component,
     connected_components,
     defects_from_mask,
     delta_e,
     gauge_on_image,
     join_fragments,
     measure_region,
+    one_signed_share,
     region_delta_e,
 )
 
@@ -130,6 +132,42 @@ def test_a_stroke_lost_in_the_surface_noise_is_left_to_the_map(seed):
     assert gauge_on_image(image, measure_region(region, 0.1)) is None
     flat = np.full((60, 100, 3), 120, np.uint8)
     assert gauge_on_image(flat, measure_region(region, 0.1)) is None
+
+
+def _faded_speck(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Component]:
+    """A round speck of radius 5 px whose darkness falls off linearly over its outer 3 px
+    (oil thinning towards its rim), on a noisy surface, and the map's wider region."""
+    yy, xx = np.mgrid[:60, :60]
+    r = np.hypot(yy - 30, xx - 30)
+    darkness = 60.0 * np.clip((5.0 - r) / 3.0, 0, 1)  # full inside 2 px, 0 at 5 px
+    image = np.clip(rng.normal(150, 2.0, (60, 60, 3)) - darkness[..., None], 0, 255)
+    return image.astype(np.uint8), r < 5.0, measure_region(r <= 7.0, 0.1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_lower_edge_keeps_more_of_a_faded_specks_rim(seed):
+    image, speck, on_map = _faded_speck(np.random.default_rng(seed))
+    half = gauge_on_image(image, on_map)  # half maximum: cut 3.5 px out
+    third = gauge_on_image(image, on_map, edge=1 / 3)  # a third: 4 px out
+    true_area = speck.sum() * 0.01
+    assert half.area_mm2 < third.area_mm2 <= true_area < on_map.area_mm2
+    assert third.area_mm2 == pytest.approx(0.49, abs=0.06)  # r <= 4 px: 49 px
+
+
+def test_one_signed_share_tells_a_speck_from_a_dents_shading():
+    rng = np.random.default_rng(7)
+    image, _, on_map = _faded_speck(rng)
+    assert one_signed_share(image, on_map) > 0.9
+    assert one_signed_share(255 - image, on_map) > 0.9  # a light speck on a dark surface
+    dent = rng.normal(150, 2.0, (60, 60)).astype(np.float32)
+    dent[24:36, 24:30] += 40  # the slope facing the light
+    dent[24:36, 30:36] -= 40  # the one in shadow
+    region = np.zeros((60, 60), bool)
+    region[22:38, 22:38] = True
+    dent_image = np.clip(dent, 0, 255).astype(np.uint8)
+    assert one_signed_share(dent_image, measure_region(region, 0.1)) < 0.2
+    flat = np.full((60, 60), 150, np.uint8)
+    assert one_signed_share(flat, measure_region(region, 0.1)) == 0.0  # nothing stands out
 
 
 def test_empty_mask_is_an_error():

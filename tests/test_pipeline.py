@@ -279,9 +279,10 @@ def test_a_scratch_is_measured_on_the_image_a_dent_on_the_map():
     assert dent.attributes["width_mm"] == pytest.approx(0.6)
 
 
-def test_a_speck_of_dirt_keeps_the_maps_region():
-    """Specks are not gauged (pipeline.GAUGED_CLASSES): the map's larger region is the
-    conservative reading when the class is wrong (a dent read as dirt)."""
+def test_a_speck_of_dirt_is_gauged_and_a_dents_shading_is_not():
+    """A speck (one-signed) is measured on the image (pipeline.GAUGED_CLASSES); a mark the
+    maps call contamination that is lit on one side and shadowed on the other is a dent's
+    shading, and keeps the map's larger region, the conservative reading."""
     image = np.full((H, W, 3), 128, np.uint8)
     image[40:43, 40:43] = 40
     region = np.zeros((H, W), bool)
@@ -289,9 +290,14 @@ def test_a_speck_of_dirt_keeps_the_maps_region():
     (speck,) = defects_from_detection(
         detection(region, cls="contamination"), Thresholds(), 0.1, image
     )
-    assert speck.attributes["area_mm2"] == pytest.approx(0.49)
-    (scratch,) = defects_from_detection(detection(region), Thresholds(), 0.1, image)
-    assert scratch.attributes["area_mm2"] == pytest.approx(0.09)  # the same mark, gauged
+    assert speck.attributes["area_mm2"] == pytest.approx(0.09)
+    shading = np.full((H, W, 3), 128, np.uint8)
+    shading[39:44, 39:41] = 200
+    shading[39:44, 42:44] = 40
+    (dent,) = defects_from_detection(
+        detection(region, cls="contamination"), Thresholds(), 0.1, shading
+    )
+    assert dent.attributes["area_mm2"] == pytest.approx(0.49)
 
 
 def test_a_scratch_that_rings_is_the_crack_the_tap_heard():
