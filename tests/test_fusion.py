@@ -121,7 +121,7 @@ def test_a_region_only_the_normality_model_finds_is_never_passed(bracket_standar
 
 def test_a_region_the_heads_flag_anywhere_keeps_their_class_and_outline():
     heads_map, normality_map = _far(), _far()
-    heads_map[10:13, 10:13] = 4.0  # the heads flag a small core ...
+    heads_map[10:12, 10:16] = 4.0  # the heads flag a short stroke ...
     normality_map[5:20, 5:20] = 3.0  # ... of a region the normality model sees larger
     normality_map[30:36, 40:46] = 3.0  # and one the heads do not see at all
     normality_map[40, 5] = -1.0  # below its threshold, away from both
@@ -129,8 +129,8 @@ def test_a_region_the_heads_flag_anywhere_keeps_their_class_and_outline():
     detection = detector.detect(None)
     defects = defects_from_detection(detection, thresholds_of(detector.metadata), 1.0)
     found = sorted((d.defect_class, d.attributes["area_mm2"]) for d in defects)
-    # the heads' 3 x 3 scratch is measured as they outlined it, not as the 15 x 15 blob
-    assert found == [(ANOMALY_CLASS, 36.0), ("scratch", 9.0)]
+    # the heads' 2 x 6 scratch is measured as they outlined it, not as the 15 x 15 blob
+    assert found == [(ANOMALY_CLASS, 36.0), ("scratch", 12.0)]
     assert detection.classes == (*CLASSES, ANOMALY_CLASS)
     # away from the normality model's own regions the heads' finer map ranks pixels
     assert detection.maps[0, 0, 40, 5] == pytest.approx(FAR - threshold_logit(HEADS_T["pixel"]))

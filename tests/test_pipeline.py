@@ -316,6 +316,28 @@ def test_a_scratch_that_rings_is_the_crack_the_tap_heard():
     assert dent[1].mask is None
 
 
+def test_a_round_mark_a_few_pixels_across_is_a_speck_not_a_stroke():
+    """A 3 x 3 px region the maps call a scratch or a crack has no stroke's shape
+    (pipeline.SPECK_MAX_PX): it is a speck of dirt; a short thin stroke stays a stroke; a
+    crack-named speck on a part whose tap rings wrong stays a crack; a model that knows
+    no specks keeps the maps' names."""
+    thresholds = Thresholds(audio=0.5)
+    speck = np.zeros((H, W), bool)
+    speck[40:43, 40:43] = True
+    stroke = np.zeros((H, W), bool)
+    stroke[40:42, 40:45] = True  # 5 x 2 px: longer than twice its width
+    for cls in ("scratch", "crack"):
+        (found,) = part_defects(detection(speck, cls=cls, audio=0.1), thresholds, 0.1)
+        assert found.defect_class == "contamination"
+        (kept,) = part_defects(detection(stroke, cls=cls, audio=0.1), thresholds, 0.1)
+        assert kept.defect_class == cls
+    rings = part_defects(detection(speck, cls="crack", audio=0.97), thresholds, 0.1)
+    assert [d.defect_class for d in rings] == ["crack"]
+    no_specks = detection(speck)
+    no_specks = replace(no_specks, maps=no_specks.maps[:, :5], classes=CLASSES[:4])
+    assert [d.defect_class for d in part_defects(no_specks, thresholds, 0.1)] == ["scratch"]
+
+
 def test_a_detector_without_classes_gives_unnamed_regions():
     classless = detection(_scratch_region(30))
     classless = replace(classless, maps=classless.maps[:, :1], classes=())
