@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from inspection import evaluate as ev
 from inspection import pipeline
@@ -25,7 +24,7 @@ from inspection.measure import Component, gauge_on_image, measure_region
 from inspection.pipeline import part_defects, thresholds_of
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stroke_join import line_parser, load_line, map_only, measured_row
+from stroke_join import detected_parts, line_parser, load_line, map_only, measured_row
 
 EDGES = (0.5, 1 / 3, 0.25)
 
@@ -34,10 +33,7 @@ def main() -> None:
     args = line_parser(__doc__).parse_args()
     detector, metadata, dataset = load_line(args)
     thresholds, standard = thresholds_of(metadata), ev.dataset_standard(dataset)
-    parts = []
-    for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
-        image, audio, _ = ev.read_sample(sample)
-        parts.append((sample, image, detector.detect(image, audio)))
+    parts = detected_parts(detector, dataset)
     areas = np.array(list(_dent_areas(parts, dataset, thresholds)))  # (n, 2 + len(EDGES))
     for i, name in enumerate(["map", *(f"gauged at {e:.2f}" for e in EDGES)], start=1):
         rel = areas[:, i] / areas[:, 0] - 1

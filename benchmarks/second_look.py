@@ -22,8 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 from rich.console import Console
-from stroke_join import line_parser, load_line
-from tqdm import tqdm
+from stroke_join import detected_parts, line_parser, load_line
 
 from inspection import evaluate as ev
 from inspection.demo import product_second_look
@@ -42,10 +41,7 @@ def main() -> None:
         metadata = detector.metadata
     level = metadata["fusion"]["second_look"]
     standard = ev.dataset_standard(dataset)
-    parts = []
-    for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
-        image, audio, _ = ev.read_sample(sample)
-        parts.append((sample, image, detector.detect(image, audio)))
+    parts = detected_parts(detector, dataset)
     with_look = thresholds_of(metadata)
     print(f"{product}: second-look level {level:.2f} (logit over the heads' pixel threshold)")
     verdict_row(parts, dataset, standard, with_look)  # warm-up: not timed

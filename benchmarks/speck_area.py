@@ -36,7 +36,7 @@ from inspection.measure import Component, gauge_on_image, measure_region, one_si
 from inspection.pipeline import part_defects, thresholds_of
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stroke_join import line_parser, load_line, map_only, measured_row
+from stroke_join import detected_parts, line_parser, load_line, map_only, measured_row
 
 CLASS = "contamination"
 
@@ -88,10 +88,7 @@ def area_rows(detector, dataset, thresholds, data: Path) -> None:
 
 def verdict_rows(detector, dataset, thresholds, cuts: list[float]) -> None:
     standard = ev.dataset_standard(dataset)
-    parts = []
-    for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
-        image, audio, _ = ev.read_sample(sample)
-        parts.append((sample, image, detector.detect(image, audio)))
+    parts = detected_parts(detector, dataset)
     with _contamination_gauged(None):
         print("on the map             ", measured_row(parts, dataset, standard, thresholds))
     with _contamination_gauged(0.0):

@@ -14,14 +14,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from inspection import evaluate as ev
 from inspection import pipeline
 from inspection.pipeline import thresholds_of
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stroke_join import line_parser, load_line, measured_row
+from stroke_join import detected_parts, line_parser, load_line, measured_row
 
 
 def main() -> None:
@@ -30,10 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     detector, metadata, dataset = load_line(args)
     thresholds, standard = thresholds_of(metadata), ev.dataset_standard(dataset)
-    parts = []
-    for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
-        image, audio, _ = ev.read_sample(sample)
-        parts.append((sample, image, detector.detect(image, audio)))
+    parts = detected_parts(detector, dataset)
     shipped = pipeline.SPECK_MAX_PX
     try:
         for size in (int(s) for s in args.sizes.split(",")):

@@ -51,6 +51,16 @@ def load_line(args: argparse.Namespace):
     return detector, metadata, load_dataset(args.data)
 
 
+def detected_parts(detector, dataset) -> list[tuple]:
+    """``(sample, image, detection)`` for every part of ``dataset``, each detected once so
+    that a benchmark can decide it several ways."""
+    parts = []
+    for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
+        image, audio, _ = ev.read_sample(sample)
+        parts.append((sample, image, detector.detect(image, audio)))
+    return parts
+
+
 def main() -> None:
     parser = line_parser(__doc__)
     parser.add_argument("--gaps", default="0,2,3,4,6,8,12", help="gaps measured on the map")
@@ -59,10 +69,7 @@ def main() -> None:
 
     detector, metadata, dataset = load_line(args)
     standard = ev.dataset_standard(dataset)
-    parts = []
-    for sample in tqdm(dataset.samples, desc="detecting", unit="part", mininterval=2.0):
-        image, audio, _ = ev.read_sample(sample)
-        parts.append((sample, image, detector.detect(image, audio)))
+    parts = detected_parts(detector, dataset)
     _row(parts, dataset, standard, thresholds_of(metadata), True)  # warm-up: not timed
     for gauge, gaps in ((False, args.gaps), (True, args.gauge_gaps)):
         for gap in (int(g) for g in gaps.split(",") if g):
