@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -67,7 +68,7 @@ from inspection.pipeline import (
 )
 from inspection.standards import Standard, apply_standard, load_standard
 from inspection.standards.defects import DefectsError, manifest_defects
-from inspection.types import AudioClip, Defect, Frame, Verdict
+from inspection.types import AudioClip, Defect, Frame, InspectionResult, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
 MAP_SIDE = 256  # anomaly maps are kept at most this size for the pixel metrics
@@ -96,6 +97,7 @@ class Row:
     flagged: bool = False  # the detector's call (pipeline.flags_part), not the verdict
     exact_verdict: str | None = None  # the standard on the data's exact attributes
     reasons: str = ""  # the verdict's reasons, in words
+    cause: str = ""  # what decided the verdict, in a few words (verdict_cause)
 
 
 def evaluate(
@@ -261,7 +263,33 @@ def read_sample(sample: Sample) -> tuple[np.ndarray, AudioClip | None, np.ndarra
 
 def _error_row(sample: Sample, error: str) -> Row:
     nan = float("nan")  # REVIEW without a standard too: an error is never a PASS
-    return Row(str(sample.image), sample.label, nan, nan, None, REVIEW, None, 0.0, error=error)
+    cause = f"error: {_without_values(error)}"
+    return Row(
+        str(sample.image), sample.label, nan, nan, None, REVIEW, None, 0.0, error=error, cause=cause
+    )
+
+
+def verdict_cause(result: InspectionResult) -> str:
+    """What decided a part's verdict, in a few words that parts decided alike share.
+
+    The first defect whose disposition is the verdict, as its class and the clause that
+    governs it (``"dent: clause T31"``; ``"anomaly: no clause"`` for a class the standard
+    does not cover); else the part's own reason without its values (a review band, a
+    flagged part with nothing to measure); for a PASS, whether anything was found.
+    """
+    if result.verdict is Verdict.PASS:
+        return "found, within tolerance" if result.decisions else "nothing found"
+    for decision in result.decisions:
+        if decision.action.verdict is result.verdict:
+            clause = f"clause {decision.clause_id}" if decision.clause_id else "no clause"
+            return f"{decision.defect.defect_class}: {clause}"
+    return _without_values(result.reasons[0]) if result.reasons else result.verdict.value
+
+
+def _without_values(reason: str) -> str:
+    """A reason without its numbers (scores, thresholds) and its closing "needs review"."""
+    words = [w for w in reason.split() if not re.search(r"\d", w)]
+    return " ".join(words).removesuffix("; needs review").removesuffix(" needs review")
 
 
 def _evaluate_one(
@@ -308,6 +336,7 @@ def _evaluate_one(
         image_logit=float(detection.image_logit[0]),
         flagged=flagged,
         reasons=reasons,
+        cause=verdict_cause(result) if result is not None else "",
     )
     pairs = size_pairs(found, sample, mm) if flagged and mm else []
     return row, pairs, image, detection, mask, result
@@ -603,35 +632,55 @@ def _reject_recall_by_class(rows: list[Row]) -> dict[str, dict[str, float | int]
 
 
 DISAGREEMENT_EXAMPLES = 3  # part files named per kind of disagreement
+DISAGREEMENT_CAUSES = 2  # the line's most common causes named per kind
 DISAGREEMENT_TITLE = "Where the line and the standard (on the exact attributes) disagree"
-DISAGREEMENT_HEADER = ["class", "the standard says", "the line says", "parts", "for example"]
+DISAGREEMENT_HEADER = [
+    "class",
+    "the standard says",
+    "the line says",
+    "parts",
+    "why (parts)",
+    "for example",
+]
 
 
 def disagreement_rows(disagreements: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """``verdict_disagreements`` as table rows under :data:`DISAGREEMENT_HEADER`."""
     return [
-        (d["class"], d["standard"], d["line"], str(d["parts"]), ", ".join(d["examples"]))
+        (
+            d["class"],
+            d["standard"],
+            d["line"],
+            str(d["parts"]),
+            "; ".join(f"{c['cause']} ({c['parts']})" for c in d.get("why", [])),
+            ", ".join(d["examples"]),
+        )
         for d in disagreements
     ]
 
 
 def _disagreements(rows: list[Row]) -> list[dict[str, Any]]:
     """Where the line's verdict differs from the standard's on the exact attributes, by
-    true class and the two verdicts, most parts first, each with a few of its files."""
-    kinds: dict[tuple[str, str, str], list[str]] = {}
+    true class and the two verdicts, most parts first, each with what most often decided
+    the line's verdict (:func:`verdict_cause`) and a few of its files."""
+    kinds: dict[tuple[str, str, str], list[Row]] = {}
     for r in rows:
         if r.exact_verdict is not None and r.verdict != r.exact_verdict:
-            kinds.setdefault((r.label, r.exact_verdict, r.verdict or ""), []).append(r.path)
+            kinds.setdefault((r.label, r.exact_verdict, r.verdict or ""), []).append(r)
     ranked = sorted(kinds.items(), key=lambda kind: (-len(kind[1]), kind[0]))
     return [
         {
             "class": label,
             "standard": standard,
             "line": line,
-            "parts": len(paths),
-            "examples": [Path(p).name for p in paths[:DISAGREEMENT_EXAMPLES]],
+            "parts": len(parts),
+            "why": [
+                {"cause": cause, "parts": n}
+                for cause, n in Counter(r.cause for r in parts).most_common(DISAGREEMENT_CAUSES)
+            ],
+            "examples": [Path(r.path).name for r in parts[:DISAGREEMENT_EXAMPLES]],
         }
-        for (label, standard, line), paths in ranked
+        for (label, standard, line), parts in ranked
     ]
 
 

@@ -290,7 +290,8 @@ def test_cli_prints_the_verdicts_and_says_when_there_are_none(tiny_model, line, 
     assert all(cls in result.stdout for cls in recall)
     # where the verdicts differ, the most common kinds first (a random tiny model differs)
     differ = metrics["verdict_disagreements"]
-    assert differ and "disagree" in result.stdout
+    assert differ and "disagree" in result.stdout and "why (parts)" in result.stdout
+    assert all(sum(c["parts"] for c in d["why"]) <= d["parts"] for d in differ)
     assert differ[0]["examples"][0] in result.stdout
     assert [d["parts"] for d in differ] == sorted((d["parts"] for d in differ), reverse=True)
     folder = tmp_path / "folder"  # no dataset.yaml: no product, no standard

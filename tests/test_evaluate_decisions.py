@@ -17,11 +17,12 @@ import pytest
 from test_pipeline import CLASSES, H, W, _scratch_region, detection
 
 from inspection.datasets import DatasetError
-from inspection.evaluate import evaluate
+from inspection.evaluate import evaluate, verdict_cause
 from inspection.io import read_image
 from inspection.models.outputs import Detection
-from inspection.pipeline import Inspector, Thresholds
-from inspection.types import Frame, Observation
+from inspection.pipeline import Inspector, Thresholds, review_result
+from inspection.standards import apply_standard
+from inspection.types import Defect, Frame, Observation
 
 MM_PER_PX = 0.1
 THRESHOLDS = Thresholds(version="t1")
@@ -127,6 +128,7 @@ def test_evaluate_verdicts_are_the_lines(bracket_standard, tmp_path):
     assert metrics["verdict_reject_recall_by_class"] == {"scratch": {"parts": 2, "recall": 1.0}}
     assert metrics["verdict_disagreements"] == [
         {"class": "scratch", "standard": "REJECT", "line": "REVIEW", "parts": 1,
+         "why": [{"cause": "part score >= threshold but no region to measure", "parts": 1}],
          "examples": ["40.png"]},
     ]  # fmt: skip
     # Detection metrics stay the detector's: every defective part is flagged.
@@ -137,6 +139,25 @@ def test_evaluate_verdicts_are_the_lines(bracket_standard, tmp_path):
     assert saved["verdicts"] == metrics["verdicts"]
     page = (tmp_path / "out" / "index.html").read_text()
     assert "verdict_agreement" in page and "the line says" in page and "40.png" in page
+    assert "no region to measure (1)" in page
+
+
+def test_a_verdicts_cause_names_the_clause_or_the_parts_own_reason(bracket_standard):
+    """What the disagreements table groups parts by: decided alike, the same words."""
+
+    def decided(*defects: tuple[str, dict]) -> str:
+        found = [Defect(c, attributes=a, zone="A") for c, a in defects]
+        return verdict_cause(apply_standard(bracket_standard, found, "p"))
+
+    scratch = {"length_mm": 6.0, "width_mm": 0.2, "area_mm2": 1.2}
+    assert decided() == "nothing found"
+    assert decided(("scratch", {**scratch, "length_mm": 1.0})) == "found, within tolerance"
+    assert decided(("scratch", scratch)) == "scratch: clause 4.1.1"
+    assert decided(("anomaly", scratch)) == "anomaly: no clause"  # a class it does not list
+    for score in (0.93, 0.97):  # two parts, two scores: one cause
+        reason = f"part score {score} >= threshold 0.909 but no region to measure; needs review"
+        cause = verdict_cause(review_result(bracket_standard, "p", reason))
+        assert cause == "part score >= threshold but no region to measure"
 
 
 def test_the_given_standard_decides(bracket_standard, panel_standard, tmp_path):
