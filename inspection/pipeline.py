@@ -292,9 +292,11 @@ def defects_from_detection(
 ) -> list[Defect]:
     """Measured defects from one image's detection (batch of 1, full image size).
 
-    With ``audible`` (the tap test rang wrong) and no region the maps call a crack, the
-    most crack-like of the regions they call a scratch is the crack: the two look alike
-    as thin lines, but only a crack changes how the part rings.
+    A region the maps call a scratch or crack that has a speck's size and shape is a
+    speck of dirt (:data:`SPECK_MAX_PX`), unless it is a crack on a part whose tap rings
+    wrong. With ``audible`` (the tap test rang wrong) and no region the maps call a
+    crack, the most crack-like of the regions they call a scratch is the crack: the two
+    look alike as thin lines, but only a crack changes how the part rings.
     """
     anomaly = detection.anomaly_map[0]  # (H, W)
     class_maps = detection.class_maps[0]  # (K, H, W)
