@@ -370,6 +370,22 @@ def test_a_second_look_level_is_set_on_good_parts_and_kept_for_its_heads(tmp_pat
     assert read_second_look(tmp_path, "heads-a") == pytest.approx(level)
     assert read_second_look(tmp_path, "heads-b") is None  # set for other heads
     assert read_second_look(tmp_path / "none", "heads-a") is None
+    save_second_look(tmp_path, "heads-b", 0.5, 200)  # a second model keeps the first's
+    assert read_second_look(tmp_path, "heads-a") == pytest.approx(level)
+    assert read_second_look(tmp_path, "heads-b") == pytest.approx(0.5)
+    (tmp_path / "second-look.json").write_text('{"heads": "heads-a", "level": 1.5}')
+    assert read_second_look(tmp_path, "heads-a") == 1.5  # one written for one model
+    save_second_look(tmp_path, "heads-b", 0.5, 200)
+    assert read_second_look(tmp_path, "heads-a") == 1.5
+    (tmp_path / "second-look.json").write_text('{"levels": {"heads-a": {"level": "high"}}}')
+    with pytest.raises(ModelError, match="a number, 0 or more"):
+        read_second_look(tmp_path, "heads-a")
+    for broken in ('{"levels": [1]}', '{"levels": {"heads-a": 2}}', "[1]", '"x"'):
+        (tmp_path / "second-look.json").write_text(broken)
+        with pytest.raises(ModelError, match="not a second-look record"):
+            read_second_look(tmp_path, "heads-a")
+    save_second_look(tmp_path, "heads-a", level, 200)  # set again over a broken file
+    assert read_second_look(tmp_path, "heads-a") == pytest.approx(level)
     (tmp_path / "second-look.json").write_text('{"heads": "heads-a", "level": -1}')
     with pytest.raises(ModelError, match="0 or more"):
         read_second_look(tmp_path, "heads-a")

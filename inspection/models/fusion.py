@@ -78,8 +78,9 @@ ANOMALY_CLASS = "anomaly"
 name, :data:`inspection.models.normality.ANOMALY_CLASS`, which imports torch)."""
 
 SECOND_LOOK_FILE = "second-look.json"
-"""Beside a normality model: the heads' second-look level on its product, for one heads
-model (:func:`second_look_level`, :func:`save_second_look`)."""
+"""Beside a normality model: the heads' second-look level on its product, one per heads
+model version (:func:`second_look_level`, :func:`save_second_look`), so that two models
+fused with one normality model each keep their own."""
 
 FUSED_THRESHOLD = 0.5
 """The fused detector's image and pixel thresholds: each model's own lands on logit 0."""
@@ -332,17 +333,23 @@ def save_second_look(
     normality_dir: Path, heads_version: str, level: float, good_parts: int
 ) -> Path:
     """Write a second-look level beside the normality model it was set for
-    (:data:`SECOND_LOOK_FILE`), for the heads model ``heads_version``; returns its path."""
+    (:data:`SECOND_LOOK_FILE`), for the heads model ``heads_version``, keeping the levels
+    of other heads models (a file that cannot be read is written anew); returns its
+    path."""
     path = Path(normality_dir) / SECOND_LOOK_FILE
-    record = {"heads": heads_version, "level": float(level), "good_parts": int(good_parts)}
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    try:
+        levels = _second_look_records(path) if path.is_file() else {}
+    except ModelError:
+        levels = {}
+    levels[heads_version] = {"level": float(level), "good_parts": int(good_parts)}
+    path.write_text(json.dumps({"levels": levels}, indent=2) + "\n", encoding="utf-8")
     return path
 
 
 def read_second_look(normality_dir: Path, heads_version: str) -> float | None:
     """The second-look level kept beside a normality model for the heads model
-    ``heads_version``; ``None`` when there is none, or it was set for other heads (a
-    level is a point on one heads model's map).
+    ``heads_version``; ``None`` when there is none, or none for these heads (a level is a
+    point on one heads model's map).
 
     Raises
     ------
@@ -352,15 +359,27 @@ def read_second_look(normality_dir: Path, heads_version: str) -> float | None:
     path = Path(normality_dir) / SECOND_LOOK_FILE
     if not path.is_file():
         return None
+    record = _second_look_records(path).get(heads_version)
+    if record is None:
+        return None
+    return second_look_logit(record.get("level"), f"{path}: level")
+
+
+def _second_look_records(path: Path) -> dict[str, dict[str, Any]]:
+    """Heads model version -> its record, from a :data:`SECOND_LOOK_FILE` (also one
+    written for a single heads model, ``{"heads", "level", "good_parts"}``)."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        heads, level = record["heads"], record["level"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        if "levels" not in record:
+            record = {"levels": {record["heads"]: {"level": record["level"]}}}
+        levels = record["levels"]
+        if not all(isinstance(v, dict) and "level" in v for v in levels.values()):
+            raise TypeError("each heads model needs a level")
+        return dict(levels)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise ModelError(
             f"{path}: not a second-look record ({exc}); delete it or set it again"
         ) from exc
-    level = second_look_logit(level, f"{path}: level")
-    return level if heads == heads_version else None
 
 
 def second_look_logit(level: Any, what: str) -> float:
