@@ -516,12 +516,10 @@ def calibrate_command(
 
     A run sets them on the few good images it held out; the image threshold, near the top
     of them, moves with them. The weights are kept; OUT is a new model version."""
-    from inspection.models.checkpoint import read_checkpoint
     from inspection.train.trainer import recalibrate
 
     # A model, a dataset or a folder it cannot use is one line (UserError), never a trace.
-    before = read_checkpoint(model).extra.get("thresholds") or {}
-    after = recalibrate(model, good, out, target_frr)
+    before, after = recalibrate(model, good, out, target_frr)
     console.print(
         f"image threshold {before.get('image', float('nan')):.4g} -> {after['image']:.4g}, "
         f"pixel {before.get('pixel', float('nan')):.4g} -> {after['pixel']:.4g}, set on "

@@ -338,7 +338,7 @@ def recalibrate(
     target_frr: float = 0.01,
     seed: int = 0,
     progress: bool = True,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, float]]:
     """A trained model with its thresholds set again on good images it never trained on.
 
     The thresholds a run records are set on the few good images it held out (a tenth of
@@ -364,8 +364,9 @@ def recalibrate(
 
     Returns
     -------
-    dict
-        The thresholds written (``image``, ``pixel``, ``audio``, ``held_out_good``).
+    tuple of dict
+        The model's thresholds before, and those written (``image``, ``pixel``,
+        ``audio``, ``held_out_good``).
     """
     out = Path(out)
     if (out / WEIGHTS_FILE).exists():
@@ -379,11 +380,12 @@ def recalibrate(
     if not held:
         raise TrainError(f"{good}: no readable good images to calibrate on")
     options = TrainOptions(Path(good), out, seed=seed, target_frr=target_frr, progress=progress)
+    before = dict(model.metadata.get("thresholds") or {})
     thresholds, auroc = calibrate(model, held, options)
     recalibrated = {"from": model.model_version, "good": str(good), "target_frr": target_frr}
     metadata = {**model.metadata, "thresholds": thresholds, "holdout_auroc": auroc}
-    save_model(model, out, extra={**metadata, "recalibrated": recalibrated})
-    return thresholds
+    save_model(model, out, extra={**metadata, "recalibrated": recalibrated})  # sets metadata
+    return before, thresholds
 
 
 def seconds_per_detection(
