@@ -340,6 +340,14 @@ def train_command(
             "frame; recorded in the model, so the line, evaluate and the edge use it too."
         ),
     ] = None,
+    silhouette: Annotated[
+        bool,
+        typer.Option(
+            help="padim/patchcore: learn from the good frames whether they show the part on "
+            "a background, and if so judge only the regions that reach into the part "
+            "(--no-silhouette: judge the whole frame)."
+        ),
+    ] = True,
 ) -> None:
     """Train a detection model, from good images alone with --normal-only."""
     import time
@@ -366,6 +374,7 @@ def train_command(
             max_side=max_side,
             method=method,
             backbone=backbone,
+            silhouette=silhouette,
         )
         result = train(options, begun=begun)
     except (TrainError, DatasetError) as exc:
@@ -376,6 +385,7 @@ def train_command(
             f"{result.seconds / 60:.1f} min"
             + (" [extraction stopped at the deadline]" if result.stopped_by_deadline else "")
         )
+        console.print(_silhouette_line(result.silhouette, silhouette))
     else:
         console.print(
             f"{result.steps} steps in {result.seconds / 60:.1f} min "
@@ -387,6 +397,22 @@ def train_command(
         console.print(f"started from {start}")
     console.print(f"thresholds {result.thresholds}; held-out AUROC {result.holdout_auroc}")
     console.print(f"model written to {result.out}")
+
+
+def _silhouette_line(rule: dict | None, asked: bool) -> str:
+    """What the fit learned of the part's silhouette, in one line."""
+    if not asked:
+        return "part silhouette: not learned (--no-silhouette): the whole frame is judged"
+    if rule is None:
+        return (
+            "part silhouette: none (the good frames do not show one part on a background): "
+            "the whole frame is judged"
+        )
+    return (
+        f"part silhouette: learned from {rule['good_parts']} good frames (the part covers "
+        f"{rule['min_area']:.0%}-{rule['max_area']:.0%} of a frame); a region only the "
+        "normality model finds that reaches nowhere into the part is the background's"
+    )
 
 
 DISAGREEMENTS_SHOWN = 5  # kinds of disagreement `inspection evaluate` prints

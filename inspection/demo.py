@@ -67,6 +67,7 @@ NORMALITY_SOURCES = (
     "models/backbones.py",
     "models/normality.py",
     "models/preprocess.py",
+    "silhouette.py",
     "train/data.py",
     "train/normality.py",
 )

@@ -177,6 +177,12 @@ def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line,
     assert any(r.startswith(label) for r in products_section([looked]).splitlines())
     edited = {**fused, "fusion": {**fused["fusion"], "second_look": "high"}}
     assert "second look" not in products_section([edited])
+    rule = {"min_area": 0.5, "max_area": 0.6, "good_parts": 200}
+    outlined = {**looked, "fusion": {**looked["fusion"], "silhouette": rule}}
+    label = "| panel (fused with its normality model, second look at logit 1.50, the part's"
+    assert any(r.startswith(label) for r in products_section([outlined]).splitlines())
+    broken = {**looked, "fusion": {**looked["fusion"], "silhouette": "yes"}}
+    assert "silhouette" not in products_section([broken])
 
 
 def test_card_shows_thresholds_lifted_to_their_floor():

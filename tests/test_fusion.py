@@ -29,7 +29,7 @@ HEADS_META, NORMALITY_META = {"thresholds": HEADS_T}, {"thresholds": NORMALITY_T
 def _detection(classes: tuple[str, ...], anomaly: np.ndarray, image_logit: float) -> Detection:
     """A batch-of-1 detection with the anomaly logit map ``anomaly`` ((H, W)); its class
     channels call every pixel the first class."""
-    maps = np.full((1, 1 + len(classes), H, W), FAR, np.float32)
+    maps = np.full((1, 1 + len(classes), *anomaly.shape), FAR, np.float32)
     maps[0, 0] = anomaly
     maps[0, 1] = 5.0
     logit = np.array([image_logit], np.float32)
@@ -262,6 +262,7 @@ def test_two_exported_graphs_fuse_on_an_edge_box_without_torch(tmp_path):
     on_edge, _ = load_detector(heads_graph, normality=normality_graph)
     in_torch = FusedDetector(TorchDetector(heads), TorchDetector(normality))
     edge, reference = on_edge.detect(image), in_torch.detect(image)
+    assert on_edge.silhouette is None  # none recorded: the whole frame is judged
     np.testing.assert_allclose(edge.maps, reference.maps, rtol=0, atol=1e-3)
     assert edge.part_logit[0] == pytest.approx(reference.part_logit[0], abs=1e-3)
     done = run_without_torch(f"""
@@ -438,3 +439,73 @@ def test_the_second_look_command_sets_the_level_every_fused_command_uses(tmp_pat
         assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
         assert words in " ".join(result.output.split())
         assert read_second_look(normality_dir, detector.heads.version) == level
+
+
+def test_a_region_of_the_background_is_dropped_and_one_reaching_into_the_part_kept(
+    bracket_standard,
+):
+    """With the station's silhouette, a region only the normality model finds on the
+    belt beside the part neither goes to review nor flags the part; one that reaches into
+    the part does, and a NaN map is never capped; without a silhouette both go to
+    review."""
+    from test_silhouette import H as FH
+    from test_silhouette import W as FW
+    from test_silhouette import part_frame
+
+    from inspection.silhouette import SILHOUETTE_KEY, learn_silhouette
+
+    rule = learn_silhouette(part_frame(seed) for seed in range(30)).to_dict()
+    image = part_frame(99, shift=(0, 0))  # the plate: rows 24-71, columns 28-99
+    frame = Frame(image=image, camera="test", mm_per_px=0.1)
+    belt, into_part = np.full((FH, FW), FAR, np.float32), np.full((FH, FW), FAR, np.float32)
+    belt[4:16, 4:20] = 3.0  # the belt's top-left corner
+    into_part[4:40, 40:60] = 3.0  # from the belt well into the plate
+
+    def fused(normality_map, silhouette: bool, part_logit=SPEAKS) -> FusedDetector:
+        heads_map = np.full((FH, FW), FAR, np.float32)
+        heads = FakeDetector(CLASSES, HEADS_T, _detection(CLASSES, heads_map, FAR))
+        found = _detection((ANOMALY_CLASS,), normality_map, part_logit)
+        normality = FakeDetector((ANOMALY_CLASS,), NORMALITY_T, found)
+        if silhouette:
+            normality.metadata[SILHOUETTE_KEY] = rule
+        return FusedDetector(heads, normality)
+
+    for normality_map, silhouette, verdict in [
+        (belt, True, Verdict.PASS),
+        (belt, False, Verdict.REVIEW),
+        (into_part, True, Verdict.REVIEW),
+    ]:
+        detector = fused(normality_map, silhouette)
+        assert (detector.metadata["fusion"]["silhouette"] is not None) is silhouette
+        detection = detector.detect(image)
+        result = decide(detection, frame, bracket_standard, thresholds_of(detector.metadata))
+        assert result.verdict is verdict, (silhouette, result.reasons)
+        assert bool(detection.part_score[0] >= 0.5) is (verdict is Verdict.REVIEW)
+    calls = []  # a part the normality model does not flag is not outlined: nothing to drop
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("inspection.models.fusion.part_interior", lambda *a: calls.append(a))
+        fused(into_part, True, threshold_logit(NORMALITY_T["image"]) - 0.1).detect(image)
+        fused(into_part, True).detect(image)
+    assert len(calls) == 1
+    on_plate_nan = belt.copy()
+    on_plate_nan[50, 60] = np.nan
+    assert fused(on_plate_nan, True).detect(image).part_score[0] >= 0.5  # not capped
+    assert np.isnan(fused(belt, True, float("nan")).detect(image).part_logit[0])
+
+
+def test_the_silhouette_rule_travels_with_the_exported_normality_graph(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the edge runtime (edge extra)")
+    from test_silhouette import part_frame
+
+    from inspection.export.onnx import export_onnx
+    from inspection.export.runtime import OnnxDetector
+    from inspection.silhouette import SILHOUETTE_KEY, SilhouetteRule, learn_silhouette
+
+    rule = learn_silhouette(part_frame(seed) for seed in range(30))
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    normality.metadata[SILHOUETTE_KEY] = rule.to_dict()
+    graph = export_onnx(normality, tmp_path / "normality.onnx", with_audio=False)
+    heads = FakeDetector(CLASSES, HEADS_T)
+    on_edge = FusedDetector(heads, OnnxDetector(graph))
+    assert on_edge.silhouette == rule
+    assert SilhouetteRule.from_dict(on_edge.metadata["fusion"]["silhouette"]) == rule

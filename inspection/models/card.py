@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from inspection.errors import ModelError
+from inspection.silhouette import SilhouetteRule
 
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
@@ -326,7 +327,9 @@ def _fused_label(fusion: Any) -> str:
         return ""
     level = _second_look(fusion)
     look = "" if level is None else f", second look at logit {level:.2f}"
-    return f" (fused with its normality model{look})"
+    silhouette = isinstance(fusion, dict) and SilhouetteRule.from_dict(fusion.get("silhouette"))
+    outline = ", the part's silhouette" if silhouette else ""
+    return f" (fused with its normality model{look}{outline})"
 
 
 def _table(intro: str, header: list[str], rows: list[list[Any]]) -> str:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
+from inspection.silhouette import foreground_split
 from inspection.synth.defects import log_uniform
 from inspection.synth.surfaces import smooth_noise
 
@@ -299,18 +300,8 @@ def estimate_foreground(
     """
     grey = np.median(np.stack([im.mean(axis=2) for im in good_images]), axis=0)
     blurred = cv2.GaussianBlur(grey.astype(np.uint8), (0, 0), max(1.0, grey.shape[0] / 100))
-    _, split = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    split = split.astype(bool)
-    values = blurred.astype(np.float64)
-    total = values.var()
-    if total == 0 or split.all() or not split.any():
-        return None
-    between = (
-        split.mean() * (1 - split.mean()) * (values[split].mean() - values[~split].mean()) ** 2
-    )
-    border = np.concatenate([split[0], split[-1], split[:, 0], split[:, -1]])
-    foreground = ~split if border.mean() > 0.5 else split
-    if between / total < min_separation or not 0.2 <= foreground.mean() <= 0.95:
+    foreground, separation = foreground_split(blurred)
+    if separation < min_separation or not 0.2 <= foreground.mean() <= 0.95:
         return None
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     return cv2.erode(foreground.astype(np.uint8), kernel).astype(bool)

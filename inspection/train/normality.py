@@ -6,6 +6,10 @@ once (a progress bar, within ``--max-minutes``), their statistics fitted, the ma
 logit scale set on held-out good images, and the thresholds calibrated as for trained
 heads (:func:`inspection.train.trainer.calibrate`). Minutes on a CPU.
 
+The fit also learns whether the good frames show one part on a background, the part's
+silhouette (:mod:`inspection.silhouette`), and records the rule in the model: fused, the
+normality model's regions on the belt beside the part are then not the part's.
+
 PaDiM fits on the held-out images too and scores them leave-one-out
 (:func:`inspection.models.normality.leave_one_out`, closed form): its Gaussians, one per
 position and family of frame shapes, are short of images (magnetic tile: 175-256 a
@@ -32,13 +36,14 @@ from tqdm import tqdm
 
 from inspection.datasets import load_dataset
 from inspection.errors import ModelError
-from inspection.io import read_header, read_image
+from inspection.io import InputError, read_header, read_image
 from inspection.metrics import threshold_for_frr
 from inspection.models import create_model, get_config, save_model
 from inspection.models.backbones import get_backbone
 from inspection.models.config import ModelConfig
 from inspection.models.normality import ANOMALY_CLASS, NormalityModel
 from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, frame_size, preprocess
+from inspection.silhouette import SILHOUETTE_KEY, SilhouetteRule, learn_silhouette
 from inspection.train.data import Item, load_items, training_samples
 from inspection.train.trainer import (
     TrainError,
@@ -65,6 +70,7 @@ TILE_BATCH = 8
 PADIM_CHUNK = 64
 MAX_SHAPE_FAMILIES = 4  # PaDiM: families of frame shapes tried (benchmarks/README.md)
 KEPT_FEATURES_BYTES = 1 << 30  # PaDiM: features kept to set the image threshold on
+SILHOUETTE_FRAMES = 200  # good frames the part's silhouette is learned on
 
 
 def normality_config(options: TrainOptions) -> ModelConfig:
@@ -157,6 +163,10 @@ def fit_normality(
     with as_new():
         _set_logit_scale(model, held, prep)
     thresholds, auroc = calibrate(model, held, options, as_new)
+    until = None if budget is None else begun + budget
+    silhouette = _station_silhouette(held, good_samples, options, until, clock)
+    if silhouette is not None:
+        model.metadata[SILHOUETTE_KEY] = silhouette.to_dict()
     if len(fitted.kept) > thresholds["held_out_good"]:
         # Every good image the fit kept the features of, scored leave-one-out: a 1 %
         # target needs 99 goods before any order statistic but the largest can promise it.
@@ -193,6 +203,7 @@ def fit_normality(
         holdout_auroc=auroc,
         stopped_by_deadline=fitted.stopped,
         started_from=None,
+        silhouette=None if silhouette is None else silhouette.to_dict(),
     )
 
 
@@ -507,6 +518,37 @@ def greedy_coreset(
         chosen.append(i)
         torch.minimum(nearest, sq - 2 * p @ p[i] + sq[i], out=nearest)
     return x[chosen].clone()
+
+
+def _station_silhouette(
+    held: list[Item],
+    good_samples: list,
+    options: TrainOptions,
+    until: float | None,
+    clock: Callable[[], float],
+) -> SilhouetteRule | None:
+    """Whether this station shows its parts on a background, and what their silhouettes
+    cover (:func:`~inspection.silhouette.learn_silhouette`), from up to
+    :data:`SILHOUETTE_FRAMES` good frames: the held-out ones (in memory), then others read
+    while the clock is short of ``until`` (the run's budget); ``None`` with
+    ``--no-silhouette``. (Working resolution or as read: a silhouette's shares of the
+    frame and of its border do not change when the frame is scaled.)"""
+    if not options.silhouette:
+        return None
+    held_paths = {item.path for item in held}
+
+    def frames() -> Iterator[np.ndarray]:
+        yield from (item.image for item in held[:SILHOUETTE_FRAMES])
+        more = [s for s in good_samples if str(s.image) not in held_paths]
+        for sample in more[: max(0, SILHOUETTE_FRAMES - len(held))]:
+            if until is not None and clock() >= until:
+                return
+            try:
+                yield read_image(sample.image, max_side=options.max_side)
+            except InputError:
+                continue  # the fit skipped it too, and said so
+
+    return learn_silhouette(frames())
 
 
 @torch.inference_mode()

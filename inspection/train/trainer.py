@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,6 +77,7 @@ class TrainOptions:
     progress: bool = True
     method: str = "auto"  # heads, padim, patchcore; auto: see resolved_method
     backbone: str | None = None  # pretrained backbone of a normality model
+    silhouette: bool = True  # a normality model learns whether frames show a part on a background
 
     def __post_init__(self) -> None:
         if self.init is not None and self.from_scratch:
@@ -116,6 +118,7 @@ class TrainResult:
     stopped_by_deadline: bool
     started_from: Path | None  # the checkpoint whose weights the run started from
     history: list[dict[str, float]] = field(default_factory=list)
+    silhouette: dict[str, Any] | None = None  # a normality model's part silhouette rule
 
 
 def _config_method(config: str | None) -> str | None:

@@ -197,6 +197,37 @@ def test_a_fitted_model_reloads_identically_and_exports_with_parity(tiny_line, t
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_the_fit_learns_a_stations_part_silhouette_and_says_so(tmp_path):
+    """Good frames of a part on a belt: the fitted model records the silhouette rule and
+    the command says what it learned; with --no-silhouette, or on a texture filling the
+    frame, it records none and says the whole frame is judged."""
+    import cv2
+    from test_silhouette import part_frame, texture_frame
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+    from inspection.models import read_checkpoint
+    from inspection.silhouette import SILHOUETTE_KEY, SilhouetteRule
+
+    config = _register_tiny("padim")
+    for name, make in (("belt", part_frame), ("texture", texture_frame)):
+        good = tmp_path / name / "train" / "good"
+        good.mkdir(parents=True)
+        for seed in range(24):
+            cv2.imwrite(str(good / f"{seed:03d}.png"), make(seed)[:, :, ::-1])
+    runs = [("belt", [], True), ("belt", ["--no-silhouette"], False), ("texture", [], False)]
+    for name, flags, learned in runs:
+        out = tmp_path / f"{name}{len(flags)}-model"
+        args = ["train", "--data", str(tmp_path / name), "--out", str(out), "--normal-only"]
+        result = CliRunner().invoke(app, [*args, "--config", config, *flags])
+        assert result.exit_code == 0, result.output
+        rule = read_checkpoint(out).extra.get(SILHOUETTE_KEY)
+        assert (SilhouetteRule.from_dict(rule) is not None) is learned, (name, flags)
+        said = " ".join(result.output.split())
+        assert ("learned from 24 good frames" in said) is learned
+        assert ("the whole frame is judged" in said) is not learned
+
+
 def test_statistics_are_stored_in_half_where_that_is_lossless(tmp_path):
     import onnx
     from conftest import tiny_normality_model
