@@ -132,9 +132,14 @@ def synth(
 def standards_validate(
     files: Annotated[list[Path], typer.Argument(help="Standard YAML files.")],
 ) -> None:
-    """Validate standards; every problem is printed with its file, line and field."""
+    """Validate standards; every problem is printed with its file, line and field.
+
+    Exits 1 when there is one; a file that is not there is a mistyped command (exit 2)."""
     from inspection.standards import StandardError, load_standard
 
+    for path in files:
+        if not path.exists():
+            fail(f"{path}: no such file")
     failed = False
     for path in files:
         try:
@@ -251,9 +256,13 @@ def datasets_check(
         Path | None, typer.Option("--json", help="Write the report as JSON.")
     ] = None,
 ) -> None:
-    """Decode every file and report problems; exits 1 when any file is broken."""
+    """Decode every file and report problems; exits 1 when any file is broken.
+
+    A dataset that is not there is a mistyped command (exit 2)."""
     from inspection.datasets import DatasetError, check_dataset, print_check_report
 
+    if not path.exists():
+        fail(f"{path}: no such file or folder")
     try:
         report = check_dataset(path)
     except DatasetError as exc:

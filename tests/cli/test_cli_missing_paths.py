@@ -101,3 +101,23 @@ def test_edge_status_of_a_home_that_is_not_there_says_so(tmp_path):
     assert result.exit_code == 0, result.output
     assert "no such folder: nothing installed there" in result.output
     assert not home.exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["standards", "validate", "{ok}/bracket.yaml", "{m}"], ["datasets", "check", "{m}"]]
+)
+def test_a_checker_handed_a_path_that_is_not_there_is_a_usage_error(command, tmp_path):
+    """A checker's exit 1 says it found problems in what it checked; a path that is not
+    there is a mistyped command (exit 2, one line), and nothing is checked or created."""
+    bad, ok = tmp_path / "std.yaml", tmp_path / "ok"
+    ok.mkdir()
+    (ok / "bracket.yaml").write_bytes((REPO_ROOT / "datasets/standards/bracket.yaml").read_bytes())
+    args = [arg.format(m=bad, ok=ok) for arg in command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0]
+    assert not bad.exists()
+    bad.write_bytes(GARBAGE)  # there, but broken: what the checker is for
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
