@@ -228,6 +228,41 @@ def test_the_fit_learns_a_stations_part_silhouette_and_says_so(tmp_path):
         assert ("the whole frame is judged" in said) is not learned
 
 
+def test_the_silhouette_is_learned_from_held_frames_first_and_reads_no_more_past_the_budget(
+    monkeypatch,
+):
+    """The held-out frames (in memory) come first; more are read only while the run's
+    budget lasts (an injected clock: no test of this machine's speed)."""
+    from types import SimpleNamespace
+
+    from test_silhouette import part_frame
+
+    from inspection.train import normality as fit
+    from inspection.train.data import Item
+    from inspection.train.trainer import TrainOptions
+
+    held = [Item(part_frame(s), None, None, None, f"held-{s}.png") for s in range(12)]
+    samples = [SimpleNamespace(image=f"held-{s}.png") for s in range(12)]
+    samples += [SimpleNamespace(image=f"more-{s}.png") for s in range(30)]
+    read = []
+
+    def read_image(path, max_side=None):
+        read.append(path)
+        return part_frame(100 + len(read))
+
+    monkeypatch.setattr(fit, "read_image", read_image)
+    options = TrainOptions(data=Path("."), out=Path("."), normal_only=True)
+    now = iter(range(1000))
+    rule = fit._station_silhouette(held, samples, options, 20.0, lambda: next(now))
+    assert read == [f"more-{s}.png" for s in range(20)]  # the clock reached 20: no more
+    assert rule is not None and rule.good_parts == 32
+    read.clear()
+    assert fit._station_silhouette(held, samples, options, 0.0, lambda: 5.0) is None  # 12
+    assert read == []
+    options = TrainOptions(data=Path("."), out=Path("."), normal_only=True, silhouette=False)
+    assert fit._station_silhouette(held, samples, options, None, lambda: 0.0) is None
+
+
 def test_statistics_are_stored_in_half_where_that_is_lossless(tmp_path):
     import onnx
     from conftest import tiny_normality_model
