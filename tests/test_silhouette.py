@@ -102,6 +102,16 @@ def test_too_few_or_too_few_plausible_good_frames_get_no_rule():
     assert learn_silhouette(mixed) is None  # 5 of 30 frames give none: the rule cannot hold
 
 
+def test_a_dark_part_on_a_bright_belt_is_outlined_alike(rule):
+    inverted = learn_silhouette(255 - part_frame(seed) for seed in range(30))
+    assert inverted is not None
+    assert abs(inverted.min_area - rule.min_area) < 0.02
+    assert abs(inverted.max_area - rule.max_area) < 0.02
+    frame = part_frame(9, shift=(0, 0))
+    dark, bright = part_interior(255 - frame, inverted), part_interior(frame, rule)
+    assert dark is not None and (dark ^ bright).sum() < 0.01 * H * W
+
+
 def test_any_image_the_line_reads_gives_the_same_interior(rule):
     frame = part_frame(7, shift=(2, -3))
     expected = part_interior(frame, rule)
