@@ -519,7 +519,8 @@ def decide(
         band = f"[{thresholds.review:.3f}, {thresholds.image:.3f})"
         reason = f"part score {scores['part']:.3f} in the review band {band}; needs review"
         result = replace(result, verdict=Verdict.REVIEW, action=Action.REVIEW, reasons=(reason,))
-    return replace(result, scores=scores)
+    notes = detection.notes[0] if detection.notes else ()  # what the detector set aside
+    return replace(result, scores=scores, reasons=(*result.reasons, *notes))
 
 
 def in_review_band(part_score: float, thresholds: Thresholds) -> bool:

@@ -481,6 +481,10 @@ def test_a_region_of_the_background_is_dropped_and_one_reaching_into_the_part_ke
         result = decide(detection, frame, bracket_standard, thresholds_of(detector.metadata))
         assert result.verdict is verdict, (silhouette, result.reasons)
         assert bool(detection.part_score[0] >= 0.5) is (verdict is Verdict.REVIEW)
+        noted = [r for r in result.reasons if "on the background beside the part" in r]
+        assert len(noted) == (verdict is Verdict.PASS)  # the part's record says what was set aside
+        if noted:
+            assert noted[0].startswith("1 region(s)") and result.reasons[0] == "no defects found"
     calls = []  # a part the normality model does not flag is not outlined: nothing to drop
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("inspection.models.fusion.part_interior", lambda *a: calls.append(a))

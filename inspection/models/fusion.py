@@ -48,7 +48,10 @@ threshold its image and part logits are capped under it. PaDiM's per-position Ga
 light the belt's specks at the frame's border as the part's place varies: held out and on
 validation, 11 parts the standard passes had gone to REVIEW for them (bracket val 0.947
 -> 0.970); no part the standard rejects passed for it (benchmarks/README.md, "The part's
-silhouette"). A frame unlike the good ones gets no silhouette and is judged whole.
+silhouette"). A frame unlike the good ones gets no silhouette and is judged whole. The
+part's record says how many of its regions were set aside (``Detection.notes``, which
+:func:`~inspection.pipeline.decide` appends to the reasons): an auditor sees why a region
+the normality map shows was not judged.
 
 Second look
 -----------
@@ -311,7 +314,9 @@ def fuse(
     normality_image = normality.image_logit - image_n
     class_channels = heads.maps[:, 1:]
     normality_part = normality.part_logit - image_n  # (B,)
+    flagged, found = pixel_h >= 0, union >= 0
     if interior is not None:
+        heard = _regions_heads_missed(found, flagged, ~(normality_part < 0))  # as if whole
         ceiling = _interior_ceiling(pixel_n, interior)  # (B,)
         normality_image = np.minimum(normality_image, ceiling)
         normality_part = np.minimum(normality_part, ceiling)
@@ -319,10 +324,11 @@ def fuse(
     # its pixel threshold (the 99.9th percentile of good pixels) stray specks of a good
     # surface cross it, and on a part only the heads flag they would go to review.
     speaks = ~(normality_part < 0)  # (B,) NaN speaks: never hidden
-    unseen = _regions_heads_missed(union >= 0, pixel_h >= 0, speaks)
-    if interior is not None:  # the background's regions dropped
-        for b in range(unseen.shape[0]):
-            unseen[b] = _regions_holding(unseen[b], interior[b])
+    unseen = _regions_heads_missed(found, flagged, speaks)
+    notes: tuple[tuple[str, ...], ...] = ()
+    if interior is not None:  # the background's regions dropped, and the part's record says so
+        unseen = np.stack([_regions_holding(u, i) for u, i in zip(unseen, interior, strict=True)])
+        notes = tuple(_background_note(h & ~u) for h, u in zip(heard, unseen, strict=True))
     # The heads' map but in the regions only the normality model found: a region the
     # heads flag keeps their outline (the normality model's coarser blob around it would
     # be measured too: a scratch's length, a patch's mean colour), and below both
@@ -341,6 +347,7 @@ def fuse(
         audio_tokens=heads.audio_tokens,
         grid=heads.grid,
         classes=(*heads.classes, ANOMALY_CLASS),
+        notes=notes,
     )
 
 
@@ -486,6 +493,17 @@ def _regions_holding(regions: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     (8-connected, as :func:`~inspection.pipeline.defects_from_detection` cuts regions)."""
     _, labels = cv2.connectedComponents(regions.astype(np.uint8), connectivity=8)
     return regions & np.isin(labels, np.unique(labels[regions & pixels]))
+
+
+def _background_note(dropped: np.ndarray) -> tuple[str, ...]:
+    """The part's note on its ``(H, W)`` dropped regions of the background, if any."""
+    count = cv2.connectedComponents(dropped.astype(np.uint8), connectivity=8)[0] - 1
+    if not count:
+        return ()
+    return (
+        f"{count} region(s) only the normality model found lie on the background beside "
+        "the part (outside its silhouette): not judged",
+    )
 
 
 def _interior_ceiling(pixel_n: np.ndarray, interior: np.ndarray) -> np.ndarray:

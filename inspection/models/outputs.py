@@ -62,6 +62,10 @@ class Detection:
         ``(gh, gw)`` patch grid of one model input (``N = gh * gw`` for one tile).
     classes : tuple[str, ...]
         Defect class names, ``K`` of them (empty when unknown).
+    notes : tuple[tuple[str, ...], ...]
+        Per image, what the detector decided that its maps no longer show (a region of
+        the background beside the part, dropped); the part's record carries them
+        (:func:`~inspection.pipeline.decide`). Empty: nothing to note.
     """
 
     maps: np.ndarray
@@ -73,6 +77,7 @@ class Detection:
     audio_tokens: np.ndarray | None
     grid: tuple[int, int]
     classes: tuple[str, ...] = ()
+    notes: tuple[tuple[str, ...], ...] = ()
 
     def __len__(self) -> int:
         return int(self.maps.shape[0])
