@@ -246,11 +246,12 @@ class FusedDetector:
         )
 
     def _normality_flags(self, normality: Detection) -> bool:
-        """Whether the normality model flags the part itself (its part logit at or over
-        its image threshold's; NaN flags): only then are its regions labelled, or its
-        score counted, so only then does the part's silhouette matter."""
-        shift = threshold_logit(self.normality_thresholds.image)
-        return not bool((normality.part_logit - np.float32(shift) < 0).all())
+        """Whether the normality model flags the part itself: only then are its regions
+        labelled, or its score counted, so only then does the part's silhouette matter."""
+        aligned = normality.part_logit - np.float32(
+            threshold_logit(self.normality_thresholds.image)
+        )
+        return bool(_speaks(aligned).any())
 
 
 def fuse(
@@ -314,21 +315,20 @@ def fuse(
     normality_image = normality.image_logit - image_n
     class_channels = heads.maps[:, 1:]
     normality_part = normality.part_logit - image_n  # (B,)
-    flagged, found = pixel_h >= 0, union >= 0
-    if interior is not None:
-        heard = _regions_heads_missed(found, flagged, ~(normality_part < 0))  # as if whole
-        ceiling = _interior_ceiling(pixel_n, interior)  # (B,)
-        normality_image = np.minimum(normality_image, ceiling)
-        normality_part = np.minimum(normality_part, ceiling)
     # Its own regions are the normality model's say only on a part it flags itself: at
     # its pixel threshold (the 99.9th percentile of good pixels) stray specks of a good
     # surface cross it, and on a part only the heads flag they would go to review.
-    speaks = ~(normality_part < 0)  # (B,) NaN speaks: never hidden
-    unseen = _regions_heads_missed(found, flagged, speaks)
+    unseen = _regions_heads_missed(union >= 0, pixel_h >= 0, _speaks(normality_part))
     notes: tuple[tuple[str, ...], ...] = ()
-    if interior is not None:  # the background's regions dropped, and the part's record says so
-        unseen = np.stack([_regions_holding(u, i) for u, i in zip(unseen, interior, strict=True)])
-        notes = tuple(_background_note(h & ~u) for h, u in zip(heard, unseen, strict=True))
+    if interior is not None:
+        # Its regions in the interior are its pixels there at or over its threshold, so
+        # where the cap silences it none of its regions is kept either.
+        ceiling = _interior_ceiling(pixel_n, interior)  # (B,)
+        normality_image = np.minimum(normality_image, ceiling)
+        normality_part = np.minimum(normality_part, ceiling)
+        kept = np.stack([_regions_holding(u, i) for u, i in zip(unseen, interior, strict=True)])
+        notes = tuple(_background_note(u & ~k) for u, k in zip(unseen, kept, strict=True))
+        unseen = kept  # the background's regions dropped, and the part's record says so
     # The heads' map but in the regions only the normality model found: a region the
     # heads flag keeps their outline (the normality model's coarser blob around it would
     # be measured too: a scratch's length, a patch's mean colour), and below both
@@ -486,6 +486,12 @@ def _regions_heads_missed(fused: np.ndarray, heads: np.ndarray, speaks: np.ndarr
     for b in np.flatnonzero(speaks):
         missed[b] = fused[b] & ~_regions_holding(fused[b], heads[b])
     return missed
+
+
+def _speaks(normality_part: np.ndarray) -> np.ndarray:
+    """``(B,)``: whether the normality model flags each part itself, from its part logit
+    aligned to its image threshold (0 there); NaN flags: never hidden."""
+    return ~(normality_part < 0)
 
 
 def _regions_holding(regions: np.ndarray, pixels: np.ndarray) -> np.ndarray:
