@@ -21,7 +21,15 @@ from inspection.edge.commands import edge_app
 from inspection.records.commands import records_app
 from inspection.serve.commands import serve_app
 from inspection.station.commands import daemon_command
-from inspection.terminal import NoVerify, ReviewFrom, UserErrorsExit, console, err_console, fail
+from inspection.terminal import (
+    GuardBandFile,
+    NoVerify,
+    ReviewFrom,
+    UserErrorsExit,
+    console,
+    err_console,
+    fail,
+)
 
 app = typer.Typer(
     name="inspection",
@@ -457,14 +465,24 @@ def evaluate_command(
         ),
     ] = None,
     review_from: ReviewFrom = None,
+    guard_band: GuardBandFile = None,
     no_verify: NoVerify = False,
 ) -> None:
-    """Evaluate a model: metrics.json, scores.csv, plots and index.html."""
+    """Evaluate a model: metrics.json, scores.csv, plots, index.html and guard_band.json.
+
+    The guard band (the gauge's uncertainty per class and attribute) is written where the
+    data gives the defects' true sizes."""
     from inspection.evaluate import evaluate
-    from inspection.pipeline import load_detector, thresholds_of, with_review_band
+    from inspection.pipeline import (
+        load_detector,
+        thresholds_of,
+        with_guard_band,
+        with_review_band,
+    )
 
     detector, metadata = load_detector(model, verify=not no_verify, normality=normality)
     thresholds = with_review_band(thresholds_of(metadata), review_from)
+    thresholds = with_guard_band(thresholds, guard_band)
     if decoder is None and (model / "decoder").is_dir():
         decoder = model / "decoder"
     report_decoder = None
@@ -527,11 +545,32 @@ def evaluate_command(
         for row in metrics["review_band"]:
             band.add_row(*(str(row[k]) for k in REVIEW_BAND_COLUMNS))
         console.print(band)
+    if metrics["guard_band"]:
+        _print_guard_band(metrics, out)
     if report_decoder is not None:
         from inspection.decoder.commands import print_report_metrics
 
         print_report_metrics(metrics, f"reports under {metrics['report_standard']['id']}")
     console.print(f"report: {out / 'index.html'}")
+
+
+def _print_guard_band(metrics: dict, out: Path) -> None:
+    """The gauge's measured uncertainty per class, and what the band would change."""
+    from inspection.standards.guard import band_words
+
+    margins = metrics["guard_band"]["margins"]
+    written = out / "guard_band.json"
+    console.print(f"guard band (95 % of the readings' errors), written to {written}:")
+    for defect_class, per in margins.items():
+        bands = (f"{a} ±{band_words((u['fixed'], u['proportional']))}" for a, u in per.items())
+        console.print(f"  {defect_class}: " + ", ".join(bands))
+    change = metrics["guard_band_tradeoff"]
+    if change:
+        console.print(
+            f"with --guard-band, on this set: {change['caught']} part(s) the standard rejects "
+            f"sent to review instead of passed ({change['wrong_pass']} still passed), "
+            f"{change['good_reviewed']} it passes sent to review"
+        )
 
 
 @app.command("calibrate")

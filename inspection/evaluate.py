@@ -18,6 +18,11 @@ Two kinds of figures:
   they are null and ``verdict_note`` says why: evaluation has no policy of its own.
   ``review_band`` says what a review band under the threshold would change
   (:func:`review_band_tradeoff`), for a plant to choose ``--review-from`` by.
+- The gauge's uncertainty: each defect the line found is matched to the true defect it
+  covers, and per class and attribute the 95th percentile of the reading's error is the
+  guard band (:mod:`inspection.standards.guard`), written to ``OUT/guard_band.json``
+  for ``--guard-band``; ``guard_band_tradeoff`` says what it would change on this set
+  (:func:`guard_band_tradeoff`).
 
 A sample that cannot be used (unreadable image, audio or mask, a mask of another size
 than its image, non-finite model scores) is one error row: verdict REVIEW, the reason in
@@ -66,8 +71,15 @@ from inspection.pipeline import (
     part_defects,
     tap_rings_wrong,
 )
-from inspection.standards import Standard, apply_standard, load_standard
+from inspection.standards import (
+    GuardBand,
+    Standard,
+    apply_standard,
+    load_standard,
+    measure_guard_band,
+)
 from inspection.standards.defects import DefectsError, manifest_defects
+from inspection.standards.guard import band_words
 from inspection.types import AudioClip, Defect, Frame, InspectionResult, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
@@ -147,6 +159,8 @@ def evaluate(
     exact = [exact_verdict(standard, s) for s in samples]  # malformed truth fails first
     out.mkdir(parents=True, exist_ok=True)
     rows, size_pairs, cards, requests = [], [], [], []
+    readings: list[tuple[str, dict[str, float], dict[str, float]]] = []
+    passed: list[tuple[Row, InspectionResult, tuple[int, int]]] = []  # to decide guarded
     for sample, truth in zip(
         tqdm(samples, desc="evaluating", unit="img", disable=not progress, mininterval=1.0),
         exact,
@@ -158,6 +172,10 @@ def evaluate(
         row.exact_verdict = truth
         rows.append(row)
         size_pairs += pairs
+        if result is not None:
+            readings += attribute_pairs([d.defect for d in result.decisions], sample)
+            if result.verdict is Verdict.PASS and result.decisions and image is not None:
+                passed.append((row, result, (image.shape[1], image.shape[0])))
         if decoder is not None and result is not None:  # decided once, reported from it
             requests.append(decided_request(decoder, standard, result, detection))
         if image is not None and detection is not None and len(cards) < 4 * examples:
@@ -165,6 +183,13 @@ def evaluate(
     metrics = _metrics(rows, size_pairs, thresholds, detector)
     metrics.update(_verdict_metrics(rows, standard, data))
     metrics["review_band"] = review_band_tradeoff(rows, thresholds) if standard else None
+    band = measure_guard_band(readings, source=str(data))
+    metrics["guard_band"] = band.to_dict() if band.margins else None
+    metrics["guard_band_tradeoff"] = None
+    if band.margins:
+        (out / "guard_band.json").write_text(json.dumps(band.to_dict(), indent=2) + "\n")
+        if standard is not None and thresholds.guard is None:
+            metrics["guard_band_tradeoff"] = guard_band_tradeoff(rows, passed, standard, band)
     metrics["products"] = dataset.products
     if decoder is not None:
         from inspection.decoder.evaluate import score_reports
@@ -380,6 +405,88 @@ class SizePair(NamedTuple):
     true_width: float | None  # not every synthesised defect records one
 
 
+def attribute_pairs(
+    found: list[Defect], sample: Sample
+) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+    """The found defects' readings matched to a sample's true defects, for the guard band
+    (:func:`~inspection.standards.guard.measure_guard_band`).
+
+    Returns
+    -------
+    list of (defect_class, measured, true)
+        For each visible true defect with attributes and a box, the found defect of its
+        class overlapping its box most, with both sets of attributes; left out where that
+        defect also covers another true defect's box (two specks read as one blob: its
+        reading is neither's, and would read as the gauge's error).
+    """
+    truths = [
+        t
+        for t in sample.attributes.get("defects", []) or []
+        if t.get("visible", True) and t.get("bbox") and t.get("attributes")
+    ]
+    pairs = []
+    for truth in truths:
+        defect_class = str(truth.get("defect_class", sample.label))
+        best = _best_hit([d for d in found if d.defect_class == defect_class], truth["bbox"])
+        if best is None or any(_covers(best, t["bbox"]) for t in truths if t is not truth):
+            continue
+        pairs.append((defect_class, dict(best.attributes), dict(truth["attributes"])))
+    return pairs
+
+
+def _covers(defect: Defect, box) -> bool:
+    x0, y0, x1, y1 = box
+    return defect.mask is not None and bool(defect.mask[y0:y1, x0:x1].any())
+
+
+def _best_hit(found: list[Defect], box) -> Defect | None:
+    """Of the found defects, the one whose mask covers most of a true defect's box."""
+    x0, y0, x1, y1 = box
+    hits = [d for d in found if _covers(d, box)]
+    return max(hits, key=lambda d: d.mask[y0:y1, x0:x1].sum()) if hits else None
+
+
+def guard_band_tradeoff(
+    rows: list[Row],
+    passed: list[tuple[Row, InspectionResult, tuple[int, int]]],
+    standard: Standard,
+    band: GuardBand,
+) -> dict[str, int]:
+    """What a guard band (``--guard-band``) would do to the parts the line passed with a
+    defect found on them (``passed``, with their results and frame sizes, among all the
+    ``rows``): each decided again with the band.
+
+    The band only turns a PASS into REVIEW (a reading within it of a stricter clause's
+    limit), so the parts it passed with nothing found, and every other verdict, stay.
+    Measured on the set the band was measured on, it is the band at its best: measure
+    it on one set and pass it to the evaluation of another for the honest figure.
+
+    Returns
+    -------
+    dict
+        ``wrong_pass``, the parts the standard rejects (on their exact attributes) the
+        line would still pass; ``caught``, those it passed that the band sends to review;
+        ``good_reviewed``, the parts the standard passes that it sends to review;
+        ``reviews``, every part it adds.
+    """
+    reviewed = [
+        row
+        for row, result, size in passed
+        if apply_standard(
+            standard, [d.defect for d in result.decisions], result.part_id, size, guard=band
+        ).verdict
+        is not Verdict.PASS
+    ]
+    caught = sum(r.exact_verdict == Verdict.REJECT for r in reviewed)
+    wrong = sum(r.verdict == Verdict.PASS and r.exact_verdict == Verdict.REJECT for r in rows)
+    return {
+        "wrong_pass": wrong - caught,
+        "caught": caught,
+        "good_reviewed": sum(r.exact_verdict == Verdict.PASS for r in reviewed),
+        "reviews": len(reviewed),
+    }
+
+
 def size_pairs(found: list[Defect], sample: Sample, mm: float) -> list[SizePair]:
     """The found defects matched to a sample's true defects, for the size errors.
 
@@ -408,10 +515,8 @@ def size_pairs(found: list[Defect], sample: Sample, mm: float) -> list[SizePair]
         box = truth.get("bbox")
         if length is None or not box:
             continue
-        x0, y0, x1, y1 = box
-        hits = [d for d in found if d.mask is not None and d.mask[y0:y1, x0:x1].any()]
-        if hits:
-            best = max(hits, key=lambda d: d.mask[y0:y1, x0:x1].sum())
+        best = _best_hit(found, box)
+        if best is not None:
             measured = measure_region(best.mask, mm)
             width = attributes.get("width_mm")
             pairs.append(
@@ -824,6 +929,8 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
     if metrics.get("review_band"):
         band = [[str(b[k]) for k in REVIEW_BAND_COLUMNS] for b in metrics["review_band"]]
         tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))
+    if metrics.get("guard_band"):
+        tables.append(_guard_band_table(metrics["guard_band"], metrics["guard_band_tradeoff"]))
     write_html_report(
         out / "index.html",
         title=f"Evaluation of {metrics.get('model_version')} on {data}",
@@ -832,6 +939,23 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
         figures=figures,
         cards=cards,
     )
+
+
+def _guard_band_table(band: dict[str, Any], change: dict[str, int] | None) -> tuple:
+    """The page's table of the gauge's guard band, and what it would change on this set."""
+    rows = [
+        (c, a, band_words((u["fixed"], u["proportional"])), str(band["pairs"].get(c, "")))
+        for c, per in band["margins"].items()
+        for a, u in per.items()
+    ]
+    title = "Guard band (--guard-band guard_band.json): 95 % of the readings' errors"
+    if change:
+        title += (
+            f"; with it on this set, {change['caught']} part(s) the standard rejects go to "
+            f"review instead of passing ({change['wrong_pass']} still pass), and "
+            f"{change['good_reviewed']} it passes go to review"
+        )
+    return title, ["class", "attribute", "± (of the reading)", "defects matched"], rows
 
 
 def _fmt(value: Any) -> str:

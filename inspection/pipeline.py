@@ -57,7 +57,7 @@ from inspection.measure import (
     one_signed_share,
 )
 from inspection.models.outputs import Detection
-from inspection.standards import Standard, apply_standard
+from inspection.standards import GuardBand, Standard, apply_standard, load_guard_band
 from inspection.types import (
     Action,
     AudioClip,
@@ -140,6 +140,27 @@ class Thresholds:
     # Part score under `image`: the heads' regions whose peak reaches this are measured
     # all the same (a fused detector's second look, calibrated on the product's good parts)
     region: float | None = None
+    # The measurement's uncertainty: a reading within it of a clause's limit is REVIEW
+    guard: GuardBand | None = None
+
+
+def with_guard_band(thresholds: Thresholds, guard: GuardBand | str | Path | None) -> Thresholds:
+    """``thresholds`` with a guard band (:mod:`inspection.standards.guard`), or the file
+    that holds one (``guard_band.json``, written by ``inspection evaluate``): a defect
+    whose reading lies within the measurement's uncertainty of a stricter clause's limit
+    goes to REVIEW instead of passing. ``None`` returns ``thresholds`` unchanged. The
+    band is part of the recorded version.
+
+    Raises
+    ------
+    GuardBandError
+        A file that is missing or malformed (a :class:`~inspection.errors.UserError`).
+    """
+    if guard is None:
+        return thresholds
+    if not isinstance(guard, GuardBand):
+        guard = load_guard_band(guard)
+    return replace(thresholds, guard=guard, version=f"{thresholds.version}; {guard.version}")
 
 
 def with_review_band(thresholds: Thresholds, review_from: float | None) -> Thresholds:
@@ -504,7 +525,7 @@ def decide(
     defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
     defects = [replace(d, frame_index=frame_index) for d in defects]
     size = (frame.width, frame.height)
-    result = apply_standard(standard, defects, part_id, image_size=size)
+    result = apply_standard(standard, defects, part_id, image_size=size, guard=thresholds.guard)
     if scores["part"] >= thresholds.image and not defects:
         result = replace(
             result,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -30,6 +31,17 @@ ReviewFrom = Annotated[
     ),
 ]
 """The option of the commands that decide parts (:func:`~inspection.pipeline.with_review_band`)."""
+
+GuardBandFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--guard-band",
+        help="A guard band (the guard_band.json `inspection evaluate` writes): a defect whose "
+        "reading lies within the measurement's uncertainty of a clause's limit goes to "
+        "REVIEW instead of passing. Default: none (readings taken as exact).",
+    ),
+]
+"""The option of the commands that decide parts (:func:`~inspection.pipeline.with_guard_band`)."""
 
 Port = Annotated[
     int, typer.Option(min=0, max=65535, help="TCP port to listen on (0: any free one).")

@@ -312,3 +312,61 @@ def test_the_review_band_tradeoff_predicts_what_the_band_does(tmp_path):
             s for s in (0.05, 0.1, 0.2) if s < start
         ]
     assert "what --review-from would change" in (tmp_path / "plain" / "index.html").read_text()
+
+
+def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
+    """Scratches read 0.3 mm off their true length: evaluate measures that band, writes
+    it, and predicts that with it a scratch read 1.9 mm (truly 2.2: the standard rejects
+    it, a wrong PASS) and one read 1.85 mm (truly 1.8: tolerated) go to review, and one
+    read 1.3 mm still passes. Given the file, the line's verdicts do exactly that."""
+    from inspection.pipeline import with_guard_band
+
+    def truth(length_mm: float, length_px: int) -> dict:
+        box = [20, 50, 20 + length_px, 52]
+        return {"defect_class": "scratch", "bbox": box, "attributes": {"length_mm": length_mm}}
+
+    # shade: (read length px, true length mm); 0.1 mm a pixel
+    parts = {10 * (i + 1): (33 + 4 * i, (30 + 4 * i) / 10) for i in range(8)}  # +0.3 mm
+    parts |= {100: (19, 2.2), 110: (13, 1.3), 120: (18, 1.85)}
+    lines = []
+    for shade, (length_px, length_mm) in parts.items():
+        image = _write(tmp_path / "data" / f"{shade}.png", np.full((H, W), shade, np.uint8))
+        part = {"image": image, "label": "scratch", "split": "test", "part_id": f"p{shade}"}
+        defects = [truth(length_mm, length_px)]
+        lines.append({**part, "mm_per_px": MM_PER_PX, "image_size": [W, H], "defects": defects})
+    (tmp_path / "data" / "manifest.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (tmp_path / "data" / "dataset.yaml").write_text("product: bracket\n")
+    detector = ByShade({s: detection(_scratch_region(px)) for s, (px, _) in parts.items()})
+
+    plain = evaluate(detector, THRESHOLDS, tmp_path / "data", tmp_path / "plain", progress=False)
+    band_file = tmp_path / "plain" / "guard_band.json"
+    written = json.loads(band_file.read_text())
+    assert written == plain["guard_band"]
+    fixed = written["margins"]["scratch"]["length_mm"]
+    assert fixed == {"fixed": pytest.approx(0.3), "proportional": 0.0}
+    assert written["pairs"] == {"scratch": 11}
+    assert plain["guard_band_tradeoff"] == {
+        "wrong_pass": 0,
+        "caught": 1,
+        "good_reviewed": 1,
+        "reviews": 2,
+    }
+    rows = _rows(tmp_path / "plain")
+    assert [rows[s]["verdict"] for s in ("100", "110", "120")] == ["PASS"] * 3
+    page = (tmp_path / "plain" / "index.html").read_text()
+    assert "Guard band (--guard-band guard_band.json)" in page and "1 part(s)" in page
+    from inspection.cli import _print_guard_band
+
+    _print_guard_band(plain, tmp_path / "plain")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "scratch: length_mm ±0.3" in printed
+    assert "1 part(s) the standard rejects sent to review instead of passed" in printed
+
+    guarded = with_guard_band(THRESHOLDS, band_file)
+    metrics = evaluate(detector, guarded, tmp_path / "data", tmp_path / "guarded", progress=False)
+    rows = _rows(tmp_path / "guarded")
+    assert [rows[s]["verdict"] for s in ("100", "110", "120")] == ["REVIEW", "PASS", "REVIEW"]
+    assert "length_mm=1.9 ±0.3" in rows["100"]["reasons"]
+    assert "conformance not proven" in rows["100"]["reasons"]
+    assert metrics["verdict_wrong_pass_rate"] == 0.0 < plain["verdict_wrong_pass_rate"]
+    assert metrics["guard_band_tradeoff"] is None  # already decided with it

@@ -18,6 +18,7 @@ from inspection.pipeline import (
     defects_from_detection,
     part_defects,
     thresholds_of,
+    with_guard_band,
     with_review_band,
 )
 from inspection.types import AudioClip, Frame, Observation, Verdict
@@ -161,6 +162,33 @@ def test_a_part_that_would_pass_in_the_review_band_goes_to_review(bracket_standa
 )
 def test_the_review_band_leaves_other_verdicts_alone(bracket_standard, outputs, verdict):
     assert _banded(bracket_standard, outputs).verdict is verdict
+
+
+def test_a_guard_band_sends_a_reading_near_a_limit_to_review(bracket_standard, tmp_path):
+    """A 1.8 mm scratch passes on its reading (limit 2 mm); with a band of 0.3 mm, read
+    from the file ``inspection evaluate`` writes, conformance is not proven: REVIEW, and the
+    band is recorded with the verdict. A 1.5 mm one still passes."""
+    band = tmp_path / "guard_band.json"
+    band.write_text('{"margins": {"scratch": {"length_mm": 0.3}}}')
+    thresholds = with_guard_band(Thresholds(version="t1"), band)
+    assert with_guard_band(thresholds, None) is thresholds
+    for length_px, verdict in [(18, Verdict.REVIEW), (15, Verdict.PASS), (60, Verdict.REJECT)]:
+        result = Inspector(
+            ScriptedDetector([detection(_scratch_region(length_px))]), bracket_standard, thresholds
+        ).inspect(_observation())
+        assert result.verdict is verdict
+        assert result.calibration_version.startswith("t1; guard band ")
+        if verdict is Verdict.REVIEW:
+            assert "length_mm=1.8 ±0.3" in result.decisions[0].reason
+    plain = _inspect(bracket_standard, detection(_scratch_region(18)))
+    assert plain.verdict is Verdict.PASS
+
+
+def test_a_missing_guard_band_file_is_a_user_error(tmp_path):
+    from inspection.errors import UserError
+
+    with pytest.raises(UserError, match="no such guard-band file"):
+        with_guard_band(Thresholds(), tmp_path / "absent.json")
 
 
 @pytest.mark.parametrize("start", [0.0, -0.1, 0.5, 0.7, float("nan"), float("inf")])

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from inspection.terminal import NoVerify, ReviewFrom, console, err_console, fail
+from inspection.terminal import (
+    GuardBandFile,
+    NoVerify,
+    ReviewFrom,
+    console,
+    err_console,
+    fail,
+)
 
 
 def audit_command(
@@ -64,6 +71,7 @@ def audit_command(
         ),
     ] = None,
     review_from: ReviewFrom = None,
+    guard_band: GuardBandFile = None,
     no_verify: NoVerify = False,
     db: Annotated[
         str | None,
@@ -104,6 +112,7 @@ def audit_command(
         verify=not no_verify,
         normality=normality,
         review_from=review_from,
+        guard_band=guard_band,
     )
     _warn_of_files_not_audited(input_spec)
     standard_file = standard_path(standard)

@@ -50,6 +50,7 @@ from inspection.pipeline import (
     Thresholds,
     review_result,
     thresholds_of,
+    with_guard_band,
     with_review_band,
 )
 from inspection.standards import Standard
@@ -108,6 +109,10 @@ class AuditOptions:
     review_from : float | None
         A review band below the model's image threshold
         (:func:`~inspection.pipeline.with_review_band`); ``None``: none.
+    guard_band : Path | None
+        The gauge's guard band (``guard_band.json`` from ``inspection evaluate``,
+        :func:`~inspection.pipeline.with_guard_band`): a reading within it of a clause's
+        limit is REVIEW. ``None``: readings taken as exact.
     """
 
     batch_size: int = 16
@@ -119,6 +124,7 @@ class AuditOptions:
     progress: bool = True
     normality: Path | None = None
     review_from: float | None = None
+    guard_band: Path | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -208,8 +214,9 @@ class PartAuditor:
     pool: Executor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.thresholds: Thresholds = with_review_band(
-            thresholds_of(self.metadata), self.options.review_from
+        self.thresholds: Thresholds = with_guard_band(
+            with_review_band(thresholds_of(self.metadata), self.options.review_from),
+            self.options.guard_band,
         )
         self.pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="audit")
         (self.out / THUMBNAILS).mkdir(parents=True, exist_ok=True)

@@ -35,12 +35,15 @@ from inspection.pipeline import (
     RecordingDetector,
     review_result,
     thresholds_of,
+    with_guard_band,
     with_review_band,
 )
 from inspection.standards import Standard
 from inspection.types import Action, InspectionResult, Observation, Verdict
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from inspection.edge.bundle import Bundle
 
 MAX_REASONS = 64  # EdgePayload.reasons' bound
@@ -64,6 +67,9 @@ class EdgeRuntime:
     review_from : float | None
         A review band below the image threshold
         (:func:`~inspection.pipeline.with_review_band`); ``None``: none.
+    guard_band : Path | None
+        The gauge's guard band file (:func:`~inspection.pipeline.with_guard_band`);
+        ``None``: readings taken as exact.
 
     Raises
     ------
@@ -79,6 +85,7 @@ class EdgeRuntime:
         split: str | None = None,
         threads: int | None = None,
         review_from: float | None = None,
+        guard_band: Path | None = None,
     ):
         self.bundle = bundle
         self.split = split or bundle.split
@@ -88,7 +95,9 @@ class EdgeRuntime:
         # checked again where the bundle carries it (it costs one hash of the graph).
         self.detector = bundle.detector(threads)
         self.fusion = self._fusion(threads)
-        self.thresholds = with_review_band(thresholds_of(self.detector.metadata), review_from)
+        self.thresholds = with_guard_band(
+            with_review_band(thresholds_of(self.detector.metadata), review_from), guard_band
+        )
         self._standards: dict[str, Standard] = {}
         self.product = product if product is not None else self._only_product()
         self.standard_for(self.product)  # an unknown product fails here, not on the line

@@ -1,6 +1,12 @@
 """Defect standards: versioned YAML clauses, validation, the rule engine, prompt text."""
 
 from inspection.standards.defects import DefectsError, parse_defects, read_defects
+from inspection.standards.guard import (
+    GuardBand,
+    GuardBandError,
+    load_guard_band,
+    measure_guard_band,
+)
 from inspection.standards.loader import (
     MAX_STANDARD_BYTES,
     Problem,
@@ -34,6 +40,8 @@ __all__ = [
     "Condition",
     "DefectClass",
     "DefectsError",
+    "GuardBand",
+    "GuardBandError",
     "Problem",
     "Standard",
     "StandardError",
@@ -44,7 +52,9 @@ __all__ = [
     "candidate_clauses",
     "class_counts",
     "decide_defect",
+    "load_guard_band",
     "load_standard",
+    "measure_guard_band",
     "parse_defects",
     "parse_standard",
     "ranked_clauses",

@@ -9,7 +9,9 @@ clause that holds already rejects: then it governs, and the reason names the str
 clause left open), a measurement that is NaN, infinite or negative, a zone it does not
 declare. A defect whose zone is unknown is decided in every zone: the decision stands
 when every zone gives the same action (or every zone rejects: then the strictest), else
-REVIEW.
+REVIEW. Given a guard band (:mod:`inspection.standards.guard`), a stricter clause that
+holds for some true value within the measurement's uncertainty of the reading leaves the
+decision as open as an unmeasured attribute does: REVIEW, never PASS.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from inspection.standards.guard import GuardBand
 from inspection.standards.schema import Clause, Standard
 from inspection.types import (
     Action,
@@ -50,6 +53,7 @@ def apply_standard(
     defects: Sequence[Defect],
     part_id: str = "",
     image_size: tuple[int, int] | None = None,
+    guard: GuardBand | None = None,
 ) -> InspectionResult:
     """Decide one part from its measured defects.
 
@@ -63,6 +67,10 @@ def apply_standard(
         Carried into the result.
     image_size
         ``(width, height)`` of the frame, to place defects without a zone into zones.
+    guard
+        The measurement's uncertainty per class and attribute: a clause that would hold
+        within it sends the defect to REVIEW where the reading alone would accept it.
+        ``None``: the readings are taken as exact.
 
     Returns
     -------
@@ -81,6 +89,7 @@ def apply_standard(
             count,
             total,
             zone_counts=_unplaced_counts(standard, d.defect_class, per_zone) if z is None else None,
+            guard=guard,
         )
         for d, z, (count, total) in zip(defects, zones, counts, strict=True)
     )
@@ -134,6 +143,7 @@ def decide_defect(
     count: int = 1,
     total: int = 1,
     zone_counts: Mapping[str, int] | None = None,
+    guard: GuardBand | None = None,
 ) -> DefectDecision:
     """Apply the standard's clauses to one defect.
 
@@ -154,6 +164,8 @@ def decide_defect(
     zone_counts
         For a defect of unknown zone: its ``count`` if it were in each zone (a zone not
         listed, or no mapping, uses ``count``).
+    guard
+        The measurement's uncertainty (see :func:`apply_standard`).
     """
     if defect.defect_class not in standard.class_ids:
         return _review(
@@ -171,9 +183,9 @@ def decide_defect(
             "number >= 0); needs review",
         )
     if zone is None and standard.zones:
-        return _decide_unplaced(standard, defect, count, total, zone_counts or {})
+        return _decide_unplaced(standard, defect, count, total, zone_counts or {}, guard)
     if zone is None:  # a standard built in code without zones: its clauses cover the part
-        return _decide_in_zone(standard, defect, zone, count, total)
+        return _decide_in_zone(standard, defect, zone, count, total, guard)
     if zone not in _zone_ids(standard):
         return _review(
             defect,
@@ -181,22 +193,30 @@ def decide_defect(
             f"{defect.defect_class}: zone {zone!r} is not a zone of standard {standard.id} "
             f"(zones: {', '.join(_zone_ids(standard))}); needs review",
         )
-    return _decide_in_zone(standard, defect, zone, count, total)
+    return _decide_in_zone(standard, defect, zone, count, total, guard)
 
 
 def _decide_in_zone(
-    standard: Standard, defect: Defect, zone: str | None, count: int, total: int
+    standard: Standard,
+    defect: Defect,
+    zone: str | None,
+    count: int,
+    total: int,
+    guard: GuardBand | None = None,
 ) -> DefectDecision:
     """The clauses of ``zone`` applied to a defect whose attributes are all valid."""
     measured = {**defect.attributes, "count": float(count), "total_count": float(total)}
     applicable: list[Clause] = []
     undecidable: list[tuple[Clause, list[str]]] = []
+    banded: list[Clause] = []  # hold for a true value within the guard band, not the reading
     for clause in ranked_clauses(standard, defect.defect_class, zone):  # strictest first
         missing = [c.attribute for c in clause.when if c.attribute not in measured]
         if missing:
             undecidable.append((clause, missing))
         elif all(c.holds(float(measured[c.attribute])) for c in clause.when):
             applicable.append(clause)
+        elif guard is not None and _holds_within(clause, measured, guard):
+            banded.append(clause)
     best = max((c.action.rank for c in applicable), default=Action.ACCEPT.rank)
     # A clause we cannot evaluate only matters if it could make the outcome stricter.
     stricter = [(c, m) for c, m in undecidable if c.action.rank > best]
@@ -204,15 +224,17 @@ def _decide_in_zone(
     if stricter and not rejected:
         # Nothing that holds rejects, so the unmeasured value may decide PASS or REJECT.
         clause, missing = stricter[0]  # the strictest of them
-        return DefectDecision(
-            defect,
-            zone,
-            clause.severity,
-            Action.REVIEW,
-            clause.id,
-            f"{defect.defect_class} in zone {zone}: clause {clause.id} needs "
-            f"{', '.join(missing)}, which was not measured; needs review",
+        why = f"clause {clause.id} needs {', '.join(missing)}, which was not measured"
+        return _left_to_review(defect, zone, clause, why)
+    within = [c for c in banded if c.action.rank > best]
+    if within and not rejected and guard is not None:
+        clause = within[0]  # the strictest the reading cannot rule out
+        why = (
+            f"{_band_text(clause, measured, guard)} lies within the measurement's uncertainty "
+            f"of clause {clause.id}'s limit ({' and '.join(str(c) for c in clause.when)}): "
+            "conformance not proven"
         )
+        return _left_to_review(defect, zone, clause, why)
     if not applicable:
         return DefectDecision(
             defect,
@@ -236,6 +258,41 @@ def _decide_in_zone(
     )
 
 
+def _left_to_review(defect: Defect, zone: str | None, clause: Clause, why: str) -> DefectDecision:
+    """REVIEW for a defect a stricter ``clause`` may govern, for the reason ``why``."""
+    return DefectDecision(
+        defect,
+        zone,
+        clause.severity,
+        Action.REVIEW,
+        clause.id,
+        f"{defect.defect_class} in zone {zone}: {why}; needs review",
+    )
+
+
+def _holds_within(clause: Clause, measured: Mapping[str, float], guard: GuardBand) -> bool:
+    """Whether every condition of ``clause`` holds for some true value within the guard
+    band of its reading."""
+    for condition in clause.when:
+        reading = float(measured[condition.attribute])
+        if not condition.holds_within(
+            reading, guard.margin(clause.defect, condition.attribute, reading)
+        ):
+            return False
+    return True
+
+
+def _band_text(clause: Clause, measured: Mapping[str, float], guard: GuardBand) -> str:
+    """The readings a clause names, each with its band (``width_mm=0.466 ±0.058``)."""
+    names = dict.fromkeys(c.attribute for c in clause.when)  # once each, in order
+    readings = [(name, float(measured[name])) for name in names]
+    return ", ".join(
+        f"{name}={value:.3g}"
+        + (f" ±{u:.2g}" if (u := guard.margin(clause.defect, name, value)) > 0 else "")
+        for name, value in readings
+    )
+
+
 def _left_open(stricter: list[tuple[Clause, list[str]]]) -> str:
     """A rejecting clause holds, so the part is rejected whatever the unmeasured values:
     the stricter clause they leave open only changes the disposition, said in the reason."""
@@ -254,10 +311,11 @@ def _decide_unplaced(
     count: int,
     total: int,
     zone_counts: Mapping[str, int],
+    guard: GuardBand | None = None,
 ) -> DefectDecision:
     """A defect of unknown zone, decided in every zone of the standard."""
     outcomes = [
-        _decide_in_zone(standard, defect, z, zone_counts.get(z, count), total)
+        _decide_in_zone(standard, defect, z, zone_counts.get(z, count), total, guard)
         for z in _zone_ids(standard)
     ]
     # The strictest outcome: by action, then severity; the first zone on a tie.

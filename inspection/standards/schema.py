@@ -102,6 +102,19 @@ class Condition(_Strict):
     def holds(self, measured: float) -> bool:
         return OPERATORS[self.op](measured, self.value)
 
+    def holds_within(self, measured: float, margin: float) -> bool:
+        """Whether the condition holds for some true value within ``margin`` of the
+        ``measured`` one (none under 0): what a reading with that uncertainty cannot
+        rule out (see :mod:`inspection.standards.guard`)."""
+        low, high = max(0.0, measured - margin), measured + margin
+        if self.op in (">", ">="):
+            return self.holds(high)
+        if self.op in ("<", "<="):
+            return self.holds(low)
+        if self.op == "==":
+            return low <= self.value <= high
+        return margin > 0 or self.holds(measured)  # "!=": any band holds a value besides
+
     def __str__(self) -> str:
         return f"{self.attribute} {self.op} {self.value:g}"
 

@@ -52,6 +52,11 @@ class ModelConfig(_Section):
         A review band (:func:`~inspection.pipeline.with_review_band`): a part that would
         pass with a part score of at least this, under the model's image threshold, goes
         to REVIEW instead. ``None``: no band.
+    guard_band : Path | None
+        The gauge's guard band (``guard_band.json``, written by ``inspection evaluate``;
+        :func:`~inspection.pipeline.with_guard_band`): a defect read within its
+        uncertainty of a clause's limit goes to REVIEW instead of passing. ``None``:
+        readings taken as exact.
     """
 
     path: Path
@@ -60,6 +65,7 @@ class ModelConfig(_Section):
     threads: int | None = Field(default=None, ge=1)
     normality: Path | None = None
     review_from: float | None = Field(default=None, gt=0)
+    guard_band: Path | None = None
 
 
 class SimulatorSource(_Section):
@@ -307,6 +313,7 @@ class StationConfig(BaseSettings):
                     "path": fix(self.model.path) or self.model.path,
                     "standard": fix(self.model.standard) or self.model.standard,
                     "normality": fix(self.model.normality) or self.model.normality,
+                    "guard_band": fix(self.model.guard_band) or self.model.guard_band,
                 }
             ),
             "records": records.model_copy(

@@ -149,9 +149,16 @@ def build_runtime(config: StationConfig) -> Runtime:
             product=config.product,
             threads=config.model.threads,
             review_from=config.model.review_from,
+            guard_band=config.model.guard_band,
         )
     from inspection.config import standard_path
-    from inspection.pipeline import Inspector, load_detector, thresholds_of, with_review_band
+    from inspection.pipeline import (
+        Inspector,
+        load_detector,
+        thresholds_of,
+        with_guard_band,
+        with_review_band,
+    )
     from inspection.standards import load_standard
 
     if config.model.threads is not None and path.suffix != ".onnx":
@@ -161,6 +168,7 @@ def build_runtime(config: StationConfig) -> Runtime:
     detector, metadata = load_detector(path, config.model.verify, config.model.normality)
     standard = load_standard(config.model.standard or standard_path(config.product))
     thresholds = with_review_band(thresholds_of(metadata), config.model.review_from)
+    thresholds = with_guard_band(thresholds, config.model.guard_band)
     return InspectorRuntime(Inspector(detector, standard, thresholds))
 
 

@@ -156,3 +156,11 @@ def test_a_bad_environment_override_is_named_as_the_source(tmp_path, monkeypatch
     with pytest.raises(UserError, match="cycle_time_ms") as refused:
         load_config(path)
     assert "from INSPECTION" not in str(refused.value)  # the file's own mistake
+
+
+def test_a_guard_band_path_is_read_against_the_config_folder(tmp_path):
+    path = tmp_path / "station.yaml"
+    path.write_text("model: {path: m, guard_band: gauge/guard_band.json}\n")
+    assert load_config(path).model.guard_band == tmp_path / "gauge" / "guard_band.json"
+    path.write_text("model: {path: m}\n")
+    assert load_config(path).model.guard_band is None

@@ -496,3 +496,18 @@ def test_a_station_review_band_sends_what_would_pass_to_review(tmp_path, model_p
     model = {"path": str(model_path), "review_from": 5.0}  # above any image threshold
     with pytest.raises(UserError, match="review band start 5"):
         build_runtime(station_config(tmp_path, None, model=model))
+
+
+def test_a_station_guard_band_is_loaded_before_the_first_part(tmp_path, model_path):
+    from inspection.errors import UserError
+
+    band = tmp_path / "guard_band.json"
+    band.write_text('{"margins": {"scratch": {"length_mm": {"fixed": 0.3, "proportional": 0.05}}}}')
+    model = {"path": str(model_path), "guard_band": str(band)}
+    runtime = build_runtime(station_config(tmp_path, None, model=model))
+    guard = runtime.inspector.thresholds.guard
+    assert guard.margin("scratch", "length_mm", 2.0) == pytest.approx(0.4)
+    assert guard.version in runtime.inspector.thresholds.version  # recorded with each verdict
+    model = {"path": str(model_path), "guard_band": str(tmp_path / "absent.json")}
+    with pytest.raises(UserError, match="no such guard-band file"):
+        build_runtime(station_config(tmp_path, None, model=model))

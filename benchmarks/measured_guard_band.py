@@ -1,0 +1,61 @@
+"""The guard band (ISO 14253-1 guarded acceptance, inspection.standards.guard) as built:
+measured on one synthetic set, applied to another (``guard_band.py`` measured hand-set
+bands before it was built). The calibration set's parts are detected and
+decided once; each defect found is matched to the true defect it covers
+(``evaluate.attribute_pairs``) and the band fitted per class and attribute
+(``measure_guard_band``). The held-out set's parts are detected once and decided twice,
+with the readings taken as exact and with the band, side by side in one run.
+
+Per setting: verdict agreement with the standard on the exact attributes, rejectable
+parts passed (by true class), parts the standard passes rejected, good parts and parts
+the standard passes sent to REVIEW, and the median time of ``pipeline.decide``.
+
+    inspection synth --out runs/val-tile --n 300 --seed 11 --product tile --train-ratio 0
+    inspection synth --out runs/heldout-tile --n 300 --seed 7 --product tile --train-ratio 0
+    python benchmarks/measured_guard_band.py --calibrate runs/val-tile --data runs/heldout-tile \\
+        --normality runs/normality/tile-560
+
+Results: benchmarks/README.md, section "Guard bands".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from second_look import verdict_row
+from stroke_join import detected_parts, line_parser, load_line
+
+from inspection import evaluate as ev
+from inspection.datasets import load_dataset
+from inspection.pipeline import decide, thresholds_of, with_guard_band
+from inspection.standards import measure_guard_band
+from inspection.standards.guard import band_words
+from inspection.types import Frame
+
+
+def main() -> None:
+    parser = line_parser(__doc__)
+    parser.add_argument("--calibrate", type=Path, required=True, help="set the band is fitted on")
+    args = parser.parse_args()
+    detector, metadata, dataset = load_line(args)
+    standard = ev.dataset_standard(dataset)
+    thresholds = thresholds_of(metadata)
+    calibration = load_dataset(args.calibrate)
+    readings = []
+    for sample, image, detection in detected_parts(detector, calibration):
+        frame = Frame(image=image, camera="bench", mm_per_px=calibration.scale_of(sample))
+        reference = calibration.reference_of(sample)
+        result = decide(detection, frame, standard, thresholds, sample.part_id, reference)
+        readings += ev.attribute_pairs([d.defect for d in result.decisions], sample)
+    band = measure_guard_band(readings, source=str(args.calibrate))
+    print(f"{dataset.metadata.get('product')}: band fitted on {args.calibrate}")
+    for defect_class, per in band.margins.items():
+        words = ", ".join(f"{a} ±{band_words(u)}" for a, u in per.items())
+        print(f"  {defect_class} ({band.pairs[defect_class]} defects): {words}")
+    parts = detected_parts(detector, dataset)
+    for name, setting in (("exact", thresholds), ("guarded", with_guard_band(thresholds, band))):
+        print(f"{name:8s}", verdict_row(parts, dataset, standard, setting), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The guard band on the commands that decide parts: a bad file is one clear line before
+any work, and a good one is recorded with every verdict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_cli_review_band import tiny_model_and_lot  # noqa: F401  (a fixture)
+from typer.testing import CliRunner
+
+from inspection.cli import app
+
+
+def _commands(model, lot, out):
+    return (
+        ["evaluate", "--model", str(model), "--data", str(lot), "--out", str(out)],
+        ["audit", str(lot), "--model", str(model), "--standard", "bracket", "--out", str(out)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "no such guard-band file"),
+        ("{oops", "cannot read a guard band"),
+        ('{"margins": {"scratch": {"length_mm": -1}}}', "negative"),
+    ],
+)
+def test_a_bad_guard_band_is_a_one_line_error(tmp_path, tiny_model_and_lot, text, message):  # noqa: F811
+    model, lot = tiny_model_and_lot
+    band = tmp_path / "band.json"
+    if text is not None:
+        band.write_text(text)
+    out = tmp_path / "out"
+    for args in _commands(model, lot, out):
+        result = CliRunner().invoke(app, [*args, "--guard-band", str(band)])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.count("error:") == 1 and "Traceback" not in result.output
+        assert message in result.output
+        assert not (out / "results.jsonl").exists() and not (out / "metrics.json").exists()
+
+
+def test_an_audit_records_the_guard_band_it_decided_with(tmp_path, tiny_model_and_lot):  # noqa: F811
+    model, lot = tiny_model_and_lot
+    band = tmp_path / "band.json"
+    band.write_text(json.dumps({"margins": {"scratch": {"length_mm": 0.3}}}))
+    args = ["audit", str(lot), "--model", str(model), "--standard", "bracket"]
+    result = CliRunner().invoke(
+        app, [*args, "--out", str(tmp_path / "out"), "--guard-band", str(band)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [
+        json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 3
+    assert all("; guard band " in r["calibration_version"] for r in rows), rows[0]

@@ -1,0 +1,183 @@
+"""Guard bands: a reading within its uncertainty of a limit is REVIEW, never PASS."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inspection.standards import (
+    GuardBand,
+    GuardBandError,
+    apply_standard,
+    load_guard_band,
+    measure_guard_band,
+)
+from inspection.standards.guard import MIN_PAIRS
+from inspection.standards.schema import Condition
+from inspection.types import Action, Defect, Verdict
+
+BAND = GuardBand({"scratch": {"length_mm": (0.5, 0.0)}, "color_deviation": {"delta_e": (0.4, 0.0)}})
+
+
+# Bracket: scratch in zone A > 2 mm rework, > 5 mm scrap; colour ΔE > 3 rework.
+@pytest.mark.parametrize(
+    ("cls", "attrs", "plain", "guarded", "clause"),
+    [
+        # well inside the tolerance: the band changes nothing
+        ("scratch", {"length_mm": 1.2}, Action.ACCEPT, Action.ACCEPT, None),
+        # within 0.5 of the 2 mm limit: conformance not proven
+        ("scratch", {"length_mm": 1.6}, Action.ACCEPT, Action.REVIEW, "4.1.2"),
+        # rejected on the reading: the band never softens a rejection, nor hardens it
+        ("scratch", {"length_mm": 4.8}, Action.REWORK, Action.REWORK, "4.1.2"),
+        ("scratch", {"length_mm": 5.2}, Action.SCRAP, Action.SCRAP, "4.1.1"),
+        ("color_deviation", {"delta_e": 2.7}, Action.ACCEPT, Action.REVIEW, "4.3.1"),
+        ("color_deviation", {"delta_e": 2.5}, Action.ACCEPT, Action.ACCEPT, None),
+        # a class without a band is read as exact
+        ("contamination", {"area_mm2": 1.4}, None, None, None),
+    ],
+)
+def test_guarded_acceptance(bracket_standard, cls, attrs, plain, guarded, clause):
+    defect = [Defect(cls, attrs, zone="A")]
+    unguarded = apply_standard(bracket_standard, defect).decisions[0]
+    with_band = apply_standard(bracket_standard, defect, guard=BAND).decisions[0]
+    if plain is None:  # the same decision with or without the band
+        assert with_band == unguarded
+        return
+    assert unguarded.action is plain
+    assert with_band.action is guarded
+    assert with_band.clause_id == clause
+
+
+def test_review_reason_names_reading_band_and_limit(bracket_standard):
+    result = apply_standard(
+        bracket_standard, [Defect("scratch", {"length_mm": 1.64}, zone="A")], guard=BAND
+    )
+    assert result.verdict is Verdict.REVIEW
+    reason = result.decisions[0].reason
+    assert "length_mm=1.64 ±0.5" in reason
+    assert "clause 4.1.2" in reason and "length_mm > 2" in reason
+    assert "needs review" in reason
+
+
+def test_band_applies_in_a_zone_it_was_not_measured_for(bracket_standard):
+    # zone unknown: decided in every zone, and the band applies in each
+    defect = [Defect("scratch", {"length_mm": 1.7})]
+    assert apply_standard(bracket_standard, defect).verdict is Verdict.PASS
+    assert apply_standard(bracket_standard, defect, guard=BAND).verdict is Verdict.REVIEW
+
+
+def test_a_zero_band_is_no_band(bracket_standard):
+    zero = GuardBand({"scratch": {"length_mm": (0.0, 0.0)}})
+    defect = [Defect("scratch", {"length_mm": 1.99}, zone="A")]
+    assert apply_standard(bracket_standard, defect, guard=zero).verdict is Verdict.PASS
+
+
+@pytest.mark.parametrize(
+    ("condition", "measured", "margin", "holds"),
+    [
+        ("length_mm > 2", 1.6, 0.5, True),
+        ("length_mm > 2", 1.5, 0.5, False),  # 1.5 + 0.5 = 2 is not > 2
+        ("length_mm >= 2", 1.5, 0.5, True),
+        ("length_mm < 1", 1.3, 0.5, True),
+        ("length_mm <= 1", 1.6, 0.5, False),
+        ("length_mm < 0.1", 0.3, 5.0, True),  # the band stops at 0, which is < 0.1
+        ("length_mm == 2", 2.4, 0.5, True),
+        ("length_mm == 2", 2.6, 0.5, False),
+        ("length_mm != 2", 2.0, 0.5, True),
+        ("length_mm != 2", 2.0, 0.0, False),
+    ],
+)
+def test_condition_holds_within(condition, measured, margin, holds):
+    assert Condition.model_validate(condition).holds_within(measured, margin) is holds
+
+
+def test_counts_are_never_banded():
+    band = GuardBand({"contamination": {"count": (3.0, 0.0), "area_mm2": (0.2, 0.5)}})
+    assert band.margin("contamination", "count", 4) == 0.0
+    assert band.margin("contamination", "total_count", 4) == 0.0
+    assert band.margin("contamination", "area_mm2", 1.0) == pytest.approx(0.7)
+    assert band.margin("scratch", "length_mm", 1.0) == 0.0
+
+
+def _covered(band, readings, truths) -> float:
+    fixed, proportional = band
+    return float(np.mean(np.abs(readings - truths) <= fixed + proportional * readings + 1e-12))
+
+
+def test_measured_band_of_a_constant_scatter_is_its_quantile():
+    rng = np.random.default_rng(0)
+    errors = rng.normal(0.0, 0.1, 400)
+    pairs = [("scratch", {"width_mm": 0.4 + e, "count": 1}, {"width_mm": 0.4}) for e in errors]
+    band = measure_guard_band(pairs, source="set")
+    fixed, proportional = band.margins["scratch"]["width_mm"]
+    quantile = float(np.quantile(np.abs(errors), 0.95))  # about 1.96 sigma
+    assert 0.15 < quantile < 0.25
+    # at the typical reading the band is no wider than the errors' own quantile
+    assert band.margin("scratch", "width_mm", 0.4) <= quantile + 1e-9
+    assert _covered((fixed, proportional), 0.4 + errors, np.full(400, 0.4)) >= 0.95
+    assert "count" not in band.margins["scratch"]
+    assert band.pairs == {"scratch": 400}
+    assert band.source == "set"
+
+
+def test_measured_band_grows_with_the_size_read():
+    """Areas read within 10 % (1 sigma): a band of one constant would be as wide for a
+    speck as for a pit 20 times its area; the fitted one grows with the reading."""
+    rng = np.random.default_rng(1)
+    truths = rng.uniform(0.5, 10.0, 500)
+    readings = truths * (1 + rng.normal(0.0, 0.1, 500))
+    pairs = [
+        ("dent", {"area_mm2": r}, {"area_mm2": t}) for r, t in zip(readings, truths, strict=True)
+    ]
+    band = measure_guard_band(pairs)
+    fixed, proportional = band.margins["dent"]["area_mm2"]
+    assert 0.1 < proportional < 0.3 and fixed < 0.3
+    assert _covered((fixed, proportional), readings, truths) >= 0.95
+    constant = float(np.quantile(np.abs(readings - truths), 0.95))
+    assert band.margin("dent", "area_mm2", 0.5) < constant / 3
+
+
+def test_too_few_pairs_give_no_band():
+    few = [("dent", {"area_mm2": 1.0}, {"area_mm2": 2.0})] * (MIN_PAIRS - 1)
+    band = measure_guard_band(few)
+    assert band.margins == {}
+    assert band.pairs == {"dent": MIN_PAIRS - 1}  # recorded, so the file says why
+    assert band.version == "no guard band"
+
+
+def test_file_round_trip_and_version(tmp_path):
+    path = tmp_path / "guard_band.json"
+    path.write_text(json.dumps(BAND.to_dict()))
+    loaded = load_guard_band(path)
+    assert loaded.margins == BAND.margins
+    assert loaded.version == BAND.version != "no guard band"
+    other = GuardBand({"scratch": {"length_mm": (0.5, 0.1)}})
+    assert other.version != BAND.version
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "cannot read"),
+        ("[1, 2]", "expected an object"),
+        ('{"margins": {"scratch": 0.5}}', "must map attributes"),
+        ('{"margins": {"scratch": {"length_mm": -0.1}}}', "negative"),
+        ('{"margins": {"scratch": {"length_mm": "0.5"}}}', "not a finite number"),
+        ('{"margins": {"scratch": {"length_mm": NaN}}}', "not a finite number"),
+        ('{"margins": {"scratch": {"length_mm": true}}}', "not a finite number"),
+        ('{"margins": {"dent": {"area_mm2": {"fixed": 0.1, "slope": 0.2}}}}', "unknown field"),
+        ('{"margins": {"dent": {"area_mm2": {"proportional": -0.2}}}}', "proportional"),
+    ],
+)
+def test_malformed_files_are_clear_errors(tmp_path, text, message):
+    path = tmp_path / "band.json"
+    path.write_text(text)
+    with pytest.raises(GuardBandError, match=message):
+        load_guard_band(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(GuardBandError, match="no such guard-band file"):
+        load_guard_band(tmp_path / "absent.json")
