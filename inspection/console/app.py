@@ -233,6 +233,7 @@ def build_console(
     verify: bool = True,
     normality: str | Path | None = None,
     review_from: float | None = None,
+    guard_band: str | Path | None = None,
 ) -> gr.Blocks:
     """The console as a Gradio Blocks app (not launched).
 
@@ -264,6 +265,8 @@ def build_console(
         audits (what only it finds goes to REVIEW); ``None``: the model alone.
     review_from : float | None
         The station's review band for questions and audits; ``None``: none.
+    guard_band : str | Path | None
+        The station's guard band file for questions and audits; ``None``: none.
 
     Examples
     --------
@@ -272,7 +275,9 @@ def build_console(
     """
     L = labels(language)
     if service is None:
-        service = _service(db, model, whisper, mm_per_px, verify, normality, review_from)
+        service = _service(
+            db, model, whisper, mm_per_px, verify, normality, review_from, guard_band
+        )
     feed = None
     if simulate if simulate is not None else db is None:
         feed = SimulatorFeed(service.store, service.library, service.models)
@@ -302,6 +307,7 @@ def _service(
     verify: bool,
     normality: str | Path | None = None,
     review_from: float | None = None,
+    guard_band: str | Path | None = None,
 ) -> ConsoleService:
     from inspection.config import get_settings
     from inspection.console.standards import StandardLibrary
@@ -319,6 +325,7 @@ def _service(
         verify=verify,
         normality=Path(normality) if normality else None,
         review_from=review_from,
+        guard_band=Path(guard_band) if guard_band else None,
     )
     models.check_review_band()  # the models load on first use: the band is checked now
     return ConsoleService(store, library, models)

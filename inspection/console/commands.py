@@ -14,7 +14,14 @@ import typer
 
 from inspection.errors import UserError
 from inspection.standards.schema import check_language
-from inspection.terminal import NoVerify, Port, ReviewFrom, UserErrorsExit, console
+from inspection.terminal import (
+    GuardBandFile,
+    NoVerify,
+    Port,
+    ReviewFrom,
+    UserErrorsExit,
+    console,
+)
 
 console_app = typer.Typer(
     help="The operator console (Gradio): live line, review queue, ask, audit, standards, "
@@ -76,6 +83,7 @@ def console_command(
         ),
     ] = None,
     review_from: ReviewFrom = None,
+    guard_band: GuardBandFile = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Serve the operator console (Ctrl-C stops it)."""
@@ -112,6 +120,7 @@ def console_command(
             verify=not no_verify,
             normality=normality,
             review_from=review_from,
+            guard_band=guard_band,
         )
     where = "the simulated line" if db is None else db
     login = f"{len(directory.names())} users" if directory else "no login (loopback only)"

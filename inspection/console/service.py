@@ -113,6 +113,10 @@ class ModelSet:
     review_from : float | None
         The station's review band (:func:`~inspection.pipeline.with_review_band`), so
         that questions and audits decide as the line does; ``None``: none.
+    guard_band : Path | None
+        The station's guard band file (:func:`~inspection.pipeline.with_guard_band`),
+        read when the set is made (a bad file fails then, not on a question); ``None``:
+        readings taken as exact.
     """
 
     model_dir: Path | None = None
@@ -122,6 +126,7 @@ class ModelSet:
     verify: bool = True
     normality: Path | None = None
     review_from: float | None = None
+    guard_band: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Held while the decoder answers: the active adapter is the shared model's state.
     ask_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -129,8 +134,13 @@ class ModelSet:
     _metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     _decoder: Any = field(default=None, repr=False)
     _whisper: Any = field(default=None, repr=False)
+    _guard: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.guard_band is not None:
+            from inspection.standards import load_guard_band
+
+            self._guard = load_guard_band(self.guard_band)
         if self.model_dir is None:
             from inspection.config import default_model_dir
 
@@ -149,11 +159,16 @@ class ModelSet:
             return self._detector, self._metadata
 
     def inspector(self, standard: Any) -> Any:
-        from inspection.pipeline import Inspector, thresholds_of, with_review_band
+        from inspection.pipeline import (
+            Inspector,
+            thresholds_of,
+            with_guard_band,
+            with_review_band,
+        )
 
         detector, metadata = self.detector()
         thresholds = with_review_band(thresholds_of(metadata), self.review_from)
-        return Inspector(detector, standard, thresholds)
+        return Inspector(detector, standard, with_guard_band(thresholds, self._guard))
 
     def check_review_band(self) -> None:
         """Refuse a review band the model's image threshold leaves no room for, before

@@ -160,3 +160,23 @@ def test_the_consoles_questions_and_feed_decide_with_the_stations_review_band(tm
     assert all(r.calibration_version.endswith("; review from 1e-06") for r in records)
     with pytest.raises(UserError, match="review band start 2"):
         ModelSet(model_dir, review_from=2.0).check_review_band()  # before any model loads
+
+
+def test_the_consoles_questions_and_feed_decide_with_the_stations_guard_band(tmp_path, model_dir):
+    from inspection.console.feed import SimulatorFeed
+    from inspection.console.service import ModelSet
+    from inspection.console.standards import StandardLibrary
+    from inspection.errors import UserError
+    from inspection.records.store import RecordStore
+
+    band = tmp_path / "guard_band.json"
+    band.write_text('{"margins": {"scratch": {"length_mm": 0.3}}}')
+    models = ModelSet(model_dir, guard_band=band)
+    store = RecordStore(tmp_path / "records.db")
+    library = StandardLibrary(store.engine)
+    library.seed(STANDARDS_DIR)
+    feed = SimulatorFeed(store, library, models, station="line-7")
+    record = store.get(feed.step(), "line-7")
+    assert "; guard band " in record.calibration_version
+    with pytest.raises(UserError, match="no such guard-band file"):
+        ModelSet(model_dir, guard_band=tmp_path / "absent.json")  # before any model loads
