@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from inspection.terminal import Port, ReviewFrom, UserErrorsExit, console
+from inspection.terminal import GuardBandFile, Port, ReviewFrom, UserErrorsExit, console
 
 edge_app = typer.Typer(
     help="Run exported bundles on an edge box: install, roll back, serve.",
@@ -115,6 +115,7 @@ def serve_command(
         typer.Option(help="Bearer token this API requires (needed off loopback)."),
     ] = None,
     review_from: ReviewFrom = None,
+    guard_band: GuardBandFile = None,
 ) -> None:
     """Serve POST /v1/inspect, /healthz and /readyz for one bundle."""
     from inspection.edge.server import check_bind, load_service, read_token, serve
@@ -132,6 +133,7 @@ def serve_command(
         outbox_path=outbox,
         api_token_file=api_token_file,
         review_from=review_from,
+        guard_band=guard_band,
     )
     state = "ready" if service.ready else "NOT READY (self-test failed: /v1/inspect answers 503)"
     console.print(

@@ -149,9 +149,13 @@ def load_service(
     outbox_path: str | Path | None = None,
     api_token_file: str | Path | None = None,
     review_from: float | None = None,
+    guard_band: str | Path | None = None,
 ) -> EdgeService:
     """Load a bundle (``bundle_dir``, or the home's current one), self-test it, and
-    connect the outbox where a cloud is given.
+    connect the outbox where a cloud is given. A guard band (``guard_band.json``,
+    :func:`~inspection.pipeline.with_guard_band`) is read first and applies once the
+    self-test has passed: the self-test reproduces what the bundle decided at export, and
+    the band is the plant's rule on top of it, like ``review_from``.
 
     Raises
     ------
@@ -162,7 +166,10 @@ def load_service(
     from inspection.edge.bundle import load_bundle
     from inspection.edge.install import current_bundle, run_selftest, trusted_key
     from inspection.edge.runtime import EdgeRuntime
+    from inspection.pipeline import with_guard_band
+    from inspection.standards import load_guard_band
 
+    guard = load_guard_band(guard_band) if guard_band is not None else None  # fails first
     if bundle_dir is not None:
         bundle = load_bundle(bundle_dir, public_key=trusted_key(home, public_key))
     else:
@@ -173,6 +180,7 @@ def load_service(
     report = run_selftest(runtime)
     if not report.passed:
         log.error("bundle %s failed its self-test: %s", bundle.version, "; ".join(report.failures))
+    runtime.thresholds = with_guard_band(runtime.thresholds, guard)
     service = EdgeService(runtime, report)
     if api_token_file is not None:
         service.api_token = read_token(api_token_file)

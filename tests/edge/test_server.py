@@ -160,6 +160,20 @@ def test_a_review_band_on_the_box_answers_review_for_what_would_pass(bundle_dir,
             assert answer.json()["verdict"] != "PASS"
 
 
+def test_a_guard_band_on_the_box_applies_after_the_self_test(bundle_dir, tmp_path):
+    from inspection.errors import UserError
+
+    band = tmp_path / "guard_band.json"
+    band.write_text('{"margins": {"scratch": {"length_mm": {"fixed": 0.2, "proportional": 0.1}}}}')
+    guarded = load_service(bundle_dir=bundle_dir, threads=1, guard_band=band)
+    assert guarded.ready  # the self-test reproduces the export's decisions, band or not
+    thresholds = guarded.runtime.thresholds
+    assert thresholds.guard.margin("scratch", "length_mm", 3.0) == pytest.approx(0.5)
+    assert thresholds.version.endswith(thresholds.guard.version)  # recorded with each verdict
+    with pytest.raises(UserError, match="no such guard-band file"):  # before the bundle loads
+        load_service(bundle_dir=tmp_path / "no-bundle", guard_band=tmp_path / "absent.json")
+
+
 def test_unreadable_inputs_are_review_with_the_reason(client, tmp_path):
     image = png(np.full((PART_SIZE, PART_SIZE, 3), 120, np.uint8))
     for files, expected in (
