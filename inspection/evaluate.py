@@ -19,9 +19,10 @@ Two kinds of figures:
   ``review_band`` says what a review band under the threshold would change
   (:func:`review_band_tradeoff`), for a plant to choose ``--review-from`` by.
 - The gauge's uncertainty: each defect the line found is matched to the true defect it
-  covers, and per class and attribute the 95th percentile of the reading's error is the
-  guard band (:mod:`inspection.standards.guard`), written to ``OUT/guard_band.json``
-  for ``--guard-band``; ``guard_band_tradeoff`` says what it would change on this set
+  covers, and per class and attribute the narrowest band ``fixed + proportional x
+  reading`` that holds 95 % of the readings' errors is the guard band
+  (:mod:`inspection.standards.guard`), written to ``OUT/guard_band.json`` for
+  ``--guard-band``; ``guard_band_tradeoff`` says what it would change on this set
   (:func:`guard_band_tradeoff`).
 
 A sample that cannot be used (unreadable image, audio or mask, a mask of another size
