@@ -524,6 +524,11 @@ def evaluate_command(
         if recall:  # of the parts the standard rejects, the share the line stops
             stopped = (f"{c} {v['recall']:.3f} ({v['parts']})" for c, v in recall.items())
             table.add_row("reject recall by class (parts)", "  ".join(stopped))
+        if metrics["verdict_dispositions"]:  # rework where the standard scraps, or vice versa
+            from inspection.evaluate import disposition_words
+
+            words = disposition_words(metrics["verdict_dispositions"])
+            table.add_row("disposition of the parts both reject", words)
     console.print(table)
     if metrics["verdict_note"]:
         console.print(metrics["verdict_note"])

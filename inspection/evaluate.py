@@ -81,7 +81,7 @@ from inspection.standards import (
 )
 from inspection.standards.defects import DefectsError, manifest_defects
 from inspection.standards.guard import band_words
-from inspection.types import AudioClip, Defect, Frame, InspectionResult, Verdict
+from inspection.types import Action, AudioClip, Defect, Frame, InspectionResult, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
 MAP_SIDE = 256  # anomaly maps are kept at most this size for the pixel metrics
@@ -109,6 +109,8 @@ class Row:
     image_logit: float = float("nan")
     flagged: bool = False  # the detector's call (pipeline.flags_part), not the verdict
     exact_verdict: str | None = None  # the standard on the data's exact attributes
+    action: str | None = None  # the line's disposition (accept, review, rework, scrap)
+    exact_action: str | None = None  # the standard's, on the exact attributes
     reasons: str = ""  # the verdict's reasons, in words
     cause: str = ""  # what decided the verdict, in a few words (verdict_cause)
 
@@ -157,7 +159,7 @@ def evaluate(
         )
     if decoder is not None:
         from inspection.decoder.reporting import decided_request  # torch: only with a decoder
-    exact = [exact_verdict(standard, s) for s in samples]  # malformed truth fails first
+    exact = [exact_result(standard, s) for s in samples]  # malformed truth fails first
     out.mkdir(parents=True, exist_ok=True)
     rows, size_pairs, cards, requests = [], [], [], []
     readings: list[tuple[str, dict[str, float], dict[str, float]]] = []
@@ -170,7 +172,8 @@ def evaluate(
         row, pairs, image, detection, mask, result = _evaluate_one(
             detector, thresholds, standard, sample, dataset
         )
-        row.exact_verdict = truth
+        if truth is not None:
+            row.exact_verdict, row.exact_action = truth.verdict.value, truth.action.value
         rows.append(row)
         size_pairs += pairs
         if result is not None:
@@ -221,8 +224,16 @@ def dataset_standard(dataset: Dataset) -> Standard | None:
 
 
 def exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
-    """The standard's verdict on a sample's exact defect attributes (its manifest's
-    ``defects``): what the line's verdict is measured against.
+    """The standard's verdict on a sample's exact defect attributes
+    (:func:`exact_result`'s verdict): ``"PASS"``, ``"REVIEW"`` or ``"REJECT"``, ``None``
+    without a standard or exact attributes."""
+    result = exact_result(standard, sample)
+    return None if result is None else result.verdict.value
+
+
+def exact_result(standard: Standard | None, sample: Sample) -> InspectionResult | None:
+    """The standard's decision on a sample's exact defect attributes (its manifest's
+    ``defects``): what the line's verdict and disposition are measured against.
 
     The attributes are checked with or without a standard: the size errors read them too.
 
@@ -235,9 +246,8 @@ def exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
 
     Returns
     -------
-    str | None
-        ``"PASS"``, ``"REVIEW"`` or ``"REJECT"``; ``None`` without a standard or when the
-        sample states no exact attributes.
+    InspectionResult | None
+        ``None`` without a standard or when the sample states no exact attributes.
 
     Raises
     ------
@@ -253,7 +263,7 @@ def exact_verdict(standard: Standard | None, sample: Sample) -> str | None:
         return None
     size = sample.attributes.get("image_size")
     size = (int(size[0]), int(size[1])) if size else None
-    return apply_standard(standard, truth, sample.part_id, image_size=size).verdict.value
+    return apply_standard(standard, truth, sample.part_id, image_size=size)
 
 
 def read_sample(sample: Sample) -> tuple[np.ndarray, AudioClip | None, np.ndarray | None]:
@@ -291,7 +301,17 @@ def _error_row(sample: Sample, error: str) -> Row:
     nan = float("nan")  # REVIEW without a standard too: an error is never a PASS
     cause = f"error: {_without_values(error)}"
     return Row(
-        str(sample.image), sample.label, nan, nan, None, REVIEW, None, 0.0, error=error, cause=cause
+        str(sample.image),
+        sample.label,
+        nan,
+        nan,
+        None,
+        REVIEW,
+        None,
+        0.0,
+        error=error,
+        cause=cause,
+        action=Action.REVIEW.value,
     )
 
 
@@ -363,6 +383,7 @@ def _evaluate_one(
         flagged=flagged,
         reasons=reasons,
         cause=verdict_cause(result) if result is not None else "",
+        action=result.action.value if result is not None else None,
     )
     pairs = size_pairs(found, sample, mm) if flagged and mm else []
     return row, pairs, image, detection, mask, result
@@ -697,6 +718,7 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
             "verdict_agreement_parts": 0,
             "verdict_wrong_pass_rate": None,
             "verdict_reject_recall_by_class": None,
+            "verdict_dispositions": None,
             "verdict_disagreements": None,
             "verdict_note": (
                 f"no verdicts: {data} names no product in dataset.yaml and no standard was "
@@ -718,6 +740,7 @@ def _verdict_metrics(rows: list[Row], standard: Standard | None, data) -> dict[s
         "verdict_agreement_parts": len(compared),
         "verdict_wrong_pass_rate": float(np.mean(wrong_pass)) if wrong_pass else None,
         "verdict_reject_recall_by_class": _reject_recall_by_class(rows),
+        "verdict_dispositions": _dispositions(rows),
         "verdict_disagreements": _disagreements(rows),
         "verdict_note": None if compared else "no exact defect attributes: no agreement",
     }
@@ -735,6 +758,47 @@ def _reject_recall_by_class(rows: list[Row]) -> dict[str, dict[str, float | int]
         label: {"parts": len(stopped), "recall": float(np.mean(stopped))}
         for label, stopped in sorted(rejectable.items())
     }
+
+
+def _dispositions(rows: list[Row]) -> dict[str, Any] | None:
+    """Of the parts both the line and the standard (on the exact attributes) reject, how
+    many the line disposes of as the standard does (rework or scrap), and those it
+    disposes of more mildly (reworks what the standard scraps: a critical defect read
+    as a major one) or more harshly, by true class, with a few files; ``None`` when no
+    part is rejected by both."""
+    both = [
+        r
+        for r in rows
+        if r.verdict == Verdict.REJECT and r.exact_verdict == Verdict.REJECT and r.action
+    ]
+    if not both:
+        return None
+    rank = {a.value: a.rank for a in Action}
+    milder = [r for r in both if rank[r.action] < rank[r.exact_action]]
+    harsher = [r for r in both if rank[r.action] > rank[r.exact_action]]
+    return {
+        "parts": len(both),
+        "agreement": 1.0 - (len(milder) + len(harsher)) / len(both),
+        **{
+            name: {
+                "parts": len(kind),
+                "by_class": dict(Counter(r.label for r in kind).most_common()),
+                "examples": [Path(r.path).name for r in kind[:DISAGREEMENT_EXAMPLES]],
+            }
+            for name, kind in (("milder", milder), ("harsher", harsher))
+        },
+    }
+
+
+def disposition_words(dispositions: dict[str, Any]) -> str:
+    """``verdict_dispositions`` in a line (``same 0.952 of 120; milder 4: scratch 3,
+    dent 1; harsher 0``)."""
+    words = [f"same {dispositions['agreement']:.3f} of {dispositions['parts']}"]
+    for name in ("milder", "harsher"):
+        kind = dispositions[name]
+        classes = ", ".join(f"{c} {n}" for c, n in kind["by_class"].items())
+        words.append(f"{name} {kind['parts']}" + (f": {classes}" if classes else ""))
+    return "; ".join(words)
 
 
 DISAGREEMENT_EXAMPLES = 3  # part files named per kind of disagreement
@@ -922,6 +986,21 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
                 "Parts the standard rejects: the share the line stops (rejects or reviews)",
                 ["class", "parts the standard rejects", "recall"],
                 recall,
+            )
+        )
+    if metrics.get("verdict_dispositions"):
+        kinds = metrics["verdict_dispositions"]
+        rows = [
+            (name, str(kinds[name]["parts"]), ", ".join(kinds[name]["examples"]))
+            for name in ("milder", "harsher")
+        ]
+        tables.append(
+            (
+                "Parts both reject: the line's disposition against the standard's ("
+                + disposition_words(kinds)
+                + "; milder: reworks what the standard scraps)",
+                ["disposition", "parts", "for example"],
+                rows,
             )
         )
     if metrics.get("verdict_disagreements"):

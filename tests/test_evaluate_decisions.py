@@ -314,6 +314,24 @@ def test_the_review_band_tradeoff_predicts_what_the_band_does(tmp_path):
     assert "what --review-from would change" in (tmp_path / "plain" / "index.html").read_text()
 
 
+def _scratches_read(root: Path, parts: dict[int, tuple[int, float]]) -> ByShade:
+    """A bracket set of one scratch a part, ``{shade: (length read px, true length mm)}``
+    (0.1 mm a pixel, zone A), and the detector that reads each at its length."""
+    lines = []
+    for shade, (length_px, length_mm) in parts.items():
+        image = _write(root / f"{shade}.png", np.full((H, W), shade, np.uint8))
+        part = {"image": image, "label": "scratch", "split": "test", "part_id": f"p{shade}"}
+        truth = {
+            "defect_class": "scratch",
+            "bbox": [20, 50, 20 + length_px, 52],
+            "attributes": {"length_mm": length_mm},
+        }
+        lines.append({**part, "mm_per_px": MM_PER_PX, "image_size": [W, H], "defects": [truth]})
+    (root / "manifest.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (root / "dataset.yaml").write_text("product: bracket\n")
+    return ByShade({s: detection(_scratch_region(px)) for s, (px, _) in parts.items()})
+
+
 def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     """Scratches read 0.3 mm off their true length: evaluate measures that band, writes
     it, and predicts that with it a scratch read 1.9 mm (truly 2.2: the standard rejects
@@ -321,22 +339,9 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     read 1.3 mm still passes. Given the file, the line's verdicts do exactly that."""
     from inspection.pipeline import with_guard_band
 
-    def truth(length_mm: float, length_px: int) -> dict:
-        box = [20, 50, 20 + length_px, 52]
-        return {"defect_class": "scratch", "bbox": box, "attributes": {"length_mm": length_mm}}
-
-    # shade: (read length px, true length mm); 0.1 mm a pixel
     parts = {10 * (i + 1): (33 + 4 * i, (30 + 4 * i) / 10) for i in range(8)}  # +0.3 mm
     parts |= {100: (19, 2.2), 110: (13, 1.3), 120: (18, 1.85)}
-    lines = []
-    for shade, (length_px, length_mm) in parts.items():
-        image = _write(tmp_path / "data" / f"{shade}.png", np.full((H, W), shade, np.uint8))
-        part = {"image": image, "label": "scratch", "split": "test", "part_id": f"p{shade}"}
-        defects = [truth(length_mm, length_px)]
-        lines.append({**part, "mm_per_px": MM_PER_PX, "image_size": [W, H], "defects": defects})
-    (tmp_path / "data" / "manifest.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
-    (tmp_path / "data" / "dataset.yaml").write_text("product: bracket\n")
-    detector = ByShade({s: detection(_scratch_region(px)) for s, (px, _) in parts.items()})
+    detector = _scratches_read(tmp_path / "data", parts)
 
     plain = evaluate(detector, THRESHOLDS, tmp_path / "data", tmp_path / "plain", progress=False)
     band_file = tmp_path / "plain" / "guard_band.json"
@@ -370,3 +375,20 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert "conformance not proven" in rows["100"]["reasons"]
     assert metrics["verdict_wrong_pass_rate"] == 0.0 < plain["verdict_wrong_pass_rate"]
     assert metrics["guard_band_tradeoff"] is None  # already decided with it
+
+
+def test_the_dispositions_of_parts_both_reject_are_compared(tmp_path):
+    """Bracket zone A: a scratch over 5 mm is scrapped, over 2 mm reworked. A 5.5 mm
+    scratch read 4.5 mm is rejected by both, but reworked where the standard scraps it:
+    milder; one 4.8 mm read 5.5 mm is scrapped where the standard reworks it: harsher."""
+    parts = {10: (60, 6.0), 20: (45, 5.5), 30: (55, 4.8), 40: (30, 3.0), 50: (12, 1.2)}
+    detector = _scratches_read(tmp_path / "data", parts)
+
+    metrics = evaluate(detector, THRESHOLDS, tmp_path / "data", tmp_path / "out", progress=False)
+    assert metrics["verdict_agreement"] == 1.0  # every verdict agrees ...
+    kinds = metrics["verdict_dispositions"]  # ... but not every disposition
+    assert kinds["parts"] == 4 and kinds["agreement"] == 0.5
+    assert kinds["milder"] == {"parts": 1, "by_class": {"scratch": 1}, "examples": ["20.png"]}
+    assert kinds["harsher"] == {"parts": 1, "by_class": {"scratch": 1}, "examples": ["30.png"]}
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "same 0.500 of 4; milder 1: scratch 1; harsher 1: scratch 1" in page
