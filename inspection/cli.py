@@ -1027,6 +1027,7 @@ def demo(
         ),
     ] = "auto",
     review_from: ReviewFrom = None,
+    guard_band: GuardBandFile = None,
     no_verify: NoVerify = False,
 ) -> None:
     """Run a simulated line through the model, the product's standard and the decoder.
@@ -1051,6 +1052,7 @@ def demo(
         verify=not no_verify,
         normality=None if normality == "none" else normality,
         review_from=review_from,
+        guard_band=guard_band,
     )
 
 

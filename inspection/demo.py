@@ -42,7 +42,7 @@ from inspection.decoder.schema import to_json as report_json
 from inspection.errors import UserError
 from inspection.measure import defects_from_mask
 from inspection.models.card import PRODUCT_EVALUATION
-from inspection.standards import Standard, apply_standard, load_standard
+from inspection.standards import Standard, apply_standard, load_guard_band, load_standard
 from inspection.standards.schema import check_language
 from inspection.synth import SynthPart
 from inspection.types import Defect, InspectionResult, Observation, Verdict
@@ -329,12 +329,15 @@ def _decider(
     normality: str | Path | None = None,
     cache: Path = Path("runs/normality"),
     review_from: float | None = None,
+    guard_band: Path | None = None,
 ):
     """``decide(observation, part) -> (result, report request or None)``, a description of
     the detector, and the report decoder (``model_dir/decoder``) or ``None``.
 
     ``normality`` (``"auto"``: the product's, fitted into ``cache``) is fused with the
-    model, and ``review_from`` sets a review band (see :func:`run_demo`)."""
+    model, ``review_from`` sets a review band and ``guard_band`` a guard band (see
+    :func:`run_demo`)."""
+    guard = load_guard_band(guard_band) if guard_band is not None else None  # before work
     if model_dir is not None and (model_dir / "model.safetensors").exists():
         from inspection.models.fusion import FUSED_THRESHOLD
         from inspection.pipeline import (
@@ -342,6 +345,7 @@ def _decider(
             Thresholds,
             load_detector,
             thresholds_of,
+            with_guard_band,
             with_normality,
             with_review_band,
         )
@@ -357,9 +361,11 @@ def _decider(
                 product_second_look(model, product, normality, console)
             detector, metadata = with_normality(model, normality, verify)
             described += f" fused with the normality model {normality}"
-        thresholds = with_review_band(thresholds_of(metadata), review_from)
+        thresholds = with_guard_band(with_review_band(thresholds_of(metadata), review_from), guard)
         if review_from is not None:
             described += f", review band from {review_from:g}"
+        if guard is not None:
+            described += f", {guard.version}"
         inspector = Inspector(detector, standard, thresholds)
         warning = product_warning(
             model.metadata, _recorded_evaluation(model_dir), product, normality is not None
@@ -380,9 +386,10 @@ def _decider(
     def oracle(observation: Observation, part: SynthPart):
         size = (observation.frames[0].width, observation.frames[0].height)
         defects = measure_part(observation, part)
-        return apply_standard(standard, defects, part.part_id, size), None
+        return apply_standard(standard, defects, part.part_id, size, guard=guard), None
 
-    return oracle, "ground-truth masks (no model)", None
+    described = "ground-truth masks (no model)"
+    return oracle, described + (f", {guard.version}" if guard is not None else ""), None
 
 
 def run_demo(
@@ -396,6 +403,7 @@ def run_demo(
     verify: bool = True,
     normality: str | Path | None = "auto",
     review_from: float | None = None,
+    guard_band: Path | None = None,
 ) -> DemoSummary:
     """Run ``n`` parts of ``product`` through the station and write ``out/report.html``.
 
@@ -405,7 +413,8 @@ def run_demo(
     ``normality``: a normality model to fuse with the model, ``"auto"`` the product's
     (:func:`product_normality`, kept in ``out``'s parent folder under ``normality``), or
     ``None`` for the model alone. ``review_from``: a review band under the image
-    threshold (:func:`~inspection.pipeline.with_review_band`).
+    threshold (:func:`~inspection.pipeline.with_review_band`). ``guard_band``: a guard
+    band file (:func:`~inspection.pipeline.with_guard_band`), read before any work.
     """
     if n < 1:
         raise UserError(f"--n must be at least 1 part, not {n}")
@@ -421,6 +430,7 @@ def run_demo(
         normality=normality,
         cache=out.parent / "normality",
         review_from=review_from,
+        guard_band=guard_band,
     )
     console.print(
         f"[bold]Simulated line[/bold]: {n} parts of {product}, standard {standard.id} "

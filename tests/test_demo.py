@@ -247,3 +247,39 @@ def test_the_demo_takes_a_review_band_and_refuses_one_before_fitting(tmp_path, m
         )
         assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
         assert "review" in result.output and not (tmp_path / "bad" / "results.jsonl").exists()
+
+
+def test_the_demo_decides_with_a_guard_band_and_refuses_a_bad_one_first(tmp_path):
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    classes = ("scratch", "dent", "color_deviation", "contamination")
+    wide = {c: {"length_mm": 100, "area_mm2": 100, "delta_e": 100} for c in classes}
+    band = tmp_path / "guard_band.json"
+    band.write_text(json.dumps({"margins": wide}))
+
+    def demo(name: str, guard_band=None) -> list[dict]:
+        quiet = Console(file=None, quiet=True)
+        run_demo(
+            tmp_path / name, "bracket", n=24, seed=5, console=quiet, model_dir=None,
+            normality=None, guard_band=guard_band,
+        )  # fmt: skip
+        lines = (tmp_path / name / "results.jsonl").read_text().splitlines()
+        return [json.loads(x) for x in lines]
+
+    plain, guarded = demo("plain"), demo("guarded", band)
+    tolerated = [i for i, r in enumerate(plain) if r["verdict"] == "PASS" and r["decisions"]]
+    assert tolerated, "the line should show a tolerated defect to put under the band"
+    for i in tolerated:  # a band wider than any limit: no tolerated defect is proven so
+        assert guarded[i]["verdict"] == "REVIEW"
+        assert any("conformance not proven" in reason for reason in guarded[i]["reasons"])
+    kept = [i for i, r in enumerate(plain) if i not in tolerated]
+    assert [guarded[i]["verdict"] for i in kept] == [plain[i]["verdict"] for i in kept]
+
+    missing = tmp_path / "absent.json"
+    args = ["demo", "--out", str(tmp_path / "bad"), "--n", "1", "--model", "none"]
+    result = CliRunner().invoke(app, [*args, "--guard-band", str(missing)])
+    assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+    assert "no such guard-band file" in result.output
+    assert not (tmp_path / "bad" / "results.jsonl").exists()
