@@ -105,6 +105,13 @@ def synth(
     train_defect_ratio: Annotated[
         float, typer.Option(help="Share of defective (labelled) train parts; 0: good only.")
     ] = 0.0,
+    height: Annotated[
+        bool,
+        typer.Option(
+            help="Also write each part's height map (float32 TIFF in mm, as a 3D profiler "
+            "registered to the camera sees the face), from which dents' depth is measured."
+        ),
+    ] = False,
 ) -> None:
     """Synthesise a production line run: part images, defect masks and tap-test audio."""
     from inspection.synth import synthesize
@@ -120,6 +127,7 @@ def synth(
             train_ratio=train_ratio,
             defect_ratio=defect_ratio,
             train_defect_ratio=train_defect_ratio,
+            height=height,
         )
     except ValueError as exc:
         fail(str(exc))

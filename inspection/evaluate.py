@@ -49,7 +49,14 @@ from tqdm import tqdm
 from inspection.config import standard_path
 from inspection.datasets import Dataset, DatasetError, Sample, load_dataset
 from inspection.errors import UserError
-from inspection.io import InputError, read_audio, read_image, read_mask, to_uint8_rgb
+from inspection.io import (
+    InputError,
+    read_audio,
+    read_height_map,
+    read_image,
+    read_mask,
+    to_uint8_rgb,
+)
 from inspection.measure import measure_region
 from inspection.metrics import (
     GOOD,
@@ -346,7 +353,8 @@ def _evaluate_one(
     mm, reference = dataset.scale_of(sample), dataset.reference_of(sample)
     try:
         image, audio, mask = read_sample(sample)
-        frame = Frame(image=image, camera="eval", mm_per_px=mm)
+        height = read_height_map(sample.height_map) if sample.height_map is not None else None
+        frame = Frame(image=image, camera="eval", mm_per_px=mm, height_map=height)
         start = time.perf_counter()
         detection = detector.detect(image, audio)
         latency = (time.perf_counter() - start) * 1000

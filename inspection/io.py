@@ -304,6 +304,29 @@ def read_mask(path: str | Path, *, max_side: int | None = None) -> np.ndarray:
     return image > peak / 2 if peak > 0 else np.zeros(image.shape, dtype=bool)
 
 
+def read_height_map(path: str | Path) -> np.ndarray:
+    """Read a 3D profiler's height map, ``(H, W)`` float32 in mm (a one-channel float
+    TIFF, as profilers export them; invalid points may be NaN).
+
+    Raises
+    ------
+    InputError
+        A file that is missing, not decodable, or not one channel of float32.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such height map")
+    height = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if height is None:
+        raise InputError(f"{path}: cannot decode a height map (expected a float32 TIFF)")
+    if height.ndim != 2 or height.dtype != np.float32:
+        raise InputError(
+            f"{path}: a height map is one channel of float32 mm, not {height.dtype} of shape "
+            f"{height.shape}"
+        )
+    return height
+
+
 def write_image(path: str | Path, image: np.ndarray) -> None:
     """Write an RGB or grayscale image; the format follows the suffix."""
     path = Path(path)

@@ -51,6 +51,7 @@ from inspection.errors import ModelError, UserError
 from inspection.measure import (
     Component,
     connected_components,
+    depth_below_surface,
     gauge_on_image,
     join_fragments,
     measure_defect,
@@ -523,6 +524,8 @@ def decide(
         reason = f"model returned non-finite scores {scores}; needs review"
         return review_result(standard, part_id, reason)
     defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
+    if frame.height_map is not None:
+        defects = [with_depth(d, frame.height_map) for d in defects]
     defects = [replace(d, frame_index=frame_index) for d in defects]
     size = (frame.width, frame.height)
     result = apply_standard(standard, defects, part_id, image_size=size, guard=thresholds.guard)
@@ -542,6 +545,23 @@ def decide(
         result = replace(result, verdict=Verdict.REVIEW, action=Action.REVIEW, reasons=(reason,))
     notes = detection.notes[0] if detection.notes else ()  # what the detector set aside
     return replace(result, scores=scores, reasons=(*result.reasons, *notes))
+
+
+DEPTH_CLASSES = frozenset({"dent", "scratch"})
+"""Depressions whose depth a frame's height map gives (``depth_mm``)."""
+
+
+def with_depth(defect: Defect, height_map: np.ndarray) -> Defect:
+    """A depression (:data:`DEPTH_CLASSES`) with its ``depth_mm`` read on a 3D
+    profiler's height map (:func:`~inspection.measure.depth_below_surface`); any other
+    defect, or one the profiler saw nothing of, as it was (a depth clause then goes to
+    REVIEW, as without a profiler)."""
+    if defect.defect_class not in DEPTH_CLASSES or defect.mask is None:
+        return defect
+    depth = depth_below_surface(height_map, defect.mask)
+    if depth is None:
+        return defect
+    return replace(defect, attributes={**defect.attributes, "depth_mm": round(depth, 4)})
 
 
 def in_review_band(part_score: float, thresholds: Thresholds) -> bool:

@@ -112,24 +112,35 @@ class Frame:
         Camera id at the station.
     mm_per_px : float | None
         Calibrated scale; ``None`` when the station is uncalibrated (sizes then stay in px).
+    height_map : np.ndarray | None
+        ``(H, W)`` float32 surface height in mm from a 3D profiler registered to the
+        camera (NaN where it saw nothing); dents' depth is measured on it. ``None``: no
+        profiler (a depth clause then goes to REVIEW).
 
     Raises
     ------
     UserError
         When ``mm_per_px`` is neither ``None`` nor a finite positive number: a NaN, zero
         or negative scale would turn every size into NaN or nothing, and a part with an
-        8 mm scratch into a PASS.
+        8 mm scratch into a PASS; a height map not of the image's size.
     """
 
     image: np.ndarray
     camera: str = "cam0"
     mm_per_px: float | None = None
+    height_map: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.mm_per_px is not None and not _is_positive_finite(self.mm_per_px):
             raise UserError(
                 "mm_per_px must be a finite positive number (mm per pixel), "
                 f"not {_number_text(self.mm_per_px)}"
+            )
+        if self.height_map is not None and self.height_map.shape != self.image.shape[:2]:
+            raise UserError(
+                f"the height map is {self.height_map.shape[1]}x{self.height_map.shape[0]} px "
+                f"and the image {self.width}x{self.height}: a profiler registered to the "
+                "camera gives one height a pixel"
             )
 
     @property

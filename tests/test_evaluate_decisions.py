@@ -392,3 +392,38 @@ def test_the_dispositions_of_parts_both_reject_are_compared(tmp_path):
     assert kinds["harsher"] == {"parts": 1, "by_class": {"scratch": 1}, "examples": ["30.png"]}
     page = (tmp_path / "out" / "index.html").read_text()
     assert "same 0.500 of 4; milder 1: scratch 1; harsher 1: scratch 1" in page
+
+
+def test_a_samples_height_map_gives_depth_and_a_bad_one_is_an_error_row(tmp_path):
+    """A dent 1 mm long (within 4.2.2's 1.5 mm): with its height map, 0.1 mm deep, it
+    passes; without one, the depth clause sends it to review; a height map of another
+    size than the photograph is the sample's fault: an error row, REVIEW."""
+    root = tmp_path / "data"
+    yy, xx = np.mgrid[:H, :W]
+    d2 = ((yy - 50) ** 2 + (xx - 50) ** 2) / 25
+    pit = np.where(d2 <= 1, -0.1 * (1 - d2) ** 2, 0.0).astype(np.float32)
+    assert cv2.imwrite(str(tmp_path / "pit.tiff"), pit)
+    assert cv2.imwrite(str(tmp_path / "small.tiff"), pit[:50])
+    truth = {
+        "defect_class": "dent",
+        "bbox": [45, 45, 56, 56],
+        "attributes": {"length_mm": 1.0, "depth_mm": 0.1},
+    }
+    lines = []
+    for shade, height in ((10, "../pit.tiff"), (20, None), (30, "../small.tiff")):
+        image = _write(root / f"{shade}.png", np.full((H, W), shade, np.uint8))
+        part = {"image": image, "label": "dent", "split": "test", "part_id": f"p{shade}"}
+        lines.append(
+            {**part, "mm_per_px": MM_PER_PX, "image_size": [W, H], "defects": [truth]}
+            | ({"height": height} if height else {})
+        )
+    (root / "manifest.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (root / "dataset.yaml").write_text("product: bracket\n")
+    detector = ByShade({s: detection(d2 <= 1, cls="dent") for s in (10, 20, 30)})
+    metrics = evaluate(detector, THRESHOLDS, root, tmp_path / "out", progress=False)
+    rows = _rows(tmp_path / "out")
+    assert [rows[s]["verdict"] for s in ("10", "20", "30")] == ["PASS", "REVIEW", "REVIEW"]
+    assert "depth_mm=0.1" in rows["10"]["reasons"]
+    assert "needs depth_mm" in rows["20"]["reasons"]
+    assert "height map is 100x50 px" in rows["30"]["error"]
+    assert metrics["n_errors"] == 1

@@ -271,3 +271,42 @@ def test_region_delta_e_cropped_to_the_surround_equals_the_whole_frame(seed):
         expected = delta_e(np.clip(inside * reference / 255 / around, 0, 1), reference / 255)
         got = region_delta_e(image, comp.mask, reference, surround_px=9)
         assert got == pytest.approx(expected, abs=1e-9)
+
+
+def _pit(depth_mm: float, radius_px: int = 6, size: int = 64, noise_mm: float = 0.0):
+    """A height map with a pit ``h = -depth (1 - d^2)^2`` (the synthetic line's dent) in
+    its middle, the pit's disc as the mask."""
+    yy, xx = np.mgrid[:size, :size]
+    d2 = ((yy - size // 2) ** 2 + (xx - size // 2) ** 2) / radius_px**2
+    height = np.where(d2 <= 1, -depth_mm * (1 - d2) ** 2, 0.0).astype(np.float32)
+    height += np.random.default_rng(0).normal(0, noise_mm, height.shape).astype(np.float32)
+    return height, d2 <= 1
+
+
+@pytest.mark.parametrize("radius_px", [3, 6, 12])
+def test_a_pits_depth_is_read_off_the_height_map(radius_px):
+    from inspection.measure import depth_below_surface
+
+    height, mask = _pit(0.25, radius_px)
+    assert depth_below_surface(height, mask) == pytest.approx(0.25, abs=1e-6)
+    # a region the map cut wider than the pit, on a face 2 mm up, reads the same
+    wide = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert depth_below_surface(height + 2.0, wide) == pytest.approx(0.25, abs=1e-6)
+    # the profiler's noise can only deepen it (the lowest point), never make it shallower
+    noisy, _ = _pit(0.25, radius_px, noise_mm=0.005)
+    assert 0.25 - 0.005 < depth_below_surface(noisy, mask) < 0.25 + 0.03
+
+
+def test_no_depth_where_the_profiler_saw_nothing():
+    from inspection.measure import depth_below_surface
+
+    height, mask = _pit(0.25)
+    blind = height.copy()
+    blind[mask] = np.nan
+    assert depth_below_surface(blind, mask) is None
+    blind = np.full_like(height, np.nan)
+    blind[mask] = height[mask]  # the pit seen, the surface around it not
+    assert depth_below_surface(blind, mask) is None
+    assert depth_below_surface(height, np.zeros_like(mask)) is None
+    bump = -height  # a mark standing proud of the face has no depth
+    assert depth_below_surface(bump, mask) == 0.0

@@ -439,3 +439,46 @@ def test_no_verdict_is_made_outside_the_pipeline():
         if compare.search(line)
     ]
     assert offenders == []
+
+
+def _dent_with_height(radius_px: int, depth_mm: float):
+    """A dent region (a disc in zone A) and a profiler's height map with the pit in it."""
+    yy, xx = np.mgrid[:H, :W]
+    d2 = ((yy - 50) ** 2 + (xx - 50) ** 2) / radius_px**2
+    height = np.where(d2 <= 1, -depth_mm * (1 - d2) ** 2, 0.0).astype(np.float32)
+    return detection(d2 <= 1, cls="dent"), height
+
+
+@pytest.mark.parametrize(
+    ("radius_px", "depth_mm", "with_profiler", "verdict", "clause"),
+    [
+        (10, 0.4, True, Verdict.REJECT, "4.2.1"),  # 2 mm long, 0.4 deep: scrap
+        (10, 0.1, True, Verdict.REJECT, "4.2.2"),  # shallow: rework, nothing left open
+        (10, 0.1, False, Verdict.REJECT, "4.2.2"),  # rework, the scrap clause left open
+        (5, 0.1, True, Verdict.PASS, None),  # 1 mm long and shallow: within tolerance
+        (5, 0.1, False, Verdict.REVIEW, "4.2.1"),  # its depth not measured: review
+    ],
+)
+def test_a_profilers_height_map_gives_a_dents_depth(
+    bracket_standard, radius_px, depth_mm, with_profiler, verdict, clause
+):
+    found, height = _dent_with_height(radius_px, depth_mm)
+    image = np.full((H, W, 3), 128, np.uint8)
+    frame = Frame(image, "cam0", 0.1, height_map=height if with_profiler else None)
+    result = decide(found, frame, bracket_standard, Thresholds(version="t1"), "p1")
+    (decision,) = result.decisions
+    assert result.verdict is verdict and decision.clause_id == clause
+    measured = decision.defect.attributes.get("depth_mm")
+    if with_profiler:
+        assert measured == pytest.approx(depth_mm, abs=1e-3)
+        assert "not measured" not in decision.reason
+    else:
+        assert measured is None and "depth_mm, which was not measured" in decision.reason
+
+
+def test_a_height_map_of_another_size_than_the_image_is_refused():
+    from inspection.errors import UserError
+
+    image = np.zeros((H, W, 3), np.uint8)
+    with pytest.raises(UserError, match="height map is 50x100 px and the image 100x100"):
+        Frame(image, "cam0", 0.1, height_map=np.zeros((H, W // 2), np.float32))

@@ -50,7 +50,14 @@ from inspection.datasets.loaders import (
     load_dataset,
     parse_manifest,
 )
-from inspection.io import ORIENTATIONS, InputError, read_audio, read_header, read_image
+from inspection.io import (
+    ORIENTATIONS,
+    InputError,
+    read_audio,
+    read_header,
+    read_height_map,
+    read_image,
+)
 
 MAX_HASH_DISTANCE = 8
 """Candidate duplicates: phash Hamming distance at most this (of 64 bits)."""
@@ -74,7 +81,8 @@ class Issue(NamedTuple):
     """One problem found in a dataset: the file, a short kind, a readable message.
 
     Kinds (errors): ``dataset``, ``manifest``, ``missing_file``, ``unreadable_image``,
-    ``unreadable_mask``, ``unreadable_audio``, ``missing_mask``, ``misaligned_mask``,
+    ``unreadable_mask``, ``unreadable_audio``, ``unreadable_height_map``,
+    ``misaligned_height_map``, ``missing_mask``, ``misaligned_mask``,
     ``leakage`` (duplicates across splits), ``label_conflict``.
     Kinds (warnings): ``orphan_mask``, ``empty_mask``, ``mask_on_good``, ``nonbinary_mask``,
     ``missing_mask`` (a manifest that states no mask), ``no_masks``, ``silent_audio``,
@@ -335,6 +343,12 @@ def _inspect_sample(sample: Sample) -> _SampleResult:
             duration = clip.duration_s
             if not np.any(clip.samples):
                 warnings.append(Issue(sample.audio, "silent_audio", "audio is all zeros"))
+    if sample.height_map is not None:
+        height = _read(sample.height_map, "height_map", read_height_map, errors)
+        if height is not None and image is not None and height.shape != image.shape[:2]:
+            (hh, hw), (ih, iw) = height.shape, image.shape[:2]
+            message = f"height map is {hw}x{hh} px, image {sample.image.name} is {iw}x{ih} px"
+            errors.append(Issue(sample.height_map, "misaligned_height_map", message))
     return _SampleResult(info, duration, errors, warnings)
 
 

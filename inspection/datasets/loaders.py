@@ -49,7 +49,7 @@ MANIFEST_NAME = "manifest.jsonl"
 METADATA_NAME = "dataset.yaml"
 _MASK_DIRS = frozenset({"masks", "ground_truth"})
 # Fields of a manifest line that become Sample fields; every other field is an attribute.
-_MANIFEST_FIELDS = frozenset({"image", "label", "split", "mask", "audio", "part_id"})
+_MANIFEST_FIELDS = frozenset({"image", "label", "split", "mask", "audio", "height", "part_id"})
 
 
 class DatasetError(UserError):
@@ -83,6 +83,7 @@ class Sample:
     split: str | None = None
     mask: Path | None = None
     audio: Path | None = None
+    height_map: Path | None = None
     part_id: str = ""
     # hash=False: dict values are unhashable, and the other fields identify a sample anyway
     attributes: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -399,6 +400,7 @@ def _manifest_entry(sample: Sample, metadata: Mapping[str, Any], base: Path) -> 
         "image": relative(sample.image),
         "mask": relative(sample.mask),
         "audio": relative(sample.audio),
+        **({"height": relative(sample.height_map)} if sample.height_map is not None else {}),
     }
 
 
@@ -454,6 +456,7 @@ def _manifest_sample(line: str, base: Path) -> Sample:
         split=split,
         mask=_optional_path(entry, "mask", base),
         audio=_optional_path(entry, "audio", base),
+        height_map=_optional_path(entry, "height", base),
         part_id=str(part_id),
         attributes={k: v for k, v in entry.items() if k not in _MANIFEST_FIELDS},
     )

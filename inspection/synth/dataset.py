@@ -36,7 +36,7 @@ from inspection.types import DEFECT_CLASSES
 
 GENERATOR = "inspection.synth/1.0"
 _OWN_ENTRIES = frozenset(
-    {"train", "test", "ground_truth", "audio", "manifest.jsonl", "dataset.yaml"}
+    {"train", "test", "ground_truth", "audio", "height", "manifest.jsonl", "dataset.yaml"}
 )
 _CHUNK = 8
 
@@ -74,6 +74,7 @@ class _Job:
     index: int
     split: str
     label: str
+    height: bool = False
 
 
 def plan(
@@ -136,6 +137,13 @@ def _make(job: _Job) -> dict[str, Any]:
         write_image(root / mask_rel, part.mask)
     write_audio(root / audio_rel, part.audio)
     prod = get_product(job.product)
+    extra = {}
+    if job.height:  # float32 TIFF in mm, as profilers export them
+        height_rel = f"height/{job.split}/{job.label}/{job.index:06d}.tiff"
+        (root / height_rel).parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(root / height_rel), part.height_map()):
+            raise OSError(f"could not write {root / height_rel}")
+        extra["height"] = height_rel
     return {
         "part_id": part.part_id,
         "split": job.split,
@@ -152,6 +160,7 @@ def _make(job: _Job) -> dict[str, Any]:
         "index": job.index,
         "audio_anomaly": part.audio_anomaly,
         "defects": [d.to_json() for d in part.defects],
+        **extra,
     }
 
 
@@ -236,6 +245,7 @@ def synthesize(
     defect_ratio: float = 0.7,
     progress: bool = True,
     train_defect_ratio: float = 0.0,
+    height: bool = False,
 ) -> SynthSummary:
     """Run the synthetic line and write an MVTec AD dataset with audio and a manifest.
 
@@ -263,6 +273,11 @@ def synthesize(
         normal-only MVTec setting.
     progress : bool
         Show a tqdm progress bar.
+    height : bool
+        Also write each part's height map, as a 3D profiler registered to the camera
+        would (:meth:`~inspection.synth.part.SynthPart.height_map`):
+        ``height/<split>/<label>/<index>.tiff``, float32 mm, named in the manifest's
+        ``height``. The photographs are the same with or without it.
 
     Returns
     -------
@@ -283,7 +298,7 @@ def synthesize(
     # Written first, so an interrupted run is still recognised (and replaced) next time.
     (out / "dataset.yaml").write_text(yaml.safe_dump({**meta, "complete": False}, sort_keys=False))
     jobs = [
-        _Job(str(out), product, seed, size, i, split, label)
+        _Job(str(out), product, seed, size, i, split, label, height)
         for i, (split, label) in enumerate(labels)
     ]
     start = time.perf_counter()

@@ -51,6 +51,10 @@ class SynthDefect:
         False for an internal crack, which only the tap test can hear.
     feature : str | None
         For ``missing_feature``, the id of the feature that is missing.
+    relief : np.ndarray | None
+        ``(H, W)`` float32 change of the surface's height in mm (a dent's depression,
+        negative), what a 3D profiler would see; ``None`` for a mark that leaves the
+        surface flat.
     """
 
     defect_class: str
@@ -58,6 +62,7 @@ class SynthDefect:
     attributes: dict[str, float] = field(default_factory=dict)
     visible: bool = True
     feature: str | None = None
+    relief: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def bbox(self) -> BBox | None:
@@ -362,13 +367,15 @@ def render_dent(
     image[sy, sx] = np.where(s > 0, patch + (0.96 - patch) * 0.65 * s, patch * (1 + 0.6 * s))
     mask = _full(size, sy, sx, local)
     _reserve(free, mask, 3)
+    relief = np.zeros((size, size), np.float32)
+    relief[sy, sx] = np.where(local, -depth_mm * (1.0 - d2) ** 2, 0.0)
     attrs = {
         "length_mm": length_mm,
         "width_mm": width_mm,
         "area_mm2": _area_mm2(mask, mpp),
         "depth_mm": depth_mm,
     }
-    return [SynthDefect("dent", mask, _rounded(attrs))]
+    return [SynthDefect("dent", mask, _rounded(attrs), relief=relief)]
 
 
 # --------------------------------------------------------------------------- colour

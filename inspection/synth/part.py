@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,10 @@ from inspection.synth.defects import (
 from inspection.synth.products import get_product
 from inspection.synth.scene import build_scene, compose, sample_pose
 from inspection.types import DEFECT_CLASSES, AudioClip
+
+PROFILER_NOISE_MM = 0.005
+"""The synthetic 3D profiler's noise, one standard deviation (a laser line profiler's
+repeatability over a field this size is a few micrometres)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,18 @@ class SynthPart:
     def audio_anomaly(self) -> bool:
         """Whether the tap test carries the defect (any crack, seen or not)."""
         return any(d.defect_class == "crack" for d in self.defects)
+
+    def height_map(self, noise_mm: float = PROFILER_NOISE_MM) -> np.ndarray:
+        """The part's face as a 3D profiler registered to the camera sees it: ``(H, W)``
+        float32 height in mm against the nominal face (0), dents below it, with the
+        profiler's noise (``noise_mm`` standard deviation, from the part's own stream:
+        the photograph and the rest of the part are unchanged)."""
+        height = np.zeros(self.mask.shape, np.float32)
+        for defect in self.defects:
+            if defect.relief is not None:
+                height += defect.relief
+        rng = np.random.default_rng(zlib.crc32(f"{self.part_id}/height".encode()))
+        return height + rng.normal(0.0, noise_mm, height.shape).astype(np.float32)
 
 
 def part_id(product: str, seed: int, index: int) -> str:

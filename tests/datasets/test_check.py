@@ -357,3 +357,32 @@ def test_magnetic_tile_check() -> None:
     assert report.counts["train"] == {"good": 666}
     assert report.images["count"] == 1344  # every file decodes
     assert not {e.kind for e in report.errors} - {"leakage", "label_conflict"}
+
+
+def test_height_maps_are_read_and_checked_against_their_images(tmp_path: Path) -> None:
+    import cv2
+
+    manifest = make_manifest(tmp_path / "synth")
+    root = manifest.parent
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    h, w = cv2.imread(str(root / entries[0]["image"])).shape[:2]
+    (root / "height").mkdir()
+    cv2.imwrite(str(root / "height/ok.tiff"), np.zeros((h, w), np.float32))
+    cv2.imwrite(str(root / "height/small.tiff"), np.zeros((h // 2, w), np.float32))
+    cv2.imwrite(str(root / "height/grey.png"), np.zeros((h, w), np.uint8))
+    for entry, name in zip(
+        entries, ("ok.tiff", "small.tiff", "grey.png", "gone.tiff"), strict=False
+    ):
+        entry["height"] = f"height/{name}"
+    write_manifest(manifest, entries)
+
+    report = check_dataset(manifest, progress=False)
+
+    assert kinds(report.errors) == {
+        ("misaligned_height_map", root / "height/small.tiff"),
+        ("unreadable_height_map", root / "height/grey.png"),
+        ("missing_file", root / "height/gone.tiff"),
+    }
+    messages = {e.kind: e.message for e in report.errors}
+    assert f"height map is {w}x{h // 2} px" in messages["misaligned_height_map"]
+    assert "one channel of float32" in messages["unreadable_height_map"]

@@ -357,3 +357,66 @@ def test_bad_names_are_refused_clearly():
         get_product("gearbox")
     with pytest.raises(ValueError, match="scratch"):
         generate_part("tile", 0, 0, "rust")
+
+
+# ----------------------------------------------------------------------------- height maps
+
+
+def test_a_dents_relief_is_its_depth_and_only_dents_have_one():
+    for product in PRODUCTS:
+        for i in range(5):
+            part = generate_part(product, i, 2, "dent")
+            (d,) = part.defects
+            depth = d.attributes["depth_mm"]
+            # the bottom lies within a pixel of the ellipse's centre
+            assert depth * 0.8 <= -float(d.relief.min()) <= depth + 1e-6
+            assert not d.relief[~d.mask].any()  # the face is untouched outside the dent
+            height = part.height_map()
+            assert height.dtype == np.float32 and height.shape == part.mask.shape
+            assert np.array_equal(height, part.height_map())  # the same part, the same map
+            assert 0.003 < float(np.std(height[~d.mask])) < 0.007  # the profiler's noise
+    for label in ("scratch", "color_deviation", "contamination"):
+        assert all(d.relief is None for d in generate_part("tile", 1, 2, label).defects)
+
+
+def test_height_maps_are_written_beside_the_same_photographs(tmp_path):
+    from inspection.datasets import load_dataset
+    from inspection.io import read_height_map
+
+    plain = synthesize(tmp_path / "plain", n=8, seed=3, product="tile", progress=False)
+    profiled = synthesize(
+        tmp_path / "profiled", n=8, seed=3, product="tile", progress=False, height=True
+    )
+    photos = {k: v for k, v in _files(profiled.out).items() if not k.startswith("height/")}
+    assert photos.keys() - {"manifest.jsonl"} == _files(plain.out).keys() - {"manifest.jsonl"}
+    assert all(photos[k] == v for k, v in _files(plain.out).items() if k != "manifest.jsonl")
+    rows = _manifest(profiled.out)
+    assert all(
+        r["height"] == f"height/{r['split']}/{r['label']}/{r['index']:06d}.tiff" for r in rows
+    )
+    assert all("height" not in r for r in _manifest(plain.out))
+    samples = load_dataset(profiled.out).samples
+    for sample, row in zip(samples, rows, strict=True):
+        height = read_height_map(sample.height_map)
+        assert height.shape == (256, 256) and height.dtype == np.float32
+        dents = [d for d in row["defects"] if d["defect_class"] == "dent"]
+        if dents:
+            assert -height.min() == pytest.approx(dents[0]["attributes"]["depth_mm"], abs=0.03)
+    # a run with height maps is replaced by one without, and the other way round
+    synthesize(tmp_path / "profiled", n=8, seed=3, product="tile", progress=False)
+    assert not (tmp_path / "profiled" / "height").exists()
+
+
+def test_a_height_map_that_is_not_one_float_channel_is_a_clear_error(tmp_path):
+    from inspection.io import InputError, read_height_map
+
+    with pytest.raises(InputError, match="no such height map"):
+        read_height_map(tmp_path / "absent.tiff")
+    (tmp_path / "junk.tiff").write_bytes(b"not a tiff")
+    with pytest.raises(InputError, match="cannot decode"):
+        read_height_map(tmp_path / "junk.tiff")
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "grey.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(InputError, match="one channel of float32"):
+        read_height_map(tmp_path / "grey.png")
