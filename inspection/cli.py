@@ -1036,6 +1036,13 @@ def demo(
     ] = "auto",
     review_from: ReviewFrom = None,
     guard_band: GuardBandFile = None,
+    profiler: Annotated[
+        bool,
+        typer.Option(
+            help="The simulated station also has a 3D profiler: dents' depth is measured "
+            "on each part's height map (else a depth clause goes to REVIEW)."
+        ),
+    ] = False,
     no_verify: NoVerify = False,
 ) -> None:
     """Run a simulated line through the model, the product's standard and the decoder.
@@ -1061,6 +1068,7 @@ def demo(
         normality=None if normality == "none" else normality,
         review_from=review_from,
         guard_band=guard_band,
+        profiler=profiler,
     )
 
 

@@ -88,30 +88,21 @@ class DemoSummary:
 
 def measure_part(observation: Observation, part: SynthPart) -> list[Defect]:
     """Measured defects of one part, from its (ground-truth) class masks."""
+    from inspection.pipeline import with_depth
+
     frame = observation.frames[0]
     reference = np.asarray(observation.metadata["reference_rgb"])
     found: list[Defect] = []
     for cls in sorted({d.defect_class for d in part.defects if d.visible}):
         mask = np.any([d.mask for d in part.defects if d.defect_class == cls], axis=0)
         found += defects_from_mask(mask, cls, frame.mm_per_px, frame.image, reference)
-    found = [_with_profilometer_depth(d, part) for d in found]
+    # The ground-truth station has a laser profilometer, whatever the line's frames carry.
+    height = frame.height_map if frame.height_map is not None else part.height_map()
+    found = [with_depth(d, height) for d in found]
     if any(d.defect_class == "crack" and not d.visible for d in part.defects):
         # Tap test: an internal crack rings differently but shows nothing.
         found.append(Defect("crack", {}, zone=None, score=1.0))
     return found
-
-
-def _with_profilometer_depth(defect: Defect, part: SynthPart) -> Defect:
-    """Dents get their depth from the station's (simulated) laser profilometer."""
-    if defect.defect_class != "dent" or defect.mask is None:
-        return defect
-    overlaps = [(np.sum(d.mask & defect.mask), d) for d in part.defects if d.defect_class == "dent"]
-    best = max(overlaps, key=lambda o: o[0], default=(0, None))[1]
-    if best is None or "depth_mm" not in best.attributes:
-        return defect
-    return replace(
-        defect, attributes={**defect.attributes, "depth_mm": best.attributes["depth_mm"]}
-    )
 
 
 def truth_defects(part: SynthPart) -> list[Defect]:
@@ -404,6 +395,7 @@ def run_demo(
     normality: str | Path | None = "auto",
     review_from: float | None = None,
     guard_band: Path | None = None,
+    profiler: bool = False,
 ) -> DemoSummary:
     """Run ``n`` parts of ``product`` through the station and write ``out/report.html``.
 
@@ -415,12 +407,14 @@ def run_demo(
     ``None`` for the model alone. ``review_from``: a review band under the image
     threshold (:func:`~inspection.pipeline.with_review_band`). ``guard_band``: a guard
     band file (:func:`~inspection.pipeline.with_guard_band`), read before any work.
+    ``profiler``: the station also has a 3D profiler (each frame a height map, dents'
+    depth measured on it).
     """
     if n < 1:
         raise UserError(f"--n must be at least 1 part, not {n}")
     check_language(language, "--language")
     standard = load_standard(standard_path(product))
-    line = SimulatedLine(product, n=n, seed=seed, defect_rate=0.6)
+    line = SimulatedLine(product, n=n, seed=seed, defect_rate=0.6, profiler=profiler)
     decide, detector, decoder = _decider(
         standard,
         model_dir,

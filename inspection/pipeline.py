@@ -547,8 +547,10 @@ def decide(
     return replace(result, scores=scores, reasons=(*result.reasons, *notes))
 
 
-DEPTH_CLASSES = frozenset({"dent", "scratch"})
-"""Depressions whose depth a frame's height map gives (``depth_mm``)."""
+DEPTH_CLASSES = frozenset({"dent"})
+"""Depressions whose depth a frame's height map gives (``depth_mm``): the class the
+products' standards bound by depth. (The synthetic line's scratches have no relief, so
+a scratch's depth could not be checked against the truth: not read.)"""
 
 
 def with_depth(defect: Defect, height_map: np.ndarray) -> Defect:

@@ -28,6 +28,10 @@ class SimulatedLine(PartSource):
         Number of parts; ``None`` runs forever.
     defect_rate
         Probability that a part carries a defect (classes drawn uniformly).
+    profiler
+        The station also has a 3D profiler registered to the camera: each frame carries
+        the part's height map (:meth:`~inspection.synth.part.SynthPart.height_map`), from
+        which dents' depth is measured.
     """
 
     def __init__(
@@ -39,10 +43,11 @@ class SimulatedLine(PartSource):
         size: int = 256,
         station: str = "sim-station-1",
         cycle_s: float = 1.5,
+        profiler: bool = False,
     ):
         self.product, self.n, self.seed = product, n, seed
         self.defect_rate, self.size = defect_rate, size
-        self.station, self.cycle_s = station, cycle_s
+        self.station, self.cycle_s, self.profiler = station, cycle_s, profiler
 
     def _defect_class(self, index: int) -> str | None:
         rng = np.random.default_rng([self.seed, index, 7])
@@ -66,7 +71,8 @@ class SimulatedLine(PartSource):
             index += 1
 
     def observe(self, part: SynthPart, timestamp: datetime) -> Observation:
-        frame = Frame(image=part.image, camera="cam0", mm_per_px=part.mm_per_px)
+        height = part.height_map() if self.profiler else None
+        frame = Frame(part.image, camera="cam0", mm_per_px=part.mm_per_px, height_map=height)
         return Observation(
             part_id=part.part_id,
             station=self.station,

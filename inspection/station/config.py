@@ -84,6 +84,9 @@ class SimulatorSource(_Section):
         (soak tests measure the daemon, not the generator); ``None``: every part new.
     first_index : int
         Index of the first part (a restarted simulator continues with new ids).
+    profiler : bool
+        The simulated station also has a 3D profiler: frames carry height maps, and
+        dents' depth is measured on them.
     """
 
     kind: Literal["simulator"] = "simulator"
@@ -94,6 +97,7 @@ class SimulatorSource(_Section):
     rate_hz: float | None = Field(default=None, gt=0)
     distinct: int | None = Field(default=None, ge=1)
     first_index: int = Field(default=0, ge=0)
+    profiler: bool = False
 
 
 class FolderSourceConfig(_Section):

@@ -219,7 +219,7 @@ class SimulatorParts(PartSource):
         self.options = options
         self.line = SimulatedLine(
             product, n=None, seed=options.seed, defect_rate=options.defect_rate,
-            size=options.size, station=station,
+            size=options.size, station=station, profiler=options.profiler,
         )  # fmt: skip
         self.sleep, self.clock = sleep, clock
         self._cache: dict[int, Observation] = {}
