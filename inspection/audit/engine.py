@@ -42,7 +42,7 @@ from inspection.audit.inputs import (
 )
 from inspection.audit.results import ResultsLog, check_run, record_key
 from inspection.errors import UserError
-from inspection.io import read_audio, read_image, write_image
+from inspection.io import read_audio, read_height_map, read_image, write_image
 from inspection.models.outputs import Detection, concat_detections
 from inspection.models.preprocess import Tiles, preprocess
 from inspection.pipeline import (
@@ -286,7 +286,10 @@ class PartAuditor:
             return part
         try:
             image = decode_item(item, data)
-            part.frame = Frame(image, camera=STATION, mm_per_px=self._scale(item))
+            height = read_height_map(item.height_map) if item.height_map else None
+            part.frame = Frame(
+                image, camera=STATION, mm_per_px=self._scale(item), height_map=height
+            )
             tiling = getattr(self.detector, "preprocess_options", None)  # none: a fusion
             part.tiles = None if tiling is None else preprocess(image, tiling)
             part.audio = read_audio(item.audio) if item.audio else None

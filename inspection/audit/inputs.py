@@ -76,6 +76,9 @@ class AuditItem:
         The part's nominal colour (for ΔE), where the manifest states it.
     audio : str | None
         Its tap-test recording, where the manifest names one.
+    height_map : str | None
+        Its 3D profiler's height map (dents' depth is measured on it), where the manifest
+        names one.
     problem : str | None
         Why it was refused unread, or ``None``.
     """
@@ -87,6 +90,7 @@ class AuditItem:
     mm_per_px: float | None = None
     reference_rgb: list[int] | None = None
     audio: str | None = None
+    height_map: str | None = None
     problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -308,6 +312,7 @@ def _manifest_items(path: Path) -> Iterator[AuditItem]:
             mm_per_px=mm,
             reference_rgb=list(reference) if isinstance(reference, list | tuple) else None,
             audio=str(sample.audio) if sample.audio is not None else None,
+            height_map=str(sample.height_map) if sample.height_map is not None else None,
         )
 
 

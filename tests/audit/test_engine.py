@@ -244,3 +244,32 @@ def test_an_audit_with_a_normality_model_decides_each_part_as_the_fused_line(
         alone = inspector.inspect(Observation(source, "test", (frame,)))
         assert found[source]["verdict"] == alone.verdict.value, source
         assert found[source]["model_version"].startswith("fused("), source
+
+
+def test_a_manifests_height_maps_reach_the_decision_and_a_bad_one_is_an_error(
+    tmp_path, parts, model_dir
+):
+    """A manifest naming each part's profiler height map: each item carries it and the
+    part is read with it (``pipeline.decide`` reads a dent's depth off it, as tested
+    there); one of another size than its photograph is that part's error, never a PASS."""
+    from inspection.audit.inputs import iter_inputs
+
+    images = sorted(parts.rglob("*.png"))[:3]
+    h, w = read_image(images[0]).shape[:2]
+    cv2.imwrite(str(tmp_path / "flat.tiff"), np.zeros((h, w), np.float32))
+    cv2.imwrite(str(tmp_path / "small.tiff"), np.zeros((h // 2, w), np.float32))
+    lines = [
+        {"image": str(path), "part_id": f"P-{i}", "height": name}
+        for i, (path, name) in enumerate(
+            zip(images, ("flat.tiff", "flat.tiff", "small.tiff"), strict=True)
+        )
+    ]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    heights = [item.height_map for item in iter_inputs(manifest)]
+    assert heights == [str(tmp_path / n) for n in ("flat.tiff", "flat.tiff", "small.tiff")]
+    summary = audit(manifest, tmp_path / "out", model_dir, STANDARD, OPTIONS)
+    found = {r["part_id"]: r for r in records(tmp_path / "out")}
+    assert summary.parts == 3 and summary.unreadable == 1
+    assert found["P-0"]["error"] is None and found["P-1"]["error"] is None
+    assert "height map is" in found["P-2"]["error"] and found["P-2"]["verdict"] == "REVIEW"
