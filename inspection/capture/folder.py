@@ -13,8 +13,11 @@ is taken only once it is completely written:
 Each image is one part. Its id is the file name's stem, or ``part_id`` in a sidecar
 ``<stem>.json`` beside it, which may also give ``product``, ``mm_per_px``, ``audio`` (a
 WAV/FLAC file in the inbox) and any other keys (kept in the observation's metadata, e.g.
-``reference_rgb``). Write the sidecar and audio before the image (or the image last as
-``.partial``): an image is taken with what lies beside it when it settles.
+``reference_rgb``). A 3D profiler's height map of the part, registered to the camera, is
+``<stem>.height.tiff`` beside it (one channel of float32 mm): dents' depth is measured on
+it, and it is never taken as a part of its own. Write the sidecar, audio and height map
+before the image (or the image last as ``.partial``): an image is taken with what lies
+beside it when it settles.
 
 A part that cannot be read (a corrupt image, a bad sidecar, a missing audio file) is
 still yielded, with no frames and the reason under ``metadata["capture_error"]``
@@ -50,7 +53,7 @@ from typing import Any
 from inspection.capture.audio import read_clip
 from inspection.capture.base import CaptureError, PartSource
 from inspection.errors import UserError
-from inspection.io import IMAGE_SUFFIXES, read_image
+from inspection.io import IMAGE_SUFFIXES, read_height_map, read_image
 from inspection.types import Frame, Observation
 
 __all__ = ["CAPTURE_ERROR", "FolderSource", "is_ignored"]
@@ -62,6 +65,7 @@ CAPTURE_ERROR = "capture_error"
 
 IGNORED_SUFFIXES = (".partial", ".tmp")
 SIDECAR_SUFFIX = ".json"
+HEIGHT_MAP_SUFFIX = ".height.tiff"  # a profiler's height map beside the image, not a part
 _SIDECAR_FIELDS = frozenset({"part_id", "product", "mm_per_px", "audio"})
 
 
@@ -173,6 +177,8 @@ class FolderSource(PartSource):
         for name in names:
             if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            if name.lower().endswith(HEIGHT_MAP_SUFFIX):
+                continue
             present.add(name)
             with self._lock:
                 if name in self._taken:
@@ -245,7 +251,7 @@ class FolderSource(PartSource):
     def _try_take(self, name: str, now: float) -> Observation | None:
         image = self.inbox / name
         sidecar = image.with_suffix(SIDECAR_SUFFIX)
-        signature = _signature(image, sidecar)
+        signature = _signature(image, sidecar, _height_map_of(image))
         if signature is None:
             return None  # vanished between the scan and the stat
         with self._lock:
@@ -267,8 +273,9 @@ class FolderSource(PartSource):
             text = str(exc) if isinstance(exc, UserError | CaptureError) else repr(exc)
             observation = self._failed_observation(image, sidecar, f"{name}: {text}")
         files = [image]
-        if sidecar.is_file():
-            files.append(sidecar)
+        for beside in (sidecar, _height_map_of(image)):
+            if beside.is_file():
+                files.append(beside)
         audio = observation.metadata.get("audio_path")
         if audio:
             files.append(Path(audio))
@@ -284,7 +291,9 @@ class FolderSource(PartSource):
         image = read_image(image_path, max_side=self.max_side)
         part_id = str(info.get("part_id") or image_path.stem)
         mm_per_px = info.get("mm_per_px", self.mm_per_px)
-        frame = Frame(image=image, camera=self.camera, mm_per_px=mm_per_px)
+        height_path = _height_map_of(image_path)
+        height = read_height_map(height_path) if height_path.is_file() else None
+        frame = Frame(image=image, camera=self.camera, mm_per_px=mm_per_px, height_map=height)
         metadata: dict[str, Any] = {k: v for k, v in info.items() if k not in _SIDECAR_FIELDS}
         metadata["source_path"] = str(image_path)
         audio = None
@@ -351,6 +360,10 @@ class FolderSource(PartSource):
                     self._seen.pop(image.name, None)
                 return True
         return False
+
+
+def _height_map_of(image: Path) -> Path:
+    return image.with_name(image.stem + HEIGHT_MAP_SUFFIX)
 
 
 def _signature(*paths: Path) -> tuple[tuple[int, int], ...] | None:

@@ -282,3 +282,27 @@ def test_two_parts_naming_one_audio_file_are_both_acknowledged(line):
         "n.png",
         "shared.wav",
     ]
+
+
+def test_a_profilers_height_map_beside_the_image_comes_with_its_part(line):
+    source, clock, root = line
+    inbox = root / "inbox"
+    pit = np.zeros((32, 32), np.float32)
+    pit[10:14, 10:14] = -0.25
+    assert cv2.imwrite(str(inbox / "P-9.height.tiff"), pit)
+    (inbox / "P-9.png").write_bytes(png_bytes((90, 90, 90)))
+    (obs,) = settle(source, clock)  # one part: the height map is not a part of its own
+    assert obs.part_id == "P-9"
+    assert np.array_equal(obs.frames[0].height_map, pit)
+    source.ack("P-9", ok=True)
+    assert sorted(p.name for p in (root / "done").iterdir()) == ["P-9.height.tiff", "P-9.png"]
+    assert list(inbox.iterdir()) == []
+    # one of another size than its photograph: the part is handed on as a capture error
+    assert cv2.imwrite(str(inbox / "P-10.height.tiff"), pit[:16])
+    (inbox / "P-10.png").write_bytes(png_bytes((90, 90, 90)))
+    settle(source, clock)
+    clock.advance(source.unreadable_after_s)
+    (bad,) = source.poll()
+    assert bad.frames == () and "height map is 32x16 px" in bad.metadata[CAPTURE_ERROR]
+    source.ack("P-10", ok=False)
+    assert {"P-10.png", "P-10.height.tiff"} <= {p.name for p in (root / "failed").iterdir()}
