@@ -181,12 +181,12 @@ def fit_band(readings: list[tuple[float, float]], quantile: float = GUARD_QUANTI
     if ratios.size:
         slopes = np.unique(np.concatenate([slopes, np.quantile(ratios, np.linspace(0, 1, 41))]))
     typical = float(np.median(reading))
-    best = (float(np.quantile(error, quantile, method="higher")), 0.0)
-    for k in slopes:  # "higher": the band covers at least `quantile` of the errors
-        fixed = max(0.0, float(np.quantile(error - k * reading, quantile, method="higher")))
-        if fixed + k * typical < best[0] + best[1] * typical:
-            best = (fixed, float(k))
-    return best
+    # "higher": the band covers at least `quantile` of the errors
+    bands = [
+        (max(0.0, float(np.quantile(error - k * reading, quantile, method="higher"))), float(k))
+        for k in slopes
+    ]
+    return min(bands, key=lambda band: band[0] + band[1] * typical)
 
 
 def load_guard_band(path: str | Path) -> GuardBand:
@@ -221,7 +221,7 @@ def guard_band_from_dict(data: Any, where: str) -> GuardBand:
         raise GuardBandError(
             f"{where}: expected an object with 'margins': {{class: {{attribute: band}}}}"
         )
-    checked: dict[str, dict[str, float]] = {}
+    checked: dict[str, dict[str, Band]] = {}
     for defect_class, per in margins.items():
         if not isinstance(per, dict):
             raise GuardBandError(f"{where}: margins.{defect_class} must map attributes to bands")

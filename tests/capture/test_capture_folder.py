@@ -59,6 +59,15 @@ def settle(source: FolderSource, clock: Clock) -> list:
     return first + source.poll()
 
 
+def handed_on(source: FolderSource, clock: Clock):
+    """The one part of a settled inbox that never decodes, handed on as a capture error
+    once ``unreadable_after_s`` has passed."""
+    settle(source, clock)
+    clock.advance(source.unreadable_after_s)
+    (observation,) = source.poll()
+    return observation
+
+
 def test_a_file_is_taken_only_once_completely_written(line):
     source, clock, root = line
     data = png_bytes((200, 30, 10))
@@ -171,9 +180,7 @@ class NeverCalled:
 def test_the_line_decides_a_capture_error_review_never_pass(line, bracket_standard):
     source, clock, root = line
     (root / "inbox" / "bad-2.png").write_bytes(b"GIF89a truncated")
-    settle(source, clock)
-    clock.advance(source.unreadable_after_s)
-    (obs,) = source.poll()
+    obs = handed_on(source, clock)
     result = Inspector(NeverCalled(), bracket_standard).inspect(obs)
     assert result.verdict is Verdict.REVIEW and result.part_id == "bad-2"
     assert "no frames" in " ".join(result.reasons)
@@ -184,9 +191,7 @@ def test_a_bad_sidecar_scale_is_a_capture_error_with_the_part_id(line):
     inbox = root / "inbox"
     (inbox / "x.json").write_text(json.dumps({"part_id": "SN-X", "mm_per_px": -1}))
     (inbox / "x.png").write_bytes(png_bytes((9, 9, 9)))
-    settle(source, clock)
-    clock.advance(source.unreadable_after_s)
-    (obs,) = source.poll()
+    obs = handed_on(source, clock)
     assert obs.part_id == "SN-X" and obs.frames == ()
     assert "mm_per_px" in obs.metadata[CAPTURE_ERROR]
 
@@ -197,9 +202,7 @@ def test_an_audio_path_outside_the_inbox_is_refused(line):
     inbox = root / "inbox"
     (inbox / "y.json").write_text(json.dumps({"audio": "../secret.wav"}))
     (inbox / "y.png").write_bytes(png_bytes((9, 9, 9)))
-    settle(source, clock)
-    clock.advance(source.unreadable_after_s)
-    (obs,) = source.poll()
+    obs = handed_on(source, clock)
     assert obs.frames == () and "must be a file name in the inbox" in obs.metadata[CAPTURE_ERROR]
     source.ack("y", ok=False)
     assert (root / "secret.wav").exists()
@@ -300,9 +303,7 @@ def test_a_profilers_height_map_beside_the_image_comes_with_its_part(line):
     # one of another size than its photograph: the part is handed on as a capture error
     assert cv2.imwrite(str(inbox / "P-10.height.tiff"), pit[:16])
     (inbox / "P-10.png").write_bytes(png_bytes((90, 90, 90)))
-    settle(source, clock)
-    clock.advance(source.unreadable_after_s)
-    (bad,) = source.poll()
+    bad = handed_on(source, clock)
     assert bad.frames == () and "height map is 32x16 px" in bad.metadata[CAPTURE_ERROR]
     source.ack("P-10", ok=False)
     assert {"P-10.png", "P-10.height.tiff"} <= {p.name for p in (root / "failed").iterdir()}
