@@ -88,7 +88,7 @@ class DemoSummary:
 
 def measure_part(observation: Observation, part: SynthPart) -> list[Defect]:
     """Measured defects of one part, from its (ground-truth) class masks."""
-    from inspection.pipeline import with_depth
+    from inspection.pipeline import with_profile
 
     frame = observation.frames[0]
     reference = np.asarray(observation.metadata["reference_rgb"])
@@ -98,7 +98,7 @@ def measure_part(observation: Observation, part: SynthPart) -> list[Defect]:
         found += defects_from_mask(mask, cls, frame.mm_per_px, frame.image, reference)
     # The ground-truth station has a laser profilometer, whatever the line's frames carry.
     height = frame.height_map if frame.height_map is not None else part.height_map()
-    found = [with_depth(d, height) for d in found]
+    found = [with_profile(d, height, frame.mm_per_px, sizes=False) for d in found]
     if any(d.defect_class == "crack" and not d.visible for d in part.defects):
         # Tap test: an internal crack rings differently but shows nothing.
         found.append(Defect("crack", {}, zone=None, score=1.0))

@@ -265,6 +265,10 @@ def one_signed_share(image: np.ndarray, region: Component) -> float:
 
 
 DEPTH_RING_PX = 6  # the ring around a region whose median height is the surface's
+FOOTPRINT_SMOOTHING_PX = 1.0  # Gaussian sigma on the height map before its footprint is cut
+FOOTPRINT_NOISE_SIGMAS = 4.0  # how far below the surface, in the ring's noise, is depressed
+FOOTPRINT_FLOOR_MM = 0.001  # the least depression counted, where a map has no noise (1 um)
+FOOTPRINT_PASSES = 3  # cuts, each around the last, for a region inside a wider depression
 
 
 def depth_below_surface(height_map: np.ndarray, mask: np.ndarray) -> float | None:
@@ -278,20 +282,92 @@ def depth_below_surface(height_map: np.ndarray, mask: np.ndarray) -> float | Non
     across (its bottom is a point), and the profiler's noise can only add to the depth
     (about 2.5 of its standard deviations over a region of a few dozen points), which
     errs towards REVIEW or REJECT, never towards a PASS."""
-    mask = np.asarray(mask, dtype=bool)
-    box = mask_bbox(mask)
-    if box is None:
+    around = _surroundings(height_map, mask)
+    if around is None:
         return None
-    window = _grown(box, DEPTH_RING_PX + 2, mask.shape)
-    inside = np.ascontiguousarray(mask[window], np.uint8)
-    heights = np.ascontiguousarray(height_map[window], np.float32)
-    ring = (cv2.dilate(inside, _disc(DEPTH_RING_PX + 2)) > 0) & ~(cv2.dilate(inside, _disc(2)) > 0)
+    _, inside, heights, ring = around
     surface = heights[ring]
     surface = surface[np.isfinite(surface)]
     bottom = heights[(inside > 0) & np.isfinite(heights)]
     if surface.size == 0 or bottom.size == 0:
         return None
     return max(0.0, float(np.median(surface)) - float(bottom.min()))
+
+
+def footprint_below_surface(height_map: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """The ``(H, W)`` footprint of the depression a region lies in, on a 3D profiler's
+    height map: where the map, smoothed over ``FOOTPRINT_SMOOTHING_PX``, lies below the
+    plane fitted through the ring around the region (:func:`depth_below_surface`'s) by
+    more than ``FOOTPRINT_NOISE_SIGMAS`` of the ring's own noise (1.4826 MAD of its
+    residual), taken as the connected pieces that meet the region.
+
+    A dent's sizes read here, not off the anomaly map, whose blurred region reads a pit
+    of a few pixels a third too large (synthetic tile: median error 1.0 mm2 against 0.6
+    here). ``None`` where nothing lies that far below, or where the profiler missed a
+    point of the region or its ring (NaN): a footprint cut short there would read the
+    dent small, and a small reading can pass a part."""
+    region = np.asarray(mask, dtype=bool)
+    for _ in range(FOOTPRINT_PASSES):
+        footprint = _depressed_around(height_map, region)
+        if footprint is None or not (footprint & ~region).any():
+            break
+        # The footprint runs past the region, so the ring may have lain on the
+        # depression's own slope (raising its surface and its noise): cut again around
+        # what was found, the ring then further out.
+        region = region | footprint
+    return footprint
+
+
+def _depressed_around(height_map: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """One cut of :func:`footprint_below_surface`, around ``mask``."""
+    around = _surroundings(height_map, mask)
+    if around is None:
+        return None
+    window, inside, heights, ring = around
+    near = cv2.dilate(inside, _disc(2)) > 0
+    if not ring.any() or not np.isfinite(heights[near | ring]).all():
+        return None
+    smoothed = cv2.GaussianBlur(heights, (0, 0), FOOTPRINT_SMOOTHING_PX)
+    below = _plane_through(heights, ring) - smoothed
+    residual = below[ring]
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    depressed = (below > max(FOOTPRINT_NOISE_SIGMAS * noise, FOOTPRINT_FLOOR_MM)).astype(np.uint8)
+    _, labels = cv2.connectedComponents(depressed, connectivity=8)
+    pieces = np.unique(labels[near & (depressed > 0)])
+    pieces = pieces[pieces > 0]
+    if pieces.size == 0:
+        return None
+    footprint = np.zeros(mask.shape, bool)
+    footprint[window] = np.isin(labels, pieces)
+    return footprint
+
+
+def _surroundings(
+    height_map: np.ndarray, mask: np.ndarray
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray, np.ndarray] | None:
+    """A region's window on a height map: the window, the region in it (uint8), the
+    heights in it (float32) and the ring ``DEPTH_RING_PX`` wide, 2 px off the region,
+    whose heights are the surface's. ``None`` for an empty region."""
+    mask = np.asarray(mask, dtype=bool)
+    box = mask_bbox(mask)
+    if box is None:
+        return None
+    # Twice the ring's reach: room for a depression the region covers only part of.
+    window = _grown(box, 2 * (DEPTH_RING_PX + 2), mask.shape)
+    inside = np.ascontiguousarray(mask[window], np.uint8)
+    heights = np.ascontiguousarray(height_map[window], np.float32)
+    ring = (cv2.dilate(inside, _disc(DEPTH_RING_PX + 2)) > 0) & ~(cv2.dilate(inside, _disc(2)) > 0)
+    return window, inside, heights, ring
+
+
+def _plane_through(heights: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """The least-squares plane through the ring's heights, over the whole window: a
+    tilted part's surface, which a single level would read as a depression on one side."""
+    ys, xs = np.nonzero(ring)
+    design = np.column_stack([xs, ys, np.ones(xs.size)])
+    (gx, gy, level), *_ = np.linalg.lstsq(design, heights[ring].astype(np.float64), rcond=None)
+    yy, xx = np.mgrid[: heights.shape[0], : heights.shape[1]]
+    return (gx * xx + gy * yy + level).astype(np.float32)
 
 
 def _disc(radius: int) -> np.ndarray:

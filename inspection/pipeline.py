@@ -52,9 +52,11 @@ from inspection.measure import (
     Component,
     connected_components,
     depth_below_surface,
+    footprint_below_surface,
     gauge_on_image,
     join_fragments,
     measure_defect,
+    measure_region,
     one_signed_share,
 )
 from inspection.models.outputs import Detection
@@ -525,7 +527,7 @@ def decide(
         return review_result(standard, part_id, reason)
     defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
     if frame.height_map is not None:
-        defects = [with_depth(d, frame.height_map) for d in defects]
+        defects = [with_profile(d, frame.height_map, frame.mm_per_px) for d in defects]
     defects = [replace(d, frame_index=frame_index) for d in defects]
     size = (frame.width, frame.height)
     result = apply_standard(standard, defects, part_id, image_size=size, guard=thresholds.guard)
@@ -553,17 +555,33 @@ products' standards bound by depth. (The synthetic line's scratches have no reli
 a scratch's depth could not be checked against the truth: not read.)"""
 
 
-def with_depth(defect: Defect, height_map: np.ndarray) -> Defect:
-    """A depression (:data:`DEPTH_CLASSES`) with its ``depth_mm`` read on a 3D
-    profiler's height map (:func:`~inspection.measure.depth_below_surface`); any other
-    defect, or one the profiler saw nothing of, as it was (a depth clause then goes to
-    REVIEW, as without a profiler)."""
+def with_profile(
+    defect: Defect, height_map: np.ndarray, mm_per_px: float | None, *, sizes: bool = True
+) -> Defect:
+    """A depression (:data:`DEPTH_CLASSES`) measured on a 3D profiler's height map.
+
+    Its length, width and area become those of the depression's footprint
+    (:func:`~inspection.measure.footprint_below_surface`), and its ``depth_mm`` is read
+    over the footprint and the region together
+    (:func:`~inspection.measure.depth_below_surface`). Any other defect comes back as it
+    was. Where the profiler shows no footprint, or the station has no scale, the sizes
+    stay the image's; where it saw nothing at all, the depth stays unknown (a depth
+    clause then goes to REVIEW, as without a profiler).
+
+    The region (mask, box, zone) stays the one the maps found: the footprint only
+    measures it. ``sizes=False`` reads the depth alone (the ground-truth station, whose
+    masks are exact)."""
     if defect.defect_class not in DEPTH_CLASSES or defect.mask is None:
         return defect
-    depth = depth_below_surface(height_map, defect.mask)
-    if depth is None:
-        return defect
-    return replace(defect, attributes={**defect.attributes, "depth_mm": round(depth, 4)})
+    attributes, region = dict(defect.attributes), defect.mask
+    footprint = footprint_below_surface(height_map, region) if sizes and mm_per_px else None
+    if footprint is not None:
+        attributes.update(measure_region(footprint, mm_per_px).attributes())
+        region = region | footprint
+    depth = depth_below_surface(height_map, region)
+    if depth is not None:
+        attributes["depth_mm"] = round(depth, 4)
+    return replace(defect, attributes=attributes)
 
 
 def in_review_band(part_score: float, thresholds: Thresholds) -> bool:

@@ -310,3 +310,61 @@ def test_no_depth_where_the_profiler_saw_nothing():
     assert depth_below_surface(height, np.zeros_like(mask)) is None
     bump = -height  # a mark standing proud of the face has no depth
     assert depth_below_surface(bump, mask) == 0.0
+
+
+def _disc_mask(radius_px: float, size: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - size // 2) ** 2 + (xx - size // 2) ** 2 <= radius_px**2
+
+
+@pytest.mark.parametrize("radius_px", [4, 8, 12])
+@pytest.mark.parametrize("region_scale", [0.5, 1.0, 1.6])
+def test_a_dents_footprint_is_read_off_the_height_map_whatever_region_found_it(
+    radius_px, region_scale
+):
+    """The anomaly map's region may cut a pit too wide or too narrow; the footprint is
+    the pit's own, so its area holds within 30 % of the pit's disc either way (a bowl's
+    rim, shallower than the profiler's noise, is not seen)."""
+    from inspection.measure import footprint_below_surface
+
+    height, pit = _pit(0.1, radius_px, noise_mm=0.005)
+    footprint = footprint_below_surface(height, _disc_mask(radius_px * region_scale))
+    assert footprint is not None and footprint.shape == pit.shape
+    assert footprint.sum() == pytest.approx(pit.sum(), rel=0.3)
+    assert footprint[pit].mean() > 0.75  # the pit's own pixels, not a blob beside it
+
+
+def test_a_dents_footprint_on_a_tilted_face_is_the_same_as_on_a_level_one():
+    """The surface is the plane through the ring, not one level: on a face tilted 0.01
+    mm a pixel (10x the pit's rim depth over the window) the low side is not a pit."""
+    from inspection.measure import footprint_below_surface
+
+    height, pit = _pit(0.1, 8, noise_mm=0.005)
+    level = footprint_below_surface(height, pit)
+    tilted = footprint_below_surface(height + 0.01 * np.mgrid[:64, :64][1], pit)
+    assert level is not None and tilted is not None
+    assert np.sum(level != tilted) <= 0.05 * pit.sum()
+
+
+def test_a_depression_beside_the_region_is_not_its_footprint():
+    from inspection.measure import footprint_below_surface
+
+    height, pit = _pit(0.1, 5, noise_mm=0.005)
+    yy, xx = np.mgrid[:64, :64]
+    other = (yy - 32) ** 2 + (xx - 10) ** 2 <= 16  # a second pit 22 px to the left
+    height[other] -= 0.1
+    footprint = footprint_below_surface(height, pit)
+    assert footprint is not None and not footprint[other].any()
+
+
+def test_no_footprint_where_the_profiler_saw_nothing_or_nothing_lies_below():
+    from inspection.measure import footprint_below_surface
+
+    height, pit = _pit(0.1, 8, noise_mm=0.005)
+    blind = height.copy()
+    blind[30, 30] = np.nan  # one point of the pit missed: its footprint would read short
+    assert footprint_below_surface(blind, pit) is None
+    flat = np.random.default_rng(1).normal(0, 0.005, height.shape).astype(np.float32)
+    assert footprint_below_surface(flat, pit) is None  # noise alone
+    assert footprint_below_surface(-height, pit) is None  # a mark standing proud
+    assert footprint_below_surface(height, np.zeros_like(pit)) is None

@@ -476,6 +476,40 @@ def test_a_profilers_height_map_gives_a_dents_depth(
         assert measured is None and "depth_mm, which was not measured" in decision.reason
 
 
+@pytest.mark.parametrize(
+    ("pit_px", "region_px", "verdict"),
+    [
+        (6, 9, Verdict.PASS),  # a 1.2 mm pit the map cut 1.8 mm long: within 4.2.2's 1.5
+        (9, 5, Verdict.REJECT),  # a 1.8 mm pit the map cut 1.0 mm long: rework
+    ],
+)
+def test_a_profilers_height_map_gives_a_dents_size(bracket_standard, pit_px, region_px, verdict):
+    """With a profiler a dent is measured on its footprint, not on the blurred region the
+    maps cut around it; without one, the region's size decides (the opposite verdict)."""
+    _, height = _dent_with_height(pit_px, 0.1)
+    height += np.random.default_rng(0).normal(0, 0.005, height.shape).astype(np.float32)
+    found, _ = _dent_with_height(region_px, 0.1)
+    image = np.full((H, W, 3), 128, np.uint8)
+    with_map = decide(
+        found,
+        Frame(image, "cam0", 0.1, height_map=height),
+        bracket_standard,
+        Thresholds(version="t1"),
+        "p1",
+    )
+    (decision,) = with_map.decisions
+    assert with_map.verdict is verdict
+    assert decision.defect.attributes["length_mm"] == pytest.approx(2 * pit_px * 0.1, rel=0.2)
+    assert decision.defect.attributes["depth_mm"] == pytest.approx(0.1, abs=0.02)
+    yy, xx = np.mgrid[:H, :W]
+    region = (yy - 50) ** 2 + (xx - 50) ** 2 <= region_px**2
+    assert np.array_equal(decision.defect.mask, region)  # the footprint only measures it
+    without = decide(
+        found, Frame(image, "cam0", 0.1), bracket_standard, Thresholds(version="t1"), "p1"
+    )
+    assert without.verdict is not verdict
+
+
 def test_a_height_map_of_another_size_than_the_image_is_refused():
     from inspection.errors import UserError
 
