@@ -3,7 +3,9 @@ dent a synthetic set's line finds (the shipped default, fused with the product's
 normality model, as the demo runs it) has its length and area read on the map's region
 (as without a profiler) and on its footprint in the height map
 (``measure.footprint_below_surface``, through ``pipeline.with_profile``), against the
-truth; then every part is decided with the height map and the dents read each way.
+truth; then every part is decided with the height map and the dents read each way, and
+with the height map also searched for the dents the camera missed
+(``pipeline.with_profiler_dents``).
 
     inspection synth --out runs/h-val-tile --n 300 --seed 11 --product tile --train-ratio 0 --height
     python benchmarks/dent_footprint.py --data runs/h-val-tile --normality runs/normality/tile-560
@@ -22,7 +24,13 @@ import numpy as np
 from inspection import evaluate as ev
 from inspection import pipeline
 from inspection.io import read_height_map
-from inspection.pipeline import decide, part_defects, thresholds_of, with_profile
+from inspection.pipeline import (
+    decide,
+    part_defects,
+    thresholds_of,
+    with_profile,
+    with_profiler_dents,
+)
 from inspection.types import Frame
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,6 +68,9 @@ def main() -> None:
         with _profile_sizes(sizes):
             row = _decided(parts, heights, dataset, standard, thresholds)
         print(f"{args.data} decided, dents sized on the {'footprint' if sizes else 'map'}: {row}")
+    searched = with_profiler_dents(thresholds, True)
+    row = _decided(parts, heights, dataset, standard, searched)
+    print(f"{args.data} decided, the height map also searched for dents: {row}")
 
 
 def _dent_readings(parts, heights, dataset, thresholds):

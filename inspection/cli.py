@@ -24,6 +24,7 @@ from inspection.station.commands import daemon_command
 from inspection.terminal import (
     GuardBandFile,
     NoVerify,
+    ProfilerDents,
     ReviewFrom,
     UserErrorsExit,
     console,
@@ -474,6 +475,7 @@ def evaluate_command(
     ] = None,
     review_from: ReviewFrom = None,
     guard_band: GuardBandFile = None,
+    profiler_dents: ProfilerDents = False,
     no_verify: NoVerify = False,
 ) -> None:
     """Evaluate a model: metrics.json, scores.csv, plots, index.html and guard_band.json.
@@ -485,12 +487,13 @@ def evaluate_command(
         load_detector,
         thresholds_of,
         with_guard_band,
+        with_profiler_dents,
         with_review_band,
     )
 
     detector, metadata = load_detector(model, verify=not no_verify, normality=normality)
     thresholds = with_review_band(thresholds_of(metadata), review_from)
-    thresholds = with_guard_band(thresholds, guard_band)
+    thresholds = with_profiler_dents(with_guard_band(thresholds, guard_band), profiler_dents)
     if decoder is None and (model / "decoder").is_dir():
         decoder = model / "decoder"
     report_decoder = None
@@ -1043,6 +1046,7 @@ def demo(
             "on each part's height map (else a depth clause goes to REVIEW)."
         ),
     ] = False,
+    profiler_dents: ProfilerDents = False,
     no_verify: NoVerify = False,
 ) -> None:
     """Run a simulated line through the model, the product's standard and the decoder.
@@ -1056,6 +1060,8 @@ def demo(
         fail(f"no model in {model_dir}: train one with `make model`, or pass --model none")
     if model_dir is None and review_from is not None:
         fail("--review-from needs a model: the ground-truth masks have no part score")
+    if profiler_dents and not profiler:
+        fail("--profiler-dents needs --profiler (a station with a 3D profiler)")
     run_demo(
         out=out,
         product=product,
@@ -1069,6 +1075,7 @@ def demo(
         review_from=review_from,
         guard_band=guard_band,
         profiler=profiler,
+        profiler_dents=profiler_dents,
     )
 
 

@@ -321,13 +321,14 @@ def _decider(
     cache: Path = Path("runs/normality"),
     review_from: float | None = None,
     guard_band: Path | None = None,
+    profiler_dents: bool = False,
 ):
     """``decide(observation, part) -> (result, report request or None)``, a description of
     the detector, and the report decoder (``model_dir/decoder``) or ``None``.
 
     ``normality`` (``"auto"``: the product's, fitted into ``cache``) is fused with the
-    model, ``review_from`` sets a review band and ``guard_band`` a guard band (see
-    :func:`run_demo`)."""
+    model, ``review_from`` sets a review band, ``guard_band`` a guard band and
+    ``profiler_dents`` the height maps' search for dents (see :func:`run_demo`)."""
     guard = load_guard_band(guard_band) if guard_band is not None else None  # before work
     if model_dir is not None and (model_dir / "model.safetensors").exists():
         from inspection.models.fusion import FUSED_THRESHOLD
@@ -338,6 +339,7 @@ def _decider(
             thresholds_of,
             with_guard_band,
             with_normality,
+            with_profiler_dents,
             with_review_band,
         )
 
@@ -353,10 +355,13 @@ def _decider(
             detector, metadata = with_normality(model, normality, verify)
             described += f" fused with the normality model {normality}"
         thresholds = with_guard_band(with_review_band(thresholds_of(metadata), review_from), guard)
+        thresholds = with_profiler_dents(thresholds, profiler_dents)
         if review_from is not None:
             described += f", review band from {review_from:g}"
         if guard is not None:
             described += f", {guard.version}"
+        if profiler_dents:
+            described += ", height maps searched for dents"
         inspector = Inspector(detector, standard, thresholds)
         warning = product_warning(
             model.metadata, _recorded_evaluation(model_dir), product, normality is not None
@@ -396,6 +401,7 @@ def run_demo(
     review_from: float | None = None,
     guard_band: Path | None = None,
     profiler: bool = False,
+    profiler_dents: bool = False,
 ) -> DemoSummary:
     """Run ``n`` parts of ``product`` through the station and write ``out/report.html``.
 
@@ -407,8 +413,9 @@ def run_demo(
     ``None`` for the model alone. ``review_from``: a review band under the image
     threshold (:func:`~inspection.pipeline.with_review_band`). ``guard_band``: a guard
     band file (:func:`~inspection.pipeline.with_guard_band`), read before any work.
-    ``profiler``: the station also has a 3D profiler (each frame a height map, dents'
-    depth measured on it).
+    ``profiler``: the station also has a 3D profiler (each frame a height map, dents
+    measured on it); ``profiler_dents``: its height maps are also searched for the dents
+    the camera missed (:func:`~inspection.pipeline.with_profiler_dents`).
     """
     if n < 1:
         raise UserError(f"--n must be at least 1 part, not {n}")
@@ -425,6 +432,7 @@ def run_demo(
         cache=out.parent / "normality",
         review_from=review_from,
         guard_band=guard_band,
+        profiler_dents=profiler_dents,
     )
     console.print(
         f"[bold]Simulated line[/bold]: {n} parts of {product}, standard {standard.id} "

@@ -616,6 +616,8 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
             "pixel": thresholds.pixel,
             "audio": thresholds.audio,
             "region": thresholds.region,  # the second look's level (None: no second look)
+            "version": thresholds.version,  # with any review band, guard band, search
+            "profiler_dents": thresholds.profiler_dents,  # height maps searched for dents
         },
         "model_version": getattr(detector, "version", None),
         # A fused detector's two models and thresholds: what the figures were measured with.

@@ -51,6 +51,7 @@ from inspection.errors import ModelError, UserError
 from inspection.measure import (
     Component,
     connected_components,
+    depressions,
     depth_below_surface,
     footprint_below_surface,
     gauge_on_image,
@@ -145,6 +146,8 @@ class Thresholds:
     region: float | None = None
     # The measurement's uncertainty: a reading within it of a clause's limit is REVIEW
     guard: GuardBand | None = None
+    # A frame's height map is searched for dents the camera missed (with_profiler_dents)
+    profiler_dents: bool = False
 
 
 def with_guard_band(thresholds: Thresholds, guard: GuardBand | str | Path | None) -> Thresholds:
@@ -164,6 +167,18 @@ def with_guard_band(thresholds: Thresholds, guard: GuardBand | str | Path | None
     if not isinstance(guard, GuardBand):
         guard = load_guard_band(guard)
     return replace(thresholds, guard=guard, version=f"{thresholds.version}; {guard.version}")
+
+
+def with_profiler_dents(thresholds: Thresholds, search: bool) -> Thresholds:
+    """``thresholds`` under which a frame's height map is also searched for dents the
+    camera missed (:func:`profiler_dents`): a wide dent a few hundredths of a millimetre
+    deep barely shades a photograph, and a profiler sees it plainly. For faces without a
+    designed recess the profiler sees into (a blind pocket, a slot or notch over a
+    surface it reads): such a recess is a depression too. ``False`` returns
+    ``thresholds`` unchanged; the search is part of the recorded version."""
+    if not search:
+        return thresholds
+    return replace(thresholds, profiler_dents=True, version=f"{thresholds.version}; profiler dents")
 
 
 def with_review_band(thresholds: Thresholds, review_from: float | None) -> Thresholds:
@@ -528,6 +543,8 @@ def decide(
     defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
     if frame.height_map is not None:
         defects = [with_profile(d, frame.height_map, frame.mm_per_px) for d in defects]
+        if thresholds.profiler_dents:
+            defects += profiler_dents(frame, defects, reference_rgb)
     defects = [replace(d, frame_index=frame_index) for d in defects]
     size = (frame.width, frame.height)
     result = apply_standard(standard, defects, part_id, image_size=size, guard=thresholds.guard)
@@ -582,6 +599,26 @@ def with_profile(
     if depth is not None:
         attributes["depth_mm"] = round(depth, 4)
     return replace(defect, attributes=attributes)
+
+
+def profiler_dents(
+    frame: Frame, found: Sequence[Defect], reference_rgb: np.ndarray | None = None
+) -> list[Defect]:
+    """The dents a frame's height map holds that no region ``found`` on the image covers
+    (:func:`~inspection.measure.depressions`), measured on their footprint with their
+    depth, as :func:`with_profile` measures a dent the image found. None without a
+    height map or a scale (a footprint in pixels cannot meet a size clause)."""
+    if frame.height_map is None or not frame.mm_per_px:
+        return []
+    regions = [d.mask for d in found if d.mask is not None]
+    dents = []
+    for footprint in depressions(frame.height_map, frame.mm_per_px):
+        if any((footprint & region).any() for region in regions):
+            continue  # the image found it: measured there (with_profile)
+        comp = measure_region(footprint, frame.mm_per_px)
+        dent = measure_defect(comp, "dent", frame.mm_per_px, frame.image, reference_rgb)
+        dents.append(with_profile(dent, frame.height_map, frame.mm_per_px))
+    return dents
 
 
 def in_review_band(part_score: float, thresholds: Thresholds) -> bool:

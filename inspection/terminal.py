@@ -43,6 +43,18 @@ GuardBandFile = Annotated[
 ]
 """The option of the commands that decide parts (:func:`~inspection.pipeline.with_guard_band`)."""
 
+ProfilerDents = Annotated[
+    bool,
+    typer.Option(
+        "--profiler-dents",
+        help="Search each part's height map (a 3D profiler's) for dents the camera missed. "
+        "For faces with no designed recess the profiler sees into: a blind pocket, slot or "
+        "notch is a depression too. Default: the height map measures the dents found.",
+    ),
+]
+"""The option of the commands that decide parts with height maps
+(:func:`~inspection.pipeline.with_profiler_dents`)."""
+
 Port = Annotated[
     int, typer.Option(min=0, max=65535, help="TCP port to listen on (0: any free one).")
 ]

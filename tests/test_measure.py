@@ -368,3 +368,27 @@ def test_no_footprint_where_the_profiler_saw_nothing_or_nothing_lies_below():
     assert footprint_below_surface(flat, pit) is None  # noise alone
     assert footprint_below_surface(-height, pit) is None  # a mark standing proud
     assert footprint_below_surface(height, np.zeros_like(pit)) is None
+
+
+def test_a_height_maps_depressions_are_its_pits_not_its_steps_or_holes():
+    """A pit on a part standing 3 mm proud of its belt, with a through-hole the profiler
+    reads nothing in: the pit is the one depression (the part's edge is a step, not a
+    pit, and a footprint touching a missed point is none)."""
+    from inspection.measure import depressions
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    height = rng.normal(0, 0.005, (256, 256)).astype(np.float32)
+    assert depressions(height, 0.2) == []  # noise alone
+    d2 = ((yy - 100) ** 2 + (xx - 120) ** 2) / 16**2  # 6.4 mm across, 0.06 mm deep
+    pit = d2 <= 1
+    height += np.where(pit, -0.06 * (1 - d2) ** 2, 0).astype(np.float32)
+    belt = (xx < 30) | (xx > 226) | (yy < 30) | (yy > 226)
+    height[belt] -= 3.0
+    height[(yy - 200) ** 2 + (xx - 60) ** 2 <= 36] = np.nan
+    (footprint,) = depressions(height, 0.2)
+    assert footprint[pit].mean() > 0.6 and not footprint[~pit].any()
+    # A designed recess the profiler reads into is a depression too (hence opt-in).
+    height[(yy - 170) ** 2 + (xx - 170) ** 2 <= 100] -= 0.5
+    assert len(depressions(height, 0.2)) == 2
+    assert depressions(np.full_like(height, np.nan), 0.2) == []

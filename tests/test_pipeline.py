@@ -510,6 +510,29 @@ def test_a_profilers_height_map_gives_a_dents_size(bracket_standard, pit_px, reg
     assert without.verdict is not verdict
 
 
+def test_a_profilers_search_finds_the_dent_the_camera_missed(bracket_standard):
+    """A wide dent 0.06 mm deep the maps did not find: with the height map searched it
+    is a dent over 4.2.2's 1.5 mm (rework); without, the part passes; a dent the maps did
+    find is not counted twice."""
+    from inspection.pipeline import with_profiler_dents
+
+    _, height = _dent_with_height(12, 0.06)  # 2.4 mm across at 0.1 mm/px
+    height += np.random.default_rng(0).normal(0, 0.005, height.shape).astype(np.float32)
+    frame = Frame(np.full((H, W, 3), 128, np.uint8), "cam0", 0.1, height_map=height)
+    plain = Thresholds(version="t1")
+    searched = with_profiler_dents(plain, True)
+    assert searched.version == "t1; profiler dents" and with_profiler_dents(plain, False) is plain
+    unseen = detection(part=0.1)  # the camera saw nothing
+    assert decide(unseen, frame, bracket_standard, plain, "p1").verdict is Verdict.PASS
+    result = decide(unseen, frame, bracket_standard, searched, "p1")
+    (decision,) = result.decisions
+    assert result.verdict is Verdict.REJECT and decision.clause_id == "4.2.2"
+    assert decision.defect.attributes["length_mm"] == pytest.approx(2.4, rel=0.25)
+    assert decision.defect.attributes["depth_mm"] == pytest.approx(0.06, abs=0.015)
+    found, _ = _dent_with_height(12, 0.06)
+    assert len(decide(found, frame, bracket_standard, searched, "p1").decisions) == 1
+
+
 def test_a_height_map_of_another_size_than_the_image_is_refused():
     from inspection.errors import UserError
 

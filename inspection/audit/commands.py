@@ -12,6 +12,7 @@ import typer
 from inspection.terminal import (
     GuardBandFile,
     NoVerify,
+    ProfilerDents,
     ReviewFrom,
     console,
     err_console,
@@ -72,6 +73,7 @@ def audit_command(
     ] = None,
     review_from: ReviewFrom = None,
     guard_band: GuardBandFile = None,
+    profiler_dents: ProfilerDents = False,
     no_verify: NoVerify = False,
     db: Annotated[
         str | None,
@@ -113,6 +115,7 @@ def audit_command(
         normality=normality,
         review_from=review_from,
         guard_band=guard_band,
+        profiler_dents=profiler_dents,
     )
     _warn_of_files_not_audited(input_spec)
     standard_file = standard_path(standard)

@@ -51,6 +51,7 @@ from inspection.pipeline import (
     review_result,
     thresholds_of,
     with_guard_band,
+    with_profiler_dents,
     with_review_band,
 )
 from inspection.standards import Standard
@@ -113,6 +114,9 @@ class AuditOptions:
         The gauge's guard band (``guard_band.json`` from ``inspection evaluate``,
         :func:`~inspection.pipeline.with_guard_band`): a reading within it of a clause's
         limit is REVIEW. ``None``: readings taken as exact.
+    profiler_dents : bool
+        Search each part's height map (a manifest's ``height``) for dents the camera
+        missed (:func:`~inspection.pipeline.with_profiler_dents`).
     """
 
     batch_size: int = 16
@@ -125,6 +129,7 @@ class AuditOptions:
     normality: Path | None = None
     review_from: float | None = None
     guard_band: Path | None = None
+    profiler_dents: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -214,9 +219,12 @@ class PartAuditor:
     pool: Executor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.thresholds: Thresholds = with_guard_band(
-            with_review_band(thresholds_of(self.metadata), self.options.review_from),
-            self.options.guard_band,
+        self.thresholds: Thresholds = with_profiler_dents(
+            with_guard_band(
+                with_review_band(thresholds_of(self.metadata), self.options.review_from),
+                self.options.guard_band,
+            ),
+            self.options.profiler_dents,
         )
         self.pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="audit")
         (self.out / THUMBNAILS).mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from inspection.pipeline import (
     review_result,
     thresholds_of,
     with_guard_band,
+    with_profiler_dents,
     with_review_band,
 )
 from inspection.standards import Standard
@@ -70,6 +71,9 @@ class EdgeRuntime:
     guard_band : Path | None
         The gauge's guard band file (:func:`~inspection.pipeline.with_guard_band`);
         ``None``: readings taken as exact.
+    profiler_dents : bool
+        Search each frame's height map for dents the camera missed
+        (:func:`~inspection.pipeline.with_profiler_dents`).
 
     Raises
     ------
@@ -86,6 +90,7 @@ class EdgeRuntime:
         threads: int | None = None,
         review_from: float | None = None,
         guard_band: Path | None = None,
+        profiler_dents: bool = False,
     ):
         self.bundle = bundle
         self.split = split or bundle.split
@@ -95,8 +100,11 @@ class EdgeRuntime:
         # checked again where the bundle carries it (it costs one hash of the graph).
         self.detector = bundle.detector(threads)
         self.fusion = self._fusion(threads)
-        self.thresholds = with_guard_band(
-            with_review_band(thresholds_of(self.detector.metadata), review_from), guard_band
+        self.thresholds = with_profiler_dents(
+            with_guard_band(
+                with_review_band(thresholds_of(self.detector.metadata), review_from), guard_band
+            ),
+            profiler_dents,
         )
         self._standards: dict[str, Standard] = {}
         self.product = product if product is not None else self._only_product()

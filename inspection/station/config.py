@@ -57,6 +57,10 @@ class ModelConfig(_Section):
         :func:`~inspection.pipeline.with_guard_band`): a defect read within its
         uncertainty of a clause's limit goes to REVIEW instead of passing. ``None``:
         readings taken as exact.
+    profiler_dents : bool
+        Search each frame's height map (a station with a 3D profiler) for dents the
+        camera missed (:func:`~inspection.pipeline.with_profiler_dents`): for faces with
+        no designed recess the profiler sees into.
     """
 
     path: Path
@@ -66,6 +70,7 @@ class ModelConfig(_Section):
     normality: Path | None = None
     review_from: float | None = Field(default=None, gt=0)
     guard_band: Path | None = None
+    profiler_dents: bool = False
 
 
 class SimulatorSource(_Section):

@@ -150,6 +150,7 @@ def build_runtime(config: StationConfig) -> Runtime:
             threads=config.model.threads,
             review_from=config.model.review_from,
             guard_band=config.model.guard_band,
+            profiler_dents=config.model.profiler_dents,
         )
     from inspection.config import standard_path
     from inspection.pipeline import (
@@ -157,6 +158,7 @@ def build_runtime(config: StationConfig) -> Runtime:
         load_detector,
         thresholds_of,
         with_guard_band,
+        with_profiler_dents,
         with_review_band,
     )
     from inspection.standards import load_standard
@@ -169,6 +171,7 @@ def build_runtime(config: StationConfig) -> Runtime:
     standard = load_standard(config.model.standard or standard_path(config.product))
     thresholds = with_review_band(thresholds_of(metadata), config.model.review_from)
     thresholds = with_guard_band(thresholds, config.model.guard_band)
+    thresholds = with_profiler_dents(thresholds, config.model.profiler_dents)
     return InspectorRuntime(Inspector(detector, standard, thresholds))
 
 

@@ -42,3 +42,22 @@ def test_the_stations_simulator_source_takes_the_profiler_option(tmp_path):
     observations = list(build_source(config))
     assert len(observations) == 2
     assert all(o.frames[0].height_map is not None for o in observations)
+
+
+def test_the_profilers_depressions_are_the_dents_of_the_part():
+    """On the simulated line's height maps every dent is a depression and nothing else
+    is (the belt, the other defects and the profiler's noise are not)."""
+    from inspection.measure import depressions
+
+    dents = found = 0
+    line = SimulatedLine("tile", n=16, seed=3, defect_rate=0.8, profiler=True)
+    for observation, part in line.parts():
+        (frame,) = observation.frames
+        footprints = depressions(frame.height_map, frame.mm_per_px)
+        masks = [d.mask for d in part.defects if d.defect_class == "dent"]
+        for footprint in footprints:
+            assert any((footprint & mask).any() for mask in masks), part.part_id
+        for mask in masks:
+            dents += 1
+            found += any((footprint & mask).any() for footprint in footprints)
+    assert dents >= 3 and found == dents

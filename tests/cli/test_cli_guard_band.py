@@ -4,6 +4,7 @@ any work, and a good one is recorded with every verdict."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from test_cli_review_band import tiny_model_and_lot  # noqa: F401  (a fixture)
@@ -55,3 +56,32 @@ def test_an_audit_records_the_guard_band_it_decided_with(tmp_path, tiny_model_an
     ]
     assert len(rows) == 3
     assert all("; guard band " in r["calibration_version"] for r in rows), rows[0]
+
+
+def test_the_profiler_search_is_recorded_with_every_verdict(tmp_path, tiny_model_and_lot):  # noqa: F811
+    """``--profiler-dents`` on evaluate and audit: recorded in the calibration version
+    (a verdict says how it was reached) and in evaluate's metrics."""
+    model, lot = tiny_model_and_lot
+    evaluated, audited = _commands(model, lot, tmp_path / "out")
+    result = CliRunner().invoke(app, [*audited, "--profiler-dents", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert all(json.loads(x)["calibration_version"].endswith("; profiler dents") for x in lines)
+    data = tmp_path / "data" / "good"  # the lot as a dataset: one folder per class
+    data.mkdir(parents=True)
+    for image in sorted(lot.iterdir()):
+        shutil.copy(image, data / image.name)
+    evaluated[evaluated.index(str(lot))] = str(data.parent)
+    evaluated[-1] = str(tmp_path / "eval")
+    result = CliRunner().invoke(app, [*evaluated, "--profiler-dents", "--no-reports"])
+    assert result.exit_code == 0, result.output
+    thresholds = json.loads((tmp_path / "eval" / "metrics.json").read_text())["thresholds"]
+    assert thresholds["profiler_dents"] is True
+    assert thresholds["version"].endswith("; profiler dents")
+
+
+def test_the_demo_searches_height_maps_only_with_a_profiler(tmp_path):
+    args = ["demo", "--out", str(tmp_path / "d"), "--n", "1", "--model", "none"]
+    result = CliRunner().invoke(app, [*args, "--profiler-dents"])
+    assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+    assert "--profiler-dents needs --profiler" in result.output

@@ -190,6 +190,15 @@ def test_unknown_product_and_split_are_refused_naming_them(bundle_dir, runtime):
         EdgeRuntime(load_bundle(bundle_dir), split="halfway")
 
 
+def test_an_edge_station_with_a_profiler_can_search_its_height_maps(bundle_dir, runtime):
+    from inspection.edge.bundle import load_bundle
+    from inspection.edge.runtime import EdgeRuntime
+
+    searching = EdgeRuntime(load_bundle(bundle_dir), threads=1, profiler_dents=True)
+    assert searching.thresholds.profiler_dents and not runtime.thresholds.profiler_dents
+    assert searching.thresholds.version == runtime.thresholds.version + "; profiler dents"
+
+
 EDGE_RUN = """
 import io
 import numpy as np

@@ -511,3 +511,11 @@ def test_a_station_guard_band_is_loaded_before_the_first_part(tmp_path, model_pa
     model = {"path": str(model_path), "guard_band": str(tmp_path / "absent.json")}
     with pytest.raises(UserError, match="no such guard-band file"):
         build_runtime(station_config(tmp_path, None, model=model))
+
+
+def test_a_station_with_a_profiler_can_search_its_height_maps_for_dents(tmp_path, model_path):
+    model = {"path": str(model_path), "profiler_dents": True}
+    thresholds = build_runtime(station_config(tmp_path, None, model=model)).inspector.thresholds
+    assert thresholds.profiler_dents and thresholds.version.endswith("; profiler dents")
+    plain = build_runtime(station_config(tmp_path, None, model={"path": str(model_path)}))
+    assert not plain.inspector.thresholds.profiler_dents
