@@ -338,7 +338,9 @@ def depressions(height_map: np.ndarray, mm_per_px: float) -> list[np.ndarray]:
         return []
     level = np.where(finite, height_map, float(np.median(height_map[finite])))
     smoothed = cv2.GaussianBlur(level.astype(np.float32), (0, 0), FOOTPRINT_SMOOTHING_PX)
-    width = max(3, round(DEPRESSION_SEARCH_MM / mm_per_px)) | 1
+    # No wider than the frame (a closing's cost grows with its width; a scale too fine
+    # would ask for one of thousands of pixels).
+    width = max(3, min(round(DEPRESSION_SEARCH_MM / mm_per_px), min(height_map.shape))) | 1
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (width, width))  # separable: fast
     filled = cv2.morphologyEx(smoothed, cv2.MORPH_CLOSE, square) - smoothed  # >= 0
     middle = float(np.median(filled))

@@ -392,3 +392,5 @@ def test_a_height_maps_depressions_are_its_pits_not_its_steps_or_holes():
     height[(yy - 170) ** 2 + (xx - 170) ** 2 <= 100] -= 0.5
     assert len(depressions(height, 0.2)) == 2
     assert depressions(np.full_like(height, np.nan), 0.2) == []
+    # a scale so fine that the search would be wider than the frame: as wide as the frame
+    assert depressions(height[40:48, 40:48], 0.0001) == []
