@@ -69,6 +69,8 @@ Re-encoding an image of 128 px or more as JPEG (quality 30–95) moves its thumb
 or more. Below about 100 px the thumbnail keeps the JPEG noise and a heavily compressed
 copy (quality ≤ 75 of a noisy image) may be missed.
 """
+BLIND_HEIGHT_SHARE = 0.5
+"""A height map NaN (or infinite) over more than this share of it: the profiler saw little."""
 MAX_ASPECT_RATIO = 1.1
 """Duplicates have the same shape: aspect ratios within this factor."""
 THUMB_SIZE = 32
@@ -86,6 +88,7 @@ class Issue(NamedTuple):
     ``leakage`` (duplicates across splits), ``label_conflict``.
     Kinds (warnings): ``orphan_mask``, ``empty_mask``, ``mask_on_good``, ``nonbinary_mask``,
     ``missing_mask`` (a manifest that states no mask), ``no_masks``, ``silent_audio``,
+    ``blind_height_map``, ``flat_height_map``,
     ``duplicate``, ``duplicate_entry``, ``duplicate_part_id``, ``rotated`` (an image or
     mask read turned or mirrored by its EXIF orientation).
     """
@@ -349,7 +352,23 @@ def _inspect_sample(sample: Sample) -> _SampleResult:
             (hh, hw), (ih, iw) = height.shape, image.shape[:2]
             message = f"height map is {hw}x{hh} px, image {sample.image.name} is {iw}x{ih} px"
             errors.append(Issue(sample.height_map, "misaligned_height_map", message))
+        if height is not None:
+            warnings += _height_map_warnings(sample.height_map, height)
     return _SampleResult(info, duration, errors, warnings)
+
+
+def _height_map_warnings(path: Path, height: np.ndarray) -> list[Issue]:
+    """A height map the profiler saw little of (``blind_height_map``: every dent there
+    goes unmeasured, and a depth clause to REVIEW), or one value everywhere
+    (``flat_height_map``: a profiler's map has noise, so this is an export of nothing)."""
+    seen = np.isfinite(height)
+    if seen.mean() < 1 - BLIND_HEIGHT_SHARE:
+        share = f"{1 - seen.mean():.0%}"
+        return [Issue(path, "blind_height_map", f"the profiler saw nothing over {share} of it")]
+    if np.ptp(height[seen]) == 0:
+        value = f"{float(height[seen][0]):g}"
+        return [Issue(path, "flat_height_map", f"height map is {value} mm everywhere")]
+    return []
 
 
 def _read(path: Path, role: str, reader: Any, errors: list[Issue]) -> Any:

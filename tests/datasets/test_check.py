@@ -359,7 +359,10 @@ def test_magnetic_tile_check() -> None:
     assert not {e.kind for e in report.errors} - {"leakage", "label_conflict"}
 
 
-def test_height_maps_are_read_and_checked_against_their_images(tmp_path: Path) -> None:
+def _manifest_with_height_maps(tmp_path: Path, maps) -> tuple[Path, Path, tuple[int, int]]:
+    """A synthetic manifest whose parts name ``height/<name>`` in turn, each written by
+    ``maps[name](h, w)`` (an array) unless it gives ``None``: (manifest, its folder, the
+    images' (h, w))."""
     import cv2
 
     manifest = make_manifest(tmp_path / "synth")
@@ -367,15 +370,29 @@ def test_height_maps_are_read_and_checked_against_their_images(tmp_path: Path) -
     entries = [json.loads(line) for line in manifest.read_text().splitlines()]
     h, w = cv2.imread(str(root / entries[0]["image"])).shape[:2]
     (root / "height").mkdir()
-    cv2.imwrite(str(root / "height/ok.tiff"), np.zeros((h, w), np.float32))
-    cv2.imwrite(str(root / "height/small.tiff"), np.zeros((h // 2, w), np.float32))
-    cv2.imwrite(str(root / "height/grey.png"), np.zeros((h, w), np.uint8))
-    for entry, name in zip(
-        entries, ("ok.tiff", "small.tiff", "grey.png", "gone.tiff"), strict=False
-    ):
+    for entry, (name, make) in zip(entries, maps.items(), strict=False):
+        array = make(h, w)
+        if array is not None:
+            cv2.imwrite(str(root / "height" / name), array)
         entry["height"] = f"height/{name}"
     write_manifest(manifest, entries)
+    return manifest, root, (h, w)
 
+
+def _noise(h: int, w: int) -> np.ndarray:
+    return np.random.default_rng(0).normal(0, 0.005, (h, w)).astype(np.float32)
+
+
+def test_height_maps_are_read_and_checked_against_their_images(tmp_path: Path) -> None:
+    manifest, root, (h, w) = _manifest_with_height_maps(
+        tmp_path,
+        {
+            "ok.tiff": _noise,
+            "small.tiff": lambda h, w: _noise(h // 2, w),
+            "grey.png": lambda h, w: np.zeros((h, w), np.uint8),
+            "gone.tiff": lambda h, w: None,
+        },
+    )
     report = check_dataset(manifest, progress=False)
 
     assert kinds(report.errors) == {
@@ -386,3 +403,26 @@ def test_height_maps_are_read_and_checked_against_their_images(tmp_path: Path) -
     messages = {e.kind: e.message for e in report.errors}
     assert f"height map is {w}x{h // 2} px" in messages["misaligned_height_map"]
     assert "one channel of float32" in messages["unreadable_height_map"]
+
+
+def _blind(h: int, w: int) -> np.ndarray:
+    height = _noise(h, w)
+    height[: h * 3 // 4] = np.nan
+    return height
+
+
+def test_a_height_map_the_profiler_saw_little_of_is_a_warning(tmp_path: Path) -> None:
+    manifest, root, _ = _manifest_with_height_maps(
+        tmp_path, {"blind.tiff": _blind, "flat.tiff": lambda h, w: np.zeros((h, w), np.float32)}
+    )
+    report = check_dataset(manifest, progress=False)
+
+    assert not report.errors
+    found = {(k, p) for k, p in kinds(report.warnings) if "height" in k}
+    assert found == {
+        ("blind_height_map", root / "height/blind.tiff"),
+        ("flat_height_map", root / "height/flat.tiff"),
+    }
+    messages = {e.kind: e.message for e in report.warnings}
+    assert "saw nothing over 75% of it" in messages["blind_height_map"]
+    assert "0 mm everywhere" in messages["flat_height_map"]
