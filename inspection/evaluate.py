@@ -87,7 +87,7 @@ from inspection.standards import (
     measure_guard_band,
 )
 from inspection.standards.defects import DefectsError, manifest_defects
-from inspection.standards.guard import band_words
+from inspection.standards.guard import band_words, gauge_readings
 from inspection.types import Action, AudioClip, Defect, Frame, InspectionResult, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
@@ -209,7 +209,8 @@ def evaluate(
         metrics.update(score_reports(decoder, requests, progress=progress))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     _write_scores(out / "scores.csv", rows)
-    _write_page(out, rows, metrics, _pick_examples(cards, examples), str(data))
+    gauge = (readings, band) if band.margins else None
+    _write_page(out, rows, metrics, _pick_examples(cards, examples), str(data), gauge)
     return metrics
 
 
@@ -915,7 +916,40 @@ def _pick_examples(cards: list[tuple[Row, Card]], n: int) -> list[Card]:
     return picked
 
 
-def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data: str) -> None:
+def _gauge_figure(pairs, band: GuardBand):
+    """Each matched defect's reading against its true value, one panel per class and
+    attribute the guard band covers: the identity line, and the band dashed (a reading
+    within ``U`` of a limit is not proven)."""
+    import matplotlib.pyplot as plt
+
+    readings, _ = gauge_readings(pairs)
+    panels = [(c, a) for c, per in sorted(band.margins.items()) for a in sorted(per)]
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (defect_class, attribute) in zip(axes.flat, panels, strict=False):
+        reading, true = np.asarray(readings[defect_class][attribute]).T  # (N,), (N,)
+        fixed, proportional = band.margins[defect_class][attribute]
+        top = float(max(reading.max(), true.max())) * 1.05
+        line = np.linspace(0.0, top, 50)
+        margin = fixed + proportional * line
+        ax.plot(line, line, color="0.4", linewidth=1)
+        ax.plot(line - margin, line, "--", color="tab:red", linewidth=1)
+        ax.plot(line + margin, line, "--", color="tab:red", linewidth=1)
+        ax.scatter(true, reading, s=8, color="tab:blue", alpha=0.6)
+        ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"true {attribute}", ylabel="read")
+        ax.set_title(
+            f"{defect_class} (n {len(true)}): ±({fixed:.2g} + {proportional:.0%})", fontsize=9
+        )
+    fig.tight_layout()
+    return fig
+
+
+def _write_page(
+    out: Path, rows: list[Row], metrics: dict[str, Any], cards, data: str, gauge=None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -947,6 +981,10 @@ def _write_page(out: Path, rows: list[Row], metrics: dict[str, Any], cards, data
     ax.set_title("True class vs predicted main defect")
     fig.savefig(out / "confusion.png", dpi=110, bbox_inches="tight")
     figures.append(("Confusion matrix", figure_base64(fig)))
+    if gauge is not None:
+        fig = _gauge_figure(*gauge)
+        fig.savefig(out / "gauge.png", dpi=110, bbox_inches="tight")
+        figures.append(("The gauge: each reading against the true size", figure_base64(fig)))
     summary = [
         (k, _fmt(metrics[k]))
         for k in (

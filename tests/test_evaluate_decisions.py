@@ -360,6 +360,9 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert [rows[s]["verdict"] for s in ("100", "110", "120")] == ["PASS"] * 3
     page = (tmp_path / "plain" / "index.html").read_text()
     assert "Guard band (--guard-band guard_band.json)" in page and "1 part(s)" in page
+    # the gauge drawn: every reading against its truth, one panel per band
+    assert "The gauge: each reading against the true size" in page
+    assert cv2.imread(str(tmp_path / "plain" / "gauge.png")).shape[2] == 3
     from inspection.cli import _print_guard_band
 
     _print_guard_band(plain, tmp_path / "plain")

@@ -146,6 +146,21 @@ def measure_guard_band(
     GuardBand
         Per class and attribute, the narrowest :func:`fit_band` of its errors.
     """
+    readings, counts = gauge_readings(pairs)
+    margins = {
+        c: {a: fit_band(r, quantile) for a, r in sorted(per.items()) if len(r) >= min_pairs}
+        for c, per in readings.items()
+        if counts[c] >= min_pairs
+    }
+    return GuardBand({c: m for c, m in margins.items() if m}, dict(counts), source)
+
+
+def gauge_readings(
+    pairs: Iterable[tuple[str, Mapping[str, float], Mapping[str, float]]],
+) -> tuple[dict[str, dict[str, list[tuple[float, float]]]], dict[str, int]]:
+    """The ``(reading, true)`` pairs of each class and attribute (finite, counts
+    skipped), and the matched defects of each class, from :func:`measure_guard_band`'s
+    ``pairs``."""
     readings: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -158,12 +173,7 @@ def measure_guard_band(
             reading, actual = float(value), float(true[attribute])
             if math.isfinite(reading) and math.isfinite(actual):
                 readings[defect_class][attribute].append((reading, actual))
-    margins = {
-        c: {a: fit_band(r, quantile) for a, r in sorted(per.items()) if len(r) >= min_pairs}
-        for c, per in readings.items()
-        if counts[c] >= min_pairs
-    }
-    return GuardBand({c: m for c, m in margins.items() if m}, dict(counts), source)
+    return readings, counts
 
 
 def fit_band(readings: list[tuple[float, float]], quantile: float = GUARD_QUANTILE) -> Band:
