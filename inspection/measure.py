@@ -9,6 +9,10 @@ A fine defect (scratch, crack, speck of dirt) is measured on the image around th
 the map found (:func:`gauge_on_image`), whose blurred edges read it larger than it is;
 the pieces of one broken stroke are measured as one (:func:`join_fragments`); and a
 region's colour is read on its core (:func:`region_delta_e`).
+
+On a 3D profiler's height map a dent is measured on its own footprint
+(:func:`footprint_below_surface`) with its depth (:func:`depth_below_surface`), and the
+map can be searched for depressions the image did not show (:func:`depressions`).
 """
 
 from __future__ import annotations
@@ -344,7 +348,7 @@ def depressions(height_map: np.ndarray, mm_per_px: float) -> list[np.ndarray]:
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (width, width))  # separable: fast
     filled = cv2.morphologyEx(smoothed, cv2.MORPH_CLOSE, square) - smoothed  # >= 0
     middle = float(np.median(filled))
-    spread = max(1.4826 * float(np.median(np.abs(filled - middle))), FOOTPRINT_FLOOR_MM / 4)
+    spread = max(_robust_deviation(filled), FOOTPRINT_FLOOR_MM / 4)
     candidates = ((filled > middle + FOOTPRINT_NOISE_SIGMAS * spread) & finite).astype(np.uint8)
     count, labels = cv2.connectedComponents(candidates, connectivity=8)
     found: list[np.ndarray] = []
@@ -371,8 +375,7 @@ def _depressed_around(height_map: np.ndarray, mask: np.ndarray) -> np.ndarray | 
         return None
     smoothed = cv2.GaussianBlur(heights, (0, 0), FOOTPRINT_SMOOTHING_PX)
     below = _plane_through(heights, ring) - smoothed
-    residual = below[ring]
-    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    noise = _robust_deviation(below[ring])
     depressed = (below > max(FOOTPRINT_NOISE_SIGMAS * noise, FOOTPRINT_FLOOR_MM)).astype(np.uint8)
     _, labels = cv2.connectedComponents(depressed, connectivity=8)
     pieces = np.unique(labels[near & (depressed > 0)])
@@ -417,9 +420,14 @@ def _disc(radius: int) -> np.ndarray:
 
 
 def _noise_floor(contrast: np.ndarray) -> float:
-    """Median + 3 robust standard deviations (1.4826 MAD) of a surface's contrast."""
-    median = float(np.median(contrast))
-    return median + 3.0 * 1.4826 * float(np.median(np.abs(contrast - median)))
+    """Median + 3 robust standard deviations of a surface's contrast."""
+    return float(np.median(contrast)) + 3.0 * _robust_deviation(contrast)
+
+
+def _robust_deviation(values: np.ndarray) -> float:
+    """The standard deviation as the median absolute deviation estimates it (1.4826
+    MAD): what a few outliers (a defect's own pixels) do not move."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:

@@ -174,8 +174,10 @@ def with_profiler_dents(thresholds: Thresholds, search: bool) -> Thresholds:
     camera missed (:func:`profiler_dents`): a wide dent a few hundredths of a millimetre
     deep barely shades a photograph, and a profiler sees it plainly. For faces without a
     designed recess the profiler sees into (a blind pocket, a slot or notch over a
-    surface it reads): such a recess is a depression too. ``False`` returns
-    ``thresholds`` unchanged; the search is part of the recorded version."""
+    surface it reads): such a recess is a depression too, unless the profiler's export
+    masks it (NaN there, as a profiler's software masks a region out): a depression
+    touching a point read as nothing is not searched. ``False`` returns ``thresholds``
+    unchanged; the search is part of the recorded version."""
     if not search:
         return thresholds
     return replace(thresholds, profiler_dents=True, version=f"{thresholds.version}; profiler dents")

@@ -48,8 +48,9 @@ ProfilerDents = Annotated[
     typer.Option(
         "--profiler-dents",
         help="Search each part's height map (a 3D profiler's) for dents the camera missed. "
-        "For faces with no designed recess the profiler sees into: a blind pocket, slot or "
-        "notch is a depression too. Default: the height map measures the dents found.",
+        "For faces with no designed recess the profiler sees into (a blind pocket, slot or "
+        "notch is a depression too), or with such recesses masked out of its export "
+        "(NaN). Default: the height map measures the dents found.",
     ),
 ]
 """The option of the commands that decide parts with height maps

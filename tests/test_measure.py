@@ -388,9 +388,13 @@ def test_a_height_maps_depressions_are_its_pits_not_its_steps_or_holes():
     height[(yy - 200) ** 2 + (xx - 60) ** 2 <= 36] = np.nan
     (footprint,) = depressions(height, 0.2)
     assert footprint[pit].mean() > 0.6 and not footprint[~pit].any()
-    # A designed recess the profiler reads into is a depression too (hence opt-in).
-    height[(yy - 170) ** 2 + (xx - 170) ** 2 <= 100] -= 0.5
+    # A designed recess the profiler reads into is a depression too (hence opt-in),
+    # unless the profiler's export masks it (NaN), as its own software masks a region.
+    pocket = (yy - 170) ** 2 + (xx - 170) ** 2 <= 100
+    height[pocket] -= 0.5
     assert len(depressions(height, 0.2)) == 2
+    height[pocket] = np.nan
+    assert len(depressions(height, 0.2)) == 1
     assert depressions(np.full_like(height, np.nan), 0.2) == []
     # a scale so fine that the search would be wider than the frame: as wide as the frame
     assert depressions(height[40:48, 40:48], 0.0001) == []
