@@ -304,6 +304,22 @@ def read_mask(path: str | Path, *, max_side: int | None = None) -> np.ndarray:
     return image > peak / 2 if peak > 0 else np.zeros(image.shape, dtype=bool)
 
 
+HEIGHT_MAP_SUFFIX = ".height.tiff"
+"""A profiler's height map exported beside its image as ``<stem>.height.tiff``: the
+image's, not a part of its own (a station's watched folder, an audited folder)."""
+
+
+def height_map_beside(image: str | Path) -> Path:
+    """Where ``image``'s height map lies by :data:`HEIGHT_MAP_SUFFIX`'s convention."""
+    image = Path(image)
+    return image.with_name(image.stem + HEIGHT_MAP_SUFFIX)
+
+
+def is_height_map(name: str | Path) -> bool:
+    """Whether a file's name marks it as a height map beside an image."""
+    return str(name).lower().endswith(HEIGHT_MAP_SUFFIX)
+
+
 def read_height_map(path: str | Path) -> np.ndarray:
     """Read a 3D profiler's height map, ``(H, W)`` float32 in mm (a one-channel float
     TIFF, as profilers export them; invalid points may be NaN).

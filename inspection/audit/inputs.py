@@ -37,7 +37,7 @@ from inspection.datasets.loaders import (
     read_metadata,
 )
 from inspection.errors import UserError
-from inspection.io import IMAGE_SUFFIXES
+from inspection.io import HEIGHT_MAP_SUFFIX, IMAGE_SUFFIXES, height_map_beside, is_height_map
 
 MAX_ENTRY_BYTES = 1 << 30
 """Largest zip entry inflated (1 GiB): a 50 Mpx 16-bit RGB TIFF, the largest image the
@@ -172,11 +172,17 @@ def files_not_audited(spec: str | Path) -> Counter[str]:
             names = [PurePosixPath(i.filename).name for i in zf.infolist() if not i.is_dir()]
     else:
         return Counter()
-    return Counter(
-        PurePosixPath(name).suffix.lower() or "(no suffix)"
-        for name in names
-        if PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES
-    )
+    passed_over = (_passed_over(name, in_zip=kind == "zip") for name in names)
+    return Counter(suffix for suffix in passed_over if suffix is not None)
+
+
+def _passed_over(name: str, in_zip: bool) -> str | None:
+    """The suffix a file the audit passes over is counted under; ``None`` for one it
+    reads (an image, or in a folder a height map beside its image)."""
+    if in_zip and is_height_map(name):
+        return HEIGHT_MAP_SUFFIX  # read beside its image in a folder, not from an archive
+    suffix = PurePosixPath(name).suffix.lower()
+    return None if suffix in IMAGE_SUFFIXES else suffix or "(no suffix)"
 
 
 def describe_files_not_audited(counts: Counter[str]) -> str | None:
@@ -219,7 +225,7 @@ def _walk(root: Path) -> Iterator[Path]:
 def _file_items(root: Path, files: Iterator[Path], scale: float | None) -> Iterator[AuditItem]:
     real_root = root.resolve()
     for path in files:
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir():
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir() or is_height_map(path):
             continue
         source = _relative(path, root)
         problem = None
@@ -227,7 +233,15 @@ def _file_items(root: Path, files: Iterator[Path], scale: float | None) -> Itera
             target = path.resolve()
             if not target.is_relative_to(real_root):
                 problem = f"symbolic link to {target}, outside the input {root}: refused"
-        yield AuditItem(source, str(path), part_id=source, mm_per_px=scale, problem=problem)
+        height = height_map_beside(path)
+        yield AuditItem(
+            source,
+            str(path),
+            part_id=source,
+            mm_per_px=scale,
+            height_map=str(height) if height.is_file() else None,
+            problem=problem,
+        )
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -260,6 +274,8 @@ def _zip_items(archive: Path) -> Iterator[AuditItem]:
     for info in infos:
         if info.is_dir() or PurePosixPath(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
             continue
+        if is_height_map(info.filename):
+            continue  # a profiler's export is no part (read from folders, not archives)
         name = info.filename
         yield AuditItem(name, str(archive), entry=name, part_id=name, problem=_zip_problem(info))
 

@@ -53,7 +53,13 @@ from typing import Any
 from inspection.capture.audio import read_clip
 from inspection.capture.base import CaptureError, PartSource
 from inspection.errors import UserError
-from inspection.io import IMAGE_SUFFIXES, read_height_map, read_image
+from inspection.io import (
+    IMAGE_SUFFIXES,
+    height_map_beside,
+    is_height_map,
+    read_height_map,
+    read_image,
+)
 from inspection.types import Frame, Observation
 
 __all__ = ["CAPTURE_ERROR", "FolderSource", "is_ignored"]
@@ -65,7 +71,6 @@ CAPTURE_ERROR = "capture_error"
 
 IGNORED_SUFFIXES = (".partial", ".tmp")
 SIDECAR_SUFFIX = ".json"
-HEIGHT_MAP_SUFFIX = ".height.tiff"  # a profiler's height map beside the image, not a part
 _SIDECAR_FIELDS = frozenset({"part_id", "product", "mm_per_px", "audio"})
 
 
@@ -177,7 +182,7 @@ class FolderSource(PartSource):
         for name in names:
             if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            if name.lower().endswith(HEIGHT_MAP_SUFFIX):
+            if is_height_map(name):
                 continue
             present.add(name)
             with self._lock:
@@ -251,7 +256,7 @@ class FolderSource(PartSource):
     def _try_take(self, name: str, now: float) -> Observation | None:
         image = self.inbox / name
         sidecar = image.with_suffix(SIDECAR_SUFFIX)
-        signature = _signature(image, sidecar, _height_map_of(image))
+        signature = _signature(image, sidecar, height_map_beside(image))
         if signature is None:
             return None  # vanished between the scan and the stat
         with self._lock:
@@ -273,7 +278,7 @@ class FolderSource(PartSource):
             text = str(exc) if isinstance(exc, UserError | CaptureError) else repr(exc)
             observation = self._failed_observation(image, sidecar, f"{name}: {text}")
         files = [image]
-        for beside in (sidecar, _height_map_of(image)):
+        for beside in (sidecar, height_map_beside(image)):
             if beside.is_file():
                 files.append(beside)
         audio = observation.metadata.get("audio_path")
@@ -291,7 +296,7 @@ class FolderSource(PartSource):
         image = read_image(image_path, max_side=self.max_side)
         part_id = str(info.get("part_id") or image_path.stem)
         mm_per_px = info.get("mm_per_px", self.mm_per_px)
-        height_path = _height_map_of(image_path)
+        height_path = height_map_beside(image_path)
         height = read_height_map(height_path) if height_path.is_file() else None
         frame = Frame(image=image, camera=self.camera, mm_per_px=mm_per_px, height_map=height)
         metadata: dict[str, Any] = {k: v for k, v in info.items() if k not in _SIDECAR_FIELDS}
@@ -360,10 +365,6 @@ class FolderSource(PartSource):
                     self._seen.pop(image.name, None)
                 return True
         return False
-
-
-def _height_map_of(image: Path) -> Path:
-    return image.with_name(image.stem + HEIGHT_MAP_SUFFIX)
 
 
 def _signature(*paths: Path) -> tuple[tuple[int, int], ...] | None:

@@ -146,3 +146,24 @@ def test_inputs_that_cannot_be_listed_are_refused_at_the_door(tmp_path):
     other.write_text("x")
     with pytest.raises(AuditInputError, match="not an audit input"):
         input_kind(other)
+
+
+def test_a_height_map_beside_an_image_is_its_profilers_not_a_part(tmp_path):
+    """``<stem>.height.tiff`` beside an image in a folder or a glob is that image's
+    height map (as at a station's watched folder); in a zip it is passed over, and
+    counted so, since the audit reads height maps from files."""
+    _png(tmp_path / "lot" / "a.png")
+    _png(tmp_path / "lot" / "b.png")
+    cv2.imwrite(str(tmp_path / "lot" / "a.height.tiff"), np.zeros((16, 16), np.float32))
+    for spec in (tmp_path / "lot", f"{tmp_path}/lot/*"):
+        items = {item.source: item for item in iter_inputs(spec)}
+        assert sorted(items) == ["a.png", "b.png"]
+        assert items["a.png"].height_map == str(tmp_path / "lot" / "a.height.tiff")
+        assert items["b.png"].height_map is None
+    assert files_not_audited(tmp_path / "lot") == {}
+    archive = tmp_path / "lot.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(tmp_path / "lot" / "a.png", "a.png")
+        zf.write(tmp_path / "lot" / "a.height.tiff", "a.height.tiff")
+    assert [item.source for item in iter_inputs(archive)] == ["a.png"]
+    assert files_not_audited(archive) == {".height.tiff": 1}
