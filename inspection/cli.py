@@ -110,7 +110,7 @@ def synth(
         bool,
         typer.Option(
             help="Also write each part's height map (float32 TIFF in mm, as a 3D profiler "
-            "registered to the camera sees the face), from which dents' depth is measured."
+            "registered to the camera sees the face), on which dents are measured."
         ),
     ] = False,
 ) -> None:
@@ -1042,7 +1042,7 @@ def demo(
     profiler: Annotated[
         bool,
         typer.Option(
-            help="The simulated station also has a 3D profiler: dents' depth is measured "
+            help="The simulated station also has a 3D profiler: dents are measured "
             "on each part's height map (else a depth clause goes to REVIEW)."
         ),
     ] = False,

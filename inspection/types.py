@@ -114,7 +114,7 @@ class Frame:
         Calibrated scale; ``None`` when the station is uncalibrated (sizes then stay in px).
     height_map : np.ndarray | None
         ``(H, W)`` float32 surface height in mm from a 3D profiler registered to the
-        camera (NaN where it saw nothing); dents' depth is measured on it. ``None``: no
+        camera (NaN where it saw nothing); dents are measured on it. ``None``: no
         profiler (a depth clause then goes to REVIEW).
 
     Raises

@@ -77,8 +77,8 @@ class AuditItem:
     audio : str | None
         Its tap-test recording, where the manifest names one.
     height_map : str | None
-        Its 3D profiler's height map (dents' depth is measured on it), where the manifest
-        names one.
+        Its 3D profiler's height map (dents are measured on it), where the manifest
+        names one or a folder holds ``<stem>.height.tiff`` beside the image.
     problem : str | None
         Why it was refused unread, or ``None``.
     """

@@ -31,7 +31,7 @@ class SimulatedLine(PartSource):
     profiler
         The station also has a 3D profiler registered to the camera: each frame carries
         the part's height map (:meth:`~inspection.synth.part.SynthPart.height_map`), from
-        which dents' depth is measured.
+        which dents are measured (size and depth).
     """
 
     def __init__(

@@ -91,7 +91,7 @@ class SimulatorSource(_Section):
         Index of the first part (a restarted simulator continues with new ids).
     profiler : bool
         The simulated station also has a 3D profiler: frames carry height maps, and
-        dents' depth is measured on them.
+        dents are measured on them (size and depth).
     """
 
     kind: Literal["simulator"] = "simulator"
