@@ -510,6 +510,13 @@ def evaluate_command(
         decoder=report_decoder,
         standard=_load_standard(standard) if standard is not None else None,
     )
+    if profiler_dents and not metrics["height_maps"]:
+        err_console.print(
+            f"warning: --profiler-dents: no part of {data} has a height map (a manifest's "
+            "`height`): nothing was searched",
+            highlight=False,
+            soft_wrap=True,
+        )
     table = Table(title=f"{model} on {data}")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -202,6 +202,7 @@ def evaluate(
         if standard is not None and thresholds.guard is None:
             metrics["guard_band_tradeoff"] = guard_band_tradeoff(rows, passed, standard, band)
     metrics["products"] = dataset.products
+    metrics["height_maps"] = sum(s.height_map is not None for s in samples)  # profiled parts
     if decoder is not None:
         from inspection.decoder.evaluate import score_reports
 

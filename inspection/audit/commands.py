@@ -118,6 +118,8 @@ def audit_command(
         profiler_dents=profiler_dents,
     )
     _warn_of_files_not_audited(input_spec)
+    if profiler_dents:
+        _warn_of_no_height_maps(input_spec)
     standard_file = standard_path(standard)
     with ExitStack() as stack:
         store = None if db is None else stack.enter_context(_records(db))  # refused first
@@ -167,6 +169,20 @@ def _record(input_spec: str, out: Path, store: Any, station: str, standard: Path
         f"recorded before{pending}",
         highlight=False,
     )
+
+
+def _warn_of_no_height_maps(input_spec: str) -> None:
+    """``--profiler-dents`` on an input none of whose parts has a height map searches
+    nothing: say so before the audit, not after it."""
+    from inspection.audit.inputs import iter_inputs
+
+    if not any(item.height_map for item in iter_inputs(input_spec)):
+        err_console.print(
+            f"warning: --profiler-dents: no part of {input_spec} has a height map (a "
+            "manifest's `height`, or <stem>.height.tiff beside an image): nothing is searched",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _warn_of_files_not_audited(input_spec: str) -> None:

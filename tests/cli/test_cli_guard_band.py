@@ -60,11 +60,14 @@ def test_an_audit_records_the_guard_band_it_decided_with(tmp_path, tiny_model_an
 
 def test_the_profiler_search_is_recorded_with_every_verdict(tmp_path, tiny_model_and_lot):  # noqa: F811
     """``--profiler-dents`` on evaluate and audit: recorded in the calibration version
-    (a verdict says how it was reached) and in evaluate's metrics."""
+    (a verdict says how it was reached) and in evaluate's metrics; on parts with no
+    height map, a warning that nothing was searched."""
     model, lot = tiny_model_and_lot
     evaluated, audited = _commands(model, lot, tmp_path / "out")
     result = CliRunner().invoke(app, [*audited, "--profiler-dents", "--no-verify"])
     assert result.exit_code == 0, result.output
+    # the lot has no height map: the search is recorded, and said to have found none
+    assert "--profiler-dents: no part of" in result.output, result.output
     lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     assert all(json.loads(x)["calibration_version"].endswith("; profiler dents") for x in lines)
     data = tmp_path / "data" / "good"  # the lot as a dataset: one folder per class
@@ -75,8 +78,10 @@ def test_the_profiler_search_is_recorded_with_every_verdict(tmp_path, tiny_model
     evaluated[-1] = str(tmp_path / "eval")
     result = CliRunner().invoke(app, [*evaluated, "--profiler-dents", "--no-reports"])
     assert result.exit_code == 0, result.output
-    thresholds = json.loads((tmp_path / "eval" / "metrics.json").read_text())["thresholds"]
-    assert thresholds["profiler_dents"] is True
+    assert "--profiler-dents: no part of" in result.output, result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    thresholds = metrics["thresholds"]
+    assert thresholds["profiler_dents"] is True and metrics["height_maps"] == 0
     assert thresholds["version"].endswith("; profiler dents")
 
 
