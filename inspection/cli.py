@@ -483,17 +483,12 @@ def evaluate_command(
     The guard band (the gauge's uncertainty per class and attribute) is written where the
     data gives the defects' true sizes."""
     from inspection.evaluate import evaluate
-    from inspection.pipeline import (
-        load_detector,
-        thresholds_of,
-        with_guard_band,
-        with_profiler_dents,
-        with_review_band,
-    )
+    from inspection.pipeline import line_thresholds, load_detector
 
     detector, metadata = load_detector(model, verify=not no_verify, normality=normality)
-    thresholds = with_review_band(thresholds_of(metadata), review_from)
-    thresholds = with_profiler_dents(with_guard_band(thresholds, guard_band), profiler_dents)
+    thresholds = line_thresholds(
+        metadata, review_from=review_from, guard_band=guard_band, profiler_dents=profiler_dents
+    )
     if decoder is None and (model / "decoder").is_dir():
         decoder = model / "decoder"
     report_decoder = None

@@ -335,11 +335,10 @@ def _decider(
         from inspection.pipeline import (
             Inspector,
             Thresholds,
+            line_thresholds,
             load_detector,
             thresholds_of,
-            with_guard_band,
             with_normality,
-            with_profiler_dents,
             with_review_band,
         )
 
@@ -354,8 +353,9 @@ def _decider(
                 product_second_look(model, product, normality, console)
             detector, metadata = with_normality(model, normality, verify)
             described += f" fused with the normality model {normality}"
-        thresholds = with_guard_band(with_review_band(thresholds_of(metadata), review_from), guard)
-        thresholds = with_profiler_dents(thresholds, profiler_dents)
+        thresholds = line_thresholds(
+            metadata, review_from=review_from, guard_band=guard, profiler_dents=profiler_dents
+        )
         if review_from is not None:
             described += f", review band from {review_from:g}"
         if guard is not None:

@@ -935,7 +935,7 @@ def _gauge_figure(pairs, band: GuardBand):
         fixed, proportional = band.margins[defect_class][attribute]
         top = float(max(reading.max(), true.max())) * 1.05
         line = np.linspace(0.0, top, 50)
-        margin = fixed + proportional * line
+        margin = band.margin(defect_class, attribute, line)  # (50,)
         ax.plot(line, line, color="0.4", linewidth=1)
         ax.plot(line - margin, line, "--", color="tab:red", linewidth=1)
         ax.plot(line + margin, line, "--", color="tab:red", linewidth=1)

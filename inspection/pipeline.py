@@ -219,6 +219,22 @@ def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
     )
 
 
+def line_thresholds(
+    metadata: dict[str, Any],
+    *,
+    review_from: float | None = None,
+    guard_band: GuardBand | str | Path | None = None,
+    profiler_dents: bool = False,
+) -> Thresholds:
+    """The thresholds a line decides with: the model's (:func:`thresholds_of`) with the
+    plant's settings on top, in one order wherever parts are decided: a review band
+    (:func:`with_review_band`), a guard band or its file (:func:`with_guard_band`) and
+    the height maps' search (:func:`with_profiler_dents`). Each is part of the recorded
+    version; each raises as its function does."""
+    thresholds = with_review_band(thresholds_of(metadata), review_from)
+    return with_profiler_dents(with_guard_band(thresholds, guard_band), profiler_dents)
+
+
 class Detector(Protocol):
     """Anything that turns one image (and the part's audio) into a full-size detection."""
 

@@ -48,11 +48,8 @@ from inspection.models.preprocess import Tiles, preprocess
 from inspection.pipeline import (
     Inspector,
     Thresholds,
+    line_thresholds,
     review_result,
-    thresholds_of,
-    with_guard_band,
-    with_profiler_dents,
-    with_review_band,
 )
 from inspection.standards import Standard
 from inspection.types import AudioClip, Frame, InspectionResult, Observation, Verdict
@@ -219,12 +216,11 @@ class PartAuditor:
     pool: Executor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.thresholds: Thresholds = with_profiler_dents(
-            with_guard_band(
-                with_review_band(thresholds_of(self.metadata), self.options.review_from),
-                self.options.guard_band,
-            ),
-            self.options.profiler_dents,
+        self.thresholds: Thresholds = line_thresholds(
+            self.metadata,
+            review_from=self.options.review_from,
+            guard_band=self.options.guard_band,
+            profiler_dents=self.options.profiler_dents,
         )
         self.pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="audit")
         (self.out / THUMBNAILS).mkdir(parents=True, exist_ok=True)

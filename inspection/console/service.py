@@ -161,14 +161,12 @@ class ModelSet:
     def inspector(self, standard: Any) -> Any:
         from inspection.pipeline import (
             Inspector,
-            thresholds_of,
-            with_guard_band,
-            with_review_band,
+            line_thresholds,
         )
 
         detector, metadata = self.detector()
-        thresholds = with_review_band(thresholds_of(metadata), self.review_from)
-        return Inspector(detector, standard, with_guard_band(thresholds, self._guard))
+        thresholds = line_thresholds(metadata, review_from=self.review_from, guard_band=self._guard)
+        return Inspector(detector, standard, thresholds)
 
     def check_review_band(self) -> None:
         """Refuse a review band the model's image threshold leaves no room for, before

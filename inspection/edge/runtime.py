@@ -33,11 +33,8 @@ from inspection.models.outputs import Detection
 from inspection.pipeline import (
     Inspector,
     RecordingDetector,
+    line_thresholds,
     review_result,
-    thresholds_of,
-    with_guard_band,
-    with_profiler_dents,
-    with_review_band,
 )
 from inspection.standards import Standard
 from inspection.types import Action, InspectionResult, Observation, Verdict
@@ -100,11 +97,11 @@ class EdgeRuntime:
         # checked again where the bundle carries it (it costs one hash of the graph).
         self.detector = bundle.detector(threads)
         self.fusion = self._fusion(threads)
-        self.thresholds = with_profiler_dents(
-            with_guard_band(
-                with_review_band(thresholds_of(self.detector.metadata), review_from), guard_band
-            ),
-            profiler_dents,
+        self.thresholds = line_thresholds(
+            self.detector.metadata,
+            review_from=review_from,
+            guard_band=guard_band,
+            profiler_dents=profiler_dents,
         )
         self._standards: dict[str, Standard] = {}
         self.product = product if product is not None else self._only_product()

@@ -273,13 +273,11 @@ def _left_to_review(defect: Defect, zone: str | None, clause: Clause, why: str) 
 def _holds_within(clause: Clause, measured: Mapping[str, float], guard: GuardBand) -> bool:
     """Whether every condition of ``clause`` holds for some true value within the guard
     band of its reading."""
-    for condition in clause.when:
-        reading = float(measured[condition.attribute])
-        if not condition.holds_within(
-            reading, guard.margin(clause.defect, condition.attribute, reading)
-        ):
-            return False
-    return True
+    readings = [(c, float(measured[c.attribute])) for c in clause.when]
+    return all(
+        c.holds_within(reading, guard.margin(clause.defect, c.attribute, reading))
+        for c, reading in readings
+    )
 
 
 def _band_text(clause: Clause, measured: Mapping[str, float], guard: GuardBand) -> str:

@@ -155,11 +155,8 @@ def build_runtime(config: StationConfig) -> Runtime:
     from inspection.config import standard_path
     from inspection.pipeline import (
         Inspector,
+        line_thresholds,
         load_detector,
-        thresholds_of,
-        with_guard_band,
-        with_profiler_dents,
-        with_review_band,
     )
     from inspection.standards import load_standard
 
@@ -169,9 +166,12 @@ def build_runtime(config: StationConfig) -> Runtime:
         torch.set_num_threads(config.model.threads)
     detector, metadata = load_detector(path, config.model.verify, config.model.normality)
     standard = load_standard(config.model.standard or standard_path(config.product))
-    thresholds = with_review_band(thresholds_of(metadata), config.model.review_from)
-    thresholds = with_guard_band(thresholds, config.model.guard_band)
-    thresholds = with_profiler_dents(thresholds, config.model.profiler_dents)
+    thresholds = line_thresholds(
+        metadata,
+        review_from=config.model.review_from,
+        guard_band=config.model.guard_band,
+        profiler_dents=config.model.profiler_dents,
+    )
     return InspectorRuntime(Inspector(detector, standard, thresholds))
 
 
