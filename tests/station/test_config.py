@@ -50,6 +50,7 @@ def test_environment_overrides_the_file_nested_fields_too(monkeypatch):
         ("model: {path: m}\nlate_verdict: PASS\n", "late_verdict"),
         ("model: {path: m}\ncycle_tme_ms: 10\n", "cycle_tme_ms"),
         ("model: {path: m}\nbus: {kind: carrier-pigeon}\n", "bus"),
+        ("model: {path: m, profiler_dents: maybe}\n", "model.profiler_dents"),
         ("- a list\n", "mapping"),
     ],
 )
