@@ -590,7 +590,12 @@ def _card(observation: Observation, part: SynthPart, result: InspectionResult, l
         if d.defect.mask is not None
     ]
     regions += [(d.mask, "truth", (0, 255, 0)) for d in part.defects if d.visible]
-    image = overlay(observation.frames[0].image, regions)
+    footprints = [
+        (d.defect.footprint, class_colour(classes.index(d.defect.defect_class)))
+        for d in result.decisions
+        if d.defect.footprint is not None
+    ]
+    image = overlay(observation.frames[0].image, regions, dashed=footprints)
     lines = tuple(d.reason for d in result.decisions) or ("no defects found",)
     return Card(
         png_base64(image),

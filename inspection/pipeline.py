@@ -603,9 +603,9 @@ def with_profile(
     stay the image's; where it saw nothing at all, the depth stays unknown (a depth
     clause then goes to REVIEW, as without a profiler).
 
-    The region (mask, box, zone) stays the one the maps found: the footprint only
-    measures it. ``sizes=False`` reads the depth alone (the ground-truth station, whose
-    masks are exact)."""
+    The region (mask, box, zone) stays the one the maps found: the footprint measures
+    it, and comes with it as ``footprint`` (the overlays outline it). ``sizes=False``
+    reads the depth alone (the ground-truth station, whose masks are exact)."""
     if defect.defect_class not in DEPTH_CLASSES or defect.mask is None:
         return defect
     attributes, region = dict(defect.attributes), defect.mask
@@ -616,7 +616,7 @@ def with_profile(
     depth = depth_below_surface(height_map, region)
     if depth is not None:
         attributes["depth_mm"] = round(depth, 4)
-    return replace(defect, attributes=attributes)
+    return replace(defect, attributes=attributes, footprint=footprint)
 
 
 def profiler_dents(

@@ -202,6 +202,9 @@ class Defect:
 
     ``attributes`` holds the measured quantities the standards' conditions refer to
     (``length_mm``, ``width_mm``, ``area_mm2``, ``depth_mm``, ``delta_e`` ...).
+    ``footprint``, where a 3D profiler measured the defect, is the depression its sizes
+    were read on (:func:`~inspection.pipeline.with_profile`); ``mask`` stays the region
+    the maps found, which places it (zone, box).
     """
 
     defect_class: str
@@ -211,6 +214,7 @@ class Defect:
     zone: str | None = None
     score: float = 1.0
     frame_index: int = 0
+    footprint: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool
 
     @property
     def centroid(self) -> tuple[float, float] | None:

@@ -39,11 +39,14 @@ def overlay(
     regions: Sequence[tuple[np.ndarray, str, tuple[int, int, int]]],
     heatmap: np.ndarray | None = None,
     alpha: float = 0.35,
+    dashed: Sequence[tuple[np.ndarray, tuple[int, int, int]]] = (),
 ) -> np.ndarray:
     """Draw each ``(mask, label, rgb)`` region as a tinted outline with its label.
 
     ``heatmap`` (``(H, W)`` floats in 0..1), when given, is blended in first, e.g. an
-    anomaly map.
+    anomaly map. Each ``(mask, rgb)`` of ``dashed`` is outlined with a dashed line and
+    not tinted: what a region was measured on when that is not the region itself (a
+    dent's footprint on the height map).
     """
     canvas = to_uint8_rgb(image).copy()
     if heatmap is not None:
@@ -62,10 +65,23 @@ def overlay(
         cv2.drawContours(canvas, contours, -1, colour, line, cv2.LINE_AA)
         x, y, _, _ = cv2.boundingRect(np.concatenate(contours))
         labels.append((label, (x, y - 3), colour))
+    for mask, colour in dashed:
+        _dashed_outline(canvas, np.asarray(mask, dtype=np.uint8), colour, line)
     for label, origin, colour in labels:  # last, so that no later tint covers one
         if label:  # an empty label: the region is outlined only
             _label(canvas, label, origin, colour)
     return canvas
+
+
+def _dashed_outline(canvas: np.ndarray, mask: np.ndarray, colour, line: int) -> None:
+    """The outer edge of ``mask`` in dashes about four lines long, as long gaps."""
+    dash = 4 * line + 2
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    for contour in contours:
+        points = contour[:, 0, :]
+        for start in range(0, len(points), 2 * dash):
+            piece = points[start : start + dash + 1]
+            cv2.polylines(canvas, [piece], False, colour, line, cv2.LINE_AA)
 
 
 LABEL_MIN_SCALE = 0.5

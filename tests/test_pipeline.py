@@ -504,10 +504,13 @@ def test_a_profilers_height_map_gives_a_dents_size(bracket_standard, pit_px, reg
     yy, xx = np.mgrid[:H, :W]
     region = (yy - 50) ** 2 + (xx - 50) ** 2 <= region_px**2
     assert np.array_equal(decision.defect.mask, region)  # the footprint only measures it
+    pit = (yy - 50) ** 2 + (xx - 50) ** 2 <= pit_px**2
+    footprint = decision.defect.footprint  # what it was measured on, for the overlays
+    assert (footprint & pit).sum() / (footprint | pit).sum() > 0.7
     without = decide(
         found, Frame(image, "cam0", 0.1), bracket_standard, Thresholds(version="t1"), "p1"
     )
-    assert without.verdict is not verdict
+    assert without.verdict is not verdict and without.decisions[0].defect.footprint is None
 
 
 def test_a_profilers_search_finds_the_dent_the_camera_missed(bracket_standard):

@@ -381,21 +381,24 @@ class PartAuditor:
         image = part.frame.image
         shape = image.shape[:2]
         full = self.out / OVERLAYS / f"{name}.png"
-        _write_atomic(full, overlay(image, self._regions(result, shape, shape, FULL_LABELS)))
+        regions, footprints = self._regions(result, shape, shape, FULL_LABELS)
+        _write_atomic(full, overlay(image, regions, dashed=footprints))
         scale = THUMBNAIL_SIDE / max(shape)
         size = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         small = cv2.resize(image, size[::-1], interpolation=interp)
         thumb = self.out / THUMBNAILS / f"{name}.jpg"
-        _write_atomic(thumb, overlay(small, self._regions(result, shape, size, THUMB_LABELS)))
+        regions, footprints = self._regions(result, shape, size, THUMB_LABELS)
+        _write_atomic(thumb, overlay(small, regions, dashed=footprints))
         return {
             "overlay": full.relative_to(self.out).as_posix(),
             "thumbnail": thumb.relative_to(self.out).as_posix(),
         }
 
     def _regions(self, result: InspectionResult, shape, size, labelled: int):
-        """Overlay regions of the part's defects at ``size``; the ``labelled`` largest
-        carry their class and clause, the rest are outlined only (labels would hide the
+        """Overlay regions of the part's defects at ``size``, and the footprints the
+        profiler measured dents on (dashed); the ``labelled`` largest regions carry
+        their class and clause, the rest are outlined only (labels would hide the
         part)."""
         classes = list(self.detector.classes)
         found = [
@@ -405,18 +408,22 @@ class PartAuditor:
         ]
         largest = sorted(range(len(found)), key=lambda i: -int(found[i].defect.mask.sum()))
         named = set(largest[:labelled])
-        regions = []
+        regions, footprints = [], []
         for i, d in enumerate(found):
-            mask = d.defect.mask
-            if tuple(size) != tuple(shape):
-                mask = cv2.resize(
-                    mask.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST
-                )
             cls = d.defect.defect_class
-            index = classes.index(cls) if cls in classes else len(classes)
+            colour = class_colour(classes.index(cls) if cls in classes else len(classes))
             label = (f"{cls} {d.clause_id}" if d.clause_id else cls) if i in named else ""
-            regions.append((mask, label, class_colour(index)))
-        return regions
+            regions.append((_at_size(d.defect.mask, size), label, colour))
+            if d.defect.footprint is not None:
+                footprints.append((_at_size(d.defect.footprint, size), colour))
+        return regions, footprints
+
+
+def _at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A frame's mask drawn on a picture of ``size`` (rows, columns)."""
+    if tuple(size) == mask.shape:
+        return mask
+    return cv2.resize(mask.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST)
 
 
 def detect_tiles(detector: Any, tiles: list[Tiles]) -> list[Detection]:

@@ -273,3 +273,33 @@ def test_a_manifests_height_maps_reach_the_decision_and_a_bad_one_is_an_error(
     assert summary.parts == 3 and summary.unreadable == 1
     assert found["P-0"]["error"] is None and found["P-1"]["error"] is None
     assert "height map is" in found["P-2"]["error"] and found["P-2"]["verdict"] == "REVIEW"
+
+
+def test_a_dents_footprint_is_drawn_on_its_overlay_and_thumbnail():
+    """A dent the profiler measured: its region and, dashed, its footprint, each scaled
+    to the picture it is drawn on."""
+    from types import SimpleNamespace
+
+    from inspection.audit.engine import PartAuditor
+    from inspection.types import Action, Defect, DefectDecision, InspectionResult, Verdict
+
+    region = np.zeros((64, 96), bool)
+    region[20:30, 40:52] = True
+    footprint = np.zeros((64, 96), bool)
+    footprint[18:34, 36:56] = True
+    dent = Defect("dent", {"length_mm": 2.0}, mask=region, footprint=footprint)
+    scratch = Defect("scratch", {"length_mm": 5.0}, mask=np.roll(region, 30, axis=1))
+    result = InspectionResult(
+        "p1",
+        Verdict.REJECT,
+        None,
+        Action.REWORK,
+        tuple(DefectDecision(d, "A", None, Action.REWORK, "4.2.2", "") for d in (dent, scratch)),
+    )
+    auditor = SimpleNamespace(detector=SimpleNamespace(classes=("good", "scratch", "dent")))
+    for size in ((64, 96), (32, 48)):
+        regions, footprints = PartAuditor._regions(auditor, result, (64, 96), size, 1)
+        assert [m.shape for m, _, _ in regions] == [size, size]
+        ((drawn, colour),) = footprints
+        assert drawn.shape == size and colour == regions[0][2]
+        assert drawn.sum() == footprint.sum() * (size[0] / 64) ** 2

@@ -23,3 +23,17 @@ def test_a_label_at_the_right_edge_stays_inside_on_a_dark_box():
     assert 8 <= rows.max() - rows.min() + 1 <= 40  # a box of legible height
     red = (drawn[:, :, 0] > 200) & (drawn[:, :, 1] < 60)
     assert red[rows.min() : rows.max() + 1, : cols.max()].any()  # the text itself
+
+
+def test_a_dashed_outline_marks_the_edge_in_pieces_and_leaves_the_inside_as_it_was():
+    """A dent's footprint on the height map, drawn beside the region the maps found: its
+    edge dashed in the region's colour, its inside not tinted."""
+    image = np.full((120, 120, 3), 100, np.uint8)
+    footprint = np.zeros((120, 120), bool)
+    footprint[30:90, 30:90] = True
+    drawn = overlay(image, [], dashed=[(footprint, (255, 0, 0))])
+    red = (drawn[:, :, 0] > 150) & (drawn[:, :, 1] < 90)
+    edge = red[28:32, 30:90].any(axis=0)  # along the top edge
+    assert 0.3 < edge.mean() < 0.8  # dashes, with gaps between them
+    assert np.array_equal(drawn[40:80, 40:80], image[40:80, 40:80])
+    assert np.array_equal(drawn[:20], image[:20])
