@@ -8,7 +8,8 @@ surface (turned so that the grain runs along the rows) minus its running median 
 row (``--window`` px: the grain is long, a scratch is thin across it), averaged over
 ``--run`` px along the row (a stroke continues, speckle does not), in robust standard
 deviations of that residual over the part's surface. A part's score is its largest
-absolute value (scratches are dark or specular). The level is set on good parts only, at
+absolute value (scratches are dark or specular; the ``bright`` and ``dark`` rows take
+its largest value of one sign only). The level is set on good parts only, at
 ``--target-frr`` (as the image threshold and the second look are), then applied to other
 parts.
 
@@ -119,7 +120,8 @@ def scan(folder: Path, args, detector=None, shift: float = 0.0) -> list[Part]:
     parts = []
     for record in tqdm(records[: args.limit], desc=folder.name):
         image = cv2.imread(str(folder / record["image"]))
-        maps = {"streak": np.abs(streak_z(image, args.window, args.run))}
+        z = streak_z(image, args.window, args.run)
+        maps = {"streak": np.abs(z), "streak bright": z, "streak dark": -z}
         for scale in args.scales if detector is not None else ():
             rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
             maps[f"heads x{scale:g}"] = heads_map(detector, shift, rgb, scale)
