@@ -355,7 +355,11 @@ def _evaluate_one(
     mm, reference = dataset.scale_of(sample), dataset.reference_of(sample)
     try:
         image, audio, mask = read_sample(sample)
-        height = read_height_map(sample.height_map) if sample.height_map is not None else None
+        height = (
+            read_height_map(sample.height_map, dataset.height_encoding)
+            if sample.height_map is not None
+            else None
+        )
         frame = Frame(image=image, camera="eval", mm_per_px=mm, height_map=height)
         start = time.perf_counter()
         detection = detector.detect(image, audio)

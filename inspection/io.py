@@ -320,27 +320,104 @@ def is_height_map(name: str | Path) -> bool:
     return str(name).lower().endswith(HEIGHT_MAP_SUFFIX)
 
 
-def read_height_map(path: str | Path) -> np.ndarray:
-    """Read a 3D profiler's height map, ``(H, W)`` float32 in mm (a one-channel float
-    TIFF, as profilers export them; invalid points may be NaN).
+@dataclass(frozen=True)
+class HeightEncoding:
+    """How a profiler's integer height map reads in mm: ``mm = raw * scale_mm +
+    offset_mm``, and a point equal to ``invalid`` is one the profiler missed (NaN). These
+    are GenICam's Scan3dCoordinateScale, Scan3dCoordinateOffset and
+    Scan3dInvalidDataValue, which a 3D camera reports beside its range image; a negative
+    scale turns a range (distance from the sensor) into a height.
+
+    Raises
+    ------
+    UserError
+        A scale that is zero or not finite, an offset not finite, an invalid value not
+        an integer.
+    """
+
+    scale_mm: float
+    offset_mm: float = 0.0
+    invalid: int | None = None
+
+    def __post_init__(self) -> None:
+        scale, offset = self.scale_mm, self.offset_mm
+        if not _is_number(scale) or not np.isfinite(scale) or scale == 0:
+            raise UserError(f"a height map's z scale must be a finite non-zero mm, not {scale!r}")
+        if not _is_number(offset) or not np.isfinite(offset):
+            raise UserError(f"a height map's z offset must be a finite mm, not {offset!r}")
+        if self.invalid is not None and (
+            isinstance(self.invalid, bool) or not isinstance(self.invalid, int | np.integer)
+        ):
+            raise UserError(
+                f"a height map's invalid value must be an integer, not {self.invalid!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, data: object, where: str) -> HeightEncoding:
+        """The encoding a config or ``dataset.yaml`` states as ``{scale_mm, offset_mm,
+        invalid}``; an error names ``where``."""
+        if not isinstance(data, dict) or set(data) - {"scale_mm", "offset_mm", "invalid"}:
+            raise UserError(
+                f"{where}: a height encoding is a mapping of scale_mm, offset_mm and invalid, "
+                f"not {data!r}"
+            )
+        if "scale_mm" not in data:
+            raise UserError(f"{where}: a height encoding needs scale_mm (mm per count)")
+        try:
+            return cls(data["scale_mm"], data.get("offset_mm", 0.0), data.get("invalid"))
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from exc
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """``(H, W)`` float32 mm of an integer height map, NaN where it is ``invalid``."""
+        height = (raw.astype(np.float64) * self.scale_mm + self.offset_mm).astype(np.float32)
+        if self.invalid is not None:
+            height[raw == self.invalid] = np.nan
+        return height
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+def read_height_map(path: str | Path, encoding: HeightEncoding | None = None) -> np.ndarray:
+    """Read a 3D profiler's height map, ``(H, W)`` float32 in mm: a one-channel float
+    TIFF in mm, as profilers export them (invalid points may be NaN), or a one-channel
+    integer TIFF (a range image's counts) read through its ``encoding``.
 
     Raises
     ------
     InputError
-        A file that is missing, not decodable, or not one channel of float32.
+        A file that is missing or not decodable, not one channel, an integer map without
+        an encoding, or a float map with one (its values are mm already).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such height map")
     height = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if height is None:
-        raise InputError(f"{path}: cannot decode a height map (expected a float32 TIFF)")
-    if height.ndim != 2 or height.dtype != np.float32:
+        raise InputError(f"{path}: cannot decode a height map (expected a one-channel TIFF)")
+    if height.ndim != 2 or not (
+        np.issubdtype(height.dtype, np.floating) or np.issubdtype(height.dtype, np.integer)
+    ):
         raise InputError(
-            f"{path}: a height map is one channel of float32 mm, not {height.dtype} of shape "
-            f"{height.shape}"
+            f"{path}: a height map is one channel of float32 mm or of integer counts, not "
+            f"{height.dtype} of shape {height.shape}"
         )
-    return height
+    if np.issubdtype(height.dtype, np.floating):
+        if encoding is not None:
+            raise InputError(
+                f"{path}: a {height.dtype} height map is in mm already; a height encoding "
+                "(z scale, offset, invalid value) reads integer maps only"
+            )
+        return height.astype(np.float32, copy=False)
+    if encoding is None:
+        raise InputError(
+            f"{path}: an integer ({height.dtype}) height map needs the profiler's z scale in "
+            "mm per count, its offset and its invalid value (a height encoding: audit's "
+            "--height-scale, a dataset's or a folder source's height_encoding)"
+        )
+    return encoding.decode(height)
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

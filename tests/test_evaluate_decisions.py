@@ -397,14 +397,18 @@ def test_the_dispositions_of_parts_both_reject_are_compared(tmp_path):
     assert "same 0.500 of 4; milder 1: scratch 1; harsher 1: scratch 1" in page
 
 
-def test_a_samples_height_map_gives_depth_and_a_bad_one_is_an_error_row(tmp_path):
+@pytest.mark.parametrize("counts", [False, True])
+def test_a_samples_height_map_gives_depth_and_a_bad_one_is_an_error_row(tmp_path, counts):
     """A dent 1 mm long (within 4.2.2's 1.5 mm): with its height map, 0.1 mm deep, it
     passes; without one, the depth clause sends it to review; a height map of another
-    size than the photograph is the sample's fault: an error row, REVIEW."""
+    size than the photograph is the sample's fault: an error row, REVIEW. The same with
+    a 3D camera's integer counts, read through ``dataset.yaml``'s ``height_encoding``."""
     root = tmp_path / "data"
     yy, xx = np.mgrid[:H, :W]
     d2 = ((yy - 50) ** 2 + (xx - 50) ** 2) / 25
     pit = np.where(d2 <= 1, -0.1 * (1 - d2) ** 2, 0.0).astype(np.float32)
+    if counts:  # 1 µm a count, 10 mm at count 0
+        pit = np.round((pit + 10.0) * 1000).astype(np.uint16)
     assert cv2.imwrite(str(tmp_path / "pit.tiff"), pit)
     assert cv2.imwrite(str(tmp_path / "small.tiff"), pit[:50])
     truth = {
@@ -421,7 +425,8 @@ def test_a_samples_height_map_gives_depth_and_a_bad_one_is_an_error_row(tmp_path
             | ({"height": height} if height else {})
         )
     (root / "manifest.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
-    (root / "dataset.yaml").write_text("product: bracket\n")
+    encoding = "height_encoding: {scale_mm: 0.001, offset_mm: -10}\n" if counts else ""
+    (root / "dataset.yaml").write_text("product: bracket\n" + encoding)
     detector = ByShade({s: detection(d2 <= 1, cls="dent") for s in (10, 20, 30)})
     metrics = evaluate(detector, THRESHOLDS, root, tmp_path / "out", progress=False)
     rows = _rows(tmp_path / "out")

@@ -17,11 +17,14 @@ from PIL import Image
 
 from inspection import io as inspection_io
 from inspection.config import get_settings
+from inspection.errors import UserError
 from inspection.io import (
+    HeightEncoding,
     InputError,
     audio_clip,
     read_audio,
     read_header,
+    read_height_map,
     read_image,
     read_mask,
     to_uint8_rgb,
@@ -376,3 +379,62 @@ def test_fuzz_read_image_raises_only_input_error(fuzz_file, data):
     assert image.dtype in (np.uint8, np.uint16)
     assert image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)
     assert min(image.shape[:2]) >= 8
+
+
+# ---------------------------------------------------------------------------------------
+# Height maps: float mm, or a 3D camera's integer counts through their encoding
+
+
+def _tiff(path, array) -> str:
+    assert cv2.imwrite(str(path), array)
+    return str(path)
+
+
+def test_an_integer_height_map_reads_in_mm_through_its_encoding(tmp_path):
+    """A 3D camera's range image: counts times its z scale plus its offset, the invalid
+    count a point it missed; a negative scale turns a distance into a height."""
+    counts = np.array([[0, 1000, 2000], [65535, 1500, 0]], np.uint16)
+    path = _tiff(tmp_path / "p.height.tiff", counts)
+    height = read_height_map(path, HeightEncoding(0.001, -1.0, invalid=65535))
+    assert height.dtype == np.float32
+    assert np.allclose(height[0], [-1.0, 0.0, 1.0]) and np.isnan(height[1, 0])
+    assert np.allclose(height[1, 1:], [0.5, -1.0])
+    inverted = read_height_map(path, HeightEncoding(-0.001, 10.0))
+    assert np.allclose(inverted[0], [10.0, 9.0, 8.0]) and not np.isnan(inverted).any()
+    signed = _tiff(tmp_path / "s.height.tiff", np.array([[-32768, -100]], np.int16))
+    read = read_height_map(signed, HeightEncoding(0.01, invalid=-32768))
+    assert np.allclose(read, [[np.nan, -1.0]], equal_nan=True)
+
+
+def test_a_height_map_that_cannot_be_read_as_mm_is_a_clear_error(tmp_path):
+    counts = _tiff(tmp_path / "c.height.tiff", np.zeros((4, 4), np.uint16))
+    with pytest.raises(InputError, match=r"integer \(uint16\) height map needs .* z scale"):
+        read_height_map(counts)
+    floats = _tiff(tmp_path / "f.height.tiff", np.zeros((4, 4), np.float32))
+    with pytest.raises(InputError, match="in mm already"):
+        read_height_map(floats, HeightEncoding(0.001))
+    colour = _tiff(tmp_path / "rgb.height.tiff", np.zeros((4, 4, 3), np.uint16))
+    with pytest.raises(InputError, match="one channel"):
+        read_height_map(colour, HeightEncoding(0.001))
+    doubles = _tiff(tmp_path / "d.height.tiff", np.full((4, 4), 0.25, np.float64))
+    assert read_height_map(doubles).dtype == np.float32  # float64 mm is mm too
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"scale_mm": 0}, "finite non-zero"),
+        ({"scale_mm": float("nan")}, "finite non-zero"),
+        ({"scale_mm": "0.001"}, "finite non-zero"),
+        ({"scale_mm": 0.001, "offset_mm": float("inf")}, "offset must be a finite"),
+        ({"scale_mm": 0.001, "invalid": 0.5}, "invalid value must be an integer"),
+        ({"scale_mm": 0.001, "invalid": True}, "invalid value must be an integer"),
+        ({"offset_mm": 1.0}, "needs scale_mm"),
+        ({"scale_mm": 0.001, "scale": 2}, "a mapping of scale_mm"),
+        ([0.001], "a mapping of scale_mm"),
+    ],
+)
+def test_a_malformed_height_encoding_is_refused_naming_where(data, match):
+    with pytest.raises(UserError, match=match) as caught:
+        HeightEncoding.from_mapping(data, "dataset.yaml: height_encoding")
+    assert str(caught.value).startswith("dataset.yaml: height_encoding: ")

@@ -74,6 +74,24 @@ def audit_command(
     review_from: ReviewFrom = None,
     guard_band: GuardBandFile = None,
     profiler_dents: ProfilerDents = False,
+    height_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Integer height maps (a 3D camera's range counts): mm per count, as the "
+            "camera reports it (GenICam Scan3dCoordinateScale; negative for a range). "
+            "Default: dataset.yaml's height_encoding; float maps are mm already."
+        ),
+    ] = None,
+    height_offset: Annotated[
+        float, typer.Option(help="With --height-scale: mm at count 0 (Scan3dCoordinateOffset).")
+    ] = 0.0,
+    height_invalid: Annotated[
+        int | None,
+        typer.Option(
+            help="With --height-scale: the count of a point the profiler missed "
+            "(Scan3dInvalidDataValue)."
+        ),
+    ] = None,
     no_verify: NoVerify = False,
     db: Annotated[
         str | None,
@@ -98,6 +116,7 @@ def audit_command(
     part that did not pass."""
     from inspection.audit import AuditOptions, audit
     from inspection.config import standard_path
+    from inspection.io import HeightEncoding
 
     if ray_address is not None and engine != "ray":
         fail("--ray-address needs --engine ray")
@@ -105,6 +124,11 @@ def audit_command(
         fail("--station needs --db (the records database the parts are recorded in)")
     if not station.strip():
         fail("--station must name a station")
+    if height_scale is None and (height_offset != 0.0 or height_invalid is not None):
+        fail("--height-offset and --height-invalid need --height-scale")
+    encoding = None
+    if height_scale is not None:
+        encoding = HeightEncoding(height_scale, height_offset, height_invalid)
     options = AuditOptions(
         batch_size=batch_size,
         workers=workers,
@@ -116,6 +140,7 @@ def audit_command(
         review_from=review_from,
         guard_band=guard_band,
         profiler_dents=profiler_dents,
+        height_encoding=encoding,
     )
     _warn_of_files_not_audited(input_spec)
     if profiler_dents:

@@ -42,7 +42,7 @@ from inspection.audit.inputs import (
 )
 from inspection.audit.results import ResultsLog, check_run, record_key
 from inspection.errors import UserError
-from inspection.io import read_audio, read_height_map, read_image, write_image
+from inspection.io import HeightEncoding, read_audio, read_height_map, read_image, write_image
 from inspection.models.outputs import Detection, concat_detections
 from inspection.models.preprocess import Tiles, preprocess
 from inspection.pipeline import (
@@ -114,6 +114,9 @@ class AuditOptions:
     profiler_dents : bool
         Search each part's height map (a manifest's ``height``) for dents the camera
         missed (:func:`~inspection.pipeline.with_profiler_dents`).
+    height_encoding : HeightEncoding | None
+        How integer height maps read in mm (``dataset.yaml``'s ``height_encoding`` is
+        used where this is ``None``); float maps are mm already.
     """
 
     batch_size: int = 16
@@ -127,6 +130,7 @@ class AuditOptions:
     review_from: float | None = None
     guard_band: Path | None = None
     profiler_dents: bool = False
+    height_encoding: HeightEncoding | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -290,7 +294,7 @@ class PartAuditor:
             return part
         try:
             image = decode_item(item, data)
-            height = read_height_map(item.height_map) if item.height_map else None
+            height = self._height_map(item)
             part.frame = Frame(
                 image, camera=STATION, mm_per_px=self._scale(item), height_map=height
             )
@@ -304,6 +308,16 @@ class PartAuditor:
 
     def _scale(self, item: AuditItem) -> float | None:
         return item.mm_per_px if item.mm_per_px is not None else self.options.mm_per_px
+
+    def _height_map(self, item: AuditItem) -> np.ndarray | None:
+        """The part's height map in mm, read through the audit's encoding, else the one
+        its ``dataset.yaml`` states."""
+        if not item.height_map:
+            return None
+        encoding = self.options.height_encoding
+        if encoding is None and item.height_encoding is not None:
+            encoding = HeightEncoding.from_mapping(item.height_encoding, "height_encoding")
+        return read_height_map(item.height_map, encoding)
 
     # -- the batch ------------------------------------------------------------------
 

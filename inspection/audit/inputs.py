@@ -79,6 +79,9 @@ class AuditItem:
     height_map : str | None
         Its 3D profiler's height map (dents are measured on it), where the manifest
         names one or a folder holds ``<stem>.height.tiff`` beside the image.
+    height_encoding : dict | None
+        How that map's integer counts read in mm, where ``dataset.yaml`` states it
+        (``{scale_mm, offset_mm, invalid}``, :class:`~inspection.io.HeightEncoding`).
     problem : str | None
         Why it was refused unread, or ``None``.
     """
@@ -91,6 +94,7 @@ class AuditItem:
     reference_rgb: list[int] | None = None
     audio: str | None = None
     height_map: str | None = None
+    height_encoding: dict[str, Any] | None = None
     problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -147,11 +151,11 @@ def iter_inputs(spec: str | Path) -> Iterator[AuditItem]:
         yield from _manifest_items(path / MANIFEST_NAME if path.is_dir() else path)
     elif kind == "folder":
         root = Path(spec)
-        yield from _file_items(root, _walk(root), read_metadata_scale(root))
+        yield from _file_items(root, _walk(root), _stated(root))
     else:
         root = _glob_root(str(spec))
         files = (Path(p) for p in glob.iglob(str(spec), recursive=True))
-        yield from _file_items(root, files, None)
+        yield from _file_items(root, files, _Stated())
 
 
 def count_inputs(spec: str | Path) -> int:
@@ -199,12 +203,21 @@ def describe_files_not_audited(counts: Counter[str]) -> str | None:
     )
 
 
-def read_metadata_scale(root: Path) -> float | None:
+@dataclass(frozen=True)
+class _Stated:
+    """What ``dataset.yaml`` states for every part beneath it."""
+
+    mm_per_px: float | None = None
+    height_encoding: dict[str, Any] | None = None
+
+
+def _stated(root: Path) -> _Stated:
     try:
-        scale = read_metadata(root).get("mm_per_px")
+        metadata = read_metadata(root)  # a malformed height_encoding is refused here
     except DatasetError as exc:
         raise AuditInputError(str(exc)) from exc
-    return float(scale) if scale is not None else None
+    scale = metadata.get("mm_per_px")
+    return _Stated(float(scale) if scale is not None else None, metadata.get("height_encoding"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,7 +235,7 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def _file_items(root: Path, files: Iterator[Path], scale: float | None) -> Iterator[AuditItem]:
+def _file_items(root: Path, files: Iterator[Path], stated: _Stated) -> Iterator[AuditItem]:
     real_root = root.resolve()
     for path in files:
         if path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir() or is_height_map(path):
@@ -238,8 +251,9 @@ def _file_items(root: Path, files: Iterator[Path], scale: float | None) -> Itera
             source,
             str(path),
             part_id=source,
-            mm_per_px=scale,
+            mm_per_px=stated.mm_per_px,
             height_map=str(height) if height.is_file() else None,
+            height_encoding=stated.height_encoding,
             problem=problem,
         )
 
@@ -311,7 +325,7 @@ def _zip_problem(info: zipfile.ZipInfo) -> str | None:
 def _manifest_items(path: Path) -> Iterator[AuditItem]:
     try:
         samples, problems = parse_manifest(path)
-        scale = read_metadata_scale(path.parent)
+        stated = _stated(path.parent)
     except DatasetError as exc:
         raise AuditInputError(str(exc)) from exc
     for line, message in problems:
@@ -319,7 +333,7 @@ def _manifest_items(path: Path) -> Iterator[AuditItem]:
         yield AuditItem(where, str(path), part_id=where, problem=f"manifest line: {message}")
     for sample in samples:
         attrs = sample.attributes
-        mm = attrs.get("mm_per_px", scale)
+        mm = attrs.get("mm_per_px", stated.mm_per_px)
         reference = attrs.get("reference_rgb")
         yield AuditItem(
             source=_relative(sample.image, path.parent),
@@ -329,6 +343,7 @@ def _manifest_items(path: Path) -> Iterator[AuditItem]:
             reference_rgb=list(reference) if isinstance(reference, list | tuple) else None,
             audio=str(sample.audio) if sample.audio is not None else None,
             height_map=str(sample.height_map) if sample.height_map is not None else None,
+            height_encoding=stated.height_encoding,
         )
 
 

@@ -55,6 +55,7 @@ from inspection.capture.base import CaptureError, PartSource
 from inspection.errors import UserError
 from inspection.io import (
     IMAGE_SUFFIXES,
+    HeightEncoding,
     height_map_beside,
     is_height_map,
     read_height_map,
@@ -112,6 +113,9 @@ class FolderSource(PartSource):
         How long after settling an image that does not decode is given up on.
     max_side : int | None
         Passed to :func:`~inspection.io.read_image` for images over the pixel budget.
+    height_encoding : HeightEncoding | None
+        How integer height maps beside the images read in mm
+        (:func:`~inspection.io.read_height_map`); ``None``: they are float mm.
     """
 
     def __init__(
@@ -129,6 +133,7 @@ class FolderSource(PartSource):
         product: str | None = None,
         unreadable_after_s: float = 10.0,
         max_side: int | None = None,
+        height_encoding: HeightEncoding | None = None,
     ):
         self.inbox, self.done_dir, self.failed_dir = Path(inbox), Path(done_dir), Path(failed_dir)
         if not self.inbox.is_dir():
@@ -143,6 +148,7 @@ class FolderSource(PartSource):
             product,
         )
         self.unreadable_after_s, self.max_side = unreadable_after_s, max_side
+        self.height_encoding = height_encoding
         self._seen: dict[str, tuple[tuple[tuple[int, int], ...], float]] = {}
         self._pending: dict[str, _Pending] = {}
         self._taken: set[str] = set()  # image names handed out, not yet acknowledged
@@ -297,7 +303,9 @@ class FolderSource(PartSource):
         part_id = str(info.get("part_id") or image_path.stem)
         mm_per_px = info.get("mm_per_px", self.mm_per_px)
         height_path = height_map_beside(image_path)
-        height = read_height_map(height_path) if height_path.is_file() else None
+        height = (
+            read_height_map(height_path, self.height_encoding) if height_path.is_file() else None
+        )
         frame = Frame(image=image, camera=self.camera, mm_per_px=mm_per_px, height_map=height)
         metadata: dict[str, Any] = {k: v for k, v in info.items() if k not in _SIDECAR_FIELDS}
         metadata["source_path"] = str(image_path)

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,6 +53,7 @@ from inspection.datasets.loaders import (
 )
 from inspection.io import (
     ORIENTATIONS,
+    HeightEncoding,
     InputError,
     read_audio,
     read_header,
@@ -226,10 +228,11 @@ def check_dataset(
     warnings: list[Issue] = []
     _check_listing(dataset, errors, warnings)
 
+    inspect = partial(_inspect_sample, encoding=dataset.height_encoding)
     with _quiet_opencv(), ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         results = list(
             tqdm(
-                pool.map(_inspect_sample, dataset.samples),
+                pool.map(inspect, dataset.samples),
                 total=len(dataset),
                 desc=f"checking {root.name or root}",
                 unit="img",
@@ -326,7 +329,7 @@ class _SampleResult:
     warnings: list[Issue]
 
 
-def _inspect_sample(sample: Sample) -> _SampleResult:
+def _inspect_sample(sample: Sample, encoding: HeightEncoding | None = None) -> _SampleResult:
     errors: list[Issue] = []
     warnings: list[Issue] = []
     info = None
@@ -347,7 +350,8 @@ def _inspect_sample(sample: Sample) -> _SampleResult:
             if not np.any(clip.samples):
                 warnings.append(Issue(sample.audio, "silent_audio", "audio is all zeros"))
     if sample.height_map is not None:
-        height = _read(sample.height_map, "height_map", read_height_map, errors)
+        reader = partial(read_height_map, encoding=encoding)
+        height = _read(sample.height_map, "height_map", reader, errors)
         if height is not None and image is not None and height.shape != image.shape[:2]:
             (hh, hw), (ih, iw) = height.shape, image.shape[:2]
             message = f"height map is {hw}x{hh} px, image {sample.image.name} is {iw}x{ih} px"

@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from inspection.errors import UserError, one_line
-from inspection.io import IMAGE_SUFFIXES, InputError, read_image
+from inspection.io import IMAGE_SUFFIXES, HeightEncoding, InputError, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,12 @@ class Dataset:
         """One sample's scale in mm per pixel: its own, else the dataset's
         (:attr:`mm_per_px`); ``None`` when neither states one."""
         return sample.attributes.get("mm_per_px", self.mm_per_px)
+
+    @property
+    def height_encoding(self) -> HeightEncoding | None:
+        """How the dataset's integer height maps read in mm (``dataset.yaml``'s
+        ``height_encoding``); ``None`` where it states none (its maps are float mm)."""
+        return metadata_height_encoding(self.metadata)
 
     def reference_of(self, sample: Sample) -> Sequence[int] | None:
         """One sample's reference colour (RGB, what colour deviation is read against): its
@@ -550,7 +556,20 @@ def read_metadata(root: Path) -> dict[str, Any]:
         isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0
     ):
         raise DatasetError(f"{path}: mm_per_px must be a positive number, got {scale!r}")
+    try:
+        metadata_height_encoding(data, str(path))
+    except UserError as exc:
+        raise DatasetError(str(exc)) from exc
     return data
+
+
+def metadata_height_encoding(
+    metadata: Mapping[str, Any], where: str = METADATA_NAME
+) -> HeightEncoding | None:
+    """The ``height_encoding`` a dataset's metadata states (``{scale_mm, offset_mm,
+    invalid}``: how its integer height maps read in mm), or ``None``."""
+    data = metadata.get("height_encoding")
+    return None if data is None else HeightEncoding.from_mapping(data, f"{where}: height_encoding")
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inspection.errors import UserError, one_line
 from inspection.line.mqtt import MqttConfig
 from inspection.line.opcua import OpcUaConfig
+
+if TYPE_CHECKING:
+    from inspection.io import HeightEncoding
 
 
 class _Section(BaseModel):
@@ -105,6 +108,37 @@ class SimulatorSource(_Section):
     profiler: bool = False
 
 
+class HeightEncodingConfig(_Section):
+    """How a profiler's integer height maps read in mm (:class:`~inspection.io.HeightEncoding`:
+    GenICam's Scan3dCoordinateScale, Scan3dCoordinateOffset and Scan3dInvalidDataValue).
+
+    Attributes
+    ----------
+    scale_mm : float
+        mm per count (negative for a range: distance from the sensor).
+    offset_mm : float
+        mm at count 0.
+    invalid : int | None
+        The count of a point the profiler missed.
+    """
+
+    scale_mm: float = Field(allow_inf_nan=False)
+    offset_mm: float = Field(default=0.0, allow_inf_nan=False)
+    invalid: int | None = Field(default=None, strict=True)
+
+    @field_validator("scale_mm")
+    @classmethod
+    def _not_zero(cls, scale: float) -> float:
+        if scale == 0:
+            raise ValueError("a height map's z scale cannot be 0")
+        return scale
+
+    def encoding(self) -> HeightEncoding:
+        from inspection.io import HeightEncoding  # cv2 and friends: not at import
+
+        return HeightEncoding(self.scale_mm, self.offset_mm, self.invalid)
+
+
 class FolderSourceConfig(_Section):
     """Parts as image files dropped in a folder (:class:`~inspection.capture.folder.FolderSource`).
 
@@ -124,6 +158,9 @@ class FolderSourceConfig(_Section):
     unreadable_after_s : float
         An image that still does not decode this long after settling is not inspected
         (moved to ``failed_dir`` with the reason).
+    height_encoding : HeightEncodingConfig | None
+        How the integer height maps beside the images (``<stem>.height.tiff``) read in
+        mm; ``None``: they are float mm.
     """
 
     kind: Literal["folder"] = "folder"
@@ -134,6 +171,7 @@ class FolderSourceConfig(_Section):
     poll_s: float = Field(default=0.2, gt=0)
     mm_per_px: float | None = Field(default=None, gt=0)
     unreadable_after_s: float = Field(default=10.0, ge=0)
+    height_encoding: HeightEncodingConfig | None = None
 
 
 class MotionOptions(_Section):

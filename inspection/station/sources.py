@@ -156,6 +156,7 @@ def build_source(config: Any) -> PartSource:
             mm_per_px=options.mm_per_px,
             product=config.product,
             unreadable_after_s=options.unreadable_after_s,
+            height_encoding=options.height_encoding and options.height_encoding.encoding(),
         )
     if options.kind == "camera":
         from inspection.capture.opencv import OpenCVCamera

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from inspection.audit import inputs
 from inspection.audit.inputs import (
@@ -167,3 +168,17 @@ def test_a_height_map_beside_an_image_is_its_profilers_not_a_part(tmp_path):
         zf.write(tmp_path / "lot" / "a.height.tiff", "a.height.tiff")
     assert [item.source for item in iter_inputs(archive)] == ["a.png"]
     assert files_not_audited(archive) == {".height.tiff": 1}
+
+
+def test_a_folders_dataset_yaml_states_how_its_integer_height_maps_read(tmp_path):
+    """Its ``height_encoding`` comes with every part (the audit reads the counts in mm
+    through it, unless ``--height-scale`` is given); a malformed one refuses the input."""
+    _png(tmp_path / "lot" / "a.png")
+    encoding = {"scale_mm": 0.001, "offset_mm": 2.0, "invalid": 0}
+    (tmp_path / "lot" / "dataset.yaml").write_text(yaml.safe_dump({"height_encoding": encoding}))
+    (item,) = iter_inputs(tmp_path / "lot")
+    assert item.height_encoding == encoding
+    assert AuditItem.from_json(item.to_json()) == item  # as a resumed audit reads it back
+    (tmp_path / "lot" / "dataset.yaml").write_text("height_encoding: {scale_mm: 0.001, z: 1}\n")
+    with pytest.raises(AuditInputError, match="height_encoding: a height encoding is a mapping"):
+        list(iter_inputs(tmp_path / "lot"))

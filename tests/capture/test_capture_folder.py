@@ -307,3 +307,39 @@ def test_a_profilers_height_map_beside_the_image_comes_with_its_part(line):
     assert bad.frames == () and "height map is 32x16 px" in bad.metadata[CAPTURE_ERROR]
     source.ack("P-10", ok=False)
     assert {"P-10.png", "P-10.height.tiff"} <= {p.name for p in (root / "failed").iterdir()}
+
+
+def test_a_3d_cameras_integer_height_map_reads_in_mm_through_the_sources_encoding(
+    tmp_path: Path,
+):
+    """Counts beside the image, read through the station's encoding; without one the
+    part is handed on as a capture error naming what is missing, never decided."""
+    from inspection.io import HeightEncoding
+
+    counts = np.full((32, 32), 5000, np.uint16)
+    counts[10:14, 10:14] = 4750  # a pit 0.25 mm deep at 1 µm a count
+    counts[0, 0] = 0  # a point the camera missed
+    for name, encoding in (("with", HeightEncoding(0.001, invalid=0)), ("without", None)):
+        inbox = tmp_path / name
+        inbox.mkdir()
+        clock = Clock()
+        source = FolderSource(
+            inbox,
+            inbox / "done",
+            inbox / "failed",
+            settle_s=SETTLE,
+            clock=clock,
+            height_encoding=encoding,
+        )
+        assert cv2.imwrite(str(inbox / "P-1.height.tiff"), counts)
+        (inbox / "P-1.png").write_bytes(png_bytes((90, 90, 90)))
+        if encoding is not None:
+            (obs,) = settle(source, clock)
+            height = obs.frames[0].height_map
+            assert np.isnan(height[0, 0]) and height[1, 1] == pytest.approx(5.0)
+            assert height[11, 11] - height[1, 1] == pytest.approx(-0.25)
+        else:
+            bad = handed_on(source, clock)
+            assert (
+                bad.frames == () and "needs the profiler's z scale" in bad.metadata[CAPTURE_ERROR]
+            )

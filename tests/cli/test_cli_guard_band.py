@@ -90,3 +90,52 @@ def test_the_demo_searches_height_maps_only_with_a_profiler(tmp_path):
     result = CliRunner().invoke(app, [*args, "--profiler-dents"])
     assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
     assert "--profiler-dents needs --profiler" in result.output
+
+
+def _counts_beside(lot) -> None:
+    """Each part's 3D camera range image beside it: counts of 1 µm, 5 µm of noise, a pit
+    0.1 mm deep and 2 mm across (at 0.1 mm a pixel), and a point the camera missed (0)."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:64, :64]
+    d2 = ((yy - 32) ** 2 + (xx - 32) ** 2) / 10**2
+    pit = np.where(d2 <= 1, -100 * (1 - d2) ** 2, 0.0)
+    for image in sorted(lot.glob("*.png")):
+        counts = np.round(5000 + pit + rng.normal(0, 5, (64, 64))).astype(np.uint16)
+        counts[0, 0] = 0
+        assert cv2.imwrite(str(lot / f"{image.stem}.height.tiff"), counts)
+
+
+def test_an_audit_reads_integer_height_maps_through_the_encoding_given(
+    tmp_path,
+    tiny_model_and_lot,  # noqa: F811
+):
+    """``--height-scale`` (with ``--height-offset`` and ``--height-invalid``): a 3D
+    camera's counts read in mm, so the profiler's search finds each pit; without the
+    scale every part is an error saying what is missing, and none passes."""
+    model, lot = tiny_model_and_lot
+    _counts_beside(lot)
+    args = ["audit", str(lot), "--model", str(model), "--standard", "bracket", "--no-verify"]
+    args += ["--mm-per-px", "0.1", "--profiler-dents"]
+    result = CliRunner().invoke(app, [*args, "--height-offset", "1", "--out", str(tmp_path / "x")])
+    assert (
+        result.exit_code == 2
+        and "--height-offset and --height-invalid need --height-scale" in result.output
+    )
+    encoded = ["--height-scale", "0.001", "--height-offset", "-5", "--height-invalid", "0"]
+    for out, extra in (("with", encoded), ("without", [])):
+        result = CliRunner().invoke(app, [*args, *extra, "--out", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+    rows = {
+        out: [json.loads(x) for x in (tmp_path / out / "results.jsonl").read_text().splitlines()]
+        for out in ("with", "without")
+    }
+    assert len(rows["with"]) == len(rows["without"]) == 3
+    for row in rows["with"]:
+        assert row["error"] is None, row
+        dents = [d for d in row["defects"] if d["defect_class"] == "dent"]
+        assert dents and dents[0]["measurements"]["depth_mm"] == pytest.approx(0.1, abs=0.02)
+    for row in rows["without"]:
+        assert "needs the profiler's z scale" in row["error"] and row["verdict"] != "PASS"

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 from dataset_builders import (
     SIZE,
     blob_mask,
@@ -25,7 +26,7 @@ from dataset_builders import (
 )
 from rich.console import Console
 
-from inspection.datasets import CheckReport, check_dataset, print_check_report
+from inspection.datasets import CheckReport, check_dataset, load_dataset, print_check_report
 from inspection.datasets.check import MAX_HASH_DISTANCE, candidate_pairs, image_info
 
 
@@ -402,7 +403,7 @@ def test_height_maps_are_read_and_checked_against_their_images(tmp_path: Path) -
     }
     messages = {e.kind: e.message for e in report.errors}
     assert f"height map is {w}x{h // 2} px" in messages["misaligned_height_map"]
-    assert "one channel of float32" in messages["unreadable_height_map"]
+    assert "integer (uint8) height map needs" in messages["unreadable_height_map"]
 
 
 def _blind(h: int, w: int) -> np.ndarray:
@@ -426,3 +427,22 @@ def test_a_height_map_the_profiler_saw_little_of_is_a_warning(tmp_path: Path) ->
     messages = {e.kind: e.message for e in report.warnings}
     assert "saw nothing over 75% of it" in messages["blind_height_map"]
     assert "0 mm everywhere" in messages["flat_height_map"]
+
+
+def test_integer_height_maps_are_read_through_the_datasets_encoding(tmp_path: Path) -> None:
+    """A 3D camera's counts: read in mm through ``dataset.yaml``'s ``height_encoding``;
+    without it each is unreadable, saying what is missing; a malformed one is the
+    dataset's error."""
+    counts = lambda h, w: np.full((h, w), 5000, np.uint16)  # noqa: E731
+    manifest, root, _ = _manifest_with_height_maps(tmp_path, {"a.tiff": counts, "b.tiff": counts})
+    unread = check_dataset(manifest, progress=False)
+    assert {e.kind for e in unread.errors} == {"unreadable_height_map"}
+    assert all("needs the profiler's z scale" in e.message for e in unread.errors)
+    metadata = root / "dataset.yaml"
+    stated = yaml.safe_load(metadata.read_text()) if metadata.is_file() else {}
+    metadata.write_text(yaml.safe_dump({**stated, "height_encoding": {"scale_mm": 0.001}}))
+    assert check_dataset(manifest, progress=False).errors == ()
+    assert load_dataset(manifest).height_encoding.scale_mm == 0.001
+    metadata.write_text(yaml.safe_dump({**stated, "height_encoding": {"scale_mm": 0}}))
+    (issue,) = check_dataset(manifest, progress=False).errors
+    assert issue.kind == "dataset" and "height_encoding: a height map's z scale" in issue.message

@@ -44,6 +44,9 @@ def test_environment_overrides_the_file_nested_fields_too(monkeypatch):
     assert config.late_verdict == "REVIEW"
 
 
+FOLDER = "model: {path: m}\nsource: {kind: folder, inbox: i, "
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
@@ -51,6 +54,10 @@ def test_environment_overrides_the_file_nested_fields_too(monkeypatch):
         ("model: {path: m}\ncycle_tme_ms: 10\n", "cycle_tme_ms"),
         ("model: {path: m}\nbus: {kind: carrier-pigeon}\n", "bus"),
         ("model: {path: m, profiler_dents: maybe}\n", "model.profiler_dents"),
+        (FOLDER + "height_encoding: {scale_mm: 0}}\n", "source.folder.height_encoding.scale_mm"),
+        (FOLDER + "height_encoding: {scale_mm: .nan}}\n", "height_encoding.scale_mm"),
+        (FOLDER + "height_encoding: {scale_mm: 0.001, invalid: '0'}}\n", "height_encoding.invalid"),
+        (FOLDER + "height_encoding: {offset_mm: 1}}\n", "height_encoding.scale_mm"),
         ("- a list\n", "mapping"),
     ],
 )
@@ -165,3 +172,22 @@ def test_a_guard_band_path_is_read_against_the_config_folder(tmp_path):
     assert load_config(path).model.guard_band == tmp_path / "gauge" / "guard_band.json"
     path.write_text("model: {path: m}\n")
     assert load_config(path).model.guard_band is None
+
+
+def test_a_folder_sources_height_encoding_reaches_the_source(tmp_path):
+    """The integer height maps of a 3D camera beside the images read through it."""
+    from inspection.io import HeightEncoding
+    from inspection.station.sources import build_source
+
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "station.yaml"
+    path.write_text(
+        f"model: {{path: m}}\nsource: {{kind: folder, inbox: {tmp_path / 'in'}, "
+        "height_encoding: {scale_mm: -0.002, offset_mm: 40, invalid: 0}}\n"
+    )
+    config = load_config(path)
+    source = build_source(config)
+    try:
+        assert source.height_encoding == HeightEncoding(-0.002, 40.0, 0)
+    finally:
+        source.close()
