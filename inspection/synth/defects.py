@@ -52,9 +52,12 @@ class SynthDefect:
     feature : str | None
         For ``missing_feature``, the id of the feature that is missing.
     relief : np.ndarray | None
-        ``(H, W)`` float32 change of the surface's height in mm (a dent's depression,
-        negative), what a 3D profiler would see; ``None`` for a mark that leaves the
-        surface flat.
+        float32 change of the surface's height in mm over ``relief_window`` of the
+        frame (a dent's depression, negative), what a 3D profiler would see; ``None``
+        for a mark that leaves the surface flat. A window, not the frame: a dent is
+        small and a frame may be large.
+    relief_window : tuple[slice, slice] | None
+        The rows and columns of the frame ``relief`` covers.
     """
 
     defect_class: str
@@ -63,6 +66,12 @@ class SynthDefect:
     visible: bool = True
     feature: str | None = None
     relief: np.ndarray | None = field(default=None, repr=False, compare=False)
+    relief_window: tuple[slice, slice] | None = field(default=None, repr=False, compare=False)
+
+    def add_relief(self, height: np.ndarray) -> None:
+        """Add the defect's relief to a frame's ``height`` map, in place."""
+        if self.relief is not None:
+            height[self.relief_window] += self.relief
 
     @property
     def bbox(self) -> BBox | None:
@@ -367,15 +376,14 @@ def render_dent(
     image[sy, sx] = np.where(s > 0, patch + (0.96 - patch) * 0.65 * s, patch * (1 + 0.6 * s))
     mask = _full(size, sy, sx, local)
     _reserve(free, mask, 3)
-    relief = np.zeros((size, size), np.float32)
-    relief[sy, sx] = np.where(local, -depth_mm * (1.0 - d2) ** 2, 0.0)
+    relief = np.where(local, -depth_mm * (1.0 - d2) ** 2, 0.0).astype(np.float32)
     attrs = {
         "length_mm": length_mm,
         "width_mm": width_mm,
         "area_mm2": _area_mm2(mask, mpp),
         "depth_mm": depth_mm,
     }
-    return [SynthDefect("dent", mask, _rounded(attrs), relief=relief)]
+    return [SynthDefect("dent", mask, _rounded(attrs), relief=relief, relief_window=(sy, sx))]
 
 
 # --------------------------------------------------------------------------- colour

@@ -71,8 +71,7 @@ class SynthPart:
         the photograph and the rest of the part are unchanged)."""
         height = np.zeros(self.mask.shape, np.float32)
         for defect in self.defects:
-            if defect.relief is not None:
-                height += defect.relief
+            defect.add_relief(height)
         rng = np.random.default_rng(zlib.crc32(f"{self.part_id}/height".encode()))
         return height + rng.normal(0.0, noise_mm, height.shape).astype(np.float32)
 

@@ -370,7 +370,8 @@ def test_a_dents_relief_is_its_depth_and_only_dents_have_one():
             depth = d.attributes["depth_mm"]
             # the bottom lies within a pixel of the ellipse's centre
             assert depth * 0.8 <= -float(d.relief.min()) <= depth + 1e-6
-            assert not d.relief[~d.mask].any()  # the face is untouched outside the dent
+            assert not d.relief[~d.mask[d.relief_window]].any()  # untouched outside the dent
+            assert d.relief.size < d.mask.size / 4  # a window around it, not the frame
             height = part.height_map()
             assert height.dtype == np.float32 and height.shape == part.mask.shape
             assert np.array_equal(height, part.height_map())  # the same part, the same map
@@ -418,5 +419,5 @@ def test_a_height_map_that_is_not_one_float_channel_is_a_clear_error(tmp_path):
     import cv2
 
     cv2.imwrite(str(tmp_path / "grey.png"), np.zeros((8, 8), np.uint8))
-    with pytest.raises(InputError, match="one channel of float32"):
-        read_height_map(tmp_path / "grey.png")
+    with pytest.raises(InputError, match=r"integer \(uint8\) height map needs"):
+        read_height_map(tmp_path / "grey.png")  # counts, and no encoding to read them by
