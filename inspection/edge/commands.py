@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 
-from inspection.terminal import GuardBandFile, Port, ReviewFrom, UserErrorsExit, console
+from inspection.terminal import (
+    GuardBandFile,
+    Port,
+    ProfilerDents,
+    ReviewFrom,
+    UserErrorsExit,
+    console,
+)
 
 edge_app = typer.Typer(
     help="Run exported bundles on an edge box: install, roll back, serve.",
@@ -116,6 +123,7 @@ def serve_command(
     ] = None,
     review_from: ReviewFrom = None,
     guard_band: GuardBandFile = None,
+    profiler_dents: ProfilerDents = False,
 ) -> None:
     """Serve POST /v1/inspect, /healthz and /readyz for one bundle."""
     from inspection.edge.server import check_bind, load_service, read_token, serve
@@ -134,6 +142,7 @@ def serve_command(
         api_token_file=api_token_file,
         review_from=review_from,
         guard_band=guard_band,
+        profiler_dents=profiler_dents,
     )
     state = "ready" if service.ready else "NOT READY (self-test failed: /v1/inspect answers 503)"
     console.print(

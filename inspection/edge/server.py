@@ -3,7 +3,10 @@
 One bundle, loaded and self-tested at start, decides the parts posted to it:
 
 - ``POST /v1/inspect`` (multipart: ``image`` file, optional ``audio`` WAV, ``part_id``,
-  optional ``product``, ``station``, ``mm_per_px``) answers the part's
+  optional ``product``, ``station``, ``mm_per_px``, and a 3D profiler's ``height_map``
+  registered to the image: a one-channel TIFF of float32 mm, or of integer counts read
+  through ``height_scale_mm``, ``height_offset_mm`` and ``height_invalid`` as a GenICam
+  camera reports them with each frame) answers the part's
   :class:`~inspection.types.InspectionResult` as JSON, with ``forwarded``: whether its
   payload was queued for the cloud. A frame or clip that cannot be read is a REVIEW
   with the reason (HTTP 200: the part is decided, to review); a request that is not
@@ -34,6 +37,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,7 +47,7 @@ from fastapi.responses import JSONResponse
 from inspection.edge.install import SelfTestReport
 from inspection.edge.payload import PART_ID_PATTERN, EdgePayload
 from inspection.errors import UserError
-from inspection.io import InputError, read_audio, read_image
+from inspection.io import HeightEncoding, InputError, read_audio, read_height_map, read_image
 from inspection.types import Frame, InspectionResult, Observation
 
 log = logging.getLogger(__name__)
@@ -150,12 +154,15 @@ def load_service(
     api_token_file: str | Path | None = None,
     review_from: float | None = None,
     guard_band: str | Path | None = None,
+    profiler_dents: bool = False,
 ) -> EdgeService:
     """Load a bundle (``bundle_dir``, or the home's current one), self-test it, and
     connect the outbox where a cloud is given. A guard band (``guard_band.json``,
     :func:`~inspection.pipeline.with_guard_band`) is read first and applies once the
     self-test has passed: the self-test reproduces what the bundle decided at export, and
-    the band is the plant's rule on top of it, like ``review_from``.
+    the band is the plant's rule on top of it, like ``review_from``. ``profiler_dents``
+    searches each part's height map for the dents the camera missed
+    (:func:`~inspection.pipeline.with_profiler_dents`; the self-test's parts carry none).
 
     Raises
     ------
@@ -175,7 +182,12 @@ def load_service(
     else:
         bundle = current_bundle(home, public_key)
     runtime = EdgeRuntime(
-        bundle, product=product, split=split, threads=threads, review_from=review_from
+        bundle,
+        product=product,
+        split=split,
+        threads=threads,
+        review_from=review_from,
+        profiler_dents=profiler_dents,
     )
     report = run_selftest(runtime)
     if not report.passed:
@@ -241,6 +253,13 @@ def create_edge_app(service: EdgeService) -> FastAPI:
         product: Annotated[str | None, Form(max_length=64)] = None,
         station: Annotated[str, Form(max_length=128)] = "",
         mm_per_px: Annotated[float | None, Form()] = None,
+        height_map: Annotated[
+            UploadFile | None,
+            File(description="3D profiler height map (TIFF: float32 mm, or integer counts)"),
+        ] = None,
+        height_scale_mm: Annotated[float | None, Form()] = None,
+        height_offset_mm: Annotated[float, Form()] = 0.0,
+        height_invalid: Annotated[int | None, Form()] = None,
     ) -> dict[str, Any]:
         # Sync on purpose: FastAPI runs it in its thread pool, ONNX Runtime releases the GIL.
         if not service.ready:
@@ -254,8 +273,12 @@ def create_edge_app(service: EdgeService) -> FastAPI:
             raise HTTPException(422, str(exc)) from None
         if mm_per_px is not None and not (math.isfinite(mm_per_px) and mm_per_px > 0):
             raise HTTPException(422, f"mm_per_px must be a finite positive number, not {mm_per_px}")
+        encoding = _height_encoding(height_scale_mm, height_offset_mm, height_invalid)
         image_bytes = _read_upload(image, MAX_IMAGE_BYTES, "image")
         audio_bytes = _read_upload(audio, MAX_AUDIO_BYTES, "audio") if audio else None
+        height = None
+        if height_map is not None:
+            height = _Upload(_read_upload(height_map, MAX_IMAGE_BYTES, "height_map"), height_map)
         try:
             observation = _observation(
                 image_bytes,
@@ -266,8 +289,10 @@ def create_edge_app(service: EdgeService) -> FastAPI:
                 product,
                 station,
                 mm_per_px,
+                height,
+                encoding,
             )
-        except InputError as exc:  # the part is on the line: it goes to review, with why
+        except UserError as exc:  # the part is on the line: it goes to review, with why
             result, payload = runtime.review(part_id, str(exc), product=product, station=station)
         else:
             result, payload = runtime.inspect(observation)
@@ -306,6 +331,30 @@ def _read_upload(upload: UploadFile, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+@dataclass(frozen=True)
+class _Upload:
+    data: bytes
+    file: UploadFile
+
+    @property
+    def name(self) -> str | None:
+        return self.file.filename
+
+
+def _height_encoding(
+    scale_mm: float | None, offset_mm: float, invalid: int | None
+) -> HeightEncoding | None:
+    """The request's height encoding; a malformed one is the request's fault (422)."""
+    if scale_mm is None:
+        if offset_mm != 0.0 or invalid is not None:
+            raise HTTPException(422, "height_offset_mm and height_invalid need height_scale_mm")
+        return None
+    try:
+        return HeightEncoding(scale_mm, offset_mm, invalid)
+    except UserError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
 def _observation(
     image_bytes: bytes,
     image_name: str | None,
@@ -315,19 +364,33 @@ def _observation(
     product: str | None,
     station: str,
     mm_per_px: float | None,
+    height: _Upload | None = None,
+    encoding: HeightEncoding | None = None,
 ) -> Observation:
     """The part as :mod:`inspection.io` reads files (pixel budget, EXIF orientation,
-    NaN audio refused), with errors that name the uploaded file, not a temporary one."""
+    NaN audio refused, a height map one channel of mm or of counts with their encoding),
+    with errors that name the uploaded file, not a temporary one.
+
+    Raises
+    ------
+    UserError
+        A file that cannot be read, or a height map of another size than the image.
+    """
     with _spooled(image_bytes) as path:
         image = _named(read_image, path, image_name or "image")
     clip = None
     if audio_bytes is not None:
         with _spooled(audio_bytes) as path:
             clip = _named(read_audio, path, (audio.filename if audio else None) or "audio")
+    height_map = None
+    if height is not None:
+        with _spooled(height.data) as path:
+            read = partial(read_height_map, encoding=encoding)
+            height_map = _named(read, path, height.name or "height_map")
     return Observation(
         part_id=part_id,
         station=station,
-        frames=(Frame(image, mm_per_px=mm_per_px),),
+        frames=(Frame(image, mm_per_px=mm_per_px, height_map=height_map),),
         audio=clip,
         product=product,
     )

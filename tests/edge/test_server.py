@@ -279,3 +279,64 @@ def test_with_a_cloud_every_payload_is_queued_once(bundle_dir, tmp_path):
     assert service.outbox.pending() == 2  # the cloud never answered: both still queued
     with pytest.raises(UserError, match="--token-file"):
         load_service(bundle_dir=bundle_dir, cloud=url)
+
+
+def _tiff(array: np.ndarray) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".tiff", array)
+    assert ok
+    return data.tobytes()
+
+
+def _pit_map(mm_per_px: float) -> np.ndarray:
+    """A face 5 µm of noise rough with a pit 0.1 mm deep and 2.4 mm across."""
+    yy, xx = np.mgrid[:PART_SIZE, :PART_SIZE]
+    d2 = ((yy - 48) ** 2 + (xx - 48) ** 2) / (1.2 / mm_per_px) ** 2
+    pit = np.where(d2 <= 1, -0.1 * (1 - d2) ** 2, 0.0)
+    noise = np.random.default_rng(3).normal(0, 0.005, pit.shape)
+    return (pit + noise).astype(np.float32)
+
+
+def test_a_profilers_height_map_posted_with_the_part_measures_its_dents(bundle_dir, parts):
+    """``height_map`` beside the image (float mm, or a 3D camera's counts with their
+    encoding), on a box that searches height maps (``--profiler-dents``): the pit is a
+    dent with its depth, the same either way; a map that cannot be read as mm, or of
+    another size, is the part's REVIEW with why; a malformed encoding is the request's
+    fault."""
+    mm = parts[0].frames[0].mm_per_px
+    height = _pit_map(mm)
+    counts = np.round((height + 2.0) * 1000).astype(np.uint16)  # 1 µm a count, -2 mm at 0
+    encoding = {"height_scale_mm": "0.001", "height_offset_mm": "-2"}
+    searching = load_service(bundle_dir=bundle_dir, threads=1, profiler_dents=True)
+    assert searching.ready  # the self-test's parts carry no height map: nothing changes
+    image = png(np.full((PART_SIZE, PART_SIZE, 3), 120, np.uint8))
+
+    def inspect(client, data: bytes, **fields):
+        files = {"image": ("part.png", image, "image/png"), "height_map": ("p.tiff", data)}
+        fields = {"part_id": "p-1", "product": PRODUCT, "mm_per_px": str(mm), **fields}
+        return client.post("/v1/inspect", files=files, data=fields)
+
+    with running(searching) as client:
+        answers = [inspect(client, _tiff(height)), inspect(client, _tiff(counts), **encoding)]
+        for answer in answers:
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            dents = [d for d in body["decisions"] if d["defect"]["defect_class"] == "dent"]
+            assert body["verdict"] != "PASS" and len(dents) == 1, body
+            depth = dents[0]["defect"]["attributes"]["depth_mm"]
+            assert depth == pytest.approx(0.1, abs=0.02)
+        first, second = (a.json()["decisions"] for a in answers)
+        assert first[0]["defect"]["attributes"] == pytest.approx(
+            second[0]["defect"]["attributes"], rel=0.05
+        )
+        for data, words in (
+            (_tiff(counts), "needs the profiler's z scale"),
+            (_tiff(height[:50]), "height map is 96x50 px"),
+            (b"II*\0 not a tiff", "p.tiff: cannot decode a height map"),
+        ):
+            body = inspect(client, data).json()
+            assert body["verdict"] == "REVIEW" and any(words in r for r in body["reasons"]), body
+        for fields in ({"height_offset_mm": "1"}, {"height_scale_mm": "0"}):
+            answer = inspect(client, _tiff(counts), **fields)
+            assert answer.status_code == 422, (fields, answer.text)
