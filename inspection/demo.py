@@ -51,6 +51,7 @@ from inspection.viz import (
     Card,
     class_colour,
     figure_base64,
+    height_picture,
     overlay,
     png_base64,
     write_html_report,
@@ -595,7 +596,10 @@ def _card(observation: Observation, part: SynthPart, result: InspectionResult, l
         for d in result.decisions
         if d.defect.footprint is not None
     ]
-    image = overlay(observation.frames[0].image, regions, dashed=footprints)
+    frame = observation.frames[0]
+    image = overlay(frame.image, regions, dashed=footprints)
+    if frame.height_map is not None:  # the profiler's relief beside the photograph
+        image = np.concatenate([image, height_picture(frame.height_map, dashed=footprints)], 1)
     lines = tuple(d.reason for d in result.decisions) or ("no defects found",)
     return Card(
         png_base64(image),

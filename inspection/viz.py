@@ -84,6 +84,36 @@ def _dashed_outline(canvas: np.ndarray, mask: np.ndarray, colour, line: int) -> 
             cv2.polylines(canvas, [piece], False, colour, line, cv2.LINE_AA)
 
 
+def height_picture(
+    height_map: np.ndarray,
+    regions: Sequence[tuple[np.ndarray, tuple[int, int, int]]] = (),
+    dashed: Sequence[tuple[np.ndarray, tuple[int, int, int]]] = (),
+) -> np.ndarray:
+    """A profiler's height map in false colour (blue below the face's median, red above,
+    over the range that holds all but 0.02 % of its points, so that a dent of a few dozen
+    points spans it and a lone spike does not; grey where it saw nothing),
+    labelled with that range in mm, each ``(mask, rgb)`` of ``regions`` outlined and
+    each of ``dashed`` outlined dashed: beside a part's overlay, the relief its dents
+    were measured on."""
+    height = np.asarray(height_map, dtype=np.float32)
+    seen = np.isfinite(height)
+    picture = np.full((*height.shape, 3), 128, np.uint8)
+    if seen.any():
+        values = height[seen]
+        level = float(np.median(values))
+        low, high = np.percentile(values, [0.01, 99.99])
+        span = max(level - float(low), float(high) - level, 1e-6)
+        scaled = np.clip((height - level) / span * 127.5 + 127.5, 0, 255)
+        coloured = cv2.applyColorMap(np.nan_to_num(scaled).astype(np.uint8), cv2.COLORMAP_TURBO)
+        picture[seen] = coloured[:, :, ::-1][seen]
+        legend = f"{-span:+.3f} .. {span:+.3f} mm"
+    else:
+        legend = "no height read"
+    picture = overlay(picture, [(m, "", c) for m, c in regions], alpha=0.0, dashed=dashed)
+    _label(picture, legend, (0, picture.shape[0]), (255, 255, 255))
+    return picture
+
+
 LABEL_MIN_SCALE = 0.5
 """Smallest OpenCV font scale of an overlay label: about 11 px of text, the least that
 reads at the size a picture is shown. Draw an overlay at the size it will be shown (a

@@ -53,7 +53,7 @@ from inspection.pipeline import (
 )
 from inspection.standards import Standard
 from inspection.types import AudioClip, Frame, InspectionResult, Observation, Verdict
-from inspection.viz import class_colour, overlay
+from inspection.viz import class_colour, height_picture, overlay
 
 MAX_TILES_PER_RUN = 64
 """Model inputs per forward pass: the batch's tiles run in slices of this many, so
@@ -390,13 +390,19 @@ class PartAuditor:
 
     def _draw(self, part: LoadedPart, result: InspectionResult) -> dict[str, str]:
         """The full-size overlay and the report's thumbnail, each drawn at the size it
-        is shown (the thumbnail scaled first), so that their labels are legible."""
+        is shown (the thumbnail scaled first), so that their labels are legible. A part
+        with a height map has it beside the full-size overlay, in false colour."""
         name = overlay_name(part)
         image = part.frame.image
         shape = image.shape[:2]
         full = self.out / OVERLAYS / f"{name}.png"
         regions, footprints = self._regions(result, shape, shape, FULL_LABELS)
-        _write_atomic(full, overlay(image, regions, dashed=footprints))
+        picture = overlay(image, regions, dashed=footprints)
+        if part.frame.height_map is not None:  # the relief its dents were measured on, beside
+            outlines = [(mask, colour) for mask, _, colour in regions]
+            relief = height_picture(part.frame.height_map, outlines, footprints)
+            picture = np.concatenate([picture, relief], axis=1)
+        _write_atomic(full, picture)
         scale = THUMBNAIL_SIDE / max(shape)
         size = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR

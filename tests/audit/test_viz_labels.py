@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspection.viz import LABEL_MIN_SCALE, label_scale, overlay
+from inspection.viz import LABEL_MIN_SCALE, height_picture, label_scale, overlay
 
 
 def test_label_scale_grows_with_the_picture_and_has_a_floor():
@@ -37,3 +37,23 @@ def test_a_dashed_outline_marks_the_edge_in_pieces_and_leaves_the_inside_as_it_w
     assert 0.3 < edge.mean() < 0.8  # dashes, with gaps between them
     assert np.array_equal(drawn[40:80, 40:80], image[40:80, 40:80])
     assert np.array_equal(drawn[:20], image[:20])
+
+
+def test_a_height_map_in_false_colour_shows_the_pit_blue_and_what_was_not_read_grey():
+    rng = np.random.default_rng(0)
+    height = rng.normal(0, 0.005, (120, 120)).astype(np.float32)
+    height[50:60, 50:60] = -0.2  # a pit
+    height[:15, 105:] = np.nan  # a hole the profiler saw nothing in
+    pit = np.zeros((120, 120), bool)
+    pit[50:60, 50:60] = True
+    drawn = height_picture(height, [(pit, (255, 0, 0))])
+    import cv2
+
+    lowest = cv2.applyColorMap(np.zeros((1, 1), np.uint8), cv2.COLORMAP_TURBO)[0, 0, ::-1]
+    assert (drawn[53:57, 53:57] == lowest).all()  # the deepest: the scale's low end
+    assert np.abs(drawn[20:40, 20:40].astype(int) - lowest).max() > 100  # the face: not
+    assert (drawn[2:12, 108:118] == 128).all()  # nothing read: grey
+    assert ((drawn[:, :, 0] > 200) & (drawn[:, :, 1] < 60))[48:62, 48:62].any()  # outlined
+    assert (drawn[100:, 20:].max(axis=2) < 40).any()  # the range's label, bottom left
+    blind = height_picture(np.full((40, 40), np.nan, np.float32))
+    assert blind.shape == (40, 40, 3) and (blind[:5, :] == 128).all()

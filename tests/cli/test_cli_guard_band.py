@@ -11,6 +11,7 @@ from test_cli_review_band import tiny_model_and_lot  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
 from inspection.cli import app
+from inspection.io import read_image
 
 
 def _commands(model, lot, out):
@@ -137,5 +138,26 @@ def test_an_audit_reads_integer_height_maps_through_the_encoding_given(
         assert row["error"] is None, row
         dents = [d for d in row["defects"] if d["defect_class"] == "dent"]
         assert dents and dents[0]["measurements"]["depth_mm"] == pytest.approx(0.1, abs=0.02)
+        overlay = read_image(tmp_path / "with" / row["overlay"])
+        assert overlay.shape[:2] == (64, 128)  # the height map in false colour beside it
     for row in rows["without"]:
         assert "needs the profiler's z scale" in row["error"] and row["verdict"] != "PASS"
+
+
+def test_the_demo_with_a_profiler_shows_each_parts_height_map_beside_it(tmp_path):
+    import base64
+    import re
+
+    import cv2
+    import numpy as np
+
+    out = tmp_path / "d"
+    args = ["demo", "--out", str(out), "--n", "2", "--model", "none", "--profiler"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    cards = re.findall(r"<img[^>]+src='data:image/png;base64,([^']+)'", page)
+    assert cards, "no part pictures on the page"
+    for data in cards[-2:]:  # the parts' pictures come last, after the figures
+        picture = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert picture.shape[1] == 2 * picture.shape[0]  # photograph | height map
