@@ -298,12 +298,36 @@ class ConsoleService:
         history = self.history(station, part_id, user)
         image, missing = self._evidence_image(record)
         overlay = None if image is None else draw_defects(image, record.defects)
+        height = self._evidence_height(record)
+        if overlay is not None and height is not None and height.shape == overlay.shape[:2]:
+            from inspection.viz import height_picture  # the relief beside the photograph
+
+            relief = height_picture(
+                height, [(m, c) for m, _, c in defect_boxes(height.shape, record.defects)]
+            )
+            overlay = np.concatenate([overlay, relief], axis=1)
         return PartView(record, overlay, history, missing)
 
     def history(self, station: str, part_id: str, user: User | None = None) -> PartHistory:
         """The reviews, questions and reports of one part (no image read)."""
         require(user, VIEW)
         return self.store.history(part_id, station)
+
+    def _evidence_height(self, record: RecordedPart) -> np.ndarray | None:
+        """The part's height map where its record keeps one (a station with a 3D
+        profiler, :func:`~inspection.records.evidence.frame_evidence`), else ``None``
+        (and for a file gone or unreadable: the photograph is still shown)."""
+        from inspection.io import InputError, read_height_map
+        from inspection.records.evidence import is_height_map_file
+
+        for digest in record.evidence[1:]:
+            path = self.store.evidence.find(digest)
+            if path is not None and is_height_map_file(path):
+                try:
+                    return read_height_map(path)
+                except InputError:
+                    return None
+        return None
 
     def _evidence_image(self, record: RecordedPart, frame: int = 0) -> tuple[Any, str | None]:
         if len(record.evidence) <= frame:
@@ -542,8 +566,16 @@ def draw_defects(image: np.ndarray, defects: Sequence[dict[str, Any]]) -> np.nda
     labelled with its class and clause."""
     from inspection.viz import overlay
 
+    return overlay(image, defect_boxes(image.shape[:2], defects))
+
+
+def defect_boxes(
+    shape: tuple[int, ...], defects: Sequence[dict[str, Any]]
+) -> list[tuple[np.ndarray, str, tuple[int, int, int]]]:
+    """``(mask, label, rgb)`` of each recorded defect's box on a picture of ``shape``:
+    coloured by its action, labelled with its class and clause."""
     regions = []
-    height, width = image.shape[:2]
+    height, width = shape[:2]
     for defect in defects:
         if not defect.get("bbox"):
             continue
@@ -553,7 +585,7 @@ def draw_defects(image: np.ndarray, defects: Sequence[dict[str, Any]]) -> np.nda
         label = " ".join(filter(None, (defect.get("defect_class"), defect.get("clause_id"))))
         colour = ACTION_COLOURS.get(str(defect.get("action")), (40, 120, 230))
         regions.append((mask, label, colour))
-    return overlay(image, regions)
+    return regions
 
 
 def _read_clip(path: Path) -> tuple[Any, bytes]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from inspection.errors import UserError
+from inspection.types import Frame
 
 _HEX = frozenset("0123456789abcdef")
 # Encoded images given as bytes keep their format; the suffix follows the magic number.
@@ -27,8 +28,10 @@ _MAGIC = (
     (b"\xff\xd8\xff", ".jpg"),
     (b"BM", ".bmp"),
     (b"RIFF", ".wav"),  # a spoken question (WAV)
+    (b"II*\x00", ".tiff"),  # a profiler's height map (float32 mm, encode_height_map)
+    (b"MM\x00*", ".tiff"),
 )
-SUFFIXES = (".png", ".jpg", ".bmp", ".wav", ".bin")
+SUFFIXES = (".png", ".jpg", ".bmp", ".wav", ".tiff", ".bin")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,29 @@ def encode_png(image: np.ndarray) -> bytes:
     if not ok:
         raise UserError(f"cannot encode a {image.dtype} {image.shape} image as PNG")
     return buf.tobytes()
+
+
+def encode_height_map(height_map: np.ndarray) -> bytes:
+    """A profiler's height map as one-channel float32 TIFF bytes (mm, NaN kept)."""
+    height = np.asarray(height_map, dtype=np.float32)
+    if height.ndim != 2 or height.size == 0:
+        raise UserError(f"a height map is an (H, W) array, not {height.shape}")
+    ok, buf = cv2.imencode(".tiff", height)
+    if not ok:
+        raise UserError(f"cannot encode a {height.shape} height map as TIFF")
+    return buf.tobytes()
+
+
+def frame_evidence(frames: Sequence[Frame]) -> list[np.ndarray | bytes]:
+    """What a part's record keeps of its frames: each frame's image, then the height map
+    of each frame that has one (a float32 TIFF: the console shows it beside the image)."""
+    images: list[np.ndarray | bytes] = [frame.image for frame in frames]
+    return images + [encode_height_map(f.height_map) for f in frames if f.height_map is not None]
+
+
+def is_height_map_file(path: Path) -> bool:
+    """Whether an evidence file is a height map (:func:`frame_evidence`)."""
+    return path.suffix == ".tiff"
 
 
 def _suffix(data: bytes) -> str:

@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 from inspection.capture.base import CaptureError, PartSource
 from inspection.errors import UserError
+from inspection.records.evidence import frame_evidence
 from inspection.spool import Spool
 from inspection.station.config import SimulatorSource, StationConfig
 from inspection.station.metrics import MetricsServer, StationMetrics
@@ -811,7 +812,7 @@ class StationDaemon:
         policy = self.config.records.evidence
         if policy == "none" or (policy == "not_pass" and result.verdict is Verdict.PASS):
             return []
-        return [frame.image for frame in observation.frames]
+        return frame_evidence(observation.frames)
 
     def _record_gap(self, job: _Job) -> None:
         """A part captured without a usable frame: not inspected, and the line is told

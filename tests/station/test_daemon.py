@@ -519,3 +519,30 @@ def test_a_station_with_a_profiler_can_search_its_height_maps_for_dents(tmp_path
     assert thresholds.profiler_dents and thresholds.version.endswith("; profiler dents")
     plain = build_runtime(station_config(tmp_path, None, model={"path": str(model_path)}))
     assert not plain.inspector.thresholds.profiler_dents
+
+
+def test_a_profiled_stations_records_keep_each_parts_height_map(tmp_path, model_path):
+    """Evidence of a part with a height map: its image, then its height map as a float32
+    TIFF (what the console shows beside the image), the frame's own values."""
+    from inspection.capture.simulator import SimulatedLine
+    from inspection.io import read_height_map, read_image
+
+    config = station_config(
+        tmp_path,
+        None,
+        model_path=model_path,
+        source={"kind": "simulator", "n": 2, "size": 64, "rate_hz": None, "profiler": True},
+        records={"url": str(tmp_path / "records.db"), "evidence": "all"},
+    )
+    assert StationDaemon(config).run() == 0  # a finite source: the daemon exits once done
+    store = RecordStore(config.records.url)
+    line = SimulatedLine(config.product, n=2, seed=config.source.seed, size=64, profiler=True)
+    frames = {obs.part_id: obs.frames[0] for obs, _ in line.parts()}
+    assert len(frames) == 2
+    for part_id, frame in frames.items():
+        record = store.get(part_id, "st-1")
+        image, height = (store.evidence.find(digest) for digest in record.evidence)
+        assert image.suffix == ".png" and height.suffix == ".tiff"
+        assert (read_image(image) == frame.image).all()
+        assert (read_height_map(height) == frame.height_map).all()
+    store.close()
