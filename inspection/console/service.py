@@ -318,16 +318,13 @@ class ConsoleService:
         profiler, :func:`~inspection.records.evidence.frame_evidence`), else ``None``
         (and for a file gone or unreadable: the photograph is still shown)."""
         from inspection.io import InputError, read_height_map
-        from inspection.records.evidence import is_height_map_file
+        from inspection.records.evidence import frame_height_map
 
-        for digest in record.evidence[1:]:
-            path = self.store.evidence.find(digest)
-            if path is not None and is_height_map_file(path):
-                try:
-                    return read_height_map(path)
-                except InputError:
-                    return None
-        return None
+        path = frame_height_map([self.store.evidence.find(d) for d in record.evidence], 0)
+        try:
+            return None if path is None else read_height_map(path)
+        except InputError:
+            return None
 
     def _evidence_image(self, record: RecordedPart, frame: int = 0) -> tuple[Any, str | None]:
         if len(record.evidence) <= frame:

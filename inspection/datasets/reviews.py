@@ -387,6 +387,12 @@ def _export_part(
     if mask is not None:
         mask_rel = f"{product}/ground_truth/{label}/{name}_mask.png"
         _write_png(mask, tmp / mask_rel)
+    height_rel = None
+    height = _frame_height_map(store, part, frame)
+    if height is not None:  # a station with a 3D profiler: the frame's height map, as kept
+        height_rel = f"{product}/height/{label}/{name}.tiff"
+        (tmp / height_rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(height, tmp / height_rel)
     return folder, {
         "station": part.station,
         "part_id": part.part_id,
@@ -399,6 +405,7 @@ def _export_part(
         "image": image_rel,
         "mask": mask_rel,
         "mask_source": mask_source,
+        **({"height": height_rel} if height_rel is not None else {}),
         "frame": frame,
         "review_id": part.review_id,
         "reviewed_at": None if part.reviewed_at is None else part.reviewed_at.isoformat(),
@@ -434,6 +441,18 @@ def _frame_image(store: RecordStore, part: _Reviewed, frame: int) -> tuple[Path,
     if pixels is None:
         raise _Skip(EVIDENCE_UNREADABLE, str(path))
     return path, pixels
+
+
+def _frame_height_map(store: RecordStore, part: _Reviewed, frame: int) -> Path | None:
+    """The height-map file the record keeps for ``frame``, if any
+    (:func:`~inspection.records.evidence.frame_height_map`)."""
+    from inspection.records.evidence import frame_height_map
+
+    try:
+        files = [store.evidence.find(digest) for digest in part.evidence]
+    except UserError:  # a malformed hash in the record: the image's check says so
+        return None
+    return frame_height_map(files, frame)
 
 
 def _mask(

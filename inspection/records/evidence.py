@@ -69,15 +69,24 @@ def encode_height_map(height_map: np.ndarray) -> bytes:
 
 
 def frame_evidence(frames: Sequence[Frame]) -> list[np.ndarray | bytes]:
-    """What a part's record keeps of its frames: each frame's image, then the height map
-    of each frame that has one (a float32 TIFF: the console shows it beside the image)."""
+    """What a part's record keeps of its ``n`` frames: each frame's image, then, where
+    every frame has one, each frame's height map (a float32 TIFF), so that entry ``n +
+    i`` is frame ``i``'s (:func:`frame_height_map`): the console shows it beside the
+    image, and reviewed parts are exported with it."""
     images: list[np.ndarray | bytes] = [frame.image for frame in frames]
-    return images + [encode_height_map(f.height_map) for f in frames if f.height_map is not None]
+    if frames and all(frame.height_map is not None for frame in frames):
+        images += [encode_height_map(frame.height_map) for frame in frames]
+    return images
 
 
-def is_height_map_file(path: Path) -> bool:
-    """Whether an evidence file is a height map (:func:`frame_evidence`)."""
-    return path.suffix == ".tiff"
+def frame_height_map(evidence: Sequence[Path | None], frame: int) -> Path | None:
+    """The height-map file of ``frame`` among a record's evidence files (in the record's
+    order; ``None`` for one not found), as :func:`frame_evidence` keeps them; ``None``
+    where the record keeps none."""
+    maps = [i for i, path in enumerate(evidence) if path is not None and path.suffix == ".tiff"]
+    if not maps or len(maps) * 2 != len(evidence) or maps[0] != len(maps):
+        return None  # not n images then n height maps: none kept (or not all found)
+    return evidence[maps[0] + frame] if 0 <= frame < len(maps) else None
 
 
 def _suffix(data: bytes) -> str:

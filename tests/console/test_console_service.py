@@ -318,7 +318,7 @@ def test_editor_mask_of_nothing_drawn_is_none(value):
     assert editor_mask(value) is None
 
 
-def test_an_opened_part_with_a_height_map_has_it_beside_its_image(service):
+def test_an_opened_part_with_a_height_map_has_it_beside_its_image(service, tmp_path):
     """A station with a 3D profiler keeps each part's height map after its image: the
     part opens with the relief in false colour beside the photograph, the defects' boxes
     on both; a height map gone or unreadable leaves the photograph alone."""
@@ -328,11 +328,23 @@ def test_an_opened_part_with_a_height_map_has_it_beside_its_image(service):
     height = np.random.default_rng(0).normal(0, 0.005, image.shape[:2]).astype(np.float32)
     height[20:30, 20:30] = -0.2
     recorded = result("P-RELIEF", Verdict.REJECT, defects=1)
-    service.store.record("P-RELIEF", STATION, recorded, images=[image, encode_height_map(height)])
+    evidence = [image, encode_height_map(height)]
+    service.store.record("P-RELIEF", STATION, recorded, images=evidence, product="bracket")
     view = service.part(STATION, "P-RELIEF", OPERATOR_USER)
     h, w = image.shape[:2]
     assert view.overlay.shape == (h, 2 * w, 3) and view.missing_evidence is None
     assert (view.overlay[:, :w] == draw_defects(image, view.record.defects)).all()
+    # reviewed, the part is exported with its height map, and loads as such
+    service.review(OPERATOR_USER, STATION, "P-RELIEF", "REJECT", "pit", "dent")
+    export_reviews(service.store, tmp_path / "export")
+    (line,) = map(json.loads, (tmp_path / "export" / MANIFEST).read_text().splitlines())
+    assert line["height"] == f"bracket/height/dent/{part_name(STATION, 'P-RELIEF')}.tiff"
+    from inspection.datasets import load_dataset
+    from inspection.io import read_height_map
+
+    (sample,) = load_dataset(tmp_path / "export" / MANIFEST).samples
+    assert np.array_equal(read_height_map(sample.height_map), height)
+
     record = service.store.get("P-RELIEF", STATION)
     service.store.evidence.find(record.evidence[1]).write_bytes(b"II*\x00 broken")
     assert service.part(STATION, "P-RELIEF", OPERATOR_USER).overlay.shape == (h, w, 3)
