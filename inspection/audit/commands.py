@@ -159,7 +159,7 @@ def audit_command(
         report = (summary.out / "report.html").resolve()
         console.print(f"report: [link=file://{report}]{summary.out / 'report.html'}[/link]")
         if store is not None:
-            _record(input_spec, out, store, station, standard_file)
+            _record(input_spec, out, store, station, standard_file, options.height_encoding)
 
 
 @contextmanager
@@ -182,12 +182,20 @@ def _records(db: str) -> Iterator[Any]:
         yield store
 
 
-def _record(input_spec: str, out: Path, store: Any, station: str, standard: Path) -> None:
+def _record(
+    input_spec: str,
+    out: Path,
+    store: Any,
+    station: str,
+    standard: Path,
+    height_encoding: Any = None,
+) -> None:
     """The audited parts into the records database (``--db``)."""
     from inspection.audit.recording import record_audit
     from inspection.standards import load_standard
 
-    done = record_audit(input_spec, out, store, station, load_standard(standard).product)
+    product = load_standard(standard).product
+    done = record_audit(input_spec, out, store, station, product, height_encoding=height_encoding)
     pending = f"; {done.pending} spooled until the database answers" if done.pending else ""
     console.print(
         f"records: {done.new} parts recorded at station {done.station!r}, {done.before} "

@@ -294,7 +294,7 @@ class PartAuditor:
             return part
         try:
             image = decode_item(item, data)
-            height = self._height_map(item)
+            height = item_height_map(item, self.options.height_encoding)
             part.frame = Frame(
                 image, camera=STATION, mm_per_px=self._scale(item), height_map=height
             )
@@ -308,16 +308,6 @@ class PartAuditor:
 
     def _scale(self, item: AuditItem) -> float | None:
         return item.mm_per_px if item.mm_per_px is not None else self.options.mm_per_px
-
-    def _height_map(self, item: AuditItem) -> np.ndarray | None:
-        """The part's height map in mm, read through the audit's encoding, else the one
-        its ``dataset.yaml`` states."""
-        if not item.height_map:
-            return None
-        encoding = self.options.height_encoding
-        if encoding is None and item.height_encoding is not None:
-            encoding = HeightEncoding.from_mapping(item.height_encoding, "height_encoding")
-        return read_height_map(item.height_map, encoding)
 
     # -- the batch ------------------------------------------------------------------
 
@@ -444,6 +434,16 @@ def _at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if tuple(size) == mask.shape:
         return mask
     return cv2.resize(mask.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST)
+
+
+def item_height_map(item: AuditItem, encoding: HeightEncoding | None) -> np.ndarray | None:
+    """An audited part's height map in mm (``None`` without one), read through
+    ``encoding`` (the audit's), else the one its ``dataset.yaml`` states."""
+    if not item.height_map:
+        return None
+    if encoding is None and item.height_encoding is not None:
+        encoding = HeightEncoding.from_mapping(item.height_encoding, "height_encoding")
+    return read_height_map(item.height_map, encoding)
 
 
 def detect_tiles(detector: Any, tiles: list[Tiles]) -> list[Detection]:

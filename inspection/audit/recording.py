@@ -26,6 +26,7 @@ from inspection.audit.inputs import (
 )
 from inspection.audit.results import RecordIndex, record_key
 from inspection.errors import UserError
+from inspection.io import HeightEncoding
 
 BATCH = 200  # records a transaction
 
@@ -47,8 +48,11 @@ def record_audit(
     station: str,
     product: str | None = None,
     progress: bool = True,
+    height_encoding: HeightEncoding | None = None,
 ) -> RecordedAudit:
-    """Record every audited part of ``out`` in ``store``, with its image as evidence.
+    """Record every audited part of ``out`` in ``store``, with its image as evidence
+    (and its height map after it, as a station keeps one:
+    :func:`~inspection.records.evidence.frame_evidence`).
 
     Parameters
     ----------
@@ -64,6 +68,8 @@ def record_audit(
         The product of the audit's standard (the console chooses its standard by it).
     progress
         Show a progress bar.
+    height_encoding
+        How the audit read integer height maps (its ``--height-scale``).
     """
     from tqdm import tqdm
 
@@ -88,14 +94,14 @@ def record_audit(
         RecordIndex(Path(out)) as index,
         tqdm(items, total=total, unit="part", desc="recording", disable=not progress) as bar,
     ):
-        for record, image in _audited(bar, index):
+        for record, image, item in _audited(bar, index):
             result = result_of(record)
             entries.append(
                 RecordEntry(
                     result.part_id,
                     station,
                     result,
-                    images=() if image is None else (image,),
+                    images=() if image is None else _evidence(image, item, height_encoding),
                     product=product,
                 )
             )
@@ -105,7 +111,20 @@ def record_audit(
     return RecordedAudit(new, before, store.pending(), station)
 
 
-def _audited(items: Any, index: RecordIndex) -> Iterator[tuple[dict, Any]]:
+def _evidence(image: Any, item: AuditItem, encoding: HeightEncoding | None) -> tuple:
+    """The part's image, and its height map where it has one, read as the audit read it
+    (a map changed since, and now unreadable, is left out: the verdict stands)."""
+    from inspection.audit.engine import item_height_map
+    from inspection.records.evidence import encode_height_map
+
+    try:
+        height = item_height_map(item, encoding)
+    except UserError:
+        return (image,)
+    return (image,) if height is None else (image, encode_height_map(height))
+
+
+def _audited(items: Any, index: RecordIndex) -> Iterator[tuple[dict, Any, AuditItem]]:
     """Each input item's record with its evidence: the file's bytes when they are an
     image the console can show as they are (PNG, JPEG, BMP), else the decoded pixels
     (TIFF, WebP: stored as PNG); none for a part that could not be read."""
@@ -120,7 +139,7 @@ def _audited(items: Any, index: RecordIndex) -> Iterator[tuple[dict, Any]]:
         image: Any = None
         if data is not None and record.get("error") is None:
             image = data if kept_as_is(data) else decode_item(item, data)
-        yield record, image
+        yield record, image, item
 
 
 def _bytes(item: AuditItem) -> bytes | None:

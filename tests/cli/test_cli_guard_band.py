@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from test_cli_review_band import tiny_model_and_lot  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
@@ -126,7 +127,8 @@ def test_an_audit_reads_integer_height_maps_through_the_encoding_given(
         and "--height-offset and --height-invalid need --height-scale" in result.output
     )
     encoded = ["--height-scale", "0.001", "--height-offset", "-5", "--height-invalid", "0"]
-    for out, extra in (("with", encoded), ("without", [])):
+    db = tmp_path / "records.db"  # the audited parts recorded for the console, maps kept
+    for out, extra in (("with", [*encoded, "--db", str(db)]), ("without", [])):
         result = CliRunner().invoke(app, [*args, *extra, "--out", str(tmp_path / out)])
         assert result.exit_code == 0, result.output
     rows = {
@@ -142,6 +144,16 @@ def test_an_audit_reads_integer_height_maps_through_the_encoding_given(
         assert overlay.shape[:2] == (64, 128)  # the height map in false colour beside it
     for row in rows["without"]:
         assert "needs the profiler's z scale" in row["error"] and row["verdict"] != "PASS"
+    from inspection.io import read_height_map
+    from inspection.records import RecordStore
+    from inspection.records.evidence import frame_height_map
+
+    with RecordStore(str(db)) as store:
+        for row in rows["with"]:
+            record = store.get(row["part_id"], "audit")
+            files = [store.evidence.find(digest) for digest in record.evidence]
+            height = read_height_map(frame_height_map(files, 0))  # in mm, as decided on
+            assert np.isnan(height[0, 0]) and height[32, 32] == pytest.approx(-0.1, abs=0.02)
 
 
 def test_the_demo_with_a_profiler_shows_each_parts_height_map_beside_it(tmp_path):
