@@ -3,6 +3,12 @@
 python benchmarks/edge_latency.py                      # models/default, 60 bracket parts
 python benchmarks/edge_latency.py --model none --config small --n 40
 python benchmarks/edge_latency.py --size 1024 --max-side 512 --n 20   # large frames
+python benchmarks/edge_latency.py --profiler --product tile   # + a 3D profiler's height maps
+
+With ``--profiler`` the parts carry height maps, and ONNX Runtime also runs them with the
+dents measured on the map (``ort + height map``) and with the map searched as well
+(``ort + search``, ``--profiler-dents``); torch and ``onnxruntime`` see the photographs
+alone.
 
 Both detectors run the same parts in one process, interleaved, so the machine's noise
 hits both alike; the ratio is the figure to trust.
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +32,7 @@ from inspection.export.runtime import OnnxDetector
 from inspection.models import create_model, load_model
 from inspection.models.detector import TorchDetector
 from inspection.models.preprocess import MAX_SIDE
-from inspection.pipeline import Inspector, thresholds_of
+from inspection.pipeline import Inspector, thresholds_of, with_profiler_dents
 from inspection.standards import load_standard
 
 
@@ -40,6 +47,7 @@ def main() -> None:
     parser.add_argument(
         "--max-side", type=int, help="also run ONNX Runtime with frames scaled to this side"
     )
+    parser.add_argument("--profiler", action="store_true", help="parts with height maps")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -58,14 +66,33 @@ def main() -> None:
             scaled = OnnxDetector(onnx_path, threads=args.threads)
             scaled.metadata = {**scaled.metadata, MAX_SIDE: args.max_side}
             inspectors[f"ort max {args.max_side}"] = Inspector(scaled, standard, thresholds)
-        parts = list(SimulatedLine(args.product, n=args.n, seed=99, size=args.size))
-        for inspector in inspectors.values():  # warm up
-            inspector.inspect(parts[0])
+        with_maps = set()
+        if args.profiler:
+            # One ONNX Runtime session for the three: separate sessions' idle threads
+            # spin on the 2 cores after each run and would slow whichever runs next.
+            detector = inspectors["onnxruntime"].detector
+            for name, search in (("ort + height map", False), ("ort + search", True)):
+                searched = with_profiler_dents(thresholds, search)
+                inspectors[name] = Inspector(detector, standard, searched)
+                with_maps.add(name)
+        line = SimulatedLine(
+            args.product, n=args.n, seed=99, size=args.size, profiler=args.profiler
+        )
+        parts = [(obs, _photographs(obs)) for obs, _ in line.parts()]
+        for name, inspector in inspectors.items():  # warm up
+            inspector.inspect(parts[0][name not in with_maps])
         times: dict[str, list[float]] = {name: [] for name in inspectors}
         forward: dict[str, list[float]] = {name: [] for name in inspectors}
-        spent = {name: time_forward(inspector.detector) for name, inspector in inspectors.items()}
-        for observation in parts:
+        timers: dict[int, list[float]] = {}  # one per detector, however many share it
+        spent: dict[str, list[float]] = {}
+        for name, inspector in inspectors.items():
+            key = id(inspector.detector)
+            if key not in timers:
+                timers[key] = time_forward(inspector.detector)
+            spent[name] = timers[key]
+        for observations in parts:
             for name, inspector in inspectors.items():
+                observation = observations[name not in with_maps]
                 spent[name].clear()
                 start = time.perf_counter()
                 inspector.inspect(observation)
@@ -87,6 +114,13 @@ def main() -> None:
             f"{name:<16} {p50:8.1f} {p95:8.1f} {p50 / base:10.2f} "
             f"{np.median(forward[name]):12.1f} {rest:9.1f}"
         )
+
+
+def _photographs(observation):
+    """The part without its height maps: what a station without a profiler sees."""
+    return replace(
+        observation, frames=tuple(replace(f, height_map=None) for f in observation.frames)
+    )
 
 
 def time_forward(detector) -> list[float]:
