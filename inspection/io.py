@@ -304,20 +304,33 @@ def read_mask(path: str | Path, *, max_side: int | None = None) -> np.ndarray:
     return image > peak / 2 if peak > 0 else np.zeros(image.shape, dtype=bool)
 
 
-HEIGHT_MAP_SUFFIX = ".height.tiff"
-"""A profiler's height map exported beside its image as ``<stem>.height.tiff``: the
-image's, not a part of its own (a station's watched folder, an audited folder)."""
+HEIGHT_MAP_SUFFIXES = (".height.tiff", ".height.png")
+"""A profiler's height map exported beside its image as ``<stem>.height.tiff`` (float32
+mm, or integer counts) or ``<stem>.height.png`` (16-bit counts, as 3D cameras save depth):
+the image's, not a part of its own (a station's watched folder, an audited folder).
+Counts are read through a height encoding (:class:`HeightEncoding`)."""
+
+HEIGHT_MAP_SUFFIX = HEIGHT_MAP_SUFFIXES[0]
+"""The name a height map beside an image is looked for under when none is there."""
 
 
 def height_map_beside(image: str | Path) -> Path:
-    """Where ``image``'s height map lies by :data:`HEIGHT_MAP_SUFFIX`'s convention."""
+    """Where ``image``'s height map lies by :data:`HEIGHT_MAP_SUFFIXES`' convention: the
+    first that exists, else ``<stem>.height.tiff``."""
     image = Path(image)
-    return image.with_name(image.stem + HEIGHT_MAP_SUFFIX)
+    candidates = [image.with_name(image.stem + suffix) for suffix in HEIGHT_MAP_SUFFIXES]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+def height_map_suffix(name: str | Path) -> str | None:
+    """The suffix of :data:`HEIGHT_MAP_SUFFIXES` a file's name ends in, or ``None``."""
+    lower = str(name).lower()
+    return next((suffix for suffix in HEIGHT_MAP_SUFFIXES if lower.endswith(suffix)), None)
 
 
 def is_height_map(name: str | Path) -> bool:
     """Whether a file's name marks it as a height map beside an image."""
-    return str(name).lower().endswith(HEIGHT_MAP_SUFFIX)
+    return height_map_suffix(name) is not None
 
 
 @dataclass(frozen=True)

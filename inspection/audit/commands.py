@@ -212,7 +212,8 @@ def _warn_of_no_height_maps(input_spec: str) -> None:
     if not any(item.height_map for item in iter_inputs(input_spec)):
         err_console.print(
             f"warning: --profiler-dents: no part of {input_spec} has a height map (a "
-            "manifest's `height`, or <stem>.height.tiff beside an image): nothing is searched",
+            "manifest's `height`, or <stem>.height.tiff or .height.png beside an image): "
+            "nothing is searched",
             highlight=False,
             soft_wrap=True,
         )

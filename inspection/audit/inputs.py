@@ -37,7 +37,12 @@ from inspection.datasets.loaders import (
     read_metadata,
 )
 from inspection.errors import UserError
-from inspection.io import HEIGHT_MAP_SUFFIX, IMAGE_SUFFIXES, height_map_beside, is_height_map
+from inspection.io import (
+    IMAGE_SUFFIXES,
+    height_map_beside,
+    height_map_suffix,
+    is_height_map,
+)
 
 MAX_ENTRY_BYTES = 1 << 30
 """Largest zip entry inflated (1 GiB): a 50 Mpx 16-bit RGB TIFF, the largest image the
@@ -78,7 +83,7 @@ class AuditItem:
         Its tap-test recording, where the manifest names one.
     height_map : str | None
         Its 3D profiler's height map (dents are measured on it), where the manifest
-        names one or a folder holds ``<stem>.height.tiff`` beside the image.
+        names one or a folder holds ``<stem>.height.tiff`` or ``.height.png`` beside the image.
     height_encoding : dict | None
         How that map's integer counts read in mm, where ``dataset.yaml`` states it
         (``{scale_mm, offset_mm, invalid}``, :class:`~inspection.io.HeightEncoding`).
@@ -184,7 +189,7 @@ def _passed_over(name: str, in_zip: bool) -> str | None:
     """The suffix a file the audit passes over is counted under; ``None`` for one it
     reads (an image, or in a folder a height map beside its image)."""
     if in_zip and is_height_map(name):
-        return HEIGHT_MAP_SUFFIX  # read beside its image in a folder, not from an archive
+        return height_map_suffix(name)  # read beside its image in a folder, not in a zip
     suffix = PurePosixPath(name).suffix.lower()
     return None if suffix in IMAGE_SUFFIXES else suffix or "(no suffix)"
 

@@ -14,8 +14,9 @@ Each image is one part. Its id is the file name's stem, or ``part_id`` in a side
 ``<stem>.json`` beside it, which may also give ``product``, ``mm_per_px``, ``audio`` (a
 WAV/FLAC file in the inbox) and any other keys (kept in the observation's metadata, e.g.
 ``reference_rgb``). A 3D profiler's height map of the part, registered to the camera, is
-``<stem>.height.tiff`` beside it (one channel of float32 mm, or integer counts
-read through the source's ``height_encoding``): dents are measured on it,
+``<stem>.height.tiff`` beside it (one channel of float32 mm, or integer counts read
+through the source's ``height_encoding``; or ``<stem>.height.png``, 16-bit counts):
+dents are measured on it,
 and it is never taken as a part of its own. Write the sidecar, audio and height map
 before the image (or the image last as ``.partial``): an image is taken with what lies
 beside it when it settles.

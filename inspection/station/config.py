@@ -159,8 +159,8 @@ class FolderSourceConfig(_Section):
         An image that still does not decode this long after settling is not inspected
         (moved to ``failed_dir`` with the reason).
     height_encoding : HeightEncodingConfig | None
-        How the integer height maps beside the images (``<stem>.height.tiff``) read in
-        mm; ``None``: they are float mm.
+        How the integer height maps beside the images (``<stem>.height.tiff`` or
+        ``.height.png``) read in mm; ``None``: they are float mm.
     """
 
     kind: Literal["folder"] = "folder"

@@ -149,25 +149,32 @@ def test_inputs_that_cannot_be_listed_are_refused_at_the_door(tmp_path):
         input_kind(other)
 
 
-def test_a_height_map_beside_an_image_is_its_profilers_not_a_part(tmp_path):
-    """``<stem>.height.tiff`` beside an image in a folder or a glob is that image's
-    height map (as at a station's watched folder); in a zip it is passed over, and
-    counted so, since the audit reads height maps from files."""
+@pytest.mark.parametrize(
+    ("suffix", "height"),
+    [
+        (".height.tiff", np.zeros((16, 16), np.float32)),
+        (".height.png", np.full((16, 16), 900, np.uint16)),  # a 3D camera's depth counts
+    ],
+)
+def test_a_height_map_beside_an_image_is_its_profilers_not_a_part(tmp_path, suffix, height):
+    """``<stem>.height.tiff`` (or ``.height.png``) beside an image in a folder or a glob
+    is that image's height map (as at a station's watched folder); in a zip it is passed
+    over, and counted so, since the audit reads height maps from files."""
     _png(tmp_path / "lot" / "a.png")
     _png(tmp_path / "lot" / "b.png")
-    cv2.imwrite(str(tmp_path / "lot" / "a.height.tiff"), np.zeros((16, 16), np.float32))
+    cv2.imwrite(str(tmp_path / "lot" / f"a{suffix}"), height)
     for spec in (tmp_path / "lot", f"{tmp_path}/lot/*"):
         items = {item.source: item for item in iter_inputs(spec)}
         assert sorted(items) == ["a.png", "b.png"]
-        assert items["a.png"].height_map == str(tmp_path / "lot" / "a.height.tiff")
+        assert items["a.png"].height_map == str(tmp_path / "lot" / f"a{suffix}")
         assert items["b.png"].height_map is None
     assert files_not_audited(tmp_path / "lot") == {}
     archive = tmp_path / "lot.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(tmp_path / "lot" / "a.png", "a.png")
-        zf.write(tmp_path / "lot" / "a.height.tiff", "a.height.tiff")
+        zf.write(tmp_path / "lot" / f"a{suffix}", f"a{suffix}")
     assert [item.source for item in iter_inputs(archive)] == ["a.png"]
-    assert files_not_audited(archive) == {".height.tiff": 1}
+    assert files_not_audited(archive) == {suffix: 1}
 
 
 def test_a_folders_dataset_yaml_states_how_its_integer_height_maps_read(tmp_path):

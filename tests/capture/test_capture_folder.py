@@ -319,7 +319,12 @@ def test_a_3d_cameras_integer_height_map_reads_in_mm_through_the_sources_encodin
     counts = np.full((32, 32), 5000, np.uint16)
     counts[10:14, 10:14] = 4750  # a pit 0.25 mm deep at 1 µm a count
     counts[0, 0] = 0  # a point the camera missed
-    for name, encoding in (("with", HeightEncoding(0.001, invalid=0)), ("without", None)):
+    with_encoding = HeightEncoding(0.001, invalid=0)
+    for name, encoding, suffix in (
+        ("with", with_encoding, ".height.tiff"),
+        ("png", with_encoding, ".height.png"),  # 16-bit PNG, as 3D cameras save depth
+        ("without", None, ".height.tiff"),
+    ):
         inbox = tmp_path / name
         inbox.mkdir()
         clock = Clock()
@@ -331,13 +336,15 @@ def test_a_3d_cameras_integer_height_map_reads_in_mm_through_the_sources_encodin
             clock=clock,
             height_encoding=encoding,
         )
-        assert cv2.imwrite(str(inbox / "P-1.height.tiff"), counts)
+        assert cv2.imwrite(str(inbox / f"P-1{suffix}"), counts)
         (inbox / "P-1.png").write_bytes(png_bytes((90, 90, 90)))
         if encoding is not None:
-            (obs,) = settle(source, clock)
+            (obs,) = settle(source, clock)  # one part: the map is not a part of its own
             height = obs.frames[0].height_map
             assert np.isnan(height[0, 0]) and height[1, 1] == pytest.approx(5.0)
             assert height[11, 11] - height[1, 1] == pytest.approx(-0.25)
+            source.ack("P-1", ok=True)
+            assert sorted(p.name for p in (inbox / "done").iterdir()) == [f"P-1{suffix}", "P-1.png"]
         else:
             bad = handed_on(source, clock)
             assert (
