@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,9 @@ from inspection.terminal import (
     err_console,
     fail,
 )
+
+if TYPE_CHECKING:
+    from inspection.io import HeightEncoding
 
 
 def audit_command(
@@ -188,7 +191,7 @@ def _record(
     store: Any,
     station: str,
     standard: Path,
-    height_encoding: Any = None,
+    height_encoding: HeightEncoding | None = None,
 ) -> None:
     """The audited parts into the records database (``--db``)."""
     from inspection.audit.recording import record_audit

@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -151,10 +152,11 @@ class Dataset:
         (:attr:`mm_per_px`); ``None`` when neither states one."""
         return sample.attributes.get("mm_per_px", self.mm_per_px)
 
-    @property
+    @cached_property
     def height_encoding(self) -> HeightEncoding | None:
         """How the dataset's integer height maps read in mm (``dataset.yaml``'s
-        ``height_encoding``); ``None`` where it states none (its maps are float mm)."""
+        ``height_encoding``); ``None`` where it states none (its maps are float mm).
+        Parsed once: every sample's height map is read through it."""
         return metadata_height_encoding(self.metadata)
 
     def reference_of(self, sample: Sample) -> Sequence[int] | None:

@@ -276,9 +276,9 @@ def create_edge_app(service: EdgeService) -> FastAPI:
         encoding = _height_encoding(height_scale_mm, height_offset_mm, height_invalid)
         image_bytes = _read_upload(image, MAX_IMAGE_BYTES, "image")
         audio_bytes = _read_upload(audio, MAX_AUDIO_BYTES, "audio") if audio else None
-        height = None
+        height_bytes = None
         if height_map is not None:
-            height = _Upload(_read_upload(height_map, MAX_IMAGE_BYTES, "height_map"), height_map)
+            height_bytes = _read_upload(height_map, MAX_IMAGE_BYTES, "height_map")
         try:
             observation = _observation(
                 image_bytes,
@@ -289,7 +289,8 @@ def create_edge_app(service: EdgeService) -> FastAPI:
                 product,
                 station,
                 mm_per_px,
-                height,
+                height_bytes,
+                height_map.filename if height_map else None,
                 encoding,
             )
         except UserError as exc:  # the part is on the line: it goes to review, with why
@@ -331,16 +332,6 @@ def _read_upload(upload: UploadFile, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-@dataclass(frozen=True)
-class _Upload:
-    data: bytes
-    file: UploadFile
-
-    @property
-    def name(self) -> str | None:
-        return self.file.filename
-
-
 def _height_encoding(
     scale_mm: float | None, offset_mm: float, invalid: int | None
 ) -> HeightEncoding | None:
@@ -364,7 +355,8 @@ def _observation(
     product: str | None,
     station: str,
     mm_per_px: float | None,
-    height: _Upload | None = None,
+    height_bytes: bytes | None = None,
+    height_name: str | None = None,
     encoding: HeightEncoding | None = None,
 ) -> Observation:
     """The part as :mod:`inspection.io` reads files (pixel budget, EXIF orientation,
@@ -383,10 +375,10 @@ def _observation(
         with _spooled(audio_bytes) as path:
             clip = _named(read_audio, path, (audio.filename if audio else None) or "audio")
     height_map = None
-    if height is not None:
-        with _spooled(height.data) as path:
+    if height_bytes is not None:
+        with _spooled(height_bytes) as path:
             read = partial(read_height_map, encoding=encoding)
-            height_map = _named(read, path, height.name or "height_map")
+            height_map = _named(read, path, height_name or "height_map")
     return Observation(
         part_id=part_id,
         station=station,
