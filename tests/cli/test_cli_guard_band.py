@@ -126,6 +126,12 @@ def test_an_audit_reads_integer_height_maps_through_the_encoding_given(
         result.exit_code == 2
         and "--height-offset and --height-invalid need --height-scale" in result.output
     )
+    for scale in ("0", "nan"):  # a scale no counts can be read by: one line, nothing written
+        out = tmp_path / f"bad-{scale}"
+        result = CliRunner().invoke(app, [*args, "--height-scale", scale, "--out", str(out)])
+        assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+        assert "z scale must be a finite non-zero mm" in result.output
+        assert not (out / "results.jsonl").exists()
     encoded = ["--height-scale", "0.001", "--height-offset", "-5", "--height-invalid", "0"]
     db = tmp_path / "records.db"  # the audited parts recorded for the console, maps kept
     for out, extra in (("with", [*encoded, "--db", str(db)]), ("without", [])):
