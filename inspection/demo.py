@@ -41,7 +41,7 @@ from inspection.config import default_model_dir, standard_path
 from inspection.decoder.schema import to_json as report_json
 from inspection.errors import UserError
 from inspection.measure import defects_from_mask
-from inspection.models.card import PRODUCT_EVALUATION
+from inspection.models.card import PRODUCT_EVALUATION, evaluation_key
 from inspection.standards import Standard, apply_standard, load_guard_band, load_standard
 from inspection.standards.schema import check_language
 from inspection.synth import SynthPart
@@ -119,7 +119,11 @@ TRUSTED_AGREEMENT = 0.98
 
 
 def product_warning(
-    metadata: dict, evaluation: dict | None, product: str, fused: bool = False
+    metadata: dict,
+    evaluation: dict | None,
+    product: str,
+    fused: bool = False,
+    profiler: bool = False,
 ) -> str | None:
     """Why a model's verdicts on ``product`` are not to be trusted, else ``None``.
 
@@ -137,6 +141,9 @@ def product_warning(
     fused : bool
         The demo fuses the model with the product's normality model: the fused figures
         are the ones that apply, where they were measured.
+    profiler : bool
+        The station has a 3D profiler: the figures measured with height maps
+        (``profiler`` or ``fused_profiler``) apply, where they were measured.
     """
     products = metadata.get("products") or []
     if products and product not in products:
@@ -146,11 +153,27 @@ def product_warning(
             f"`inspection synth --product {product}` then `inspection train`)"
         )
     measured = ((evaluation or {}).get("products") or {}).get(product) or {}
-    how, caveat = "", ""
+    profiled = measured.get(evaluation_key(fused=fused, profiler=True))
+    if profiler and isinstance(profiled, dict):
+        searched = " searched for dents" if profiled.get("profiler_dents") else ""
+        fusion = "fused with its normality model, " if fused else ""
+        return _disagreement(profiled, product, f" ({fusion}with height maps{searched})", "")
+    how, unlike = "", []  # how the figures were measured, and how unlike the demo's line
     if fused and isinstance(measured.get("fused"), dict):
         measured, how = measured["fused"], " (fused with its normality model)"
     elif fused:
-        caveat = " (measured alone; fused with its normality model it passes fewer)"
+        unlike.append("alone")
+    if profiler:
+        unlike.append("without a 3D profiler")
+    caveat = f" (measured {' and '.join(unlike)}" if unlike else ""
+    if "alone" in unlike:
+        caveat += "; fused with its normality model it passes fewer"
+    return _disagreement(measured, product, how, caveat + (")" if unlike else ""))
+
+
+def _disagreement(measured: dict, product: str, how: str, caveat: str) -> str | None:
+    """The warning for a product's recorded figures (an ``evaluation.json`` entry), or
+    ``None`` where they meet the target."""
     agreement = measured.get("verdict_agreement")
     if agreement is None or agreement >= TRUSTED_AGREEMENT:
         return None
@@ -322,6 +345,7 @@ def _decider(
     cache: Path = Path("runs/normality"),
     review_from: float | None = None,
     guard_band: Path | None = None,
+    profiler: bool = False,
     profiler_dents: bool = False,
 ):
     """``decide(observation, part) -> (result, report request or None)``, a description of
@@ -329,7 +353,8 @@ def _decider(
 
     ``normality`` (``"auto"``: the product's, fitted into ``cache``) is fused with the
     model, ``review_from`` sets a review band, ``guard_band`` a guard band and
-    ``profiler_dents`` the height maps' search for dents (see :func:`run_demo`)."""
+    ``profiler_dents`` the height maps' search for dents; ``profiler`` says that the line
+    has height maps, for the warning's figures (see :func:`run_demo`)."""
     guard = load_guard_band(guard_band) if guard_band is not None else None  # before work
     if model_dir is not None and (model_dir / "model.safetensors").exists():
         from inspection.models.fusion import FUSED_THRESHOLD
@@ -365,7 +390,11 @@ def _decider(
             described += ", height maps searched for dents"
         inspector = Inspector(detector, standard, thresholds)
         warning = product_warning(
-            model.metadata, _recorded_evaluation(model_dir), product, normality is not None
+            model.metadata,
+            _recorded_evaluation(model_dir),
+            product,
+            fused=normality is not None,
+            profiler=profiler,
         )
         warned = "" if warning is None else f"\n[yellow]warning[/yellow]: {warning}"
         if not (model_dir / "decoder").is_dir():
@@ -433,6 +462,7 @@ def run_demo(
         cache=out.parent / "normality",
         review_from=review_from,
         guard_band=guard_band,
+        profiler=profiler,
         profiler_dents=profiler_dents,
     )
     console.print(

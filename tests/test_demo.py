@@ -102,6 +102,34 @@ def test_the_demo_warns_from_the_fused_figures_when_it_fuses():
     assert "agreed 84%" in warning and warning.endswith("it passes fewer)")
 
 
+def test_the_demo_with_a_profiler_warns_from_the_figures_measured_with_height_maps():
+    from inspection.demo import product_warning
+
+    trained = {"products": ["tile"]}
+    fused = {"parts": 300, "verdict_agreement": 0.90, "verdict_wrong_pass_rate": 0.03}
+    profiled = {**fused, "verdict_agreement": 0.96, "profiler_dents": True}
+    measured = {"products": {"tile": {**fused, "fused": fused, "fused_profiler": profiled}}}
+    warning = product_warning(trained, measured, "tile", fused=True, profiler=True)
+    assert "(fused with its normality model, with height maps searched for dents) agreed 96%" in (
+        warning
+    )
+    assert "agreed 90%" in product_warning(trained, measured, "tile", fused=True)
+    met = {"products": {"tile": {"fused_profiler": {**profiled, "verdict_agreement": 0.99}}}}
+    assert product_warning(trained, met, "tile", fused=True, profiler=True) is None
+    # Alone with a profiler, only the fused one measured with it: the photographs' figures,
+    # with what they were not measured with.
+    warning = product_warning(trained, measured, "tile", fused=False, profiler=True)
+    assert "agreed 90%" in warning and warning.endswith("(measured without a 3D profiler)")
+    photographs = {"products": {"tile": fused}}
+    warning = product_warning(trained, photographs, "tile", fused=True, profiler=True)
+    assert warning.endswith(
+        "(measured alone and without a 3D profiler; fused with its normality model it passes fewer)"
+    )
+    broken = {"products": {"tile": {**fused, "fused": fused, "fused_profiler": [0.99]}}}
+    warning = product_warning(trained, broken, "tile", fused=True, profiler=True)
+    assert "agreed 90%" in warning and warning.endswith("(measured without a 3D profiler)")
+
+
 def test_an_unreadable_evaluation_file_is_no_claim(tmp_path):
     from inspection.demo import _recorded_evaluation
 

@@ -185,6 +185,37 @@ def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line,
     assert "silhouette" not in products_section([broken])
 
 
+def test_evaluations_with_height_maps_are_recorded_beside_the_photographs_only(tmp_path):
+    photographs = {"products": ["tile"], "n_images": 300, "verdict_agreement": 0.90}
+    fused = {**photographs, "fusion": {"second_look": 7.3}, "verdict_agreement": 0.903}
+    searched = {"image": 0.5, "profiler_dents": True}
+    profiled = {**fused, "verdict_agreement": 0.96, "height_maps": 300, "thresholds": searched}
+    alone_profiled = {**photographs, "verdict_agreement": 0.94, "height_maps": 299}
+    evaluations = [profiled, photographs, alone_profiled, fused]
+    tile = json.loads(write_product_evaluation(tmp_path, evaluations).read_text())["products"]
+    tile = tile["tile"]
+    assert tile["verdict_agreement"] == 0.90 and tile["fused"]["verdict_agreement"] == 0.903
+    assert "height_maps" not in tile and "height_maps" not in tile["fused"]
+    assert tile["fused_profiler"]["verdict_agreement"] == 0.96
+    assert tile["fused_profiler"]["second_look"] == 7.3
+    assert tile["fused_profiler"]["height_maps"] == 300
+    assert tile["fused_profiler"]["profiler_dents"] is True
+    assert tile["profiler"]["verdict_agreement"] == 0.94
+    assert tile["profiler"]["profiler_dents"] is False  # no thresholds recorded: not said
+    rows = products_section(evaluations).splitlines()
+    assert any(r.startswith("| tile | 300 |") for r in rows)
+    label = "second look at logit 7.30; with a 3D profiler: 300 height maps, searched for dents) |"
+    assert any(label in r for r in rows)
+    assert any("| tile (with a 3D profiler: 299 height maps) | 300 |" in r for r in rows)
+    # A hand-edited count that is not a number of maps is no profiler.
+    for count in ("300", True, None):
+        edited = json.loads(
+            write_product_evaluation(tmp_path, [{**photographs, "height_maps": count}]).read_text()
+        )
+        assert set(edited["products"]["tile"]) >= {"verdict_agreement"}
+        assert "profiler" not in edited["products"]["tile"]
+
+
 def test_card_shows_thresholds_lifted_to_their_floor():
     from inspection.models.card import _thresholds_line
 

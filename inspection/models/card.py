@@ -274,7 +274,9 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
     file (hashed by the manifest like every other) lets the demo and the console say so.
     An evaluation of the model fused with a normality model (``inspection evaluate
     --normality``, as the demo runs it) goes under the product's ``fused`` key, with the
-    normality model's version and the heads' second-look level on it. An evaluation of
+    normality model's version and the heads' second-look level on it; one whose parts
+    had a 3D profiler's height maps under ``profiler`` (alone) or ``fused_profiler``, with
+    the number of maps and whether they were searched for dents. An evaluation of
     several products at once, or of none, is left out.
     """
     products: dict[str, dict[str, Any]] = {}
@@ -293,18 +295,40 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
                 for c, v in (m.get("verdict_reject_recall_by_class") or {}).items()
             },
         }
-        entry = products.setdefault(named[0], {})
         if m.get("fusion"):
-            entry["fused"] = {
-                **figures,
-                "normality_version": _normality_version(m["fusion"]),
-                "second_look": _second_look(m["fusion"]),
-            }
+            figures["normality_version"] = _normality_version(m["fusion"])
+            figures["second_look"] = _second_look(m["fusion"])
+        if _height_maps(m):
+            figures["height_maps"] = _height_maps(m)
+            figures["profiler_dents"] = _profiler_dents(m)
+        entry = products.setdefault(named[0], {})
+        key = evaluation_key(fused=bool(m.get("fusion")), profiler=bool(_height_maps(m)))
+        if key:
+            entry[key] = figures
         else:
             entry.update(figures)
     path = Path(model_dir) / PRODUCT_EVALUATION
     path.write_text(json.dumps({"products": products}, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def evaluation_key(*, fused: bool, profiler: bool) -> str:
+    """Where a product's figures measured this way sit in its ``evaluation.json`` entry:
+    ``""`` (the entry itself: the model alone, photographs only), ``fused``, ``profiler``
+    or ``fused_profiler``."""
+    return "_".join(name for name, on in (("fused", fused), ("profiler", profiler)) if on)
+
+
+def _height_maps(metrics: Mapping[str, Any]) -> int:
+    """How many of an evaluation's parts had a height map (0 where it did not record it)."""
+    count = metrics.get("height_maps")
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+def _profiler_dents(metrics: Mapping[str, Any]) -> bool:
+    """Whether an evaluation searched its height maps for dents (``--profiler-dents``)."""
+    thresholds = metrics.get("thresholds")
+    return isinstance(thresholds, dict) and thresholds.get("profiler_dents") is True
 
 
 def _normality_version(fusion: Any) -> str | None:
@@ -321,15 +345,29 @@ def _second_look(fusion: Any) -> float | None:
     return float(level) if isinstance(level, int | float) and not isinstance(level, bool) else None
 
 
-def _fused_label(fusion: Any) -> str:
-    """What a fused evaluation's row says it was measured with."""
+def _measured_with(metrics: Mapping[str, Any]) -> str:
+    """What a product's row says it was measured with besides the model alone: a
+    normality model fused with it, a 3D profiler's height maps."""
+    said = [_fusion_words(metrics.get("fusion")), _profiler_words(metrics)]
+    said = [words for words in said if words]
+    return f" ({'; '.join(said)})" if said else ""
+
+
+def _fusion_words(fusion: Any) -> str:
     if not fusion:
         return ""
     level = _second_look(fusion)
     look = "" if level is None else f", second look at logit {level:.2f}"
     silhouette = isinstance(fusion, dict) and SilhouetteRule.from_dict(fusion.get("silhouette"))
     outline = ", the part's silhouette" if silhouette else ""
-    return f" (fused with its normality model{look}{outline})"
+    return f"fused with its normality model{look}{outline}"
+
+
+def _profiler_words(metrics: Mapping[str, Any]) -> str:
+    if not _height_maps(metrics):
+        return ""
+    searched = ", searched for dents" if _profiler_dents(metrics) else ""
+    return f"with a 3D profiler: {_height_maps(metrics)} height maps{searched}"
 
 
 def _table(intro: str, header: list[str], rows: list[list[Any]]) -> str:
@@ -363,8 +401,7 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
         recall = m.get("verdict_reject_recall_by_class") or {}
         rows.append(
             [
-                (", ".join(m.get("products") or []) or "not recorded")
-                + _fused_label(m.get("fusion")),
+                (", ".join(m.get("products") or []) or "not recorded") + _measured_with(m),
                 m.get("n_images"),
                 m.get("image_auroc"),
                 m.get("verdict_agreement"),
@@ -379,6 +416,11 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
         "Each product's held-out parts (seed 7, `inspection synth --n 300 --train-ratio 0`), "
         "decided under that product's standard as the line decides them."
     )
+    if any(_height_maps(m) for m in evaluations):
+        intro += (
+            " Rows with a 3D profiler: the same parts with their height maps (`inspection "
+            "synth --height`: the photographs are the same), evaluated with them."
+        )
     return _table(intro, header, rows)
 
 
