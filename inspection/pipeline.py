@@ -56,6 +56,7 @@ from inspection.measure import (
     footprint_below_surface,
     gauge_on_image,
     join_fragments,
+    mask_bbox,
     measure_defect,
     measure_region,
     one_signed_share,
@@ -616,7 +617,8 @@ def with_profile(
     depth = depth_below_surface(height_map, region)
     if depth is not None:
         attributes["depth_mm"] = round(depth, 4)
-    return replace(defect, attributes=attributes, footprint=footprint)
+    box = None if footprint is None else mask_bbox(footprint)
+    return replace(defect, attributes=attributes, footprint=footprint, footprint_bbox=box)
 
 
 def profiler_dents(

@@ -203,8 +203,9 @@ class Defect:
     ``attributes`` holds the measured quantities the standards' conditions refer to
     (``length_mm``, ``width_mm``, ``area_mm2``, ``depth_mm``, ``delta_e`` ...).
     ``footprint``, where a 3D profiler measured the defect, is the depression its sizes
-    were read on (:func:`~inspection.pipeline.with_profile`); ``mask`` stays the region
-    the maps found, which places it (zone, box).
+    were read on (:func:`~inspection.pipeline.with_profile`), and ``footprint_bbox`` its
+    box (what JSON and the records keep of it); ``mask`` stays the region the maps
+    found, which places it (zone, box).
     """
 
     defect_class: str
@@ -215,6 +216,7 @@ class Defect:
     score: float = 1.0
     frame_index: int = 0
     footprint: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool
+    footprint_bbox: BBox | None = None  # the footprint's box, kept where its mask is not
 
     @property
     def centroid(self) -> tuple[float, float] | None:
@@ -227,8 +229,9 @@ class Defect:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready view (the mask is left out: it lives in image files)."""
-        return {
+        """JSON-ready view. The masks are left out (they live in image files); a
+        footprint's box is written where there is one."""
+        data = {
             "defect_class": self.defect_class,
             "attributes": {k: float(v) for k, v in self.attributes.items()},
             "bbox": self.bbox.as_list() if self.bbox else None,
@@ -236,10 +239,14 @@ class Defect:
             "score": float(self.score),
             "frame_index": self.frame_index,
         }
+        if self.footprint_bbox is not None:
+            data["footprint_bbox"] = self.footprint_bbox.as_list()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Defect:
-        """The defect :meth:`to_json` wrote (without its mask)."""
+        """The defect :meth:`to_json` wrote (without its mask or footprint: with their
+        boxes)."""
         return cls(
             defect_class=data["defect_class"],
             attributes={k: float(v) for k, v in (data.get("attributes") or {}).items()},
@@ -247,6 +254,7 @@ class Defect:
             zone=data.get("zone"),
             score=float(data.get("score", 1.0)),
             frame_index=int(data.get("frame_index", 0)),
+            footprint_bbox=BBox(*data["footprint_bbox"]) if data.get("footprint_bbox") else None,
         )
 
 

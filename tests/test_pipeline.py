@@ -507,10 +507,16 @@ def test_a_profilers_height_map_gives_a_dents_size(bracket_standard, pit_px, reg
     pit = (yy - 50) ** 2 + (xx - 50) ** 2 <= pit_px**2
     footprint = decision.defect.footprint  # what it was measured on, for the overlays
     assert (footprint & pit).sum() / (footprint | pit).sum() > 0.7
+    # kept in the result's JSON (what the records keep) as its box, beside the region's
+    written = with_map.to_json()["decisions"][0]["defect"]
+    rows, cols = np.nonzero(footprint)
+    assert written["footprint_bbox"] == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+    assert written["bbox"] == decision.defect.bbox.as_list() != written["footprint_bbox"]
     without = decide(
         found, Frame(image, "cam0", 0.1), bracket_standard, Thresholds(version="t1"), "p1"
     )
     assert without.verdict is not verdict and without.decisions[0].defect.footprint is None
+    assert "footprint_bbox" not in without.to_json()["decisions"][0]["defect"]
 
 
 def test_a_profilers_search_finds_the_dent_the_camera_missed(bracket_standard):

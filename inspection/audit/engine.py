@@ -497,6 +497,7 @@ def audit_record(part: LoadedPart, result: InspectionResult) -> dict[str, Any]:
                 "severity": d["severity"],
                 "action": d["action"],
                 "reason": d["reason"],
+                **({"footprint_bbox": box} if (box := d["defect"].get("footprint_bbox")) else {}),
             }
             for d in decisions
         ],
@@ -534,6 +535,7 @@ def result_of(record: dict[str, Any]) -> InspectionResult:
                 "bbox": d["bbox"],
                 "zone": d["zone"],
                 "score": d["score"],
+                "footprint_bbox": d.get("footprint_bbox"),
             },
             "zone": d["zone"],
             "severity": d["severity"],

@@ -36,13 +36,19 @@ from inspection.console.standards import StandardLibrary
 from inspection.console.stats import DEFAULT_SHIFTS, LineKpis, Shift, line_kpis
 from inspection.errors import UserError
 from inspection.records.store import PartHistory, RecordedPart, RecordStore
-from inspection.types import Verdict
+from inspection.types import Action, Verdict
 
 REVIEW_SAMPLE_EVERY = 20
 """One PASS or REJECT in this many joins the review queue, for audit (a fixed sample)."""
 
 MAX_REASON_CHARS = 2000
-ACTION_COLOURS = {"REJECT": (230, 40, 40), "REVIEW": (240, 170, 0), "ACCEPT": (40, 170, 60)}
+VERDICT_COLOURS = {
+    Verdict.REJECT: (230, 40, 40),
+    Verdict.REVIEW: (240, 170, 0),
+    Verdict.PASS: (40, 170, 60),
+}
+"""A recorded defect's box is drawn in the colour of the verdict its action implies
+(rework and scrap: REJECT); an action not recorded, or unknown, in blue."""
 
 
 @dataclass(frozen=True)
@@ -303,7 +309,9 @@ class ConsoleService:
             from inspection.viz import height_picture  # the relief beside the photograph
 
             relief = height_picture(
-                height, [(m, c) for m, _, c in defect_boxes(height.shape, record.defects)]
+                height,
+                [(m, c) for m, _, c in defect_boxes(height.shape, record.defects)],
+                footprint_boxes(height.shape, record.defects),
             )
             overlay = np.concatenate([overlay, relief], axis=1)
         return PartView(record, overlay, history, missing)
@@ -560,10 +568,12 @@ class ConsoleService:
 
 def draw_defects(image: np.ndarray, defects: Sequence[dict[str, Any]]) -> np.ndarray:
     """The part's image with each recorded defect's box tinted by its action and
-    labelled with its class and clause."""
+    labelled with its class and clause, and the box of the depression a 3D profiler
+    sized it on dashed (:func:`footprint_boxes`)."""
     from inspection.viz import overlay
 
-    return overlay(image, defect_boxes(image.shape[:2], defects))
+    shape = image.shape[:2]
+    return overlay(image, defect_boxes(shape, defects), dashed=footprint_boxes(shape, defects))
 
 
 def defect_boxes(
@@ -572,17 +582,40 @@ def defect_boxes(
     """``(mask, label, rgb)`` of each recorded defect's box on a picture of ``shape``:
     coloured by its action, labelled with its class and clause."""
     regions = []
-    height, width = shape[:2]
     for defect in defects:
         if not defect.get("bbox"):
             continue
-        x0, y0, x1, y1 = (int(v) for v in defect["bbox"])
-        mask = np.zeros((height, width), np.uint8)
-        mask[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)] = 1  # x1, y1 exclusive
         label = " ".join(filter(None, (defect.get("defect_class"), defect.get("clause_id"))))
-        colour = ACTION_COLOURS.get(str(defect.get("action")), (40, 120, 230))
-        regions.append((mask, label, colour))
+        regions.append((_box_mask(shape, defect["bbox"]), label, _action_colour(defect)))
     return regions
+
+
+def footprint_boxes(
+    shape: tuple[int, ...], defects: Sequence[dict[str, Any]]
+) -> list[tuple[np.ndarray, tuple[int, int, int]]]:
+    """``(mask, rgb)`` of the box of each recorded defect's footprint (the depression a
+    3D profiler read its sizes on, where one did) on a picture of ``shape``."""
+    return [
+        (_box_mask(shape, defect["footprint_bbox"]), _action_colour(defect))
+        for defect in defects
+        if defect.get("footprint_bbox")
+    ]
+
+
+def _box_mask(shape: tuple[int, ...], box: Sequence[int]) -> np.ndarray:
+    """A ``(H, W)`` uint8 mask of ``[x0, y0, x1, y1]`` (x1, y1 exclusive), clipped."""
+    height, width = shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    mask = np.zeros((height, width), np.uint8)
+    mask[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)] = 1
+    return mask
+
+
+def _action_colour(defect: dict[str, Any]) -> tuple[int, int, int]:
+    try:
+        return VERDICT_COLOURS[Action(str(defect.get("action"))).verdict]
+    except ValueError:
+        return (40, 120, 230)
 
 
 def _read_clip(path: Path) -> tuple[Any, bytes]:

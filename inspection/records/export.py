@@ -174,6 +174,7 @@ def _defect(defect: dict[str, Any]) -> dict[str, Any]:
         "reason": defect["reason"],
         "score": defect["score"],
         "bbox": defect["bbox"],
+        "footprint_bbox": defect.get("footprint_bbox"),
     }
 
 

@@ -178,6 +178,8 @@ class Defect(Base):
     score: Mapped[float | None] = mapped_column(Float)
     frame_index: Mapped[int] = mapped_column(Integer, default=0)
     bbox: Mapped[list[int] | None] = mapped_column(JSON)  # [x0, y0, x1, y1] in pixels
+    # Where a 3D profiler sized it: the box of the depression its sizes were read on.
+    footprint_bbox: Mapped[list[int] | None] = mapped_column(JSON)
 
     inspection: Mapped[Inspection] = relationship(back_populates="defects")
 

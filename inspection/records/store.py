@@ -1022,6 +1022,7 @@ def _defect_rows(body: dict[str, Any], inspection_id: int) -> list[dict[str, Any
                 "score": defect.get("score"),
                 "frame_index": int(defect.get("frame_index", 0)),
                 "bbox": defect.get("bbox"),
+                "footprint_bbox": defect.get("footprint_bbox"),
             }
         )
     return rows
@@ -1042,6 +1043,7 @@ def _recorded(
             "score": d.score,
             "frame_index": d.frame_index,
             "bbox": d.bbox,
+            "footprint_bbox": d.footprint_bbox,
         }
         for d in inspection.defects
     )

@@ -23,7 +23,7 @@ MAX_DEFECTS_BYTES = 16 * 1024 * 1024
 KEYS = ("defect_class", "attributes", "zone")
 """The keys a defect is read from."""
 
-IGNORED_KEYS = ("bbox", "score", "frame_index")
+IGNORED_KEYS = ("bbox", "score", "frame_index", "footprint_bbox")
 """Keys :meth:`inspection.types.Defect.to_json` writes that are accepted and not used:
 without the frame's size a box cannot place a defect in a zone."""
 

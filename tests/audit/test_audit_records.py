@@ -197,10 +197,19 @@ def test_a_results_record_gives_back_the_result_it_was_written_from():
     standard = load_standard(STANDARDS_DIR / "bracket.yaml")
     defects = [
         Defect("scratch", {"length_mm": 12.5, "width_mm": 0.3}, BBox(3, 4, 40, 9), zone="A"),
-        Defect("dent", {"area_mm2": 0.4, "depth_mm": 0.05}, BBox(50, 50, 56, 57), zone="B"),
+        Defect(
+            "dent",
+            {"area_mm2": 0.4, "depth_mm": 0.05},
+            BBox(50, 50, 56, 57),
+            zone="B",
+            footprint_bbox=BBox(48, 49, 58, 59),  # a profiler sized it: its footprint's box
+        ),
     ]
     result = apply_standard(standard, defects, part_id="lot/p-1.png")
     result = InspectionResult(**{**result.__dict__, "scores": {"image": 0.9}, "path": "audit"})
     part = LoadedPart(AuditItem("lot/p-1.png", "/x/lot/p-1.png"), "ab" * 32)
     part.frame = Frame(np.zeros((64, 64, 3), np.uint8))
     assert result.decisions and result_of(audit_record(part, result)) == result
+    written = {d["defect_class"]: d for d in audit_record(part, result)["defects"]}
+    assert written["dent"]["footprint_bbox"] == [48, 49, 58, 59]
+    assert "footprint_bbox" not in written["scratch"]  # none where no profiler sized it

@@ -4,6 +4,7 @@ checks, and the drawing helpers (:func:`draw_defects`, :func:`editor_mask`)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from inspection.console.auth import ENGINEER, OPERATOR, Forbidden, User
 from inspection.console.service import MAX_REASON_CHARS, draw_defects
 from inspection.datasets.reviews import MANIFEST, export_reviews, part_name
 from inspection.errors import UserError
-from inspection.types import Verdict
+from inspection.types import BBox, Verdict
 
 OPERATOR_USER = User("li.wei", OPERATOR)
 ENGINEER_USER = User("ana", ENGINEER)
@@ -235,7 +236,7 @@ def test_an_engineer_may_activate_and_switch(service):
 BOX = (10, 12, 20, 18)  # x0, y0, x1, y1 as recorded: x1, y1 exclusive (see BBox)
 
 
-def _defect(bbox, defect_class="", clause_id=None, action="REJECT") -> dict:
+def _defect(bbox, defect_class="", clause_id=None, action="rework") -> dict:
     return {"bbox": bbox, "defect_class": defect_class, "clause_id": clause_id, "action": action}
 
 
@@ -272,9 +273,38 @@ def test_draw_defects_regions_are_the_recorded_boxes_exactly(monkeypatch):
     assert (mask == expected).all(), "x1, y1 are exclusive: the box is rows y0..y1-1"
 
 
+def test_draw_defects_dashes_the_box_a_profiler_sized_the_defect_on():
+    image = np.full((40, 40, 3), 128, np.uint8)
+    plain = draw_defects(image, [_defect(list(BOX))])
+    sized = draw_defects(image, [{**_defect(list(BOX)), "footprint_bbox": [4, 4, 30, 34]}])
+    changed = (sized != plain).any(axis=2)
+    assert changed[4, 4:30].any() and changed[33, 4:30].any()  # the footprint's box, dashed
+    assert not changed[4, 4:30].all()  # dashed, not a full line
+    assert not changed[8:30, 8:26].any()  # nothing within it is tinted by it
+    assert (draw_defects(image, [{**_defect(list(BOX)), "footprint_bbox": None}]) == plain).all()
+
+
+@pytest.mark.parametrize(
+    ("action", "colour"),
+    [
+        ("scrap", (230, 40, 40)),  # as recorded: the verdict the action implies
+        ("rework", (230, 40, 40)),
+        ("review", (240, 170, 0)),
+        ("accept", (40, 170, 60)),
+        ("melt", (40, 120, 230)),  # unknown: drawn, in blue
+        (None, (40, 120, 230)),
+    ],
+)
+def test_a_defects_box_is_coloured_by_the_verdict_its_action_implies(action, colour):
+    from inspection.console.service import defect_boxes
+
+    ((_, _, drawn),) = defect_boxes((40, 40), [_defect(list(BOX), action=action)])
+    assert drawn == colour
+
+
 def test_draw_defects_clips_a_box_past_the_image():
     image = np.full((40, 40, 3), 128, np.uint8)
-    drawn = draw_defects(image, [_defect([-5, 30, 60, 80], action="REVIEW")])
+    drawn = draw_defects(image, [_defect([-5, 30, 60, 80], action="review")])
     assert drawn.shape == image.shape
     assert (drawn[:25] == image[:25]).all()  # above the box, far from its outline
 
@@ -328,12 +358,16 @@ def test_an_opened_part_with_a_height_map_has_it_beside_its_image(service, tmp_p
     height = np.random.default_rng(0).normal(0, 0.005, image.shape[:2]).astype(np.float32)
     height[20:30, 20:30] = -0.2
     recorded = result("P-RELIEF", Verdict.REJECT, defects=1)
+    (decision,) = recorded.decisions  # sized on the pit's footprint, as with_profile does
+    sized = replace(decision, defect=replace(decision.defect, footprint_bbox=BBox(20, 20, 30, 30)))
+    recorded = replace(recorded, decisions=(sized,))
     evidence = [image, encode_height_map(height)]
     service.store.record("P-RELIEF", STATION, recorded, images=evidence, product="bracket")
     view = service.part(STATION, "P-RELIEF", OPERATOR_USER)
     h, w = image.shape[:2]
     assert view.overlay.shape == (h, 2 * w, 3) and view.missing_evidence is None
     assert (view.overlay[:, :w] == draw_defects(image, view.record.defects)).all()
+    assert view.record.defects[0]["footprint_bbox"] == [20, 20, 30, 30]  # kept, dashed
     # reviewed, the part is exported with its height map, and loads as such
     service.review(OPERATOR_USER, STATION, "P-RELIEF", "REJECT", "pit", "dent")
     export_reviews(service.store, tmp_path / "export")

@@ -97,6 +97,30 @@ def test_downgrade_and_upgrade_again(tmp_path):
     engine.dispose()
 
 
+def test_a_database_of_the_previous_revision_is_upgraded_with_its_parts(tmp_path):
+    from inspection.records.store import RecordStore
+
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    with RecordStore(url, tmp_path / "ev", tmp_path / "spool.db") as store:
+        assert store.record("P-0", "s1", result("P-0", Verdict.REJECT, defects=1))
+    engine = open_records(url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")  # before defects kept a footprint's box
+    with engine.begin() as c:
+        assert "footprint_bbox" not in {x["name"] for x in inspect(c).get_columns("defects")}
+    engine.dispose()
+    with RecordStore(url, tmp_path / "ev", tmp_path / "spool.db") as store:  # upgrades
+        assert store.record("P-1", "s1", result("P-1", Verdict.REJECT, defects=2))
+        assert [d["footprint_bbox"] for d in store.get("P-1", "s1").defects] == [None, None]
+        (kept,) = store.get("P-0", "s1").defects  # recorded before: kept, with no box
+        assert kept["bbox"] == [0, 0, 5, 7] and kept["footprint_bbox"] is None
+    engine = open_records(url)
+    assert current_revision(engine) == head_revision() and _diff(engine) == []
+    engine.dispose()
+
+
 def test_open_twice_is_a_no_op_and_keeps_data(tmp_path):
     from inspection.records.store import RecordStore
 

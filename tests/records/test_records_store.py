@@ -6,6 +6,7 @@ import re
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from records_helpers import image, result
 from inspection.errors import UserError
 from inspection.models.card import sha256
 from inspection.records.store import NOT_INSPECTED, RecordEntry, RecordStore
-from inspection.types import Verdict
+from inspection.types import BBox, Verdict
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -52,6 +53,17 @@ def test_record_keeps_every_version_and_defect(store):
     assert got.defects[1]["bbox"] == [1, 2, 6, 9]
     assert got.defects[1]["attributes"] == {"length_mm": 3.0, "width_mm": 0.1}
     assert len(got.evidence) == 1 and got.not_inspected is None
+    assert [d["footprint_bbox"] for d in got.defects] == [None, None]  # no profiler sized them
+
+
+def test_a_dent_a_profiler_sized_keeps_its_footprints_box(store):
+    r = result("P-1", Verdict.REJECT, defects=1)
+    (decision,) = r.decisions
+    box = BBox(4, 3, 12, 9)  # the box with_profile keeps of the footprint
+    sized = replace(decision, defect=replace(decision.defect, footprint_bbox=box))
+    assert store.record("P-1", "s1", replace(r, decisions=(sized,)))
+    (defect,) = store.get("P-1", "s1").defects
+    assert defect["footprint_bbox"] == [4, 3, 12, 9] and defect["bbox"] == [0, 0, 5, 7]
 
 
 def test_a_part_is_recorded_once(store):
