@@ -68,25 +68,36 @@ def encode_height_map(height_map: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+NO_HEIGHT_MAP = encode_height_map(np.full((1, 1), np.nan, np.float32))
+"""The height map a record keeps for a frame the profiler did not cover, where another
+frame of the part has one: one point, not read (stored once, whatever the parts)."""
+_NO_HEIGHT_MAP_SHA256 = hashlib.sha256(NO_HEIGHT_MAP).hexdigest()
+
+
 def frame_evidence(frames: Sequence[Frame]) -> list[np.ndarray | bytes]:
     """What a part's record keeps of its ``n`` frames: each frame's image, then, where
-    every frame has one, each frame's height map (a float32 TIFF), so that entry ``n +
-    i`` is frame ``i``'s (:func:`frame_height_map`): the console shows it beside the
-    image, and reviewed parts are exported with it."""
+    any frame has one, each frame's height map (a float32 TIFF), so that entry ``n + i``
+    is frame ``i``'s (:func:`frame_height_map`): the console shows it beside the image,
+    and reviewed parts are exported with it. A frame the profiler did not cover (a
+    station profiling one of its cameras) keeps :data:`NO_HEIGHT_MAP` in its place."""
     images: list[np.ndarray | bytes] = [frame.image for frame in frames]
-    if frames and all(frame.height_map is not None for frame in frames):
-        images += [encode_height_map(frame.height_map) for frame in frames]
+    if any(frame.height_map is not None for frame in frames):
+        images += [
+            NO_HEIGHT_MAP if frame.height_map is None else encode_height_map(frame.height_map)
+            for frame in frames
+        ]
     return images
 
 
 def frame_height_map(evidence: Sequence[Path | None], frame: int) -> Path | None:
     """The height-map file of ``frame`` among a record's evidence files (in the record's
     order; ``None`` for one not found), as :func:`frame_evidence` keeps them; ``None``
-    where the record keeps none."""
+    where the record keeps none, or none for that frame."""
     maps = [i for i, path in enumerate(evidence) if path is not None and path.suffix == ".tiff"]
     if not maps or len(maps) * 2 != len(evidence) or maps[0] != len(maps):
         return None  # not n images then n height maps: none kept (or not all found)
-    return evidence[maps[0] + frame] if 0 <= frame < len(maps) else None
+    path = evidence[maps[0] + frame] if 0 <= frame < len(maps) else None
+    return None if path is None or path.stem == _NO_HEIGHT_MAP_SHA256 else path
 
 
 def _suffix(data: bytes) -> str:
