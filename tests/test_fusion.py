@@ -84,6 +84,7 @@ def test_each_models_own_threshold_lands_on_one_half():
     heads_map[0, 0] = threshold_logit(HEADS_T["pixel"]) + step
     heads_map[0, 2] = threshold_logit(HEADS_T["pixel"]) - step
     normality_map[0, 4] = threshold_logit(NORMALITY_T["pixel"]) + step
+    normality_map[1, 4] = threshold_logit(NORMALITY_T["image"])  # its region could flag a part
     normality_map[0, 6] = threshold_logit(NORMALITY_T["pixel"]) - step
     # 0.8 is above the normality model's pixel threshold but below the heads': only the
     # model's own threshold counts
@@ -156,6 +157,27 @@ def test_the_normality_models_own_regions_count_on_a_part_it_flags_itself(bracke
         if not speck:  # decided on the heads' scratch alone
             result = decide(detection, frame, bracket_standard, thresholds)
             assert ANOMALY_CLASS not in [d.defect.defect_class for d in result.decisions]
+
+
+def test_its_own_regions_count_where_they_could_flag_a_part_by_themselves():
+    """On a part the normality model flags for one region, another of its regions that
+    stays under its image threshold everywhere (a speck of a good surface just over its
+    pixel threshold) is not judged, and the part's record says so; one pixel at the image
+    threshold keeps its whole region."""
+    faint = (threshold_logit(NORMALITY_T["pixel"]) + threshold_logit(NORMALITY_T["image"])) / 2
+    heads_map, normality_map = _far(), _far()
+    heads_map[5:15, 5:15] = 4.0  # the heads' scratch
+    normality_map[5:15, 5:15] = 3.0  # ... which flags the part for the normality model too
+    normality_map[30:33, 40:43] = faint  # a faint speck: under its image threshold
+    normality_map[30:33, 50:53] = faint  # a faint speck with one pixel at it
+    normality_map[31, 51] = threshold_logit(NORMALITY_T["image"]) + 1e-3
+    detection = _fused(heads_map, normality_map, normality_image=SPEAKS).detect(None)
+    anomaly = detection.maps[0, 0] >= 0
+    assert not anomaly[30:33, 40:43].any()
+    assert anomaly[30:33, 50:53].all()
+    assert anomaly[5:15, 5:15].all()  # the heads' region, in their outline
+    (note,) = detection.notes[0]
+    assert note.startswith("1 region(s) only the normality model found stay under")
 
 
 def test_swapped_models_and_mismatched_detections_are_refused():

@@ -36,7 +36,11 @@ pixels, so stray specks of a good surface cross it; on a part only the heads fla
 tolerable colour patch, say) they were sent to REVIEW for nothing: held out, tile's
 agreement 0.883 -> 0.900 and bracket's 0.940 -> 0.950, no part the standard rejects
 passed for it (benchmarks/README.md, "The normality model's regions on a part only the
-heads flag").
+heads flag"). And on a part it flags, only its regions that reach its image threshold
+somewhere: its part score is the mean of its top pixels, so a region all under it could
+not flag a part alone, and on a part flagged for a tolerable scratch both models see, a
+glaze speck by the rim sent it to REVIEW (held-out tile 0.903 -> 0.910; "The normality
+model's faint regions on a part it flags for another").
 
 The part's silhouette
 ---------------------
@@ -286,7 +290,9 @@ def fuse(
         shifted by their pixel threshold's, but in the regions (>= 0.5, 8-connected) of
         the max of both models' so shifted that hold no pixel the heads flag: there that
         max, on a part the normality model flags itself (its part logit, aligned, >= 0;
-        NaN counts as flagging). So the heads measure what they found, in their own
+        NaN counts as flagging) and in its regions that reach its image threshold
+        somewhere (one all under it could not flag a part alone: not judged, and
+        ``notes`` says so). So the heads measure what they found, in their own
         outline. Class
         channels: the heads' and an ``anomaly`` channel that wins the regions holding no
         pixel the heads flag and loses elsewhere. Class logits: the heads' and the
@@ -319,7 +325,16 @@ def fuse(
     # its pixel threshold (the 99.9th percentile of good pixels) stray specks of a good
     # surface cross it, and on a part only the heads flag they would go to review.
     unseen = _regions_heads_missed(union >= 0, pixel_h >= 0, _speaks(normality_part))
-    notes: tuple[tuple[str, ...], ...] = ()
+    # And only where it could flag a part by itself: somewhere its map reaches its image
+    # threshold (its part score is the mean of its top pixels, so a region all under it
+    # cannot). On a part it flags for a defect the heads measure, a speck elsewhere just
+    # over its pixel threshold is what a good surface does now and then.
+    strong = ~(normality.maps[:, 0] - image_n < 0)  # (B, H, W); NaN: strong, never hidden
+    faint = unseen & ~np.stack(
+        [_regions_holding(u, s) for u, s in zip(unseen, strong, strict=True)]
+    )
+    unseen = unseen & ~faint
+    notes: tuple[tuple[str, ...], ...] = tuple(_dropped_note(f, FAINT) for f in faint)
     if interior is not None:
         # Its regions in the interior are its pixels there at or over its threshold, so
         # where the cap silences it none of its regions is kept either.
@@ -327,7 +342,8 @@ def fuse(
         normality_image = np.minimum(normality_image, ceiling)
         normality_part = np.minimum(normality_part, ceiling)
         kept = np.stack([_regions_holding(u, i) for u, i in zip(unseen, interior, strict=True)])
-        notes = tuple(_background_note(u & ~k) for u, k in zip(unseen, kept, strict=True))
+        dropped = (_dropped_note(u & ~k, BACKGROUND) for u, k in zip(unseen, kept, strict=True))
+        notes = tuple(note + more for note, more in zip(notes, dropped, strict=True))
         unseen = kept  # the background's regions dropped, and the part's record says so
     # The heads' map but in the regions only the normality model found: a region the
     # heads flag keeps their outline (the normality model's coarser blob around it would
@@ -501,15 +517,17 @@ def _regions_holding(regions: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return regions & np.isin(labels, np.unique(labels[regions & pixels]))
 
 
-def _background_note(dropped: np.ndarray) -> tuple[str, ...]:
-    """The part's note on its ``(H, W)`` dropped regions of the background, if any."""
+FAINT = "stay under the score that would flag a part"
+BACKGROUND = "lie on the background beside the part (outside its silhouette)"
+
+
+def _dropped_note(dropped: np.ndarray, why: str) -> tuple[str, ...]:
+    """The part's note on its ``(H, W)`` regions only the normality model found that are
+    not judged, and ``why`` (:data:`FAINT`, :data:`BACKGROUND`), if there are any."""
     count = cv2.connectedComponents(dropped.astype(np.uint8), connectivity=8)[0] - 1
     if not count:
         return ()
-    return (
-        f"{count} region(s) only the normality model found lie on the background beside "
-        "the part (outside its silhouette): not judged",
-    )
+    return (f"{count} region(s) only the normality model found {why}: not judged",)
 
 
 def _interior_ceiling(pixel_n: np.ndarray, interior: np.ndarray) -> np.ndarray:
