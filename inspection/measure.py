@@ -276,24 +276,35 @@ FOOTPRINT_PASSES = 3  # cuts, each around the last, for a region inside a wider 
 DEPRESSION_SEARCH_MM = 10.0  # the widest depression a height map is searched for whole
 DEPRESSION_MIN_PX = 9  # the least footprint taken for a depression (3x3 px)
 DEPRESSION_SEED_SIGMAS = 8.0  # how far a depression must reach somewhere, in deviations
+FACE_MIN_SHARE = 0.05  # the least share of a height map a piece of the part's face covers
+WALL_SLOPE = 1.0
+"""Steeper than 45 degrees between neighbouring points of a height map is a wall, not a
+dent's side: the part's edge over its belt, the side of a hole or a notch. A dent is a
+dished face; the synthetic ones are at most 25 degrees (depth at most 0.3 of the radius)."""
 
 
-def depth_below_surface(height_map: np.ndarray, mask: np.ndarray) -> float | None:
+def depth_below_surface(
+    height_map: np.ndarray, mask: np.ndarray, mm_per_px: float | None = None
+) -> float | None:
     """How far a region's deepest point lies below the surface around it, in mm, on a
     3D profiler's height map: the median height of a ring ``DEPTH_RING_PX`` wide around
     the region (2 px off it, clear of its blurred edge) less the region's lowest height.
     Never under 0; ``None`` where the profiler saw nothing in the region or around it
-    (NaN).
+    (NaN). With the scale, the ring is the region's own face: points beyond a wall
+    (:data:`WALL_SLOPE`: a hole's side, the part's edge) are not its surface, and a
+    region that holds a wall has no depth a dent could have (``None``).
 
     The lowest point is taken as read: a 3x3 median under it took 30 % off a pit 3 px
     across (its bottom is a point), and the profiler's noise can only add to the depth
     (about 2.5 of its standard deviations over a region of a few dozen points), which
     errs towards REVIEW or REJECT, never towards a PASS."""
-    around = _surroundings(height_map, mask)
+    around = _surroundings(height_map, mask, mm_per_px)
     if around is None:
         return None
-    _, inside, heights, ring = around
-    surface = heights[ring]
+    _, inside, heights, ring, face = around
+    if (inside.astype(bool) & ~face).any():
+        return None  # the region holds a wall: a cut's depth, not a dent's
+    surface = heights[ring & face]
     surface = surface[np.isfinite(surface)]
     bottom = heights[(inside > 0) & np.isfinite(heights)]
     if surface.size == 0 or bottom.size == 0:
@@ -301,7 +312,9 @@ def depth_below_surface(height_map: np.ndarray, mask: np.ndarray) -> float | Non
     return max(0.0, float(np.median(surface)) - float(bottom.min()))
 
 
-def footprint_below_surface(height_map: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+def footprint_below_surface(
+    height_map: np.ndarray, mask: np.ndarray, mm_per_px: float | None = None
+) -> np.ndarray | None:
     """The ``(H, W)`` footprint of the depression a region lies in, on a 3D profiler's
     height map: where the map, smoothed over ``FOOTPRINT_SMOOTHING_PX``, lies below the
     plane fitted through the ring around the region (:func:`depth_below_surface`'s) by
@@ -312,10 +325,13 @@ def footprint_below_surface(height_map: np.ndarray, mask: np.ndarray) -> np.ndar
     of a few pixels a third too large (synthetic tile: median error 1.0 mm2 against 0.6
     here). ``None`` where nothing lies that far below, or where the profiler missed a
     point of the region or its ring (NaN): a footprint cut short there would read the
-    dent small, and a small reading can pass a part."""
+    dent small, and a small reading can pass a part. With the scale, ``None`` too where
+    the region or the points within 2 px of it hold a wall (:data:`WALL_SLOPE`): a hole,
+    a notch or the belt beside the part lies below the face, but is not a dent of it;
+    and the ring is the region's own face."""
     region = np.asarray(mask, dtype=bool)
     for _ in range(FOOTPRINT_PASSES):
-        footprint = _depressed_around(height_map, region)
+        footprint = _depressed_around(height_map, region, mm_per_px)
         if footprint is None or not (footprint & ~region).any():
             break
         # The footprint runs past the region, so the ring may have lain on the
@@ -336,7 +352,8 @@ def depressions(height_map: np.ndarray, mm_per_px: float) -> list[np.ndarray]:
     600 synthetic parts, their shallowest dents 27); each is then cut as a region's
     footprint, on the plane through its own ring and in its ring's noise, and kept only
     where it lies that far below. A candidate touching a point the profiler missed (NaN:
-    a through-hole, a wall in shadow) gives none."""
+    a through-hole, a wall in shadow) gives none, nor one walled in (a through-hole or
+    notch the profiler reads the belt in, the belt beside the part: :data:`WALL_SLOPE`)."""
     finite = np.isfinite(height_map)
     if not finite.any():
         return []
@@ -347,10 +364,9 @@ def depressions(height_map: np.ndarray, mm_per_px: float) -> list[np.ndarray]:
     width = max(3, min(round(DEPRESSION_SEARCH_MM / mm_per_px), min(height_map.shape))) | 1
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (width, width))  # separable: fast
     filled = cv2.morphologyEx(smoothed, cv2.MORPH_CLOSE, square) - smoothed  # >= 0
-    middle = float(np.median(filled))
-    spread = max(_robust_deviation(filled), FOOTPRINT_FLOOR_MM / 4)
-    candidates = ((filled > middle + FOOTPRINT_NOISE_SIGMAS * spread) & finite).astype(np.uint8)
-    count, labels = cv2.connectedComponents(candidates, connectivity=8)
+    walls = _walls(height_map, mm_per_px)
+    face = _top_face(height_map, walls)
+    count, labels, middle, spread = _candidates(filled, finite, face, walls)
     found: list[np.ndarray] = []
     for label in range(1, count):
         candidate = labels == label
@@ -358,25 +374,100 @@ def depressions(height_map: np.ndarray, mm_per_px: float) -> list[np.ndarray]:
             continue  # noise: it never rises far above the rest
         if any((candidate & footprint).any() for footprint in found):
             continue  # a piece of a depression already cut
-        footprint = footprint_below_surface(height_map, candidate)
-        if footprint is not None and footprint.sum() >= DEPRESSION_MIN_PX:
+        footprint = footprint_below_surface(height_map, candidate, mm_per_px)
+        if footprint is None or footprint.sum() < DEPRESSION_MIN_PX:
+            continue
+        if _deep_enough(height_map, footprint, mm_per_px):
             found.append(footprint)
     return found
 
 
-def _depressed_around(height_map: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+def _deep_enough(height_map: np.ndarray, footprint: np.ndarray, mm_per_px: float) -> bool:
+    """Whether a depression's depth (:func:`depth_below_surface`) reaches
+    ``DEPRESSION_SEED_SIGMAS`` deviations of the profiler's noise on the face around it
+    (its ring's residual from their plane). A face's own waviness, dished between two
+    crests, leaves hollows of a few noise deviations that a dent (0.05 mm and deeper on
+    the synthetic line: 10 deviations) is not."""
+    depth = depth_below_surface(height_map, footprint, mm_per_px)
+    around = _surroundings(height_map, footprint, mm_per_px)
+    if depth is None or around is None:
+        return False
+    _, _, heights, ring, face = around
+    ring = ring & face & np.isfinite(heights)
+    if ring.sum() < 3:
+        return False
+    noise = _robust_deviation((heights - _plane_through(heights, ring))[ring])
+    return depth >= DEPRESSION_SEED_SIGMAS * max(noise, FOOTPRINT_FLOOR_MM / 4)
+
+
+def _candidates(
+    filled: np.ndarray, finite: np.ndarray, face: np.ndarray, walls: np.ndarray
+) -> tuple[int, np.ndarray, float, float]:
+    """:func:`depressions`' candidates (``count`` and ``labels`` of the connected
+    pieces) on the part's ``face`` (:func:`_top_face`), and the level and spread of
+    ``filled`` there that they stand out of. The belt beside the part and through its
+    holes is left out of both (filled by the closing, 1-10 mm down, it would be a
+    candidate and hide every dent: the belt a third of the frame spreads it 0.27 mm), and
+    so is the face as far as the smoothing carries a wall's drop onto it (3 sigma)."""
+    reach = _disc(max(1, round(3 * FOOTPRINT_SMOOTHING_PX)))
+    searched = face & finite & ~(cv2.dilate(walls.astype(np.uint8), reach) > 0)
+    rest = filled[searched] if searched.any() else filled.ravel()
+    middle = float(np.median(rest))
+    spread = max(_robust_deviation(rest), FOOTPRINT_FLOOR_MM / 4)
+    over = (filled > middle + FOOTPRINT_NOISE_SIGMAS * spread) & searched
+    count, labels = cv2.connectedComponents(over.astype(np.uint8), connectivity=8)
+    return count, labels, middle, spread
+
+
+def _top_face(heights: np.ndarray, walls: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the part's face on a height map, the highest of the wall-free
+    pieces (4-connected) that cover at least :data:`FACE_MIN_SHARE` of it (by their
+    median): the part stands on its belt, and its holes go down to it. A raised boss or a
+    step smaller than that is not searched, nor a lower level of a stepped part. The
+    whole map where no piece is that large."""
+    _, labels = cv2.connectedComponents((~walls).astype(np.uint8), connectivity=4)
+    sizes = np.bincount(labels.ravel())
+    large = [k for k in np.flatnonzero(sizes >= FACE_MIN_SHARE * labels.size) if k > 0]
+    levels = {k: np.nanmedian(heights[labels == k]) for k in large}
+    levels = {k: level for k, level in levels.items() if np.isfinite(level)}
+    if not levels:
+        return np.ones(heights.shape, bool)
+    return labels == max(levels, key=levels.get)
+
+
+def _walls(heights: np.ndarray, mm_per_px: float) -> np.ndarray:
+    """``(H, W)`` bool: where a height map is steeper than :data:`WALL_SLOPE` (on the
+    map as read; NaN is no wall: nothing was read there)."""
+    heights = np.asarray(heights, np.float32)
+    gx = cv2.Sobel(heights, cv2.CV_32F, 1, 0, ksize=3)  # 8 x the slope per pixel
+    gy = cv2.Sobel(heights, cv2.CV_32F, 0, 1, ksize=3)
+    return np.hypot(gx, gy) > 8.0 * WALL_SLOPE * mm_per_px
+
+
+def _depressed_around(
+    height_map: np.ndarray, mask: np.ndarray, mm_per_px: float | None
+) -> np.ndarray | None:
     """One cut of :func:`footprint_below_surface`, around ``mask``."""
-    around = _surroundings(height_map, mask)
+    around = _surroundings(height_map, mask, mm_per_px)
     if around is None:
         return None
-    window, inside, heights, ring = around
+    window, inside, heights, ring, face = around
     near = cv2.dilate(inside, _disc(2)) > 0
     if not ring.any() or not np.isfinite(heights[near | ring]).all():
         return None
-    smoothed = cv2.GaussianBlur(heights, (0, 0), FOOTPRINT_SMOOTHING_PX)
-    below = _plane_through(heights, ring) - smoothed
+    if (near & ~face).any():
+        return None  # it meets a wall: a hole, a notch, the part's edge
+    ring = ring & face
+    if ring.sum() < 3:
+        return None  # no face around it to fit a plane through
+    plane = _plane_through(heights, ring)
+    # Off the face (beyond a wall) the plane stands in, so that the smoothing does not
+    # carry a hole's or the belt's drop onto the face beside it.
+    smoothed = cv2.GaussianBlur(np.where(face, heights, plane), (0, 0), FOOTPRINT_SMOOTHING_PX)
+    below = plane - smoothed
     noise = _robust_deviation(below[ring])
-    depressed = (below > max(FOOTPRINT_NOISE_SIGMAS * noise, FOOTPRINT_FLOOR_MM)).astype(np.uint8)
+    depressed = (below > max(FOOTPRINT_NOISE_SIGMAS * noise, FOOTPRINT_FLOOR_MM)) & face
+    depressed = depressed.astype(np.uint8)
     _, labels = cv2.connectedComponents(depressed, connectivity=8)
     pieces = np.unique(labels[near & (depressed > 0)])
     pieces = pieces[pieces > 0]
@@ -388,11 +479,12 @@ def _depressed_around(height_map: np.ndarray, mask: np.ndarray) -> np.ndarray | 
 
 
 def _surroundings(
-    height_map: np.ndarray, mask: np.ndarray
-) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray, np.ndarray] | None:
+    height_map: np.ndarray, mask: np.ndarray, mm_per_px: float | None = None
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """A region's window on a height map: the window, the region in it (uint8), the
-    heights in it (float32) and the ring ``DEPTH_RING_PX`` wide, 2 px off the region,
-    whose heights are the surface's. ``None`` for an empty region."""
+    heights in it (float32), the ring ``DEPTH_RING_PX`` wide, 2 px off the region, whose
+    heights are the surface's, and the region's face (bool: :func:`_face`; all of the
+    window without the scale). ``None`` for an empty region."""
     mask = np.asarray(mask, dtype=bool)
     box = mask_bbox(mask)
     if box is None:
@@ -402,7 +494,21 @@ def _surroundings(
     inside = np.ascontiguousarray(mask[window], np.uint8)
     heights = np.ascontiguousarray(height_map[window], np.float32)
     ring = (cv2.dilate(inside, _disc(DEPTH_RING_PX + 2)) > 0) & ~(cv2.dilate(inside, _disc(2)) > 0)
-    return window, inside, heights, ring
+    face = np.ones(heights.shape, bool) if mm_per_px is None else _face(heights, inside, mm_per_px)
+    return window, inside, heights, ring, face
+
+
+def _face(heights: np.ndarray, inside: np.ndarray, mm_per_px: float) -> np.ndarray:
+    """``(h, w)`` bool: the points of a window's heights that the region ``inside``
+    lies on without crossing a wall (:data:`WALL_SLOPE`, on the map as read): the
+    4-connected piece of the wall-free points holding most of the region's. None where
+    the region is all wall."""
+    wall = _walls(heights, mm_per_px)
+    _, labels = cv2.connectedComponents((~wall).astype(np.uint8), connectivity=4)
+    own = labels[(inside > 0) & ~wall]
+    if own.size == 0:
+        return np.zeros(heights.shape, bool)
+    return labels == np.bincount(own).argmax()
 
 
 def _plane_through(heights: np.ndarray, ring: np.ndarray) -> np.ndarray:

@@ -173,12 +173,14 @@ def with_guard_band(thresholds: Thresholds, guard: GuardBand | str | Path | None
 def with_profiler_dents(thresholds: Thresholds, search: bool) -> Thresholds:
     """``thresholds`` under which a frame's height map is also searched for dents the
     camera missed (:func:`profiler_dents`): a wide dent a few hundredths of a millimetre
-    deep barely shades a photograph, and a profiler sees it plainly. For faces without a
-    designed recess the profiler sees into (a blind pocket, a slot or notch over a
-    surface it reads): such a recess is a depression too, unless the profiler's export
-    masks it (NaN there, as a profiler's software masks a region out): a depression
-    touching a point read as nothing is not searched. ``False`` returns ``thresholds``
-    unchanged; the search is part of the recorded version."""
+    deep barely shades a photograph, and a profiler sees it plainly. The search keeps to
+    the part's face: walls (:data:`~inspection.measure.WALL_SLOPE`) bound it, so the belt
+    beside the part and through its holes, a notch or a machined pocket is no dent. For
+    faces without a designed recess as gently dished as a dent (an embossed dish): such
+    a recess is a depression too, unless the profiler's export masks it (NaN there, as a
+    profiler's software masks a region out): a depression touching a point read as
+    nothing is not searched. ``False`` returns ``thresholds`` unchanged; the search is
+    part of the recorded version."""
     if not search:
         return thresholds
     return replace(thresholds, profiler_dents=True, version=f"{thresholds.version}; profiler dents")
@@ -610,11 +612,13 @@ def with_profile(
     if defect.defect_class not in DEPTH_CLASSES or defect.mask is None:
         return defect
     attributes, region = dict(defect.attributes), defect.mask
-    footprint = footprint_below_surface(height_map, region) if sizes and mm_per_px else None
+    footprint = (
+        footprint_below_surface(height_map, region, mm_per_px) if sizes and mm_per_px else None
+    )
     if footprint is not None:
         attributes.update(measure_region(footprint, mm_per_px).attributes())
         region = region | footprint
-    depth = depth_below_surface(height_map, region)
+    depth = depth_below_surface(height_map, region, mm_per_px)
     if depth is not None:
         attributes["depth_mm"] = round(depth, 4)
     box = None if footprint is None else mask_bbox(footprint)

@@ -47,10 +47,11 @@ ProfilerDents = Annotated[
     bool,
     typer.Option(
         "--profiler-dents",
-        help="Search each part's height map (a 3D profiler's) for dents the camera missed. "
-        "For faces with no designed recess the profiler sees into (a blind pocket, slot or "
-        "notch is a depression too), or with such recesses masked out of its export "
-        "(NaN). Default: the height map measures the dents found.",
+        help="Search each part's height map (a 3D profiler's) for dents the camera missed, "
+        "on the part's face (walls bound it: its edge, holes, pockets). For faces with no "
+        "designed recess as gently dished as a dent (an embossed dish is a depression "
+        "too), or with such recesses masked out of its export (NaN). Default: the height "
+        "map measures the dents found.",
     ),
 ]
 """The option of the commands that decide parts with height maps

@@ -357,6 +357,41 @@ def test_a_depression_beside_the_region_is_not_its_footprint():
     assert footprint is not None and not footprint[other].any()
 
 
+def _on_a_part(size: int = 96, belt: int = 10, thickness: float = 3.0):
+    """A face (0 mm) standing ``thickness`` above its belt, which shows ``belt`` px wide
+    beside it and through a hole of radius 8 px at (70, 70) the profiler reads into; and
+    the face's hole and belt as a mask."""
+    yy, xx = np.mgrid[:size, :size]
+    hole = (yy - 70) ** 2 + (xx - 70) ** 2 <= 64
+    off = hole | (xx < belt) | (yy < belt) | (xx >= size - belt) | (yy >= size - belt)
+    height = np.where(off, -thickness, 0.0).astype(np.float32)
+    height += np.random.default_rng(3).normal(0, 0.005, height.shape).astype(np.float32)
+    return height, hole, off
+
+
+def test_a_hole_or_the_belt_the_profiler_reads_into_is_no_dent_and_no_dents_surface():
+    """With the scale, a wall (steeper than 45 degrees) bounds the face: a region on a
+    hole or the belt has no depth or footprint (a cut's, not a dent's), and a dent beside
+    the hole is measured on the face alone (its ring reaching into the hole would put the
+    surface 3 mm down)."""
+    from inspection.measure import depth_below_surface, footprint_below_surface
+
+    height, hole, off = _on_a_part()
+    yy, xx = np.mgrid[:96, :96]
+    assert depth_below_surface(height, hole) > 2.9  # without the scale: read as a 3 mm pit
+    assert footprint_below_surface(height, hole, 0.2) is None
+    assert depth_below_surface(height, hole, 0.2) is None
+    strip = xx < 10
+    assert footprint_below_surface(height, strip, 0.2) is None
+    d2 = ((yy - 70) ** 2 + (xx - 48) ** 2) / 5**2  # a pit 6 px from the hole's rim
+    pit = d2 <= 1
+    height += np.where(pit, -0.08 * (1 - d2) ** 2, 0).astype(np.float32)
+    assert depth_below_surface(height, pit, 0.2) == pytest.approx(0.08, abs=0.02)
+    footprint = footprint_below_surface(height, pit, 0.2)
+    assert footprint is not None and not footprint[off].any()
+    assert footprint.sum() == pytest.approx(pit.sum(), rel=0.4)
+
+
 def test_no_footprint_where_the_profiler_saw_nothing_or_nothing_lies_below():
     from inspection.measure import footprint_below_surface
 
@@ -388,13 +423,54 @@ def test_a_height_maps_depressions_are_its_pits_not_its_steps_or_holes():
     height[(yy - 200) ** 2 + (xx - 60) ** 2 <= 36] = np.nan
     (footprint,) = depressions(height, 0.2)
     assert footprint[pit].mean() > 0.6 and not footprint[~pit].any()
-    # A designed recess the profiler reads into is a depression too (hence opt-in),
-    # unless the profiler's export masks it (NaN), as its own software masks a region.
+    # A designed pocket with walls (machined: steeper than 45 degrees) is not a dent ...
     pocket = (yy - 170) ** 2 + (xx - 170) ** 2 <= 100
     height[pocket] -= 0.5
+    assert len(depressions(height, 0.2)) == 1
+    # ... but a designed recess as gently dished as a dent is a depression too (hence
+    # opt-in), unless the profiler's export masks it (NaN), as its own software masks a
+    # region.
+    height[pocket] += 0.5
+    d2 = ((yy - 170) ** 2 + (xx - 170) ** 2) / 20**2  # an embossed dish, 0.5 mm deep
+    dish = d2 <= 1
+    height += np.where(dish, -0.5 * (1 - d2) ** 2, 0).astype(np.float32)
     assert len(depressions(height, 0.2)) == 2
-    height[pocket] = np.nan
+    height[dish] = np.nan
     assert len(depressions(height, 0.2)) == 1
     assert depressions(np.full_like(height, np.nan), 0.2) == []
     # a scale so fine that the search would be wider than the frame: as wide as the frame
     assert depressions(height[40:48, 40:48], 0.0001) == []
+
+
+@pytest.mark.parametrize("belt", [6, 12, 30])
+def test_the_belt_and_the_holes_a_profiler_reads_into_are_not_depressions(belt):
+    """A part filling the frame but for a belt strip narrower than the search (which the
+    closing fills as it would a pit), and a through-hole the profiler reads the belt in
+    (no shadow): walls bound them, so the one depression is the pit."""
+    from inspection.measure import depressions
+
+    height, _, _ = _on_a_part(belt=belt)
+    assert depressions(height, 0.2) == []
+    yy, xx = np.mgrid[:96, :96]
+    d2 = ((yy - 44) ** 2 + (xx - 44) ** 2) / 8**2  # 3.2 mm across, 0.06 mm deep
+    pit = d2 <= 1
+    height += np.where(pit, -0.06 * (1 - d2) ** 2, 0).astype(np.float32)
+    (footprint,) = depressions(height, 0.2)
+    assert footprint[pit].mean() > 0.6 and not footprint[~pit].any()
+
+
+@pytest.mark.parametrize("product", ["bracket", "panel", "tile"])
+def test_a_synthetic_stations_height_maps_hold_their_dents_and_nothing_else(product):
+    """The synthetic profiler's view of a part: on its belt (read beside it and through
+    its holes and notches), tilted, its face a little wavy. The search finds each part's
+    dent, and nothing on a good part: not the belt, not a hole, not a hollow of the
+    face's waviness."""
+    from inspection.measure import depressions
+    from inspection.synth.part import generate_part
+
+    for index in range(3):
+        good = generate_part(product, index, 5, None)
+        assert depressions(good.height_map(), good.mm_per_px) == []
+        dented = generate_part(product, index, 5, "dent")
+        (found,) = depressions(dented.height_map(), dented.mm_per_px)
+        assert (found & dented.mask).sum() > 0.5 * found.sum()

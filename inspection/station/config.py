@@ -62,8 +62,8 @@ class ModelConfig(_Section):
         readings taken as exact.
     profiler_dents : bool
         Search each frame's height map (a station with a 3D profiler) for dents the
-        camera missed (:func:`~inspection.pipeline.with_profiler_dents`): for faces with
-        no designed recess the profiler sees into.
+        camera missed (:func:`~inspection.pipeline.with_profiler_dents`), on the part's
+        face: for faces with no designed recess as gently dished as a dent.
     """
 
     path: Path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,11 @@ class SynthPart:
     mm_per_px : float
     reference_rgb : tuple[int, int, int]
         Nominal colour of the product's surface.
+    material : np.ndarray | None
+        ``(size, size)`` bool: where the part's material is (its face, as a profiler
+        sees it); elsewhere the belt, ``thickness_mm`` below. ``None``: all face.
+    thickness_mm : float
+        How far the face stands above the belt.
     """
 
     part_id: str
@@ -53,6 +58,8 @@ class SynthPart:
     audio: AudioClip
     mm_per_px: float
     reference_rgb: tuple[int, int, int]
+    material: np.ndarray | None = field(default=None, repr=False, compare=False)
+    thickness_mm: float = 0.0
 
     @property
     def label(self) -> str:
@@ -65,15 +72,31 @@ class SynthPart:
         return any(d.defect_class == "crack" for d in self.defects)
 
     def height_map(self, noise_mm: float = PROFILER_NOISE_MM) -> np.ndarray:
-        """The part's face as a 3D profiler registered to the camera sees it: ``(H, W)``
-        float32 height in mm against the nominal face (0), dents below it, with the
-        profiler's noise (``noise_mm`` standard deviation, from the part's own stream:
-        the photograph and the rest of the part are unchanged)."""
+        """The part as a 3D profiler registered to the camera sees it: ``(H, W)`` float32
+        height in mm against the nominal face (0), dents below it; the belt
+        ``thickness_mm`` below, beside the part and through its holes and notches (read,
+        as a profiler with no occlusion there reads it: the hardest case for a search);
+        the part lying tilted on the belt by up to 0.2 degrees, its face wavy by a few
+        micrometres over 25-60 mm; and the profiler's noise (``noise_mm`` standard
+        deviation). All from the part's own stream: the photograph and the rest of the
+        part are unchanged."""
         height = np.zeros(self.mask.shape, np.float32)
         for defect in self.defects:
             defect.add_relief(height)
         rng = np.random.default_rng(zlib.crc32(f"{self.part_id}/height".encode()))
-        return height + rng.normal(0.0, noise_mm, height.shape).astype(np.float32)
+        height += rng.normal(0.0, noise_mm, height.shape).astype(np.float32)
+        yy, xx = np.mgrid[: height.shape[0], : height.shape[1]] * np.float32(self.mm_per_px)
+        waves = np.zeros_like(height)
+        for _ in range(3):
+            angle, wavelength = rng.uniform(0, np.pi), rng.uniform(25.0, 60.0)
+            along = np.cos(angle) * xx + np.sin(angle) * yy
+            phase = rng.uniform(0, 2 * np.pi)
+            waves += rng.uniform(0.002, 0.008) * np.cos(2 * np.pi * along / wavelength + phase)
+        tilt_x, tilt_y = rng.uniform(-0.0035, 0.0035, 2)  # mm/mm: up to 0.2 degrees
+        height += (tilt_x * xx + tilt_y * yy).astype(np.float32)
+        if self.material is not None:
+            height += np.where(self.material, waves, -self.thickness_mm).astype(np.float32)
+        return height
 
 
 def part_id(product: str, seed: int, index: int) -> str:
@@ -157,4 +180,6 @@ def generate_part(
         audio=audio,
         mm_per_px=scene.mm_per_px,
         reference_rgb=prod.reference_rgb,
+        material=scene.material(),
+        thickness_mm=prod.thickness_mm,
     )

@@ -70,6 +70,9 @@ class Product:
         Nominal tap-test modes, strongest first.
     description : str
         One line for people.
+    thickness_mm : float
+        How far the part's face stands above the belt (what a 3D profiler reads through
+        its holes and notches and beside it).
     """
 
     name: str
@@ -82,6 +85,7 @@ class Product:
     features: tuple[Feature, ...]
     modes: tuple[Mode, ...]
     description: str = ""
+    thickness_mm: float = 3.0
 
     def mm_per_px(self, size: int) -> float:
         """Physical size of one pixel for a ``size`` x ``size`` image."""
@@ -119,6 +123,7 @@ PRODUCTS: dict[str, Product] = {
             Mode(5480.0, 32.0, 0.14),
         ),
         description="brushed aluminium mounting bracket, 4 mounting holes",
+        thickness_mm=3.0,
     ),
     "panel": Product(
         name="panel",
@@ -141,6 +146,7 @@ PRODUCTS: dict[str, Product] = {
             Mode(5890.0, 80.0, 0.1),
         ),
         description="blue-grey painted appliance front panel, 2 holes and a fiducial mark",
+        thickness_mm=1.0,
     ),
     "tile": Product(
         name="tile",
@@ -162,6 +168,7 @@ PRODUCTS: dict[str, Product] = {
             Mode(6720.0, 42.0, 0.16),
         ),
         description="off-white ceramic tile, central hole and two locating notches",
+        thickness_mm=6.0,
     ),
 }
 

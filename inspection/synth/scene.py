@@ -127,6 +127,15 @@ class Scene:
             disc &= self.outline_sdf < 0.5  # pixels the part covers, at least partly
         return disc
 
+    def material(self) -> np.ndarray:
+        """``(H, W)`` bool: where the part's material is (inside its outline, outside
+        its holes and notches; a feature left out is material)."""
+        inside = self.outline_sdf <= 0
+        for f in self.product.features:
+            if f.kind in ("hole", "notch") and f.id != self.omitted:
+                inside &= self.feature_distance(f) > f.radius * self.size
+        return inside
+
     def free_area(self) -> np.ndarray:
         """Where defects may be placed: inside the part, away from its edge and features."""
         free = self.outline_sdf <= -EDGE_MARGIN * self.size
