@@ -365,7 +365,7 @@ def depressions(height_map: np.ndarray, mm_per_px: float) -> list[np.ndarray]:
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (width, width))  # separable: fast
     filled = cv2.morphologyEx(smoothed, cv2.MORPH_CLOSE, square) - smoothed  # >= 0
     walls = _walls(height_map, mm_per_px)
-    face = _top_face(height_map, walls)
+    face = top_face(height_map, walls)
     count, labels, middle, spread = _candidates(filled, finite, face, walls)
     found: list[np.ndarray] = []
     for label in range(1, count):
@@ -396,7 +396,7 @@ def _deep_enough(height_map: np.ndarray, footprint: np.ndarray, mm_per_px: float
     ring = ring & face & np.isfinite(heights)
     if ring.sum() < 3:
         return False
-    noise = _robust_deviation((heights - _plane_through(heights, ring))[ring])
+    noise = _robust_deviation((heights - plane_through(heights, ring))[ring])
     return depth >= DEPRESSION_SEED_SIGMAS * max(noise, FOOTPRINT_FLOOR_MM / 4)
 
 
@@ -404,7 +404,7 @@ def _candidates(
     filled: np.ndarray, finite: np.ndarray, face: np.ndarray, walls: np.ndarray
 ) -> tuple[int, np.ndarray, float, float]:
     """:func:`depressions`' candidates (``count`` and ``labels`` of the connected
-    pieces) on the part's ``face`` (:func:`_top_face`), and the level and spread of
+    pieces) on the part's ``face`` (:func:`top_face`), and the level and spread of
     ``filled`` there that they stand out of. The belt beside the part and through its
     holes is left out of both (filled by the closing, 1-10 mm down, it would be a
     candidate and hide every dent: the belt a third of the frame spreads it 0.27 mm), and
@@ -419,7 +419,7 @@ def _candidates(
     return count, labels, middle, spread
 
 
-def _top_face(heights: np.ndarray, walls: np.ndarray) -> np.ndarray:
+def top_face(heights: np.ndarray, walls: np.ndarray) -> np.ndarray:
     """``(H, W)`` bool: the part's face on a height map, the highest of the wall-free
     pieces (4-connected) that cover at least :data:`FACE_MIN_SHARE` of it (by their
     median): the part stands on its belt, and its holes go down to it. A raised boss or a
@@ -460,7 +460,7 @@ def _depressed_around(
     ring = ring & face
     if ring.sum() < 3:
         return None  # no face around it to fit a plane through
-    plane = _plane_through(heights, ring)
+    plane = plane_through(heights, ring)
     # Off the face (beyond a wall) the plane stands in, so that the smoothing does not
     # carry a hole's or the belt's drop onto the face beside it.
     smoothed = cv2.GaussianBlur(np.where(face, heights, plane), (0, 0), FOOTPRINT_SMOOTHING_PX)
@@ -511,12 +511,15 @@ def _face(heights: np.ndarray, inside: np.ndarray, mm_per_px: float) -> np.ndarr
     return labels == np.bincount(own).argmax()
 
 
-def _plane_through(heights: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """The least-squares plane through the ring's heights, over the whole window: a
-    tilted part's surface, which a single level would read as a depression on one side."""
+def plane_through(heights: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """The least-squares plane through the ring's heights (through an even sample of
+    20,000 where it holds more), over the whole window: a tilted part's surface, which a
+    single level would read as a depression on one side."""
     ys, xs = np.nonzero(ring)
+    step = max(1, ys.size // 20_000)
+    ys, xs = ys[::step], xs[::step]
     design = np.column_stack([xs, ys, np.ones(xs.size)])
-    (gx, gy, level), *_ = np.linalg.lstsq(design, heights[ring].astype(np.float64), rcond=None)
+    (gx, gy, level), *_ = np.linalg.lstsq(design, heights[ys, xs].astype(np.float64), rcond=None)
     yy, xx = np.mgrid[: heights.shape[0], : heights.shape[1]]
     return (gx * xx + gy * yy + level).astype(np.float32)
 

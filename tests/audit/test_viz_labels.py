@@ -57,3 +57,21 @@ def test_a_height_map_in_false_colour_shows_the_pit_blue_and_what_was_not_read_g
     assert (drawn[100:, 20:].max(axis=2) < 40).any()  # the range's label, bottom left
     blind = height_picture(np.full((40, 40), np.nan, np.float32))
     assert blind.shape == (40, 40, 3) and (blind[:5, :] == 128).all()
+
+
+def test_the_false_colour_spans_the_parts_face_not_the_belt_below_it():
+    """A part standing 3 mm above its belt, read beside it and through a hole: the scale
+    spans the face (a 0.1 mm pit fills it) and the belt is clipped dark, not spread over
+    it (the pit would be the face's colour)."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    height = rng.normal(0, 0.005, (120, 120)).astype(np.float32)
+    height[50:60, 50:60] = -0.1  # a pit
+    height[:, :12] -= 3.0  # the belt beside the part
+    height[90:100, 90:100] -= 3.0  # a hole the profiler reads the belt in
+    drawn = height_picture(height)
+    lowest = cv2.applyColorMap(np.zeros((1, 1), np.uint8), cv2.COLORMAP_TURBO)[0, 0, ::-1]
+    assert (drawn[53:57, 53:57] == lowest).all()  # the pit: the scale's low end
+    assert (drawn[20:80, 2:10] == lowest).all() and (drawn[93:97, 93:97] == lowest).all()
+    assert np.abs(drawn[20:40, 20:40].astype(int) - lowest).max() > 100  # the face: not
