@@ -158,17 +158,15 @@ def product_warning(
         searched = " searched for dents" if profiled.get("profiler_dents") else ""
         fusion = "fused with its normality model, " if fused else ""
         return _disagreement(profiled, product, f" ({fusion}with height maps{searched})", "")
-    how, unlike = "", []  # how the figures were measured, and how unlike the demo's line
+    unprofiled = " (measured without a 3D profiler)" if profiler else ""
     if fused and isinstance(measured.get("fused"), dict):
-        measured, how = measured["fused"], " (fused with its normality model)"
-    elif fused:
-        unlike.append("alone")
-    if profiler:
-        unlike.append("without a 3D profiler")
-    caveat = f" (measured {' and '.join(unlike)}" if unlike else ""
-    if "alone" in unlike:
-        caveat += "; fused with its normality model it passes fewer"
-    return _disagreement(measured, product, how, caveat + (")" if unlike else ""))
+        how = " (fused with its normality model)"
+        return _disagreement(measured["fused"], product, how, unprofiled)
+    if not fused:
+        return _disagreement(measured, product, "", unprofiled)
+    alone = "alone and without a 3D profiler" if profiler else "alone"
+    caveat = f" (measured {alone}; fused with its normality model it passes fewer)"
+    return _disagreement(measured, product, "", caveat)
 
 
 def _disagreement(measured: dict, product: str, how: str, caveat: str) -> str | None:

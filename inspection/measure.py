@@ -299,8 +299,11 @@ def depth_below_surface(
     (about 2.5 of its standard deviations over a region of a few dozen points), which
     errs towards REVIEW or REJECT, never towards a PASS."""
     around = _surroundings(height_map, mask, mm_per_px)
-    if around is None:
-        return None
+    return None if around is None else _depth_in(around)
+
+
+def _depth_in(around: tuple) -> float | None:
+    """:func:`depth_below_surface` on a region's :func:`_surroundings`."""
     _, inside, heights, ring, face = around
     if (inside.astype(bool) & ~face).any():
         return None  # the region holds a wall: a cut's depth, not a dent's
@@ -364,9 +367,9 @@ def depressions(height_map: np.ndarray, mm_per_px: float) -> list[np.ndarray]:
     width = max(3, min(round(DEPRESSION_SEARCH_MM / mm_per_px), min(height_map.shape))) | 1
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (width, width))  # separable: fast
     filled = cv2.morphologyEx(smoothed, cv2.MORPH_CLOSE, square) - smoothed  # >= 0
-    walls = _walls(height_map, mm_per_px)
-    face = top_face(height_map, walls)
-    count, labels, middle, spread = _candidates(filled, finite, face, walls)
+    steep = walls(height_map, WALL_SLOPE * mm_per_px)
+    face = top_face(height_map, steep)
+    count, labels, middle, spread = _candidates(filled, finite, face, steep)
     found: list[np.ndarray] = []
     for label in range(1, count):
         candidate = labels == label
@@ -388,9 +391,9 @@ def _deep_enough(height_map: np.ndarray, footprint: np.ndarray, mm_per_px: float
     (its ring's residual from their plane). A face's own waviness, dished between two
     crests, leaves hollows of a few noise deviations that a dent (0.05 mm and deeper on
     the synthetic line: 10 deviations) is not."""
-    depth = depth_below_surface(height_map, footprint, mm_per_px)
     around = _surroundings(height_map, footprint, mm_per_px)
-    if depth is None or around is None:
+    depth = None if around is None else _depth_in(around)
+    if depth is None:
         return False
     _, _, heights, ring, face = around
     ring = ring & face & np.isfinite(heights)
@@ -401,7 +404,7 @@ def _deep_enough(height_map: np.ndarray, footprint: np.ndarray, mm_per_px: float
 
 
 def _candidates(
-    filled: np.ndarray, finite: np.ndarray, face: np.ndarray, walls: np.ndarray
+    filled: np.ndarray, finite: np.ndarray, face: np.ndarray, steep: np.ndarray
 ) -> tuple[int, np.ndarray, float, float]:
     """:func:`depressions`' candidates (``count`` and ``labels`` of the connected
     pieces) on the part's ``face`` (:func:`top_face`), and the level and spread of
@@ -410,7 +413,7 @@ def _candidates(
     candidate and hide every dent: the belt a third of the frame spreads it 0.27 mm), and
     so is the face as far as the smoothing carries a wall's drop onto it (3 sigma)."""
     reach = _disc(max(1, round(3 * FOOTPRINT_SMOOTHING_PX)))
-    searched = face & finite & ~(cv2.dilate(walls.astype(np.uint8), reach) > 0)
+    searched = face & finite & ~(cv2.dilate(steep.astype(np.uint8), reach) > 0)
     rest = filled[searched] if searched.any() else filled.ravel()
     middle = float(np.median(rest))
     spread = max(_robust_deviation(rest), FOOTPRINT_FLOOR_MM / 4)
@@ -419,13 +422,13 @@ def _candidates(
     return count, labels, middle, spread
 
 
-def top_face(heights: np.ndarray, walls: np.ndarray) -> np.ndarray:
+def top_face(heights: np.ndarray, steep: np.ndarray) -> np.ndarray:
     """``(H, W)`` bool: the part's face on a height map, the highest of the wall-free
     pieces (4-connected) that cover at least :data:`FACE_MIN_SHARE` of it (by their
     median): the part stands on its belt, and its holes go down to it. A raised boss or a
     step smaller than that is not searched, nor a lower level of a stepped part. The
     whole map where no piece is that large."""
-    _, labels = cv2.connectedComponents((~walls).astype(np.uint8), connectivity=4)
+    _, labels = cv2.connectedComponents((~steep).astype(np.uint8), connectivity=4)
     sizes = np.bincount(labels.ravel())
     large = [k for k in np.flatnonzero(sizes >= FACE_MIN_SHARE * labels.size) if k > 0]
     levels = {k: np.nanmedian(heights[labels == k]) for k in large}
@@ -435,13 +438,14 @@ def top_face(heights: np.ndarray, walls: np.ndarray) -> np.ndarray:
     return labels == max(levels, key=levels.get)
 
 
-def _walls(heights: np.ndarray, mm_per_px: float) -> np.ndarray:
-    """``(H, W)`` bool: where a height map is steeper than :data:`WALL_SLOPE` (on the
-    map as read; NaN is no wall: nothing was read there)."""
+def walls(heights: np.ndarray, max_step: float) -> np.ndarray:
+    """``(H, W)`` bool: where a height map rises or falls more than ``max_step`` (its
+    unit) from one point to the next (on the map as read; NaN is no wall: nothing was
+    read there). With the scale, ``WALL_SLOPE * mm_per_px``."""
     heights = np.asarray(heights, np.float32)
-    gx = cv2.Sobel(heights, cv2.CV_32F, 1, 0, ksize=3)  # 8 x the slope per pixel
+    gx = cv2.Sobel(heights, cv2.CV_32F, 1, 0, ksize=3)  # 8 x the step per point
     gy = cv2.Sobel(heights, cv2.CV_32F, 0, 1, ksize=3)
-    return np.hypot(gx, gy) > 8.0 * WALL_SLOPE * mm_per_px
+    return np.hypot(gx, gy) > 8.0 * max_step
 
 
 def _depressed_around(
@@ -503,7 +507,7 @@ def _face(heights: np.ndarray, inside: np.ndarray, mm_per_px: float) -> np.ndarr
     lies on without crossing a wall (:data:`WALL_SLOPE`, on the map as read): the
     4-connected piece of the wall-free points holding most of the region's. None where
     the region is all wall."""
-    wall = _walls(heights, mm_per_px)
+    wall = walls(heights, WALL_SLOPE * mm_per_px)
     _, labels = cv2.connectedComponents((~wall).astype(np.uint8), connectivity=4)
     own = labels[(inside > 0) & ~wall]
     if own.size == 0:

@@ -132,17 +132,14 @@ def _face_of(height: np.ndarray) -> np.ndarray:
     (:func:`~inspection.measure.top_face`, walls steeper than
     :data:`WALL_NOISE_MULTIPLE` noise deviations a point); every point where that finds
     none."""
-    from inspection.measure import top_face
+    from inspection.measure import top_face, walls
 
     finite = np.isfinite(height)
-    level = np.where(finite, height, np.float32(np.median(height[finite])))
-    step = np.abs(np.diff(level, axis=1))[finite[:, 1:] & finite[:, :-1]]
+    step = np.abs(np.diff(height, axis=1))[finite[:, 1:] & finite[:, :-1]]
     noise = 1.4826 * float(np.median(step)) / np.sqrt(2) if step.size else 0.0
     if noise <= 0:
         return np.ones(height.shape, bool)
-    gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3)  # 8 x the step per point
-    gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3)
-    face = top_face(height, np.hypot(gx, gy) > 8.0 * WALL_NOISE_MULTIPLE * noise)
+    face = top_face(height, walls(height, WALL_NOISE_MULTIPLE * noise))
     return face if (face & finite).any() else np.ones(height.shape, bool)
 
 
