@@ -539,7 +539,9 @@ def size_pairs(found: list[Defect], sample: Sample, mm: float) -> list[SizePair]
     -------
     list[SizePair]
         For each visible true defect with a length and a box that a found defect
-        overlaps, the found defect overlapping its box most, measured on its mask.
+        overlaps, the found defect overlapping its box most, measured where the line
+        measured it: on the depression's footprint where a 3D profiler sized it
+        (:func:`~inspection.pipeline.with_profile`), on its mask otherwise.
     """
     truths = [d for d in sample.attributes.get("defects", []) if d.get("visible", True)]
     if not truths or sample.mask is None:
@@ -553,7 +555,8 @@ def size_pairs(found: list[Defect], sample: Sample, mm: float) -> list[SizePair]
             continue
         best = _best_hit(found, box)
         if best is not None:
-            measured = measure_region(best.mask, mm)
+            sized_on = best.mask if best.footprint is None else best.footprint
+            measured = measure_region(sized_on, mm)
             width = attributes.get("width_mm")
             pairs.append(
                 SizePair(

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("torch", reason="evaluation runs a torch model (install the models extra)")
 
 from inspection.evaluate import evaluate
+from inspection.measure import measure_region
 from inspection.models import create_model, save_model
 from inspection.models.card import (
     PRODUCT_CLASSES,
@@ -279,6 +280,28 @@ def test_a_region_wider_than_its_scratch_shows_as_width_bias(tmp_path):
     assert sizes["width_bias_mm_median_by_class"] == {"scratch": pytest.approx(0.2)}
     assert sizes["size_error_mm_median_by_class"]["scratch"] == pytest.approx(0.0)
     assert sizes["size_pairs"] == 2
+
+
+def test_a_dent_a_profiler_sized_is_matched_by_its_region_and_measured_on_its_footprint(
+    tmp_path,
+):
+    """The size errors read a dent where the line read it: the map's region finds the true
+    dent (the footprint may lie beside the box), the footprint's sizes are compared."""
+    from inspection.datasets import Sample
+    from inspection.evaluate import size_pairs
+    from inspection.types import Defect
+
+    region = np.zeros((40, 60), bool)
+    region[10:30, 10:30] = True  # the map's blurred 20 px region
+    footprint = np.zeros_like(region)
+    footprint[15:25, 15:25] = True  # the depression: 10 px
+    truth = {"defect_class": "dent", "bbox": [15, 15, 25, 25], "attributes": {"length_mm": 1.0}}
+    sample = Sample(
+        tmp_path / "p.png", "dent", mask=tmp_path / "m.png", attributes={"defects": [truth]}
+    )
+    (pair,) = size_pairs([Defect("dent", {}, mask=region, footprint=footprint)], sample, mm=0.1)
+    assert pair.length == pytest.approx(measure_region(footprint, 0.1).length_mm)
+    assert pair.length < measure_region(region, 0.1).length_mm
 
 
 def test_a_malformed_true_size_fails_before_any_work_with_or_without_a_standard(tmp_path):
