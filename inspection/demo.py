@@ -40,7 +40,7 @@ from inspection.capture.simulator import SimulatedLine
 from inspection.config import default_model_dir, standard_path
 from inspection.decoder.schema import to_json as report_json
 from inspection.errors import UserError
-from inspection.measure import defects_from_mask
+from inspection.measure import defects_from_mask, fill_dropouts
 from inspection.models.card import PRODUCT_EVALUATION, evaluation_key
 from inspection.standards import Standard, apply_standard, load_guard_band, load_standard
 from inspection.standards.schema import check_language
@@ -98,7 +98,7 @@ def measure_part(observation: Observation, part: SynthPart) -> list[Defect]:
         mask = np.any([d.mask for d in part.defects if d.defect_class == cls], axis=0)
         found += defects_from_mask(mask, cls, frame.mm_per_px, frame.image, reference)
     # The ground-truth station has a laser profilometer, whatever the line's frames carry.
-    height = frame.height_map if frame.height_map is not None else part.height_map()
+    height = fill_dropouts(frame.height_map if frame.height_map is not None else part.height_map())
     found = [with_profile(d, height, frame.mm_per_px, sizes=False) for d in found]
     if any(d.defect_class == "crack" and not d.visible for d in part.defects):
         # Tap test: an internal crack rings differently but shows nothing.

@@ -283,6 +283,47 @@ dent's side: the part's edge over its belt, the side of a hole or a notch. A den
 dished face; the synthetic ones are at most 25 degrees (depth at most 0.3 of the radius)."""
 
 
+DROPOUT_MAX_PX = 4
+"""The largest piece of points (8-connected) a height map lacks that
+:func:`fill_dropouts` fills from the points around it. A profiler loses single points to
+a glint or a dark speck (its own gap filling closes such gaps too), and one in a
+dent's ring would leave the dent unmeasured and out of the search; a larger gap (the belt
+in the part's shadow, a hole the laser does not reach) is a place it did not see, and
+stays so."""
+
+
+def fill_dropouts(height_map: np.ndarray) -> np.ndarray:
+    """A 3D profiler's height map with its dropouts filled: each piece of at most
+    :data:`DROPOUT_MAX_PX` points it read nothing for (NaN, 8-connected) takes the mean of
+    the points read around it, from its rim inwards. Larger gaps stay NaN. The map
+    itself when it has no dropout.
+
+    Fill a frame's map once, before it is measured (:func:`depth_below_surface`,
+    :func:`footprint_below_surface`, :func:`depressions`), which give nothing where a
+    point of a region or its ring is missing: a footprint cut short there would read the
+    dent small."""
+    missing = ~np.isfinite(height_map)
+    if not missing.any():
+        return height_map
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(missing.view(np.uint8), connectivity=8)
+    small = stats[:, cv2.CC_STAT_AREA] <= DROPOUT_MAX_PX
+    small[0] = False  # the points read
+    todo = small[labels]
+    if not todo.any():
+        return height_map
+    filled = np.asarray(height_map, np.float32).copy()
+    while todo.any():  # a rim at a time: a piece of 4 points is filled in two
+        read = np.isfinite(filled)
+        total = cv2.boxFilter(np.where(read, filled, 0), -1, (3, 3), normalize=False)
+        neighbours = cv2.boxFilter(read.astype(np.float32), -1, (3, 3), normalize=False)
+        ready = todo & (neighbours > 0)
+        if not ready.any():
+            break  # nothing read around it: a map (almost) all unread
+        filled[ready] = total[ready] / neighbours[ready]
+        todo &= ~ready
+    return filled
+
+
 def depth_below_surface(
     height_map: np.ndarray, mask: np.ndarray, mm_per_px: float | None = None
 ) -> float | None:
@@ -305,7 +346,7 @@ def depth_below_surface(
 def _depth_in(around: tuple) -> float | None:
     """:func:`depth_below_surface` on a region's :func:`_surroundings`."""
     _, inside, heights, ring, face = around
-    if (inside.astype(bool) & ~face).any():
+    if (inside.astype(bool) & ~face & np.isfinite(heights)).any():
         return None  # the region holds a wall: a cut's depth, not a dent's
     surface = heights[ring & face]
     surface = surface[np.isfinite(surface)]
@@ -354,9 +395,12 @@ def depressions(height_map: np.ndarray, mm_per_px: float) -> list[np.ndarray]:
     ``DEPRESSION_SEED_SIGMAS`` (hysteresis: the profiler's noise alone reached 5.4 on
     600 synthetic parts, their shallowest dents 27); each is then cut as a region's
     footprint, on the plane through its own ring and in its ring's noise, and kept only
-    where it lies that far below. A candidate touching a point the profiler missed (NaN:
-    a through-hole, a wall in shadow) gives none, nor one walled in (a through-hole or
-    notch the profiler reads the belt in, the belt beside the part: :data:`WALL_SLOPE`)."""
+    where it lies that far below. The map's dropouts are filled first
+    (:func:`fill_dropouts`); a candidate touching a larger gap the profiler did not read
+    (NaN: a through-hole, the belt in the part's shadow) gives none, nor one walled in (a
+    through-hole or notch the profiler reads the belt in, the belt beside the part:
+    :data:`WALL_SLOPE`)."""
+    height_map = fill_dropouts(height_map)
     finite = np.isfinite(height_map)
     if not finite.any():
         return []
@@ -428,7 +472,10 @@ def top_face(heights: np.ndarray, steep: np.ndarray) -> np.ndarray:
     median): the part stands on its belt, and its holes go down to it. A raised boss or a
     step smaller than that is not searched, nor a lower level of a stepped part. The
     whole map where no piece is that large."""
-    _, labels = cv2.connectedComponents((~steep).astype(np.uint8), connectivity=4)
+    # What the profiler did not read parts pieces as a wall does: the belt in the part's
+    # shadow borders the face with no step to see.
+    open_ = ~steep & np.isfinite(heights)
+    _, labels = cv2.connectedComponents(open_.astype(np.uint8), connectivity=4)
     sizes = np.bincount(labels.ravel())
     large = [k for k in np.flatnonzero(sizes >= FACE_MIN_SHARE * labels.size) if k > 0]
     levels = {k: np.nanmedian(heights[labels == k]) for k in large}
@@ -441,11 +488,29 @@ def top_face(heights: np.ndarray, steep: np.ndarray) -> np.ndarray:
 def walls(heights: np.ndarray, max_step: float) -> np.ndarray:
     """``(H, W)`` bool: where a height map rises or falls more than ``max_step`` (its
     unit) from one point to the next (on the map as read; NaN is no wall: nothing was
-    read there). With the scale, ``WALL_SLOPE * mm_per_px``."""
+    read there). With the scale, ``WALL_SLOPE * mm_per_px``. Beside a point not read,
+    where the 3x3 gradient has nothing to go on, the largest step to a read neighbour
+    decides: the part's edge still stands where its shadow begins beside it."""
     heights = np.asarray(heights, np.float32)
     gx = cv2.Sobel(heights, cv2.CV_32F, 1, 0, ksize=3)  # 8 x the step per point
     gy = cv2.Sobel(heights, cv2.CV_32F, 0, 1, ksize=3)
-    return np.hypot(gx, gy) > 8.0 * max_step
+    step = np.hypot(gx, gy) / 8.0
+    unsure = ~np.isfinite(step) & np.isfinite(heights)
+    if unsure.any():
+        step[unsure] = _largest_steps(heights, np.nonzero(unsure))
+    return step > max_step
+
+
+def _largest_steps(heights: np.ndarray, points: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Each of ``points``' (rows, columns) largest height difference to a 4-neighbour
+    read (0 with none): read at those points alone, the rim of what was not read."""
+    padded = np.pad(heights, 1, constant_values=np.nan)
+    rows, cols = points[0] + 1, points[1] + 1
+    here = padded[rows, cols]
+    step = np.zeros(here.shape, np.float32)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        step = np.fmax(step, np.abs(here - padded[rows + dy, cols + dx]))  # NaN: no step
+    return step
 
 
 def _depressed_around(
@@ -507,9 +572,9 @@ def _face(heights: np.ndarray, inside: np.ndarray, mm_per_px: float) -> np.ndarr
     lies on without crossing a wall (:data:`WALL_SLOPE`, on the map as read): the
     4-connected piece of the wall-free points holding most of the region's. None where
     the region is all wall."""
-    wall = walls(heights, WALL_SLOPE * mm_per_px)
-    _, labels = cv2.connectedComponents((~wall).astype(np.uint8), connectivity=4)
-    own = labels[(inside > 0) & ~wall]
+    open_ = ~walls(heights, WALL_SLOPE * mm_per_px) & np.isfinite(heights)
+    _, labels = cv2.connectedComponents(open_.astype(np.uint8), connectivity=4)
+    own = labels[(inside > 0) & open_]
     if own.size == 0:
         return np.zeros(heights.shape, bool)
     return labels == np.bincount(own).argmax()

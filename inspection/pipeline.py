@@ -53,6 +53,7 @@ from inspection.measure import (
     connected_components,
     depressions,
     depth_below_surface,
+    fill_dropouts,
     footprint_below_surface,
     gauge_on_image,
     join_fragments,
@@ -563,9 +564,10 @@ def decide(
         return review_result(standard, part_id, reason)
     defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
     if frame.height_map is not None:
-        defects = [with_profile(d, frame.height_map, frame.mm_per_px) for d in defects]
+        profiled = replace(frame, height_map=fill_dropouts(frame.height_map))
+        defects = [with_profile(d, profiled.height_map, frame.mm_per_px) for d in defects]
         if thresholds.profiler_dents:
-            defects += profiler_dents(frame, defects, reference_rgb)
+            defects += profiler_dents(profiled, defects, reference_rgb)
     defects = [replace(d, frame_index=frame_index) for d in defects]
     size = (frame.width, frame.height)
     result = apply_standard(standard, defects, part_id, image_size=size, guard=thresholds.guard)

@@ -462,9 +462,9 @@ def test_the_belt_and_the_holes_a_profiler_reads_into_are_not_depressions(belt):
 @pytest.mark.parametrize("product", ["bracket", "panel", "tile"])
 def test_a_synthetic_stations_height_maps_hold_their_dents_and_nothing_else(product):
     """The synthetic profiler's view of a part: on its belt (read beside it and through
-    its holes and notches), tilted, its face a little wavy. The search finds each part's
-    dent, and nothing on a good part: not the belt, not a hole, not a hollow of the
-    face's waviness."""
+    its holes and notches, but not in the part's shadow), tilted, its face a little wavy,
+    a point lost here and there. The search finds each part's dent, and nothing on a
+    good part: not the belt, not a hole, not a hollow of the face's waviness."""
     from inspection.measure import depressions
     from inspection.synth.part import generate_part
 
@@ -474,3 +474,45 @@ def test_a_synthetic_stations_height_maps_hold_their_dents_and_nothing_else(prod
         dented = generate_part(product, index, 5, "dent")
         (found,) = depressions(dented.height_map(), dented.mm_per_px)
         assert (found & dented.mask).sum() > 0.5 * found.sum()
+
+
+def test_a_height_maps_dropouts_are_filled_and_its_shadows_are_not():
+    """Pieces of up to DROPOUT_MAX_PX unread points take the mean of the points read
+    around them; a larger gap (the belt in the part's shadow) stays unread, and a map
+    with nothing to fill, or nothing read, comes back as it was."""
+    from inspection.measure import DROPOUT_MAX_PX, fill_dropouts
+
+    yy, xx = np.mgrid[:40, :40].astype(np.float32)
+    height = 0.01 * xx + 0.02 * yy  # a tilted face
+    read = height.copy()
+    read[5, 5] = np.nan  # a single point
+    read[20:22, 30:32] = np.nan  # four points, 2 x 2
+    read[30:36, 2:12] = np.nan  # a shadow
+    filled = fill_dropouts(read)
+    assert DROPOUT_MAX_PX == 4
+    assert filled[5, 5] == pytest.approx(height[5, 5], abs=1e-5)  # a plane's mean
+    assert np.allclose(filled[20:22, 30:32], height[20:22, 30:32], atol=0.02)
+    assert np.isnan(filled[30:36, 2:12]).all()
+    assert np.isnan(read[5, 5])  # the map as read is left as it was
+    assert fill_dropouts(height) is height
+    blind = np.full((1, 1), np.nan, np.float32)
+    assert np.isnan(fill_dropouts(blind)).all()
+
+
+def test_unread_points_part_the_face_from_the_belt_as_a_wall_does():
+    """The belt in the part's shadow borders the face with no step a wall test sees: the
+    face the search keeps to (:func:`top_face`) stops at the unread strip rather than
+    running on over the belt beyond it."""
+    from inspection.measure import WALL_SLOPE, top_face, walls
+
+    height = np.full((60, 60), -3.0, np.float32)  # the belt, 3 mm down
+    part = np.zeros(height.shape, bool)
+    part[10:50, 5:36] = True
+    height[part] = 0.0
+    height[10:50, 36:40] = np.nan  # the part's shadow beside its edge, as long as it
+    steep = walls(height, WALL_SLOPE * 0.2)
+    # At the corners a point of the face and one of the belt meet beside the shadow,
+    # where the 3x3 gradient reads NaN: the edge is a wall there all the same.
+    assert steep[9, 35] and steep[10, 35]
+    face = top_face(height, steep)
+    assert np.array_equal(face, part & ~steep) and face[12:48, 7:34].all()

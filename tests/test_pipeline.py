@@ -485,9 +485,12 @@ def test_a_profilers_height_map_gives_a_dents_depth(
 )
 def test_a_profilers_height_map_gives_a_dents_size(bracket_standard, pit_px, region_px, verdict):
     """With a profiler a dent is measured on its footprint, not on the blurred region the
-    maps cut around it; without one, the region's size decides (the opposite verdict)."""
+    maps cut around it; without one, the region's size decides (the opposite verdict).
+    A point the profiler lost in the ring it is measured against is filled from its
+    neighbours (:func:`~inspection.measure.fill_dropouts`), not left to unmeasure it."""
     _, height = _dent_with_height(pit_px, 0.1)
     height += np.random.default_rng(0).normal(0, 0.005, height.shape).astype(np.float32)
+    height[50, 50 + max(pit_px, region_px) + 4] = np.nan  # a dropout, in the ring
     found, _ = _dent_with_height(region_px, 0.1)
     image = np.full((H, W, 3), 128, np.uint8)
     with_map = decide(

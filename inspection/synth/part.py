@@ -22,6 +22,15 @@ PROFILER_NOISE_MM = 0.005
 """The synthetic 3D profiler's noise, one standard deviation (a laser line profiler's
 repeatability over a field this size is a few micrometres)."""
 
+PROFILER_VIEW_DEG = 25.0
+"""How far from vertical the synthetic profiler's camera looks at its laser line, along
+the rows (towards +x): the belt within ``thickness_mm * tan`` of it behind a face edge
+is hidden by the part (occlusion), and the profiler reads nothing there (NaN)."""
+
+PROFILER_DROPOUT_RATE = 0.002
+"""The share of points the synthetic profiler reads nothing for (NaN), one point each:
+where a glint or a dark speck made it lose its laser line."""
+
 
 @dataclass(frozen=True)
 class SynthPart:
@@ -74,12 +83,13 @@ class SynthPart:
     def height_map(self, noise_mm: float = PROFILER_NOISE_MM) -> np.ndarray:
         """The part as a 3D profiler registered to the camera sees it: ``(H, W)`` float32
         height in mm against the nominal face (0), dents below it; the belt
-        ``thickness_mm`` below, beside the part and through its holes and notches (read,
-        as a profiler with no occlusion there reads it: the hardest case for a search);
-        the part lying tilted on the belt by up to 0.2 degrees, its face wavy by a few
+        ``thickness_mm`` below, beside the part and through its holes and notches; the
+        part lying tilted on the belt by up to 0.2 degrees, its face wavy by a few
         micrometres over 25-60 mm; and the profiler's noise (``noise_mm`` standard
-        deviation). All from the part's own stream: the photograph and the rest of the
-        part are unchanged."""
+        deviation). Where the profiler reads nothing, NaN: the belt the part hides from
+        its camera (:data:`PROFILER_VIEW_DEG`), and single points lost anywhere
+        (:data:`PROFILER_DROPOUT_RATE`). All from the part's own stream: the photograph
+        and the rest of the part are unchanged."""
         height = np.zeros(self.mask.shape, np.float32)
         for defect in self.defects:
             defect.add_relief(height)
@@ -96,7 +106,20 @@ class SynthPart:
         height += (tilt_x * xx + tilt_y * yy).astype(np.float32)
         if self.material is not None:
             height += np.where(self.material, waves, -self.thickness_mm).astype(np.float32)
+            height[self._occluded()] = np.nan
+        height[rng.random(height.shape) < PROFILER_DROPOUT_RATE] = np.nan
         return height
+
+    def _occluded(self) -> np.ndarray:
+        """``(H, W)`` bool: the belt the part hides from the profiler's camera, which
+        looks along the rows at :data:`PROFILER_VIEW_DEG` from vertical: up to
+        ``thickness_mm * tan`` past each face edge the rows run over (beside the part and
+        in its holes)."""
+        reach = round(self.thickness_mm * np.tan(np.radians(PROFILER_VIEW_DEG)) / self.mm_per_px)
+        hidden = np.zeros_like(self.material)
+        for step in range(1, reach + 1):
+            hidden[:, step:] |= self.material[:, :-step]
+        return hidden & ~self.material
 
 
 def part_id(product: str, seed: int, index: int) -> str:
