@@ -563,7 +563,7 @@ def size_pairs(found: list[Defect], sample: Sample, mm: float) -> list[SizePair]
                     str(truth.get("defect_class", sample.label)),
                     measured.length_mm,
                     float(length),
-                    measured.width_mm,
+                    measured.width_mm_of(best.defect_class),
                     None if width is None else float(width),
                 )
             )

@@ -49,6 +49,7 @@ import numpy as np
 
 from inspection.errors import ModelError, UserError
 from inspection.measure import (
+    STROKE_CLASSES,
     Component,
     connected_components,
     depressions,
@@ -80,10 +81,6 @@ is a classifier trained with cross-entropy on labelled taps, so 0.5 is its own d
 boundary. Good taps saturate near 0 (the shipped default: 3.4e-5 to 3.7e-5 on every
 held-out part that is not cracked), and their 99th percentile, taken alone, sits inside
 that noise and flags good parts."""
-
-STROKE_CLASSES = frozenset({"scratch", "crack"})
-"""Line-shaped defect classes: a stroke the map broke into pieces is one defect of them
-(see :func:`defects_from_detection`)."""
 
 SPECK_CLASS = "contamination"
 
@@ -618,7 +615,7 @@ def with_profile(
         footprint_below_surface(height_map, region, mm_per_px) if sizes and mm_per_px else None
     )
     if footprint is not None:
-        attributes.update(measure_region(footprint, mm_per_px).attributes())
+        attributes.update(measure_region(footprint, mm_per_px).attributes(defect.defect_class))
         region = region | footprint
     depth = depth_below_surface(height_map, region, mm_per_px)
     if depth is not None:

@@ -47,6 +47,24 @@ def test_disc_area():
     assert comp.length_mm == pytest.approx(16.0, rel=0.03)
 
 
+def test_a_blob_is_as_wide_as_a_caliper_reads_it_and_a_bowed_stroke_as_its_stroke():
+    """A standard's ``width_mm`` of a dent or a speck is its breadth across its length,
+    which the mean width (area / length) reads a fifth short on a disc; a scratch's is
+    its stroke's, which the rectangle around a bowed one reads as wide as its bow."""
+    yy, xx = np.mgrid[:100, :100]
+    disc = (yy - 50) ** 2 + (xx - 50) ** 2 <= 20**2  # 41 px across
+    comp = measure_region(disc, mm_per_px=0.1)
+    for name in ("dent", "contamination", "color_deviation", "missing_feature"):
+        assert comp.width_mm_of(name) == pytest.approx(4.1, abs=0.1)
+        assert comp.attributes(name)["width_mm"] == pytest.approx(4.1, abs=0.1)
+    assert comp.width_mm_of("scratch") == pytest.approx(comp.area_mm2 / comp.length_mm)
+    assert comp.width_mm_of("scratch") < 0.8 * comp.width_mm_of("dent")  # about pi/4
+    ring = np.abs(np.hypot(yy - 90, xx - 50) - 60) <= 1.5  # a bowed stroke, 3 px wide
+    bow = measure_region(ring & (yy < 60), mm_per_px=0.1)
+    assert bow.width_mm_of("scratch") == pytest.approx(0.3, abs=0.08)
+    assert bow.width_mm_of("crack") == bow.width_mm_of("scratch") < bow.width_mm_of("dent") / 4
+
+
 def test_components_split_and_drop_specks():
     mask = np.zeros((50, 50), bool)
     mask[5:10, 5:10] = True

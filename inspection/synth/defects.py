@@ -123,10 +123,13 @@ def _rounded(attrs: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), _ROUND) for k, v in attrs.items()}
 
 
-def _gauge(mask: np.ndarray, mm_per_px: float) -> dict[str, float]:
-    """Length, width and area as :func:`inspection.measure.measure_region` reads them."""
+def _gauge(mask: np.ndarray, mm_per_px: float, defect_class: str) -> dict[str, float]:
+    """Length, width and area as :func:`inspection.measure.measure_region` reads them
+    (the width as a standard means it for the class:
+    :meth:`~inspection.measure.Component.width_mm_of`)."""
     comp = measure_region(mask, mm_per_px)
-    return {"length_mm": comp.length_mm, "width_mm": comp.width_mm, "area_mm2": comp.area_mm2}
+    width = comp.width_mm_of(defect_class)
+    return {"length_mm": comp.length_mm, "width_mm": width, "area_mm2": comp.area_mm2}
 
 
 def _area_mm2(mask: np.ndarray, mm_per_px: float) -> float:
@@ -450,7 +453,7 @@ def render_color_deviation(
     patch[local] = shifted.astype(np.float32)
     mask = _full(size, sy, sx, local)
     _reserve(free, mask, 3)
-    attrs = {**_gauge(mask, mpp), "delta_e": achieved}
+    attrs = {**_gauge(mask, mpp, "color_deviation"), "delta_e": achieved}
     return [SynthDefect("color_deviation", mask, _rounded(attrs))]
 
 
@@ -523,7 +526,7 @@ def render_crack(
             length_px *= 0.8
     if mask is None:
         return []
-    attrs = _gauge(mask, mpp)
+    attrs = _gauge(mask, mpp, "crack")
     _reserve(free, mask, 3)
     if internal:
         return [SynthDefect("crack", np.zeros_like(mask), _rounded(attrs), visible=False)]
@@ -573,7 +576,7 @@ def render_contamination(
         image[sy, sx] = patch * (1 - alpha) + colour * alpha
         mask = _full(size, sy, sx, local)
         _reserve(free, mask, 3)
-        out.append(SynthDefect("contamination", mask, _rounded(_gauge(mask, mpp))))
+        out.append(SynthDefect("contamination", mask, _rounded(_gauge(mask, mpp, "contamination"))))
     return out
 
 
@@ -592,7 +595,7 @@ def render_missing_feature(
         raise ValueError("missing_feature needs a scene built with an omitted feature")
     feature = scene.product.feature(scene.omitted)
     mask = scene.footprint(feature)
-    attrs = _rounded(_gauge(mask, scene.mm_per_px))
+    attrs = _rounded(_gauge(mask, scene.mm_per_px, "missing_feature"))
     return [SynthDefect("missing_feature", mask, attrs, feature=feature.id)]
 
 
