@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inspection.measure import (
     Component,
@@ -534,3 +536,35 @@ def test_unread_points_part_the_face_from_the_belt_as_a_wall_does():
     assert steep[9, 35] and steep[10, 35]
     face = top_face(height, steep)
     assert np.array_equal(face, part & ~steep) and face[12:48, 7:34].all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.floats(0.0, 0.6),
+    st.integers(1, 40),
+    st.integers(1, 40),
+)
+def test_filling_dropouts_changes_only_small_gaps_and_leaves_none(seed, share, rows, cols):
+    """Whatever the map and however much of it is unread: the points read stay as read,
+    every gap of at most DROPOUT_MAX_PX points is filled within the range of the points
+    read around it, and every larger gap stays unread."""
+    from inspection.measure import DROPOUT_MAX_PX, fill_dropouts
+
+    rng = np.random.default_rng(seed)
+    height = rng.normal(0, 1, (rows, cols)).astype(np.float32)
+    height[rng.random((rows, cols)) < share] = np.nan
+    filled = fill_dropouts(height)
+    read = np.isfinite(height)
+    assert np.array_equal(filled[read], height[read])
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (~read).astype(np.uint8), connectivity=8
+    )
+    for piece in range(1, count):
+        gap = labels == piece
+        if stats[piece, cv2.CC_STAT_AREA] > DROPOUT_MAX_PX or not read.any():
+            assert np.isnan(filled[gap]).all()
+        else:
+            assert np.isfinite(filled[gap]).all()
+            assert height[read].min() - 1e-6 <= filled[gap].min()
+            assert filled[gap].max() <= height[read].max() + 1e-6
