@@ -232,7 +232,8 @@ def gauge_on_image(image: np.ndarray, region: Component, edge: float = 0.5) -> C
     the surface's own noise (3 robust standard deviations of the contrast in a ring
     around the region), connected to the region. Half maximum is the edge of a
     hard-edged mark; a speck of oil or dust thins out towards its rim, and a lower
-    ``edge`` keeps the rim.
+    ``edge`` keeps the rim. A piece of the region the gauge sees nothing on (one of a
+    broken stroke's, too faint on a brushed surface) stands as the map cut it.
 
     Returns ``None`` when the pixels found are fewer than half the region's length (too
     faint to gauge: what stands out is the surface's noise), or 3: the caller keeps the
@@ -256,6 +257,12 @@ def gauge_on_image(image: np.ndarray, region: Component, edge: float = 0.5) -> C
     stroke &= np.isin(labels, touching[touching > 0])
     if stroke.sum() < max(3.0, 0.5 * region.length_px):
         return None  # not a stroke along the region: a few pixels of the surface's noise
+    # A piece of the region (a stroke the map broke, joined) on which the gauge sees
+    # nothing over the surface's noise is kept as the map cut it: dropped, it would read
+    # the stroke short by that piece.
+    _, pieces = cv2.connectedComponents(inside, connectivity=8)
+    seen = np.unique(pieces[cv2.dilate(stroke.view(np.uint8), _disc(1)) > 0])
+    stroke |= (pieces > 0) & ~np.isin(pieces, seen)
     mask = np.zeros(region.mask.shape, bool)
     mask[window] = stroke
     return _measure(mask, mask_bbox(mask), region.mm_per_px)

@@ -137,6 +137,22 @@ def test_stroke_gauge_reads_the_stroke_on_the_image_not_the_maps_blur(seed):
     assert gauged.mm_per_px == 0.1
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_piece_of_a_broken_stroke_too_faint_to_gauge_keeps_the_maps_cut(seed):
+    """A stroke the map broke in two, joined into one region: where its second piece is
+    too faint for the gauge on the surface's noise, the map's cut of that piece stands,
+    and the stroke reads from one end to the other, not as its clear piece alone."""
+    rng = np.random.default_rng(seed)
+    image, _, region = _surface_with_stroke(rng)
+    image[29:32, 45:70] = np.clip(rng.normal(120, 4.0, (3, 25, 3)), 0, 255)  # all but gone
+    region[:, 40:50] = False  # the map's gap between the pieces
+    gauged = gauge_on_image(image, measure_region(region, 0.1))
+    assert gauged.length_mm == pytest.approx(4.8, abs=0.2)  # the clear piece gauged from
+    # its true end (x 20), the faint one as the map cut it (to x 67)
+    clear = gauge_on_image(image, measure_region(region & (np.arange(100) < 40), 0.1))
+    assert clear.length_mm < 2.6  # without the faint piece: the clear one, 3 px past its cut
+
+
 def test_stroke_gauge_keeps_the_stroke_dark_or_light_and_in_grey_or_16_bit():
     image, _, region = _surface_with_stroke(np.random.default_rng(3), contrast=-60.0)
     on_map = measure_region(region, 0.1)

@@ -32,6 +32,9 @@ def test_ray_serve_deployment_answers(tmp_path_factory, tmp_path, bracket_standa
     monkeypatch.setenv("INSPECTION_SERVE_STANDARDS", str(STANDARDS_DIR))
     monkeypatch.setenv("INSPECTION_SERVE_CPUS", "1")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # Serve gives its HTTP proxy 60 s to start (a constant, no setting): on a loaded
+    # 2-core machine it has taken longer; bound the wait generously instead.
+    monkeypatch.setattr("ray.serve._private.api.HTTP_PROXY_TIMEOUT", 600)
     spec = importlib.util.spec_from_file_location(
         "ray_serve", REPO_ROOT / "deploy" / "ray_serve.py"
     )
