@@ -17,6 +17,7 @@ map can be searched for depressions the image did not show (:func:`depressions`)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -266,6 +267,132 @@ def gauge_on_image(image: np.ndarray, region: Component, edge: float = 0.5) -> C
     mask = np.zeros(region.mask.shape, bool)
     mask[window] = stroke
     return _measure(mask, mask_bbox(mask), region.mm_per_px)
+
+
+FOLLOW_MIN_SIGMAS = 3.0
+"""A step of :func:`follow_stroke` finds the stroke where a pixel's luminance stands this
+many robust deviations of the surface's (a ring around the stroke) off the surface, on
+the stroke's side (darker or lighter)..."""
+
+FOLLOW_SHARE = 0.4
+"""... and at least this share of the stroke's own median contrast: on a printed or
+speckled surface, whose deviation undersells its marks, a step must look like the
+stroke, not like the print."""
+
+FOLLOW_GAP_PX = 2
+"""Steps in a row that find nothing and end :func:`follow_stroke` at that end."""
+
+FOLLOW_BEND_DEG = 30.0
+"""How far from the stroke's own direction the follower may turn (a scratch bows
+gently; a turn sharper than this is something else)."""
+
+FOLLOW_WINDOW_PX = 96
+"""How far around a stroke :func:`follow_stroke` reads the image first (px); the whole
+frame where the stroke runs on to that window's edge."""
+
+_FOLLOW_TRAIL = 8  # the last steps whose line is the direction followed
+
+
+def follow_stroke(image: np.ndarray, stroke: Component) -> Component:
+    """A scratch or crack the map saw only in part, followed on the image past its ends.
+
+    A long faint stroke can light the map over a fifth of its length: the region, and
+    the gauge around it (:func:`gauge_on_image`), read it a fraction of its length
+    (benchmarks/README.md, "Scratches the map sees only in part"). From each end of the
+    stroke, along its direction (its pixels' principal axis, then the line of its last
+    steps, within :data:`FOLLOW_BEND_DEG` of it), each step takes the pixel of the three
+    across its path whose luminance stands farthest off the surface under it (a median
+    of ``GAUGE_BACKGROUND_PX``) on the stroke's side, where it stands out as
+    :data:`FOLLOW_MIN_SIGMAS` and :data:`FOLLOW_SHARE` say; the end is where
+    :data:`FOLLOW_GAP_PX` steps in a row find nothing (or the frame's edge). The pixels
+    found are added to the stroke, which is measured again.
+
+    A stroke shorter than 6 px, whose direction is not resolved, or with no surface
+    around it to read, comes back as it was.
+    """
+    if stroke.length_px < 6 or stroke.area_px < 4:
+        return stroke
+    frame = (slice(0, stroke.mask.shape[0]), slice(0, stroke.mask.shape[1]))
+    # Near the stroke first; the whole frame only where the stroke runs on out of that.
+    for window in (_grown(stroke.bbox, FOLLOW_WINDOW_PX, stroke.mask.shape), frame):
+        found = _followed_in(image, stroke, window)
+        if found is None or window == frame or not _touches_edge(found):
+            break
+    if found is None or not found.any():
+        return stroke
+    mask = stroke.mask.copy()
+    mask[window] |= found
+    return _measure(mask, mask_bbox(mask), stroke.mm_per_px)
+
+
+def _followed_in(
+    image: np.ndarray, stroke: Component, window: tuple[slice, slice]
+) -> np.ndarray | None:
+    """:func:`follow_stroke`'s pixels found in a window of the frame (bool, the window's
+    shape); ``None`` with no surface around the stroke to read."""
+    crop = _as_uint8(image[window])
+    luminance = crop.mean(axis=2) if crop.ndim == 3 else crop.astype(np.float32)  # (h, w)
+    surface = cv2.medianBlur(luminance.astype(np.uint8), GAUGE_BACKGROUND_PX)
+    off = luminance - surface.astype(np.float32)  # (h, w): signed contrast
+    inside = np.ascontiguousarray(stroke.mask[window], np.uint8)
+    ring = (cv2.dilate(inside, _disc(_RING_PX)) > 0) & ~(cv2.dilate(inside, _disc(3)) > 0)
+    if ring.sum() < 20:
+        return None
+    own = off[inside > 0]
+    side = 1.0 if np.median(own) >= 0 else -1.0
+    level = max(
+        FOLLOW_MIN_SIGMAS * _robust_deviation(off[ring]),
+        FOLLOW_SHARE * float(np.median(side * own)),
+        1e-6,
+    )
+    points = np.stack(np.nonzero(inside)[::-1], axis=1).astype(np.float64)  # (N, 2) x, y
+    centre = points.mean(axis=0)
+    axis = np.linalg.svd(points - centre, full_matrices=False)[2][0]  # (2,)
+    along = (points - centre) @ axis
+    found = np.zeros(inside.shape, bool)
+    for sign in (1.0, -1.0):
+        start = points[int(np.argmax(sign * along))]
+        _follow_from(side * off, start, sign * axis, level, found)
+    return found
+
+
+def _touches_edge(found: np.ndarray) -> bool:
+    return bool(found[0].any() or found[-1].any() or found[:, 0].any() or found[:, -1].any())
+
+
+def _follow_from(
+    contrast: np.ndarray, start: np.ndarray, heading: np.ndarray, level: float, found: np.ndarray
+) -> None:
+    """:func:`follow_stroke` from one end: marks in ``found`` the pixels of ``contrast``
+    (signed to the stroke's side) at or over ``level`` stepped on from ``start`` along
+    ``heading`` (unit, x y). Plain floats: a step is a few microseconds."""
+    height, width = contrast.shape
+    x, y = float(start[0]), float(start[1])
+    hx, hy = float(heading[0]), float(heading[1])
+    dx, dy, misses = hx, hy, 0
+    trail = [(x, y)]
+    bend = math.cos(math.radians(FOLLOW_BEND_DEG))
+    for _ in range(max(height, width)):
+        ax, ay = x + dx, y + dy
+        best, best_value = None, level
+        for offset in (-1, 0, 1):  # across the path
+            px, py = round(ax - offset * dy), round(ay + offset * dx)
+            if 0 <= px < width and 0 <= py < height and contrast[py, px] >= best_value:
+                best, best_value = (px, py), contrast[py, px]
+        if best is None:
+            misses += 1
+            if misses > FOLLOW_GAP_PX:
+                return
+            x, y = ax, ay
+            continue
+        misses, (x, y) = 0, (float(best[0]), float(best[1]))
+        found[best[1], best[0]] = True
+        trail.append((x, y))
+        if len(trail) >= _FOLLOW_TRAIL:  # the line of the last steps: a gentle bow
+            sx, sy = x - trail[-_FOLLOW_TRAIL][0], y - trail[-_FOLLOW_TRAIL][1]
+            norm = math.hypot(sx, sy)
+            if norm and (sx * hx + sy * hy) / norm > bend:
+                dx, dy = sx / norm, sy / norm
 
 
 SHARE_NEAR_PX, SHARE_RING_PX = 3, 6  # a mark's pixels, and the ring its surface noise is read on

@@ -55,6 +55,7 @@ from inspection.measure import (
     depressions,
     depth_below_surface,
     fill_dropouts,
+    follow_stroke,
     footprint_below_surface,
     gauge_on_image,
     join_fragments,
@@ -386,8 +387,8 @@ def _gauged(comp: Component, name: str, image: np.ndarray | None) -> Component:
     as a dent's (:data:`SPECK_ONE_SIGNED`), as the map cut it."""
     if image is None or name not in GAUGED_CLASSES:
         return comp
-    if name != SPECK_CLASS:
-        return gauge_on_image(image, comp) or comp
+    if name != SPECK_CLASS:  # a stroke, followed past the map's ends where it goes on
+        return follow_stroke(image, gauge_on_image(image, comp) or comp)
     if one_signed_share(image, comp) < SPECK_ONE_SIGNED:
         return comp
     return gauge_on_image(image, comp, edge=SPECK_EDGE) or comp

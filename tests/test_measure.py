@@ -153,6 +153,57 @@ def test_a_piece_of_a_broken_stroke_too_faint_to_gauge_keeps_the_maps_cut(seed):
     assert clear.length_mm < 2.6  # without the faint piece: the clear one, 3 px past its cut
 
 
+def _faint_line(rng, pieces, row: int = 30):
+    """A grey surface with the surface's noise (4 grey levels) and a line 1 px wide along
+    ``row``, each ``(x0, x1, contrast)`` of ``pieces`` one stretch of it."""
+    image = rng.normal(120, 4.0, (60, 120, 3))
+    for x0, x1, contrast in pieces:
+        image[row, x0:x1] += contrast
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _seen_in_part(x0: int, x1: int, row: int = 30):
+    """The map's region over a stretch of the line: 3 px wider than it each side."""
+    region = np.zeros((60, 120), bool)
+    region[row - 3 : row + 4, x0:x1] = True
+    return measure_region(region, 0.1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_stroke_the_map_saw_in_part_is_followed_to_its_ends(seed):
+    """A faint scratch (5 deviations of the surface's noise) the map lit over a sixth of
+    its length: gauged, then followed along the image, it reads its whole 6 mm, and the
+    surface's noise beyond its ends does not carry it on."""
+    from inspection.measure import follow_stroke
+
+    image = _faint_line(np.random.default_rng(seed), [(20, 80, -20.0)])
+    gauged = gauge_on_image(image, _seen_in_part(45, 55))
+    assert gauged.length_mm < 1.8  # the gauge alone: the lit stretch and its search
+    followed = follow_stroke(image, gauged)
+    assert followed.length_mm == pytest.approx(6.0, abs=0.3)
+    assert followed.bbox.x0 >= 18 and followed.bbox.x1 <= 82
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_follower_stops_at_a_gap_or_a_mark_of_the_other_side(seed):
+    """Past more than FOLLOW_GAP_PX steps with nothing, or where the line turns from
+    darker than the surface to lighter (another mark, not this stroke), the stroke ends;
+    a stroke too short to have a direction is left as it was."""
+    from inspection.measure import follow_stroke
+
+    rng = np.random.default_rng(seed)
+    gapped = _faint_line(rng, [(20, 45, -20.0), (52, 80, -20.0)])
+    followed = follow_stroke(gapped, gauge_on_image(gapped, _seen_in_part(30, 40)))
+    assert followed.bbox.x1 <= 46 and followed.bbox.x0 <= 21
+    turned = _faint_line(rng, [(20, 45, -20.0), (45, 80, 20.0)])
+    followed = follow_stroke(turned, gauge_on_image(turned, _seen_in_part(30, 40)))
+    assert followed.bbox.x1 <= 46
+    speck = np.zeros((60, 120), bool)
+    speck[29:32, 40:43] = True  # 3 x 3 px on the line
+    speck = measure_region(speck, 0.1)
+    assert follow_stroke(gapped, speck) is speck
+
+
 def test_stroke_gauge_keeps_the_stroke_dark_or_light_and_in_grey_or_16_bit():
     image, _, region = _surface_with_stroke(np.random.default_rng(3), contrast=-60.0)
     on_map = measure_region(region, 0.1)
