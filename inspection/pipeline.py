@@ -20,9 +20,10 @@ Decision policy
   width, area) and ΔE, and judged by the standard. The pieces of a scratch or crack the
   map broke (regions of that class within ``JOIN_GAP_PX``) are one defect; a scratch,
   crack or speck of dirt is measured on the image around its region rather than on the
-  map's blurred edges (:func:`~inspection.measure.gauge_on_image`), and a region's
-  colour on its core. A part that scores as defective but shows
-  no region to measure goes to REVIEW.
+  map's blurred edges (:func:`~inspection.measure.gauge_on_image`), a scratch or
+  crack followed on the image past its region's ends, since the map lights a long
+  faint one only in part (:func:`~inspection.measure.follow_stroke`), and a region's
+  colour on its core. A part that scores as defective but shows no region to measure goes to REVIEW.
 - A part whose tap test rings wrong has a crack: the most crack-like region the maps
   call a scratch (the two look alike), or an internal crack when none is visible.
 - Any error on this path (unreadable frame, model failure, NaN scores) gives REVIEW
