@@ -330,10 +330,7 @@ def _followed_in(
 ) -> np.ndarray | None:
     """:func:`follow_stroke`'s pixels found in a window of the frame (bool, the window's
     shape); ``None`` with no surface around the stroke to read."""
-    crop = _as_uint8(image[window])
-    luminance = crop.mean(axis=2) if crop.ndim == 3 else crop.astype(np.float32)  # (h, w)
-    surface = cv2.medianBlur(luminance.astype(np.uint8), GAUGE_BACKGROUND_PX)
-    off = luminance - surface.astype(np.float32)  # (h, w): signed contrast
+    off = _off_surface(image[window])
     inside = np.ascontiguousarray(stroke.mask[window], np.uint8)
     ring = (cv2.dilate(inside, _disc(_RING_PX)) > 0) & ~(cv2.dilate(inside, _disc(3)) > 0)
     if ring.sum() < 20:
@@ -409,10 +406,7 @@ def one_signed_share(image: np.ndarray, region: Component) -> float:
     """
     window = _grown(region.bbox, GAUGE_BACKGROUND_PX + SHARE_RING_PX, region.mask.shape)
     inside = np.ascontiguousarray(region.mask[window], np.uint8)
-    crop = _as_uint8(image[window]).astype(np.float32)
-    luminance = crop.mean(axis=2) if crop.ndim == 3 else crop  # (h, w)
-    surface = cv2.medianBlur(luminance.astype(np.uint8), GAUGE_BACKGROUND_PX)
-    d = luminance - surface.astype(np.float32)
+    d = _off_surface(image[window])
     near = cv2.dilate(inside, _disc(SHARE_NEAR_PX)) > 0
     ring = (cv2.dilate(inside, _disc(SHARE_RING_PX)) > 0) & ~near
     floor = _noise_floor(np.abs(d[ring])) if ring.any() else 0.0
@@ -749,6 +743,15 @@ def plane_through(heights: np.ndarray, ring: np.ndarray) -> np.ndarray:
 
 def _disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+
+
+def _off_surface(image: np.ndarray) -> np.ndarray:
+    """``(h, w)`` float32: each pixel's luminance less the surface's under it (a median of
+    ``GAUGE_BACKGROUND_PX``): signed, a mark darker than the surface below 0."""
+    crop = _as_uint8(image).astype(np.float32)
+    luminance = crop.mean(axis=2) if crop.ndim == 3 else crop  # (h, w)
+    surface = cv2.medianBlur(luminance.astype(np.uint8), GAUGE_BACKGROUND_PX)
+    return luminance - surface.astype(np.float32)
 
 
 def _noise_floor(contrast: np.ndarray) -> float:

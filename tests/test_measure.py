@@ -184,6 +184,21 @@ def test_a_stroke_the_map_saw_in_part_is_followed_to_its_ends(seed):
     assert followed.bbox.x0 >= 18 and followed.bbox.x1 <= 82
 
 
+def test_the_follower_reads_a_grey_or_16_bit_frame_as_its_8_bit_colour_one():
+    """A monochrome camera's frame, 8 or 16 bits: the stroke is followed as on the RGB
+    frame it was made from."""
+    from inspection.measure import follow_stroke
+
+    image = _faint_line(np.random.default_rng(4), [(20, 80, -20.0)])
+    gauged = gauge_on_image(image, _seen_in_part(45, 55))
+    colour = follow_stroke(image, gauged)
+    grey = image[..., 0]
+    for frame in (grey, grey.astype(np.uint16) * 257, grey[..., None]):
+        followed = follow_stroke(frame, gauged)
+        assert followed.length_mm == pytest.approx(6.0, abs=0.3)
+        assert followed.length_mm == pytest.approx(colour.length_mm, abs=0.3)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_follower_stops_at_a_gap_or_a_mark_of_the_other_side(seed):
     """Past more than FOLLOW_GAP_PX steps with nothing, or where the line turns from
