@@ -36,7 +36,7 @@ from inspection.metrics import image_auroc
 from inspection.models.fusion import fuse
 from inspection.pipeline import thresholds_of
 from inspection.silhouette import learn_silhouette, outline, part_interior
-from inspection.train.normality import SILHOUETTE_FRAMES  # as the fit learns the rule
+from inspection.train.normality import STATION_FRAMES  # as the fit learns the rule
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
         good = load_dataset(args.good or args.data).samples
         frames = (read_image(s.image) for s in good if s.is_good)
         detector.silhouette = learn_silhouette(
-            f for f, _ in zip(frames, range(SILHOUETTE_FRAMES), strict=False)
+            f for f, _ in zip(frames, range(STATION_FRAMES), strict=False)
         )
     print(f"{dataset.metadata.get('product')}: rule {detector.silhouette}")
     if detector.silhouette is not None:
@@ -98,7 +98,7 @@ def _texture_row(root: Path) -> None:
     samples = load_dataset(root).samples
     found = [outline(read_image(s.image)) for s in tqdm(samples, desc="outlining", unit="img")]
     separations = np.array([o.separation for o in found])
-    good = [s for s in samples if s.is_good][:SILHOUETTE_FRAMES]
+    good = [s for s in samples if s.is_good][:STATION_FRAMES]
     rule = learn_silhouette(read_image(s.image) for s in good)
     print(
         f"{root}: {sum(o.plausible for o in found)} of {len(found)} images give a plausible "

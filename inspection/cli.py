@@ -412,6 +412,7 @@ def train_command(
             + (" [extraction stopped at the deadline]" if result.stopped_by_deadline else "")
         )
         console.print(_silhouette_line(result.silhouette, silhouette))
+        console.print(_grain_line(result.grain))
     else:
         console.print(
             f"{result.steps} steps in {result.seconds / 60:.1f} min "
@@ -438,6 +439,16 @@ def _silhouette_line(rule: dict | None, asked: bool) -> str:
         f"part silhouette: learned from {rule['good_parts']} good frames (the part covers "
         f"{rule['min_area']:.0%}-{rule['max_area']:.0%} of a frame); a region only the "
         "normality model finds that reaches nowhere into the part is the background's"
+    )
+
+
+def _grain_line(rule: dict | None) -> str:
+    """What the fit learned of the parts' grain, in one line."""
+    if rule is None:
+        return "grain: not searched (the good frames' faces have no grain, or show lines in it)"
+    return (
+        f"grain: searched for scratches along it ({rule['with_lines']} of "
+        f"{rule['good_parts']} good frames show a line in it)"
     )
 
 

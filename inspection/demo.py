@@ -62,9 +62,11 @@ NORMALITY_PARTS = 560  # synthesised good parts a product's normality model is f
 NORMALITY_SEED = 1  # the line's default seed is 2026: not fitted on the parts it judges
 NORMALITY_MINUTES = 5.0
 # The code a cached normality model depends on: the synthesised parts, the resize rule,
-# the backbone and the fit. When any of it changes, the cached model is fitted again.
+# the backbone and the fit (with the station's rules it learns). When any of it changes,
+# the cached model is fitted again.
 NORMALITY_SOURCES = (
     "synth",
+    "grain.py",
     "models/backbones.py",
     "models/normality.py",
     "models/preprocess.py",

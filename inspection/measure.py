@@ -145,8 +145,13 @@ def join_fragments(components: list[Component], gap_px: int) -> list[Component]:
     four 6 mm ones would pass where it should be rejected). The joined region holds only
     the pieces' own pixels: its length spans the gaps, its area does not.
     """
-    if gap_px < 1 or len(components) < 2:
-        return list(components)
+    pieces_of = [[components[i] for i in group] for group in fragment_groups(components, gap_px)]
+    return [pieces[0] if len(pieces) == 1 else _joined(pieces) for pieces in pieces_of]
+
+
+def fragment_groups(components: list[Component], gap_px: int) -> list[list[int]]:
+    """The indices of ``components`` grouped as :func:`join_fragments` joins them, each
+    group in order and the groups in the order of their first members."""
     group = list(range(len(components)))
 
     def root(i: int) -> int:
@@ -155,8 +160,8 @@ def join_fragments(components: list[Component], gap_px: int) -> list[Component]:
             i = group[i]
         return i
 
-    kernel = _disc(gap_px)
-    for i, a in enumerate(components):
+    kernel = _disc(max(gap_px, 1))
+    for i, a in enumerate(components if gap_px >= 1 else ()):
         window = _grown(a.bbox, gap_px, a.mask.shape)
         near = cv2.dilate(np.ascontiguousarray(a.mask[window], np.uint8), kernel) > 0
         for j in range(i + 1, len(components)):
@@ -165,10 +170,10 @@ def join_fragments(components: list[Component], gap_px: int) -> list[Component]:
                 continue
             if (near & b.mask[window]).any():
                 group[root(j)] = root(i)
-    members: dict[int, list[Component]] = {}
-    for i, comp in enumerate(components):
-        members.setdefault(root(i), []).append(comp)
-    return [pieces[0] if len(pieces) == 1 else _joined(pieces) for pieces in members.values()]
+    members: dict[int, list[int]] = {}
+    for i in range(len(components)):
+        members.setdefault(root(i), []).append(i)
+    return list(members.values())
 
 
 def _grown(box: BBox, pad: int, shape: tuple[int, ...]) -> tuple[slice, slice]:

@@ -24,6 +24,11 @@ Decision policy
   crack followed on the image past its region's ends, since the map lights a long
   faint one only in part (:func:`~inspection.measure.follow_stroke`), and a region's
   colour on its core. A part that scores as defective but shows no region to measure goes to REVIEW.
+- Where the station's good parts have a face with a grain (brushed, ground, rolled) and
+  show no lines in it (learned with its normality model: ``Thresholds.grain_scratches``),
+  whatever the part score, the image is searched for the thin lines along the grain
+  that the map took for streaks of it (:func:`with_grain_scratches`): each is a
+  scratch, or the rest of one the map lit in part.
 - A part whose tap test rings wrong has a crack: the most crack-like region the maps
   call a scratch (the two look alike), or an internal crack when none is visible.
 - Any error on this path (unreadable frame, model failure, NaN scores) gives REVIEW
@@ -49,6 +54,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from inspection.errors import ModelError, UserError
+from inspection.grain import GRAIN_KEY, GrainRule, grain_scratches
 from inspection.measure import (
     STROKE_CLASSES,
     Component,
@@ -58,6 +64,7 @@ from inspection.measure import (
     fill_dropouts,
     follow_stroke,
     footprint_below_surface,
+    fragment_groups,
     gauge_on_image,
     join_fragments,
     mask_bbox,
@@ -149,6 +156,8 @@ class Thresholds:
     guard: GuardBand | None = None
     # A frame's height map is searched for dents the camera missed (with_profiler_dents)
     profiler_dents: bool = False
+    # The image is searched for lines along the face's grain (the station's GrainRule)
+    grain_scratches: bool = False
 
 
 def with_guard_band(thresholds: Thresholds, guard: GuardBand | str | Path | None) -> Thresholds:
@@ -211,7 +220,8 @@ def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
     """The thresholds recorded in a model's metadata, as the line uses them: the audio
     and pixel ones no lower than :data:`AUDIO_THRESHOLD_FLOOR` and
     :data:`PIXEL_THRESHOLD_FLOOR` (calibration records percentiles of good parts, which
-    can sit inside their noise, or far under the heads' own boundary)."""
+    can sit inside their noise, or far under the heads' own boundary); the grain's search
+    where the metadata holds the station's rule (:class:`~inspection.grain.GrainRule`)."""
     t = metadata.get("thresholds") or {}
     return Thresholds(
         image=float(t.get("image", 0.5)),
@@ -219,6 +229,7 @@ def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
         audio=max(AUDIO_THRESHOLD_FLOOR, float(t.get("audio", 0.5))),
         version=str(metadata.get("calibration_version", "training-holdout")),
         region=None if t.get("region") is None else float(t["region"]),
+        grain_scratches=GrainRule.from_dict(metadata.get(GRAIN_KEY)) is not None,
     )
 
 
@@ -425,7 +436,7 @@ def _join_strokes(
         same = [i for i, n in enumerate(names) if n == name]
         placed = [item for item in placed if item[2] != name]
         for comp in join_fragments([regions[i] for i in same], gap_px):
-            first = next(i for i in same if _holds(comp, regions[i]))
+            first = next(i for i in same if _holds(comp.mask, regions[i]))
             placed.append((first, comp, name))
     placed.sort(key=lambda item: item[0])
     return [comp for _, comp, _ in placed], [name for _, _, name in placed]
@@ -450,9 +461,10 @@ def _speck_shaped(comp: Component) -> bool:
     return comp.length_px <= SPECK_MAX_PX and comp.length_px < 2 * comp.width_px
 
 
-def _holds(joined: Component, piece: Component) -> bool:
+def _holds(mask: np.ndarray, piece: Component) -> bool:
+    """Whether ``mask`` holds any of ``piece``'s pixels (read through its box)."""
     window = piece.bbox.window
-    return bool(joined.mask[window][piece.mask[window]].any())
+    return bool(mask[window][piece.mask[window]].any())
 
 
 def part_defects(
@@ -562,6 +574,8 @@ def decide(
         reason = f"model returned non-finite scores {scores}; needs review"
         return review_result(standard, part_id, reason)
     defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
+    if thresholds.grain_scratches:
+        defects = with_grain_scratches(detection, frame, defects, thresholds, reference_rgb)
     if frame.height_map is not None:
         profiled = replace(frame, height_map=fill_dropouts(frame.height_map))
         defects = [with_profile(d, profiled.height_map, frame.mm_per_px) for d in defects]
@@ -644,6 +658,74 @@ def profiler_dents(
         dent = measure_defect(comp, "dent", frame.mm_per_px, frame.image, reference_rgb)
         dents.append(with_profile(dent, frame.height_map, frame.mm_per_px))
     return dents
+
+
+def with_grain_scratches(
+    detection: Detection,
+    frame: Frame,
+    found: Sequence[Defect],
+    thresholds: Thresholds,
+    reference_rgb: Sequence[int] | None = None,
+) -> list[Defect]:
+    """``found`` with the scratches along the face's grain that the map did not light
+    (:func:`~inspection.grain.grain_scratches`: a brushed face's thin line the map took
+    for one more streak); ``found`` as it is on a face without a grain.
+
+    Each line clear of the regions found is followed on the image past its ends, as the
+    map's scratches are. The lines and the scratches and cracks found within
+    ``thresholds.join_gap_px`` of one another are one stroke, as the map's pieces are
+    (:func:`~inspection.measure.fragment_groups`): the first stroke found among them,
+    measured again with the lines where they make it longer (the rest of a stroke the
+    map lit in part), or else a new scratch. (A line beside a stroke found is left out
+    whole: there the comparison across the grain reads the stroke's own edges.)"""
+    image, scale = frame.image, frame.mm_per_px or 1.0
+    regions = [d.mask for d in found if d.mask is not None]
+    # Cut on the image already (the gauge's cut of a faint one reads it short), followed
+    lines = [
+        follow_stroke(image, line) for line in grain_scratches(image, frame.mm_per_px, regions)
+    ]
+    if not lines:
+        return list(found)
+    defects: dict[int, Defect] = dict(enumerate(found))
+    strokes = [
+        i for i, d in enumerate(found) if d.defect_class in STROKE_CLASSES and d.mask is not None
+    ]
+    pieces = [measure_region(found[i].mask, scale) for i in strokes] + lines
+    for group in fragment_groups(pieces, thresholds.join_gap_px):
+        joined = np.zeros(image.shape[:2], bool)
+        for k in group:
+            if k >= len(strokes):
+                joined |= pieces[k].mask
+        if not joined.any():
+            continue  # the map's own strokes, which its joins left apart
+        first = strokes[group[0]] if group[0] < len(strokes) else None
+        longer = (
+            None if first is None else _lengthened(defects[first], joined, frame, reference_rgb)
+        )
+        if longer is not None:
+            defects[first] = longer
+            continue
+        whole = measure_region(joined, scale)  # a scratch the map missed whole
+        score = _peak(detection.anomaly_map[0], whole)
+        reference = np.asarray(reference_rgb) if reference_rgb is not None else None
+        defects[len(found) + group[0]] = measure_defect(
+            whole, "scratch", frame.mm_per_px, image, reference, score
+        )
+    return [defects[i] for i in sorted(defects)]
+
+
+def _lengthened(
+    defect: Defect, more: np.ndarray, frame: Frame, reference_rgb: Sequence[int] | None
+) -> Defect | None:
+    """``defect`` measured again with the pixels ``more``, where they make it longer (by
+    a pixel at least); ``None`` where they lie along it."""
+    scale = frame.mm_per_px or 1.0
+    whole = measure_region(defect.mask | more, scale)
+    if whole.length_px < measure_region(defect.mask, scale).length_px + 1:
+        return None
+    reference = np.asarray(reference_rgb) if reference_rgb is not None else None
+    again = measure_defect(whole, defect.defect_class, frame.mm_per_px, frame.image, reference)
+    return replace(defect, attributes=again.attributes, bbox=whole.bbox, mask=whole.mask)
 
 
 def in_review_band(part_score: float, thresholds: Thresholds) -> bool:

@@ -519,19 +519,28 @@ def test_a_region_of_the_background_is_dropped_and_one_reaching_into_the_part_ke
     assert np.isnan(fused(belt, True, float("nan")).detect(image).part_logit[0])
 
 
-def test_the_silhouette_rule_travels_with_the_exported_normality_graph(tmp_path):
+def test_the_stations_rules_travel_with_the_exported_normality_graph(tmp_path):
+    """The part's silhouette, and the grain's search (which the line reads from the fused
+    metadata: a station without the rule is not searched)."""
     pytest.importorskip("onnxruntime", reason="the edge runtime (edge extra)")
     from test_silhouette import part_frame
 
     from inspection.export.onnx import export_onnx
     from inspection.export.runtime import OnnxDetector
+    from inspection.grain import GRAIN_KEY, GrainRule
     from inspection.silhouette import SILHOUETTE_KEY, SilhouetteRule, learn_silhouette
 
     rule = learn_silhouette(part_frame(seed) for seed in range(30))
     normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
-    normality.metadata[SILHOUETTE_KEY] = rule.to_dict()
-    graph = export_onnx(normality, tmp_path / "normality.onnx", with_audio=False)
     heads = FakeDetector(CLASSES, HEADS_T)
+    plain = export_onnx(normality, tmp_path / "plain.onnx", with_audio=False)
+    assert not thresholds_of(FusedDetector(heads, OnnxDetector(plain)).metadata).grain_scratches
+    normality.metadata[SILHOUETTE_KEY] = rule.to_dict()
+    normality.metadata[GRAIN_KEY] = GrainRule(good_parts=200, with_lines=1).to_dict()
+    graph = export_onnx(normality, tmp_path / "normality.onnx", with_audio=False)
     on_edge = FusedDetector(heads, OnnxDetector(graph))
     assert on_edge.silhouette == rule
     assert SilhouetteRule.from_dict(on_edge.metadata["fusion"]["silhouette"]) == rule
+    assert on_edge.grain == GrainRule(good_parts=200, with_lines=1)
+    assert thresholds_of(on_edge.metadata).grain_scratches
+    assert "lines along the grain searched" in on_edge.metadata["calibration_version"]

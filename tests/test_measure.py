@@ -13,6 +13,7 @@ from inspection.measure import (
     connected_components,
     defects_from_mask,
     delta_e,
+    fragment_groups,
     gauge_on_image,
     join_fragments,
     measure_region,
@@ -110,6 +111,8 @@ def test_joining_is_transitive_and_keeps_the_order_of_first_members():
     joined = join_fragments(pieces, gap_px=8)
     assert [c.area_px for c in joined] == [40, 3 * 28]
     assert joined[1].length_px == pytest.approx(54.0)
+    assert fragment_groups(pieces, gap_px=8) == [[0], [1, 2, 3]]  # the groups it joins
+    assert fragment_groups(pieces, gap_px=0) == [[0], [1], [2], [3]]
 
 
 def _surface_with_stroke(rng, noise: float = 4.0, contrast: float = 60.0):

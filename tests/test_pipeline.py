@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.ndimage import binary_dilation
 
 import inspection
 from inspection.models.outputs import Detection
@@ -21,6 +22,7 @@ from inspection.pipeline import (
     with_guard_band,
     with_review_band,
 )
+from inspection.synth.part import generate_part
 from inspection.types import AudioClip, Frame, Observation, Verdict
 
 CLASSES = ("scratch", "dent", "color_deviation", "crack", "contamination", "missing_feature")
@@ -32,9 +34,9 @@ def _logit(p: np.ndarray | float) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def detection(region=None, cls="scratch", part=0.9, audio=None) -> Detection:
-    """A detection whose anomaly and class maps light up ``region`` (a (H, W) bool)."""
-    maps = np.full((1, 1 + len(CLASSES), H, W), -8.0, np.float32)
+def detection(region=None, cls="scratch", part=0.9, audio=None, shape=(H, W)) -> Detection:
+    """A detection whose anomaly and class maps light up ``region`` (a ``shape`` bool)."""
+    maps = np.full((1, 1 + len(CLASSES), *shape), -8.0, np.float32)
     if region is not None:
         maps[0, 0][region] = 4.0
         maps[0, 1 + CLASSES.index(cls)][region] = 3.0
@@ -551,3 +553,65 @@ def test_a_height_map_of_another_size_than_the_image_is_refused():
     image = np.zeros((H, W, 3), np.uint8)
     with pytest.raises(UserError, match="height map is 50x100 px and the image 100x100"):
         Frame(image, "cam0", 0.1, height_map=np.zeros((H, W // 2), np.float32))
+
+
+def test_the_line_searches_the_grain_where_the_model_records_the_stations_rule():
+    rule = {"good_parts": 200, "with_lines": 0}
+    assert thresholds_of({"grain": rule}).grain_scratches
+    assert not thresholds_of({}).grain_scratches
+    assert not thresholds_of({"grain": {"good_parts": "many"}}).grain_scratches  # malformed
+
+
+def _grain_scratch_part():
+    """Held-out bracket part 174 (seed 7): an 18.6 mm scratch along the brushing that the
+    shipped default's map did not light at all."""
+    part = generate_part("bracket", 174, 7, "scratch")
+    frame = Frame(part.image, "cam0", part.mm_per_px)
+    return part, frame, part.defects[0]
+
+
+GRAIN = Thresholds(version="t1", grain_scratches=True)  # a station whose grain is searched
+
+
+def test_a_scratch_along_the_grain_the_map_missed_is_found_and_rejected(bracket_standard):
+    part, frame, truth = _grain_scratch_part()
+    quiet = detection(part=0.05, shape=part.image.shape[:2])  # the map lit nothing
+    unsearched = decide(quiet, frame, bracket_standard, Thresholds(version="t1"), "p1")
+    assert unsearched.verdict is Verdict.PASS  # a station without the rule: the map's call
+    result = decide(quiet, frame, bracket_standard, GRAIN, "p1")
+    assert result.verdict is Verdict.REJECT and result.clauses == ("4.1.1",)  # over 5 mm
+    (decision,) = result.decisions
+    assert decision.defect.defect_class == "scratch"
+    assert decision.defect.attributes["length_mm"] == pytest.approx(
+        truth.attributes["length_mm"], abs=1.0
+    )
+
+
+def test_the_maps_piece_of_a_scratch_along_the_grain_is_measured_with_the_rest(
+    bracket_standard,
+):
+    """The map lit the scratch's last quarter, and following it on the image stops at
+    13.4 mm: the lines along the grain past it are the same stroke, one defect measured
+    whole (not the map's piece and the rest beside it)."""
+    part, frame, truth = _grain_scratch_part()
+    cols = np.nonzero(truth.mask.any(axis=0))[0]
+    piece = truth.mask.copy()
+    piece[:, : cols[0] + 3 * len(cols) // 4] = False
+    piece = binary_dilation(piece, iterations=1)  # the map's blur
+    found = detection(piece, shape=part.image.shape[:2])
+    result = decide(found, frame, bracket_standard, GRAIN, "p1")
+    (decision,) = result.decisions
+    assert decision.defect.attributes["length_mm"] == pytest.approx(
+        truth.attributes["length_mm"], abs=1.0
+    )
+    lit = piece & truth.mask
+    assert (decision.defect.mask & lit).sum() >= 0.5 * lit.sum()  # the map's piece is in it
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_good_brushed_part_the_map_lit_nothing_on_passes(bracket_standard, index):
+    part = generate_part("bracket", index, 5, None)
+    quiet = detection(part=0.05, shape=part.image.shape[:2])
+    frame = Frame(part.image, "cam0", part.mm_per_px)
+    result = decide(quiet, frame, bracket_standard, GRAIN, "p1")
+    assert result.verdict is Verdict.PASS and result.decisions == ()

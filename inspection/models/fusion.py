@@ -87,6 +87,7 @@ import cv2
 import numpy as np
 
 from inspection.errors import ModelError
+from inspection.grain import GRAIN_KEY, GrainRule
 from inspection.metrics import threshold_for_frr
 from inspection.models.outputs import Detection
 from inspection.pipeline import Detector, Thresholds, thresholds_of
@@ -189,6 +190,7 @@ class FusedDetector:
         self.heads_thresholds = thresholds_of(heads_meta)
         self.normality_thresholds = thresholds_of(normality_meta)
         self.silhouette = SilhouetteRule.from_dict(normality_meta.get(SILHOUETTE_KEY))
+        self.grain = GrainRule.from_dict(normality_meta.get(GRAIN_KEY))
         self.classes: tuple[str, ...] = (*heads.classes, ANOMALY_CLASS)
         self.version = f"fused({heads.version}+{normality.version})"
         calibration = f"{self.heads_thresholds.version}+{self.normality_thresholds.version}"
@@ -202,6 +204,8 @@ class FusedDetector:
             calibration += f"; second look at logit {second_look:.3f}"
         if self.silhouette is not None:
             calibration += "; the normality model's regions off the part dropped"
+        if self.grain is not None:
+            calibration += "; lines along the grain searched"
         self.metadata: dict[str, Any] = {
             "thresholds": thresholds,
             "calibration_version": calibration,
@@ -216,6 +220,8 @@ class FusedDetector:
                 "silhouette": None if self.silhouette is None else self.silhouette.to_dict(),
             },
         }
+        if self.grain is not None:  # the station's rule, as the line reads it (thresholds_of)
+            self.metadata[GRAIN_KEY] = self.grain.to_dict()
 
     def detect(self, image: np.ndarray, audio: AudioClip | None = None) -> Detection:
         """Run both models on one full image and fuse their detections (see :func:`fuse`).

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
+from inspection.grain import grain_of
 from inspection.silhouette import foreground_split
 from inspection.synth.defects import log_uniform
 from inspection.synth.surfaces import smooth_noise
@@ -112,36 +113,12 @@ def _curve(
     return np.round(pts).astype(np.int32)
 
 
-def grain_direction(image: np.ndarray) -> float:
-    """The direction of the surface's grain (radians from the x axis): along the streaks
-    of brushed, ground or rolled metal, where the fine texture's gradients are weakest.
-
-    The structure tensor of the image's fine detail (the image less a blur of it), each
-    pixel's gradient capped so that the part's outline does not count for more than its
-    few pixels. On a surface without grain the answer is an arbitrary direction, which
-    is all a caller drawing directions needs.
-    """
-    grey = image.astype(np.float32).mean(axis=2)
-    detail = grey - cv2.GaussianBlur(grey, (0, 0), 4)
-    gx = cv2.Sobel(detail, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(detail, cv2.CV_32F, 0, 1, ksize=3)
-    # Each pixel's say capped at the 90th percentile: the few pixels of a straight edge
-    # (the part's outline, a slot) would otherwise outvote the whole surface.
-    magnitude = np.hypot(gx, gy)
-    cap = np.quantile(magnitude, 0.9)
-    scale = np.minimum(1.0, cap / np.maximum(magnitude, 1e-6))
-    gx, gy = gx * scale, gy * scale
-    jxx, jyy, jxy = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
-    across = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # the dominant gradient's direction
-    return float((across + np.pi / 2) % np.pi)
-
-
 def scratch(rng: np.random.Generator, image: np.ndarray) -> Anomaly:
     """A thin bright or dark stroke; half of them run along the surface's grain, where
     a faint one looks most like the grain itself (the scratches a model misses)."""
     side = min(image.shape[:2])
     if rng.random() < 0.5:
-        theta = grain_direction(image) + rng.normal(0, np.radians(4))
+        theta = grain_of(image).direction + rng.normal(0, np.radians(4))
     else:
         theta = rng.uniform(0, np.pi)
     length = rng.uniform(0.05, 0.5) * side

@@ -8,7 +8,9 @@ heads (:func:`inspection.train.trainer.calibrate`). Minutes on a CPU.
 
 The fit also learns whether the good frames show one part on a background, the part's
 silhouette (:mod:`inspection.silhouette`), and records the rule in the model: fused, the
-normality model's regions on the belt beside the part are then not the part's.
+normality model's regions on the belt beside the part are then not the part's. So too
+whether the parts' faces have a grain the line searches for scratches along
+(:func:`inspection.grain.learn_grain`).
 
 PaDiM fits on the held-out images too and scores them leave-one-out
 (:func:`inspection.models.normality.leave_one_out`, closed form): its Gaussians, one per
@@ -36,6 +38,7 @@ from tqdm import tqdm
 
 from inspection.datasets import load_dataset
 from inspection.errors import ModelError
+from inspection.grain import GRAIN_KEY, learn_grain
 from inspection.io import InputError, read_header, read_image
 from inspection.metrics import threshold_for_frr
 from inspection.models import create_model, get_config, save_model
@@ -43,7 +46,7 @@ from inspection.models.backbones import get_backbone
 from inspection.models.config import ModelConfig
 from inspection.models.normality import ANOMALY_CLASS, NormalityModel
 from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, frame_size, preprocess
-from inspection.silhouette import SILHOUETTE_KEY, SilhouetteRule, learn_silhouette
+from inspection.silhouette import SILHOUETTE_KEY, learn_silhouette
 from inspection.train.data import Item, load_items, training_samples
 from inspection.train.trainer import (
     TrainError,
@@ -70,7 +73,7 @@ TILE_BATCH = 8
 PADIM_CHUNK = 64
 MAX_SHAPE_FAMILIES = 4  # PaDiM: families of frame shapes tried (benchmarks/README.md)
 KEPT_FEATURES_BYTES = 1 << 30  # PaDiM: features kept to set the image threshold on
-SILHOUETTE_FRAMES = 200  # good frames the part's silhouette is learned on
+STATION_FRAMES = 200  # good frames the part's silhouette and grain are learned on
 
 
 def normality_config(options: TrainOptions) -> ModelConfig:
@@ -164,9 +167,15 @@ def fit_normality(
         _set_logit_scale(model, held, prep)
     thresholds, auroc = calibrate(model, held, options, as_new)
     until = None if budget is None else begun + budget
-    silhouette = _station_silhouette(held, good_samples, options, until, clock)
+    frames = _station_frames(held, good_samples, options, until, clock)
+    # Whether the station shows its parts on a background, and what their silhouettes
+    # cover; whether their faces' grain is searched for lines (None: not learned/none)
+    silhouette = learn_silhouette(frames()) if options.silhouette else None
     if silhouette is not None:
         model.metadata[SILHOUETTE_KEY] = silhouette.to_dict()
+    grain = learn_grain(frames())
+    if grain is not None:
+        model.metadata[GRAIN_KEY] = grain.to_dict()
     if len(fitted.kept) > thresholds["held_out_good"]:
         # Every good image the fit kept the features of, scored leave-one-out: a 1 %
         # target needs 99 goods before any order statistic but the largest can promise it.
@@ -204,6 +213,7 @@ def fit_normality(
         stopped_by_deadline=fitted.stopped,
         started_from=None,
         silhouette=None if silhouette is None else silhouette.to_dict(),
+        grain=None if grain is None else grain.to_dict(),
     )
 
 
@@ -520,27 +530,24 @@ def greedy_coreset(
     return x[chosen].clone()
 
 
-def _station_silhouette(
+def _station_frames(
     held: list[Item],
     good_samples: list,
     options: TrainOptions,
     until: float | None,
     clock: Callable[[], float],
-) -> SilhouetteRule | None:
-    """Whether this station shows its parts on a background, and what their silhouettes
-    cover (:func:`~inspection.silhouette.learn_silhouette`), from up to
-    :data:`SILHOUETTE_FRAMES` good frames: the held-out ones (in memory), then others read
-    while the clock is short of ``until`` (the run's budget); ``None`` with
-    ``--no-silhouette``. (Working resolution or as read: a silhouette's shares of the
-    frame and of its border do not change when the frame is scaled.)"""
-    if not options.silhouette:
-        return None
+) -> Callable[[], Iterator[np.ndarray]]:
+    """Up to :data:`STATION_FRAMES` good frames, each time called: the held-out ones (in
+    memory), then others read while the clock is short of ``until`` (the run's budget).
+    (Working resolution or as read: what is learned on them, shares of the frame and
+    lines measured in the face's own deviations, does not change when a frame is
+    scaled.)"""
     held_paths = {item.path for item in held}
 
     def frames() -> Iterator[np.ndarray]:
-        yield from (item.image for item in held[:SILHOUETTE_FRAMES])
+        yield from (item.image for item in held[:STATION_FRAMES])
         more = [s for s in good_samples if str(s.image) not in held_paths]
-        for sample in more[: max(0, SILHOUETTE_FRAMES - len(held))]:
+        for sample in more[: max(0, STATION_FRAMES - len(held))]:
             if until is not None and clock() >= until:
                 return
             try:
@@ -548,7 +555,7 @@ def _station_silhouette(
             except InputError:
                 continue  # the fit skipped it too, and said so
 
-    return learn_silhouette(frames())
+    return frames
 
 
 @torch.inference_mode()

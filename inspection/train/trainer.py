@@ -119,6 +119,7 @@ class TrainResult:
     started_from: Path | None  # the checkpoint whose weights the run started from
     history: list[dict[str, float]] = field(default_factory=list)
     silhouette: dict[str, Any] | None = None  # a normality model's part silhouette rule
+    grain: dict[str, Any] | None = None  # a normality model's rule for lines along the grain
 
 
 def _config_method(config: str | None) -> str | None:

@@ -228,6 +228,35 @@ def test_the_fit_learns_a_stations_part_silhouette_and_says_so(tmp_path):
         assert ("the whole frame is judged" in said) is not learned
 
 
+def test_the_fit_learns_whether_the_parts_grain_is_searched_and_says_so(tmp_path):
+    """Brushed parts whose good frames show no lines in their grain: the model records
+    the rule the line searches with; painted ones, which have no grain, record none."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+    from inspection.grain import GRAIN_KEY, GrainRule
+    from inspection.models import read_checkpoint
+    from inspection.synth.part import generate_part
+
+    config = _register_tiny("padim")
+    for product, searched in (("bracket", True), ("panel", False)):
+        good = tmp_path / product / "train" / "good"
+        good.mkdir(parents=True)
+        for index in range(24):
+            image = generate_part(product, index, 5, None).image
+            cv2.imwrite(str(good / f"{index:03d}.png"), image[:, :, ::-1])
+        out = tmp_path / f"{product}-model"
+        args = ["train", "--data", str(tmp_path / product), "--out", str(out), "--normal-only"]
+        result = CliRunner().invoke(app, [*args, "--config", config])
+        assert result.exit_code == 0, result.output
+        rule = GrainRule.from_dict(read_checkpoint(out).extra.get(GRAIN_KEY))
+        assert (rule is not None) is searched, product
+        said = " ".join(result.output.split())
+        assert ("grain: searched for scratches along it (0 of 24" in said) is searched
+        assert ("grain: not searched" in said) is not searched
+
+
 def test_the_silhouette_is_learned_from_held_frames_first_and_reads_no_more_past_the_budget(
     monkeypatch,
 ):
@@ -237,6 +266,7 @@ def test_the_silhouette_is_learned_from_held_frames_first_and_reads_no_more_past
 
     from test_silhouette import part_frame
 
+    from inspection.silhouette import learn_silhouette
     from inspection.train import normality as fit
     from inspection.train.data import Item
     from inspection.train.trainer import TrainOptions
@@ -253,14 +283,14 @@ def test_the_silhouette_is_learned_from_held_frames_first_and_reads_no_more_past
     monkeypatch.setattr(fit, "read_image", read_image)
     options = TrainOptions(data=Path("."), out=Path("."), normal_only=True)
     now = iter(range(1000))
-    rule = fit._station_silhouette(held, samples, options, 20.0, lambda: next(now))
+    frames = fit._station_frames(held, samples, options, 20.0, lambda: next(now))
+    rule = learn_silhouette(frames())
     assert read == [f"more-{s}.png" for s in range(20)]  # the clock reached 20: no more
     assert rule is not None and rule.good_parts == 32
     read.clear()
-    assert fit._station_silhouette(held, samples, options, 0.0, lambda: 5.0) is None  # 12
+    frames = fit._station_frames(held, samples, options, 0.0, lambda: 5.0)
+    assert learn_silhouette(frames()) is None  # 12 frames
     assert read == []
-    options = TrainOptions(data=Path("."), out=Path("."), normal_only=True, silhouette=False)
-    assert fit._station_silhouette(held, samples, options, None, lambda: 0.0) is None
 
 
 def test_statistics_are_stored_in_half_where_that_is_lossless(tmp_path):

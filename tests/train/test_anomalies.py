@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
+from inspection.grain import grain_of
 from inspection.measure import delta_e
 from inspection.synth.surfaces import brushed_metal
 from inspection.train.anomalies import (
     RECIPES,
     estimate_foreground,
-    grain_direction,
     synthesise_anomaly,
 )
 
@@ -115,14 +115,14 @@ def _axis_degrees(mask: np.ndarray) -> float:
 
 @pytest.mark.parametrize("degrees", [0.0, 30.0, 90.0, 135.0])
 def test_grain_direction_follows_the_streaks(degrees):
-    found = np.degrees(grain_direction(_streaks(degrees)))
+    found = np.degrees(grain_of(_streaks(degrees)).direction)
     assert min(abs(found - degrees), 180 - abs(found - degrees)) < 5
 
 
 def test_grain_direction_of_brushed_metal_with_a_dark_outline():
     image = (brushed_metal(np.random.default_rng(1), 128, (172, 174, 176)) * 255).astype(np.uint8)
     image[:, :20] = 30  # the part's edge on the conveyor: a strong vertical edge, not grain
-    found = np.degrees(grain_direction(image)) % 180
+    found = np.degrees(grain_of(image).direction) % 180
     assert min(found, 180 - found) < 5  # brushed along x
 
 
