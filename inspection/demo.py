@@ -173,19 +173,27 @@ def product_warning(
 
 def _disagreement(measured: dict, product: str, how: str, caveat: str) -> str | None:
     """The warning for a product's recorded figures (an ``evaluation.json`` entry), or
-    ``None`` where they meet the target."""
+    ``None`` where they meet the target: the agreement, and the recall of every class."""
     agreement = measured.get("verdict_agreement")
-    if agreement is None or agreement >= TRUSTED_AGREEMENT:
+    short = _short_recall(measured.get("verdict_reject_recall"))
+    if agreement is None or (agreement >= TRUSTED_AGREEMENT and not short):
         return None
     wrong = measured.get("verdict_wrong_pass_rate")
-    short = _short_recall(measured.get("verdict_reject_recall"))
     return (
         f"on {measured.get('parts')} held-out {product} parts the model's verdicts{how} "
-        f"agreed {agreement:.0%} with the standard (target {TRUSTED_AGREEMENT:.0%})"
+        f"agreed {_short_of(agreement)} with the standard (target {TRUSTED_AGREEMENT:.0%})"
         + ("" if wrong is None else f"; it passed {wrong:.0%} of the parts the standard rejects")
         + (f" (stopped, by class: {short}; target {TRUSTED_AGREEMENT:.0%} each)" if short else "")
         + caveat
     )
+
+
+def _short_of(share: float) -> str:
+    """``share`` as a percentage, to a tenth where whole ones would round a share short of
+    the target up to it (0.977: "97.7%", not "98%")."""
+    if share < TRUSTED_AGREEMENT and round(share, 2) >= TRUSTED_AGREEMENT:
+        return f"{share:.1%}"
+    return f"{share:.0%}"
 
 
 def _short_recall(recall: object) -> str:
@@ -198,7 +206,7 @@ def _short_recall(recall: object) -> str:
         for c, r in recall.items()
         if isinstance(r, (int, float)) and not isinstance(r, bool) and r < TRUSTED_AGREEMENT
     }
-    return ", ".join(f"{c} {r:.0%}" for c, r in sorted(short.items(), key=lambda cr: cr[1]))
+    return ", ".join(f"{c} {_short_of(r)}" for c, r in sorted(short.items(), key=lambda cr: cr[1]))
 
 
 def _recorded_evaluation(model_dir: Path) -> dict | None:

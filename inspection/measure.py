@@ -236,7 +236,9 @@ def gauge_on_image(image: np.ndarray, region: Component, edge: float = 0.5) -> C
     defect is the pixels within ``GAUGE_SEARCH_PX`` of the region that reach ``edge``
     of the contrast peak around them (0.5: full width at half maximum) and stand out of
     the surface's own noise (3 robust standard deviations of the contrast in a ring
-    around the region), connected to the region. Half maximum is the edge of a
+    around the region), connected to the region, and not clearly on the other side of
+    the surface from the mark (:func:`_other_side`: a brushed surface's light streak
+    beside a dark speck is the surface's, not the speck's). Half maximum is the edge of a
     hard-edged mark; a speck of oil or dust thins out towards its rim, and a lower
     ``edge`` keeps the rim. A piece of the region the gauge sees nothing on (one of a
     broken stroke's, too faint on a brushed surface) stands as the map cut it.
@@ -258,6 +260,7 @@ def gauge_on_image(image: np.ndarray, region: Component, edge: float = 0.5) -> C
     floor = _noise_floor(contrast[ring]) if ring.any() else 0.0
     peak = cv2.dilate(contrast * near, _disc(GAUGE_PEAK_PX // 2))
     stroke = near & (contrast >= edge * peak) & (contrast > floor)
+    stroke &= ~_other_side(image[window], stroke & (inside > 0), ring)
     _, labels = cv2.connectedComponents(stroke.view(np.uint8), connectivity=8)
     touching = np.unique(labels[stroke & (inside > 0)])
     stroke &= np.isin(labels, touching[touching > 0])
@@ -272,6 +275,17 @@ def gauge_on_image(image: np.ndarray, region: Component, edge: float = 0.5) -> C
     mask = np.zeros(region.mask.shape, bool)
     mask[window] = stroke
     return _measure(mask, mask_bbox(mask), region.mm_per_px)
+
+
+def _other_side(crop: np.ndarray, own: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """The pixels of ``crop`` that stand clearly on the other side of the surface from
+    the mark's own pixels ``own`` (lighter beside a dark mark: a streak of a brushed
+    surface beside a speck; 3 robust deviations of the ``ring``'s luminance off it)."""
+    off = _off_surface(crop)
+    if not own.any() or not ring.any():
+        return np.zeros(off.shape, bool)
+    side = 1.0 if np.median(off[own]) >= 0 else -1.0
+    return side * off < -3.0 * max(_robust_deviation(off[ring]), 1e-6)
 
 
 FOLLOW_MIN_SIGMAS = 3.0

@@ -96,6 +96,18 @@ def test_the_demo_warns_from_the_fused_figures_when_it_fuses():
         assert "stopped" not in product_warning(trained, measured, "bracket", fused=True)
     good = {"products": {"bracket": {**alone, "fused": {**fused, "verdict_agreement": 0.99}}}}
     assert product_warning(trained, good, "bracket", fused=True) is None
+    # The agreement met, a class's recall not: still a warning, and a share short of the
+    # target never rounded up to it
+    met = {**fused, "verdict_agreement": 0.98, "verdict_reject_recall": {"scratch": 0.977}}
+    warning = product_warning(
+        trained, {"products": {"bracket": {"fused": met}}}, "bracket", fused=True
+    )
+    assert "agreed 98% with the standard" in warning and "scratch 97.7%; target 98%" in warning
+    near = {**fused, "verdict_agreement": 0.977}
+    warning = product_warning(
+        trained, {"products": {"bracket": {"fused": near}}}, "bracket", fused=True
+    )
+    assert "agreed 97.7% with the standard (target 98%)" in warning
     # A malformed fused entry is no claim: the figures alone, with the caveat.
     broken = {"products": {"bracket": {**alone, "fused": [0.99]}}}
     warning = product_warning(trained, broken, "bracket", fused=True)

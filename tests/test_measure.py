@@ -156,6 +156,22 @@ def test_a_piece_of_a_broken_stroke_too_faint_to_gauge_keeps_the_maps_cut(seed):
     assert clear.length_mm < 2.6  # without the faint piece: the clear one, 3 px past its cut
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_dark_speck_beside_a_light_streak_is_gauged_without_the_streak(seed):
+    """Held-out bracket 000240: a speck 3 px across at the end of a brushed surface's
+    light streak, the map's region over both. The gauge's contrast has no sign, and it
+    read the streak as the mark's too: a 10 px "scratch" of a 3 px speck."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(170, 3.0, (60, 100, 3))
+    image[30:32, 30:46] += 15  # the streak, lighter than the surface
+    image[30:33, 46:49] -= 35  # the speck, darker
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    region = np.zeros((60, 100), bool)
+    region[29:34, 40:50] = True
+    gauged = gauge_on_image(image, measure_region(region, 0.1))
+    assert gauged.bbox.x0 >= 45 and gauged.length_px <= 4
+
+
 def _faint_line(rng, pieces, row: int = 30):
     """A grey surface with the surface's noise (4 grey levels) and a line 1 px wide along
     ``row``, each ``(x0, x1, contrast)`` of ``pieces`` one stretch of it."""
