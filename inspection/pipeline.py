@@ -574,8 +574,15 @@ def decide(
         reason = f"model returned non-finite scores {scores}; needs review"
         return review_result(standard, part_id, reason)
     defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
+    searched = ()
     if thresholds.grain_scratches:
+        mapped = len(defects)
         defects = with_grain_scratches(detection, frame, defects, thresholds, reference_rgb)
+        if len(defects) > mapped:  # the record says where a scratch the map missed came from
+            searched = (
+                f"{len(defects) - mapped} scratch(es) found along the face's grain "
+                "where the map lit nothing",
+            )
     if frame.height_map is not None:
         profiled = replace(frame, height_map=fill_dropouts(frame.height_map))
         defects = [with_profile(d, profiled.height_map, frame.mm_per_px) for d in defects]
@@ -599,7 +606,7 @@ def decide(
         reason = f"part score {scores['part']:.3f} in the review band {band}; needs review"
         result = replace(result, verdict=Verdict.REVIEW, action=Action.REVIEW, reasons=(reason,))
     notes = detection.notes[0] if detection.notes else ()  # what the detector set aside
-    return replace(result, scores=scores, reasons=(*result.reasons, *notes))
+    return replace(result, scores=scores, reasons=(*result.reasons, *searched, *notes))
 
 
 DEPTH_CLASSES = frozenset({"dent"})

@@ -580,6 +580,9 @@ def test_a_scratch_along_the_grain_the_map_missed_is_found_and_rejected(bracket_
     assert unsearched.verdict is Verdict.PASS  # a station without the rule: the map's call
     result = decide(quiet, frame, bracket_standard, GRAIN, "p1")
     assert result.verdict is Verdict.REJECT and result.clauses == ("4.1.1",)  # over 5 mm
+    assert "1 scratch(es) found along the face's grain where the map lit nothing" in (
+        result.reasons
+    )
     (decision,) = result.decisions
     assert decision.defect.defect_class == "scratch"
     assert decision.defect.attributes["length_mm"] == pytest.approx(
