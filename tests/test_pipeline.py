@@ -590,6 +590,18 @@ def test_a_scratch_along_the_grain_the_map_missed_is_found_and_rejected(bracket_
     )
 
 
+def test_a_scratch_along_the_grain_on_a_station_without_a_scale_goes_to_review(
+    bracket_standard,
+):
+    """Found, but not measurable in mm: never a PASS."""
+    part, _, _ = _grain_scratch_part()
+    quiet = detection(part=0.05, shape=part.image.shape[:2])
+    unscaled = Frame(part.image, "cam0", None)
+    result = decide(quiet, unscaled, bracket_standard, GRAIN, "p1")
+    assert result.verdict is Verdict.REVIEW
+    assert "needs length_mm, which was not measured" in result.reasons[0]
+
+
 def test_the_maps_piece_of_a_scratch_along_the_grain_is_measured_with_the_rest(
     bracket_standard,
 ):
