@@ -27,7 +27,7 @@ good parts, and it is off. The synthetic bracket's 200 good parts show none.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -122,23 +122,45 @@ class GrainRule:
         return rule if 0 <= rule.with_lines <= rule.good_parts else None
 
 
+class GrainTally:
+    """:func:`learn_grain`'s count, kept a frame at a time, so that a fit reading its good
+    frames once learns the silhouette from the same pass (:meth:`passing`)."""
+
+    def __init__(self) -> None:
+        self.seen = self.grained = self.lined = 0
+
+    def add(self, image: np.ndarray) -> None:
+        """Counts one good frame: whether its face has a grain, and shows a line in it."""
+        self.seen += 1
+        grey = _grey(image)
+        grained_face = _grained_face(grey)
+        if grained_face is not None:
+            self.grained += 1
+            self.lined += bool(_lines_on(image, grey, *grained_face, mm_per_px=None, found=()))
+
+    def passing(self, images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``images``, each counted as it goes by."""
+        for image in images:
+            self.add(image)
+            yield image
+
+    def rule(self) -> GrainRule | None:
+        """The rule of the frames counted (see :func:`learn_grain`)."""
+        seen, too_many = self.seen, GRAIN_GOOD_LINES * self.seen
+        if seen < MIN_GOOD_PARTS or self.grained < GOOD_SHARE * seen or self.lined > too_many:
+            return None
+        return GrainRule(good_parts=seen, with_lines=self.lined)
+
+
 def learn_grain(good_images: Iterable[np.ndarray]) -> GrainRule | None:
     """The station's rule from its good parts, or ``None`` where its faces are not to be
     searched: fewer than :data:`~inspection.silhouette.MIN_GOOD_PARTS` were given, fewer
     than :data:`~inspection.silhouette.GOOD_SHARE` of them have a grain, or more than
     :data:`GRAIN_GOOD_LINES` show a line (:func:`grain_scratches`)."""
-    seen = grained = lined = 0
+    tally = GrainTally()
     for image in good_images:
-        seen += 1
-        grey = _grey(image)
-        grained_face = _grained_face(grey)
-        if grained_face is None:
-            continue
-        grained += 1
-        lined += bool(_lines_on(image, grey, *grained_face, mm_per_px=None, found=()))
-    if seen < MIN_GOOD_PARTS or grained < GOOD_SHARE * seen or lined > GRAIN_GOOD_LINES * seen:
-        return None
-    return GrainRule(good_parts=seen, with_lines=lined)
+        tally.add(image)
+    return tally.rule()
 
 
 @dataclass(frozen=True)

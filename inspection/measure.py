@@ -152,6 +152,8 @@ def join_fragments(components: list[Component], gap_px: int) -> list[Component]:
 def fragment_groups(components: list[Component], gap_px: int) -> list[list[int]]:
     """The indices of ``components`` grouped as :func:`join_fragments` joins them, each
     group in order and the groups in the order of their first members."""
+    if gap_px < 1:
+        return [[i] for i in range(len(components))]
     group = list(range(len(components)))
 
     def root(i: int) -> int:
@@ -160,8 +162,8 @@ def fragment_groups(components: list[Component], gap_px: int) -> list[list[int]]
             i = group[i]
         return i
 
-    kernel = _disc(max(gap_px, 1))
-    for i, a in enumerate(components if gap_px >= 1 else ()):
+    kernel = _disc(gap_px)
+    for i, a in enumerate(components):
         window = _grown(a.bbox, gap_px, a.mask.shape)
         near = cv2.dilate(np.ascontiguousarray(a.mask[window], np.uint8), kernel) > 0
         for j in range(i + 1, len(components)):

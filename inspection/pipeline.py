@@ -707,7 +707,9 @@ def with_grain_scratches(
             continue  # the map's own strokes, which its joins left apart
         first = strokes[group[0]] if group[0] < len(strokes) else None
         longer = (
-            None if first is None else _lengthened(defects[first], joined, frame, reference_rgb)
+            None
+            if first is None
+            else _lengthened(defects[first], pieces[group[0]], joined, frame, reference_rgb)
         )
         if longer is not None:
             defects[first] = longer
@@ -722,13 +724,16 @@ def with_grain_scratches(
 
 
 def _lengthened(
-    defect: Defect, more: np.ndarray, frame: Frame, reference_rgb: Sequence[int] | None
+    defect: Defect,
+    measured: Component,
+    more: np.ndarray,
+    frame: Frame,
+    reference_rgb: Sequence[int] | None,
 ) -> Defect | None:
-    """``defect`` measured again with the pixels ``more``, where they make it longer (by
-    a pixel at least); ``None`` where they lie along it."""
-    scale = frame.mm_per_px or 1.0
-    whole = measure_region(defect.mask | more, scale)
-    if whole.length_px < measure_region(defect.mask, scale).length_px + 1:
+    """``defect`` (``measured`` as it is) measured again with the pixels ``more``, where
+    they make it longer (by a pixel at least); ``None`` where they lie along it."""
+    whole = measure_region(defect.mask | more, frame.mm_per_px or 1.0)
+    if whole.length_px < measured.length_px + 1:
         return None
     reference = np.asarray(reference_rgb) if reference_rgb is not None else None
     again = measure_defect(whole, defect.defect_class, frame.mm_per_px, frame.image, reference)

@@ -109,6 +109,16 @@ def test_a_flat_or_tiny_frame_has_no_line(shape):
     assert grain_scratches(np.zeros(shape, np.uint8), 0.1) == []
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN through the filters, by intent
+def test_a_float_frame_with_unread_pixels_raises_nothing_and_finds_nothing_false():
+    part = _good("bracket", 1)
+    frame = part.image.astype(np.float32)
+    frame[::37, ::29] = np.nan
+    assert grain_scratches(frame, part.mm_per_px) == []
+    assert grain_scratches(np.full((64, 64, 3), np.nan, np.float32), 0.1) == []
+    assert grain_scratches(np.full((64, 64), np.inf, np.float32), 0.1) == []
+
+
 def test_a_station_of_brushed_parts_that_show_no_lines_is_searched():
     goods = [_good("bracket", index).image for index in range(24)]
     assert learn_grain(goods) == GrainRule(good_parts=24, with_lines=0)

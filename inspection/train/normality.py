@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 from inspection.datasets import load_dataset
 from inspection.errors import ModelError
-from inspection.grain import GRAIN_KEY, learn_grain
+from inspection.grain import GRAIN_KEY, GrainTally
 from inspection.io import InputError, read_header, read_image
 from inspection.metrics import threshold_for_frr
 from inspection.models import create_model, get_config, save_model
@@ -167,13 +168,15 @@ def fit_normality(
         _set_logit_scale(model, held, prep)
     thresholds, auroc = calibrate(model, held, options, as_new)
     until = None if budget is None else begun + budget
-    frames = _station_frames(held, good_samples, options, until, clock)
     # Whether the station shows its parts on a background, and what their silhouettes
-    # cover; whether their faces' grain is searched for lines (None: not learned/none)
-    silhouette = learn_silhouette(frames()) if options.silhouette else None
+    # cover; whether their faces' grain is searched for lines: one reading of the frames
+    tally = GrainTally()
+    frames = tally.passing(_station_frames(held, good_samples, options, until, clock))
+    silhouette = learn_silhouette(frames) if options.silhouette else None
+    deque(frames, maxlen=0)  # the rest, where the silhouette was not learned
     if silhouette is not None:
         model.metadata[SILHOUETTE_KEY] = silhouette.to_dict()
-    grain = learn_grain(frames())
+    grain = tally.rule()
     if grain is not None:
         model.metadata[GRAIN_KEY] = grain.to_dict()
     if len(fitted.kept) > thresholds["held_out_good"]:
@@ -536,26 +539,21 @@ def _station_frames(
     options: TrainOptions,
     until: float | None,
     clock: Callable[[], float],
-) -> Callable[[], Iterator[np.ndarray]]:
-    """Up to :data:`STATION_FRAMES` good frames, each time called: the held-out ones (in
-    memory), then others read while the clock is short of ``until`` (the run's budget).
-    (Working resolution or as read: what is learned on them, shares of the frame and
-    lines measured in the face's own deviations, does not change when a frame is
-    scaled.)"""
+) -> Iterator[np.ndarray]:
+    """Up to :data:`STATION_FRAMES` good frames: the held-out ones (in memory), then others
+    read while the clock is short of ``until`` (the run's budget). (Working resolution or
+    as read: what is learned on them, shares of the frame and lines measured in the
+    face's own deviations, does not change when a frame is scaled.)"""
+    yield from (item.image for item in held[:STATION_FRAMES])
     held_paths = {item.path for item in held}
-
-    def frames() -> Iterator[np.ndarray]:
-        yield from (item.image for item in held[:STATION_FRAMES])
-        more = [s for s in good_samples if str(s.image) not in held_paths]
-        for sample in more[: max(0, STATION_FRAMES - len(held))]:
-            if until is not None and clock() >= until:
-                return
-            try:
-                yield read_image(sample.image, max_side=options.max_side)
-            except InputError:
-                continue  # the fit skipped it too, and said so
-
-    return frames
+    more = [s for s in good_samples if str(s.image) not in held_paths]
+    for sample in more[: max(0, STATION_FRAMES - len(held))]:
+        if until is not None and clock() >= until:
+            return
+        try:
+            yield read_image(sample.image, max_side=options.max_side)
+        except InputError:
+            continue  # the fit skipped it too, and said so
 
 
 @torch.inference_mode()

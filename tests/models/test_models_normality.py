@@ -284,12 +284,12 @@ def test_the_silhouette_is_learned_from_held_frames_first_and_reads_no_more_past
     options = TrainOptions(data=Path("."), out=Path("."), normal_only=True)
     now = iter(range(1000))
     frames = fit._station_frames(held, samples, options, 20.0, lambda: next(now))
-    rule = learn_silhouette(frames())
+    rule = learn_silhouette(frames)
     assert read == [f"more-{s}.png" for s in range(20)]  # the clock reached 20: no more
     assert rule is not None and rule.good_parts == 32
     read.clear()
     frames = fit._station_frames(held, samples, options, 0.0, lambda: 5.0)
-    assert learn_silhouette(frames()) is None  # 12 frames
+    assert learn_silhouette(frames) is None  # 12 frames
     assert read == []
 
 
