@@ -11,12 +11,16 @@ the reference (the synthesiser's own model of a patch).
 
     python benchmarks/colour_core.py --data runs/val-bracket --normality runs/normality/bracket-560
 
-Results: benchmarks/README.md, section "Colour read on the region's core".
+Results: benchmarks/README.md, section "Colour read on the region's core" (read against
+the ring's mean colour: since 2026-12-07 ``region_delta_e`` reads against the surface along
+the light, ``benchmarks/colour_light.py``, so the figures this prints now are that
+reading's).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -36,30 +40,13 @@ CORES = (0, 1, 2, 3, 4)
 
 def main() -> None:
     args = line_parser(__doc__).parse_args()
-    detector, metadata, dataset = load_line(args)
-    thresholds = thresholds_of(metadata)
     rows = []  # (true ΔE, on the true mask, on the region's core for each of CORES)
-    patches = [s for s in dataset.samples if s.label == "color_deviation"]
-    for sample in tqdm(patches, desc="patches", unit="part", mininterval=2.0):
-        image, audio, truth = ev.read_sample(sample)
-        reference = np.asarray(dataset.reference_of(sample))
+    for image, reference, patch, region, true_delta_e in found_patches(*load_line(args)):
         surround = surround_px(image)
-        found = part_defects(
-            detector.detect(image, audio), thresholds, dataset.scale_of(sample), image, reference
-        )
-        for true in sample.attributes["defects"]:
-            if true["defect_class"] != "color_deviation" or not true.get("bbox"):
-                continue
-            x0, y0, x1, y1 = true["bbox"]
-            region = _best_region(found, (x0, y0, x1, y1))
-            if region is None:
-                continue
-            patch = np.zeros(truth.shape, bool)
-            patch[y0:y1, x0:x1] = truth[y0:y1, x0:x1] > 0
-            read = [region_delta_e(image, patch, reference, surround)]
-            read += [region_delta_e(image, region, reference, surround, core) for core in CORES]
-            read += [on_surface(image, region, reference, mode) for mode in SURFACE_MODES]
-            rows.append([true["attributes"]["delta_e"], *read])
+        read = [region_delta_e(image, patch, reference, surround)]
+        read += [region_delta_e(image, region, reference, surround, core) for core in CORES]
+        read += [on_surface(image, region, reference, mode) for mode in SURFACE_MODES]
+        rows.append([true_delta_e, *read])
     table = np.array(rows)
     print(f"{args.data}: {len(table)} patches found")
     names = ["true mask", *(f"region, core {c} px" for c in CORES)]
@@ -92,6 +79,30 @@ def on_surface(image: np.ndarray, region: np.ndarray, reference: np.ndarray, mod
         return float(deltaE_ciede2000(ref_lab, rgb2lab(balanced[None])[0])[0])
     shift = (rgb2lab(pixels[None])[0] - rgb2lab(under[None])[0]).mean(0)
     return float(deltaE_ciede2000(ref_lab, ref_lab + shift)[0])
+
+
+def found_patches(detector, metadata, dataset) -> Iterator[tuple]:
+    """``(image, reference, true patch, the map's region, true ΔE)`` for each colour patch
+    of ``dataset`` the line finds (the region the maps call a colour deviation that
+    overlaps the patch's box most)."""
+    thresholds = thresholds_of(metadata)
+    patches = [s for s in dataset.samples if s.label == "color_deviation"]
+    for sample in tqdm(patches, desc="patches", unit="part", mininterval=2.0):
+        image, audio, truth = ev.read_sample(sample)
+        reference = np.asarray(dataset.reference_of(sample), np.float64)
+        found = part_defects(
+            detector.detect(image, audio), thresholds, dataset.scale_of(sample), image, reference
+        )
+        for true in sample.attributes["defects"]:
+            if true["defect_class"] != "color_deviation" or not true.get("bbox"):
+                continue
+            x0, y0, x1, y1 = true["bbox"]
+            region = _best_region(found, (x0, y0, x1, y1))
+            if region is None:
+                continue
+            patch = np.zeros(truth.shape, bool)
+            patch[y0:y1, x0:x1] = truth[y0:y1, x0:x1] > 0
+            yield image, reference, patch, region, true["attributes"]["delta_e"]
 
 
 def _best_region(found, box) -> np.ndarray | None:

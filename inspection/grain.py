@@ -34,7 +34,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspection.measure import Component, _off_surface, _robust_deviation, measure_region
+from inspection.measure import (
+    Component,
+    _off_surface,
+    _robust_deviation,
+    bilinear_point,
+    line_kernel,
+    measure_region,
+)
 from inspection.silhouette import (
     BLUR_PX,
     GOOD_SHARE,
@@ -286,17 +293,17 @@ def _line_contrast(grey: np.ndarray, direction: float) -> np.ndarray:
     """``(H, W)`` float32: how much darker each pixel of the image less its mean along the
     grain is than the pixels :data:`GRAIN_ACROSS_PX` either side of it across the grain,
     averaged over :data:`GRAIN_RUN_PX` along it."""
-    residual = grey - cv2.filter2D(grey, -1, _line_kernel(GRAIN_ALONG_PX, direction))
+    residual = grey - cv2.filter2D(grey, -1, line_kernel(GRAIN_ALONG_PX, direction))
     across = np.zeros((2 * GRAIN_ACROSS_PX + 3,) * 2, np.float32)
     centre = GRAIN_ACROSS_PX + 1
     across[centre, centre] = -1.0  # minus the pixel: a dark line reads positive
     nx, ny = -math.sin(direction), math.cos(direction)  # across the grain
     for side in (1, -1):
-        _bilinear_point(
+        bilinear_point(
             across, centre + side * GRAIN_ACROSS_PX * nx, centre + side * GRAIN_ACROSS_PX * ny, 0.5
         )
     contrast = cv2.filter2D(residual, -1, across)
-    return cv2.filter2D(contrast, -1, _line_kernel(GRAIN_RUN_PX, direction))
+    return cv2.filter2D(contrast, -1, line_kernel(GRAIN_RUN_PX, direction))
 
 
 def _lines_in(z: np.ndarray, clear: np.ndarray, mm_per_px: float) -> list[Component]:
@@ -329,31 +336,6 @@ def part_face(grey: np.ndarray) -> np.ndarray:
     part[[0, -1], :] = False
     part[:, [0, -1]] = False
     return cv2.erode(part.astype(np.uint8), _square(GRAIN_FACE_INSET_PX)) > 0
-
-
-def _line_kernel(length: int, direction: float) -> np.ndarray:
-    """A mean along a segment of ``length`` px heading ``direction``."""
-    kernel = np.zeros((length, length), np.float32)
-    centre, half = (length - 1) / 2, (length - 1) / 2
-    for t in np.linspace(-half, half, 4 * length):
-        _bilinear_point(
-            kernel, centre + t * math.cos(direction), centre + t * math.sin(direction), 1.0
-        )
-    return kernel / kernel.sum()
-
-
-def _bilinear_point(kernel: np.ndarray, x: float, y: float, weight: float) -> None:
-    """Adds ``weight`` at a point between pixels, shared among the four around it."""
-    x0, y0 = math.floor(x), math.floor(y)
-    fx, fy = x - x0, y - y0
-    for dx, dy, share in (
-        (0, 0, (1 - fx) * (1 - fy)),
-        (1, 0, fx * (1 - fy)),
-        (0, 1, (1 - fx) * fy),
-        (1, 1, fx * fy),
-    ):
-        if 0 <= y0 + dy < kernel.shape[0] and 0 <= x0 + dx < kernel.shape[1]:
-            kernel[y0 + dy, x0 + dx] += weight * share
 
 
 STATISTICS_SAMPLE = 1 << 18

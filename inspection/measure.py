@@ -8,7 +8,8 @@ of the component's minimum-area rotated rectangle (the extent a gauge would read
 A fine defect (scratch, crack, speck of dirt) is measured on the image around the region
 the map found (:func:`gauge_on_image`), whose blurred edges read it larger than it is;
 the pieces of one broken stroke are measured as one (:func:`join_fragments`); and a
-region's colour is read on its core (:func:`region_delta_e`).
+region's colour is read on its core (:func:`region_delta_e`), against the surface under
+it read along the light on the face (:func:`surface_along_light`).
 
 On a 3D profiler's height map a dent is measured on its own footprint
 (:func:`footprint_below_surface`) with its depth (:func:`depth_below_surface`), and the
@@ -762,6 +763,31 @@ def plane_through(heights: np.ndarray, ring: np.ndarray) -> np.ndarray:
     return (gx * xx + gy * yy + level).astype(np.float32)
 
 
+def line_kernel(length: int, direction: float) -> np.ndarray:
+    """A mean along a segment of ``length`` px heading ``direction``."""
+    kernel = np.zeros((length, length), np.float32)
+    centre, half = (length - 1) / 2, (length - 1) / 2
+    for t in np.linspace(-half, half, 4 * length):
+        bilinear_point(
+            kernel, centre + t * math.cos(direction), centre + t * math.sin(direction), 1.0
+        )
+    return kernel / kernel.sum()
+
+
+def bilinear_point(kernel: np.ndarray, x: float, y: float, weight: float) -> None:
+    """Adds ``weight`` at a point between pixels, shared among the four around it."""
+    x0, y0 = math.floor(x), math.floor(y)
+    fx, fy = x - x0, y - y0
+    for dx, dy, share in (
+        (0, 0, (1 - fx) * (1 - fy)),
+        (1, 0, fx * (1 - fy)),
+        (0, 1, (1 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
+        if 0 <= y0 + dy < kernel.shape[0] and 0 <= x0 + dx < kernel.shape[1]:
+            kernel[y0 + dy, x0 + dx] += weight * share
+
+
 def _disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
 
@@ -815,9 +841,13 @@ def region_delta_e(
 ) -> float:
     """ΔE between the mean colour inside ``mask`` and the part's reference colour.
 
-    With ``surround_px``, the region's colour is first divided by the mean of a ring of
-    that width around it and multiplied by the reference: a local white balance, so
-    that a lighting gradient across the part is not read as a colour deviation.
+    With ``surround_px``, the region's colour is white-balanced against the surface under
+    it (a local white balance, so that the light across the part is not read as a colour
+    deviation): each pixel of the region is divided by the surface's colour there, read
+    along the light on the face (:func:`surface_along_light`), and the mean of these
+    ratios by the same ratio's mean over a ring of that width around the region, then
+    multiplied by the reference. Where the surface along the light cannot be read (a
+    region on a frame's edge, a face too small), by the ring's mean colour alone.
 
     With ``core_px``, the colour is read on the region's core, ``mask`` eroded by that
     many pixels (the whole region when the core would hold under 9 pixels), while the
@@ -825,19 +855,148 @@ def region_delta_e(
     defect's edge, and the good surface it takes in dilutes the defect's colour.
     """
     mask = np.asarray(mask, dtype=bool)
+    reference = np.asarray(reference_rgb, dtype=np.float64) / 255.0
+    along = colour_along_px(image.shape)
     box = mask_bbox(mask)
     if box is not None:  # only the box and its surround matter: crop to them
-        pad = surround_px or 0
+        pad = surround_px + along // 2 + COLOUR_HOLE_PX if surround_px else 0
         rows = slice(max(0, box.y0 - pad), box.y1 + pad)
         cols = slice(max(0, box.x0 - pad), box.x1 + pad)
         image, mask = image[rows, cols], mask[rows, cols]
-    region = _mean_rgb(image, _core(mask, core_px))
-    reference = np.asarray(reference_rgb, dtype=np.float64) / 255.0
+    core = _core(mask, core_px)
+    region = _mean_rgb(image, core)
     if surround_px:
-        ring = cv2.dilate(mask.astype(np.uint8), _disc(surround_px)).astype(bool) & ~mask
+        hole, ring = _grown_by(mask, COLOUR_HOLE_PX), _grown_by(mask, surround_px)
+        ring &= ~hole
         if ring.any():
             region = np.clip(region * reference / np.maximum(_mean_rgb(image, ring), 1e-3), 0, 1)
+            balanced = _balanced_on_surface(image, core, hole, ring, along)
+            if balanced is not None:
+                region = np.clip(balanced * reference, 0, 1)
     return float(delta_e(region, reference))
+
+
+COLOUR_ALONG_SHARE = 0.3125
+"""How far along the light on the face (a share of the frame's longer side: 81 px at
+256) the surface under a colour region is read (:func:`surface_along_light`). A gloss
+paint mirrors the station's light as a band across the part: its level changes across
+the band within a few pixels but hardly along it, so a ring around a region on the
+band's edge averages the band's inside with its outside, and a faint patch there reads
+1-1.5 ΔE off. Chosen on validation parts (seed 11) among 61, 81 and 121 px at 256:
+benchmarks/README.md, "Colour read against the surface along the light"."""
+
+COLOUR_HOLE_PX = 2
+"""The map's blurred edge around a region (px): read as neither the region nor the
+surface beside it."""
+
+LIGHT_BLUR_PX = 3.0
+"""Gaussian sigma (px, on the copy :func:`surface_along_light` reads) of the luminance
+whose gradients give the light's direction on the face: wider than a paint's orange
+peel, narrower than a reflection band's edge."""
+
+_LIGHT_ALONG_PX = 81  # the longest segment the surface along the light is read on (px)
+_SAME_SURFACE = 0.25  # luminance this share off the ring's: another surface (belt, hole, mark)
+_MIN_SUPPORT = 0.3  # share of a line's weight on the surface under which it reads nothing
+
+
+def colour_along_px(shape: tuple[int, ...]) -> int:
+    """The length (px, odd) along the light on which the surface under a region is read
+    in a frame of ``shape`` (:data:`COLOUR_ALONG_SHARE` of its longer side)."""
+    return max(3, round(COLOUR_ALONG_SHARE * max(shape[:2]))) | 1
+
+
+def surface_along_light(image: np.ndarray, surface: np.ndarray, along_px: int) -> np.ndarray:
+    """The colour of the surface at each pixel, read along the light on the face.
+
+    The light's direction is the one along which the blurred luminance of the
+    ``surface`` pixels changes least (their structure tensor: a reflection band's edges
+    lie along it); each pixel's colour is then the mean of the ``surface`` pixels on a
+    segment of ``along_px`` through it in that direction (a normalised convolution).
+    Read on a copy shrunk until the segment is at most 81 px long, as the light is smooth
+    along itself.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(H, W, 3)`` or ``(H, W)``.
+    surface : np.ndarray
+        ``(H, W)`` bool: the pixels that show the good surface.
+    along_px : int
+        The segment's length (:func:`colour_along_px` of the whole frame).
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W, C)`` float32 on the image's scale (``C`` 3, or 1 for a grey frame); NaN
+        where under :data:`_MIN_SUPPORT` of the segment lies on the surface.
+    """
+    pixels = np.asarray(image, np.float32)
+    pixels = pixels[..., :3] if pixels.ndim == 3 else pixels[..., None]
+    h, w = surface.shape
+    scale = min(1.0, _LIGHT_ALONG_PX / along_px)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # The frame as it is (unreadable pixels as 0) for the light's direction; each shrunk
+    # pixel's sum of the surface's colour (what is not surface is not read) and the share
+    # of it the surface covers, for the mean along the light.
+    readable = np.where(np.isfinite(pixels), pixels, 0.0).astype(np.float32)
+    colour = cv2.resize(readable, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
+    on_surface = np.where(surface[..., None], readable, 0.0).astype(np.float32)
+    sums = cv2.resize(on_surface, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
+    weight = cv2.resize(surface.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    length = max(3, round(along_px * scale)) | 1
+    kernel = line_kernel(length, _light_direction(colour, weight))
+    support = cv2.filter2D(weight, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    sums = cv2.filter2D(sums, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    along = sums.reshape((*support.shape, -1)) / np.maximum(support, 1e-6)[..., None]
+    along[support < _MIN_SUPPORT] = np.nan
+    if scale < 1.0:
+        along = cv2.resize(along, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
+    return along
+
+
+def _light_direction(pixels: np.ndarray, weight: np.ndarray) -> float:
+    """The direction (radians) along which the luminance of the surface (``weight``
+    near 1) changes least; 0 where it cannot be read."""
+    grey = cv2.GaussianBlur(pixels.mean(axis=2), (0, 0), LIGHT_BLUR_PX)
+    # Only where the blur saw the surface alone: the belt's or a hole's edge is no light.
+    inside = cv2.erode((weight > 0.99).astype(np.uint8), _disc(round(2 * LIGHT_BLUR_PX))) > 0
+    if inside.sum() < 9:
+        return 0.0
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)[inside]
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)[inside]
+    jxx, jyy, jxy = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
+    across = 0.5 * math.atan2(2 * jxy, jxx - jyy)
+    return across + math.pi / 2
+
+
+def _balanced_on_surface(
+    image: np.ndarray, core: np.ndarray, hole: np.ndarray, ring: np.ndarray, along_px: int
+) -> np.ndarray | None:
+    """The core's mean colour divided by the surface's under it
+    (:func:`surface_along_light`), over the same ratio's mean on the ring: RGB ratios,
+    or ``None`` where the surface cannot be read under the core or on the ring."""
+    pixels = np.asarray(image, np.float32)
+    pixels = pixels[..., :3] if pixels.ndim == 3 else pixels[..., None]
+    luminance = pixels.mean(axis=2)
+    level = max(float(np.nanmedian(luminance[ring])), 1e-6)  # NaN where all is unreadable
+    same = ~hole & (np.abs(luminance / level - 1.0) < _SAME_SURFACE)
+    ratio = pixels / np.maximum(surface_along_light(pixels, same, along_px), 1e-3)
+    on_core, on_ring = ratio[core], ratio[ring]
+    on_core = on_core[np.isfinite(on_core).all(axis=1)]
+    on_ring = on_ring[np.isfinite(on_ring).all(axis=1)]
+    if len(on_core) == 0 or len(on_ring) == 0:
+        return None
+    balanced = on_core.mean(axis=0) / np.maximum(on_ring.mean(axis=0), 1e-6)
+    return np.repeat(balanced, 3) if balanced.size == 1 else balanced.astype(np.float64)
+
+
+def _grown_by(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` dilated by a disc of ``radius``, dilated within the box grown by it only:
+    the frame around a region read along the light is far larger than its ring."""
+    near = _grown(mask_bbox(mask), radius, mask.shape)
+    grown = np.zeros(mask.shape, bool)
+    grown[near] = cv2.dilate(mask[near].astype(np.uint8), _disc(radius)) > 0
+    return grown
 
 
 def surround_px(image: np.ndarray) -> int:

@@ -23,7 +23,9 @@ Decision policy
   map's blurred edges (:func:`~inspection.measure.gauge_on_image`), a scratch or
   crack followed on the image past its region's ends, since the map lights a long
   faint one only in part (:func:`~inspection.measure.follow_stroke`), and a region's
-  colour on its core. A part that scores as defective but shows no region to measure goes to REVIEW.
+  colour on its core, against the surface under it read along the light on the face
+  (:func:`~inspection.measure.surface_along_light`). A part that scores as defective
+  but shows no region to measure goes to REVIEW.
 - Where the station's good parts have a face with a grain (brushed, ground, rolled) and
   show no lines in it (learned with its normality model: ``Thresholds.grain_scratches``),
   whatever the part score, the image is searched for the thin lines along the grain

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspection.measure import (
+    COLOUR_HOLE_PX,
     Component,
+    colour_along_px,
     connected_components,
     defects_from_mask,
     delta_e,
@@ -334,7 +336,9 @@ def test_a_patch_colour_is_read_on_the_core_of_a_region_wider_than_it():
     region[28:44, 28:44] = True
     true = region_delta_e(image, patch, ref, surround_px=6)
     assert region_delta_e(image, region, ref, surround_px=6) < 0.8 * true  # diluted
-    assert region_delta_e(image, region, ref, surround_px=6, core_px=2) == pytest.approx(true)
+    assert region_delta_e(image, region, ref, surround_px=6, core_px=2) == pytest.approx(
+        true, abs=1e-3
+    )
     speck = np.zeros_like(patch)
     speck[35:37, 35:37] = True  # no core of 9 pixels: read whole
     assert region_delta_e(image, speck, ref, core_px=2) == region_delta_e(image, speck, ref)
@@ -380,18 +384,113 @@ def test_components_read_through_their_box_equal_a_whole_frame_reading(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_region_delta_e_cropped_to_the_surround_equals_the_whole_frame(seed):
+def test_region_delta_e_reads_nothing_beyond_its_window(seed):
+    """A region's colour is read from its box grown by the ring and half the light's
+    segment: the rest of the frame may be anything."""
     rng = np.random.default_rng(seed)
     image = (rng.random((180, 260, 3)) * 255).astype(np.uint8)
     reference = np.array([120, 130, 140])
+    pad = 9 + colour_along_px(image.shape) // 2 + COLOUR_HOLE_PX
     for comp in connected_components(_blobs(seed), mm_per_px=1.0):
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * 9 + 1,) * 2)
-        ring = cv2.dilate(comp.mask.astype(np.uint8), kernel).astype(bool) & ~comp.mask
-        inside = image[comp.mask].mean(axis=0) / 255
-        around = image[ring].mean(axis=0) / 255
-        expected = delta_e(np.clip(inside * reference / 255 / around, 0, 1), reference / 255)
+        far = np.ones(image.shape[:2], bool)
+        far[
+            max(0, comp.bbox.y0 - pad) : comp.bbox.y1 + pad,
+            max(0, comp.bbox.x0 - pad) : comp.bbox.x1 + pad,
+        ] = False
+        other = image.copy()
+        other[far] = 255 - other[far]
         got = region_delta_e(image, comp.mask, reference, surround_px=9)
-        assert got == pytest.approx(expected, abs=1e-9)
+        assert np.isfinite(got)
+        assert region_delta_e(other, comp.mask, reference, surround_px=9) == got
+
+
+REFERENCE = np.array([88, 106, 124])  # a painted panel's blue-grey
+
+
+def _glossy_face(size: int = 256, band_across: float = 0.0) -> np.ndarray:
+    """A painted face under a softbox: the paint's colour with a straight, soft-edged
+    reflection band across it (white added, as a gloss mirrors the light) and a gentle
+    lighting gradient; float RGB in 0..1."""
+    yy, xx = np.mgrid[:size, :size] / size
+    across = (xx - yy) / np.sqrt(2) - band_across  # the band runs along x = y
+    band = np.clip((0.08 - np.abs(across)) / 0.04 + 0.5, 0, 1)
+    gloss = 0.1 * band * band * (3 - 2 * band)
+    face = REFERENCE / 255 * (1 + 0.03 * (xx - 0.5))[..., None]
+    return face + gloss[..., None] * (1 - face)
+
+
+def _with_patch(face: np.ndarray, patch: np.ndarray, shift_lab: np.ndarray) -> np.ndarray:
+    """``face`` with its colour moved by ``shift_lab`` (CIELAB) under ``patch``, pixel by
+    pixel, as a tint changes the paint under the gloss."""
+    from skimage.color import lab2rgb, rgb2lab
+
+    out = face.copy()
+    out[patch] = np.clip(lab2rgb(rgb2lab(face[patch][:, None]) + shift_lab)[:, 0], 0, 1)
+    return out
+
+
+def _patch_astride_the_bands_edge(size: int = 256, off: float = 0.1) -> np.ndarray:
+    """An ellipse whose centre lies ``off`` (a share of the frame) across the band."""
+    mask = np.zeros((size, size), np.uint8)
+    step = off * size / np.sqrt(2)
+    centre = (round(0.5 * size + step), round(0.5 * size - step))
+    cv2.ellipse(mask, centre, (size // 16, size // 24), 45, 0, 360, 1, -1)
+    return mask > 0
+
+
+def test_faint_patches_on_a_reflection_bands_edge_read_their_own_colour():
+    """A ring around a patch on the band's edge averages the band with the paint beside
+    it; read along the light, the surface under the patch is the surface beside it along
+    the band, and the patch reads its own ΔE (a panel's limits are 1 ΔE apart)."""
+    from skimage.color import deltaE_ciede2000, lab2rgb, rgb2lab
+
+    face = _glossy_face()
+    lab = rgb2lab(REFERENCE[None, None] / 255)[0, 0]
+    by_ring, by_light = [], []
+    for off in (0.06, 0.08, 0.1, 0.12):
+        patch = _patch_astride_the_bands_edge(off=off)
+        ring = (cv2.dilate(patch.astype(np.uint8), np.ones((27, 27), np.uint8)) > 0) & ~patch
+        for shift in ([0.0, 0.6, -1.2], [0.8, 0.0, 0.0], [0.0, -1.0, 0.0]):
+            moved = lab2rgb((lab + np.array(shift))[None, None])
+            truth = float(deltaE_ciede2000(lab, rgb2lab(moved)[0, 0]))
+            image = np.round(_with_patch(face, patch, np.array(shift)) * 255).astype(np.uint8)
+            ring_reading = image[patch].mean(0) / image[ring].mean(0) * REFERENCE / 255
+            by_ring.append(abs(delta_e(np.clip(ring_reading, 0, 1), REFERENCE / 255) - truth))
+            got = region_delta_e(image, patch, REFERENCE, surround_px=13, core_px=2)
+            by_light.append(abs(got - truth))
+    assert max(by_light) < 0.35
+    assert np.mean(by_light) < 0.15
+    assert np.mean(by_light) < 0.4 * np.mean(by_ring)  # the ring's reading is what fails
+    good = np.round(face * 255).astype(np.uint8)
+    assert region_delta_e(good, _patch_astride_the_bands_edge(), REFERENCE, 13, 2) < 0.2
+
+
+def test_the_surface_along_the_light_reads_a_large_or_grey_frame_as_a_small_colour_one():
+    """A 1024 px frame is read on a shrunk copy (the light's segment 81 px long there),
+    and a grey or 16-bit frame as its 8-bit colour one: the same reading."""
+    face, patch = _glossy_face(), _patch_astride_the_bands_edge()
+    image = np.round(_with_patch(face, patch, np.array([-1.5, 0.0, 0.0])) * 255).astype(np.uint8)
+    small = region_delta_e(image, patch, REFERENCE, surround_px=13, core_px=2)
+    big_face, big_patch = _glossy_face(1024), _patch_astride_the_bands_edge(1024)
+    big = np.round(_with_patch(big_face, big_patch, np.array([-1.5, 0.0, 0.0])) * 255)
+    big_reading = region_delta_e(big.astype(np.uint8), big_patch, REFERENCE, 51, 8)
+    assert big_reading == pytest.approx(small, abs=0.15)
+    grey = image.mean(axis=2).round().astype(np.uint8)
+    grey_rgb = np.repeat(grey[..., None], 3, axis=2)
+    level = np.array([100, 100, 100])
+    assert region_delta_e(grey, patch, level, 13, 2) == pytest.approx(
+        region_delta_e(grey_rgb, patch, level, 13, 2), abs=1e-3
+    )
+    assert region_delta_e(grey.astype(np.uint16) * 257, patch, level, 13, 2) == pytest.approx(
+        region_delta_e(grey, patch, level, 13, 2), abs=1e-3
+    )
+
+
+def test_a_colour_region_on_the_frames_edge_is_read():
+    face = np.round(_glossy_face() * 255).astype(np.uint8)
+    edge = np.zeros(face.shape[:2], bool)
+    edge[:6, 100:130] = True
+    assert 0 <= region_delta_e(face, edge, REFERENCE, 13, 2) < 0.5
 
 
 def _pit(depth_mm: float, radius_px: int = 6, size: int = 64, noise_mm: float = 0.0):
@@ -669,3 +768,18 @@ def test_filling_dropouts_changes_only_small_gaps_and_leaves_none(seed, share, r
             assert np.isfinite(filled[gap]).all()
             assert height[read].min() - 1e-6 <= filled[gap].min()
             assert filled[gap].max() <= height[read].max() + 1e-6
+
+
+def test_a_colour_region_with_unreadable_pixels_is_read_where_it_can_be():
+    """A float frame with NaN pixels on the ring is read on the rest of it; one whose
+    region is all NaN reads NaN, which the standard sends to REVIEW (never a PASS)."""
+    face = _glossy_face().astype(np.float32)
+    patch = _patch_astride_the_bands_edge()
+    clean = region_delta_e(face, patch, REFERENCE, 13, 2)
+    holed = face.copy()
+    ring = (cv2.dilate(patch.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0) & ~patch
+    holed[np.nonzero(ring)[0][::3], np.nonzero(ring)[1][::3]] = np.nan
+    assert region_delta_e(holed, patch, REFERENCE, 13, 2) == pytest.approx(clean, abs=0.1)
+    blind = face.copy()
+    blind[patch] = np.nan
+    assert not np.isfinite(region_delta_e(blind, patch, REFERENCE, 13, 2))
