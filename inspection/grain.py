@@ -39,6 +39,7 @@ from inspection.measure import (
     _off_surface,
     _robust_deviation,
     bilinear_point,
+    least_change,
     line_kernel,
     measure_region,
 )
@@ -205,11 +206,7 @@ def grain_of(image: np.ndarray, where: np.ndarray | None = None) -> Grain:
     cap = np.quantile(_sampled(magnitude.ravel()), 0.9) if magnitude.size else 0.0
     scale = np.minimum(1.0, cap / np.maximum(magnitude, 1e-6))
     gx, gy = gx * scale, gy * scale
-    jxx, jyy, jxy = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
-    across = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # the dominant gradient's direction
-    total = jxx + jyy
-    coherence = math.hypot(jxx - jyy, 2 * jxy) / total if total > 0 else 0.0
-    return Grain(float((across + np.pi / 2) % np.pi), float(coherence))
+    return Grain(*least_change(gx, gy))
 
 
 def grain_scratches(

@@ -869,10 +869,10 @@ def region_delta_e(
         hole, ring = _grown_by(mask, COLOUR_HOLE_PX), _grown_by(mask, surround_px)
         ring &= ~hole
         if ring.any():
-            region = np.clip(region * reference / np.maximum(_mean_rgb(image, ring), 1e-3), 0, 1)
             balanced = _balanced_on_surface(image, core, hole, ring, along)
-            if balanced is not None:
-                region = np.clip(balanced * reference, 0, 1)
+            if balanced is None:  # no surface along the light: the ring's mean colour
+                balanced = region / np.maximum(_mean_rgb(image, ring), 1e-3)
+            region = np.clip(balanced * reference, 0, 1)
     return float(delta_e(region, reference))
 
 
@@ -930,8 +930,7 @@ def surface_along_light(image: np.ndarray, surface: np.ndarray, along_px: int) -
         ``(H, W, C)`` float32 on the image's scale (``C`` 3, or 1 for a grey frame); NaN
         where under :data:`_MIN_SUPPORT` of the segment lies on the surface.
     """
-    pixels = np.asarray(image, np.float32)
-    pixels = pixels[..., :3] if pixels.ndim == 3 else pixels[..., None]
+    pixels = _channels(image)
     h, w = surface.shape
     scale = min(1.0, _LIGHT_ALONG_PX / along_px)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -964,9 +963,25 @@ def _light_direction(pixels: np.ndarray, weight: np.ndarray) -> float:
         return 0.0
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)[inside]
     gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)[inside]
+    return least_change(gx, gy)[0]
+
+
+def least_change(gx: np.ndarray, gy: np.ndarray) -> tuple[float, float]:
+    """The direction (radians, in [0, pi)) across the dominant one of the gradients
+    ``gx``, ``gy`` (their structure tensor), along which the image changes least, and
+    their coherence (0: no direction stands out; 1: all gradients parallel)."""
     jxx, jyy, jxy = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
-    across = 0.5 * math.atan2(2 * jxy, jxx - jyy)
-    return across + math.pi / 2
+    across = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # the dominant gradient's direction
+    total = jxx + jyy
+    coherence = math.hypot(jxx - jyy, 2 * jxy) / total if total > 0 else 0.0
+    return float((across + np.pi / 2) % np.pi), float(coherence)
+
+
+def _channels(image: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` float32 on the image's scale: its colour channels, or a grey frame's
+    one."""
+    pixels = np.asarray(image, np.float32)
+    return pixels[..., :3] if pixels.ndim == 3 else pixels[..., None]
 
 
 def _balanced_on_surface(
@@ -975,8 +990,7 @@ def _balanced_on_surface(
     """The core's mean colour divided by the surface's under it
     (:func:`surface_along_light`), over the same ratio's mean on the ring: RGB ratios,
     or ``None`` where the surface cannot be read under the core or on the ring."""
-    pixels = np.asarray(image, np.float32)
-    pixels = pixels[..., :3] if pixels.ndim == 3 else pixels[..., None]
+    pixels = _channels(image)
     luminance = pixels.mean(axis=2)
     level = max(float(np.nanmedian(luminance[ring])), 1e-6)  # NaN where all is unreadable
     same = ~hole & (np.abs(luminance / level - 1.0) < _SAME_SURFACE)
