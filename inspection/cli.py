@@ -492,7 +492,8 @@ def evaluate_command(
     """Evaluate a model: metrics.json, scores.csv, plots, index.html and guard_band.json.
 
     The guard band (the gauge's uncertainty per class and attribute) is written where the
-    data gives the defects' true sizes."""
+    data gives the defects' true sizes; where it gives photographed dents' depths, how the
+    station's light shades them too, and shading_depth.json (that and its band alone)."""
     from inspection.evaluate import evaluate
     from inspection.pipeline import line_thresholds, load_detector
 
@@ -593,6 +594,14 @@ def _print_guard_band(metrics: dict, out: Path) -> None:
     for defect_class, per in margins.items():
         bands = (f"{a} ±{band_words((u['fixed'], u['proportional']))}" for a, u in per.items())
         console.print(f"  {defect_class}: " + ", ".join(bands))
+    shading = metrics["guard_band"].get("shading_depth")
+    if shading:  # the band's depth_mm of a dent is then this reading's
+        console.print(
+            f"  dent depth from shading (photographs): light from {shading['azimuth_deg']:.0f}°, "
+            f"{shading['gain']:.3g} darkening·mm per mm of depth, fitted on {shading['pairs']} "
+            f"dents: read with --guard-band, or alone (the depth's band, no other) with "
+            f"--guard-band {out / 'shading_depth.json'}"
+        )
     change = metrics["guard_band_tradeoff"]
     if change:
         console.print(

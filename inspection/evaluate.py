@@ -57,7 +57,7 @@ from inspection.io import (
     read_mask,
     to_uint8_rgb,
 )
-from inspection.measure import measure_region
+from inspection.measure import DentShading, dent_shading, measure_region
 from inspection.metrics import (
     GOOD,
     false_reject_rate_at_miss,
@@ -69,6 +69,7 @@ from inspection.metrics import (
     pixel_auroc,
 )
 from inspection.pipeline import (
+    DEPTH_CLASSES,
     Detector,
     Thresholds,
     decide,
@@ -87,7 +88,7 @@ from inspection.standards import (
     measure_guard_band,
 )
 from inspection.standards.defects import DefectsError, manifest_defects
-from inspection.standards.guard import band_words, gauge_readings
+from inspection.standards.guard import band_words, fit_shading_depth, gauge_readings
 from inspection.types import Action, AudioClip, Defect, Frame, InspectionResult, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
@@ -170,6 +171,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     rows, size_pairs, cards, requests = [], [], [], []
     readings: list[tuple[str, dict[str, float], dict[str, float]]] = []
+    shadings: list[tuple[dict[str, float], DentShading, float, float]] = []  # dents photographed
     passed: list[tuple[Row, InspectionResult, tuple[int, int]]] = []  # to decide guarded
     for sample, truth in zip(
         tqdm(samples, desc="evaluating", unit="img", disable=not progress, mininterval=1.0),
@@ -184,7 +186,11 @@ def evaluate(
         rows.append(row)
         size_pairs += pairs
         if result is not None:
-            readings += attribute_pairs([d.defect for d in result.decisions], sample)
+            matched = matched_defects([d.defect for d in result.decisions], sample)
+            read = [(d.defect_class, dict(d.attributes), dict(t)) for d, t in matched]
+            readings += read
+            if sample.height_map is None and image is not None:  # no profiler: the shading
+                shadings += _dent_shadings(matched, read, image, dataset.scale_of(sample))
             if result.verdict is Verdict.PASS and result.decisions and image is not None:
                 passed.append((row, result, (image.shape[1], image.shape[0])))
         if decoder is not None and result is not None:  # decided once, reported from it
@@ -194,9 +200,17 @@ def evaluate(
     metrics = _metrics(rows, size_pairs, thresholds, detector)
     metrics.update(_verdict_metrics(rows, standard, data))
     metrics["review_band"] = review_band_tradeoff(rows, thresholds) if standard else None
-    band = measure_guard_band(readings, source=str(data))
+    shading = fit_shading_depth((read, mm, depth) for _, read, mm, depth in shadings)
+    for measured, read, mm, _ in shadings if shading is not None else ():
+        measured["depth_mm"] = shading.depth_mm(read, mm)  # the line's reading, with the file
+    band = measure_guard_band(readings, source=str(data), shading=shading)
+    if band.shading_only() is None:  # a depth read with no band of its errors: not read
+        band = replace(band, shading=None)
     metrics["guard_band"] = band.to_dict() if band.margins else None
     metrics["guard_band_tradeoff"] = None
+    if band.shading_only() is not None:
+        depth_only = band.shading_only().to_dict()
+        (out / "shading_depth.json").write_text(json.dumps(depth_only, indent=2) + "\n")
     if band.margins:
         (out / "guard_band.json").write_text(json.dumps(band.to_dict(), indent=2) + "\n")
         if standard is not None and thresholds.guard is None:
@@ -441,19 +455,16 @@ class SizePair(NamedTuple):
     true_width: float | None  # not every synthesised defect records one
 
 
-def attribute_pairs(
-    found: list[Defect], sample: Sample
-) -> list[tuple[str, dict[str, float], dict[str, float]]]:
-    """The found defects' readings matched to a sample's true defects, for the guard band
-    (:func:`~inspection.standards.guard.measure_guard_band`).
+def matched_defects(found: list[Defect], sample: Sample) -> list[tuple[Defect, dict[str, float]]]:
+    """The found defects matched to a sample's true defects.
 
     Returns
     -------
-    list of (defect_class, measured, true)
+    list of (defect, true attributes)
         For each visible true defect with attributes and a box, the found defect of its
-        class overlapping its box most, with both sets of attributes; left out where that
-        defect also covers another true defect's box (two specks read as one blob: its
-        reading is neither's, and would read as the gauge's error).
+        class overlapping its box most; left out where that defect also covers another
+        true defect's box (two specks read as one blob: its reading is neither's, and
+        would read as the gauge's error).
     """
     truths = [
         t
@@ -466,8 +477,32 @@ def attribute_pairs(
         best = _best_hit([d for d in found if d.defect_class == defect_class], truth["bbox"])
         if best is None or any(_covers(best, t["bbox"]) for t in truths if t is not truth):
             continue
-        pairs.append((defect_class, dict(best.attributes), dict(truth["attributes"])))
+        pairs.append((best, truth["attributes"]))
     return pairs
+
+
+def _dent_shadings(
+    matched: list[tuple[Defect, dict[str, float]]],
+    pairs: list[tuple[str, dict[str, float], dict[str, float]]],
+    image: np.ndarray,
+    mm_per_px: float | None,
+) -> list[tuple[dict[str, float], DentShading, float, float]]:
+    """``(measured, shading, mm_per_px, true depth)`` of each matched dent of known depth
+    photographed without a profiler, gentle enough for its shading to read its depth (as
+    the line reads it: :func:`~inspection.pipeline.with_shading_depth`): what
+    :func:`fit_shading_depth` fits the station's depth from shading on, with the reading
+    (``measured``, in ``pairs``) it then gives."""
+    if not mm_per_px:
+        return []
+    out = []
+    for (defect, truth), (_, measured, _) in zip(matched, pairs, strict=True):
+        depth = truth.get("depth_mm")
+        if defect.defect_class not in DEPTH_CLASSES or depth is None or defect.mask is None:
+            continue
+        read = dent_shading(image, defect.mask)
+        if read is not None and read.linear:
+            out.append((measured, read, mm_per_px, float(depth)))
+    return out
 
 
 def _covers(defect: Defect, box) -> bool:

@@ -61,6 +61,7 @@ from inspection.measure import (
     STROKE_CLASSES,
     Component,
     connected_components,
+    dent_shading,
     depressions,
     depth_below_surface,
     fill_dropouts,
@@ -76,6 +77,7 @@ from inspection.measure import (
 )
 from inspection.models.outputs import Detection
 from inspection.standards import GuardBand, Standard, apply_standard, load_guard_band
+from inspection.standards.guard import ShadingDepth
 from inspection.types import (
     Action,
     AudioClip,
@@ -590,6 +592,9 @@ def decide(
         defects = [with_profile(d, profiled.height_map, frame.mm_per_px) for d in defects]
         if thresholds.profiler_dents:
             defects += profiler_dents(profiled, defects, reference_rgb)
+    shading = thresholds.guard.shading if thresholds.guard is not None else None
+    if shading is not None and frame.mm_per_px:
+        defects = [with_shading_depth(d, frame, shading) for d in defects]
     defects = [replace(d, frame_index=frame_index) for d in defects]
     size = (frame.width, frame.height)
     result = apply_standard(standard, defects, part_id, image_size=size, guard=thresholds.guard)
@@ -647,6 +652,26 @@ def with_profile(
         attributes["depth_mm"] = round(depth, 4)
     box = None if footprint is None else mask_bbox(footprint)
     return replace(defect, attributes=attributes, footprint=footprint, footprint_bbox=box)
+
+
+def with_shading_depth(defect: Defect, frame: Frame, shading: ShadingDepth) -> Defect:
+    """A depression (:data:`DEPTH_CLASSES`) that no profiler measured, with the
+    ``depth_mm`` its shading on the photograph reads (:class:`ShadingDepth`, fitted with
+    the guard band whose ``depth_mm`` band is its uncertainty). Any other defect, one
+    whose surface cannot be read around it, or one too steep for its shading to tell its
+    depth (:data:`~inspection.measure.SHADING_LINEAR_MAX`) comes back as it was."""
+    if (
+        defect.defect_class not in DEPTH_CLASSES
+        or defect.mask is None
+        or "depth_mm" in defect.attributes
+        or not frame.mm_per_px
+    ):
+        return defect
+    read = dent_shading(frame.image, defect.mask)
+    if read is None or not read.linear:
+        return defect
+    depth = round(shading.depth_mm(read, frame.mm_per_px), 4)
+    return replace(defect, attributes={**defect.attributes, "depth_mm": depth})
 
 
 def profiler_dents(

@@ -38,7 +38,9 @@ GuardBandFile = Annotated[
         "--guard-band",
         help="A guard band (the guard_band.json `inspection evaluate` writes): a defect whose "
         "reading lies within the measurement's uncertainty of a clause's limit goes to "
-        "REVIEW instead of passing. Default: none (readings taken as exact).",
+        "REVIEW instead of passing; a photographed dent's depth is read from its shading "
+        "where the file holds that calibration (its shading_depth.json: that alone). "
+        "Default: none (readings taken as exact, a depth only from a profiler).",
     ),
 ]
 """The option of the commands that decide parts (:func:`~inspection.pipeline.with_guard_band`)."""

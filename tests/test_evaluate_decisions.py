@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -435,3 +436,116 @@ def test_a_samples_height_map_gives_depth_and_a_bad_one_is_an_error_row(tmp_path
     assert "needs depth_mm" in rows["20"]["reasons"]
     assert "height map is 100x50 px" in rows["30"]["error"]
     assert metrics["n_errors"] == 1
+
+
+LIGHT_AZIMUTH_DEG = 240.0  # the test station's light, in the image
+SHADING_GAIN = 0.3  # darkening per unit slope facing away from it: 0.31 at 0.4 mm deep
+
+
+def _shaded_dent(
+    shade: int, depth_mm: float, gain: float = SHADING_GAIN, radius_px: float = 6.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A grey frame of ``shade`` with a dent ``-depth (1 - d^2)^2`` at (50, 50), shaded by
+    a light at :data:`LIGHT_AZIMUTH_DEG` (linearly: the slope facing away from it darker
+    by ``gain``, the one facing it lighter), and the dent's region.
+    Pixel (0, 0) keeps ``shade``, which names the part to :class:`ByShade`."""
+    yy, xx = np.mgrid[:H, :W].astype(np.float64)
+    u, v = (xx - 50) / radius_px, (yy - 50) / radius_px
+    d2 = u**2 + v**2
+    inside = d2 <= 1
+    # the height's gradient (mm/mm): d/dx of -D (1 - d2)^2 is 4 D (1 - d2) x / r^2
+    slope = np.where(inside, 4 * depth_mm * (1 - d2) / (radius_px * MM_PER_PX), 0.0)
+    toward = np.deg2rad(LIGHT_AZIMUTH_DEG)
+    rising = slope * (u * np.cos(toward) + v * np.sin(toward))  # height's rise toward the light
+    image = np.clip(shade * (1 - gain * rising), 0, 255).round().astype(np.uint8)
+    return image, inside
+
+
+def _dents(root: Path, depths: dict[int, float], spread: float = 0.0) -> ByShade:
+    """A bracket set of one 1.2 mm dent a part, ``{shade: depth_mm}``, photographed only,
+    and the detector that finds each dent's region. Their surfaces shade by
+    :data:`SHADING_GAIN` less, as much and more by ``spread`` in turn (as a glaze's gloss
+    varies)."""
+    lines, scenes = [], {}
+    for i, (shade, depth) in enumerate(depths.items()):
+        image, region = _shaded_dent(shade, depth, SHADING_GAIN * (1 + spread * (i % 3 - 1)))
+        name = _write(root / f"{shade}.png", image)
+        truth = {
+            "defect_class": "dent",
+            "bbox": [44, 44, 57, 57],
+            "attributes": {"length_mm": 1.2, "width_mm": 1.2, "depth_mm": depth},
+        }
+        part = {"image": name, "label": "dent", "split": "test", "part_id": f"p{shade}"}
+        lines.append({**part, "mm_per_px": MM_PER_PX, "image_size": [W, H], "defects": [truth]})
+        scenes[shade] = detection(region, cls="dent")
+    (root / "manifest.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (root / "dataset.yaml").write_text("product: bracket\n")
+    return ByShade(scenes)
+
+
+def test_a_dents_depth_is_read_from_its_shading_once_calibrated(tmp_path, capsys):
+    """Bracket zone A scraps a dent deeper than 0.3 mm (4.2.1) and reworks one over 1.5
+    mm long (4.2.2): a 1.2 mm dent photographed alone goes to REVIEW, as its depth was
+    not measured. Evaluated on dents of known depth, the line fits how the station's
+    light shades them (its direction and gain) and the band of that reading, written
+    with the guard band, and alone (``shading_depth.json``); given that file, a dent
+    0.1 mm deep passes, one 0.4 mm deep is scrapped, one 0.29 mm deep, within the
+    reading's band of the limit, is reviewed, and so is one 0.8 mm deep, whose far too
+    dark slope (62 %) the shading cannot read a depth from."""
+    from inspection.pipeline import with_guard_band
+
+    depths = {90 + 10 * i: 0.04 + 0.04 * i for i in range(10)}  # 0.04 .. 0.4 mm
+    calibration = _dents(tmp_path / "calibration", depths, spread=0.1)
+    plain = evaluate(
+        calibration, THRESHOLDS, tmp_path / "calibration", tmp_path / "fit", progress=False
+    )
+    assert all("needs depth_mm" in r["reasons"] for r in _rows(tmp_path / "fit").values())
+    written = json.loads((tmp_path / "fit" / "guard_band.json").read_text())
+    shading = written["shading_depth"]
+    assert shading["azimuth_deg"] % 360 == pytest.approx(LIGHT_AZIMUTH_DEG, abs=5)
+    assert shading["gain"] == pytest.approx(SHADING_GAIN, rel=0.15)
+    assert shading["pairs"] == 10 and plain["guard_band"]["shading_depth"] == shading
+    depth_band = written["margins"]["dent"]["depth_mm"]
+    assert 0.01 < depth_band["fixed"] + 0.3 * depth_band["proportional"] < 0.06  # the spread
+    from inspection.cli import _print_guard_band
+
+    _print_guard_band(plain, tmp_path / "fit")
+    assert "dent depth from shading" in " ".join(capsys.readouterr().out.split())
+    alone = json.loads((tmp_path / "fit" / "shading_depth.json").read_text())
+    assert alone["margins"] == {"dent": {"depth_mm": depth_band}}  # no other reading banded
+    assert alone["shading_depth"] == shading
+
+    detector = _dents(tmp_path / "line", {100: 0.1, 110: 0.4, 120: 0.29, 130: 0.8})
+    guarded = with_guard_band(THRESHOLDS, tmp_path / "fit" / "shading_depth.json")
+    evaluate(detector, guarded, tmp_path / "line", tmp_path / "guarded", progress=False)
+    rows = _rows(tmp_path / "guarded")
+    verdicts = [rows[s]["verdict"] for s in ("100", "110", "120", "130")]
+    assert verdicts == ["PASS", "REJECT", "REVIEW", "REVIEW"]
+    read = float(re.search(r"depth_mm=([0-9.]+)", rows["100"]["reasons"]).group(1))
+    assert read == pytest.approx(0.1, rel=0.1) and "4.2.1" in rows["110"]["reasons"]
+    assert "conformance not proven" in rows["120"]["reasons"]
+    assert "needs depth_mm" in rows["130"]["reasons"]
+
+
+def test_only_a_dent_no_profiler_measured_reads_its_depth_from_shading():
+    """The shading reads a dent's depth where nothing else did: a dent the profiler
+    measured keeps the profiler's depth, a scratch gets none, and a frame without a
+    scale (no mm to read a depth in) leaves the dent as it was, as does a dent too steep
+    for its shading to tell its depth."""
+    from inspection.pipeline import with_shading_depth
+    from inspection.standards.guard import ShadingDepth
+
+    image, region = _shaded_dent(120, 0.2)
+    shading = ShadingDepth(LIGHT_AZIMUTH_DEG, SHADING_GAIN)
+    frame = Frame(image, "cam", MM_PER_PX)
+    read = with_shading_depth(Defect("dent", {"length_mm": 1.2}, mask=region), frame, shading)
+    assert read.attributes["depth_mm"] == pytest.approx(0.2, rel=0.1)
+    profiled = Defect("dent", {"depth_mm": 0.05}, mask=region)
+    assert with_shading_depth(profiled, frame, shading) is profiled
+    scratch = Defect("scratch", {"length_mm": 1.2}, mask=region)
+    assert with_shading_depth(scratch, frame, shading) is scratch
+    unscaled = Defect("dent", {}, mask=region)
+    assert with_shading_depth(unscaled, Frame(image, "cam", None), shading) is unscaled
+    steep, region = _shaded_dent(120, 0.8)  # its dark slope 62 % under the surface
+    unread = Defect("dent", {"length_mm": 1.2}, mask=region)
+    assert with_shading_depth(unread, Frame(steep, "cam", MM_PER_PX), shading) is unread

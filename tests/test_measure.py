@@ -783,3 +783,73 @@ def test_a_colour_region_with_unreadable_pixels_is_read_where_it_can_be():
     blind = face.copy()
     blind[patch] = np.nan
     assert not np.isfinite(region_delta_e(blind, patch, REFERENCE, 13, 2))
+
+
+def _photographed_dents(product: str, n: int) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
+    """``(image, mask, mm_per_px, depth_mm)`` of the synthetic line's first ``n`` dents
+    of ``product`` (seed 5)."""
+    from inspection.synth.part import generate_part
+
+    dents = []
+    for index in range(n):
+        part = generate_part(product, index, 5, "dent")
+        (dent,) = part.defects
+        dents.append((part.image, dent.mask, part.mm_per_px, dent.attributes["depth_mm"]))
+    return dents
+
+
+@pytest.mark.parametrize("product", ["bracket", "tile"])
+def test_a_photographed_dents_depth_reads_from_its_shading(product):
+    """The synthetic station's dents, lit from LIGHT_DIR: the dents' shading points to
+    the light within 5 degrees, and with the gain fitted on the first ten, the next ten
+    read their depth within 30 % at the median (the shading saturates on deep dents,
+    and the glaze's speckle and the brushing mark shallow ones)."""
+    from inspection.measure import dent_shading
+    from inspection.standards.guard import fit_shading_depth
+    from inspection.synth.surfaces import LIGHT_DIR
+
+    read = [
+        (dent_shading(image, mask), mm, depth)
+        for image, mask, mm, depth in _photographed_dents(product, 20)
+    ]
+    fitted = fit_shading_depth(read[:10])
+    light = np.degrees(np.arctan2(LIGHT_DIR[1], LIGHT_DIR[0]))
+    assert abs((fitted.azimuth_deg - light + 180) % 360 - 180) < 5
+    errors = [abs(fitted.depth_mm(shading, mm) / depth - 1) for shading, mm, depth in read[10:]]
+    assert np.median(errors) < 0.3
+
+
+def test_a_patch_darker_all_over_reads_no_depth():
+    """A colour patch or speck the maps took for a dent darkens both sides of its centre
+    alike: its shading's odd part, the dent's, is a small share of a dent's."""
+    from inspection.measure import dent_shading
+    from inspection.synth.part import generate_part
+
+    image, mask, _, _ = _photographed_dents("tile", 1)[0]
+    patch = generate_part("tile", 0, 5, None).image.astype(np.float32)  # the same part, good
+    patch[mask] *= 0.6  # as dark as the dent's dark slope, all over
+    flat = dent_shading(patch.astype(np.uint8), mask)
+    directions = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    dent = max(dent_shading(image, mask).integral_px(a) for a in directions)
+    assert max(flat.integral_px(a) for a in directions) < 0.3 * dent  # 0.22; its darkening, 3.2
+
+
+def test_a_dents_shading_reads_on_grey_16_bit_and_edge_frames_and_not_without_surface():
+    """The same shading on the frame as grey or 16-bit; a dent cut by the frame's edge is
+    read on the part of it the frame holds; a region with no surface around it readable
+    (NaN) reads nothing."""
+    from inspection.measure import dent_shading
+
+    image, mask, _, _ = _photographed_dents("tile", 1)[0]
+    colour = dent_shading(image, mask)
+    grey = dent_shading(image.mean(axis=2), mask)
+    wide = dent_shading(image.astype(np.uint16) * 257, mask)
+    for other in (grey, wide):
+        assert other.integral_px(1.0) == pytest.approx(colour.integral_px(1.0), rel=1e-3)
+    ys, xs = np.nonzero(mask)
+    cut = (slice(int(ys.mean()), None), slice(int(xs.mean()), None))  # the frame from its centre
+    assert dent_shading(image[cut], mask[cut]) is not None
+    blind = image.astype(np.float32)
+    blind[~mask] = np.nan
+    assert dent_shading(blind, mask) is None
+    assert dent_shading(image, np.zeros_like(mask)) is None

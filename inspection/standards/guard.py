@@ -29,11 +29,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inspection.errors import UserError
+
+if TYPE_CHECKING:  # the measurement needs OpenCV; the band and its file do not
+    from inspection.measure import DentShading
 
 GUARD_QUANTILE = 0.95
 """The share of a class's measurement errors its band covers (an expanded uncertainty
@@ -58,6 +61,64 @@ Band = tuple[float, float]
 
 
 @dataclass(frozen=True)
+class ShadingDepth:
+    """A station's dent depth read from its shading on a photograph
+    (:class:`~inspection.measure.DentShading`), where no profiler measures it.
+
+    Attributes
+    ----------
+    azimuth_deg : float
+        The direction the light falls from, in the image (degrees from +x towards +y).
+    gain : float
+        The darkening summed along the light (mm) per mm of depth.
+    pairs : int
+        The dents of known depth it was fitted on.
+    """
+
+    azimuth_deg: float
+    gain: float
+    pairs: int = 0
+
+    def depth_mm(self, shading: DentShading, mm_per_px: float) -> float:
+        """The depth (mm) of a dent shading so, in a frame of ``mm_per_px``."""
+        return shading.integral_px(math.radians(self.azimuth_deg)) * mm_per_px / self.gain
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"azimuth_deg": self.azimuth_deg, "gain": self.gain, "pairs": self.pairs}
+
+
+def fit_shading_depth(
+    dents: Iterable[tuple[DentShading, float, float]], min_pairs: int = MIN_PAIRS
+) -> ShadingDepth | None:
+    """The station's :class:`ShadingDepth`, from dents of known depth.
+
+    Parameters
+    ----------
+    dents : iterable of (shading, mm_per_px, true depth in mm)
+        Each dent found on a photograph and matched to its true one.
+    min_pairs : int
+        Fewer dents of a finite depth above 0 give ``None``.
+
+    Returns
+    -------
+    ShadingDepth or None
+        The light's azimuth is that of the dents' moments summed (each points to its
+        dark slope, towards the light); the gain is the median of their darkening
+        integrals along it over their depths, so that half the readings lie on each side
+        of the truth.
+    """
+    dents = [(s, p, d) for s, p, d in dents if math.isfinite(d) and d > 0 and p > 0]
+    if len(dents) < min_pairs:
+        return None
+    toward = np.sum([s.toward_light for s, _, _ in dents], axis=0)  # (2,): x, y
+    azimuth = math.atan2(float(toward[1]), float(toward[0]))
+    gain = float(np.median([s.integral_px(azimuth) * p / d for s, p, d in dents]))
+    if not gain > 0:
+        return None
+    return ShadingDepth(round(math.degrees(azimuth), 3), gain, len(dents))
+
+
+@dataclass(frozen=True)
 class GuardBand:
     """Per defect class and attribute, the measurement's expanded uncertainty ``U`` as a
     function of the reading, in the attribute's unit (mm, mm², ΔE).
@@ -72,11 +133,16 @@ class GuardBand:
         by hand).
     source : str
         Where it came from (the set it was measured on, or the file it was read from).
+    shading : ShadingDepth or None
+        How a dent's depth reads from its shading where no profiler measures it (fitted on
+        the same set's dents: their ``depth_mm`` band is that reading's); ``None``: a dent
+        photographed alone has no depth.
     """
 
     margins: Mapping[str, Mapping[str, Band]]
     pairs: Mapping[str, int] = field(default_factory=dict)
     source: str = ""
+    shading: ShadingDepth | None = None
 
     def margin(self, defect_class: str, attribute: str, reading: float) -> float:
         """``U`` of a ``reading`` of ``attribute`` on a defect of ``defect_class`` (0: no
@@ -94,8 +160,22 @@ class GuardBand:
             for c, per in self.margins.items()
             for a, (f, k) in per.items()
         )
-        digest = hashlib.sha256(json.dumps(items).encode()).hexdigest()[:8]
-        return f"guard band {digest}" if items else "no guard band"
+        shading = self.shading.to_dict() if self.shading else None
+        digest = hashlib.sha256(json.dumps([items, shading]).encode()).hexdigest()[:8]
+        return f"guard band {digest}" if items or shading else "no guard band"
+
+    def shading_only(self) -> GuardBand | None:
+        """The band's depth from shading alone: its :class:`ShadingDepth` and the
+        ``depth_mm`` band of the classes it reads, without the other readings' bands (a
+        line that reads dents' depths so, and decides every other reading as read).
+        ``None`` without a shading, or without a ``depth_mm`` band to read it with."""
+        depth = {
+            c: {"depth_mm": per["depth_mm"]} for c, per in self.margins.items() if "depth_mm" in per
+        }
+        if self.shading is None or not depth:
+            return None
+        pairs = {c: n for c, n in self.pairs.items() if c in depth}
+        return GuardBand(depth, pairs, self.source, self.shading)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +188,7 @@ class GuardBand:
                 for c, per in sorted(self.margins.items())
             },
             "pairs": dict(sorted(self.pairs.items())),
+            **({"shading_depth": self.shading.to_dict()} if self.shading else {}),
         }
 
 
@@ -126,6 +207,7 @@ def measure_guard_band(
     source: str = "",
     quantile: float = GUARD_QUANTILE,
     min_pairs: int = MIN_PAIRS,
+    shading: ShadingDepth | None = None,
 ) -> GuardBand:
     """The guard band of a gauge, from defects it measured whose true size is known.
 
@@ -140,6 +222,8 @@ def measure_guard_band(
         The share of the errors the band covers.
     min_pairs : int
         Classes with fewer matched defects get no band, and attributes read on fewer.
+    shading : ShadingDepth or None
+        Recorded in the band (:func:`fit_shading_depth` on the same dents).
 
     Returns
     -------
@@ -152,7 +236,7 @@ def measure_guard_band(
         for c, per in readings.items()
         if counts[c] >= min_pairs
     }
-    return GuardBand({c: m for c, m in margins.items() if m}, dict(counts), source)
+    return GuardBand({c: m for c, m in margins.items() if m}, dict(counts), source, shading)
 
 
 def gauge_readings(
@@ -243,7 +327,30 @@ def guard_band_from_dict(data: Any, where: str) -> GuardBand:
         checked,
         {str(c): int(n) for c, n in pairs.items() if isinstance(n, int) and n >= 0},
         where,
+        _shading(data.get("shading_depth"), f"{where}: shading_depth"),
     )
+
+
+def _shading(value: Any, where: str) -> ShadingDepth | None:
+    """A :class:`ShadingDepth` as written (``None`` where the file has none)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise GuardBandError(f"{where}: expected {{azimuth_deg, gain, pairs}}")
+    unknown = set(value) - {"azimuth_deg", "gain", "pairs"}
+    if unknown:
+        raise GuardBandError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    azimuth, gain = value.get("azimuth_deg"), value.get("gain")
+    for name, number in (("azimuth_deg", azimuth), ("gain", gain)):
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise GuardBandError(f"{where}.{name}: {number!r} is not a number")
+        if not math.isfinite(number):
+            raise GuardBandError(f"{where}.{name}: {number!r} is not a finite number")
+    if gain <= 0:
+        raise GuardBandError(f"{where}.gain: {gain!r} must be above 0 (darkening per mm of depth)")
+    pairs = value.get("pairs", 0)
+    pairs = pairs if isinstance(pairs, int) and not isinstance(pairs, bool) and pairs >= 0 else 0
+    return ShadingDepth(float(azimuth), float(gain), pairs)
 
 
 def _band(value: Any, where: str) -> Band:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from inspection.standards import (
     load_guard_band,
     measure_guard_band,
 )
-from inspection.standards.guard import MIN_PAIRS
+from inspection.standards.guard import MIN_PAIRS, ShadingDepth, fit_shading_depth
 from inspection.standards.schema import Condition
 from inspection.types import Action, Defect, Verdict
 
@@ -139,6 +141,50 @@ def test_measured_band_grows_with_the_size_read():
     assert band.margin("dent", "area_mm2", 0.5) < constant / 3
 
 
+def test_a_shading_depth_round_trips_and_changes_the_version(tmp_path):
+    """The station's depth from shading travels in the guard band's file, and is part of
+    its version: a line reading depths so records which calibration read them."""
+    shaded = GuardBand(BAND.margins, shading=ShadingDepth(-127.5, 1.35, 16))
+    path = tmp_path / "guard_band.json"
+    path.write_text(json.dumps(shaded.to_dict()))
+    loaded = load_guard_band(path)
+    assert loaded.shading == shaded.shading and loaded.margins == BAND.margins
+    assert loaded.version == shaded.version != BAND.version
+    assert GuardBand({}, shading=shaded.shading).version != "no guard band"
+
+
+@dataclass(frozen=True)
+class _Shading:
+    """A dent's shading as :func:`fit_shading_depth` sees it: a moment towards the light
+    and a darkening integral along the light, largest along ``toward_light``."""
+
+    toward_light: tuple[float, float]
+    along: float  # px, along toward_light; less by the cosine off it
+
+    def integral_px(self, azimuth: float) -> float:
+        off = azimuth - math.atan2(self.toward_light[1], self.toward_light[0])
+        return self.along * max(0.0, math.cos(off))
+
+
+def test_a_shading_depth_is_fitted_on_dents_of_known_depth():
+    """Moments pointing 40-60 degrees (the light at 50), integrals of 2 px per 0.1 mm of
+    depth at 0.1 mm a pixel: the light at 50 degrees, a gain of 2 (0.2 mm of darkening
+    integral per 0.1 mm), and that reading back; fewer dents than a band needs, or none
+    of a depth above 0, fit nothing."""
+    DEPTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    dents = [
+        (_Shading((math.cos(math.radians(a)), math.sin(math.radians(a))), 20 * d), 0.1, d)
+        for a, d in zip((40, 45, 50, 55, 60, 50, 50, 50), DEPTHS, strict=True)
+    ]
+    fitted = fit_shading_depth(dents)
+    assert fitted is not None and fitted.pairs == 8
+    assert fitted.azimuth_deg == pytest.approx(50, abs=0.01)
+    assert fitted.gain == pytest.approx(2.0, rel=0.01)
+    assert fitted.depth_mm(dents[3][0], 0.1) == pytest.approx(0.4, rel=0.01)
+    assert fit_shading_depth(dents[: MIN_PAIRS - 1]) is None
+    assert fit_shading_depth([(s, 0.1, 0.0) for s, _, _ in dents]) is None
+
+
 def test_too_few_pairs_give_no_band():
     few = [("dent", {"area_mm2": 1.0}, {"area_mm2": 2.0})] * (MIN_PAIRS - 1)
     band = measure_guard_band(few)
@@ -169,6 +215,11 @@ def test_file_round_trip_and_version(tmp_path):
         ('{"margins": {"scratch": {"length_mm": true}}}', "not a finite number"),
         ('{"margins": {"dent": {"area_mm2": {"fixed": 0.1, "slope": 0.2}}}}', "unknown field"),
         ('{"margins": {"dent": {"area_mm2": {"proportional": -0.2}}}}', "proportional"),
+        ('{"margins": {}, "shading_depth": 2}', r"shading_depth: expected \{azimuth_deg"),
+        ('{"margins": {}, "shading_depth": {"gain": 1.0}}', "azimuth_deg: None is not a number"),
+        ('{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 0}}', "gain: 0 must be"),
+        ('{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": NaN}}', "not a finite"),
+        ('{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 1, "tilt": 3}}', "unknown"),
     ],
 )
 def test_malformed_files_are_clear_errors(tmp_path, text, message):
