@@ -1126,6 +1126,13 @@ def _guard_band_table(band: dict[str, Any], change: dict[str, int] | None) -> tu
             f"review instead of passing ({change['wrong_pass']} still pass), and "
             f"{change['good_reviewed']} it passes go to review"
         )
+    shading = band.get("shading_depth")
+    if shading:  # the dents' depth_mm band above is this reading's
+        title += (
+            f"; a dent's depth_mm read from its shading (light from "
+            f"{shading['azimuth_deg']:.0f}°, gain {shading['gain']:.3g}, {shading['pairs']} "
+            "dents; alone: --guard-band shading_depth.json)"
+        )
     return title, ["class", "attribute", "± (of the reading)", "defects matched"], rows
 
 

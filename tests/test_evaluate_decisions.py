@@ -511,6 +511,8 @@ def test_a_dents_depth_is_read_from_its_shading_once_calibrated(tmp_path, capsys
 
     _print_guard_band(plain, tmp_path / "fit")
     assert "dent depth from shading" in " ".join(capsys.readouterr().out.split())
+    page = (tmp_path / "fit" / "index.html").read_text()
+    assert "depth_mm read from its shading (light from -120°" in page  # 240°
     alone = json.loads((tmp_path / "fit" / "shading_depth.json").read_text())
     assert alone["margins"] == {"dent": {"depth_mm": depth_band}}  # no other reading banded
     assert alone["shading_depth"] == shading
