@@ -25,16 +25,7 @@ from tqdm import tqdm
 
 from inspection import evaluate as ev
 from inspection.datasets import load_dataset
-from inspection.measure import (
-    COLOUR_HOLE_PX,
-    SHADING_RING_PX,
-    DentShading,
-    _channels,
-    _grown,
-    _grown_by,
-    dent_shading,
-    mask_bbox,
-)
+from inspection.measure import DentShading, dent_shading, relative_shading
 from inspection.pipeline import DEPTH_CLASSES, part_defects, thresholds_of
 from inspection.standards.guard import fit_shading_depth
 
@@ -45,19 +36,13 @@ LIMIT_MM = 0.2  # tile's T31
 
 
 def darkening_alone(image: np.ndarray, mask: np.ndarray) -> DentShading | None:
-    """The shipped reading's light and window, with the darkening itself summed (a patch
-    darker all over reads as deep as a dent as dark)."""
-    odd = dent_shading(image, mask)
-    if odd is None:
+    """The shipped reading's light, window and gate, with the darkening itself summed (a
+    patch darker all over reads as deep as a dent as dark)."""
+    odd, shaded = dent_shading(image, mask), relative_shading(image, mask)
+    if odd is None or shaded is None:
         return None
-    window = _grown(mask_bbox(mask), COLOUR_HOLE_PX + SHADING_RING_PX + 1, mask.shape)
-    luminance = _channels(image[window]).mean(axis=2)
-    hole = _grown_by(mask[window], COLOUR_HOLE_PX)
-    ring = _grown_by(mask[window], COLOUR_HOLE_PX + SHADING_RING_PX) & ~hole
-    darkening = np.where(hole, 1.0 - luminance / np.median(luminance[ring]), 0.0)
-    return DentShading(
-        np.clip(darkening, 0.0, None).astype(np.float32), odd.toward_light, odd.deepest
-    )
+    darkening = np.clip(-shaded[0], 0.0, None).astype(np.float32)
+    return DentShading(darkening, odd.toward_light, odd.deepest)
 
 
 READINGS = {"darkening": darkening_alone, "odd part": dent_shading}

@@ -204,13 +204,14 @@ def evaluate(
     for measured, read, mm, _ in shadings if shading is not None else ():
         measured["depth_mm"] = shading.depth_mm(read, mm)  # the line's reading, with the file
     band = measure_guard_band(readings, source=str(data), shading=shading)
-    if band.shading_only() is None:  # a depth read with no band of its errors: not read
+    depth_only = band.shading_only()
+    if depth_only is None:  # a depth read with no band of its errors: not read
         band = replace(band, shading=None)
+    else:
+        text = json.dumps(depth_only.to_dict(), indent=2) + "\n"
+        (out / "shading_depth.json").write_text(text)
     metrics["guard_band"] = band.to_dict() if band.margins else None
     metrics["guard_band_tradeoff"] = None
-    if band.shading_only() is not None:
-        depth_only = band.shading_only().to_dict()
-        (out / "shading_depth.json").write_text(json.dumps(depth_only, indent=2) + "\n")
     if band.margins:
         (out / "guard_band.json").write_text(json.dumps(band.to_dict(), indent=2) + "\n")
         if standard is not None and thresholds.guard is None:

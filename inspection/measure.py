@@ -503,6 +503,29 @@ class DentShading:
 def dent_shading(image: np.ndarray, mask: np.ndarray) -> DentShading | None:
     """A region's :class:`DentShading` on ``image`` (colour or grey, any scale);
     ``None`` where no surface around it can be read (a ring all off the frame or NaN)."""
+    shaded = relative_shading(image, mask)
+    if shaded is None:
+        return None
+    relative, region, hole = shaded
+    ys, xs = np.nonzero(region)
+    cx, cy = float(xs.mean()), float(ys.mean())
+    # Each pixel against its mirror through the centre (what falls off the window, 0)
+    turned = np.float32([[-1, 0, 2 * cx], [0, -1, 2 * cy]])
+    mirrored = cv2.warpAffine(relative, turned, relative.shape[::-1], flags=cv2.INTER_LINEAR)
+    darkening = np.clip((mirrored - relative) / 2, 0.0, None)  # (h, w)
+    ys, xs = np.nonzero(hole)
+    shade = relative[ys, xs]
+    moment = (-float(((xs - cx) * shade).sum()), -float(((ys - cy) * shade).sum()))
+    return DentShading(darkening.astype(np.float32), moment, max(0.0, -float(shade.min())))
+
+
+def relative_shading(
+    image: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(relative, region, hole)`` on a window around a region: ``luminance / surface -
+    1`` on the region grown by :data:`COLOUR_HOLE_PX` (``hole``), 0 elsewhere and where
+    unreadable, the surface the median of the ring :data:`SHADING_RING_PX` wide around
+    it; ``None`` for an empty region or one with no surface readable around it."""
     mask = np.asarray(mask, dtype=bool)
     box = mask_bbox(mask)
     if box is None:
@@ -514,20 +537,12 @@ def dent_shading(image: np.ndarray, mask: np.ndarray) -> DentShading | None:
     ring = _grown_by(region, COLOUR_HOLE_PX + SHADING_RING_PX) & ~hole
     around = luminance[ring]
     around = around[np.isfinite(around)]
-    if around.size == 0 or float(np.median(around)) <= 0:
+    surface = float(np.median(around)) if around.size else 0.0
+    if surface <= 0:
         return None
-    relative = luminance / float(np.median(around)) - 1.0  # (h, w)
+    relative = luminance / surface - 1.0  # (h, w)
     relative = np.where(hole & np.isfinite(relative), relative, 0.0).astype(np.float32)
-    ys, xs = np.nonzero(region)
-    cx, cy = float(xs.mean()), float(ys.mean())
-    # Each pixel against its mirror through the centre (what falls off the window, 0)
-    turned = np.float32([[-1, 0, 2 * cx], [0, -1, 2 * cy]])
-    mirrored = cv2.warpAffine(relative, turned, relative.shape[::-1], flags=cv2.INTER_LINEAR)
-    darkening = np.clip((mirrored - relative) / 2, 0.0, None)  # (h, w)
-    ys, xs = np.nonzero(hole)
-    shade = relative[ys, xs]
-    moment = (-float(((xs - cx) * shade).sum()), -float(((ys - cy) * shade).sum()))
-    return DentShading(darkening.astype(np.float32), moment, max(0.0, -float(shade.min())))
+    return relative, region, hole
 
 
 DEPTH_RING_PX = 6  # the ring around a region whose median height is the surface's

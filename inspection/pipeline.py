@@ -592,9 +592,8 @@ def decide(
         defects = [with_profile(d, profiled.height_map, frame.mm_per_px) for d in defects]
         if thresholds.profiler_dents:
             defects += profiler_dents(profiled, defects, reference_rgb)
-    shading = thresholds.guard.shading if thresholds.guard is not None else None
-    if shading is not None and frame.mm_per_px:
-        defects = [with_shading_depth(d, frame, shading) for d in defects]
+    if thresholds.guard is not None and thresholds.guard.shading is not None:
+        defects = [with_shading_depth(d, frame, thresholds.guard.shading) for d in defects]
     defects = [replace(d, frame_index=frame_index) for d in defects]
     size = (frame.width, frame.height)
     result = apply_standard(standard, defects, part_id, image_size=size, guard=thresholds.guard)
