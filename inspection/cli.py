@@ -586,6 +586,7 @@ def evaluate_command(
 
 def _print_guard_band(metrics: dict, out: Path) -> None:
     """The gauge's measured uncertainty per class, and what the band would change."""
+    from inspection.evaluate import tradeoff_words
     from inspection.standards.guard import band_words
 
     margins = metrics["guard_band"]["margins"]
@@ -602,13 +603,12 @@ def _print_guard_band(metrics: dict, out: Path) -> None:
             f"dents: read with --guard-band, or alone (the depth's band, no other) with "
             f"--guard-band {out / 'shading_depth.json'}"
         )
-    change = metrics["guard_band_tradeoff"]
-    if change:
-        console.print(
-            f"with --guard-band, on this set: {change['caught']} part(s) the standard rejects "
-            f"sent to review instead of passed ({change['wrong_pass']} still passed), "
-            f"{change['good_reviewed']} it passes sent to review"
-        )
+    if metrics["guard_band_tradeoff"]:
+        words = tradeoff_words(metrics["guard_band_tradeoff"])
+        console.print(f"with --guard-band guard_band.json, on this set: {words}")
+    if metrics.get("shading_depth_tradeoff"):
+        words = tradeoff_words(metrics["shading_depth_tradeoff"])
+        console.print(f"with --guard-band shading_depth.json, on this set: {words}")
 
 
 @app.command("calibrate")

@@ -23,7 +23,10 @@ Two kinds of figures:
   reading`` that holds 95 % of the readings' errors is the guard band
   (:mod:`inspection.standards.guard`), written to ``OUT/guard_band.json`` for
   ``--guard-band``; ``guard_band_tradeoff`` says what it would change on this set
-  (:func:`guard_band_tradeoff`).
+  (:func:`guard_band_tradeoff`: each part decided again with it). Dents photographed
+  without a profiler fit how the station's light shades them (their depth read from
+  it), written with the band and alone to ``OUT/shading_depth.json``, whose effect
+  ``shading_depth_tradeoff`` gives the same way.
 
 A sample that cannot be used (unreadable image, audio or mask, a mask of another size
 than its image, non-finite model scores) is one error row: verdict REVIEW, the reason in
@@ -57,7 +60,7 @@ from inspection.io import (
     read_mask,
     to_uint8_rgb,
 )
-from inspection.measure import DentShading, dent_shading, measure_region
+from inspection.measure import DentShading, measure_region
 from inspection.metrics import (
     GOOD,
     false_reject_rate_at_miss,
@@ -69,7 +72,6 @@ from inspection.metrics import (
     pixel_auroc,
 )
 from inspection.pipeline import (
-    DEPTH_CLASSES,
     Detector,
     Thresholds,
     decide,
@@ -78,7 +80,10 @@ from inspection.pipeline import (
     flags_part,
     in_review_band,
     part_defects,
+    readable_shading,
     tap_rings_wrong,
+    with_depth_read,
+    with_part_score,
 )
 from inspection.standards import (
     GuardBand,
@@ -172,7 +177,8 @@ def evaluate(
     rows, size_pairs, cards, requests = [], [], [], []
     readings: list[tuple[str, dict[str, float], dict[str, float]]] = []
     shadings: list[tuple[dict[str, float], DentShading, float, float]] = []  # dents photographed
-    passed: list[tuple[Row, InspectionResult, tuple[int, int]]] = []  # to decide guarded
+    decided: list[Decided] = []  # parts decided on their defects, to decide again with a band
+    predict = standard is not None and thresholds.guard is None
     for sample, truth in zip(
         tqdm(samples, desc="evaluating", unit="img", disable=not progress, mininterval=1.0),
         exact,
@@ -186,13 +192,19 @@ def evaluate(
         rows.append(row)
         size_pairs += pairs
         if result is not None:
-            matched = matched_defects([d.defect for d in result.decisions], sample)
+            found = [d.defect for d in result.decisions]
+            matched = matched_defects(found, sample)
             read = [(d.defect_class, dict(d.attributes), dict(t)) for d, t in matched]
             readings += read
-            if sample.height_map is None and image is not None:  # no profiler: the shading
-                shadings += _dent_shadings(matched, read, image, dataset.scale_of(sample))
-            if result.verdict is Verdict.PASS and result.decisions and image is not None:
-                passed.append((row, result, (image.shape[1], image.shape[0])))
+            mm = dataset.scale_of(sample)
+            readable = {}  # the dents whose depth the shading reads, by index
+            if sample.height_map is None and image is not None:  # no profiler measured them
+                readable = {
+                    i: r for i, d in enumerate(found) if (r := readable_shading(d, image, mm))
+                }
+                shadings += _dent_shadings(matched, read, found, readable, mm)
+            if predict and found and image is not None:
+                decided.append(_decided(row, result, standard, image, readable, mm))
         if decoder is not None and result is not None:  # decided once, reported from it
             requests.append(decided_request(decoder, standard, result, detection))
         if image is not None and detection is not None and len(cards) < 4 * examples:
@@ -214,8 +226,15 @@ def evaluate(
     metrics["guard_band_tradeoff"] = None
     if band.margins:
         (out / "guard_band.json").write_text(json.dumps(band.to_dict(), indent=2) + "\n")
-        if standard is not None and thresholds.guard is None:
-            metrics["guard_band_tradeoff"] = guard_band_tradeoff(rows, passed, standard, band)
+        if predict:
+            metrics["guard_band_tradeoff"] = guard_band_tradeoff(
+                rows, decided, standard, thresholds, band
+            )
+    metrics["shading_depth_tradeoff"] = None
+    if predict and depth_only is not None:
+        metrics["shading_depth_tradeoff"] = guard_band_tradeoff(
+            rows, decided, standard, thresholds, depth_only
+        )
     metrics["products"] = dataset.products
     metrics["height_maps"] = sum(s.height_map is not None for s in samples)  # profiled parts
     if decoder is not None:
@@ -485,25 +504,72 @@ def matched_defects(found: list[Defect], sample: Sample) -> list[tuple[Defect, d
 def _dent_shadings(
     matched: list[tuple[Defect, dict[str, float]]],
     pairs: list[tuple[str, dict[str, float], dict[str, float]]],
-    image: np.ndarray,
+    found: list[Defect],
+    readable: dict[int, DentShading],
     mm_per_px: float | None,
 ) -> list[tuple[dict[str, float], DentShading, float, float]]:
     """``(measured, shading, mm_per_px, true depth)`` of each matched dent of known depth
-    photographed without a profiler, gentle enough for its shading to read its depth (as
-    the line reads it: :func:`~inspection.pipeline.with_shading_depth`): what
+    whose shading reads its depth as the line reads it (``readable``, by index in
+    ``found``: :func:`~inspection.pipeline.readable_shading`): what
     :func:`fit_shading_depth` fits the station's depth from shading on, with the reading
     (``measured``, in ``pairs``) it then gives."""
-    if not mm_per_px:
-        return []
+    index = {id(d): i for i, d in enumerate(found)}
     out = []
     for (defect, truth), (_, measured, _) in zip(matched, pairs, strict=True):
-        depth = truth.get("depth_mm")
-        if defect.defect_class not in DEPTH_CLASSES or depth is None or defect.mask is None:
-            continue
-        read = dent_shading(image, defect.mask)
-        if read is not None and read.linear:
+        read, depth = readable.get(index[id(defect)]), truth.get("depth_mm")
+        if read is not None and depth is not None and mm_per_px:
             out.append((measured, read, mm_per_px, float(depth)))
     return out
+
+
+class Decided(NamedTuple):
+    """A part the line decided on its defects, kept to decide again with a guard band."""
+
+    row: Row
+    defects: list[Defect]  # masks dropped where the zone they place the defect in is known
+    size: tuple[int, int]  # the frame's (width, height)
+    part_score: float
+    readable: dict[int, DentShading]  # the dents' shading that reads their depth, by index
+    mm_per_px: float | None
+
+
+def _decided(
+    row: Row,
+    result: InspectionResult,
+    standard: Standard,
+    image: np.ndarray,
+    readable: dict[int, DentShading],
+    mm_per_px: float | None,
+) -> Decided:
+    """What deciding a part again needs, without the frame-sized masks of the defects
+    whose zone is known (a defect no zone holds keeps its mask: placed again by it)."""
+    defects = [
+        replace(d.defect, zone=d.zone, mask=None, footprint=None)
+        if d.zone is not None or not standard.zones
+        else d.defect
+        for d in result.decisions
+    ]
+    size = (image.shape[1], image.shape[0])
+    return Decided(row, defects, size, result.scores["part"], readable, mm_per_px)
+
+
+def decide_again(
+    part: Decided, standard: Standard, thresholds: Thresholds, band: GuardBand
+) -> Verdict:
+    """The verdict the line gives ``part`` with ``band`` (``--guard-band``): its dents'
+    depth read from their shading where the band holds a shading calibration, its
+    readings judged within the band's uncertainty, as :func:`~inspection.pipeline.decide`
+    judges them."""
+    defects = part.defects
+    if band.shading is not None and part.mm_per_px:
+        defects = [
+            with_depth_read(d, part.readable[i], band.shading, part.mm_per_px)
+            if i in part.readable and "depth_mm" not in d.attributes
+            else d
+            for i, d in enumerate(defects)
+        ]
+    result = apply_standard(standard, defects, part.row.path, part.size, guard=band)
+    return with_part_score(result, part.part_score, thresholds).verdict
 
 
 def _covers(defect: Defect, box) -> bool:
@@ -520,43 +586,60 @@ def _best_hit(found: list[Defect], box) -> Defect | None:
 
 def guard_band_tradeoff(
     rows: list[Row],
-    passed: list[tuple[Row, InspectionResult, tuple[int, int]]],
+    decided: list[Decided],
     standard: Standard,
+    thresholds: Thresholds,
     band: GuardBand,
-) -> dict[str, int]:
-    """What a guard band (``--guard-band``) would do to the parts the line passed with a
-    defect found on them (``passed``, with their results and frame sizes, among all the
-    ``rows``): each decided again with the band.
+) -> dict[str, Any]:
+    """What a guard band (``--guard-band``) would do on this set: every part the line
+    decided on its defects (``decided``, among all the ``rows``, decided without a band)
+    decided again with it (:func:`decide_again`).
 
-    The band only turns a PASS into REVIEW (a reading within it of a stricter clause's
-    limit), so the parts it passed with nothing found, and every other verdict, stay.
-    Measured on the set the band was measured on, it is the band at its best: measure
-    it on one set and pass it to the evaluation of another for the honest figure.
+    A band's margins only turn a PASS into REVIEW (a reading within them of a stricter
+    clause's limit); its shading calibration reads the depth of dents the line sent to
+    REVIEW for want of one, which may pass or reject them. The parts with nothing found
+    stay as they were. Measured on the set the band was measured on, it is the band at
+    its best: measure it on one set and pass it to the evaluation of another for the
+    honest figure.
 
     Returns
     -------
     dict
         ``wrong_pass``, the parts the standard rejects (on their exact attributes) the
-        line would still pass; ``caught``, those it passed that the band sends to review;
-        ``good_reviewed``, the parts the standard passes that it sends to review;
-        ``reviews``, every part it adds.
+        line would pass; ``caught``, those it passed that it no longer passes;
+        ``good_reviewed``, the parts the standard passes that it sends to review from
+        PASS; ``reviews``, every part it sends there from PASS; ``settled``, the parts it
+        takes out of REVIEW; ``toward`` and ``away``, the changed verdicts that come to
+        agree with the standard's and that no longer do; ``agreement_before`` and
+        ``agreement``, the line's agreement with the standard without and with it.
     """
-    reviewed = [
-        row
-        for row, result, size in passed
-        if apply_standard(
-            standard, [d.defect for d in result.decisions], result.part_id, size, guard=band
-        ).verdict
-        is not Verdict.PASS
-    ]
-    caught = sum(r.exact_verdict == Verdict.REJECT for r in reviewed)
-    wrong = sum(r.verdict == Verdict.PASS and r.exact_verdict == Verdict.REJECT for r in rows)
+    again = {id(p.row): decide_again(p, standard, thresholds, band).value for p in decided}
+    moves = [(r, r.verdict, again.get(id(r), r.verdict)) for r in rows]
+    changed = [(r, old, new) for r, old, new in moves if new != old]
+    compared = [(r, old, new) for r, old, new in moves if r.exact_verdict is not None]
     return {
-        "wrong_pass": wrong - caught,
-        "caught": caught,
-        "good_reviewed": sum(r.exact_verdict == Verdict.PASS for r in reviewed),
-        "reviews": len(reviewed),
+        "wrong_pass": sum(
+            new == Verdict.PASS and r.exact_verdict == Verdict.REJECT for r, _, new in moves
+        ),
+        "caught": sum(
+            old == Verdict.PASS and r.exact_verdict == Verdict.REJECT for r, old, _ in changed
+        ),
+        "good_reviewed": sum(
+            old == Verdict.PASS and new == Verdict.REVIEW and r.exact_verdict == Verdict.PASS
+            for r, old, new in changed
+        ),
+        "reviews": sum(old == Verdict.PASS and new == Verdict.REVIEW for _, old, new in changed),
+        "settled": sum(old == Verdict.REVIEW for _, old, _ in changed),
+        "toward": sum(new == r.exact_verdict for r, _, new in changed),
+        "away": sum(old == r.exact_verdict for r, old, _ in changed),
+        "agreement_before": _share(old == r.exact_verdict for r, old, _ in compared),
+        "agreement": _share(new == r.exact_verdict for r, _, new in compared),
     }
+
+
+def _share(hits) -> float | None:
+    hits = list(hits)
+    return float(np.mean(hits)) if hits else None
 
 
 def size_pairs(found: list[Defect], sample: Sample, mm: float) -> list[SizePair]:
@@ -1102,7 +1185,7 @@ def _write_page(
         band = [[str(b[k]) for k in REVIEW_BAND_COLUMNS] for b in metrics["review_band"]]
         tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))
     if metrics.get("guard_band"):
-        tables.append(_guard_band_table(metrics["guard_band"], metrics["guard_band_tradeoff"]))
+        tables.append(_guard_band_table(metrics))
     write_html_report(
         out / "index.html",
         title=f"Evaluation of {metrics.get('model_version')} on {data}",
@@ -1113,28 +1196,45 @@ def _write_page(
     )
 
 
-def _guard_band_table(band: dict[str, Any], change: dict[str, int] | None) -> tuple:
+def _guard_band_table(metrics: dict[str, Any]) -> tuple:
     """The page's table of the gauge's guard band, and what it would change on this set."""
+    band = metrics["guard_band"]
     rows = [
         (c, a, band_words((u["fixed"], u["proportional"])), str(band["pairs"].get(c, "")))
         for c, per in band["margins"].items()
         for a, u in per.items()
     ]
     title = "Guard band (--guard-band guard_band.json): 95 % of the readings' errors"
-    if change:
-        title += (
-            f"; with it on this set, {change['caught']} part(s) the standard rejects go to "
-            f"review instead of passing ({change['wrong_pass']} still pass), and "
-            f"{change['good_reviewed']} it passes go to review"
-        )
+    if metrics["guard_band_tradeoff"]:
+        title += "; with it on this set, " + tradeoff_words(metrics["guard_band_tradeoff"])
     shading = band.get("shading_depth")
     if shading:  # the dents' depth_mm band above is this reading's
         title += (
             f"; a dent's depth_mm read from its shading (light from "
             f"{shading['azimuth_deg']:.0f}°, gain {shading['gain']:.3g}, {shading['pairs']} "
-            "dents; alone: --guard-band shading_depth.json)"
+            "dents; alone: --guard-band shading_depth.json"
         )
+        if metrics.get("shading_depth_tradeoff"):
+            title += ", which on this set: " + tradeoff_words(metrics["shading_depth_tradeoff"])
+        title += ")"
     return title, ["class", "attribute", "± (of the reading)", "defects matched"], rows
+
+
+def tradeoff_words(change: dict[str, Any]) -> str:
+    """What a guard band would change on the set it was measured on
+    (:func:`guard_band_tradeoff`), in words."""
+    agreement = ""
+    if change["agreement"] is not None:
+        agreement = (
+            f"agreement with the standard {change['agreement_before']:.3f} -> "
+            f"{change['agreement']:.3f}; "
+        )
+    return (
+        agreement + f"{change['caught']} part(s) the standard rejects no longer passed "
+        f"({change['wrong_pass']} passed), {change['good_reviewed']} it passes sent to "
+        f"review, {change['settled']} taken out of review; {change['toward']} verdict(s) "
+        f"moved to the standard's, {change['away']} away from it"
+    )
 
 
 def _fmt(value: Any) -> str:

@@ -60,6 +60,7 @@ from inspection.grain import GRAIN_KEY, GrainRule, grain_scratches
 from inspection.measure import (
     STROKE_CLASSES,
     Component,
+    DentShading,
     connected_components,
     dent_shading,
     depressions,
@@ -597,22 +598,28 @@ def decide(
     defects = [replace(d, frame_index=frame_index) for d in defects]
     size = (frame.width, frame.height)
     result = apply_standard(standard, defects, part_id, image_size=size, guard=thresholds.guard)
-    if scores["part"] >= thresholds.image and not defects:
-        result = replace(
-            result,
-            verdict=Verdict.REVIEW,
-            action=Action.REVIEW,
-            reasons=(
-                f"part score {scores['part']:.3f} >= threshold {thresholds.image:.3f} "
-                "but no region to measure; needs review",
-            ),
-        )
-    elif result.verdict is Verdict.PASS and in_review_band(scores["part"], thresholds):
-        band = f"[{thresholds.review:.3f}, {thresholds.image:.3f})"
-        reason = f"part score {scores['part']:.3f} in the review band {band}; needs review"
-        result = replace(result, verdict=Verdict.REVIEW, action=Action.REVIEW, reasons=(reason,))
+    result = with_part_score(result, scores["part"], thresholds)
     notes = detection.notes[0] if detection.notes else ()  # what the detector set aside
     return replace(result, scores=scores, reasons=(*result.reasons, *searched, *notes))
+
+
+def with_part_score(
+    result: InspectionResult, part_score: float, thresholds: Thresholds
+) -> InspectionResult:
+    """The standard's verdict on a part's measured defects (``result``), with what its
+    part score says beside them: REVIEW for a part the score flags with no region to
+    measure, and for one the standard passes whose score lies in the review band."""
+    if part_score >= thresholds.image and not result.decisions:
+        reason = (
+            f"part score {part_score:.3f} >= threshold {thresholds.image:.3f} "
+            "but no region to measure; needs review"
+        )
+    elif result.verdict is Verdict.PASS and in_review_band(part_score, thresholds):
+        band = f"[{thresholds.review:.3f}, {thresholds.image:.3f})"
+        reason = f"part score {part_score:.3f} in the review band {band}; needs review"
+    else:
+        return result
+    return replace(result, verdict=Verdict.REVIEW, action=Action.REVIEW, reasons=(reason,))
 
 
 DEPTH_CLASSES = frozenset({"dent"})
@@ -659,17 +666,29 @@ def with_shading_depth(defect: Defect, frame: Frame, shading: ShadingDepth) -> D
     the guard band whose ``depth_mm`` band is its uncertainty). Any other defect, one
     whose surface cannot be read around it, or one too steep for its shading to tell its
     depth (:data:`~inspection.measure.SHADING_LINEAR_MAX`) comes back as it was."""
-    if (
-        defect.defect_class not in DEPTH_CLASSES
-        or defect.mask is None
-        or "depth_mm" in defect.attributes
-        or not frame.mm_per_px
-    ):
+    if "depth_mm" in defect.attributes:  # a profiler measured it
         return defect
-    read = dent_shading(frame.image, defect.mask)
-    if read is None or not read.linear:
-        return defect
-    depth = round(shading.depth_mm(read, frame.mm_per_px), 4)
+    read = readable_shading(defect, frame.image, frame.mm_per_px)
+    return defect if read is None else with_depth_read(defect, read, shading, frame.mm_per_px)
+
+
+def readable_shading(
+    defect: Defect, image: np.ndarray, mm_per_px: float | None
+) -> DentShading | None:
+    """The shading a depression's depth is read from (:func:`with_shading_depth`);
+    ``None`` for any other defect, one without a mask or a scale, one whose surface
+    cannot be read around it, or one too steep to read."""
+    if defect.defect_class not in DEPTH_CLASSES or defect.mask is None or not mm_per_px:
+        return None
+    read = dent_shading(image, defect.mask)
+    return read if read is not None and read.linear else None
+
+
+def with_depth_read(
+    defect: Defect, read: DentShading, shading: ShadingDepth, mm_per_px: float
+) -> Defect:
+    """``defect`` with the ``depth_mm`` the station's ``shading`` reads from ``read``."""
+    depth = round(shading.depth_mm(read, mm_per_px), 4)
     return replace(defect, attributes={**defect.attributes, "depth_mm": depth})
 
 

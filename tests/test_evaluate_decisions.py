@@ -7,6 +7,7 @@ model is needed.
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -356,7 +357,13 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
         "caught": 1,
         "good_reviewed": 1,
         "reviews": 2,
+        "settled": 0,
+        "toward": 0,  # to REVIEW, not to the standard's REJECT
+        "away": 1,  # 120, which the standard passes
+        "agreement_before": pytest.approx(10 / 11),
+        "agreement": pytest.approx(9 / 11),
     }
+    assert plain["shading_depth_tradeoff"] is None  # no dents: no shading fitted
     rows = _rows(tmp_path / "plain")
     assert [rows[s]["verdict"] for s in ("100", "110", "120")] == ["PASS"] * 3
     page = (tmp_path / "plain" / "index.html").read_text()
@@ -369,7 +376,8 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     _print_guard_band(plain, tmp_path / "plain")
     printed = " ".join(capsys.readouterr().out.split())
     assert "scratch: length_mm ±0.3" in printed
-    assert "1 part(s) the standard rejects sent to review instead of passed" in printed
+    assert "1 part(s) the standard rejects no longer passed (0 passed)" in printed
+    assert "agreement with the standard 0.909 -> 0.818" in printed
 
     guarded = with_guard_band(THRESHOLDS, band_file)
     metrics = evaluate(detector, guarded, tmp_path / "data", tmp_path / "guarded", progress=False)
@@ -378,6 +386,7 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert "length_mm=1.9 ±0.3" in rows["100"]["reasons"]
     assert "conformance not proven" in rows["100"]["reasons"]
     assert metrics["verdict_wrong_pass_rate"] == 0.0 < plain["verdict_wrong_pass_rate"]
+    assert metrics["verdict_agreement"] == pytest.approx(plain["guard_band_tradeoff"]["agreement"])
     assert metrics["guard_band_tradeoff"] is None  # already decided with it
 
 
@@ -510,12 +519,27 @@ def test_a_dents_depth_is_read_from_its_shading_once_calibrated(tmp_path, capsys
     from inspection.cli import _print_guard_band
 
     _print_guard_band(plain, tmp_path / "fit")
-    assert "dent depth from shading" in " ".join(capsys.readouterr().out.split())
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "dent depth from shading" in printed
+    assert "with --guard-band shading_depth.json, on this set: agreement" in printed
     page = (tmp_path / "fit" / "index.html").read_text()
     assert "depth_mm read from its shading (light from -120°" in page  # 240°
     alone = json.loads((tmp_path / "fit" / "shading_depth.json").read_text())
     assert alone["margins"] == {"dent": {"depth_mm": depth_band}}  # no other reading banded
     assert alone["shading_depth"] == shading
+    # what the file would do on this set, predicted, then done: every dent was in review
+    predicted = plain["shading_depth_tradeoff"]
+    assert predicted["agreement_before"] == 0.0 and predicted["away"] == 0
+    assert predicted["settled"] == predicted["toward"] >= 6 and predicted["wrong_pass"] == 0
+    assert "which on this set: agreement with the standard 0.000 -> " in html.unescape(page)
+    with_file = with_guard_band(THRESHOLDS, tmp_path / "fit" / "shading_depth.json")
+    again = evaluate(
+        calibration, with_file, tmp_path / "calibration", tmp_path / "again", progress=False
+    )
+    assert again["verdict_agreement"] == pytest.approx(predicted["agreement"])
+    assert again["verdicts"]["REVIEW"] == len(depths) - predicted["settled"]
+    refit = json.loads((tmp_path / "again" / "shading_depth.json").read_text())  # read again
+    assert refit["shading_depth"] == shading and again["shading_depth_tradeoff"] is None
 
     detector = _dents(tmp_path / "line", {100: 0.1, 110: 0.4, 120: 0.29, 130: 0.8})
     guarded = with_guard_band(THRESHOLDS, tmp_path / "fit" / "shading_depth.json")
@@ -551,3 +575,39 @@ def test_only_a_dent_no_profiler_measured_reads_its_depth_from_shading():
     steep, region = _shaded_dent(120, 0.8)  # its dark slope 62 % under the surface
     unread = Defect("dent", {"length_mm": 1.2}, mask=region)
     assert with_shading_depth(unread, Frame(steep, "cam", MM_PER_PX), shading) is unread
+
+
+@pytest.mark.parametrize(
+    ("region", "cls", "part", "review_from"),
+    [
+        (_scratch_region(60), "scratch", 0.9, None),  # 6 mm: rejected
+        (_scratch_region(15), "scratch", 0.9, None),  # 1.5 mm: tolerated
+        (_scratch_region(15), "scratch", 0.9, 0.3),  # over the review band: tolerated
+        (_scratch_region(15), "dent", 0.9, None),  # its depth clause open: REVIEW
+        (_scratch_region(15), "color_deviation", 0.9, None),
+        (_scratch_region(15), "crack", 0.9, None),
+    ],
+)
+def test_a_part_decided_again_with_no_band_keeps_the_lines_verdict(
+    bracket_standard, region, cls, part, review_from
+):
+    """What ``evaluate`` predicts a guard band would do rests on deciding each part again
+    from what it kept (its defects without their masks, its part score): with a band of
+    no margins that is the line's own verdict."""
+    from types import SimpleNamespace
+
+    from inspection.evaluate import _decided, decide_again
+    from inspection.pipeline import decide, with_review_band
+    from inspection.standards.guard import GuardBand
+
+    thresholds = Thresholds(version="t1")
+    if review_from is not None:
+        thresholds = with_review_band(thresholds, review_from)
+    frame = Frame(np.full((H, W, 3), 128, np.uint8), "cam", 0.1)
+    found = detection(region, cls=cls, part=part)
+    result = decide(found, frame, bracket_standard, thresholds, "p1")
+    assert result.decisions
+    kept = _decided(SimpleNamespace(path="p1"), result, bracket_standard, frame.image, {}, 0.1)
+    assert all(d.mask is None for d in kept.defects)  # each placed in its zone
+    again = decide_again(kept, bracket_standard, thresholds, GuardBand(margins={}))
+    assert again is result.verdict
