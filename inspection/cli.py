@@ -584,6 +584,9 @@ def evaluate_command(
     console.print(f"report: {out / 'index.html'}")
 
 
+MOVED_PRINTED = 8  # the parts a guard band would decide otherwise, named on the console
+
+
 def _print_guard_band(metrics: dict, out: Path) -> None:
     """The gauge's measured uncertainty per class, and what the band would change."""
     from inspection.evaluate import tradeoff_words
@@ -603,12 +606,18 @@ def _print_guard_band(metrics: dict, out: Path) -> None:
             f"dents: read with --guard-band, or alone (the depth's band, no other) with "
             f"--guard-band {out / 'shading_depth.json'}"
         )
-    if metrics["guard_band_tradeoff"]:
-        words = tradeoff_words(metrics["guard_band_tradeoff"])
-        console.print(f"with --guard-band guard_band.json, on this set: {words}")
-    if metrics.get("shading_depth_tradeoff"):
-        words = tradeoff_words(metrics["shading_depth_tradeoff"])
-        console.print(f"with --guard-band shading_depth.json, on this set: {words}")
+    for key, name in (
+        ("guard_band_tradeoff", "guard_band.json"),
+        ("shading_depth_tradeoff", "shading_depth.json"),
+    ):
+        change = metrics.get(key)
+        if not change:
+            continue
+        console.print(f"with --guard-band {name}, on this set: {tradeoff_words(change)}")
+        moved = [f"{m['part']} {m['from']} -> {m['to']}" for m in change["moved"][:MOVED_PRINTED]]
+        if moved:
+            more = len(change["moved"]) - len(moved)
+            console.print("  " + ", ".join(moved) + (f" and {more} more" if more > 0 else ""))
 
 
 @app.command("calibrate")

@@ -611,7 +611,9 @@ def guard_band_tradeoff(
         PASS; ``reviews``, every part it sends there from PASS; ``settled``, the parts it
         takes out of REVIEW; ``toward`` and ``away``, the changed verdicts that come to
         agree with the standard's and that no longer do; ``agreement_before`` and
-        ``agreement``, the line's agreement with the standard without and with it.
+        ``agreement``, the line's agreement with the standard without and with it;
+        ``moved``, each changed part (its file, ``from`` and ``to`` verdicts and the
+        ``standard``'s), at most :data:`MOVED_LISTED`, those away from the standard first.
     """
     again = {id(p.row): decide_again(p, standard, thresholds, band).value for p in decided}
     moves = [(r, r.verdict, again.get(id(r), r.verdict)) for r in rows]
@@ -634,7 +636,15 @@ def guard_band_tradeoff(
         "away": sum(old == r.exact_verdict for r, old, _ in changed),
         "agreement_before": _share(old == r.exact_verdict for r, old, _ in compared),
         "agreement": _share(new == r.exact_verdict for r, _, new in compared),
+        "moved": [
+            {"part": Path(r.path).name, "from": old, "to": new, "standard": r.exact_verdict}
+            for r, old, new in sorted(changed, key=lambda m: m[1] != m[0].exact_verdict)
+        ][:MOVED_LISTED],
     }
+
+
+MOVED_LISTED = 50
+"""The changed parts :func:`guard_band_tradeoff` lists by name, for a person to look at."""
 
 
 def _share(hits) -> float | None:
@@ -1186,6 +1196,7 @@ def _write_page(
         tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))
     if metrics.get("guard_band"):
         tables.append(_guard_band_table(metrics))
+        tables += _moved_tables(metrics)
     write_html_report(
         out / "index.html",
         title=f"Evaluation of {metrics.get('model_version')} on {data}",
@@ -1218,6 +1229,23 @@ def _guard_band_table(metrics: dict[str, Any]) -> tuple:
             title += ", which on this set: " + tradeoff_words(metrics["shading_depth_tradeoff"])
         title += ")"
     return title, ["class", "attribute", "± (of the reading)", "defects matched"], rows
+
+
+def _moved_tables(metrics: dict[str, Any]) -> list[tuple]:
+    """The page's tables of the parts each guard-band file would decide otherwise."""
+    header = ["part", "the line's verdict", "with the file", "the standard's"]
+    return [
+        (
+            f"What --guard-band {name} would decide otherwise on this set, part by part",
+            header,
+            [(m["part"], m["from"], m["to"], m["standard"] or "") for m in change["moved"]],
+        )
+        for key, name in (
+            ("guard_band_tradeoff", "guard_band.json"),
+            ("shading_depth_tradeoff", "shading_depth.json"),
+        )
+        if (change := metrics.get(key)) and change["moved"]
+    ]
 
 
 def tradeoff_words(change: dict[str, Any]) -> str:

@@ -362,12 +362,17 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
         "away": 1,  # 120, which the standard passes
         "agreement_before": pytest.approx(10 / 11),
         "agreement": pytest.approx(9 / 11),
+        "moved": [  # by name, those away from the standard's verdict first
+            {"part": "120.png", "from": "PASS", "to": "REVIEW", "standard": "PASS"},
+            {"part": "100.png", "from": "PASS", "to": "REVIEW", "standard": "REJECT"},
+        ],
     }
     assert plain["shading_depth_tradeoff"] is None  # no dents: no shading fitted
     rows = _rows(tmp_path / "plain")
     assert [rows[s]["verdict"] for s in ("100", "110", "120")] == ["PASS"] * 3
     page = (tmp_path / "plain" / "index.html").read_text()
     assert "Guard band (--guard-band guard_band.json)" in page and "1 part(s)" in page
+    assert "What --guard-band guard_band.json would decide otherwise on this set" in page
     # the gauge drawn: every reading against its truth, one panel per band
     assert "The gauge: each reading against the true size" in page
     assert cv2.imread(str(tmp_path / "plain" / "gauge.png")).shape[2] == 3
@@ -378,6 +383,7 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert "scratch: length_mm ±0.3" in printed
     assert "1 part(s) the standard rejects no longer passed (0 passed)" in printed
     assert "agreement with the standard 0.909 -> 0.818" in printed
+    assert "120.png PASS -> REVIEW, 100.png PASS -> REVIEW" in printed
 
     guarded = with_guard_band(THRESHOLDS, band_file)
     metrics = evaluate(detector, guarded, tmp_path / "data", tmp_path / "guarded", progress=False)
