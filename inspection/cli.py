@@ -577,6 +577,7 @@ def evaluate_command(
         console.print(band)
     if metrics["guard_band"]:
         _print_guard_band(metrics, out)
+    _print_band_effects(metrics)
     if report_decoder is not None:
         from inspection.decoder.commands import print_report_metrics
 
@@ -588,8 +589,7 @@ MOVED_PRINTED = 8  # the parts a guard band would decide otherwise, named on the
 
 
 def _print_guard_band(metrics: dict, out: Path) -> None:
-    """The gauge's measured uncertainty per class, and what the band would change."""
-    from inspection.evaluate import tradeoff_words
+    """The gauge's measured uncertainty per class, and the dents' depth from shading."""
     from inspection.standards.guard import band_words
 
     margins = metrics["guard_band"]["margins"]
@@ -606,14 +606,14 @@ def _print_guard_band(metrics: dict, out: Path) -> None:
             f"dents: read with --guard-band, or alone (the depth's band, no other) with "
             f"--guard-band {out / 'shading_depth.json'}"
         )
-    for key, name in (
-        ("guard_band_tradeoff", "guard_band.json"),
-        ("shading_depth_tradeoff", "shading_depth.json"),
-    ):
-        change = metrics.get(key)
-        if not change:
-            continue
-        console.print(f"with --guard-band {name}, on this set: {tradeoff_words(change)}")
+
+
+def _print_band_effects(metrics: dict) -> None:
+    """What each guard band changed, or would change, on the set, and the first parts."""
+    from inspection.evaluate import band_effects, tradeoff_words
+
+    for what, change in band_effects(metrics):
+        console.print(f"{what} on this set: {tradeoff_words(change)}")
         moved = [f"{m['part']} {m['from']} -> {m['to']}" for m in change["moved"][:MOVED_PRINTED]]
         if moved:
             more = len(change["moved"]) - len(moved)

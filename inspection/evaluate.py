@@ -26,7 +26,10 @@ Two kinds of figures:
   (:func:`guard_band_tradeoff`: each part decided again with it). Dents photographed
   without a profiler fit how the station's light shades them (their depth read from
   it), written with the band and alone to ``OUT/shading_depth.json``, whose effect
-  ``shading_depth_tradeoff`` gives the same way.
+  ``shading_depth_tradeoff`` gives the same way. Evaluated with a band given
+  (``--guard-band``), ``guard_band_given`` says what it changed, each part decided
+  again without it (:func:`given_band_effect`): on a set it was not measured on, the
+  honest figure.
 
 A sample that cannot be used (unreadable image, audio or mask, a mask of another size
 than its image, non-finite model scores) is one error row: verdict REVIEW, the reason in
@@ -41,6 +44,7 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -93,7 +97,12 @@ from inspection.standards import (
     measure_guard_band,
 )
 from inspection.standards.defects import DefectsError, manifest_defects
-from inspection.standards.guard import band_words, fit_shading_depth, gauge_readings
+from inspection.standards.guard import (
+    ShadingDepth,
+    band_words,
+    fit_shading_depth,
+    gauge_readings,
+)
 from inspection.types import Action, AudioClip, Defect, Frame, InspectionResult, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
 
@@ -177,7 +186,7 @@ def evaluate(
     rows, size_pairs, cards, requests = [], [], [], []
     readings: list[tuple[str, dict[str, float], dict[str, float]]] = []
     shadings: list[tuple[dict[str, float], DentShading, float, float]] = []  # dents photographed
-    decided: list[Decided] = []  # parts decided on their defects, to decide again with a band
+    decided: list[Decided] = []  # parts decided on their defects, to decide again
     predict = standard is not None and thresholds.guard is None
     for sample, truth in zip(
         tqdm(samples, desc="evaluating", unit="img", disable=not progress, mininterval=1.0),
@@ -203,7 +212,7 @@ def evaluate(
                     i: r for i, d in enumerate(found) if (r := readable_shading(d, image, mm))
                 }
                 shadings += _dent_shadings(matched, read, found, readable, mm)
-            if predict and found and image is not None:
+            if found and image is not None:
                 decided.append(_decided(row, result, standard, image, readable, mm))
         if decoder is not None and result is not None:  # decided once, reported from it
             requests.append(decided_request(decoder, standard, result, detection))
@@ -235,6 +244,12 @@ def evaluate(
         metrics["shading_depth_tradeoff"] = guard_band_tradeoff(
             rows, decided, standard, thresholds, depth_only
         )
+    metrics["guard_band_given"] = None
+    if standard is not None and thresholds.guard is not None:
+        metrics["guard_band_given"] = {
+            "file": thresholds.guard.source,
+            **given_band_effect(rows, decided, standard, thresholds),
+        }
     metrics["products"] = dataset.products
     metrics["height_maps"] = sum(s.height_map is not None for s in samples)  # profiled parts
     if decoder is not None:
@@ -554,22 +569,40 @@ def _decided(
 
 
 def decide_again(
-    part: Decided, standard: Standard, thresholds: Thresholds, band: GuardBand
+    part: Decided, standard: Standard, thresholds: Thresholds, band: GuardBand | None
 ) -> Verdict:
-    """The verdict the line gives ``part`` with ``band`` (``--guard-band``): its dents'
-    depth read from their shading where the band holds a shading calibration, its
-    readings judged within the band's uncertainty, as :func:`~inspection.pipeline.decide`
-    judges them."""
-    defects = part.defects
-    if band.shading is not None and part.mm_per_px:
-        defects = [
-            with_depth_read(d, part.readable[i], band.shading, part.mm_per_px)
-            if i in part.readable and "depth_mm" not in d.attributes
-            else d
-            for i, d in enumerate(defects)
-        ]
+    """The verdict the line gives ``part`` with ``band`` (``--guard-band``; ``None``:
+    without one): its photographed dents' depth read from their shading where the band
+    holds a shading calibration (else unknown, whatever the line read with its own),
+    its readings judged within the band's uncertainty, as
+    :func:`~inspection.pipeline.decide` judges them."""
+    shading = band.shading if band is not None and part.mm_per_px else None
+    defects = [
+        _photographed_depth(d, part.readable.get(i), shading, part.mm_per_px)
+        for i, d in enumerate(part.defects)
+    ]
     result = apply_standard(standard, defects, part.row.path, part.size, guard=band)
     return with_part_score(result, part.part_score, thresholds).verdict
+
+
+def _photographed_depth(
+    defect: Defect,
+    read: DentShading | None,
+    shading: ShadingDepth | None,
+    mm_per_px: float | None,
+) -> Defect:
+    """A dent no profiler measured (``read``: its shading) with the depth ``shading``
+    reads from it, or none without one (a photograph alone shows none); any other defect
+    as it is."""
+    if read is None:
+        return defect
+    if shading is None or not mm_per_px:
+        return replace(defect, attributes=_without(defect.attributes, "depth_mm"))
+    return with_depth_read(defect, read, shading, mm_per_px)
+
+
+def _without(attributes: Mapping[str, float], name: str) -> dict[str, float]:
+    return {k: v for k, v in attributes.items() if k != name}
 
 
 def _covers(defect: Defect, box) -> bool:
@@ -616,7 +649,23 @@ def guard_band_tradeoff(
         ``standard``'s), at most :data:`MOVED_LISTED`, those away from the standard first.
     """
     again = {id(p.row): decide_again(p, standard, thresholds, band).value for p in decided}
-    moves = [(r, r.verdict, again.get(id(r), r.verdict)) for r in rows]
+    return verdict_changes([(r, r.verdict, again.get(id(r), r.verdict)) for r in rows])
+
+
+def given_band_effect(
+    rows: list[Row], decided: list[Decided], standard: Standard, thresholds: Thresholds
+) -> dict[str, Any]:
+    """What the guard band the line was given (``thresholds.guard``) changed on this set:
+    every part decided on its defects (``decided``) decided again without it
+    (:func:`decide_again`), as :func:`verdict_changes` from those verdicts to the line's.
+    On a set the band was not measured on, the honest figure of what it does."""
+    without = {id(p.row): decide_again(p, standard, thresholds, None).value for p in decided}
+    return verdict_changes([(r, without.get(id(r), r.verdict), r.verdict) for r in rows])
+
+
+def verdict_changes(moves: list[tuple[Row, str | None, str | None]]) -> dict[str, Any]:
+    """From each part's verdict before to its verdict after (``(row, before, after)``):
+    the counts :func:`guard_band_tradeoff` returns."""
     changed = [(r, old, new) for r, old, new in moves if new != old]
     compared = [(r, old, new) for r, old, new in moves if r.exact_verdict is not None]
     return {
@@ -1196,7 +1245,7 @@ def _write_page(
         tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))
     if metrics.get("guard_band"):
         tables.append(_guard_band_table(metrics))
-        tables += _moved_tables(metrics)
+    tables += _moved_tables(metrics)
     write_html_report(
         out / "index.html",
         title=f"Evaluation of {metrics.get('model_version')} on {data}",
@@ -1208,7 +1257,7 @@ def _write_page(
 
 
 def _guard_band_table(metrics: dict[str, Any]) -> tuple:
-    """The page's table of the gauge's guard band, and what it would change on this set."""
+    """The page's table of the gauge's guard band (what it changes: :func:`_moved_tables`)."""
     band = metrics["guard_band"]
     rows = [
         (c, a, band_words((u["fixed"], u["proportional"])), str(band["pairs"].get(c, "")))
@@ -1216,35 +1265,41 @@ def _guard_band_table(metrics: dict[str, Any]) -> tuple:
         for a, u in per.items()
     ]
     title = "Guard band (--guard-band guard_band.json): 95 % of the readings' errors"
-    if metrics["guard_band_tradeoff"]:
-        title += "; with it on this set, " + tradeoff_words(metrics["guard_band_tradeoff"])
     shading = band.get("shading_depth")
     if shading:  # the dents' depth_mm band above is this reading's
         title += (
             f"; a dent's depth_mm read from its shading (light from "
             f"{shading['azimuth_deg']:.0f}°, gain {shading['gain']:.3g}, {shading['pairs']} "
-            "dents; alone: --guard-band shading_depth.json"
+            "dents; alone: --guard-band shading_depth.json)"
         )
-        if metrics.get("shading_depth_tradeoff"):
-            title += ", which on this set: " + tradeoff_words(metrics["shading_depth_tradeoff"])
-        title += ")"
     return title, ["class", "attribute", "± (of the reading)", "defects matched"], rows
 
 
-def _moved_tables(metrics: dict[str, Any]) -> list[tuple]:
-    """The page's tables of the parts each guard-band file would decide otherwise."""
-    header = ["part", "the line's verdict", "with the file", "the standard's"]
-    return [
-        (
-            f"What --guard-band {name} would decide otherwise on this set, part by part",
-            header,
-            [(m["part"], m["from"], m["to"], m["standard"] or "") for m in change["moved"]],
-        )
+def band_effects(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(what, change)`` of each guard band whose effect on the set ``metrics`` holds:
+    the one the line was given, and those it measured (:func:`guard_band_tradeoff`)."""
+    given = metrics.get("guard_band_given")
+    effects = [(f"the given --guard-band {given['file']} changed", given)] if given else []
+    return effects + [
+        (f"--guard-band {name} would change", change)
         for key, name in (
             ("guard_band_tradeoff", "guard_band.json"),
             ("shading_depth_tradeoff", "shading_depth.json"),
         )
-        if (change := metrics.get(key)) and change["moved"]
+        if (change := metrics.get(key))
+    ]
+
+
+def _moved_tables(metrics: dict[str, Any]) -> list[tuple]:
+    """The page's tables of the parts each guard band decides otherwise on this set."""
+    header = ["part", "before", "after", "the standard's"]
+    return [
+        (
+            f"What {what} on this set, part by part: {tradeoff_words(change)}",
+            header,
+            [(m["part"], m["from"], m["to"], m["standard"] or "") for m in change["moved"]],
+        )
+        for what, change in band_effects(metrics)
     ]
 
 

@@ -372,13 +372,14 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert [rows[s]["verdict"] for s in ("100", "110", "120")] == ["PASS"] * 3
     page = (tmp_path / "plain" / "index.html").read_text()
     assert "Guard band (--guard-band guard_band.json)" in page and "1 part(s)" in page
-    assert "What --guard-band guard_band.json would decide otherwise on this set" in page
+    assert "What --guard-band guard_band.json would change on this set, part by part" in page
     # the gauge drawn: every reading against its truth, one panel per band
     assert "The gauge: each reading against the true size" in page
     assert cv2.imread(str(tmp_path / "plain" / "gauge.png")).shape[2] == 3
-    from inspection.cli import _print_guard_band
+    from inspection.cli import _print_band_effects, _print_guard_band
 
     _print_guard_band(plain, tmp_path / "plain")
+    _print_band_effects(plain)
     printed = " ".join(capsys.readouterr().out.split())
     assert "scratch: length_mm ±0.3" in printed
     assert "1 part(s) the standard rejects no longer passed (0 passed)" in printed
@@ -394,6 +395,12 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert metrics["verdict_wrong_pass_rate"] == 0.0 < plain["verdict_wrong_pass_rate"]
     assert metrics["verdict_agreement"] == pytest.approx(plain["guard_band_tradeoff"]["agreement"])
     assert metrics["guard_band_tradeoff"] is None  # already decided with it
+    # what the given band changed, each part decided again without it: the prediction
+    given = metrics["guard_band_given"]
+    assert given == {"file": str(band_file), **plain["guard_band_tradeoff"]}
+    assert plain["guard_band_given"] is None  # no band given
+    page = html.unescape((tmp_path / "guarded" / "index.html").read_text())
+    assert f"What the given --guard-band {band_file} changed on this set, part by part" in page
 
 
 def test_the_dispositions_of_parts_both_reject_are_compared(tmp_path):
@@ -522,12 +529,13 @@ def test_a_dents_depth_is_read_from_its_shading_once_calibrated(tmp_path, capsys
     assert shading["pairs"] == 10 and plain["guard_band"]["shading_depth"] == shading
     depth_band = written["margins"]["dent"]["depth_mm"]
     assert 0.01 < depth_band["fixed"] + 0.3 * depth_band["proportional"] < 0.06  # the spread
-    from inspection.cli import _print_guard_band
+    from inspection.cli import _print_band_effects, _print_guard_band
 
     _print_guard_band(plain, tmp_path / "fit")
+    _print_band_effects(plain)
     printed = " ".join(capsys.readouterr().out.split())
     assert "dent depth from shading" in printed
-    assert "with --guard-band shading_depth.json, on this set: agreement" in printed
+    assert "--guard-band shading_depth.json would change on this set: agreement" in printed
     page = (tmp_path / "fit" / "index.html").read_text()
     assert "depth_mm read from its shading (light from -120°" in page  # 240°
     alone = json.loads((tmp_path / "fit" / "shading_depth.json").read_text())
@@ -537,7 +545,8 @@ def test_a_dents_depth_is_read_from_its_shading_once_calibrated(tmp_path, capsys
     predicted = plain["shading_depth_tradeoff"]
     assert predicted["agreement_before"] == 0.0 and predicted["away"] == 0
     assert predicted["settled"] == predicted["toward"] >= 6 and predicted["wrong_pass"] == 0
-    assert "which on this set: agreement with the standard 0.000 -> " in html.unescape(page)
+    words = "would change on this set, part by part: agreement with the standard 0.000 -> "
+    assert words in html.unescape(page)
     with_file = with_guard_band(THRESHOLDS, tmp_path / "fit" / "shading_depth.json")
     again = evaluate(
         calibration, with_file, tmp_path / "calibration", tmp_path / "again", progress=False
@@ -546,6 +555,9 @@ def test_a_dents_depth_is_read_from_its_shading_once_calibrated(tmp_path, capsys
     assert again["verdicts"]["REVIEW"] == len(depths) - predicted["settled"]
     refit = json.loads((tmp_path / "again" / "shading_depth.json").read_text())  # read again
     assert refit["shading_depth"] == shading and again["shading_depth_tradeoff"] is None
+    given = again["guard_band_given"]  # each part decided again without the file: unread
+    assert given["agreement_before"] == 0.0 and given["agreement"] == predicted["agreement"]
+    assert given["moved"] == predicted["moved"]
 
     detector = _dents(tmp_path / "line", {100: 0.1, 110: 0.4, 120: 0.29, 130: 0.8})
     guarded = with_guard_band(THRESHOLDS, tmp_path / "fit" / "shading_depth.json")
