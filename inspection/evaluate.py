@@ -44,7 +44,6 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -597,12 +596,9 @@ def _photographed_depth(
     if read is None:
         return defect
     if shading is None or not mm_per_px:
-        return replace(defect, attributes=_without(defect.attributes, "depth_mm"))
+        unread = {k: v for k, v in defect.attributes.items() if k != "depth_mm"}
+        return replace(defect, attributes=unread)
     return with_depth_read(defect, read, shading, mm_per_px)
-
-
-def _without(attributes: Mapping[str, float], name: str) -> dict[str, float]:
-    return {k: v for k, v in attributes.items() if k != name}
 
 
 def _covers(defect: Defect, box) -> bool:
