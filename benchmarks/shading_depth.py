@@ -8,6 +8,9 @@ Printed: the error against the true depth of the dents the line found, the readi
 the wrong side of a 0.2 mm limit (tile's T31), and what the regions the maps called a
 dent on no dent (a speck, a colour patch, a crack's end) read; each for every dent, and
 for those gentle enough to read (measure.SHADING_LINEAR_MAX), as the line reads them.
+Last, whether a steeper dent's reading (the line leaves it unread) is a lower bound on
+its depth: how many of those read short and long, and what the steep regions on no dent
+read.
 
     python benchmarks/shading_depth.py --fit runs/val-tile --data runs/heldout-tile \
         --normality runs/normality/tile-560
@@ -97,6 +100,7 @@ def main() -> None:
             column = 1 if where == "region" else 2
             for gentle in (False, True):
                 _print_row(f"{name}, {where}", fit_on, read_on, read, column, gentle)
+    _print_steep(fit_on, read_on)
 
 
 def _print_row(name: str, fit_on, read_on, read, column: int, gentle: bool) -> None:
@@ -131,6 +135,30 @@ def _print_row(name: str, fit_on, read_on, read, column: int, gentle: bool) -> N
             if column == 1 and none
             else ""
         )
+    )
+
+
+def _print_steep(fit_on, read_on) -> None:
+    """The shipped reading (odd part, region, fitted on the gentle dents) of the dents
+    too steep for the line to read: short of their depth (a lower bound) or not."""
+    fitted = fit_shading_depth(
+        (shading, d[3], d[4])
+        for d in fit_on
+        if d[4] is not None and (shading := dent_shading(d[0], d[1])) is not None and shading.linear
+    )
+    steep = [
+        (fitted.depth_mm(shading, d[3]), d[4])
+        for d in read_on
+        if (shading := dent_shading(d[0], d[1])) is not None and not shading.linear
+    ]
+    known = [(r, t) for r, t in steep if t is not None]
+    long = sorted((round(r, 3), round(t, 3)) for r, t in known if r > t)
+    none = [r for r, t in steep if t is None]
+    print(
+        f"  steep (unread by the line): {len(known)} on a dent, {len(known) - len(long)} read "
+        f"short, {len(long)} long (read, true mm: {long}); {len(none)} on no dent, "
+        f"{sum(r > LIMIT_MM for r in none)} over {LIMIT_MM} mm "
+        f"({', '.join(f'{r:.3f}' for r in sorted(none, reverse=True)[:5])} ...)"
     )
 
 
