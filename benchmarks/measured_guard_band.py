@@ -2,9 +2,13 @@
 measured on one synthetic set, applied to another (``guard_band.py`` measured hand-set
 bands before it was built). The calibration set's parts are detected and
 decided once; each defect found is matched to the true defect it covers
-(``evaluate.attribute_pairs``) and the band fitted per class and attribute
-(``measure_guard_band``). The held-out set's parts are detected once and decided twice,
-with the readings taken as exact and with the band, side by side in one run.
+(``evaluate.matched_defects``) and the band fitted per class and attribute
+(``measure_guard_band``). The held-out set's parts are detected once and decided four
+times, side by side in one run: with the readings taken as exact; with a band holding 95 %
+of the errors' size on both sides of a reading (``|reading - true|``, as built until
+2026-12-07); and with each side fitted on its own errors (how far the truth lies above
+the reading, and how far under it), holding 97.5 % of them (as built: the interval with
+equal tails) or 95 %.
 
 Per setting: verdict agreement with the standard on the exact attributes, rejectable
 parts passed (by true class), parts the standard passes rejected, good parts and parts
@@ -15,7 +19,8 @@ the standard passes sent to REVIEW, and the median time of ``pipeline.decide``.
     python benchmarks/measured_guard_band.py --calibrate runs/val-tile --data runs/heldout-tile \\
         --normality runs/normality/tile-560
 
-Results: benchmarks/README.md, section "Guard bands".
+Results: benchmarks/README.md, sections "Guard bands" and "Guard bands, each side on its
+own errors".
 """
 
 from __future__ import annotations
@@ -28,9 +33,16 @@ from stroke_join import detected_parts, line_parser, load_line
 from inspection import evaluate as ev
 from inspection.datasets import load_dataset
 from inspection.pipeline import decide, thresholds_of, with_guard_band
-from inspection.standards import measure_guard_band
-from inspection.standards.guard import band_words
+from inspection.standards import GuardBand, measure_guard_band
+from inspection.standards.guard import fit_band, gauge_readings, written_band_words
 from inspection.types import Frame
+
+
+def symmetric_band(band: GuardBand, readings) -> GuardBand:
+    """``band``'s classes and attributes, each with one band of the errors' size."""
+    grouped, _ = gauge_readings(readings)
+    margins = {c: {a: fit_band(grouped[c][a]) for a in per} for c, per in band.margins.items()}
+    return GuardBand(margins, band.pairs, band.source)
 
 
 def main() -> None:
@@ -46,15 +58,26 @@ def main() -> None:
         frame = Frame(image=image, camera="bench", mm_per_px=calibration.scale_of(sample))
         reference = calibration.reference_of(sample)
         result = decide(detection, frame, standard, thresholds, sample.part_id, reference)
-        readings += ev.attribute_pairs([d.defect for d in result.decisions], sample)
+        matched = ev.matched_defects([d.defect for d in result.decisions], sample)
+        readings += [(d.defect_class, dict(d.attributes), dict(t)) for d, t in matched]
     band = measure_guard_band(readings, source=str(args.calibrate))
+    bands = {
+        "both sides": symmetric_band(band, readings),
+        "each 97.5%": band,
+        "each 95%": measure_guard_band(readings, source=str(args.calibrate), quantile=0.9),
+    }
     print(f"{dataset.metadata.get('product')}: band fitted on {args.calibrate}")
-    for defect_class, per in band.margins.items():
-        words = ", ".join(f"{a} ±{band_words(u)}" for a, u in per.items())
-        print(f"  {defect_class} ({band.pairs[defect_class]} defects): {words}")
+    for name, fitted in bands.items():
+        print(f"  {name}:")
+        for defect_class, per in fitted.to_dict()["margins"].items():
+            words = ", ".join(f"{a} {written_band_words(u)}" for a, u in per.items())
+            print(f"    {defect_class} ({band.pairs[defect_class]} defects): {words}")
     parts = detected_parts(detector, dataset)
-    for name, setting in (("exact", thresholds), ("guarded", with_guard_band(thresholds, band))):
-        print(f"{name:8s}", verdict_row(parts, dataset, standard, setting), flush=True)
+    settings = {"exact": thresholds} | {
+        name: with_guard_band(thresholds, fitted) for name, fitted in bands.items()
+    }
+    for name, setting in settings.items():
+        print(f"{name:10s}", verdict_row(parts, dataset, standard, setting), flush=True)
 
 
 if __name__ == "__main__":

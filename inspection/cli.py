@@ -590,13 +590,16 @@ MOVED_PRINTED = 8  # the parts a guard band would decide otherwise, named on the
 
 def _print_guard_band(metrics: dict, out: Path) -> None:
     """The gauge's measured uncertainty per class, and the dents' depth from shading."""
-    from inspection.standards.guard import band_words
+    from inspection.standards.guard import written_band_words
 
     margins = metrics["guard_band"]["margins"]
     written = out / "guard_band.json"
-    console.print(f"guard band (95 % of the readings' errors), written to {written}:")
+    console.print(
+        f"guard band (95 % of the readings' errors on each side: + the truth above the "
+        f"reading, − under it), written to {written}:"
+    )
     for defect_class, per in margins.items():
-        bands = (f"{a} ±{band_words((u['fixed'], u['proportional']))}" for a, u in per.items())
+        bands = (f"{a} {written_band_words(u)}" for a, u in per.items())
         console.print(f"  {defect_class}: " + ", ".join(bands))
     shading = metrics["guard_band"].get("shading_depth")
     if shading:  # the band's depth_mm of a dent is then this reading's

@@ -20,7 +20,8 @@ Two kinds of figures:
   (:func:`review_band_tradeoff`), for a plant to choose ``--review-from`` by.
 - The gauge's uncertainty: each defect the line found is matched to the true defect it
   covers, and per class and attribute the narrowest band ``fixed + proportional x
-  reading`` that holds 95 % of the readings' errors is the guard band
+  reading`` that holds 95 % of the readings' errors on each side (the truth above the
+  reading, and under it) is the guard band
   (:mod:`inspection.standards.guard`), written to ``OUT/guard_band.json`` for
   ``--guard-band``; ``guard_band_tradeoff`` says what it would change on this set
   (:func:`guard_band_tradeoff`: each part decided again with it). Dents photographed
@@ -98,9 +99,9 @@ from inspection.standards import (
 from inspection.standards.defects import DefectsError, manifest_defects
 from inspection.standards.guard import (
     ShadingDepth,
-    band_words,
     fit_shading_depth,
     gauge_readings,
+    written_band_words,
 )
 from inspection.types import Action, AudioClip, Defect, Frame, InspectionResult, Verdict
 from inspection.viz import Card, class_colour, figure_base64, overlay, png_base64, write_html_report
@@ -1113,18 +1114,17 @@ def _gauge_figure(pairs, band: GuardBand):
         ax.set_visible(False)
     for ax, (defect_class, attribute) in zip(axes.flat, panels, strict=False):
         reading, true = np.asarray(readings[defect_class][attribute]).T  # (N,), (N,)
-        fixed, proportional = band.margins[defect_class][attribute]
         top = float(max(reading.max(), true.max())) * 1.05
-        line = np.linspace(0.0, top, 50)
-        margin = band.margin(defect_class, attribute, line)  # (50,)
+        line = np.linspace(0.0, top, 50)  # (50,) readings
+        above = band.margin(defect_class, attribute, line)  # (50,)
+        below = band.margin_below(defect_class, attribute, line)  # (50,)
         ax.plot(line, line, color="0.4", linewidth=1)
-        ax.plot(line - margin, line, "--", color="tab:red", linewidth=1)
-        ax.plot(line + margin, line, "--", color="tab:red", linewidth=1)
+        ax.plot(line + above, line, "--", color="tab:red", linewidth=1)
+        ax.plot(line - below, line, "--", color="tab:red", linewidth=1)
         ax.scatter(true, reading, s=8, color="tab:blue", alpha=0.6)
         ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"true {attribute}", ylabel="read")
-        ax.set_title(
-            f"{defect_class} (n {len(true)}): ±({fixed:.2g} + {proportional:.0%})", fontsize=9
-        )
+        written = band.to_dict()["margins"][defect_class][attribute]
+        ax.set_title(f"{defect_class} (n {len(true)}): {written_band_words(written)}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -1256,11 +1256,14 @@ def _guard_band_table(metrics: dict[str, Any]) -> tuple:
     """The page's table of the gauge's guard band (what it changes: :func:`_moved_tables`)."""
     band = metrics["guard_band"]
     rows = [
-        (c, a, band_words((u["fixed"], u["proportional"])), str(band["pairs"].get(c, "")))
+        (c, a, written_band_words(u), str(band["pairs"].get(c, "")))
         for c, per in band["margins"].items()
         for a, u in per.items()
     ]
-    title = "Guard band (--guard-band guard_band.json): 95 % of the readings' errors"
+    title = (
+        "Guard band (--guard-band guard_band.json): 95 % of the readings' errors on each "
+        "side (+ the truth above the reading, − under it; ± where they agree)"
+    )
     shading = band.get("shading_depth")
     if shading:  # the dents' depth_mm band above is this reading's
         title += (

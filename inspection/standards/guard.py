@@ -18,6 +18,18 @@ of about 2, as in the GUM). A band of one constant would be as wide for a speck 
 a pit ten times its area, and send every pit to review. ``evaluate`` writes the band to
 ``guard_band.json`` beside its metrics, and ``--guard-band FILE`` gives it to the line.
 Counts are exact: no band applies to them.
+
+A gauge is seldom equally wrong both ways: the anomaly map reads a small pit's area 1.1-1.5
+times the truth and a wide shallow one's at half of it. A limit that rejects what is
+larger than it needs only how far the truth may lie *above* the reading, a limit that
+rejects what is smaller only how far *below*. So each side is fitted on its own errors
+(``fixed``, ``proportional``: the truth above the reading; ``below``: under it), each
+holding 97.5 % of them, so that the two together leave out 5 % as the band of the
+errors' size does for errors that scatter evenly: the interval with equal tails, where a
+symmetric one would sit too wide on the side the gauge errs little (sending parts to
+review for an error it does not make) and too narrow on the side it errs much. A band
+given as one pair holds for both sides (benchmarks/README.md, "Guard bands, each side on
+its own errors").
 """
 
 from __future__ import annotations
@@ -126,8 +138,8 @@ class GuardBand:
     Attributes
     ----------
     margins : Mapping[str, Mapping[str, Band]]
-        ``{defect_class: {attribute: (fixed, proportional)}}``; a class or attribute not
-        listed has no band.
+        ``{defect_class: {attribute: (fixed, proportional)}}``: how far the truth may lie
+        above the reading; a class or attribute not listed has no band.
     pairs : Mapping[str, int]
         How many matched defects of each class the band was measured on (none when given
         by hand).
@@ -137,28 +149,48 @@ class GuardBand:
         How a dent's depth reads from its shading where no profiler measures it (fitted on
         the same set's dents: their ``depth_mm`` band is that reading's); ``None``: a dent
         photographed alone has no depth.
+    below : Mapping[str, Mapping[str, Band]]
+        The same for how far the truth may lie under the reading, where it differs; an
+        attribute not listed here has ``margins``' band on both sides.
     """
 
     margins: Mapping[str, Mapping[str, Band]]
     pairs: Mapping[str, int] = field(default_factory=dict)
     source: str = ""
     shading: ShadingDepth | None = None
+    below: Mapping[str, Mapping[str, Band]] = field(default_factory=dict)
 
     def margin(self, defect_class: str, attribute: str, reading: float) -> float:
-        """``U`` of a ``reading`` of ``attribute`` on a defect of ``defect_class`` (0: no
-        band)."""
+        """``U`` of a ``reading`` of ``attribute`` on a defect of ``defect_class``: how far
+        the truth may lie above it (0: no band)."""
+        return self._margin(self.margins, defect_class, attribute, reading)
+
+    def margin_below(self, defect_class: str, attribute: str, reading: float) -> float:
+        """How far the truth may lie under a ``reading`` (:meth:`margin` where the band
+        has one side only)."""
+        if attribute not in self.below.get(defect_class, {}):
+            return self.margin(defect_class, attribute, reading)
+        return self._margin(self.below, defect_class, attribute, reading)
+
+    @staticmethod
+    def _margin(bands, defect_class: str, attribute: str, reading: float) -> float:
         if attribute in EXACT_ATTRIBUTES:
             return 0.0
-        fixed, proportional = self.margins.get(defect_class, {}).get(attribute, (0.0, 0.0))
+        fixed, proportional = bands.get(defect_class, {}).get(attribute, (0.0, 0.0))
         return fixed + proportional * reading
 
     @property
     def version(self) -> str:
         """A short, stable name of the band's content, recorded with every verdict."""
-        items = sorted(
+        items: list = sorted(
             (c, a, round(f, 6), round(k, 6))
             for c, per in self.margins.items()
             for a, (f, k) in per.items()
+        )
+        # only the sides that differ: a band of one side hashes as it always did
+        sides = ((c, a, self._other_side(c, a)) for c, per in self.margins.items() for a in per)
+        items += sorted(
+            ("below", c, a, round(b[0], 6), round(b[1], 6)) for c, a, b in sides if b is not None
         )
         shading = self.shading.to_dict() if self.shading else None
         digest = hashlib.sha256(json.dumps([items, shading]).encode()).hexdigest()[:8]
@@ -175,21 +207,42 @@ class GuardBand:
         if self.shading is None or not depth:
             return None
         pairs = {c: n for c, n in self.pairs.items() if c in depth}
-        return GuardBand(depth, pairs, self.source, self.shading)
+        below = {
+            c: {"depth_mm": per["depth_mm"]} for c, per in self.below.items() if "depth_mm" in per
+        }
+        return GuardBand(depth, pairs, self.source, self.shading, below)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rule": "ISO 14253-1 guarded acceptance: PASS only with every reading at least "
-            "U = fixed + proportional * reading inside every limit",
+            "rule": "ISO 14253-1 guarded acceptance: PASS only where every true value "
+            "from the reading less U below to the reading plus U (U = fixed + proportional * "
+            "reading; 'below' where the truth under the reading has its own band) lies "
+            "inside every limit",
             "quantile": GUARD_QUANTILE,
             "source": self.source,
             "margins": {
-                c: {a: {"fixed": f, "proportional": k} for a, (f, k) in sorted(per.items())}
+                c: {a: self._band_dict(c, a, band) for a, band in sorted(per.items())}
                 for c, per in sorted(self.margins.items())
             },
             "pairs": dict(sorted(self.pairs.items())),
             **({"shading_depth": self.shading.to_dict()} if self.shading else {}),
         }
+
+    def _band_dict(self, defect_class: str, attribute: str, band: Band) -> dict[str, Any]:
+        written: dict[str, Any] = {"fixed": band[0], "proportional": band[1]}
+        if below := self._other_side(defect_class, attribute):
+            written["below"] = {"fixed": below[0], "proportional": below[1]}
+        return written
+
+    def _other_side(self, defect_class: str, attribute: str) -> Band | None:
+        """The band under the reading where it differs from the one above (else None:
+        one pair holds for both)."""
+        above = self.margins.get(defect_class, {}).get(attribute)
+        below = self.below.get(defect_class, {}).get(attribute)
+        if below is None or above is None:
+            return None
+        same = all(math.isclose(a, b, abs_tol=1e-12) for a, b in zip(above, below, strict=True))
+        return None if same else below
 
 
 def band_words(band: Band) -> str:
@@ -200,6 +253,16 @@ def band_words(band: Band) -> str:
         return f"{fixed:.2g}"
     share = f"{100 * proportional:.2g} %"
     return share if fixed == 0 else f"({fixed:.2g} + {share})"
+
+
+def written_band_words(written: Mapping[str, Any]) -> str:
+    """A band as :meth:`GuardBand.to_dict` writes it, as a person reads it: ``±0.65``, or
+    ``+19 % / −(0.37 + 8.5 %)`` where the truth above and under the reading differ."""
+    above = band_words((written["fixed"], written["proportional"]))
+    below = written.get("below")
+    if below is None:
+        return f"±{above}"
+    return f"+{above} / −{band_words((below['fixed'], below['proportional']))}"
 
 
 def measure_guard_band(
@@ -219,7 +282,8 @@ def measure_guard_band(
     source : str
         Recorded in the band (the set it was measured on).
     quantile : float
-        The share of the errors the band covers.
+        The share of the errors the band covers: each side holds ``(1 + quantile) / 2``
+        of its own (97.5 % for 95 %).
     min_pairs : int
         Classes with fewer matched defects get no band, and attributes read on fewer.
     shading : ShadingDepth or None
@@ -228,15 +292,26 @@ def measure_guard_band(
     Returns
     -------
     GuardBand
-        Per class and attribute, the narrowest :func:`fit_band` of its errors.
+        Per class and attribute, the narrowest :func:`fit_band` of the errors of each
+        side: the truth above the reading (``margins``) and under it (``below``).
     """
     readings, counts = gauge_readings(pairs)
-    margins = {
-        c: {a: fit_band(r, quantile) for a, r in sorted(per.items()) if len(r) >= min_pairs}
+    fitted = {
+        c: {a: r for a, r in sorted(per.items()) if len(r) >= min_pairs}
         for c, per in readings.items()
         if counts[c] >= min_pairs
     }
-    return GuardBand({c: m for c, m in margins.items() if m}, dict(counts), source, shading)
+    fitted = {c: per for c, per in fitted.items() if per}
+
+    each_side = (1.0 + quantile) / 2  # equal tails: 2.5 % left out above, 2.5 % under
+
+    def side(sign: float) -> dict[str, dict[str, Band]]:
+        return {
+            c: {a: fit_band(r, each_side, sign) for a, r in per.items()}
+            for c, per in fitted.items()
+        }
+
+    return GuardBand(side(1.0), dict(counts), source, shading, side(-1.0))
 
 
 def gauge_readings(
@@ -260,20 +335,26 @@ def gauge_readings(
     return readings, counts
 
 
-def fit_band(readings: list[tuple[float, float]], quantile: float = GUARD_QUANTILE) -> Band:
+def fit_band(
+    readings: list[tuple[float, float]], quantile: float = GUARD_QUANTILE, side: float = 0.0
+) -> Band:
     """The narrowest band ``fixed + proportional * reading`` (both >= 0) that holds
-    ``quantile`` of the errors ``|reading - true|``.
+    ``quantile`` of the errors: ``|reading - true|`` (``side`` 0), how far the truth lies
+    above the reading (``side`` 1; 0 where it lies under) or under it (``side`` -1).
 
-    For each slope tried (0 and the errors' ratios to their readings) the least
-    intercept that covers ``quantile`` of them is their quantile less the slope's share;
-    the pair whose band is narrowest at the median reading wins.
+    For each slope tried (0 and the ratios to their readings of the errors of both sides
+    and of this side's) the least intercept that covers ``quantile`` of them is their
+    quantile less the slope's share; the pair whose band is narrowest at the median
+    reading wins.
     """
     reading, actual = np.asarray(readings, dtype=np.float64).T  # (N,), (N,)
-    error = np.abs(reading - actual)
-    ratios = error[reading > 0] / reading[reading > 0]
-    slopes = np.zeros(1)
-    if ratios.size:
-        slopes = np.unique(np.concatenate([slopes, np.quantile(ratios, np.linspace(0, 1, 41))]))
+    size = np.abs(reading - actual)
+    error = size if side == 0 else np.maximum(side * (actual - reading), 0.0)
+    read = reading > 0
+    slopes = [np.zeros(1)]
+    for errors in (size, error) if read.any() else ():
+        slopes.append(np.quantile(errors[read] / reading[read], np.linspace(0, 1, 41)))
+    slopes = np.unique(np.concatenate(slopes))
     typical = float(np.median(reading))
     # "higher": the band covers at least `quantile` of the errors
     bands = [
@@ -316,18 +397,24 @@ def guard_band_from_dict(data: Any, where: str) -> GuardBand:
             f"{where}: expected an object with 'margins': {{class: {{attribute: band}}}}"
         )
     checked: dict[str, dict[str, Band]] = {}
+    below: dict[str, dict[str, Band]] = {}
     for defect_class, per in margins.items():
         if not isinstance(per, dict):
             raise GuardBandError(f"{where}: margins.{defect_class} must map attributes to bands")
         checked[str(defect_class)] = {
             str(a): _band(u, f"{where}: margins.{defect_class}.{a}") for a, u in per.items()
         }
+        for a, u in per.items():
+            if isinstance(u, dict) and "below" in u:
+                band = _band(u["below"], f"{where}: margins.{defect_class}.{a}.below", False)
+                below.setdefault(str(defect_class), {})[str(a)] = band
     pairs = data.get("pairs") if isinstance(data.get("pairs"), dict) else {}
     return GuardBand(
         checked,
         {str(c): int(n) for c, n in pairs.items() if isinstance(n, int) and n >= 0},
         where,
         _shading(data.get("shading_depth"), f"{where}: shading_depth"),
+        below,
     )
 
 
@@ -353,10 +440,11 @@ def _shading(value: Any, where: str) -> ShadingDepth | None:
     return ShadingDepth(float(azimuth), float(gain), pairs)
 
 
-def _band(value: Any, where: str) -> Band:
-    """A band as written: one number (fixed) or ``{"fixed": .., "proportional": ..}``."""
+def _band(value: Any, where: str, sided: bool = True) -> Band:
+    """A band as written: one number (fixed) or ``{"fixed": .., "proportional": ..}``
+    (and, where ``sided``, ``below``: the other side's band, read by the caller)."""
     if isinstance(value, dict):
-        unknown = set(value) - {"fixed", "proportional"}
+        unknown = set(value) - {"fixed", "proportional", *(("below",) if sided else ())}
         if unknown:
             raise GuardBandError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         fixed = _margin(value.get("fixed", 0.0), f"{where}.fixed")

@@ -275,20 +275,31 @@ def _holds_within(clause: Clause, measured: Mapping[str, float], guard: GuardBan
     band of its reading."""
     readings = [(c, float(measured[c.attribute])) for c in clause.when]
     return all(
-        c.holds_within(reading, guard.margin(clause.defect, c.attribute, reading))
+        c.holds_within(reading, *_margins(guard, clause.defect, c.attribute, reading))
         for c, reading in readings
     )
 
 
+def _margins(guard: GuardBand, defect: str, attribute: str, reading: float) -> tuple[float, float]:
+    """How far the truth may lie above and under a reading."""
+    return guard.margin(defect, attribute, reading), guard.margin_below(defect, attribute, reading)
+
+
 def _band_text(clause: Clause, measured: Mapping[str, float], guard: GuardBand) -> str:
-    """The readings a clause names, each with its band (``width_mm=0.466 ±0.058``)."""
+    """The readings a clause names, each with its band (``width_mm=0.466 ±0.058``, or
+    ``area_mm2=4.5 +0.6/−2.1`` where the two sides differ)."""
     names = dict.fromkeys(c.attribute for c in clause.when)  # once each, in order
-    readings = [(name, float(measured[name])) for name in names]
     return ", ".join(
-        f"{name}={value:.3g}"
-        + (f" ±{u:.2g}" if (u := guard.margin(clause.defect, name, value)) > 0 else "")
-        for name, value in readings
+        f"{name}={value:.3g}" + _uncertainty_text(*_margins(guard, clause.defect, name, value))
+        for name, value in ((name, float(measured[name])) for name in names)
     )
+
+
+def _uncertainty_text(above: float, below: float) -> str:
+    above_text, below_text = f"{above:.2g}", f"{below:.2g}"
+    if above_text == below_text:
+        return f" ±{above_text}" if above > 0 else ""
+    return f" +{above_text}/−{below_text}"
 
 
 def _left_open(stricter: list[tuple[Clause, list[str]]]) -> str:

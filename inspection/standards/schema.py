@@ -102,11 +102,14 @@ class Condition(_Strict):
     def holds(self, measured: float) -> bool:
         return OPERATORS[self.op](measured, self.value)
 
-    def holds_within(self, measured: float, margin: float) -> bool:
-        """Whether the condition holds for some true value within ``margin`` of the
-        ``measured`` one (none under 0): what a reading with that uncertainty cannot
-        rule out (see :mod:`inspection.standards.guard`)."""
-        low, high = max(0.0, measured - margin), measured + margin
+    def holds_within(self, measured: float, above: float, below: float | None = None) -> bool:
+        """Whether the condition holds for some true value from ``below`` under the
+        ``measured`` one (none under 0; ``None``: ``above``) to ``above`` over it: what a
+        reading with that uncertainty cannot rule out (see
+        :mod:`inspection.standards.guard`)."""
+        below = above if below is None else below
+        low, high = max(0.0, measured - below), measured + above
+        margin = max(above, below)
         if self.op in (">", ">="):
             return self.holds(high)
         if self.op in ("<", "<="):

@@ -16,7 +16,13 @@ from inspection.standards import (
     load_guard_band,
     measure_guard_band,
 )
-from inspection.standards.guard import MIN_PAIRS, ShadingDepth, fit_shading_depth
+from inspection.standards.guard import (
+    MIN_PAIRS,
+    ShadingDepth,
+    fit_band,
+    fit_shading_depth,
+    written_band_words,
+)
 from inspection.standards.schema import Condition
 from inspection.types import Action, Defect, Verdict
 
@@ -95,6 +101,21 @@ def test_condition_holds_within(condition, measured, margin, holds):
     assert Condition.model_validate(condition).holds_within(measured, margin) is holds
 
 
+@pytest.mark.parametrize(
+    ("condition", "measured", "above", "below", "holds"),
+    [
+        ("area_mm2 > 4", 3.8, 0.1, 2.0, False),  # only the truth above the reading matters
+        ("area_mm2 > 4", 3.8, 0.3, 0.0, True),
+        ("area_mm2 < 1", 1.3, 0.0, 0.5, True),  # only the truth under it
+        ("area_mm2 < 1", 1.3, 0.5, 0.2, False),
+        ("area_mm2 == 2", 2.4, 0.0, 0.5, True),
+        ("area_mm2 == 2", 1.6, 0.0, 0.5, False),
+    ],
+)
+def test_condition_holds_within_two_sides(condition, measured, above, below, holds):
+    assert Condition.model_validate(condition).holds_within(measured, above, below) is holds
+
+
 def test_counts_are_never_banded():
     band = GuardBand({"contamination": {"count": (3.0, 0.0), "area_mm2": (0.2, 0.5)}})
     assert band.margin("contamination", "count", 4) == 0.0
@@ -103,22 +124,28 @@ def test_counts_are_never_banded():
     assert band.margin("scratch", "length_mm", 1.0) == 0.0
 
 
-def _covered(band, readings, truths) -> float:
+def _covered(band, readings, truths, side: float = 1.0) -> float:
+    """The share of the truths at most the band ``side`` of their readings (1: above)."""
     fixed, proportional = band
-    return float(np.mean(np.abs(readings - truths) <= fixed + proportional * readings + 1e-12))
+    beyond = side * (truths - readings)
+    return float(np.mean(beyond <= fixed + proportional * readings + 1e-12))
 
 
 def test_measured_band_of_a_constant_scatter_is_its_quantile():
+    """Errors that scatter evenly: each side holds 97.5 % of its truths, and at the
+    typical reading is no wider than about the band of 95 % of the errors' size."""
     rng = np.random.default_rng(0)
     errors = rng.normal(0.0, 0.1, 400)
     pairs = [("scratch", {"width_mm": 0.4 + e, "count": 1}, {"width_mm": 0.4}) for e in errors]
     band = measure_guard_band(pairs, source="set")
-    fixed, proportional = band.margins["scratch"]["width_mm"]
     quantile = float(np.quantile(np.abs(errors), 0.95))  # about 1.96 sigma
     assert 0.15 < quantile < 0.25
-    # at the typical reading the band is no wider than the errors' own quantile
-    assert band.margin("scratch", "width_mm", 0.4) <= quantile + 1e-9
-    assert _covered((fixed, proportional), 0.4 + errors, np.full(400, 0.4)) >= 0.95
+    readings, truths = 0.4 + errors, np.full(400, 0.4)
+    for side, bands in ((1.0, band.margins), (-1.0, band.below)):
+        one_side = bands["scratch"]["width_mm"]
+        assert _covered(one_side, readings, truths, side) >= 0.975
+        fixed, proportional = one_side
+        assert fixed + proportional * 0.4 < 1.25 * quantile
     assert "count" not in band.margins["scratch"]
     assert band.pairs == {"scratch": 400}
     assert band.source == "set"
@@ -134,11 +161,61 @@ def test_measured_band_grows_with_the_size_read():
         ("dent", {"area_mm2": r}, {"area_mm2": t}) for r, t in zip(readings, truths, strict=True)
     ]
     band = measure_guard_band(pairs)
-    fixed, proportional = band.margins["dent"]["area_mm2"]
-    assert 0.1 < proportional < 0.3 and fixed < 0.3
-    assert _covered((fixed, proportional), readings, truths) >= 0.95
     constant = float(np.quantile(np.abs(readings - truths), 0.95))
-    assert band.margin("dent", "area_mm2", 0.5) < constant / 3
+    for side, bands in ((1.0, band.margins), (-1.0, band.below)):
+        fixed, proportional = bands["dent"]["area_mm2"]
+        assert 0.1 < proportional < 0.35
+        assert _covered((fixed, proportional), readings, truths, side) >= 0.975
+        assert fixed + proportional * 0.5 < constant / 3
+
+
+def test_a_gauge_that_over_reads_guards_acceptance_only_by_its_under_reads(bracket_standard):
+    """Areas read 10-40 % over the truth (the anomaly map's blurred pits): the truth never
+    lies above the reading, so a pit read just inside a limit is proven inside it and
+    passes, where a band of the errors' size sent it to review. A gauge that under-reads
+    as much (the wide shallow pits read at half their area) guards the same pit."""
+    rng = np.random.default_rng(2)
+    truths = rng.uniform(0.3, 2.5, 200)
+    over = [("dent", {"length_mm": t * rng.uniform(1.1, 1.4)}, {"length_mm": t}) for t in truths]
+    under = [("dent", {"length_mm": t * rng.uniform(0.6, 0.9)}, {"length_mm": t}) for t in truths]
+    over_band, under_band = measure_guard_band(over), measure_guard_band(under)
+    assert over_band.margin("dent", "length_mm", 1.4) == pytest.approx(0.0)
+    assert over_band.margin_below("dent", "length_mm", 1.4) > 0.2
+    assert under_band.margin("dent", "length_mm", 1.4) > 0.2
+    assert under_band.margin_below("dent", "length_mm", 1.4) == pytest.approx(0.0)
+    symmetric = GuardBand({"dent": {"length_mm": over_band.below["dent"]["length_mm"]}})
+    # bracket: a dent over 1.5 mm is reworked (4.2.2), one deeper than 0.3 mm scrapped
+    pit = [Defect("dent", {"length_mm": 1.4, "depth_mm": 0.05}, zone="A")]
+    assert apply_standard(bracket_standard, pit, guard=over_band).verdict is Verdict.PASS
+    assert apply_standard(bracket_standard, pit, guard=symmetric).verdict is Verdict.REVIEW
+    guarded = apply_standard(bracket_standard, pit, guard=under_band)
+    assert guarded.verdict is Verdict.REVIEW
+    above = under_band.margin("dent", "length_mm", 1.4)
+    assert f"length_mm=1.4 +{above:.2g}/−0 lies within" in guarded.decisions[0].reason
+
+
+def test_a_band_of_two_sides_round_trips(tmp_path):
+    """Each side as fitted goes to the file and back; a file that gives one pair holds it
+    for both sides, as one written before the sides were fitted apart did."""
+    band = GuardBand({"dent": {"area_mm2": (0.0, 0.05)}}, below={"dent": {"area_mm2": (0.1, 0.3)}})
+    written = band.to_dict()["margins"]["dent"]["area_mm2"]
+    assert written == {
+        "fixed": 0.0,
+        "proportional": 0.05,
+        "below": {"fixed": 0.1, "proportional": 0.3},
+    }
+    path = tmp_path / "guard_band.json"
+    path.write_text(json.dumps(band.to_dict()))
+    loaded = load_guard_band(path)
+    assert (loaded.margins, loaded.below) == (band.margins, band.below)
+    assert loaded.version == band.version != GuardBand(band.margins).version
+    assert loaded.margin_below("dent", "area_mm2", 2.0) == pytest.approx(0.7)
+    assert BAND.margin_below("scratch", "length_mm", 3.0) == BAND.margin(
+        "scratch", "length_mm", 3.0
+    )
+    assert "below" not in json.dumps(BAND.to_dict()["margins"])
+    same = GuardBand(BAND.margins, below=BAND.margins)  # both sides fitted alike
+    assert same.version == BAND.version and same.to_dict() == BAND.to_dict()
 
 
 def test_a_shading_depth_round_trips_and_changes_the_version(tmp_path):
@@ -215,6 +292,8 @@ def test_file_round_trip_and_version(tmp_path):
         ('{"margins": {"scratch": {"length_mm": true}}}', "not a finite number"),
         ('{"margins": {"dent": {"area_mm2": {"fixed": 0.1, "slope": 0.2}}}}', "unknown field"),
         ('{"margins": {"dent": {"area_mm2": {"proportional": -0.2}}}}', "proportional"),
+        ('{"margins": {"dent": {"area_mm2": {"fixed": 0.1, "below": -1}}}}', "below: -1 is neg"),
+        ('{"margins": {"dent": {"area_mm2": {"below": {"below": 1}}}}}', "below: unknown field"),
         ('{"margins": {}, "shading_depth": 2}', r"shading_depth: expected \{azimuth_deg"),
         ('{"margins": {}, "shading_depth": {"gain": 1.0}}', "azimuth_deg: None is not a number"),
         ('{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 0}}', "gain: 0 must be"),
@@ -232,3 +311,32 @@ def test_malformed_files_are_clear_errors(tmp_path, text, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(GuardBandError, match="no such guard-band file"):
         load_guard_band(tmp_path / "absent.json")
+
+
+def test_a_band_reads_as_one_or_two_sides():
+    assert written_band_words({"fixed": 0.3, "proportional": 0.0}) == "±0.3"
+    two = {"fixed": 0.0, "proportional": 0.05, "below": {"fixed": 0.15, "proportional": 0.42}}
+    assert written_band_words(two) == "+5 % / −(0.15 + 42 %)"
+
+
+def test_each_side_holds_its_own_errors_where_a_symmetric_band_does_not():
+    """Tile's pits: small ones read 10-50 % over, one in ten wide and shallow and read at
+    half its area. The band of the errors' size is wider than the gauge errs under the
+    truth and narrower than it errs above: it leaves out more than 2.5 % of the truths
+    above their readings. Each side holds its 97.5 %, and the side the gauge errs little
+    on is narrower than the symmetric band."""
+    rng = np.random.default_rng(3)
+    small = [(t * rng.uniform(1.1, 1.5), t) for t in rng.uniform(1.0, 5.0, 90)]
+    wide = [(t * rng.uniform(0.4, 0.6), t) for t in rng.uniform(4.0, 8.0, 10)]
+    reading, truth = np.asarray(small + wide).T
+    pairs = [
+        ("dent", {"area_mm2": r}, {"area_mm2": t}) for r, t in zip(reading, truth, strict=True)
+    ]
+    band = measure_guard_band(pairs)
+    symmetric = fit_band(list(zip(reading, truth, strict=True)))
+    assert _covered(symmetric, reading, truth, 1.0) < 0.975
+    above, below = band.margins["dent"]["area_mm2"], band.below["dent"]["area_mm2"]
+    assert _covered(above, reading, truth, 1.0) >= 0.975
+    assert _covered(below, reading, truth, -1.0) >= 0.975
+    typical = float(np.median(reading))
+    assert below[0] + below[1] * typical < symmetric[0] + symmetric[1] * typical
