@@ -595,8 +595,8 @@ def _print_guard_band(metrics: dict, out: Path) -> None:
     margins = metrics["guard_band"]["margins"]
     written = out / "guard_band.json"
     console.print(
-        f"guard band (95 % of the readings' errors on each side: + the truth above the "
-        f"reading, − under it), written to {written}:"
+        f"guard band (each side holds 97.5 % of the readings' errors, 95 % in all: + the "
+        f"truth above the reading, − under it), written to {written}:"
     )
     for defect_class, per in margins.items():
         bands = (f"{a} {written_band_words(u)}" for a, u in per.items())

@@ -20,8 +20,8 @@ Two kinds of figures:
   (:func:`review_band_tradeoff`), for a plant to choose ``--review-from`` by.
 - The gauge's uncertainty: each defect the line found is matched to the true defect it
   covers, and per class and attribute the narrowest band ``fixed + proportional x
-  reading`` that holds 95 % of the readings' errors on each side (the truth above the
-  reading, and under it) is the guard band
+  reading`` on each side (the truth above the reading, and under it) that holds 97.5 %
+  of that side's errors (95 % in all) is the guard band
   (:mod:`inspection.standards.guard`), written to ``OUT/guard_band.json`` for
   ``--guard-band``; ``guard_band_tradeoff`` says what it would change on this set
   (:func:`guard_band_tradeoff`: each part decided again with it). Dents photographed
@@ -1261,8 +1261,8 @@ def _guard_band_table(metrics: dict[str, Any]) -> tuple:
         for a, u in per.items()
     ]
     title = (
-        "Guard band (--guard-band guard_band.json): 95 % of the readings' errors on each "
-        "side (+ the truth above the reading, − under it; ± where they agree)"
+        "Guard band (--guard-band guard_band.json): each side holds 97.5 % of the readings' "
+        "errors, 95 % in all (+ the truth above the reading, − under it; ± where they agree)"
     )
     shading = band.get("shading_depth")
     if shading:  # the dents' depth_mm band above is this reading's
