@@ -1106,6 +1106,7 @@ def _gauge_figure(pairs, band: GuardBand):
     import matplotlib.pyplot as plt
 
     readings, _ = gauge_readings(pairs)
+    written = band.to_dict()["margins"]  # each band as the file writes it, for the titles
     panels = [(c, a) for c, per in sorted(band.margins.items()) for a in sorted(per)]
     columns = min(4, len(panels))
     rows = -(-len(panels) // columns)
@@ -1123,8 +1124,8 @@ def _gauge_figure(pairs, band: GuardBand):
         ax.plot(line - below, line, "--", color="tab:red", linewidth=1)
         ax.scatter(true, reading, s=8, color="tab:blue", alpha=0.6)
         ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"true {attribute}", ylabel="read")
-        written = band.to_dict()["margins"][defect_class][attribute]
-        ax.set_title(f"{defect_class} (n {len(true)}): {written_band_words(written)}", fontsize=9)
+        words = written_band_words(written[defect_class][attribute])
+        ax.set_title(f"{defect_class} (n {len(true)}): {words}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -1271,7 +1272,11 @@ def _guard_band_table(metrics: dict[str, Any]) -> tuple:
             f"{shading['azimuth_deg']:.0f}°, gain {shading['gain']:.3g}, {shading['pairs']} "
             "dents; alone: --guard-band shading_depth.json)"
         )
-    return title, ["class", "attribute", "± (of the reading)", "defects matched"], rows
+    return (
+        title,
+        ["class", "attribute", "band (+ above / − under the reading)", "defects matched"],
+        rows,
+    )
 
 
 def band_effects(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -401,13 +401,13 @@ def guard_band_from_dict(data: Any, where: str) -> GuardBand:
     for defect_class, per in margins.items():
         if not isinstance(per, dict):
             raise GuardBandError(f"{where}: margins.{defect_class} must map attributes to bands")
-        checked[str(defect_class)] = {
-            str(a): _band(u, f"{where}: margins.{defect_class}.{a}") for a, u in per.items()
-        }
         for a, u in per.items():
+            at = f"{where}: margins.{defect_class}.{a}"
+            checked.setdefault(str(defect_class), {})[str(a)] = _band(u, at)
             if isinstance(u, dict) and "below" in u:
-                band = _band(u["below"], f"{where}: margins.{defect_class}.{a}.below", False)
-                below.setdefault(str(defect_class), {})[str(a)] = band
+                below.setdefault(str(defect_class), {})[str(a)] = _band(
+                    u["below"], f"{at}.below", False
+                )
     pairs = data.get("pairs") if isinstance(data.get("pairs"), dict) else {}
     return GuardBand(
         checked,
