@@ -590,6 +590,7 @@ MOVED_PRINTED = 8  # the parts a guard band would decide otherwise, named on the
 
 def _print_guard_band(metrics: dict, out: Path) -> None:
     """The gauge's measured uncertainty per class, and the dents' depth from shading."""
+    from inspection.evaluate import PROVEN_REJECTION
     from inspection.standards.guard import written_band_words
 
     margins = metrics["guard_band"]["margins"]
@@ -601,6 +602,10 @@ def _print_guard_band(metrics: dict, out: Path) -> None:
     for defect_class, per in margins.items():
         bands = (f"{a} {written_band_words(u)}" for a, u in per.items())
         console.print(f"  {defect_class}: " + ", ".join(bands))
+    console.print(
+        f"  proving rejection too (a reading beyond a limit by less than its band is REVIEW, "
+        f"not REJECT): --guard-band {out / PROVEN_REJECTION}"
+    )
     shading = metrics["guard_band"].get("shading_depth")
     if shading:  # the band's depth_mm of a dent is then this reading's
         console.print(

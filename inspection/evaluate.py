@@ -24,7 +24,11 @@ Two kinds of figures:
   of that side's errors (95 % in all) is the guard band
   (:mod:`inspection.standards.guard`), written to ``OUT/guard_band.json`` for
   ``--guard-band``; ``guard_band_tradeoff`` says what it would change on this set
-  (:func:`guard_band_tradeoff`: each part decided again with it). Dents photographed
+  (:func:`guard_band_tradeoff`: each part decided again with it). The same band proving
+  rejection too (ISO 14253-1's other half: a reading beyond a limit by less than its band
+  is REVIEW, not REJECT) is written to ``OUT/guard_band_proven.json``, its effect in
+  ``proven_rejection_tradeoff``: a plant chooses who bears the gauge's doubt by the two.
+  Dents photographed
   without a profiler fit how the station's light shades them (their depth read from
   it), written with the band and alone to ``OUT/shading_depth.json``, whose effect
   ``shading_depth_tradeoff`` gives the same way. Evaluated with a band given
@@ -232,12 +236,17 @@ def evaluate(
         text = json.dumps(depth_only.to_dict(), indent=2) + "\n"
         (out / "shading_depth.json").write_text(text)
     metrics["guard_band"] = band.to_dict() if band.margins else None
-    metrics["guard_band_tradeoff"] = None
+    metrics["guard_band_tradeoff"] = metrics["proven_rejection_tradeoff"] = None
     if band.margins:
-        (out / "guard_band.json").write_text(json.dumps(band.to_dict(), indent=2) + "\n")
+        proving = band.proving_rejection()
+        for name, written in (("guard_band.json", band), (PROVEN_REJECTION, proving)):
+            (out / name).write_text(json.dumps(written.to_dict(), indent=2) + "\n")
         if predict:
             metrics["guard_band_tradeoff"] = guard_band_tradeoff(
                 rows, decided, standard, thresholds, band
+            )
+            metrics["proven_rejection_tradeoff"] = guard_band_tradeoff(
+                rows, decided, standard, thresholds, proving
             )
     metrics["shading_depth_tradeoff"] = None
     if predict and depth_only is not None:
@@ -678,6 +687,17 @@ def verdict_changes(moves: list[tuple[Row, str | None, str | None]]) -> dict[str
         ),
         "reviews": sum(old == Verdict.PASS and new == Verdict.REVIEW for _, old, new in changed),
         "settled": sum(old == Verdict.REVIEW for _, old, _ in changed),
+        "false_reject": sum(
+            new == Verdict.REJECT and r.exact_verdict == Verdict.PASS for r, _, new in moves
+        ),
+        "unrejected": sum(
+            old == Verdict.REJECT and new == Verdict.REVIEW and r.exact_verdict == Verdict.PASS
+            for r, old, new in changed
+        ),
+        "rejects_reviewed": sum(
+            old == Verdict.REJECT and new == Verdict.REVIEW and r.exact_verdict == Verdict.REJECT
+            for r, old, new in changed
+        ),
         "toward": sum(new == r.exact_verdict for r, _, new in changed),
         "away": sum(old == r.exact_verdict for r, old, _ in changed),
         "agreement_before": _share(old == r.exact_verdict for r, old, _ in compared),
@@ -688,6 +708,10 @@ def verdict_changes(moves: list[tuple[Row, str | None, str | None]]) -> dict[str
         ][:MOVED_LISTED],
     }
 
+
+PROVEN_REJECTION = "guard_band_proven.json"
+"""The measured band, proving rejection too (:attr:`GuardBand.prove_rejection`), written
+beside ``guard_band.json`` for ``--guard-band``."""
 
 MOVED_LISTED = 50
 """The changed parts :func:`guard_band_tradeoff` lists by name, for a person to look at."""
@@ -1263,7 +1287,9 @@ def _guard_band_table(metrics: dict[str, Any]) -> tuple:
     ]
     title = (
         "Guard band (--guard-band guard_band.json): each side holds 97.5 % of the readings' "
-        "errors, 95 % in all (+ the truth above the reading, − under it; ± where they agree)"
+        "errors, 95 % in all (+ the truth above the reading, − under it; ± where they agree); "
+        f"proving rejection too (a reading beyond a limit by less than its band is REVIEW): "
+        f"--guard-band {PROVEN_REJECTION}"
     )
     shading = band.get("shading_depth")
     if shading:  # the dents' depth_mm band above is this reading's
@@ -1288,6 +1314,7 @@ def band_effects(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         (f"--guard-band {name} would change", change)
         for key, name in (
             ("guard_band_tradeoff", "guard_band.json"),
+            ("proven_rejection_tradeoff", PROVEN_REJECTION),
             ("shading_depth_tradeoff", "shading_depth.json"),
         )
         if (change := metrics.get(key))
@@ -1316,11 +1343,18 @@ def tradeoff_words(change: dict[str, Any]) -> str:
             f"agreement with the standard {change['agreement_before']:.3f} -> "
             f"{change['agreement']:.3f}; "
         )
+    rejections = ""
+    if change["unrejected"] or change["rejects_reviewed"]:  # a band that proves rejection
+        rejections = (
+            f", {change['unrejected']} it passes sent to review from REJECT "
+            f"({change['false_reject']} still rejected), {change['rejects_reviewed']} it "
+            "rejects sent to review from REJECT"
+        )
     return (
         agreement + f"{change['caught']} part(s) the standard rejects no longer passed "
         f"({change['wrong_pass']} passed), {change['good_reviewed']} it passes sent to "
-        f"review, {change['settled']} taken out of review; {change['toward']} verdict(s) "
-        f"moved to the standard's, {change['away']} away from it"
+        f"review{rejections}, {change['settled']} taken out of review; {change['toward']} "
+        f"verdict(s) moved to the standard's, {change['away']} away from it"
     )
 
 

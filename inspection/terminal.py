@@ -38,8 +38,10 @@ GuardBandFile = Annotated[
         "--guard-band",
         help="A guard band (the guard_band.json `inspection evaluate` writes): a defect whose "
         "reading lies within the measurement's uncertainty of a clause's limit goes to "
-        "REVIEW instead of passing; a photographed dent's depth is read from its shading "
-        "where the file holds that calibration (its shading_depth.json: that alone). "
+        "REVIEW instead of passing (its guard_band_proven.json: instead of rejecting too, "
+        "where the reading lies beyond a limit by less); a photographed dent's depth is "
+        "read from its shading where the file holds that calibration (its "
+        "shading_depth.json: that alone). "
         "Default: none (readings taken as exact, a depth only from a profiler).",
     ),
 ]

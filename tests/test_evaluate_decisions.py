@@ -23,7 +23,7 @@ from inspection.evaluate import evaluate, verdict_cause
 from inspection.io import read_image
 from inspection.models.outputs import Detection
 from inspection.pipeline import Inspector, Thresholds, review_result
-from inspection.standards import apply_standard
+from inspection.standards import apply_standard, load_guard_band
 from inspection.types import Defect, Frame, Observation
 
 MM_PER_PX = 0.1
@@ -358,6 +358,9 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
         "good_reviewed": 1,
         "reviews": 2,
         "settled": 0,
+        "false_reject": 0,
+        "unrejected": 0,
+        "rejects_reviewed": 0,
         "toward": 0,  # to REVIEW, not to the standard's REJECT
         "away": 1,  # 120, which the standard passes
         "agreement_before": pytest.approx(10 / 11),
@@ -401,6 +404,50 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert plain["guard_band_given"] is None  # no band given
     page = html.unescape((tmp_path / "guarded" / "index.html").read_text())
     assert f"What the given --guard-band {band_file} changed on this set, part by part" in page
+
+
+def test_proving_rejection_is_priced_and_does_what_it_predicts(tmp_path, capsys):
+    """Scratches read 0.3 mm long, and one read 0.2 mm short: a scratch read 2.1 mm
+    (truly 1.8: the standard passes it, a false REJECT) and one read 2.2 mm (truly 2.4:
+    rejected rightly) lie beyond the 2 mm limit by less than the band under them. Proving
+    rejection sends both to review, and evaluate says so before a plant chooses it; the
+    scratches read far beyond the limit stay rejected."""
+    from inspection.cli import _print_band_effects
+    from inspection.pipeline import with_guard_band
+
+    parts = {10 * (i + 1): (33 + 4 * i, (30 + 4 * i) / 10) for i in range(8)}  # +0.3 mm
+    parts |= {130: (21, 1.8), 140: (22, 2.4)}
+    detector = _scratches_read(tmp_path / "data", parts)
+    plain = evaluate(detector, THRESHOLDS, tmp_path / "data", tmp_path / "plain", progress=False)
+    proven_file = tmp_path / "plain" / "guard_band_proven.json"
+    proving = load_guard_band(proven_file)
+    assert proving.prove_rejection
+    assert proving.margins == load_guard_band(tmp_path / "plain" / "guard_band.json").margins
+    assert plain["guard_band_tradeoff"]["false_reject"] == 1  # 130, read as rejected
+    predicted = plain["proven_rejection_tradeoff"]
+    assert {k: predicted[k] for k in ("false_reject", "unrejected", "rejects_reviewed")} == {
+        "false_reject": 0,
+        "unrejected": 1,
+        "rejects_reviewed": 1,
+    }
+    assert {m["part"] for m in predicted["moved"]} == {"130.png", "140.png"}
+    _print_band_effects(plain)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"--guard-band {proven_file.name} would change on this set" in printed
+    assert "1 it passes sent to review from REJECT (0 still rejected)" in printed
+    assert "1 it rejects sent to review from REJECT" in printed
+
+    guarded = with_guard_band(THRESHOLDS, proven_file)
+    metrics = evaluate(detector, guarded, tmp_path / "data", tmp_path / "proven", progress=False)
+    rows = _rows(tmp_path / "proven")
+    assert [rows[s]["verdict"] for s in ("130", "140", "10", "80")] == [
+        "REVIEW",
+        "REVIEW",
+        "REJECT",
+        "REJECT",
+    ]
+    assert "nonconformance not proven" in rows["130"]["reasons"]
+    assert metrics["guard_band_given"]["unrejected"] == 1
 
 
 def test_the_dispositions_of_parts_both_reject_are_compared(tmp_path):

@@ -39,7 +39,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +152,12 @@ class GuardBand:
     below : Mapping[str, Mapping[str, Band]]
         The same for how far the truth may lie under the reading, where it differs; an
         attribute not listed here has ``margins``' band on both sides.
+    prove_rejection : bool
+        ISO 14253-1's other half: a defect whose reading a clause rejects is rejected only
+        where a rejecting clause holds for every true value within the band (nonconformance
+        proven), and sent to REVIEW otherwise. ``False``: a reading beyond a limit rejects
+        as read (only acceptance is guarded). Who bears the gauge's doubt is the plant's
+        choice: ``inspection evaluate`` prices both on a labelled set.
     """
 
     margins: Mapping[str, Mapping[str, Band]]
@@ -159,6 +165,7 @@ class GuardBand:
     source: str = ""
     shading: ShadingDepth | None = None
     below: Mapping[str, Mapping[str, Band]] = field(default_factory=dict)
+    prove_rejection: bool = False
 
     def margin(self, defect_class: str, attribute: str, reading: float) -> float:
         """``U`` of a ``reading`` of ``attribute`` on a defect of ``defect_class``: how far
@@ -193,7 +200,9 @@ class GuardBand:
             ("below", c, a, round(b[0], 6), round(b[1], 6)) for c, a, b in sides if b is not None
         )
         shading = self.shading.to_dict() if self.shading else None
-        digest = hashlib.sha256(json.dumps([items, shading]).encode()).hexdigest()[:8]
+        # a band that proves rejection too hashes apart; one that does not, as it always did
+        content = [items, shading] + (["prove_rejection"] if self.prove_rejection else [])
+        digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:8]
         return f"guard band {digest}" if items or shading else "no guard band"
 
     def shading_only(self) -> GuardBand | None:
@@ -210,14 +219,24 @@ class GuardBand:
         below = {
             c: {"depth_mm": per["depth_mm"]} for c, per in self.below.items() if "depth_mm" in per
         }
-        return GuardBand(depth, pairs, self.source, self.shading, below)
+        return GuardBand(depth, pairs, self.source, self.shading, below, self.prove_rejection)
+
+    def proving_rejection(self) -> GuardBand:
+        """The same band, proving rejection too (:attr:`prove_rejection`)."""
+        return replace(self, prove_rejection=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule": "ISO 14253-1 guarded acceptance: PASS only where every true value "
             "from the reading less U below to the reading plus U (U = fixed + proportional * "
             "reading; 'below' where the truth under the reading has its own band) lies "
-            "inside every limit",
+            "inside every limit"
+            + (
+                "; REJECT only where every such true value lies beyond a rejecting limit "
+                "(nonconformance proven), else REVIEW"
+                if self.prove_rejection
+                else ""
+            ),
             "quantile": GUARD_QUANTILE,
             "source": self.source,
             "margins": {
@@ -226,6 +245,7 @@ class GuardBand:
             },
             "pairs": dict(sorted(self.pairs.items())),
             **({"shading_depth": self.shading.to_dict()} if self.shading else {}),
+            **({"prove_rejection": True} if self.prove_rejection else {}),
         }
 
     def _band_dict(self, defect_class: str, attribute: str, band: Band) -> dict[str, Any]:
@@ -409,12 +429,19 @@ def guard_band_from_dict(data: Any, where: str) -> GuardBand:
                     u["below"], f"{at}.below", False
                 )
     pairs = data.get("pairs") if isinstance(data.get("pairs"), dict) else {}
+    prove_rejection = data.get("prove_rejection", False)
+    if not isinstance(prove_rejection, bool):
+        raise GuardBandError(
+            f"{where}: prove_rejection: {prove_rejection!r} is not true or false (whether a "
+            "reading beyond a limit rejects only where nonconformance is proven)"
+        )
     return GuardBand(
         checked,
         {str(c): int(n) for c, n in pairs.items() if isinstance(n, int) and n >= 0},
         where,
         _shading(data.get("shading_depth"), f"{where}: shading_depth"),
         below,
+        prove_rejection,
     )
 
 

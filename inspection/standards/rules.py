@@ -11,7 +11,9 @@ declare. A defect whose zone is unknown is decided in every zone: the decision s
 when every zone gives the same action (or every zone rejects: then the strictest), else
 REVIEW. Given a guard band (:mod:`inspection.standards.guard`), a stricter clause that
 holds for some true value within the measurement's uncertainty of the reading leaves the
-decision as open as an unmeasured attribute does: REVIEW, never PASS.
+decision as open as an unmeasured attribute does: REVIEW, never PASS. A band that proves
+rejection too (``prove_rejection``) sends a defect the reading rejects to REVIEW unless a
+rejecting clause holds for every true value within it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from itertools import product
 from typing import Any
 
 from inspection.standards.guard import GuardBand
@@ -207,13 +210,16 @@ def _decide_in_zone(
     """The clauses of ``zone`` applied to a defect whose attributes are all valid."""
     measured = {**defect.attributes, "count": float(count), "total_count": float(total)}
     applicable: list[Clause] = []
+    measurable: list[Clause] = []  # every attribute it names measured
     undecidable: list[tuple[Clause, list[str]]] = []
     banded: list[Clause] = []  # hold for a true value within the guard band, not the reading
     for clause in ranked_clauses(standard, defect.defect_class, zone):  # strictest first
         missing = [c.attribute for c in clause.when if c.attribute not in measured]
         if missing:
             undecidable.append((clause, missing))
-        elif all(c.holds(float(measured[c.attribute])) for c in clause.when):
+            continue
+        measurable.append(clause)
+        if all(c.holds(float(measured[c.attribute])) for c in clause.when):
             applicable.append(clause)
         elif guard is not None and _holds_within(clause, measured, guard):
             banded.append(clause)
@@ -229,11 +235,12 @@ def _decide_in_zone(
     within = [c for c in banded if c.action.rank > best]
     if within and not rejected and guard is not None:
         clause = within[0]  # the strictest the reading cannot rule out
-        why = (
-            f"{_band_text(clause, measured, guard)} lies within the measurement's uncertainty "
-            f"of clause {clause.id}'s limit ({' and '.join(str(c) for c in clause.when)}): "
-            "conformance not proven"
-        )
+        why = _unproven(clause, measured, guard, "conformance")
+        return _left_to_review(defect, zone, clause, why)
+    proving = rejected and guard is not None and guard.prove_rejection
+    if proving and not _rejected_throughout(measurable, measured, guard):  # it may pass
+        clause = applicable[0]
+        why = _unproven(clause, measured, guard, "nonconformance")
         return _left_to_review(defect, zone, clause, why)
     if not applicable:
         return DefectDecision(
@@ -270,6 +277,16 @@ def _left_to_review(defect: Defect, zone: str | None, clause: Clause, why: str) 
     )
 
 
+def _unproven(clause: Clause, measured: Mapping[str, float], guard: GuardBand, what: str) -> str:
+    """Why a reading within its uncertainty of ``clause``'s limit proves nothing: ``what``
+    is ``conformance`` or ``nonconformance``."""
+    return (
+        f"{_band_text(clause, measured, guard)} lies within the measurement's uncertainty of "
+        f"clause {clause.id}'s limit ({' and '.join(str(c) for c in clause.when)}): "
+        f"{what} not proven"
+    )
+
+
 def _holds_within(clause: Clause, measured: Mapping[str, float], guard: GuardBand) -> bool:
     """Whether every condition of ``clause`` holds for some true value within the guard
     band of its reading."""
@@ -278,6 +295,44 @@ def _holds_within(clause: Clause, measured: Mapping[str, float], guard: GuardBan
         c.holds_within(reading, *_margins(guard, clause.defect, c.attribute, reading))
         for c, reading in readings
     )
+
+
+def _rejected_throughout(
+    clauses: Sequence[Clause], measured: Mapping[str, float], guard: GuardBand
+) -> bool:
+    """Whether some rejecting clause of ``clauses`` (all of one class, every attribute
+    they name measured) holds for every true value within the guard band of the readings:
+    nonconformance proven, by one clause or by several whose ranges join (a scratch read
+    5.2 mm ±0.5 is reworked or scrapped, whichever it is).
+
+    Conditions are thresholds, so which clauses hold changes only at their limits: the
+    band's ends and each limit inside it, with the values just either side of it, test
+    every true value the band holds.
+    """
+    rejecting = [c for c in clauses if c.action.verdict is Verdict.REJECT]
+    names = sorted({c.attribute for clause in rejecting for c in clause.when})
+    axes = [_values_to_test(name, rejecting, measured, guard) for name in names]
+    return all(
+        any(all(c.holds(true[c.attribute]) for c in clause.when) for clause in rejecting)
+        for true in (dict(zip(names, values, strict=True)) for values in product(*axes))
+    )
+
+
+def _values_to_test(
+    name: str, clauses: Sequence[Clause], measured: Mapping[str, float], guard: GuardBand
+) -> list[float]:
+    """The true values of attribute ``name`` within its band at which the ``clauses``
+    that name it can change: the band's ends, and each limit inside it and either side."""
+    reading = float(measured[name])
+    above, below = _margins(guard, clauses[0].defect, name, reading)
+    low, high = max(0.0, reading - below), reading + above
+    limits = (c.value for clause in clauses for c in clause.when if c.attribute == name)
+    near = (
+        v
+        for limit in limits
+        for v in (math.nextafter(limit, -math.inf), limit, math.nextafter(limit, math.inf))
+    )
+    return sorted({low, high, *(v for v in near if low <= v <= high)})
 
 
 def _margins(guard: GuardBand, defect: str, attribute: str, reading: float) -> tuple[float, float]:

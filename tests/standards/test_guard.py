@@ -340,3 +340,67 @@ def test_each_side_holds_its_own_errors_where_a_symmetric_band_does_not():
     assert _covered(below, reading, truth, -1.0) >= 0.975
     typical = float(np.median(reading))
     assert below[0] + below[1] * typical < symmetric[0] + symmetric[1] * typical
+
+
+PROVING = GuardBand(BAND.margins, prove_rejection=True)
+
+
+# Bracket zone A: scratch > 2 mm rework, > 5 mm scrap (2 < length <= 5: 4.1.2); ΔE > 3
+# rework; contamination of 3 or more reworked, however small (counts are exact).
+@pytest.mark.parametrize(
+    ("cls", "attrs", "plain", "proving", "clause"),
+    [
+        # beyond the limit by less than the band: the truth may lie inside it
+        ("scratch", {"length_mm": 2.3}, Action.REWORK, Action.REVIEW, "4.1.2"),
+        ("color_deviation", {"delta_e": 3.3}, Action.REWORK, Action.REVIEW, "4.3.1"),
+        # beyond it by more: proven
+        ("scratch", {"length_mm": 2.6}, Action.REWORK, Action.REWORK, "4.1.2"),
+        ("color_deviation", {"delta_e": 3.5}, Action.REWORK, Action.REWORK, "4.3.1"),
+        # within the band of the scrap limit, yet rework or scrap whichever it is: proven,
+        # the disposition as read
+        ("scratch", {"length_mm": 5.2}, Action.SCRAP, Action.SCRAP, "4.1.1"),
+        ("scratch", {"length_mm": 4.8}, Action.REWORK, Action.REWORK, "4.1.2"),
+        # acceptance is guarded as ever
+        ("scratch", {"length_mm": 1.6}, Action.ACCEPT, Action.REVIEW, "4.1.2"),
+        ("scratch", {"length_mm": 1.2}, Action.ACCEPT, Action.ACCEPT, None),
+    ],
+)
+def test_proven_rejection(bracket_standard, cls, attrs, plain, proving, clause):
+    defect = [Defect(cls, attrs, zone="A")]
+    assert apply_standard(bracket_standard, defect).decisions[0].action is plain
+    decided = apply_standard(bracket_standard, defect, guard=PROVING).decisions[0]
+    assert (decided.action, decided.clause_id) == (proving, clause)
+    as_read = apply_standard(bracket_standard, defect, guard=BAND).decisions[0]
+    if plain is not Action.ACCEPT:  # without the proof a reading beyond a limit rejects
+        assert as_read.action is plain
+
+
+def test_unproven_rejection_names_the_reading_band_and_limit(bracket_standard):
+    defect = [Defect("color_deviation", {"delta_e": 3.2}, zone="B")]
+    result = apply_standard(bracket_standard, defect, guard=PROVING)
+    assert result.verdict is Verdict.REVIEW
+    reason = result.decisions[0].reason
+    assert "delta_e=3.2 ±0.4" in reason and "delta_e > 3" in reason
+    assert "nonconformance not proven" in reason
+
+
+def test_counts_prove_rejection_whatever_the_size(bracket_standard):
+    """Three contamination specks, each read within the area band of 4.5.1's limit: the
+    count (exact) rejects all three whatever their true size."""
+    band = GuardBand({"contamination": {"area_mm2": (0.5, 0.0)}}, prove_rejection=True)
+    specks = [Defect("contamination", {"area_mm2": 0.9}, zone="A") for _ in range(3)]
+    assert apply_standard(bracket_standard, specks, guard=band).verdict is Verdict.REJECT
+    assert apply_standard(bracket_standard, specks[:1], guard=band).verdict is Verdict.REVIEW
+
+
+def test_proving_rejection_round_trips_and_changes_the_version(tmp_path):
+    path = tmp_path / "guard_band.json"
+    path.write_text(json.dumps(PROVING.to_dict()))
+    loaded = load_guard_band(path)
+    assert loaded.prove_rejection and loaded.margins == BAND.margins
+    assert loaded.version == PROVING.version != BAND.version
+    assert BAND.proving_rejection() == PROVING
+    assert "prove_rejection" not in BAND.to_dict() and "REJECT only" in PROVING.to_dict()["rule"]
+    path.write_text(json.dumps({**BAND.to_dict(), "prove_rejection": "yes"}))
+    with pytest.raises(GuardBandError, match="prove_rejection: 'yes' is not true or false"):
+        load_guard_band(path)
