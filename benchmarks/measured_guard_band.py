@@ -21,8 +21,8 @@ the standard passes sent to REVIEW, and the median time of ``pipeline.decide``.
     python benchmarks/measured_guard_band.py --calibrate runs/val-tile --data runs/heldout-tile \\
         --normality runs/normality/tile-560
 
-Results: benchmarks/README.md, sections "Guard bands" and "Guard bands, each side on its
-own errors".
+Results: benchmarks/README.md, sections "Guard bands", "Guard bands, each side on its
+own errors" and "Proving rejection too".
 """
 
 from __future__ import annotations

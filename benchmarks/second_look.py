@@ -62,6 +62,7 @@ def verdict_row(parts, dataset, standard, thresholds) -> str:
         counts["false REJECT"] += verdict == "REJECT" and exact == "PASS"
         counts["good REVIEW"] += verdict == "REVIEW" and not sample.attributes.get("defects")
         counts["PASS REVIEW"] += verdict == "REVIEW" and exact == "PASS"
+        counts["REJECT REVIEW"] += verdict == "REVIEW" and exact == "REJECT"
         if verdict == "PASS" and exact == "REJECT":
             counts["wrong PASS"] += 1
             passed.update({d["defect_class"] for d in sample.attributes.get("defects", [])})
@@ -73,6 +74,7 @@ def verdict_row(parts, dataset, standard, thresholds) -> str:
             f"false REJECT {counts['false REJECT']}",
             f"good parts to REVIEW {counts['good REVIEW']}",
             f"parts the standard passes to REVIEW {counts['PASS REVIEW']}",
+            f"parts it rejects to REVIEW {counts['REJECT REVIEW']}",
             f"decide p50 {1000 * float(np.median(seconds)):.2f} ms",
         ]
     )

@@ -30,6 +30,16 @@ symmetric one would sit too wide on the side the gauge errs little (sending part
 review for an error it does not make) and too narrow on the side it errs much. A band
 given as one pair holds for both sides (benchmarks/README.md, "Guard bands, each side on
 its own errors").
+
+The rule above guards acceptance only: a reading beyond a limit rejects as read, so a
+plant pays for the gauge's doubt in parts sent to review, never in parts it scraps. ISO
+14253-1's other half proves nonconformance too: a band with ``prove_rejection`` rejects a
+defect only where, for every true value within the band, a rejecting clause holds (one,
+or several whose ranges join), and sends it to REVIEW otherwise. A reading that over-
+reads a tolerable pit no longer scraps it; a rightful reject read near its limit waits
+for a person too. Who bears the doubt is the plant's choice: ``inspection evaluate``
+writes the band both ways (``guard_band.json``, ``guard_band_proven.json``) with what
+each would change on its set (benchmarks/README.md, "Proving rejection too").
 """
 
 from __future__ import annotations
