@@ -169,8 +169,9 @@ def with_guard_band(thresholds: Thresholds, guard: GuardBand | str | Path | None
     """``thresholds`` with a guard band (:mod:`inspection.standards.guard`), or the file
     that holds one (``guard_band.json``, written by ``inspection evaluate``): a defect
     whose reading lies within the measurement's uncertainty of a stricter clause's limit
-    goes to REVIEW instead of passing. ``None`` returns ``thresholds`` unchanged. The
-    band is part of the recorded version.
+    goes to REVIEW instead of passing (and, where the band proves rejection too, one the
+    reading rejects by less than its band goes to REVIEW instead of rejected). ``None``
+    returns ``thresholds`` unchanged. The band is part of the recorded version.
 
     Raises
     ------
