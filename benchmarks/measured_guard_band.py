@@ -10,7 +10,7 @@ of the errors' size on both sides of a reading (``|reading - true|``, as built u
 the reading, and how far under it), holding 97.5 % of them (as built: the interval with
 equal tails) or 95 %; and with the band as built proving rejection too (ISO 14253-1's
 other half: a reading beyond a limit by less than its band is REVIEW, not REJECT; built
-2026-12-07 as ``prove_rejection``).
+2026-12-07 as ``prove_rejection``), of every class and of each class alone.
 
 Per setting: verdict agreement with the standard on the exact attributes, rejectable
 parts passed (by true class), parts the standard passes rejected, good parts and parts
@@ -68,9 +68,9 @@ def main() -> None:
         "each 97.5%": band,
         "each 95%": measure_guard_band(readings, source=str(args.calibrate), quantile=0.9),
         "proven": band.proving_rejection(),
-    }
+    } | {f"proven {c}": band.proving_rejection([c]) for c in sorted(band.margins)}
     print(f"{dataset.metadata.get('product')}: band fitted on {args.calibrate}")
-    for name, fitted in list(bands.items())[:3]:  # "proven" is "each 97.5%"'s band
+    for name, fitted in list(bands.items())[:3]:  # "proven ..." are "each 97.5%"'s band
         print(f"  {name}:")
         for defect_class, per in fitted.to_dict()["margins"].items():
             words = ", ".join(f"{a} {written_band_words(u)}" for a, u in per.items())

@@ -578,6 +578,8 @@ def evaluate_command(
     if metrics["guard_band"]:
         _print_guard_band(metrics, out)
     _print_band_effects(metrics)
+    if metrics.get("proven_rejection_by_class"):
+        _print_proven_by_class(metrics)
     if report_decoder is not None:
         from inspection.decoder.commands import print_report_metrics
 
@@ -626,6 +628,26 @@ def _print_band_effects(metrics: dict) -> None:
         if moved:
             more = len(change["moved"]) - len(moved)
             console.print("  " + ", ".join(moved) + (f" and {more} more" if more > 0 else ""))
+
+
+def _print_proven_by_class(metrics: dict) -> None:
+    """What proving rejection of each class alone would change, as a table."""
+    from rich.markup import escape
+
+    from inspection.evaluate import PROVEN_HEADER, PROVEN_REJECTION, proven_by_class_rows
+
+    table = Table(
+        title=escape(
+            f'proving rejection class by class ("prove_rejection": [classes] in '
+            f"{PROVEN_REJECTION}); with guard_band.json alone, agreement "
+            f"{metrics['guard_band_tradeoff']['agreement']:.4f}"
+        )
+    )
+    for header in PROVEN_HEADER:
+        table.add_column(header, justify="right")
+    for row in proven_by_class_rows(metrics):
+        table.add_row(*row)
+    console.print(table)
 
 
 @app.command("calibrate")

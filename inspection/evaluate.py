@@ -237,6 +237,7 @@ def evaluate(
         (out / "shading_depth.json").write_text(text)
     metrics["guard_band"] = band.to_dict() if band.margins else None
     metrics["guard_band_tradeoff"] = metrics["proven_rejection_tradeoff"] = None
+    metrics["proven_rejection_by_class"] = None
     if band.margins:
         proving = band.proving_rejection()
         for name, written in (("guard_band.json", band), (PROVEN_REJECTION, proving)):
@@ -247,6 +248,9 @@ def evaluate(
             )
             metrics["proven_rejection_tradeoff"] = guard_band_tradeoff(
                 rows, decided, standard, thresholds, proving
+            )
+            metrics["proven_rejection_by_class"] = proven_rejection_by_class(
+                rows, decided, standard, thresholds, band
             )
     metrics["shading_depth_tradeoff"] = None
     if predict and depth_only is not None:
@@ -656,6 +660,37 @@ def guard_band_tradeoff(
     """
     again = {id(p.row): decide_again(p, standard, thresholds, band).value for p in decided}
     return verdict_changes([(r, r.verdict, again.get(id(r), r.verdict)) for r in rows])
+
+
+def proven_rejection_by_class(
+    rows: list[Row],
+    decided: list[Decided],
+    standard: Standard,
+    thresholds: Thresholds,
+    band: GuardBand,
+) -> dict[str, dict[str, Any]]:
+    """What proving rejection of each class alone would do on this set
+    (:func:`guard_band_tradeoff` with ``band.proving_rejection([class])``): per class
+    with a band, the REJECTs of parts the standard passes it sends to review
+    (``unrejected``), those of parts it rejects (``rejects_reviewed``), the false REJECTs
+    left (``false_reject``) and the agreement with the standard, so that a plant proves
+    rejection where its gauge's over-reads cost more than the reviews."""
+    by_class = {}
+    for defect_class in sorted(band.margins):
+        proving = band.proving_rejection([defect_class])
+        change = guard_band_tradeoff(rows, decided, standard, thresholds, proving)
+        by_class[defect_class] = {k: change[k] for k in PROVEN_COLUMNS}
+    return by_class
+
+
+PROVEN_COLUMNS = ("unrejected", "rejects_reviewed", "false_reject", "agreement")
+PROVEN_HEADER = (
+    "class whose rejection is proven",
+    "REJECTs the standard passes, to review",
+    "REJECTs the standard rejects, to review",
+    "false REJECTs left",
+    "agreement",
+)
 
 
 def given_band_effect(
@@ -1266,6 +1301,8 @@ def _write_page(
         tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))
     if metrics.get("guard_band"):
         tables.append(_guard_band_table(metrics))
+    if metrics.get("proven_rejection_by_class"):
+        tables.append(_proven_by_class_table(metrics))
     tables += _moved_tables(metrics)
     write_html_report(
         out / "index.html",
@@ -1303,6 +1340,24 @@ def _guard_band_table(metrics: dict[str, Any]) -> tuple:
         ["class", "attribute", "band (+ above / − under the reading)", "defects matched"],
         rows,
     )
+
+
+def _proven_by_class_table(metrics: dict[str, Any]) -> tuple:
+    """The page's table of what proving rejection of each class alone would change."""
+    title = (
+        f'Proving rejection class by class (give the classes as "prove_rejection": '
+        f"[...] in {PROVEN_REJECTION}); with guard_band.json alone, agreement "
+        f"{_fmt(metrics['guard_band_tradeoff']['agreement'])}"
+    )
+    return title, list(PROVEN_HEADER), proven_by_class_rows(metrics)
+
+
+def proven_by_class_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
+    """``proven_rejection_by_class`` as the table's rows (:data:`PROVEN_HEADER`)."""
+    return [
+        (c, *(_fmt(change[k]) for k in PROVEN_COLUMNS))
+        for c, change in metrics["proven_rejection_by_class"].items()
+    ]
 
 
 def band_effects(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

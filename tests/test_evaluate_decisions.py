@@ -412,7 +412,7 @@ def test_proving_rejection_is_priced_and_does_what_it_predicts(tmp_path, capsys)
     rejected rightly) lie beyond the 2 mm limit by less than the band under them. Proving
     rejection sends both to review, and evaluate says so before a plant chooses it; the
     scratches read far beyond the limit stay rejected."""
-    from inspection.cli import _print_band_effects
+    from inspection.cli import _print_band_effects, _print_proven_by_class
     from inspection.pipeline import with_guard_band
 
     parts = {10 * (i + 1): (33 + 4 * i, (30 + 4 * i) / 10) for i in range(8)}  # +0.3 mm
@@ -431,11 +431,24 @@ def test_proving_rejection_is_priced_and_does_what_it_predicts(tmp_path, capsys)
         "rejects_reviewed": 1,
     }
     assert {m["part"] for m in predicted["moved"]} == {"130.png", "140.png"}
+    # class by class: scratches, the only class here, move as all classes do
+    assert plain["proven_rejection_by_class"] == {
+        "scratch": {
+            "unrejected": 1,
+            "rejects_reviewed": 1,
+            "false_reject": 0,
+            "agreement": pytest.approx(predicted["agreement"]),
+        }
+    }
+    page = html.unescape((tmp_path / "plain" / "index.html").read_text())
+    assert "Proving rejection class by class" in page
     _print_band_effects(plain)
+    _print_proven_by_class(plain)
     printed = " ".join(capsys.readouterr().out.split())
     assert f"--guard-band {proven_file.name} would change on this set" in printed
     assert "1 it passes sent to review from REJECT (0 still rejected)" in printed
     assert "1 it rejects sent to review from REJECT" in printed
+    assert 'proving rejection class by class ("prove_rejection": [classes]' in printed
 
     guarded = with_guard_band(THRESHOLDS, proven_file)
     metrics = evaluate(detector, guarded, tmp_path / "data", tmp_path / "proven", progress=False)

@@ -37,9 +37,11 @@ plant pays for the gauge's doubt in parts sent to review, never in parts it scra
 defect only where, for every true value within the band, a rejecting clause holds (one,
 or several whose ranges join), and sends it to REVIEW otherwise. A reading that over-
 reads a tolerable pit no longer scraps it; a rightful reject read near its limit waits
-for a person too. Who bears the doubt is the plant's choice: ``inspection evaluate``
-writes the band both ways (``guard_band.json``, ``guard_band_proven.json``) with what
-each would change on its set (benchmarks/README.md, "Proving rejection too").
+for a person too. Who bears the doubt is the plant's choice, and may differ by class
+(``"prove_rejection": ["dent"]`` where the gauge over-reads pits): ``inspection
+evaluate`` writes the band both ways (``guard_band.json``, ``guard_band_proven.json``)
+with what each would change on its set, and what proving each class alone would
+(benchmarks/README.md, "Proving rejection too").
 """
 
 from __future__ import annotations
@@ -162,12 +164,14 @@ class GuardBand:
     below : Mapping[str, Mapping[str, Band]]
         The same for how far the truth may lie under the reading, where it differs; an
         attribute not listed here has ``margins``' band on both sides.
-    prove_rejection : bool
+    prove_rejection : bool or frozenset of str
         ISO 14253-1's other half: a defect whose reading a clause rejects is rejected only
         where a rejecting clause holds for every true value within the band (nonconformance
-        proven), and sent to REVIEW otherwise. ``False``: a reading beyond a limit rejects
-        as read (only acceptance is guarded). Who bears the gauge's doubt is the plant's
-        choice: ``inspection evaluate`` prices both on a labelled set.
+        proven), and sent to REVIEW otherwise; ``True`` for every class, or the classes
+        whose rejection it proves (a plant proves it where its gauge over-reads, say).
+        ``False``: a reading beyond a limit rejects as read (only acceptance is guarded).
+        Who bears the gauge's doubt is the plant's choice: ``inspection evaluate`` prices
+        it on a labelled set, for every class and class by class.
     """
 
     margins: Mapping[str, Mapping[str, Band]]
@@ -175,7 +179,13 @@ class GuardBand:
     source: str = ""
     shading: ShadingDepth | None = None
     below: Mapping[str, Mapping[str, Band]] = field(default_factory=dict)
-    prove_rejection: bool = False
+    prove_rejection: bool | frozenset[str] = False
+
+    def proves_rejection(self, defect_class: str) -> bool:
+        """Whether a rejection of a defect of ``defect_class`` must be proven."""
+        if isinstance(self.prove_rejection, bool):
+            return self.prove_rejection
+        return defect_class in self.prove_rejection
 
     def margin(self, defect_class: str, attribute: str, reading: float) -> float:
         """``U`` of a ``reading`` of ``attribute`` on a defect of ``defect_class``: how far
@@ -211,7 +221,7 @@ class GuardBand:
         )
         shading = self.shading.to_dict() if self.shading else None
         # a band that proves rejection too hashes apart; one that does not, as it always did
-        content = [items, shading] + (["prove_rejection"] if self.prove_rejection else [])
+        content = [items, shading] + ([self._proven_written()] if self.prove_rejection else [])
         digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:8]
         return f"guard band {digest}" if items or shading else "no guard band"
 
@@ -231,9 +241,16 @@ class GuardBand:
         }
         return GuardBand(depth, pairs, self.source, self.shading, below, self.prove_rejection)
 
-    def proving_rejection(self) -> GuardBand:
-        """The same band, proving rejection too (:attr:`prove_rejection`)."""
-        return replace(self, prove_rejection=True)
+    def proving_rejection(self, classes: Iterable[str] | None = None) -> GuardBand:
+        """The same band, proving rejection too (:attr:`prove_rejection`): of every class
+        (``None``) or of ``classes`` (none: as read)."""
+        proven = True if classes is None else frozenset(classes)
+        return replace(self, prove_rejection=proven or False)
+
+    def _proven_written(self) -> bool | list[str]:
+        """:attr:`prove_rejection` as the file writes it: true, or the classes sorted."""
+        proven = self.prove_rejection
+        return proven if isinstance(proven, bool) else sorted(proven)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +261,7 @@ class GuardBand:
             + (
                 "; REJECT only where every such true value lies beyond a rejecting limit "
                 "(nonconformance proven), else REVIEW"
+                + ("" if self.prove_rejection is True else ", for the classes listed")
                 if self.prove_rejection
                 else ""
             ),
@@ -255,7 +273,7 @@ class GuardBand:
             },
             "pairs": dict(sorted(self.pairs.items())),
             **({"shading_depth": self.shading.to_dict()} if self.shading else {}),
-            **({"prove_rejection": True} if self.prove_rejection else {}),
+            **({"prove_rejection": self._proven_written()} if self.prove_rejection else {}),
         }
 
     def _band_dict(self, defect_class: str, attribute: str, band: Band) -> dict[str, Any]:
@@ -439,12 +457,7 @@ def guard_band_from_dict(data: Any, where: str) -> GuardBand:
                     u["below"], f"{at}.below", False
                 )
     pairs = data.get("pairs") if isinstance(data.get("pairs"), dict) else {}
-    prove_rejection = data.get("prove_rejection", False)
-    if not isinstance(prove_rejection, bool):
-        raise GuardBandError(
-            f"{where}: prove_rejection: {prove_rejection!r} is not true or false (whether a "
-            "reading beyond a limit rejects only where nonconformance is proven)"
-        )
+    prove_rejection = _proven(data.get("prove_rejection", False), f"{where}: prove_rejection")
     return GuardBand(
         checked,
         {str(c): int(n) for c, n in pairs.items() if isinstance(n, int) and n >= 0},
@@ -452,6 +465,18 @@ def guard_band_from_dict(data: Any, where: str) -> GuardBand:
         _shading(data.get("shading_depth"), f"{where}: shading_depth"),
         below,
         prove_rejection,
+    )
+
+
+def _proven(value: Any, where: str) -> bool | frozenset[str]:
+    """``prove_rejection`` as written: true or false, or a list of class names."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list) and all(isinstance(c, str) and c for c in value):
+        return frozenset(value) or False
+    raise GuardBandError(
+        f"{where}: {value!r} is not true, false or a list of defect classes (whose rejection "
+        "is proven: a reading beyond a limit by less than its band is REVIEW)"
     )
 
 

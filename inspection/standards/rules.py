@@ -12,8 +12,9 @@ when every zone gives the same action (or every zone rejects: then the strictest
 REVIEW. Given a guard band (:mod:`inspection.standards.guard`), a stricter clause that
 holds for some true value within the measurement's uncertainty of the reading leaves the
 decision as open as an unmeasured attribute does: REVIEW, never PASS. A band that proves
-rejection too (``prove_rejection``) sends a defect the reading rejects to REVIEW unless a
-rejecting clause holds for every true value within it.
+rejection too (``prove_rejection``, of every class or of those it names) sends a defect
+the reading rejects to REVIEW unless a rejecting clause holds for every true value
+within it.
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ def _decide_in_zone(
         clause = within[0]  # the strictest the reading cannot rule out
         why = _unproven(clause, measured, guard, "conformance")
         return _left_to_review(defect, zone, clause, why)
-    proving = rejected and guard is not None and guard.prove_rejection
+    proving = rejected and guard is not None and guard.proves_rejection(defect.defect_class)
     if proving and not _rejected_throughout(measurable, measured, guard):  # it may pass
         clause = applicable[0]
         why = _unproven(clause, measured, guard, "nonconformance")

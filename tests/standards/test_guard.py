@@ -401,6 +401,24 @@ def test_proving_rejection_round_trips_and_changes_the_version(tmp_path):
     assert loaded.version == PROVING.version != BAND.version
     assert BAND.proving_rejection() == PROVING
     assert "prove_rejection" not in BAND.to_dict() and "REJECT only" in PROVING.to_dict()["rule"]
-    path.write_text(json.dumps({**BAND.to_dict(), "prove_rejection": "yes"}))
-    with pytest.raises(GuardBandError, match="prove_rejection: 'yes' is not true or false"):
-        load_guard_band(path)
+    scratches = BAND.proving_rejection(["scratch"])
+    path.write_text(json.dumps(scratches.to_dict()))
+    loaded = load_guard_band(path)
+    assert loaded.prove_rejection == frozenset({"scratch"}) == scratches.prove_rejection
+    assert loaded.version == scratches.version not in (PROVING.version, BAND.version)
+    assert BAND.proving_rejection([]) == BAND  # no class: as read
+    for written in ("yes", 1, ["scratch", 2], [""]):
+        path.write_text(json.dumps({**BAND.to_dict(), "prove_rejection": written}))
+        with pytest.raises(GuardBandError, match=r"prove_rejection: .* is not true, false or a"):
+            load_guard_band(path)
+
+
+def test_rejection_is_proven_for_the_classes_listed(bracket_standard):
+    """A band proving scratches' rejection only: a scratch read just over its limit is
+    REVIEW, a colour patch read just over its own rejects as read."""
+    band = BAND.proving_rejection(["scratch"])
+    scratch = [Defect("scratch", {"length_mm": 2.3}, zone="A")]
+    patch = [Defect("color_deviation", {"delta_e": 3.3}, zone="A")]
+    assert apply_standard(bracket_standard, scratch, guard=band).verdict is Verdict.REVIEW
+    assert apply_standard(bracket_standard, patch, guard=band).verdict is Verdict.REJECT
+    assert apply_standard(bracket_standard, patch, guard=PROVING).verdict is Verdict.REVIEW
