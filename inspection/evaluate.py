@@ -27,7 +27,8 @@ Two kinds of figures:
   (:func:`guard_band_tradeoff`: each part decided again with it). The same band proving
   rejection too (ISO 14253-1's other half: a reading beyond a limit by less than its band
   is REVIEW, not REJECT) is written to ``OUT/guard_band_proven.json``, its effect in
-  ``proven_rejection_tradeoff``: a plant chooses who bears the gauge's doubt by the two.
+  ``proven_rejection_tradeoff`` and that of proving each class alone in
+  ``proven_rejection_by_class``: a plant chooses who bears the gauge's doubt by these.
   Dents photographed
   without a profiler fit how the station's light shades them (their depth read from
   it), written with the band and alone to ``OUT/shading_depth.json``, whose effect
