@@ -26,7 +26,7 @@ from itertools import product
 from typing import Any
 
 from inspection.standards.guard import GuardBand
-from inspection.standards.schema import Clause, Standard
+from inspection.standards.schema import Clause, Standard, true_range
 from inspection.types import (
     Action,
     Defect,
@@ -325,8 +325,7 @@ def _values_to_test(
     """The true values of attribute ``name`` within its band at which the ``clauses``
     that name it can change: the band's ends, and each limit inside it and either side."""
     reading = float(measured[name])
-    above, below = _margins(guard, clauses[0].defect, name, reading)
-    low, high = max(0.0, reading - below), reading + above
+    low, high = true_range(reading, *_margins(guard, clauses[0].defect, name, reading))
     limits = (c.value for clause in clauses for c in clause.when if c.attribute == name)
     near = (
         v

@@ -72,6 +72,12 @@ class Text(_Strict):
         return self.zh if lang == "zh" else self.en
 
 
+def true_range(measured: float, above: float, below: float) -> tuple[float, float]:
+    """The true values a reading's uncertainty holds: ``below`` under ``measured`` (none
+    under 0: every attribute is a size, count or ΔE) to ``above`` over it."""
+    return max(0.0, measured - below), measured + above
+
+
 class Condition(_Strict):
     """``attribute operator value``, e.g. ``length_mm > 5``."""
 
@@ -108,7 +114,7 @@ class Condition(_Strict):
         reading with that uncertainty cannot rule out (see
         :mod:`inspection.standards.guard`)."""
         below = above if below is None else below
-        low, high = max(0.0, measured - below), measured + above
+        low, high = true_range(measured, above, below)
         margin = max(above, below)
         if self.op in (">", ">="):
             return self.holds(high)

@@ -29,6 +29,7 @@ def _commands(model, lot, out):
         ("{oops", "cannot read a guard band"),
         ('{"margins": {"scratch": {"length_mm": -1}}}', "negative"),
         ('{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": -1}}', "must be above 0"),
+        ('{"margins": {}, "prove_rejection": "dent"}', "not true, false or a list"),
     ],
 )
 def test_a_bad_guard_band_is_a_one_line_error(tmp_path, tiny_model_and_lot, text, message):  # noqa: F811
