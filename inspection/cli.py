@@ -413,6 +413,7 @@ def train_command(
         )
         console.print(_silhouette_line(result.silhouette, silhouette))
         console.print(_grain_line(result.grain))
+        console.print(_patches_line(result.colour_patches))
     else:
         console.print(
             f"{result.steps} steps in {result.seconds / 60:.1f} min "
@@ -449,6 +450,19 @@ def _grain_line(rule: dict | None) -> str:
     return (
         f"grain: searched for scratches along it ({rule['with_lines']} of "
         f"{rule['good_parts']} good frames show a line in it)"
+    )
+
+
+def _patches_line(rule: dict | None) -> str:
+    """What the fit learned of the good faces' colour, in one line."""
+    from inspection.patches import PatchRule
+
+    if rule is None:
+        return "colour patches: not searched (too few good frames show a face to read)"
+    return (
+        f"colour patches: searched from ΔE {PatchRule.from_dict(rule).level:.2f} off the "
+        f"surface around them (the most a box of {rule['good_parts']} good faces read was "
+        f"{rule['good_max']:.2f})"
     )
 
 

@@ -70,6 +70,7 @@ NORMALITY_SOURCES = (
     "models/backbones.py",
     "models/normality.py",
     "models/preprocess.py",
+    "patches.py",
     "silhouette.py",
     "train/data.py",
     "train/normality.py",

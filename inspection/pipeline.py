@@ -31,6 +31,10 @@ Decision policy
   whatever the part score, the image is searched for the thin lines along the grain
   that the map took for streaks of it (:func:`with_grain_scratches`): each is a
   scratch, or the rest of one the map lit in part.
+- Likewise, where its normality model learned how far off the surface around them its
+  good faces' boxes read (``Thresholds.colour_patches``), the face is searched for the
+  broad, even colour patches beyond that which the map did not light
+  (:func:`with_colour_patches`): each is a colour deviation, measured as the map's are.
 - A part whose tap test rings wrong has a crack: the most crack-like region the maps
   call a scratch (the two look alike), or an internal crack when none is visible.
 - Any error on this path (unreadable frame, model failure, NaN scores) gives REVIEW
@@ -77,6 +81,7 @@ from inspection.measure import (
     one_signed_share,
 )
 from inspection.models.outputs import Detection
+from inspection.patches import PATCH_KEY, PatchRule, colour_patches
 from inspection.standards import GuardBand, Standard, apply_standard, load_guard_band
 from inspection.standards.guard import ShadingDepth
 from inspection.types import (
@@ -163,6 +168,8 @@ class Thresholds:
     profiler_dents: bool = False
     # The image is searched for lines along the face's grain (the station's GrainRule)
     grain_scratches: bool = False
+    # The face is searched for faint colour patches the map missed (the station's rule)
+    colour_patches: PatchRule | None = None
 
 
 def with_guard_band(thresholds: Thresholds, guard: GuardBand | str | Path | None) -> Thresholds:
@@ -227,7 +234,8 @@ def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
     and pixel ones no lower than :data:`AUDIO_THRESHOLD_FLOOR` and
     :data:`PIXEL_THRESHOLD_FLOOR` (calibration records percentiles of good parts, which
     can sit inside their noise, or far under the heads' own boundary); the grain's search
-    where the metadata holds the station's rule (:class:`~inspection.grain.GrainRule`)."""
+    and the colour patches' where the metadata holds the station's rules
+    (:class:`~inspection.grain.GrainRule`, :class:`~inspection.patches.PatchRule`)."""
     t = metadata.get("thresholds") or {}
     return Thresholds(
         image=float(t.get("image", 0.5)),
@@ -236,6 +244,7 @@ def thresholds_of(metadata: dict[str, Any]) -> Thresholds:
         version=str(metadata.get("calibration_version", "training-holdout")),
         region=None if t.get("region") is None else float(t["region"]),
         grain_scratches=GrainRule.from_dict(metadata.get(GRAIN_KEY)) is not None,
+        colour_patches=PatchRule.from_dict(metadata.get(PATCH_KEY)),
     )
 
 
@@ -589,6 +598,15 @@ def decide(
                 f"{len(defects) - mapped} scratch(es) found along the face's grain "
                 "where the map lit nothing",
             )
+    if thresholds.colour_patches is not None:
+        mapped = len(defects)
+        defects = with_colour_patches(detection, frame, defects, thresholds, reference_rgb)
+        if len(defects) > mapped:
+            searched = (
+                *searched,
+                f"{len(defects) - mapped} colour patch(es) found off the surface around "
+                "them where the map lit nothing",
+            )
     if frame.height_map is not None:
         profiled = replace(frame, height_map=fill_dropouts(frame.height_map))
         defects = [with_profile(d, profiled.height_map, frame.mm_per_px) for d in defects]
@@ -767,6 +785,38 @@ def with_grain_scratches(
             whole, "scratch", frame.mm_per_px, image, reference, score
         )
     return [defects[i] for i in sorted(defects)]
+
+
+def with_colour_patches(
+    detection: Detection,
+    frame: Frame,
+    found: Sequence[Defect],
+    thresholds: Thresholds,
+    reference_rgb: Sequence[int] | None = None,
+) -> list[Defect]:
+    """``found`` with the faint colour patches the map did not light
+    (:func:`~inspection.patches.colour_patches` under ``thresholds.colour_patches``),
+    each a colour deviation measured as the map's are (its ΔE against the reference
+    under the surface's light); ``found`` as it is without the station's rule."""
+    if thresholds.colour_patches is None:
+        return list(found)
+    regions = [d.mask for d in found if d.mask is not None]
+    reference = np.asarray(reference_rgb) if reference_rgb is not None else None
+    patches = colour_patches(frame.image, thresholds.colour_patches, frame.mm_per_px, regions)
+    return [
+        *found,
+        *(
+            measure_defect(
+                patch,
+                "color_deviation",
+                frame.mm_per_px,
+                frame.image,
+                reference,
+                _peak(detection.anomaly_map[0], patch),
+            )
+            for patch in patches
+        ),
+    ]
 
 
 def _lengthened(

@@ -184,6 +184,15 @@ def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line,
     assert any(r.startswith(label) for r in products_section([outlined]).splitlines())
     broken = {**looked, "fusion": {**looked["fusion"], "silhouette": "yes"}}
     assert "silhouette" not in products_section([broken])
+    # The searches the station's rules switch on are said; a malformed record is not.
+    grain = {"good_parts": 200, "with_lines": 0}
+    patches = {"good_parts": 200, "good_max": 1.4556}
+    searched = {**outlined, "fusion": {**outlined["fusion"], "grain": grain}}
+    searched["fusion"]["colour_patches"] = patches
+    label = "the part's silhouette, lines along the grain searched, colour patches from ΔE 1.60"
+    assert any(label in r for r in products_section([searched]).splitlines())
+    broken = {**looked, "fusion": {**looked["fusion"], "grain": "yes", "colour_patches": [1]}}
+    assert "searched" not in products_section([broken])
 
 
 def test_evaluations_with_height_maps_are_recorded_beside_the_photographs_only(tmp_path):

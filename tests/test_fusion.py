@@ -520,23 +520,26 @@ def test_a_region_of_the_background_is_dropped_and_one_reaching_into_the_part_ke
 
 
 def test_the_stations_rules_travel_with_the_exported_normality_graph(tmp_path):
-    """The part's silhouette, and the grain's search (which the line reads from the fused
-    metadata: a station without the rule is not searched)."""
+    """The part's silhouette, and the grain's and the colour patches' searches (which the
+    line reads from the fused metadata: a station without the rule is not searched)."""
     pytest.importorskip("onnxruntime", reason="the edge runtime (edge extra)")
     from test_silhouette import part_frame
 
     from inspection.export.onnx import export_onnx
     from inspection.export.runtime import OnnxDetector
     from inspection.grain import GRAIN_KEY, GrainRule
+    from inspection.patches import PATCH_KEY, PatchRule
     from inspection.silhouette import SILHOUETTE_KEY, SilhouetteRule, learn_silhouette
 
     rule = learn_silhouette(part_frame(seed) for seed in range(30))
     normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
     heads = FakeDetector(CLASSES, HEADS_T)
     plain = export_onnx(normality, tmp_path / "plain.onnx", with_audio=False)
-    assert not thresholds_of(FusedDetector(heads, OnnxDetector(plain)).metadata).grain_scratches
+    unsearched = thresholds_of(FusedDetector(heads, OnnxDetector(plain)).metadata)
+    assert not unsearched.grain_scratches and unsearched.colour_patches is None
     normality.metadata[SILHOUETTE_KEY] = rule.to_dict()
     normality.metadata[GRAIN_KEY] = GrainRule(good_parts=200, with_lines=1).to_dict()
+    normality.metadata[PATCH_KEY] = PatchRule(good_parts=200, good_max=1.4556).to_dict()
     graph = export_onnx(normality, tmp_path / "normality.onnx", with_audio=False)
     on_edge = FusedDetector(heads, OnnxDetector(graph))
     assert on_edge.silhouette == rule
@@ -544,3 +547,5 @@ def test_the_stations_rules_travel_with_the_exported_normality_graph(tmp_path):
     assert on_edge.grain == GrainRule(good_parts=200, with_lines=1)
     assert thresholds_of(on_edge.metadata).grain_scratches
     assert "lines along the grain searched" in on_edge.metadata["calibration_version"]
+    assert thresholds_of(on_edge.metadata).colour_patches == PatchRule(200, 1.4556)
+    assert "colour patches from ΔE 1.60 searched" in on_edge.metadata["calibration_version"]

@@ -630,3 +630,43 @@ def test_a_good_brushed_part_the_map_lit_nothing_on_passes(bracket_standard, ind
     frame = Frame(part.image, "cam0", part.mm_per_px)
     result = decide(quiet, frame, bracket_standard, GRAIN, "p1")
     assert result.verdict is Verdict.PASS and result.decisions == ()
+
+
+def test_the_line_searches_for_colour_patches_where_the_model_records_the_stations_rule():
+    from inspection.patches import PatchRule
+
+    rule = PatchRule(good_parts=200, good_max=1.45)
+    assert thresholds_of({"colour_patches": rule.to_dict()}).colour_patches == rule
+    assert thresholds_of({}).colour_patches is None
+    assert thresholds_of({"colour_patches": {"good_max": "high"}}).colour_patches is None
+
+
+def test_a_colour_patch_the_map_missed_is_found_measured_and_rejected(panel_standard):
+    """Held-out panel part 69 (seed 7): a patch of ΔE 2.76 that the shipped default's map,
+    fused with panel's normality model, did not light; panel rejects over ΔE 2."""
+    from inspection.patches import PatchRule
+
+    part = generate_part("panel", 69, 7, "color_deviation")
+    frame = Frame(part.image, "cam0", part.mm_per_px)
+    quiet = detection(part=0.05, shape=part.image.shape[:2])  # the map lit nothing
+    plain = decide(quiet, frame, panel_standard, Thresholds(version="t1"), "p1", part.reference_rgb)
+    assert plain.verdict is Verdict.PASS  # a station without the rule: the map's call
+    searched = Thresholds(version="t1", colour_patches=PatchRule(200, 1.4556))
+    result = decide(quiet, frame, panel_standard, searched, "p1", part.reference_rgb)
+    assert result.verdict is Verdict.REJECT and result.clauses == ("P-5.1",)
+    assert "1 colour patch(es) found off the surface around them where the map lit nothing" in (
+        result.reasons
+    )
+    (decision,) = result.decisions
+    assert decision.defect.defect_class == "color_deviation"
+    assert decision.defect.attributes["delta_e"] == pytest.approx(2.76, abs=0.4)
+    # where the map found it, it is the map's region that is measured, once
+    lit = decide(
+        detection(part.defects[0].mask, "color_deviation", shape=part.image.shape[:2]),
+        frame,
+        panel_standard,
+        searched,
+        "p1",
+        part.reference_rgb,
+    )
+    assert len(lit.decisions) == 1 and not any("colour patch" in r for r in lit.reasons)

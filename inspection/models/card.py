@@ -358,9 +358,17 @@ def _fusion_words(fusion: Any) -> str:
         return ""
     level = _second_look(fusion)
     look = "" if level is None else f", second look at logit {level:.2f}"
-    silhouette = isinstance(fusion, dict) and SilhouetteRule.from_dict(fusion.get("silhouette"))
-    outline = ", the part's silhouette" if silhouette else ""
-    return f"fused with its normality model{look}{outline}"
+    from inspection.grain import GrainRule  # only to write a card: OpenCV, scikit-image
+    from inspection.patches import PatchRule
+
+    record = fusion if isinstance(fusion, dict) else {}
+    outline = (
+        ", the part's silhouette" if SilhouetteRule.from_dict(record.get("silhouette")) else ""
+    )
+    grain = ", lines along the grain searched" if GrainRule.from_dict(record.get("grain")) else ""
+    patches = PatchRule.from_dict(record.get("colour_patches"))
+    tint = "" if patches is None else f", colour patches from ΔE {patches.level:.2f} searched"
+    return f"fused with its normality model{look}{outline}{grain}{tint}"
 
 
 def _profiler_words(metrics: Mapping[str, Any]) -> str:

@@ -90,6 +90,7 @@ from inspection.errors import ModelError
 from inspection.grain import GRAIN_KEY, GrainRule
 from inspection.metrics import threshold_for_frr
 from inspection.models.outputs import Detection
+from inspection.patches import PATCH_KEY, PatchRule
 from inspection.pipeline import Detector, Thresholds, thresholds_of
 from inspection.silhouette import SILHOUETTE_KEY, SilhouetteRule, part_interior
 from inspection.types import AudioClip
@@ -191,6 +192,7 @@ class FusedDetector:
         self.normality_thresholds = thresholds_of(normality_meta)
         self.silhouette = SilhouetteRule.from_dict(normality_meta.get(SILHOUETTE_KEY))
         self.grain = GrainRule.from_dict(normality_meta.get(GRAIN_KEY))
+        self.patches = PatchRule.from_dict(normality_meta.get(PATCH_KEY))
         self.classes: tuple[str, ...] = (*heads.classes, ANOMALY_CLASS)
         self.version = f"fused({heads.version}+{normality.version})"
         calibration = f"{self.heads_thresholds.version}+{self.normality_thresholds.version}"
@@ -206,6 +208,8 @@ class FusedDetector:
             calibration += "; the normality model's regions off the part dropped"
         if self.grain is not None:
             calibration += "; lines along the grain searched"
+        if self.patches is not None:
+            calibration += f"; colour patches from ΔE {self.patches.level:.2f} searched"
         self.metadata: dict[str, Any] = {
             "thresholds": thresholds,
             "calibration_version": calibration,
@@ -218,10 +222,15 @@ class FusedDetector:
                 },
                 "second_look": second_look,
                 "silhouette": None if self.silhouette is None else self.silhouette.to_dict(),
+                # the searches the station's rules switch on, as recorded with a figure
+                "grain": None if self.grain is None else self.grain.to_dict(),
+                "colour_patches": None if self.patches is None else self.patches.to_dict(),
             },
         }
         if self.grain is not None:  # the station's rule, as the line reads it (thresholds_of)
             self.metadata[GRAIN_KEY] = self.grain.to_dict()
+        if self.patches is not None:  # likewise
+            self.metadata[PATCH_KEY] = self.patches.to_dict()
 
     def detect(self, image: np.ndarray, audio: AudioClip | None = None) -> Detection:
         """Run both models on one full image and fuse their detections (see :func:`fuse`).

@@ -10,7 +10,9 @@ The fit also learns whether the good frames show one part on a background, the p
 silhouette (:mod:`inspection.silhouette`), and records the rule in the model: fused, the
 normality model's regions on the belt beside the part are then not the part's. So too
 whether the parts' faces have a grain the line searches for scratches along
-(:func:`inspection.grain.learn_grain`).
+(:func:`inspection.grain.learn_grain`), and how far off the surface around it a box of a
+good face reads, past which the line takes a colour patch the map missed
+(:func:`inspection.patches.learn_patches`).
 
 PaDiM fits on the held-out images too and scores them leave-one-out
 (:func:`inspection.models.normality.leave_one_out`, closed form): its Gaussians, one per
@@ -47,6 +49,7 @@ from inspection.models.backbones import get_backbone
 from inspection.models.config import ModelConfig
 from inspection.models.normality import ANOMALY_CLASS, NormalityModel
 from inspection.models.preprocess import MAX_SIDE, PreprocessOptions, frame_size, preprocess
+from inspection.patches import PATCH_KEY, PatchTally
 from inspection.silhouette import SILHOUETTE_KEY, learn_silhouette
 from inspection.train.data import Item, load_items, training_samples
 from inspection.train.trainer import (
@@ -169,9 +172,12 @@ def fit_normality(
     thresholds, auroc = calibrate(model, held, options, as_new)
     until = None if budget is None else begun + budget
     # Whether the station shows its parts on a background, and what their silhouettes
-    # cover; whether their faces' grain is searched for lines: one reading of the frames
-    tally = GrainTally()
-    frames = tally.passing(_station_frames(held, good_samples, options, until, clock))
+    # cover; whether their faces' grain is searched for lines, and how far off a good
+    # face's boxes read (the colour patches' search): one reading of the frames
+    tally, patches = GrainTally(), PatchTally()
+    frames = patches.passing(
+        tally.passing(_station_frames(held, good_samples, options, until, clock))
+    )
     silhouette = learn_silhouette(frames) if options.silhouette else None
     deque(frames, maxlen=0)  # the rest, where the silhouette was not learned
     if silhouette is not None:
@@ -179,6 +185,9 @@ def fit_normality(
     grain = tally.rule()
     if grain is not None:
         model.metadata[GRAIN_KEY] = grain.to_dict()
+    patch_rule = patches.rule()
+    if patch_rule is not None:
+        model.metadata[PATCH_KEY] = patch_rule.to_dict()
     if len(fitted.kept) > thresholds["held_out_good"]:
         # Every good image the fit kept the features of, scored leave-one-out: a 1 %
         # target needs 99 goods before any order statistic but the largest can promise it.
@@ -217,6 +226,7 @@ def fit_normality(
         started_from=None,
         silhouette=None if silhouette is None else silhouette.to_dict(),
         grain=None if grain is None else grain.to_dict(),
+        colour_patches=None if patch_rule is None else patch_rule.to_dict(),
     )
 
 

@@ -120,6 +120,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     silhouette: dict[str, Any] | None = None  # a normality model's part silhouette rule
     grain: dict[str, Any] | None = None  # a normality model's rule for lines along the grain
+    colour_patches: dict[str, Any] | None = None  # and for faint colour patches
 
 
 def _config_method(config: str | None) -> str | None:

@@ -230,13 +230,16 @@ def test_the_fit_learns_a_stations_part_silhouette_and_says_so(tmp_path):
 
 def test_the_fit_learns_whether_the_parts_grain_is_searched_and_says_so(tmp_path):
     """Brushed parts whose good frames show no lines in their grain: the model records
-    the rule the line searches with; painted ones, which have no grain, record none."""
+    the rule the line searches with; painted ones, which have no grain, record none.
+    Both record how far off a box of their good faces reads (the colour patches'
+    search)."""
     import cv2
     from typer.testing import CliRunner
 
     from inspection.cli import app
     from inspection.grain import GRAIN_KEY, GrainRule
     from inspection.models import read_checkpoint
+    from inspection.patches import PATCH_KEY, PatchRule
     from inspection.synth.part import generate_part
 
     config = _register_tiny("padim")
@@ -255,6 +258,10 @@ def test_the_fit_learns_whether_the_parts_grain_is_searched_and_says_so(tmp_path
         said = " ".join(result.output.split())
         assert ("grain: searched for scratches along it (0 of 24" in said) is searched
         assert ("grain: not searched" in said) is not searched
+        patches = PatchRule.from_dict(read_checkpoint(out).extra.get(PATCH_KEY))
+        assert patches is not None and patches.good_parts == 24
+        assert f"colour patches: searched from ΔE {patches.level:.2f}" in said
+        assert patches.good_max > 0
 
 
 def test_the_silhouette_is_learned_from_held_frames_first_and_reads_no_more_past_the_budget(
