@@ -135,3 +135,16 @@ def test_a_float_frame_with_unread_pixels_raises_nothing_and_finds_nothing_false
     assert colour_patches(frame, panel_rule, part.mm_per_px) == []
     assert colour_patches(np.full((64, 64, 3), np.nan, np.float32), panel_rule, 0.1) == []
     assert colour_patches(np.full((64, 64), np.inf, np.float32), panel_rule, 0.1) == []
+
+
+def test_a_large_frame_is_read_on_a_shrunk_copy_and_finds_the_same_patch(panel_rule):
+    """The box is a share of the frame: a 1024 px frame (read at 512) finds the patch a
+    256 px one does, where it is, at the frame's size."""
+    part = generate_part("panel", 69, 7, "color_deviation")
+    (small,) = colour_patches(part.image, panel_rule, part.mm_per_px)
+    large = cv2.resize(part.image, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    (patch,) = colour_patches(large, panel_rule, part.mm_per_px / 4)
+    assert patch.mask.shape == (1024, 1024)
+    truth = cv2.resize(part.defects[0].mask.astype(np.uint8), (1024, 1024)) > 0
+    assert (patch.mask & truth).sum() >= 0.6 * truth.sum()
+    assert patch.length_mm == pytest.approx(small.length_mm, rel=0.25)
