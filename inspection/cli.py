@@ -374,6 +374,14 @@ def train_command(
             "(--no-silhouette: judge the whole frame)."
         ),
     ] = True,
+    colour_patches: Annotated[
+        bool,
+        typer.Option(
+            help="padim/patchcore: learn from the good frames how far off the surface around "
+            "it a box of their faces reads, and search each frame for the faint colour "
+            "patches past that which the map missed (--no-colour-patches: no search)."
+        ),
+    ] = True,
 ) -> None:
     """Train a detection model, from good images alone with --normal-only."""
     import time
@@ -401,6 +409,7 @@ def train_command(
             method=method,
             backbone=backbone,
             silhouette=silhouette,
+            colour_patches=colour_patches,
         )
         result = train(options, begun=begun)
     except (TrainError, DatasetError) as exc:
@@ -413,7 +422,7 @@ def train_command(
         )
         console.print(_silhouette_line(result.silhouette, silhouette))
         console.print(_grain_line(result.grain))
-        console.print(_patches_line(result.colour_patches))
+        console.print(_patches_line(result.colour_patches, colour_patches))
     else:
         console.print(
             f"{result.steps} steps in {result.seconds / 60:.1f} min "
@@ -453,10 +462,12 @@ def _grain_line(rule: dict | None) -> str:
     )
 
 
-def _patches_line(rule: dict | None) -> str:
+def _patches_line(rule: dict | None, asked: bool) -> str:
     """What the fit learned of the good faces' colour, in one line."""
     from inspection.patches import PatchRule
 
+    if not asked:
+        return "colour patches: not searched (--no-colour-patches)"
     if rule is None:
         return "colour patches: not searched (too few good frames show a face to read)"
     return (

@@ -175,9 +175,9 @@ def fit_normality(
     # cover; whether their faces' grain is searched for lines, and how far off a good
     # face's boxes read (the colour patches' search): one reading of the frames
     tally, patches = GrainTally(), PatchTally()
-    frames = patches.passing(
-        tally.passing(_station_frames(held, good_samples, options, until, clock))
-    )
+    frames = tally.passing(_station_frames(held, good_samples, options, until, clock))
+    if options.colour_patches:
+        frames = patches.passing(frames)
     silhouette = learn_silhouette(frames) if options.silhouette else None
     deque(frames, maxlen=0)  # the rest, where the silhouette was not learned
     if silhouette is not None:
@@ -185,7 +185,7 @@ def fit_normality(
     grain = tally.rule()
     if grain is not None:
         model.metadata[GRAIN_KEY] = grain.to_dict()
-    patch_rule = patches.rule()
+    patch_rule = patches.rule() if options.colour_patches else None
     if patch_rule is not None:
         model.metadata[PATCH_KEY] = patch_rule.to_dict()
     if len(fitted.kept) > thresholds["held_out_good"]:

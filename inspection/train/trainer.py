@@ -78,6 +78,7 @@ class TrainOptions:
     method: str = "auto"  # heads, padim, patchcore; auto: see resolved_method
     backbone: str | None = None  # pretrained backbone of a normality model
     silhouette: bool = True  # a normality model learns whether frames show a part on a background
+    colour_patches: bool = True  # and how far off a good face's boxes read (patches' search)
 
     def __post_init__(self) -> None:
         if self.init is not None and self.from_scratch:

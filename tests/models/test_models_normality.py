@@ -262,6 +262,13 @@ def test_the_fit_learns_whether_the_parts_grain_is_searched_and_says_so(tmp_path
         assert patches is not None and patches.good_parts == 24
         assert f"colour patches: searched from ΔE {patches.level:.2f}" in said
         assert patches.good_max > 0
+    # A station that wants no colour patches' search fits without it: nothing recorded
+    out = tmp_path / "panel-no-patches"
+    args = ["train", "--data", str(tmp_path / "panel"), "--out", str(out), "--normal-only"]
+    result = CliRunner().invoke(app, [*args, "--config", config, "--no-colour-patches"])
+    assert result.exit_code == 0, result.output
+    assert PATCH_KEY not in read_checkpoint(out).extra
+    assert "colour patches: not searched (--no-colour-patches)" in " ".join(result.output.split())
 
 
 def test_the_silhouette_is_learned_from_held_frames_first_and_reads_no_more_past_the_budget(
