@@ -27,6 +27,7 @@ from grain_lines import cost
 from tqdm import tqdm
 
 from inspection.io import read_image
+from inspection.models.checkpoint import read_checkpoint
 from inspection.patches import PATCH_KEY, PatchRule, colour_patches, highest_contrast
 
 
@@ -35,8 +36,7 @@ def _parts(folder: Path) -> list[dict]:
 
 
 def station_rule(normality: Path) -> PatchRule:
-    extra = json.loads((normality / "config.json").read_text()).get("extra", {})
-    rule = PatchRule.from_dict(extra.get(PATCH_KEY))
+    rule = PatchRule.from_dict(read_checkpoint(normality).extra.get(PATCH_KEY))
     if rule is None:
         raise SystemExit(f"{normality} records no colour patches' rule: fit it again")
     return rule
@@ -49,12 +49,13 @@ def survey(folder: Path, rule: PatchRule) -> None:
         image = read_image(folder / part["image"])
         patches = colour_patches(image, rule, part["mm_per_px"])
         found_by_label[part["label"]].append(len(patches))
+        highest = highest_contrast(image) or 0.0
         if part["label"] == "good":
-            good_highest.append(highest_contrast(image) or 0.0)
+            good_highest.append(highest)
         truths = [d for d in part["defects"] if d["defect_class"] == "color_deviation"]
         if truths:
             true_e = max(d["attributes"]["delta_e"] for d in truths)
-            colour_rows.append((part["index"], true_e, highest_contrast(image) or 0.0))
+            colour_rows.append((part["index"], true_e, highest))
     print(
         f"\n{folder}: level {rule.level:.2f} (good max {rule.good_max:.2f} on "
         f"{rule.good_parts}); its good parts' highest box: median "

@@ -130,9 +130,32 @@ class GrainRule:
         return rule if 0 <= rule.with_lines <= rule.good_parts else None
 
 
-class GrainTally:
-    """:func:`learn_grain`'s count, kept a frame at a time, so that a fit reading its good
-    frames once learns the silhouette from the same pass (:meth:`passing`)."""
+class FrameTally:
+    """A station's rule read from its good frames a frame at a time (:meth:`add`), so
+    that a fit reading its good frames once learns every rule from the same pass
+    (:meth:`passing`)."""
+
+    def add(self, image: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def rule(self) -> Any:
+        raise NotImplementedError
+
+    def passing(self, images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``images``, each read as it goes by."""
+        for image in images:
+            self.add(image)
+            yield image
+
+    def learned(self, images: Iterable[np.ndarray]) -> Any:
+        """The rule of ``images`` read whole."""
+        for image in images:
+            self.add(image)
+        return self.rule()
+
+
+class GrainTally(FrameTally):
+    """:func:`learn_grain`'s count (a :class:`FrameTally`)."""
 
     def __init__(self) -> None:
         self.seen = self.grained = self.lined = 0
@@ -145,12 +168,6 @@ class GrainTally:
         if grained_face is not None:
             self.grained += 1
             self.lined += bool(_lines_on(image, grey, *grained_face, mm_per_px=None, found=()))
-
-    def passing(self, images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """``images``, each counted as it goes by."""
-        for image in images:
-            self.add(image)
-            yield image
 
     def rule(self) -> GrainRule | None:
         """The rule of the frames counted (see :func:`learn_grain`)."""
@@ -165,10 +182,7 @@ def learn_grain(good_images: Iterable[np.ndarray]) -> GrainRule | None:
     searched: fewer than :data:`~inspection.silhouette.MIN_GOOD_PARTS` were given, fewer
     than :data:`~inspection.silhouette.GOOD_SHARE` of them have a grain, or more than
     :data:`GRAIN_GOOD_LINES` show a line (:func:`grain_scratches`)."""
-    tally = GrainTally()
-    for image in good_images:
-        tally.add(image)
-    return tally.rule()
+    return GrainTally().learned(good_images)
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,14 @@ speckle raises its own level, and a face too small or unread gives no rule at al
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-from inspection.grain import _square, part_face
+from inspection.grain import FrameTally, _square, part_face
 from inspection.measure import (
     _SAME_SURFACE,
     Component,
@@ -118,28 +118,19 @@ class PatchRule:
         return rule if rule.good_parts > 0 and np.isfinite(rule.good_max) else None
 
 
-class PatchTally:
-    """:func:`learn_patches`'s reading, kept a frame at a time (as
-    :class:`~inspection.grain.GrainTally` is), so that one pass over a fit's good frames
-    learns every rule."""
+class PatchTally(FrameTally):
+    """:func:`learn_patches`'s reading (a :class:`~inspection.grain.FrameTally`)."""
 
     def __init__(self) -> None:
-        self.seen = self.read = 0
+        self.read = 0
         self.good_max = 0.0
 
     def add(self, image: np.ndarray) -> None:
         """Reads one good frame: the most its boxes stand off their rings."""
-        self.seen += 1
         highest = highest_contrast(image)
         if highest is not None:
             self.read += 1
             self.good_max = max(self.good_max, highest)
-
-    def passing(self, images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """``images``, each read as it goes by."""
-        for image in images:
-            self.add(image)
-            yield image
 
     def rule(self) -> PatchRule | None:
         """The rule of the frames read; ``None`` from fewer than
@@ -151,10 +142,7 @@ class PatchTally:
 
 def learn_patches(good_images: Iterable[np.ndarray]) -> PatchRule | None:
     """The station's rule from its good parts (:class:`PatchTally`)."""
-    tally = PatchTally()
-    for image in good_images:
-        tally.add(image)
-    return tally.rule()
+    return PatchTally().learned(good_images)
 
 
 def colour_patches(
@@ -201,12 +189,16 @@ def colour_patches(
     face = _read_face(pixels, image.shape[:2], unlit=unlit)
     if face is None:
         return []
-    patches = []
-    for covered, peak in face.candidates(rule.level, taken):
-        if float(face.contrast(face.fine_px, covered).max()) > PATCH_EVEN * peak:
-            continue  # a speck, far more off at a few pixels than over the box
-        patches.append(measure_region(face.full_size(covered), mm_per_px or 1.0))
-    return patches
+    pieces = face.candidates(rule.level, taken)
+    if not pieces:
+        return []
+    fine = face.contrast(face.fine_px, np.logical_or.reduce([c for c, _ in pieces]))
+    return [
+        measure_region(face.full_size(covered), mm_per_px or 1.0)
+        for covered, peak in pieces
+        # not a speck, far more off at a few pixels than over the box
+        if float(fine[covered].max()) <= PATCH_EVEN * peak
+    ]
 
 
 def highest_contrast(image: np.ndarray) -> float | None:

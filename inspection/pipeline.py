@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -589,24 +589,12 @@ def decide(
         reason = f"model returned non-finite scores {scores}; needs review"
         return review_result(standard, part_id, reason)
     defects = part_defects(detection, thresholds, frame.mm_per_px, frame.image, reference_rgb)
-    searched = ()
-    if thresholds.grain_scratches:
+    searched = ()  # the record says where a defect the map missed came from
+    for search, found in _searches(thresholds):
         mapped = len(defects)
-        defects = with_grain_scratches(detection, frame, defects, thresholds, reference_rgb)
-        if len(defects) > mapped:  # the record says where a scratch the map missed came from
-            searched = (
-                f"{len(defects) - mapped} scratch(es) found along the face's grain "
-                "where the map lit nothing",
-            )
-    if thresholds.colour_patches is not None:
-        mapped = len(defects)
-        defects = with_colour_patches(detection, frame, defects, thresholds, reference_rgb)
+        defects = search(detection, frame, defects, thresholds, reference_rgb)
         if len(defects) > mapped:
-            searched = (
-                *searched,
-                f"{len(defects) - mapped} colour patch(es) found off the surface around "
-                "them where the map lit nothing",
-            )
+            searched = (*searched, f"{len(defects) - mapped} {found} where the map lit nothing")
     if frame.height_map is not None:
         profiled = replace(frame, height_map=fill_dropouts(frame.height_map))
         defects = [with_profile(d, profiled.height_map, frame.mm_per_px) for d in defects]
@@ -620,6 +608,20 @@ def decide(
     result = with_part_score(result, scores["part"], thresholds)
     notes = detection.notes[0] if detection.notes else ()  # what the detector set aside
     return replace(result, scores=scores, reasons=(*result.reasons, *searched, *notes))
+
+
+Search = Callable[..., list[Defect]]  # (detection, frame, found, thresholds, reference_rgb)
+
+
+def _searches(thresholds: Thresholds) -> list[tuple[Search, str]]:
+    """The searches for what the map missed that the station's rules switch on, each with
+    what the record calls its finds."""
+    searches: list[tuple[Search, str]] = []
+    if thresholds.grain_scratches:
+        searches.append((with_grain_scratches, "scratch(es) found along the face's grain"))
+    if thresholds.colour_patches is not None:
+        searches.append((with_colour_patches, "colour patch(es) found off the surface around them"))
+    return searches
 
 
 def with_part_score(
