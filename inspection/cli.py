@@ -113,6 +113,14 @@ def synth(
             "registered to the camera sees the face), on which dents are measured."
         ),
     ] = False,
+    defect_class: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--class",
+            help="A defect class to draw (repeatable; default: all of them), e.g. dent alone "
+            "for limit samples of known depth to calibrate a station on (inspection evaluate).",
+        ),
+    ] = None,
 ) -> None:
     """Synthesise a production line run: part images, defect masks and tap-test audio."""
     from inspection.synth import synthesize
@@ -129,6 +137,7 @@ def synth(
             defect_ratio=defect_ratio,
             train_defect_ratio=train_defect_ratio,
             height=height,
+            **({} if defect_class is None else {"classes": defect_class}),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -1133,6 +1142,16 @@ def demo(
         ),
     ] = False,
     profiler_dents: ProfilerDents = False,
+    calibrate_depth: Annotated[
+        bool,
+        typer.Option(
+            help="Where the standard limits a dent's depth and no profiler reads it, read it "
+            "from the dent's shading, calibrated once on synthesised limit samples (dents of "
+            "known depth) through the fused model, as a plant calibrates a gauge; "
+            "--no-calibrate-depth leaves that clause at REVIEW. Only with --normality auto "
+            "and no --guard-band."
+        ),
+    ] = True,
     no_verify: NoVerify = False,
 ) -> None:
     """Run a simulated line through the model, the product's standard and the decoder.
@@ -1162,6 +1181,7 @@ def demo(
         guard_band=guard_band,
         profiler=profiler,
         profiler_dents=profiler_dents,
+        calibrate_depth=calibrate_depth,
     )
 
 

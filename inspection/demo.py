@@ -78,6 +78,19 @@ NORMALITY_SOURCES = (
 FITTED_BY = "fitted-by.json"  # beside a cached model: what fitted it
 SECOND_LOOK_PARTS = 200  # fresh good parts the heads' second-look level is set on
 SECOND_LOOK_SEED = 3  # not the parts the heads (seeds 1, 2) or the normality model learned
+SHADING_PARTS = 60  # limit samples: synthesised dents of known depth the station reads
+SHADING_SEED = 4  # not the parts anything above learned, nor the line's (2026) or held out (7)
+# The code a kept shading calibration depends on besides the fused model: how the line
+# finds and measures dents, how the calibration is fitted, and the parts it is fitted on.
+SHADING_SOURCES = (
+    "synth",
+    "evaluate.py",
+    "grain.py",
+    "measure.py",
+    "patches.py",
+    "pipeline.py",
+    "standards/guard.py",
+)
 
 
 @dataclass(frozen=True)
@@ -325,15 +338,97 @@ def normality_fingerprint() -> str:
     from inspection.train.normality import normality_config
     from inspection.train.trainer import TrainOptions
 
-    package = Path(__file__).parent
     config = normality_config(TrainOptions(data=Path(), out=Path(), method="padim"))
-    digest = hashlib.sha256(f"{NORMALITY_PARTS} {NORMALITY_SEED} {config}".encode())
-    for name in NORMALITY_SOURCES:
+    return _sources_digest(NORMALITY_SOURCES, f"{NORMALITY_PARTS} {NORMALITY_SEED} {config}")
+
+
+def _sources_digest(names: Sequence[str], settings: str) -> str:
+    """SHA-256 over ``settings`` and the package source files (or folders) ``names``."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256(settings.encode())
+    for name in names:
         path = package / name
         for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             digest.update(source.relative_to(package).as_posix().encode())
             digest.update(source.read_bytes())
     return digest.hexdigest()
+
+
+def reads_dent_depth(standard: Standard) -> bool:
+    """Whether a clause of ``standard`` limits a dent's depth (``depth_mm``), which a
+    photograph alone leaves unread (REVIEW) unless the station's shading is calibrated."""
+    return any(
+        clause.defect == "dent" and any(c.attribute == "depth_mm" for c in clause.when)
+        for clause in standard.clauses
+    )
+
+
+def product_shading_depth(
+    detector, thresholds, standard: Standard, heads_version: str, normality: Path, console: Console
+) -> Path | None:
+    """The station's dent depth from shading, calibrated as a plant calibrates a gauge: on
+    :data:`SHADING_PARTS` limit samples, synthesised dents of known depth
+    (:data:`SHADING_SEED`), through the line that will judge the parts
+    (:func:`~inspection.evaluate.evaluate` fits the light and the gain, and the reading's
+    own guard band, :func:`~inspection.standards.guard.fit_shading_depth`).
+
+    Calibrated the first time these heads are fused with ``normality``, then read from
+    beside it (``shading-depth-<key>.json``, a ``--guard-band`` file a station takes as
+    it is); calibrated again when the code that reads it changes.
+
+    Parameters
+    ----------
+    detector : Detector
+        The line's detector (here the fused one).
+    thresholds : Thresholds
+        The line's thresholds, without a guard band.
+    standard : Standard
+        The product's standard.
+    heads_version : str
+        The heads model's version (the calibration is a reading of its maps' regions).
+    normality : Path
+        The product's normality model directory (:func:`product_normality`).
+    console : Console
+        Where to say that the station is being calibrated.
+
+    Returns
+    -------
+    Path or None
+        The calibration file; ``None`` where too few limit samples' dents were read for a
+        fit (their depth clause then stays at REVIEW, as without a calibration).
+    """
+    from inspection.evaluate import evaluate
+    from inspection.synth import synthesize
+
+    key = _sources_digest(SHADING_SOURCES, f"{SHADING_PARTS} {SHADING_SEED} {heads_version}")
+    kept = Path(normality) / f"shading-depth-{key[:16]}.json"
+    if kept.is_file():
+        return kept
+    console.print(
+        f"calibrating the station's dent depth from shading on {SHADING_PARTS} synthesised "
+        f"limit samples, dents of known depth (once for this model; kept in {kept})"
+    )
+    with tempfile.TemporaryDirectory(prefix=".shading-", dir=normality) as tmp:
+        dents, out = Path(tmp) / "dents", Path(tmp) / "evaluation"
+        synthesize(
+            dents, SHADING_PARTS, SHADING_SEED, standard.product, train_ratio=0.0,
+            defect_ratio=1.0, progress=False, classes=("dent",),
+        )  # fmt: skip
+        evaluate(detector, thresholds, dents, out, examples=0, standard=standard)
+        fitted = out / "shading_depth.json"
+        if not fitted.is_file():
+            console.print(
+                "[yellow]too few of the limit samples' dents were read to calibrate: "
+                "a dent's depth clause stays at REVIEW[/yellow]"
+            )
+            return None
+        record = json.loads(fitted.read_text(encoding="utf-8"))
+        record["source"] = (  # not the folder it was fitted in, gone once it is kept
+            f"{SHADING_PARTS} synthesised limit samples of {standard.product} (dents, seed "
+            f"{SHADING_SEED}) through {detector.version}"
+        )
+        kept.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return kept
 
 
 def _fitted_by(model: Path) -> str | None:
@@ -356,6 +451,7 @@ def _decider(
     guard_band: Path | None = None,
     profiler: bool = False,
     profiler_dents: bool = False,
+    calibrate_depth: bool = True,
 ):
     """``decide(observation, part) -> (result, report request or None)``, a description of
     the detector, and the report decoder (``model_dir/decoder``) or ``None``.
@@ -382,15 +478,27 @@ def _decider(
         fused = Thresholds(image=FUSED_THRESHOLD) if normality is not None else None
         with_review_band(fused or thresholds_of(metadata), review_from)
         detector, described = model, f"model {model_dir} ({model.version})"
+        calibrate = calibrate_depth and normality == "auto" and guard is None and not profiler
         if normality is not None:
             if normality == "auto":
                 normality = product_normality(product, cache, console)
                 product_second_look(model, product, normality, console)
             detector, metadata = with_normality(model, normality, verify)
             described += f" fused with the normality model {normality}"
-        thresholds = line_thresholds(
-            metadata, review_from=review_from, guard_band=guard, profiler_dents=profiler_dents
-        )
+        settings = {"review_from": review_from, "profiler_dents": profiler_dents}
+        thresholds = line_thresholds(metadata, guard_band=guard, **settings)
+        if calibrate and reads_dent_depth(standard):
+            # The demo's own station: its light read off limit samples, as a plant would.
+            calibration = product_shading_depth(
+                detector, thresholds, standard, model.version, Path(normality), console
+            )
+            guard = None if calibration is None else load_guard_band(calibration)
+            thresholds = line_thresholds(metadata, guard_band=guard, **settings)
+            if guard is not None and guard.shading is not None:
+                described += (
+                    f", dent depth read from shading (light from {guard.shading.azimuth_deg:.0f}°, "
+                    f"calibrated on {guard.shading.pairs} limit samples' dents)"
+                )
         if review_from is not None:
             described += f", review band from {review_from:g}"
         if guard is not None:
@@ -441,6 +549,7 @@ def run_demo(
     guard_band: Path | None = None,
     profiler: bool = False,
     profiler_dents: bool = False,
+    calibrate_depth: bool = True,
 ) -> DemoSummary:
     """Run ``n`` parts of ``product`` through the station and write ``out/report.html``.
 
@@ -455,6 +564,10 @@ def run_demo(
     ``profiler``: the station also has a 3D profiler (each frame a height map, dents
     measured on it); ``profiler_dents``: its height maps are also searched for the dents
     the camera missed (:func:`~inspection.pipeline.with_profiler_dents`).
+    ``calibrate_depth``: with the product's own normality model (``"auto"``), no guard
+    band and no profiler, where the standard limits a dent's depth, the station reads it
+    from the dent's shading, calibrated on limit samples (:func:`product_shading_depth`);
+    ``False`` leaves that clause at REVIEW.
     """
     if n < 1:
         raise UserError(f"--n must be at least 1 part, not {n}")
@@ -473,6 +586,7 @@ def run_demo(
         guard_band=guard_band,
         profiler=profiler,
         profiler_dents=profiler_dents,
+        calibrate_depth=calibrate_depth,
     )
     console.print(
         f"[bold]Simulated line[/bold]: {n} parts of {product}, standard {standard.id} "

@@ -260,8 +260,11 @@ def evaluate(
         )
     metrics["guard_band_given"] = None
     if standard is not None and thresholds.guard is not None:
+        given = thresholds.guard
         metrics["guard_band_given"] = {
-            "file": thresholds.guard.source,
+            "file": given.source,
+            "version": given.version,
+            "shading_depth": given.shading.to_dict() if given.shading else None,
             **given_band_effect(rows, decided, standard, thresholds),
         }
     metrics["products"] = dataset.products

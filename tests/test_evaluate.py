@@ -226,6 +226,28 @@ def test_evaluations_with_height_maps_are_recorded_beside_the_photographs_only(t
         assert "profiler" not in edited["products"]["tile"]
 
 
+def test_an_evaluation_with_a_guard_band_says_so_and_what_read_its_dents_depth(tmp_path):
+    fused = {"products": ["tile"], "n_images": 300, "fusion": {"second_look": 7.3}}
+    shading = {"azimuth_deg": -121.5, "gain": 0.79, "pairs": 24}
+    calibrated = {
+        **fused,
+        "guard_band_given": {"version": "guard band f8", "shading_depth": shading},
+    }
+    margins = {**fused, "guard_band_given": {"version": "guard band 0d", "shading_depth": None}}
+    for given, words, recorded in (
+        (calibrated, "; dent depth read from shading, calibrated on 24 limit samples' dents) |",
+         {"version": "guard band f8", "shading_depth": shading}),
+        (margins, "; guard band 0d) |", {"version": "guard band 0d", "shading_depth": None}),
+    ):  # fmt: skip
+        assert any(words in r for r in products_section([given]).splitlines())
+        entry = json.loads(write_product_evaluation(tmp_path, [given]).read_text())
+        assert entry["products"]["tile"]["fused"]["guard_band"] == recorded
+    plain = json.loads(write_product_evaluation(tmp_path, [fused]).read_text())
+    assert "guard_band" not in plain["products"]["tile"]["fused"]
+    edited = {**fused, "guard_band_given": {"version": "v", "shading_depth": {"pairs": "24"}}}
+    assert "calibrated" not in products_section([edited])  # a malformed count is not said
+
+
 def test_card_shows_thresholds_lifted_to_their_floor():
     from inspection.models.card import _thresholds_line
 

@@ -400,7 +400,12 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert metrics["guard_band_tradeoff"] is None  # already decided with it
     # what the given band changed, each part decided again without it: the prediction
     given = metrics["guard_band_given"]
-    assert given == {"file": str(band_file), **plain["guard_band_tradeoff"]}
+    assert given == {
+        "file": str(band_file),
+        "version": load_guard_band(band_file).version,
+        "shading_depth": None,  # a band of margins alone reads no depth from shading
+        **plain["guard_band_tradeoff"],
+    }
     assert plain["guard_band_given"] is None  # no band given
     page = html.unescape((tmp_path / "guarded" / "index.html").read_text())
     assert f"What the given --guard-band {band_file} changed on this set, part by part" in page
@@ -618,6 +623,7 @@ def test_a_dents_depth_is_read_from_its_shading_once_calibrated(tmp_path, capsys
     given = again["guard_band_given"]  # each part decided again without the file: unread
     assert given["agreement_before"] == 0.0 and given["agreement"] == predicted["agreement"]
     assert given["moved"] == predicted["moved"]
+    assert given["shading_depth"] == shading  # the record says what read the depths
 
     detector = _dents(tmp_path / "line", {100: 0.1, 110: 0.4, 120: 0.29, 130: 0.8})
     guarded = with_guard_band(THRESHOLDS, tmp_path / "fit" / "shading_depth.json")

@@ -301,6 +301,8 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
         if _height_maps(m):
             figures["height_maps"] = _height_maps(m)
             figures["profiler_dents"] = _profiler_dents(m)
+        if _guard_band(m):
+            figures["guard_band"] = _guard_band(m)
         entry = products.setdefault(named[0], {})
         key = evaluation_key(fused=bool(m.get("fusion")), profiler=bool(_height_maps(m)))
         if key:
@@ -331,6 +333,19 @@ def _profiler_dents(metrics: Mapping[str, Any]) -> bool:
     return isinstance(thresholds, dict) and thresholds.get("profiler_dents") is True
 
 
+def _guard_band(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The guard band an evaluation decided with (``--guard-band``: its version and any
+    shading calibration of dent depth), or ``None``."""
+    given = metrics.get("guard_band_given")
+    if not isinstance(given, dict):
+        return None
+    shading = given.get("shading_depth")
+    return {
+        "version": given.get("version"),
+        "shading_depth": shading if isinstance(shading, dict) else None,
+    }
+
+
 def _normality_version(fusion: Any) -> str | None:
     """The normality model's version in an evaluation's ``fusion`` record; ``None`` when
     a hand-edited metrics.json does not hold one (the figures are still the fused ones)."""
@@ -348,7 +363,7 @@ def _second_look(fusion: Any) -> float | None:
 def _measured_with(metrics: Mapping[str, Any]) -> str:
     """What a product's row says it was measured with besides the model alone: a
     normality model fused with it, a 3D profiler's height maps."""
-    said = [_fusion_words(metrics.get("fusion")), _profiler_words(metrics)]
+    said = [_fusion_words(metrics.get("fusion")), _profiler_words(metrics), _guard_words(metrics)]
     said = [words for words in said if words]
     return f" ({'; '.join(said)})" if said else ""
 
@@ -369,6 +384,18 @@ def _fusion_words(fusion: Any) -> str:
     patches = PatchRule.from_dict(record.get("colour_patches"))
     tint = "" if patches is None else f", colour patches from ΔE {patches.level:.2f} searched"
     return f"fused with its normality model{look}{outline}{grain}{tint}"
+
+
+def _guard_words(metrics: Mapping[str, Any]) -> str:
+    band = _guard_band(metrics)
+    if band is None:
+        return ""
+    shading = band["shading_depth"] or {}
+    pairs = shading.get("pairs")
+    if isinstance(pairs, int) and not isinstance(pairs, bool):
+        return f"dent depth read from shading, calibrated on {pairs} limit samples' dents"
+    version = band["version"]  # "guard band 0de3de85", as the line records it
+    return version if isinstance(version, str) and version else "a guard band"
 
 
 def _profiler_words(metrics: Mapping[str, Any]) -> str:

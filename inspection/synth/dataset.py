@@ -20,6 +20,7 @@ import multiprocessing as mp
 import shutil
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,38 +84,51 @@ def plan(
     train_ratio: float = 0.5,
     defect_ratio: float = 0.7,
     train_defect_ratio: float = 0.0,
+    classes: Sequence[str] = DEFECT_CLASSES,
 ) -> list[tuple[str, str]]:
     """``(split, label)`` of every part index.
 
     Train parts come first: all good by default (the normal-only setting), or with
     ``train_defect_ratio`` of them defective (labelled defects to learn from). Of the
     test parts ``defect_ratio`` are defective. Classes are taken round-robin over
-    :data:`DEFECT_CLASSES`; good and defective parts of a split are interleaved by a
-    permutation seeded from ``(seed, n)``.
+    ``classes`` (all of :data:`DEFECT_CLASSES` by default; one class alone for a set of
+    limit samples); good and defective parts of a split are interleaved by a permutation
+    seeded from ``(seed, n)``.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     ratios = (train_ratio, defect_ratio, train_defect_ratio)
     if not all(0.0 <= r <= 1.0 for r in ratios):
         raise ValueError("train_ratio, defect_ratio and train_defect_ratio must lie in [0, 1]")
+    classes = _checked_classes(classes)
     n_train = round(n * train_ratio)
     n_test = n - n_train
-    test = _labels(n_test, defect_ratio)
+    test = _labels(n_test, defect_ratio, classes)
     order = np.random.default_rng([seed, n, 0x5EED]).permutation(n_test)
     if train_defect_ratio == 0.0:
         train = [("train", "good")] * n_train
     else:
-        labels = _labels(n_train, train_defect_ratio)
+        labels = _labels(n_train, train_defect_ratio, classes)
         train_order = np.random.default_rng([seed, n, 0x7A1]).permutation(n_train)
         train = [("train", labels[i]) for i in train_order]
     return train + [("test", test[i]) for i in order]
 
 
-def _labels(count: int, defect_ratio: float) -> list[str]:
+def _labels(count: int, defect_ratio: float, classes: Sequence[str]) -> list[str]:
     n_bad = round(count * defect_ratio)
-    return [DEFECT_CLASSES[i % len(DEFECT_CLASSES)] for i in range(n_bad)] + ["good"] * (
-        count - n_bad
-    )
+    return [classes[i % len(classes)] for i in range(n_bad)] + ["good"] * (count - n_bad)
+
+
+def _checked_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    """``classes`` in :data:`DEFECT_CLASSES`' order, each once; ``ValueError`` naming an
+    unknown one, or an empty list."""
+    valid = ", ".join(DEFECT_CLASSES)
+    unknown = sorted(set(classes) - set(DEFECT_CLASSES))
+    if unknown:
+        raise ValueError(f"unknown defect class {', '.join(map(repr, unknown))}; valid: {valid}")
+    if not classes:
+        raise ValueError(f"no defect class given; valid: {valid}")
+    return tuple(c for c in DEFECT_CLASSES if c in classes)
 
 
 def _paths(split: str, label: str, index: int) -> tuple[str, str | None, str]:
@@ -212,6 +226,7 @@ def _metadata(
     train_ratio: float,
     defect_ratio: float,
     train_defect_ratio: float = 0.0,
+    classes: Sequence[str] = DEFECT_CLASSES,
 ) -> dict[str, Any]:
     prod = get_product(product)
     return {
@@ -228,7 +243,7 @@ def _metadata(
         "train_ratio": train_ratio,
         "defect_ratio": defect_ratio,
         "train_defect_ratio": train_defect_ratio,
-        "defect_classes": list(DEFECT_CLASSES),
+        "defect_classes": list(classes),
         "standard": f"datasets/standards/{product}.yaml",
         "audio_sample_rate": 16000,
     }
@@ -246,6 +261,7 @@ def synthesize(
     progress: bool = True,
     train_defect_ratio: float = 0.0,
     height: bool = False,
+    classes: Sequence[str] = DEFECT_CLASSES,
 ) -> SynthSummary:
     """Run the synthetic line and write an MVTec AD dataset with audio and a manifest.
 
@@ -278,6 +294,10 @@ def synthesize(
         would (:meth:`~inspection.synth.part.SynthPart.height_map`):
         ``height/<split>/<label>/<index>.tiff``, float32 mm, named in the manifest's
         ``height``. The photographs are the same with or without it.
+    classes : sequence of str
+        The defect classes drawn, round-robin (all of them by default). One class alone
+        makes a station's limit samples: dents of known depth, say, to calibrate how a
+        photograph's shading reads depth (``inspection evaluate`` on them).
 
     Returns
     -------
@@ -292,9 +312,9 @@ def synthesize(
     """
     out = Path(out)
     get_product(product)
-    labels = plan(n, seed, train_ratio, defect_ratio, train_defect_ratio)
+    labels = plan(n, seed, train_ratio, defect_ratio, train_defect_ratio, classes)
     _prepare(out)
-    meta = _metadata(product, seed, n, size, train_ratio, defect_ratio, train_defect_ratio)
+    meta = _metadata(product, seed, n, size, train_ratio, defect_ratio, train_defect_ratio, classes)
     # Written first, so an interrupted run is still recognised (and replaced) next time.
     (out / "dataset.yaml").write_text(yaml.safe_dump({**meta, "complete": False}, sort_keys=False))
     jobs = [

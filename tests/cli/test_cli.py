@@ -91,6 +91,17 @@ def test_synth_check_and_apply_pipeline(tmp_path):
             assert record["verdict"] == "PASS"
 
 
+def test_synth_draws_the_classes_asked_for_and_names_a_wrong_one(tmp_path):
+    args = ["synth", "--n", "3", "--workers", "1", "--train-ratio", "0", "--defect-ratio", "1"]
+    made = runner.invoke(app, [*args, "--out", str(tmp_path / "d"), "--class", "dent"])
+    assert made.exit_code == 0, made.output
+    lines = (tmp_path / "d" / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(x)["label"] for x in lines] == ["dent"] * 3
+    wrong = runner.invoke(app, [*args, "--out", str(tmp_path / "w"), "--class", "dnet"])
+    assert wrong.exit_code != 0 and "unknown defect class 'dnet'" in wrong.output
+    assert not (tmp_path / "w").exists()
+
+
 def test_datasets_check_exits_1_on_broken_file(tmp_path):
     root = tmp_path / "ds"
     (root / "good").mkdir(parents=True)

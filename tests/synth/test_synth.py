@@ -152,6 +152,24 @@ def test_plan_balances_classes_round_robin():
     assert plan(1000, seed=0) == labels
 
 
+def test_limit_samples_draw_only_the_classes_asked_for(tmp_path):
+    labels = plan(40, seed=4, train_ratio=0.0, defect_ratio=1.0, classes=("dent",))
+    assert labels == [("test", "dent")] * 40
+    two = [lbl for _, lbl in plan(40, seed=4, defect_ratio=1.0, classes=("dent", "scratch"))]
+    assert two.count("dent") == two.count("scratch") == 10  # 20 test parts, round-robin
+    for wrong, said in ((("dent", "rust"), "'rust'"), ((), "no defect class")):
+        with pytest.raises(ValueError, match=said):
+            plan(4, seed=0, classes=wrong)
+
+    out = tmp_path / "dents"
+    synthesize(out, 4, 4, "tile", workers=1, train_ratio=0.0, defect_ratio=1.0,
+               progress=False, classes=["dent"])  # fmt: skip
+    rows = _manifest(out)
+    assert [r["label"] for r in rows] == ["dent"] * 4
+    assert all(r["defects"][0]["attributes"]["depth_mm"] > 0 for r in rows)
+    assert yaml.safe_load((out / "dataset.yaml").read_text())["defect_classes"] == ["dent"]
+
+
 def test_refuses_foreign_folder_and_replaces_own_output(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
