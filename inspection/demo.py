@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
@@ -56,6 +57,9 @@ from inspection.viz import (
     png_base64,
     write_html_report,
 )
+
+if TYPE_CHECKING:  # the pipeline is imported where a model runs, not to show a demo's help
+    from inspection.pipeline import Detector, Thresholds
 
 DEFAULT_MODEL = default_model_dir()
 NORMALITY_PARTS = 560  # synthesised good parts a product's normality model is fitted on
@@ -364,7 +368,12 @@ def reads_dent_depth(standard: Standard) -> bool:
 
 
 def product_shading_depth(
-    detector, thresholds, standard: Standard, heads_version: str, normality: Path, console: Console
+    detector: Detector,
+    thresholds: Thresholds,
+    standard: Standard,
+    heads_version: str,
+    normality: Path,
+    console: Console,
 ) -> Path | None:
     """The station's dent depth from shading, calibrated as a plant calibrates a gauge: on
     :data:`SHADING_PARTS` limit samples, synthesised dents of known depth
@@ -402,8 +411,16 @@ def product_shading_depth(
 
     key = _sources_digest(SHADING_SOURCES, f"{SHADING_PARTS} {SHADING_SEED} {heads_version}")
     kept = Path(normality) / f"shading-depth-{key[:16]}.json"
+    unread = kept.with_suffix(".unread")  # tried, and too few dents read: not tried again
+    too_few = (
+        "[yellow]too few of the limit samples' dents were read to calibrate: a dent's "
+        "depth clause stays at REVIEW[/yellow]"
+    )
     if kept.is_file():
         return kept
+    if unread.is_file():
+        console.print(too_few)
+        return None
     console.print(
         f"calibrating the station's dent depth from shading on {SHADING_PARTS} synthesised "
         f"limit samples, dents of known depth (once for this model; kept in {kept})"
@@ -417,10 +434,8 @@ def product_shading_depth(
         evaluate(detector, thresholds, dents, out, examples=0, standard=standard)
         fitted = out / "shading_depth.json"
         if not fitted.is_file():
-            console.print(
-                "[yellow]too few of the limit samples' dents were read to calibrate: "
-                "a dent's depth clause stays at REVIEW[/yellow]"
-            )
+            console.print(too_few)
+            unread.write_text(f"{SHADING_PARTS} limit samples: too few dents read\n")
             return None
         record = json.loads(fitted.read_text(encoding="utf-8"))
         record["source"] = (  # not the folder it was fitted in, gone once it is kept

@@ -393,7 +393,14 @@ def test_the_station_reads_dent_depth_from_shading_calibrated_on_limit_samples(
     )
     said = " ".join(console.export_text().split())
     assert "too few of the limit samples' dents were read to calibrate" in said
-    assert list(other.iterdir()) == []
+    assert [p.suffix for p in other.iterdir()] == [".unread"]  # the samples are not kept
+    monkeypatch.setattr(evaluate, "evaluate", again)  # nor tried again: the same answer
+    console = Console(record=True, width=200)
+    assert (
+        demo.product_shading_depth(detector, thresholds, standard, detector.version, other, console)
+        is None
+    )
+    assert "too few" in console.export_text() and "calibrating" not in console.export_text()
 
 
 def test_the_demo_decides_with_its_stations_shading_calibration_where_one_is_called_for(
