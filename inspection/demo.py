@@ -442,7 +442,9 @@ def product_shading_depth(
             f"{SHADING_PARTS} synthesised limit samples of {standard.product} (dents, seed "
             f"{SHADING_SEED}) through {detector.version}"
         )
-        kept.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        written = Path(tmp) / kept.name  # moved in whole: a demo beside it reads all or none
+        written.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        written.replace(kept)
     return kept
 
 
