@@ -358,15 +358,6 @@ def _sources_digest(names: Sequence[str], settings: str) -> str:
     return digest.hexdigest()
 
 
-def reads_dent_depth(standard: Standard) -> bool:
-    """Whether a clause of ``standard`` limits a dent's depth (``depth_mm``), which a
-    photograph alone leaves unread (REVIEW) unless the station's shading is calibrated."""
-    return any(
-        clause.defect == "dent" and any(c.attribute == "depth_mm" for c in clause.when)
-        for clause in standard.clauses
-    )
-
-
 def product_shading_depth(
     detector: Detector,
     thresholds: Thresholds,
@@ -504,7 +495,7 @@ def _decider(
             described += f" fused with the normality model {normality}"
         settings = {"review_from": review_from, "profiler_dents": profiler_dents}
         thresholds = line_thresholds(metadata, guard_band=guard, **settings)
-        if calibrate and reads_dent_depth(standard):
+        if calibrate and standard.limiting("dent", "depth_mm"):
             # The demo's own station: its light read off limit samples, as a plant would.
             calibration = product_shading_depth(
                 detector, thresholds, standard, model.version, Path(normality), console

@@ -325,14 +325,16 @@ def test_the_demo_decides_with_a_guard_band_and_refuses_a_bad_one_first(tmp_path
     assert not (tmp_path / "bad" / "results.jsonl").exists()
 
 
-def test_only_a_standard_that_limits_a_dents_depth_calls_for_a_shading_calibration():
+def test_the_clauses_that_limit_a_dents_depth_are_named():
     from inspection.config import standard_path
-    from inspection.demo import reads_dent_depth
     from inspection.standards import load_standard
 
-    limits = {p: reads_dent_depth(load_standard(standard_path(p))) for p in ("bracket", "panel")}
-    assert limits == {"bracket": True, "panel": False}  # 4.2.1; panel's dents: size alone
-    assert reads_dent_depth(load_standard(standard_path("tile")))  # T31
+    limits = {
+        p: load_standard(standard_path(p)).limiting("dent", "depth_mm")
+        for p in ("bracket", "panel", "tile")
+    }
+    assert limits == {"bracket": ("4.2.1",), "panel": (), "tile": ("T31",)}  # panel: size alone
+    assert load_standard(standard_path("tile")).limiting("dent", "area_mm2") == ("T30",)
 
 
 def test_the_station_reads_dent_depth_from_shading_calibrated_on_limit_samples(

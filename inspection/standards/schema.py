@@ -218,3 +218,12 @@ class Standard(_Strict):
 
     def clause(self, clause_id: str) -> Clause:
         return next(c for c in self.clauses if c.id == clause_id)
+
+    def limiting(self, defect: str, attribute: str) -> tuple[str, ...]:
+        """The ids of the clauses whose conditions read ``attribute`` of ``defect`` (a
+        dent's ``depth_mm``: what a photograph alone leaves unread)."""
+        return tuple(
+            c.id
+            for c in self.clauses
+            if c.defect == defect and any(w.attribute == attribute for w in c.when)
+        )

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from inspection.capture.base import CaptureError, PartSource
 from inspection.errors import UserError
@@ -51,6 +51,10 @@ from inspection.spool import Spool
 from inspection.station.config import SimulatorSource, StationConfig
 from inspection.station.metrics import MetricsServer, StationMetrics
 from inspection.types import Action, InspectionResult, Observation, Verdict
+
+if TYPE_CHECKING:  # the daemon's module loads without the pipeline; build_runtime imports it
+    from inspection.pipeline import Thresholds
+    from inspection.standards import Standard
 
 log = logging.getLogger("inspection.station")
 
@@ -173,7 +177,34 @@ def build_runtime(config: StationConfig) -> Runtime:
         guard_band=config.model.guard_band,
         profiler_dents=config.model.profiler_dents,
     )
+    depth = dent_depth_reading(standard, thresholds)
+    if depth:
+        log.info(depth, extra={"station": config.station})
     return InspectorRuntime(Inspector(detector, standard, thresholds))
+
+
+def dent_depth_reading(standard: Standard, thresholds: Thresholds) -> str:
+    """How the station reads the dent depth its standard limits, in words for its log
+    (``""`` where no clause limits one): where a frame carries a height map (a 3D
+    profiler), from it; else from the dent's shading, where the guard band carries a
+    calibration of it (``inspection evaluate`` on limit samples); else not at all, and the
+    clause sends the dent to REVIEW."""
+    clauses = standard.limiting("dent", "depth_mm")
+    if not clauses:
+        return ""
+    said = f"clause(s) {', '.join(clauses)} of {standard.id} limit a dent's depth: read on a "
+    said += "frame's height map (a 3D profiler) where it has one, else "
+    shading = thresholds.guard.shading if thresholds.guard is not None else None
+    if shading is not None:
+        return said + (
+            f"from the dent's shading (light from {shading.azimuth_deg:.0f} degrees, "
+            f"calibrated on {shading.pairs} dents of known depth)"
+        )
+    return said + (
+        "not read: such a dent goes to REVIEW (to read it from its shading, run `inspection "
+        "evaluate` on limit samples, dents of known depth, and give its shading_depth.json "
+        "as model.guard_band)"
+    )
 
 
 def runtime_versions(runtime: Any) -> dict[str, str | None]:

@@ -514,6 +514,40 @@ def test_a_station_guard_band_is_loaded_before_the_first_part(tmp_path, model_pa
         build_runtime(station_config(tmp_path, None, model=model))
 
 
+def test_a_station_says_how_it_reads_the_dent_depth_its_standard_limits(
+    tmp_path, model_path, caplog
+):
+    """Bracket's 4.2.1 limits a dent's depth: the log says it is read on a height map,
+    and from the shading only with a calibration in the guard band (else REVIEW)."""
+    import logging
+
+    from inspection.station.daemon import dent_depth_reading
+
+    with caplog.at_level(logging.INFO, logger="inspection.station"):
+        runtime = build_runtime(station_config(tmp_path, None, model={"path": str(model_path)}))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "clause(s) 4.2.1 of QS-BRK-200 limit a dent's depth" in said
+    assert "not read: such a dent goes to REVIEW" in said and "limit samples" in said
+    calibration = tmp_path / "shading_depth.json"
+    calibration.write_text(
+        json.dumps(
+            {
+                "margins": {"dent": {"depth_mm": {"fixed": 0.05, "proportional": 0.0}}},
+                "shading_depth": {"azimuth_deg": -126.0, "gain": 1.4, "pairs": 35},
+            }
+        )
+    )
+    model = {"path": str(model_path), "guard_band": str(calibration)}
+    calibrated = build_runtime(station_config(tmp_path, None, model=model))
+    words = dent_depth_reading(calibrated.inspector.standard, calibrated.inspector.thresholds)
+    assert "from the dent's shading (light from -126 degrees, calibrated on 35 dents" in words
+    from inspection.config import standard_path
+    from inspection.standards import load_standard
+
+    panel = load_standard(standard_path("panel"))  # its dents are judged by size alone
+    assert dent_depth_reading(panel, runtime.inspector.thresholds) == ""
+
+
 def test_a_station_with_a_profiler_can_search_its_height_maps_for_dents(tmp_path, model_path):
     model = {"path": str(model_path), "profiler_dents": True}
     thresholds = build_runtime(station_config(tmp_path, None, model=model)).inspector.thresholds
