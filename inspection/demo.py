@@ -43,7 +43,13 @@ from inspection.decoder.schema import to_json as report_json
 from inspection.errors import UserError
 from inspection.measure import defects_from_mask, fill_dropouts
 from inspection.models.card import PRODUCT_EVALUATION, evaluation_key
-from inspection.standards import Standard, apply_standard, load_guard_band, load_standard
+from inspection.standards import (
+    GuardBandError,
+    Standard,
+    apply_standard,
+    load_guard_band,
+    load_standard,
+)
 from inspection.standards.schema import check_language
 from inspection.synth import SynthPart
 from inspection.types import Defect, InspectionResult, Observation, Verdict
@@ -408,7 +414,11 @@ def product_shading_depth(
         "depth clause stays at REVIEW[/yellow]"
     )
     if kept.is_file():
-        return kept
+        try:
+            load_guard_band(kept)
+            return kept
+        except GuardBandError as error:  # damaged (a disk, a hand): fitted again below
+            console.print(f"[yellow]{error}: calibrating again[/yellow]")
     if unread.is_file():
         console.print(too_few)
         return None

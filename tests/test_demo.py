@@ -378,6 +378,14 @@ def test_the_station_reads_dent_depth_from_shading_calibrated_on_limit_samples(
         )
         == kept
     )
+    good = kept.read_text()
+    kept.write_text(good[: len(good) // 2])  # damaged: fitted again, not a crash mid-demo
+    with pytest.raises(AssertionError, match="fitted again"):
+        demo.product_shading_depth(
+            detector, thresholds, standard, detector.version, tmp_path, console
+        )
+    assert "cannot read a guard band" in " ".join(console.export_text().split())
+    kept.write_text(good)
     monkeypatch.setattr(demo, "SHADING_SEED", demo.SHADING_SEED + 1)  # other limit samples
     with pytest.raises(AssertionError, match="fitted again"):
         demo.product_shading_depth(

@@ -301,8 +301,8 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
         if _height_maps(m):
             figures["height_maps"] = _height_maps(m)
             figures["profiler_dents"] = _profiler_dents(m)
-        if _guard_band(m):
-            figures["guard_band"] = _guard_band(m)
+        if band := _guard_band(m):
+            figures["guard_band"] = band
         entry = products.setdefault(named[0], {})
         key = evaluation_key(fused=bool(m.get("fusion")), profiler=bool(_height_maps(m)))
         if key:

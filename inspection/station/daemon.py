@@ -149,7 +149,7 @@ def build_runtime(config: StationConfig) -> Runtime:
         from inspection.edge.bundle import load_bundle
         from inspection.edge.runtime import EdgeRuntime
 
-        return EdgeRuntime(
+        edge = EdgeRuntime(
             load_bundle(path),
             product=config.product,
             threads=config.model.threads,
@@ -157,6 +157,8 @@ def build_runtime(config: StationConfig) -> Runtime:
             guard_band=config.model.guard_band,
             profiler_dents=config.model.profiler_dents,
         )
+        _say_dent_depth_reading(edge.inspector(config.product), config.station)
+        return edge
     from inspection.config import standard_path
     from inspection.pipeline import (
         Inspector,
@@ -177,10 +179,15 @@ def build_runtime(config: StationConfig) -> Runtime:
         guard_band=config.model.guard_band,
         profiler_dents=config.model.profiler_dents,
     )
-    depth = dent_depth_reading(standard, thresholds)
-    if depth:
-        log.info(depth, extra={"station": config.station})
-    return InspectorRuntime(Inspector(detector, standard, thresholds))
+    inspector = Inspector(detector, standard, thresholds)
+    _say_dent_depth_reading(inspector, config.station)
+    return InspectorRuntime(inspector)
+
+
+def _say_dent_depth_reading(inspector: Any, station: str) -> None:
+    said = dent_depth_reading(inspector.standard, inspector.thresholds)
+    if said:
+        log.info(said, extra={"station": station})
 
 
 def dent_depth_reading(standard: Standard, thresholds: Thresholds) -> str:

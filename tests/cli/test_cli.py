@@ -98,7 +98,7 @@ def test_synth_draws_the_classes_asked_for_and_names_a_wrong_one(tmp_path):
     lines = (tmp_path / "d" / "manifest.jsonl").read_text().splitlines()
     assert [json.loads(x)["label"] for x in lines] == ["dent"] * 3
     wrong = runner.invoke(app, [*args, "--out", str(tmp_path / "w"), "--class", "dnet"])
-    assert wrong.exit_code != 0 and "unknown defect class 'dnet'" in wrong.output
+    assert wrong.exit_code == 2 and "unknown defect class 'dnet'" in wrong.output
     assert not (tmp_path / "w").exists()
 
 

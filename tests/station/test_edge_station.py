@@ -28,7 +28,7 @@ def test_the_station_imports_without_torch():
 
 
 @pytest.mark.slow
-def test_a_bundle_station_records_parts_and_keeps_payloads_for_the_cloud(tmp_path):
+def test_a_bundle_station_records_parts_and_keeps_payloads_for_the_cloud(tmp_path, caplog):
     pytest.importorskip("torch", reason="exporting the test bundle needs torch")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
     from edge_helpers import tiny_bundle
@@ -52,8 +52,11 @@ def test_a_bundle_station_records_parts_and_keeps_payloads_for_the_cloud(tmp_pat
         cloud={"url": f"http://127.0.0.1:{free_port()}", "token_file": str(token),
                "outbox": str(tmp_path / "outbox.db")},
     )  # fmt: skip
-    runtime = build_runtime(config)
+    with caplog.at_level("INFO", logger="inspection.station"):
+        runtime = build_runtime(config)
     assert isinstance(runtime, EdgeRuntime)
+    said = " ".join(r.getMessage() for r in caplog.records)  # as a model folder's station
+    assert "clause(s) 4.2.1 of QS-BRK-200 limit a dent's depth" in said
     daemon = StationDaemon(config, source=CyclingSource(12), runtime=runtime)
     assert daemon.run() == 0
 
