@@ -10,7 +10,10 @@ dent on no dent (a speck, a colour patch, a crack's end) read; each for every de
 for those gentle enough to read (measure.SHADING_LINEAR_MAX), as the line reads them.
 Last, whether a steeper dent's reading (the line leaves it unread) is a lower bound on
 its depth: how many of those read short and long, and what the steep regions on no dent
-read.
+read. With ``--soft-clip``, whether undoing the station's response reads steep dents
+too: the darkening taken as a soft clip of level ``delta`` (``delta * atanh(darkening /
+delta)``, the linear reading as ``delta`` grows), fitted and read on the dents up to a
+steeper gate each time.
 
     python benchmarks/shading_depth.py --fit runs/val-tile --data runs/heldout-tile \
         --normality runs/normality/tile-560
@@ -21,6 +24,7 @@ Results: benchmarks/README.md, section "Dent depth from shading".
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +32,13 @@ from tqdm import tqdm
 
 from inspection import evaluate as ev
 from inspection.datasets import load_dataset
-from inspection.measure import DentShading, dent_shading, relative_shading
+from inspection.measure import (
+    SHADING_LINEAR_MAX,
+    DentShading,
+    dent_shading,
+    relative_shading,
+    shading_of,
+)
 from inspection.pipeline import DEPTH_CLASSES, part_defects, thresholds_of
 from inspection.standards.guard import fit_shading_depth
 
@@ -49,6 +59,24 @@ def darkening_alone(image: np.ndarray, mask: np.ndarray) -> DentShading | None:
 
 
 READINGS = {"darkening": darkening_alone, "odd part": dent_shading}
+SOFT_CLIP_MOST = 0.97  # of delta: nearer the clip, atanh reads the texture's noise as slope
+
+
+def unclipped(delta: float):
+    """The shipped reading (odd part) of the darkening unclipped at level ``delta``; the
+    gate (``deepest``) stays the raw darkening's."""
+
+    def read(image: np.ndarray, mask: np.ndarray) -> DentShading | None:
+        shaded = relative_shading(image, mask)
+        if shaded is None:
+            return None
+        relative, region, hole = shaded
+        share = np.clip(-relative / delta, 0.0, SOFT_CLIP_MOST)
+        linear = np.where(relative < 0, -delta * np.arctanh(share), relative)
+        raw = shading_of(relative, region, hole)
+        return replace(shading_of(linear.astype(np.float32), region, hole), deepest=raw.deepest)
+
+    return read
 
 
 def found_dents(detector, metadata, dataset) -> list[tuple]:
@@ -86,6 +114,7 @@ def found_dents(detector, metadata, dataset) -> list[tuple]:
 def main() -> None:
     parser = line_parser(__doc__)
     parser.add_argument("--fit", type=Path, required=True, help="the set the light is fitted on")
+    parser.add_argument("--soft-clip", default="", help="levels to unclip at, e.g. 0.8,0.6")
     args = parser.parse_args()
     detector, metadata, dataset = load_line(args)
     fit_on = found_dents(detector, metadata, load_dataset(args.fit))
@@ -98,25 +127,31 @@ def main() -> None:
     for name, read in READINGS.items():
         for where in ("region", "true mask"):
             column = 1 if where == "region" else 2
-            for gentle in (False, True):
-                _print_row(f"{name}, {where}", fit_on, read_on, read, column, gentle)
+            for gate in (None, SHADING_LINEAR_MAX):
+                _print_row(f"{name}, {where}", fit_on, read_on, read, column, gate)
     _print_steep(fit_on, read_on)
+    for delta in (float(d) for d in args.soft_clip.split(",") if d):
+        for gate in (0.4, 0.5, 0.58):
+            _print_row(f"unclipped {delta}", fit_on, read_on, unclipped(delta), 1, gate)
 
 
-def _print_row(name: str, fit_on, read_on, read, column: int, gentle: bool) -> None:
-    """Fitted on ``fit_on``'s dents (only those within SHADING_LINEAR_MAX where
-    ``gentle``, as the line reads them), the readings of ``read_on``'s."""
+def _print_row(name: str, fit_on, read_on, read, column: int, gate: float | None) -> None:
+    """Fitted on ``fit_on``'s dents (those darkening the surface by at most ``gate``, as
+    the line reads them at SHADING_LINEAR_MAX; every one at None), the readings of
+    ``read_on``'s."""
+
+    def gated(shading: DentShading | None) -> bool:
+        return shading is not None and (gate is None or shading.deepest <= gate)
+
     fitted = fit_shading_depth(
         (shading, d[3], d[4])
         for d in fit_on
-        if d[4] is not None
-        and (shading := read(d[0], d[column])) is not None
-        and (shading.linear or not gentle)
+        if d[4] is not None and gated(shading := read(d[0], d[column]))
     )
     depths = []  # (reading, true depth or None)
     for d in read_on:
         shading = None if d[column] is None else read(d[0], d[column])
-        if shading is not None and (shading.linear or not gentle):
+        if gated(shading):
             depths.append((fitted.depth_mm(shading, d[3]), d[4]))
     known = np.array([(r, t) for r, t in depths if t is not None])
     error = np.abs(known[:, 0] - known[:, 1])
@@ -124,7 +159,8 @@ def _print_row(name: str, fit_on, read_on, read, column: int, gentle: bool) -> N
     short = float(np.max((known[:, 1] - known[:, 0]) / known[:, 1]))
     none = [r for r, t in depths if t is None]
     print(
-        f"  {name:20s} {'gentle' if gentle else 'all':6s} light {fitted.azimuth_deg:7.1f}°  "
+        f"  {name:20s} {'all' if gate is None else f'<= {gate}':7s} "
+        f"light {fitted.azimuth_deg:7.1f}°  "
         f"gain {fitted.gain:.3f}  |error| median {np.median(error):.3f} mm, "
         f"90th {np.quantile(error, 0.9):.3f}, relative median "
         f"{np.median(error / known[:, 1]):.2f}, most short {short:.0%}; "

@@ -140,6 +140,8 @@ class Row:
     exact_action: str | None = None  # the standard's, on the exact attributes
     reasons: str = ""  # the verdict's reasons, in words
     cause: str = ""  # what decided the verdict, in a few words (verdict_cause)
+    at_limit: bool | None = None  # its exact attributes lie within the gauge's band of a
+    # limit (mark_at_limits); None: not measured (no band, no exact attributes)
 
 
 def evaluate(
@@ -224,8 +226,6 @@ def evaluate(
         if image is not None and detection is not None and len(cards) < 4 * examples:
             cards.append((row, _example_card(row, image, detection, thresholds, mask)))
     metrics = _metrics(rows, size_pairs, thresholds, detector)
-    metrics.update(_verdict_metrics(rows, standard, data))
-    metrics["review_band"] = review_band_tradeoff(rows, thresholds) if standard else None
     shading = fit_shading_depth((read, mm, depth) for _, read, mm, depth in shadings)
     for measured, read, mm, _ in shadings if shading is not None else ():
         measured["depth_mm"] = shading.depth_mm(read, mm)  # the line's reading, with the file
@@ -236,6 +236,10 @@ def evaluate(
     else:
         text = json.dumps(depth_only.to_dict(), indent=2) + "\n"
         (out / "shading_depth.json").write_text(text)
+    at_limits = mark_at_limits(rows, samples, standard, band) if band.margins else None
+    metrics.update(_verdict_metrics(rows, standard, data))
+    metrics["verdict_at_limits"] = at_limits
+    metrics["review_band"] = review_band_tradeoff(rows, thresholds) if standard else None
     metrics["guard_band"] = band.to_dict() if band.margins else None
     metrics["guard_band_tradeoff"] = metrics["proven_rejection_tradeoff"] = None
     metrics["proven_rejection_by_class"] = None
@@ -329,16 +333,107 @@ def exact_result(standard: Standard | None, sample: Sample) -> InspectionResult 
     DatasetError
         When the sample's ``defects`` are malformed (the dataset's fault).
     """
+    truth = _exact_defects(sample)
+    return None if standard is None or truth is None else _decided_on(standard, sample, truth)
+
+
+def _exact_defects(sample: Sample) -> list[Defect] | None:
+    """A sample's exact defects (its manifest's ``defects``), ``None`` where it states none."""
     where = f"{sample.image} ({sample.part_id})"
     try:
-        truth = manifest_defects(sample.attributes.get("defects"), where)
+        return manifest_defects(sample.attributes.get("defects"), where)
     except DefectsError as exc:  # the dataset's fault, found before any work
         raise DatasetError(str(exc)) from exc
-    if standard is None or truth is None:
-        return None
+
+
+def _decided_on(standard: Standard, sample: Sample, defects: list[Defect]) -> InspectionResult:
     size = sample.attributes.get("image_size")
     size = (int(size[0]), int(size[1])) if size else None
-    return apply_standard(standard, truth, sample.part_id, image_size=size)
+    return apply_standard(standard, defects, sample.part_id, image_size=size)
+
+
+def mark_at_limits(
+    rows: list[Row], samples: list[Sample], standard: Standard | None, band: GuardBand
+) -> dict[str, Any] | None:
+    """Mark the parts whose verdict a reading within the gauge's uncertainty decides
+    (``Row.at_limit``), and how the line agrees with the standard on the others.
+
+    The readings a gauge with ``band`` could give of a part's exact attributes reach from
+    every attribute at its lowest reading to every one at its highest
+    (:meth:`GuardBand.readings_of`); a part lies at a limit where the standard's verdicts
+    at those two edges differ from its verdict on the truth (ISO 14253-1's zone of
+    uncertainty: no line with this gauge decides it reliably, however well it finds the
+    defect) and the line's verdict lies within their range (a reading within the band
+    gives it). A line that passes a part whose readings all review or reject it missed
+    something else: that disagreement is not at a limit. The disagreements left on the
+    parts not at a limit are the detection's to win.
+
+    Parameters
+    ----------
+    rows, samples : list
+        The evaluated parts, row by row with their samples.
+    standard : Standard or None
+        The standard the rows were decided under; ``None`` marks nothing.
+    band : GuardBand
+        The gauge's band, as measured on the same set (``guard_band.json``).
+
+    Returns
+    -------
+    dict or None
+        ``parts`` at a limit, ``disagreements`` among them, ``agreement_clear`` on the
+        ``clear_parts`` (the rest with exact attributes), a few ``examples`` of the
+        disagreements at a limit, and the ``rule``; ``None`` without a standard or parts
+        with exact attributes.
+    """
+    if standard is None:
+        return None
+    for row, sample in zip(rows, samples, strict=True):
+        truth = _exact_defects(sample)
+        if row.exact_verdict is None or truth is None:
+            continue
+        edges = ([_read_at_edge(d, band, side) for d in truth] for side in (0, 1))
+        verdicts = {_decided_on(standard, sample, moved).verdict.value for moved in edges}
+        reach = [VERDICT_ORDER.index(v) for v in verdicts | {row.exact_verdict}]
+        line = VERDICT_ORDER.index(row.verdict) if row.verdict in VERDICT_ORDER else -1
+        row.at_limit = verdicts != {row.exact_verdict} and min(reach) <= line <= max(reach)
+    compared = [r for r in rows if r.exact_verdict is not None]
+    if not compared:
+        return None
+    clear = [r.verdict == r.exact_verdict for r in compared if not r.at_limit]
+    at_limit = [r for r in compared if r.at_limit]
+    differ = [r for r in at_limit if r.verdict != r.exact_verdict]
+    return {
+        "rule": "a part lies at a limit where the standard decides it otherwise on its "
+        "exact attributes moved to either edge of what the gauge could read of them (the "
+        "band measured here, guard_band.json), and the line's verdict lies between",
+        "parts": len(at_limit),
+        "disagreements": len(differ),
+        "agreement_clear": float(np.mean(clear)) if clear else None,
+        "clear_parts": len(clear),
+        "examples": [Path(r.path).name for r in differ[:DISAGREEMENT_EXAMPLES]],
+    }
+
+
+VERDICT_ORDER = ("PASS", "REVIEW", "REJECT")  # from accepting to rejecting
+
+
+def _read_at_edge(defect: Defect, band: GuardBand, side: int) -> Defect:
+    """``defect`` with each measured attribute at the lowest (``side`` 0) or highest (1)
+    reading a gauge with ``band`` could give of it (:meth:`GuardBand.readings_of`)."""
+    name = defect.defect_class
+    moved = {a: band.readings_of(name, a, float(v))[side] for a, v in defect.attributes.items()}
+    return replace(defect, attributes=moved)
+
+
+def at_limits_words(at_limits: dict[str, Any], disagreements: int) -> str:
+    """``verdict_at_limits`` in words: the agreement on the parts clear of the gauge's
+    limits, and how many of the disagreements lie at one."""
+    clear = at_limits["agreement_clear"]
+    return (
+        ("null" if clear is None else f"{clear:.4f}")
+        + f" on {at_limits['clear_parts']} parts; {at_limits['disagreements']} of the "
+        f"{disagreements} disagreements lie within the gauge's uncertainty of a limit"
+    )
 
 
 def read_sample(sample: Sample) -> tuple[np.ndarray, AudioClip | None, np.ndarray | None]:
@@ -1078,7 +1173,7 @@ def disagreement_rows(disagreements: list[dict[str, Any]]) -> list[tuple[str, ..
             d["class"],
             d["standard"],
             d["line"],
-            str(d["parts"]),
+            _parts_words(d),
             "; ".join(f"{c['cause']} ({c['parts']})" for c in d.get("why", [])),
             ", ".join(d["examples"]),
         )
@@ -1086,10 +1181,25 @@ def disagreement_rows(disagreements: list[dict[str, Any]]) -> list[tuple[str, ..
     ]
 
 
+def _parts_words(disagreement: dict[str, Any]) -> str:
+    """A kind of disagreement's parts, and how many lie at a limit where that was measured
+    (not in metrics written before it was)."""
+    at_limits = disagreement.get("at_limits")
+    parts = str(disagreement["parts"])
+    return parts if at_limits is None else f"{parts} ({at_limits} at a limit)"
+
+
+def disagreeing_parts(metrics: dict[str, Any]) -> int:
+    """How many parts the line and the standard disagree on (``verdict_disagreements``)."""
+    return sum(d["parts"] for d in metrics.get("verdict_disagreements") or [])
+
+
 def _disagreements(rows: list[Row]) -> list[dict[str, Any]]:
     """Where the line's verdict differs from the standard's on the exact attributes, by
     true class and the two verdicts, most parts first, each with what most often decided
-    the line's verdict (:func:`verdict_cause`) and a few of its files."""
+    the line's verdict (:func:`verdict_cause`), how many of them lie within the gauge's
+    uncertainty of a limit (:func:`mark_at_limits`; ``None`` where not measured) and a few
+    of its files."""
     kinds: dict[tuple[str, str, str], list[Row]] = {}
     for r in rows:
         if r.exact_verdict is not None and r.verdict != r.exact_verdict:
@@ -1101,6 +1211,7 @@ def _disagreements(rows: list[Row]) -> list[dict[str, Any]]:
             "standard": standard,
             "line": line,
             "parts": len(parts),
+            "at_limits": _at_limits(parts),
             "why": [
                 {"cause": cause, "parts": n}
                 for cause, n in Counter(r.cause for r in parts).most_common(DISAGREEMENT_CAUSES)
@@ -1111,11 +1222,26 @@ def _disagreements(rows: list[Row]) -> list[dict[str, Any]]:
     ]
 
 
+def _at_limits(parts: list[Row]) -> int | None:
+    marked = [r.at_limit for r in parts]
+    return None if None in marked else sum(marked)
+
+
 def _write_scores(path: Path, rows: list[Row]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["path", "class", "score", "verdict", "main_class", "error", "exact_verdict", "reasons"]
+            [
+                "path",
+                "class",
+                "score",
+                "verdict",
+                "main_class",
+                "error",
+                "exact_verdict",
+                "reasons",
+                "at_limit",  # mark_at_limits: yes, no, or empty where not measured
+            ]
         )
         for r in rows:
             writer.writerow(
@@ -1128,6 +1254,7 @@ def _write_scores(path: Path, rows: list[Row]) -> None:
                     r.error or "",
                     r.exact_verdict or "",
                     r.reasons,
+                    "" if r.at_limit is None else ("yes" if r.at_limit else "no"),
                 ]
             )
 
@@ -1252,6 +1379,9 @@ def _write_page(
             (k, _fmt(metrics[k]))
             for k in ("verdict_false_reject_rate", "verdict_miss_rate", "verdict_agreement")
         ]
+        if metrics.get("verdict_at_limits"):
+            words = at_limits_words(metrics["verdict_at_limits"], disagreeing_parts(metrics))
+            summary.append(("verdict agreement clear of the gauge's limits", words))
     if metrics["verdict_note"]:
         summary.append(("verdicts", metrics["verdict_note"]))
     per_class = [

@@ -504,9 +504,12 @@ def dent_shading(image: np.ndarray, mask: np.ndarray) -> DentShading | None:
     """A region's :class:`DentShading` on ``image`` (colour or grey, any scale);
     ``None`` where no surface around it can be read (a ring all off the frame or NaN)."""
     shaded = relative_shading(image, mask)
-    if shaded is None:
-        return None
-    relative, region, hole = shaded
+    return None if shaded is None else shading_of(*shaded)
+
+
+def shading_of(relative: np.ndarray, region: np.ndarray, hole: np.ndarray) -> DentShading:
+    """The :class:`DentShading` of a region's relative shading (:func:`relative_shading`'s
+    ``(relative, region, hole)``)."""
     ys, xs = np.nonzero(region)
     cx, cy = float(xs.mean()), float(ys.mean())
     # Each pixel against its mirror through the centre (what falls off the window, 0)

@@ -17,6 +17,7 @@ from inspection.evaluate import evaluate
 from inspection.measure import measure_region
 from inspection.models import create_model, save_model
 from inspection.models.card import (
+    AT_LIMITS_KEYS,
     PRODUCT_CLASSES,
     products_section,
     verify_manifest,
@@ -117,6 +118,22 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     assert f"{metrics['verdict_agreement']:.4f}" in row  # the line's verdicts, not a constant
     recorded = json.loads(write_product_evaluation(shipped, [metrics]).read_text())
     assert recorded["products"]["panel"]["verdict_agreement"] == metrics["verdict_agreement"]
+    at_limits = metrics["verdict_at_limits"]  # where the gauge's band was measured
+    assert recorded["products"]["panel"].get("verdict_at_limits") == (
+        at_limits and {k: at_limits[k] for k in AT_LIMITS_KEYS}
+    )
+    measured = {"parts": 3, "disagreements": 1, "agreement_clear": 0.9, "clear_parts": 9}
+    full = {**measured, "examples": ["a.png"], "rule": "..."}
+    for written, kept in (
+        (full, measured),  # its figures, not its examples
+        ({"parts": 3}, None),  # a hand-edited record: left out
+    ):
+        edited = json.loads(
+            write_product_evaluation(
+                tmp_path, [{**metrics, "verdict_at_limits": written}]
+            ).read_text()
+        )
+        assert edited["products"]["panel"].get("verdict_at_limits") == kept
     # the recall: of the parts the standard rejects, the share the line stops
     recall = {c: v["recall"] for c, v in metrics["verdict_reject_recall_by_class"].items()}
     assert recall and recorded["products"]["panel"]["verdict_reject_recall"] == recall
@@ -385,6 +402,10 @@ def test_cli_prints_the_verdicts_and_says_when_there_are_none(tiny_model, line, 
     assert all(sum(c["parts"] for c in d["why"]) <= d["parts"] for d in differ)
     assert differ[0]["examples"][0] in result.stdout
     assert [d["parts"] for d in differ] == sorted((d["parts"] for d in differ), reverse=True)
+    # said where the gauge's band was measured (enough defects matched), and only there
+    at_limits = bool(metrics["verdict_at_limits"])
+    assert ("clear of the gauge's limits" in result.stdout) == at_limits
+    assert all((d["at_limits"] is None) != at_limits for d in differ)
     folder = tmp_path / "folder"  # no dataset.yaml: no product, no standard
     for label in ("good", "scratch"):
         (folder / label).mkdir(parents=True)

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from test_pipeline import CLASSES, H, W, _scratch_region, detection
 
-from inspection.datasets import DatasetError
-from inspection.evaluate import evaluate, verdict_cause
+from inspection.datasets import DatasetError, Sample
+from inspection.evaluate import Row, evaluate, exact_verdict, mark_at_limits, verdict_cause
 from inspection.io import read_image
 from inspection.models.outputs import Detection
 from inspection.pipeline import Inspector, Thresholds, review_result
-from inspection.standards import apply_standard, load_guard_band
+from inspection.standards import GuardBand, apply_standard, load_guard_band
 from inspection.types import Defect, Frame, Observation
 
 MM_PER_PX = 0.1
@@ -130,9 +130,11 @@ def test_evaluate_verdicts_are_the_lines(bracket_standard, tmp_path):
     assert metrics["verdict_reject_recall_by_class"] == {"scratch": {"parts": 2, "recall": 1.0}}
     assert metrics["verdict_disagreements"] == [
         {"class": "scratch", "standard": "REJECT", "line": "REVIEW", "parts": 1,
+         "at_limits": None,  # two scratches read: too few to measure the gauge's band
          "why": [{"cause": "part score >= threshold but no region to measure", "parts": 1}],
          "examples": ["40.png"]},
     ]  # fmt: skip
+    assert metrics["verdict_at_limits"] is None
     # Detection metrics stay the detector's: every defective part is flagged.
     assert metrics["miss_rate_at_threshold"] == 0.0
     assert metrics["false_reject_rate_at_threshold"] == 0.0
@@ -409,6 +411,74 @@ def test_the_guard_band_is_measured_and_does_what_it_predicts(tmp_path, capsys):
     assert plain["guard_band_given"] is None  # no band given
     page = html.unescape((tmp_path / "guarded" / "index.html").read_text())
     assert f"What the given --guard-band {band_file} changed on this set, part by part" in page
+
+
+def test_disagreements_within_the_gauges_uncertainty_of_a_limit_are_told_apart(tmp_path):
+    """Scratches read 0.3 mm long against bracket's 2 mm limit: a scratch truly 2.2 mm
+    read 1.9 (passed: the standard rejects it) lies within the gauge's band of the limit,
+    as does one truly 1.85 mm (passed, rightly); a 5 mm scratch the line does not see at
+    all is a disagreement clear of every limit. The agreement on the parts clear of the
+    limits counts the second kind only."""
+    parts = {10 * (i + 1): (33 + 4 * i, (30 + 4 * i) / 10) for i in range(8)}  # +0.3 mm
+    parts |= {100: (19, 2.2), 110: (13, 1.3), 120: (18, 1.85), 150: (50, 5.0)}
+    detector = _scratches_read(tmp_path / "data", parts)
+    detector.scenes[150] = detection(None, part=0.2)  # missed: nothing flagged, PASS
+    metrics = evaluate(detector, THRESHOLDS, tmp_path / "data", tmp_path / "out", progress=False)
+    rows = _rows(tmp_path / "out")
+    assert [rows[s]["verdict"] for s in ("100", "120", "150")] == ["PASS"] * 3
+    assert [rows[s]["exact_verdict"] for s in ("100", "120", "150")] == ["REJECT", "PASS", "REJECT"]
+    assert [rows[s]["at_limit"] for s in ("100", "110", "120", "150")] == ["yes", "no", "yes", "no"]
+    at_limits = metrics["verdict_at_limits"]
+    assert {k: v for k, v in at_limits.items() if k != "rule"} == {
+        "parts": 2,  # 100 and 120
+        "disagreements": 1,  # 100
+        "agreement_clear": pytest.approx(9 / 10),  # 150 is the one clear miss
+        "clear_parts": 10,
+        "examples": ["100.png"],
+    }
+    assert metrics["verdict_disagreements"] == [
+        {"class": "scratch", "standard": "REJECT", "line": "PASS", "parts": 2, "at_limits": 1,
+         "why": [{"cause": "found, within tolerance", "parts": 1},
+                 {"cause": "nothing found", "parts": 1}],
+         "examples": ["100.png", "150.png"]},
+    ]  # fmt: skip
+    page = " ".join(html.unescape((tmp_path / "out" / "index.html").read_text()).split())
+    assert "verdict agreement clear of the gauge's limits" in page
+    assert "0.9000 on 10 parts; 1 of the 2 disagreements lie within the gauge's" in page
+    assert "2 (1 at a limit)" in page  # the kind's parts, in the disagreements' table
+
+
+@pytest.mark.parametrize(
+    ("true_delta_e", "line", "at_limit"),
+    [
+        (1.9, "REJECT", True),  # read 1.6-2.2: REVIEW or REJECT; a reading over 2 rejects
+        (1.9, "REVIEW", True),  # ... or reviews: the line agrees
+        (1.9, "PASS", False),  # no reading within the band passes it: something was missed
+        (1.1, "PASS", True),  # read 0.8-1.4: PASS or REVIEW
+        (1.1, "REJECT", False),
+        (1.5, "PASS", False),  # read 1.2-1.8: REVIEW whatever the reading
+        (None, "REVIEW", False),  # a good part: nothing to read
+    ],
+)
+def test_a_disagreement_is_at_a_limit_only_where_a_reading_in_the_band_gives_it(
+    panel_standard, true_delta_e, line, at_limit
+):
+    """Panel's colour: ΔE over 1 is reviewed (P-5.2), over 2 scrapped (P-5.1); the gauge
+    reads ΔE within 0.3 both ways."""
+    patch = {"defect_class": "color_deviation", "bbox": [90, 90, 110, 110]}
+    truth = [] if true_delta_e is None else [{**patch, "attributes": {"delta_e": true_delta_e}}]
+    sample = Sample(
+        Path("p.png"), "color_deviation", "test", part_id="p",
+        attributes={"defects": truth, "image_size": [W, H]},
+    )  # fmt: skip
+    exact = exact_verdict(panel_standard, sample)
+    row = Row("p.png", sample.label, 0.9, 0.9, None, line, None, 1.0, exact_verdict=exact)
+    band = GuardBand({"color_deviation": {"delta_e": (0.3, 0.0)}})
+    at_limits = mark_at_limits([row], [sample], panel_standard, band)
+    assert row.at_limit is at_limit
+    assert at_limits["parts"] == int(at_limit)
+    assert at_limits["disagreements"] == int(at_limit and line != exact)
+    assert at_limits["clear_parts"] == int(not at_limit)
 
 
 def test_proving_rejection_is_priced_and_does_what_it_predicts(tmp_path, capsys):

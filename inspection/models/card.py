@@ -276,7 +276,9 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
     --normality``, as the demo runs it) goes under the product's ``fused`` key, with the
     normality model's version and the heads' second-look level on it; one whose parts
     had a 3D profiler's height maps under ``profiler`` (alone) or ``fused_profiler``, with
-    the number of maps and whether they were searched for dents. An evaluation of
+    the number of maps and whether they were searched for dents. Where the evaluation
+    measured them, the disagreements at the gauge's limits and the agreement clear of them
+    (``verdict_at_limits``) go with the figures. An evaluation of
     several products at once, or of none, is left out.
     """
     products: dict[str, dict[str, Any]] = {}
@@ -303,6 +305,8 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
             figures["profiler_dents"] = _profiler_dents(m)
         if band := _guard_band(m):
             figures["guard_band"] = band
+        if at_limits := _at_limits(m):
+            figures["verdict_at_limits"] = at_limits
         entry = products.setdefault(named[0], {})
         key = evaluation_key(fused=bool(m.get("fusion")), profiler=bool(_height_maps(m)))
         if key:
@@ -344,6 +348,19 @@ def _guard_band(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
         "version": given.get("version"),
         "shading_depth": shading if isinstance(shading, dict) else None,
     }
+
+
+AT_LIMITS_KEYS = ("parts", "disagreements", "agreement_clear", "clear_parts")
+
+
+def _at_limits(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How many of an evaluation's disagreements lie within the gauge's uncertainty of a
+    limit and the agreement on the parts clear of every limit (``verdict_at_limits``), or
+    ``None`` where it was not measured (or a hand-edited record lacks a figure)."""
+    at_limits = metrics.get("verdict_at_limits")
+    if not isinstance(at_limits, dict) or any(k not in at_limits for k in AT_LIMITS_KEYS):
+        return None
+    return {k: at_limits[k] for k in AT_LIMITS_KEYS}
 
 
 def _normality_version(fusion: Any) -> str | None:

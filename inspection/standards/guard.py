@@ -199,6 +199,20 @@ class GuardBand:
             return self.margin(defect_class, attribute, reading)
         return self._margin(self.below, defect_class, attribute, reading)
 
+    def readings_of(self, defect_class: str, attribute: str, true: float) -> tuple[float, float]:
+        """The lowest and highest readings a gauge with this band could give of a ``true``
+        value: the truth lies above a reading ``r`` by at most ``fixed + proportional * r``
+        (:attr:`margins`), so ``r >= (true - fixed) / (1 + proportional)`` (and 0), and under
+        it by at most the band under it, so ``r <= (true + fixed) / (1 - proportional)``
+        (unbounded where that proportion reaches 1). A count is read as it is."""
+        if attribute in EXACT_ATTRIBUTES:
+            return true, true
+        above = self.margins.get(defect_class, {}).get(attribute, (0.0, 0.0))
+        under = self.below.get(defect_class, {}).get(attribute, above)
+        low = max(0.0, (true - above[0]) / (1.0 + above[1]))
+        high = (true + under[0]) / (1.0 - under[1]) if under[1] < 1.0 else math.inf
+        return min(low, true), max(high, true)
+
     @staticmethod
     def _margin(bands, defect_class: str, attribute: str, reading: float) -> float:
         if attribute in EXACT_ATTRIBUTES:

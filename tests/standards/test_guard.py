@@ -124,6 +124,29 @@ def test_counts_are_never_banded():
     assert band.margin("scratch", "length_mm", 1.0) == 0.0
 
 
+def test_the_readings_a_band_allows_of_a_true_value_invert_it():
+    """The readings a gauge could give of a true size, the band taken at the reading (as
+    it is fitted): a map that reads small pits at a third of their area (truth up to 180 %
+    above a reading) could read a 18 mm² pit as 6.4 mm², not as nothing."""
+    band = GuardBand(
+        {"dent": {"area_mm2": (0.0, 1.8)}, "scratch": {"length_mm": (0.3, 0.0)}},
+        below={"dent": {"area_mm2": (0.0, 0.36)}, "scratch": {"length_mm": (0.1, 1.0)}},
+    )
+    low, high = band.readings_of("dent", "area_mm2", 18.0)
+    assert low == pytest.approx(18.0 / 2.8) and high == pytest.approx(18.0 / 0.64)
+    for reading in (low, high):  # each edge: the truth lies just within the band of it
+        assert 18.0 - reading == pytest.approx(
+            band.margin("dent", "area_mm2", reading)
+            if reading < 18.0
+            else -band.margin_below("dent", "area_mm2", reading)
+        )
+    # a band under the reading as wide as the reading: any reading above the truth
+    assert band.readings_of("scratch", "length_mm", 2.0) == (pytest.approx(1.7), math.inf)
+    assert band.readings_of("scratch", "length_mm", 0.1) == (0.0, math.inf)  # not under 0
+    assert band.readings_of("scratch", "count", 3.0) == (3.0, 3.0)  # counted, not read
+    assert band.readings_of("crack", "length_mm", 2.0) == (2.0, 2.0)  # no band: as read
+
+
 def _covered(band, readings, truths, side: float = 1.0) -> float:
     """The share of the truths at most the band ``side`` of their readings (1: above)."""
     fixed, proportional = band
