@@ -208,7 +208,25 @@ def _disagreement(measured: dict, product: str, how: str, caveat: str) -> str | 
         f"agreed {_short_of(agreement)} with the standard (target {TRUSTED_AGREEMENT:.0%})"
         + ("" if wrong is None else f"; it passed {wrong:.0%} of the parts the standard rejects")
         + (f" (stopped, by class: {short}; target {TRUSTED_AGREEMENT:.0%} each)" if short else "")
+        + _at_limits_words(measured.get("verdict_at_limits"))
         + caveat
+    )
+
+
+def _at_limits_words(at_limits: object) -> str:
+    """How many of the disagreements a reading within the gauge's uncertainty gives (an
+    ``evaluation.json`` entry's ``verdict_at_limits``), and the agreement on the other
+    parts; nothing where it was not measured or is malformed."""
+    if not isinstance(at_limits, dict):
+        return ""
+    figures = [at_limits.get(k) for k in ("disagreements", "agreement_clear", "clear_parts")]
+    if not all(isinstance(f, int | float) and not isinstance(f, bool) for f in figures):
+        return ""
+    at_limit, clear, parts = figures
+    differ = int(at_limit) + round(parts * (1.0 - clear))  # at a limit, and on the others
+    return (
+        f"; {int(at_limit)} of its {differ} disagreements lie within the gauge's uncertainty "
+        f"of a limit ({_short_of(clear)} on the other parts)"
     )
 
 
