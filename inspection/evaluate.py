@@ -140,8 +140,8 @@ class Row:
     exact_action: str | None = None  # the standard's, on the exact attributes
     reasons: str = ""  # the verdict's reasons, in words
     cause: str = ""  # what decided the verdict, in a few words (verdict_cause)
-    at_limit: bool | None = None  # its exact attributes lie within the gauge's band of a
-    # limit (mark_at_limits); None: not measured (no band, no exact attributes)
+    at_limit: bool | None = None  # a reading within the gauge's band gives its verdict,
+    # otherwise than its truth (mark_at_limits); None: not measured (no band, no truth)
 
 
 def evaluate(
@@ -393,8 +393,8 @@ def mark_at_limits(
             continue
         edges = ([_read_at_edge(d, band, side) for d in truth] for side in (0, 1))
         verdicts = {_decided_on(standard, sample, moved).verdict.value for moved in edges}
-        reach = [VERDICT_ORDER.index(v) for v in verdicts | {row.exact_verdict}]
-        line = VERDICT_ORDER.index(row.verdict) if row.verdict in VERDICT_ORDER else -1
+        reach = [Verdict(v).rank for v in verdicts | {row.exact_verdict}]
+        line = Verdict(row.verdict).rank if row.verdict in set(Verdict) else -1
         row.at_limit = verdicts != {row.exact_verdict} and min(reach) <= line <= max(reach)
     compared = [r for r in rows if r.exact_verdict is not None]
     if not compared:
@@ -412,9 +412,6 @@ def mark_at_limits(
         "clear_parts": len(clear),
         "examples": [Path(r.path).name for r in differ[:DISAGREEMENT_EXAMPLES]],
     }
-
-
-VERDICT_ORDER = ("PASS", "REVIEW", "REJECT")  # from accepting to rejecting
 
 
 def _read_at_edge(defect: Defect, band: GuardBand, side: int) -> Defect:

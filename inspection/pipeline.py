@@ -916,12 +916,9 @@ def review_result(standard: Standard, part_id: str, reason: str) -> InspectionRe
     )
 
 
-_VERDICT_ORDER = {Verdict.PASS: 0, Verdict.REVIEW: 1, Verdict.REJECT: 2}
-
-
 def _worst(results: list[InspectionResult]) -> InspectionResult:
     """Combine frames: the strictest verdict, every decision and reason kept."""
-    worst = max(results, key=lambda r: (_VERDICT_ORDER[r.verdict], r.action.rank))
+    worst = max(results, key=lambda r: (r.verdict.rank, r.action.rank))
     if len(results) == 1:
         return worst
     scores = {k: max(r.scores.get(k, 0.0) for r in results) for r in results for k in r.scores}

@@ -39,6 +39,11 @@ class Verdict(enum.StrEnum):
     REJECT = "REJECT"
     REVIEW = "REVIEW"
 
+    @property
+    def rank(self) -> int:
+        """From accepting to rejecting: PASS 0, REVIEW 1, REJECT 2."""
+        return _VERDICT_RANK[self]
+
 
 class Severity(enum.StrEnum):
     MINOR = "minor"
@@ -70,6 +75,7 @@ class Action(enum.StrEnum):
         return Verdict.REJECT
 
 
+_VERDICT_RANK = {Verdict.PASS: 0, Verdict.REVIEW: 1, Verdict.REJECT: 2}
 _SEVERITY_RANK = {Severity.MINOR: 0, Severity.MAJOR: 1, Severity.CRITICAL: 2}
 _ACTION_RANK = {Action.ACCEPT: 0, Action.REVIEW: 1, Action.REWORK: 2, Action.SCRAP: 3}
 

@@ -47,8 +47,6 @@ from inspection.types import Action, InspectionResult, Verdict
 
 log = logging.getLogger("inspection.serve")
 
-_STRICTNESS = {Verdict.PASS: 0, Verdict.REVIEW: 1, Verdict.REJECT: 2}
-
 
 class ReportAnswer(BaseModel):
     """The service's answer for one part."""
@@ -91,7 +89,7 @@ def held_to_edge(
     region to measure, a failed frame): its REVIEW or REJECT stands. An edge REJECT
     carries no disposition, so the result's action is at least ``rework``.
     """
-    if _STRICTNESS[edge] <= _STRICTNESS[result.verdict]:
+    if Verdict(edge).rank <= Verdict(result.verdict).rank:
         return result
     action = (
         Action.REVIEW
