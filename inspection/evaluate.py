@@ -1219,6 +1219,25 @@ def _disagreements(rows: list[Row]) -> list[dict[str, Any]]:
     ]
 
 
+AT_LIMITS_LISTED = 50  # the disagreements at a limit the page names one by one
+
+
+def _at_limits_table(rows: list[Row]) -> tuple:
+    """The disagreements at the gauge's limits, part by part, with the line's reasons (the
+    readings it decided on)."""
+    listed = [
+        (Path(r.path).name, r.label, r.exact_verdict or "", r.verdict or "", r.reasons)
+        for r in rows[:AT_LIMITS_LISTED]
+    ]
+    more = f"; the first {AT_LIMITS_LISTED} of {len(rows)}" if len(rows) > AT_LIMITS_LISTED else ""
+    return (
+        "Disagreements within the gauge's uncertainty of a limit (a reading within its band "
+        f"gives the line's verdict{more}; all in scores.csv, at_limit)",
+        ["part", "class", "the standard says", "the line says", "the line's reasons"],
+        listed,
+    )
+
+
 def _at_limits(parts: list[Row]) -> int | None:
     marked = [r.at_limit for r in parts]
     return None if None in marked else sum(marked)
@@ -1411,7 +1430,7 @@ def _write_page(
         )
     if metrics.get("verdict_dispositions"):
         kinds = metrics["verdict_dispositions"]
-        rows = [
+        disposed = [
             (name, str(kinds[name]["parts"]), ", ".join(kinds[name]["examples"]))
             for name in ("milder", "harsher")
         ]
@@ -1421,12 +1440,14 @@ def _write_page(
                 + disposition_words(kinds)
                 + "; milder: reworks what the standard scraps)",
                 ["disposition", "parts", "for example"],
-                rows,
+                disposed,
             )
         )
     if metrics.get("verdict_disagreements"):
         differ = disagreement_rows(metrics["verdict_disagreements"])
         tables.append((DISAGREEMENT_TITLE, DISAGREEMENT_HEADER, differ))
+    if at_limit := [r for r in rows if r.at_limit and r.verdict != r.exact_verdict]:
+        tables.append(_at_limits_table(at_limit))
     if metrics.get("review_band"):
         band = [[str(b[k]) for k in REVIEW_BAND_COLUMNS] for b in metrics["review_band"]]
         tables.append(("Review band: what --review-from would change", REVIEW_BAND_HEADER, band))

@@ -446,6 +446,10 @@ def test_disagreements_within_the_gauges_uncertainty_of_a_limit_are_told_apart(t
     assert "verdict agreement clear of the gauge's limits" in page
     assert "0.9000 on 10 parts; 1 of the 2 disagreements lie within the gauge's" in page
     assert "2 (1 at a limit)" in page  # the kind's parts, in the disagreements' table
+    listed = page.split("Disagreements within the gauge's uncertainty of a limit")[1]
+    listed = listed.split("</table>")[0]
+    assert "100.png" in listed and "150.png" not in listed  # part by part, with its reading
+    assert "length_mm=1.9" in listed
 
 
 @pytest.mark.parametrize(
