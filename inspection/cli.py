@@ -584,9 +584,9 @@ def evaluate_command(
             stopped = (f"{c} {v['recall']:.3f} ({v['parts']})" for c, v in recall.items())
             table.add_row("reject recall by class (parts)", "  ".join(stopped))
         if metrics["verdict_at_limits"]:  # the disagreements no line with this gauge decides
-            from inspection.evaluate import at_limits_words, disagreeing_parts
+            from inspection.evaluate import at_limits_words
 
-            words = at_limits_words(metrics["verdict_at_limits"], disagreeing_parts(metrics))
+            words = at_limits_words(metrics["verdict_at_limits"])
             table.add_row("verdict agreement clear of the gauge's limits", words)
         if metrics["verdict_dispositions"]:  # rework where the standard scraps, or vice versa
             from inspection.evaluate import disposition_words

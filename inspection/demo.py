@@ -219,14 +219,13 @@ def _at_limits_words(at_limits: object) -> str:
     parts; nothing where it was not measured or is malformed."""
     if not isinstance(at_limits, dict):
         return ""
-    figures = [at_limits.get(k) for k in ("disagreements", "agreement_clear", "clear_parts")]
+    figures = [at_limits.get(k) for k in ("disagreements", "of", "agreement_clear")]
     if not all(isinstance(f, int | float) and not isinstance(f, bool) for f in figures):
         return ""
-    at_limit, clear, parts = figures
-    differ = int(at_limit) + round(parts * (1.0 - clear))  # at a limit, and on the others
+    at_limit, differ, clear = figures
     return (
-        f"; {int(at_limit)} of its {differ} disagreements lie within the gauge's uncertainty "
-        f"of a limit ({_short_of(clear)} on the other parts)"
+        f"; {int(at_limit)} of its {int(differ)} disagreements lie within the gauge's "
+        f"uncertainty of a limit ({_short_of(clear)} on the other parts)"
     )
 
 

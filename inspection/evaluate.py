@@ -380,7 +380,8 @@ def mark_at_limits(
     Returns
     -------
     dict or None
-        ``parts`` at a limit, ``disagreements`` among them, ``agreement_clear`` on the
+        ``parts`` at a limit, ``disagreements`` among them ``of`` all the parts'
+        disagreements, ``agreement_clear`` on the
         ``clear_parts`` (the rest with exact attributes), a few ``examples`` of the
         disagreements at a limit, and the ``rule``; ``None`` without a standard or parts
         with exact attributes.
@@ -408,6 +409,7 @@ def mark_at_limits(
         "band measured here, guard_band.json), and the line's verdict lies between",
         "parts": len(at_limit),
         "disagreements": len(differ),
+        "of": sum(r.verdict != r.exact_verdict for r in compared),  # every disagreement
         "agreement_clear": float(np.mean(clear)) if clear else None,
         "clear_parts": len(clear),
         "examples": [Path(r.path).name for r in differ[:DISAGREEMENT_EXAMPLES]],
@@ -422,14 +424,14 @@ def _read_at_edge(defect: Defect, band: GuardBand, side: int) -> Defect:
     return replace(defect, attributes=moved)
 
 
-def at_limits_words(at_limits: dict[str, Any], disagreements: int) -> str:
+def at_limits_words(at_limits: dict[str, Any]) -> str:
     """``verdict_at_limits`` in words: the agreement on the parts clear of the gauge's
     limits, and how many of the disagreements lie at one."""
     clear = at_limits["agreement_clear"]
     return (
         ("null" if clear is None else f"{clear:.4f}")
         + f" on {at_limits['clear_parts']} parts; {at_limits['disagreements']} of the "
-        f"{disagreements} disagreements lie within the gauge's uncertainty of a limit"
+        f"{at_limits['of']} disagreements lie within the gauge's uncertainty of a limit"
     )
 
 
@@ -1186,11 +1188,6 @@ def _parts_words(disagreement: dict[str, Any]) -> str:
     return parts if at_limits is None else f"{parts} ({at_limits} at a limit)"
 
 
-def disagreeing_parts(metrics: dict[str, Any]) -> int:
-    """How many parts the line and the standard disagree on (``verdict_disagreements``)."""
-    return sum(d["parts"] for d in metrics.get("verdict_disagreements") or [])
-
-
 def _disagreements(rows: list[Row]) -> list[dict[str, Any]]:
     """Where the line's verdict differs from the standard's on the exact attributes, by
     true class and the two verdicts, most parts first, each with what most often decided
@@ -1396,7 +1393,7 @@ def _write_page(
             for k in ("verdict_false_reject_rate", "verdict_miss_rate", "verdict_agreement")
         ]
         if metrics.get("verdict_at_limits"):
-            words = at_limits_words(metrics["verdict_at_limits"], disagreeing_parts(metrics))
+            words = at_limits_words(metrics["verdict_at_limits"])
             summary.append(("verdict agreement clear of the gauge's limits", words))
     if metrics["verdict_note"]:
         summary.append(("verdicts", metrics["verdict_note"]))

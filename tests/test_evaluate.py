@@ -122,7 +122,7 @@ def test_manifest_and_card(tiny_model, line, tmp_path):
     assert recorded["products"]["panel"].get("verdict_at_limits") == (
         at_limits and {k: at_limits[k] for k in AT_LIMITS_KEYS}
     )
-    measured = {"parts": 3, "disagreements": 1, "agreement_clear": 0.9, "clear_parts": 9}
+    measured = {"parts": 3, "disagreements": 1, "of": 2, "agreement_clear": 0.9, "clear_parts": 9}
     full = {**measured, "examples": ["a.png"], "rule": "..."}
     for written, kept in (
         (full, measured),  # its figures, not its examples

@@ -432,6 +432,7 @@ def test_disagreements_within_the_gauges_uncertainty_of_a_limit_are_told_apart(t
     assert {k: v for k, v in at_limits.items() if k != "rule"} == {
         "parts": 2,  # 100 and 120
         "disagreements": 1,  # 100
+        "of": 2,  # 100 and 150
         "agreement_clear": pytest.approx(9 / 10),  # 150 is the one clear miss
         "clear_parts": 10,
         "examples": ["100.png"],

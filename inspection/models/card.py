@@ -350,7 +350,7 @@ def _guard_band(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-AT_LIMITS_KEYS = ("parts", "disagreements", "agreement_clear", "clear_parts")
+AT_LIMITS_KEYS = ("parts", "disagreements", "of", "agreement_clear", "clear_parts")
 
 
 def _at_limits(metrics: Mapping[str, Any]) -> dict[str, Any] | None:

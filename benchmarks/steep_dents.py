@@ -1,0 +1,75 @@
+"""Is a steep "dent" a dent? Two measures of the regions the fused line calls a dent and
+whose shading is too dark to read their depth (measure.SHADING_LINEAR_MAX).
+
+- the odd part's share of the shading about the region's centre, ``|odd| / (|odd| +
+  |even|)``: a dent's two slopes shade oppositely, a dark spot alike on both sides;
+- the lit slope, the most the region brightens the surface (the relative shading's
+  highest 3 x 3 mean): a dent's far slope catches the light, a dark spot only darkens.
+
+Printed for each set, the range on steep regions over a true dent and how many steep
+regions on no dent lie under the least of those (and under half the least of the first
+set's, the limit samples').
+
+    python benchmarks/steep_dents.py --data runs/limit-tile --also runs/val-tile \
+        runs/heldout-tile --normality runs/normality/tile-560
+
+Results: benchmarks/README.md, "A steep dent's shading unclipped" and what follows it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspection.datasets import load_dataset
+from inspection.measure import dent_shading, relative_shading
+
+sys.path.insert(0, str(Path(__file__).parent))
+from shading_depth import found_dents
+from stroke_join import line_parser, load_line
+
+
+def odd_share(image: np.ndarray, mask: np.ndarray) -> float:
+    relative, region, hole = relative_shading(image, mask)
+    ys, xs = np.nonzero(region)
+    turned = np.float32([[-1, 0, 2 * xs.mean()], [0, -1, 2 * ys.mean()]])
+    mirrored = cv2.warpAffine(relative, turned, relative.shape[::-1], flags=cv2.INTER_LINEAR)
+    odd = np.abs(relative - mirrored)[hole].sum()
+    even = np.abs(relative + mirrored)[hole].sum()
+    return float(odd / (odd + even + 1e-12))
+
+
+def lit_slope(image: np.ndarray, mask: np.ndarray) -> float:
+    relative, _, hole = relative_shading(image, mask)
+    return float(cv2.blur(relative, (3, 3))[hole].max())
+
+
+def main() -> None:
+    parser = line_parser(__doc__)
+    parser.add_argument("--also", type=Path, nargs="*", default=[], help="more sets")
+    args = parser.parse_args()
+    detector, metadata, first = load_line(args)
+    least_lit = None
+    for name, dataset in [(args.data, first)] + [(p, load_dataset(p)) for p in args.also]:
+        steep = [
+            (odd_share(d[0], d[1]), lit_slope(d[0], d[1]), d[4])
+            for d in found_dents(detector, metadata, dataset)
+            if (shading := dent_shading(d[0], d[1])) is not None and not shading.linear
+        ]
+        dents = np.array([s[:2] for s in steep if s[2] is not None]).reshape(-1, 2)
+        none = np.array([s[:2] for s in steep if s[2] is None]).reshape(-1, 2)
+        least_lit = least_lit if least_lit is not None else float(dents[:, 1].min())
+        print(f"{name}: {len(dents)} steep regions on a dent, {len(none)} on none")
+        for column, measure in enumerate(("odd share", "lit slope")):
+            low, high = dents[:, column].min(), dents[:, column].max()
+            under = int((none[:, column] < low).sum())
+            print(f"  {measure}: on dents {low:.3f}-{high:.3f}; on none, under that {under}")
+        half = int((none[:, 1] < least_lit / 2).sum())
+        print(f"  lit slope under half the first set's least ({least_lit / 2:.4f}): {half} on none")
+
+
+if __name__ == "__main__":
+    main()
