@@ -4,7 +4,9 @@ whose shading is too dark to read their depth (measure.SHADING_LINEAR_MAX).
 - the odd part's share of the shading about the region's centre, ``|odd| / (|odd| +
   |even|)``: a dent's two slopes shade oppositely, a dark spot alike on both sides;
 - the lit slope, the most the region brightens the surface (the relative shading's
-  highest 3 x 3 mean): a dent's far slope catches the light, a dark spot only darkens.
+  highest 3 x 3 mean, ``DentShading.lit``): a dent's far slope catches the light, a
+  dark spot only darkens. The line reads a steep region lit under half the least of
+  its limit samples' as 0 deep (``ShadingDepth.depth_mm``, ``UNLIT_SHARE``).
 
 Printed for each set, the range on steep regions over a true dent and how many steep
 regions on no dent lie under the least of those (and under half the least of the first
@@ -26,6 +28,7 @@ import numpy as np
 
 from inspection.datasets import load_dataset
 from inspection.measure import dent_shading, relative_shading
+from inspection.standards.guard import UNLIT_SHARE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from shading_depth import found_dents
@@ -42,11 +45,6 @@ def odd_share(image: np.ndarray, mask: np.ndarray) -> float:
     return float(odd / (odd + even + 1e-12))
 
 
-def lit_slope(image: np.ndarray, mask: np.ndarray) -> float:
-    relative, _, hole = relative_shading(image, mask)
-    return float(cv2.blur(relative, (3, 3))[hole].max())
-
-
 def main() -> None:
     parser = line_parser(__doc__)
     parser.add_argument("--also", type=Path, nargs="*", default=[], help="more sets")
@@ -55,7 +53,7 @@ def main() -> None:
     least_lit = None
     for name, dataset in [(args.data, first)] + [(p, load_dataset(p)) for p in args.also]:
         steep = [
-            (odd_share(d[0], d[1]), lit_slope(d[0], d[1]), d[4])
+            (odd_share(d[0], d[1]), shading.lit, d[4])
             for d in found_dents(detector, metadata, dataset)
             if (shading := dent_shading(d[0], d[1])) is not None and not shading.linear
         ]
@@ -67,8 +65,12 @@ def main() -> None:
             low, high = dents[:, column].min(), dents[:, column].max()
             under = int((none[:, column] < low).sum())
             print(f"  {measure}: on dents {low:.3f}-{high:.3f}; on none, under that {under}")
-        half = int((none[:, 1] < least_lit / 2).sum())
-        print(f"  lit slope under half the first set's least ({least_lit / 2:.4f}): {half} on none")
+        level = UNLIT_SHARE * least_lit
+        unlit = [int((found[:, 1] < level).sum()) for found in (dents, none)]
+        print(
+            f"  lit slope under {UNLIT_SHARE} of the first set's least ({level:.4f}): "
+            f"{unlit[1]} on none, {unlit[0]} on a dent"
+        )
 
 
 if __name__ == "__main__":

@@ -228,7 +228,8 @@ def evaluate(
     metrics = _metrics(rows, size_pairs, thresholds, detector)
     shading = fit_shading_depth((read, mm, depth) for _, read, mm, depth in shadings)
     for measured, read, mm, _ in shadings if shading is not None else ():
-        measured["depth_mm"] = shading.depth_mm(read, mm)  # the line's reading, with the file
+        if (depth := shading.depth_mm(read, mm)) is not None:  # the line's, with the file
+            measured["depth_mm"] = depth
     band = measure_guard_band(readings, source=str(data), shading=shading)
     depth_only = band.shading_only()
     if depth_only is None:  # a depth read with no band of its errors: not read
@@ -635,8 +636,8 @@ def _dent_shadings(
     mm_per_px: float | None,
 ) -> list[tuple[dict[str, float], DentShading, float, float]]:
     """``(measured, shading, mm_per_px, true depth)`` of each matched dent of known depth
-    whose shading reads its depth as the line reads it (``readable``, by index in
-    ``found``: :func:`~inspection.pipeline.readable_shading`): what
+    whose shading the line reads (``readable``, by index in ``found``:
+    :func:`~inspection.pipeline.readable_shading`), gentle or steep: what
     :func:`fit_shading_depth` fits the station's depth from shading on, with the reading
     (``measured``, in ``pairs``) it then gives."""
     index = {id(d): i for i, d in enumerate(found)}
@@ -655,7 +656,7 @@ class Decided(NamedTuple):
     defects: list[Defect]  # masks dropped where the zone they place the defect in is known
     size: tuple[int, int]  # the frame's (width, height)
     part_score: float
-    readable: dict[int, DentShading]  # the dents' shading that reads their depth, by index
+    readable: dict[int, DentShading]  # the dents' shading the line reads, by index
     mm_per_px: float | None
 
 

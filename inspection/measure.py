@@ -479,11 +479,18 @@ class DentShading:
         the sum of many dents' moments).
     deepest : float
         The most the region darkens the surface, a share of its luminance.
+    lit : float
+        The most it brightens the surface (the highest 3 x 3 mean of the relative
+        shading), a share of its luminance: a dent's far slope turns towards the light
+        and catches it, where a dark spot (a speck, a pair of the glaze's speckle dots)
+        only darkens. Too dark to read a depth from (:attr:`linear`), a region lit this
+        little is no dent (:meth:`~inspection.standards.guard.ShadingDepth.depth_mm`).
     """
 
     darkening: np.ndarray
     toward_light: tuple[float, float]
     deepest: float
+    lit: float = 0.0
 
     @property
     def linear(self) -> bool:
@@ -519,7 +526,9 @@ def shading_of(relative: np.ndarray, region: np.ndarray, hole: np.ndarray) -> De
     ys, xs = np.nonzero(hole)
     shade = relative[ys, xs]
     moment = (-float(((xs - cx) * shade).sum()), -float(((ys - cy) * shade).sum()))
-    return DentShading(darkening.astype(np.float32), moment, max(0.0, -float(shade.min())))
+    lit = max(0.0, float(cv2.blur(relative, (3, 3))[hole].max()))  # one bright pixel: noise
+    deepest = max(0.0, -float(shade.min()))
+    return DentShading(darkening.astype(np.float32), moment, deepest, lit)
 
 
 def relative_shading(

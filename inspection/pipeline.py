@@ -684,9 +684,10 @@ def with_profile(
 def with_shading_depth(defect: Defect, frame: Frame, shading: ShadingDepth) -> Defect:
     """A depression (:data:`DEPTH_CLASSES`) that no profiler measured, with the
     ``depth_mm`` its shading on the photograph reads (:class:`ShadingDepth`, fitted with
-    the guard band whose ``depth_mm`` band is its uncertainty). Any other defect, one
-    whose surface cannot be read around it, or one too steep for its shading to tell its
-    depth (:data:`~inspection.measure.SHADING_LINEAR_MAX`) comes back as it was."""
+    the guard band whose ``depth_mm`` band is its uncertainty): 0 for a region too steep
+    to read that has no lit slope, a dark spot (:meth:`ShadingDepth.depth_mm`). Any
+    other defect, one whose surface cannot be read around it, or a steep dent
+    (:data:`~inspection.measure.SHADING_LINEAR_MAX`) comes back as it was."""
     if "depth_mm" in defect.attributes:  # a profiler measured it
         return defect
     read = readable_shading(defect, frame.image, frame.mm_per_px)
@@ -697,20 +698,22 @@ def readable_shading(
     defect: Defect, image: np.ndarray, mm_per_px: float | None
 ) -> DentShading | None:
     """The shading a depression's depth is read from (:func:`with_shading_depth`);
-    ``None`` for any other defect, one without a mask or a scale, one whose surface
-    cannot be read around it, or one too steep to read."""
+    ``None`` for any other defect, one without a mask or a scale, or one whose surface
+    cannot be read around it."""
     if defect.defect_class not in DEPTH_CLASSES or defect.mask is None or not mm_per_px:
         return None
-    read = dent_shading(image, defect.mask)
-    return read if read is not None and read.linear else None
+    return dent_shading(image, defect.mask)
 
 
 def with_depth_read(
     defect: Defect, read: DentShading, shading: ShadingDepth, mm_per_px: float
 ) -> Defect:
-    """``defect`` with the ``depth_mm`` the station's ``shading`` reads from ``read``."""
-    depth = round(shading.depth_mm(read, mm_per_px), 4)
-    return replace(defect, attributes={**defect.attributes, "depth_mm": depth})
+    """``defect`` with the ``depth_mm`` the station's ``shading`` reads from ``read``, or
+    as it was where that reads none (a steep dent)."""
+    depth = shading.depth_mm(read, mm_per_px)
+    if depth is None:
+        return defect
+    return replace(defect, attributes={**defect.attributes, "depth_mm": round(depth, 4)})
 
 
 def profiler_dents(

@@ -447,7 +447,13 @@ def test_the_demo_decides_with_its_stations_shading_calibration_where_one_is_cal
         json.dumps(
             {
                 "margins": {"dent": {"depth_mm": {"fixed": 0.02, "proportional": 0.1}}},
-                "shading_depth": {"azimuth_deg": -127.0, "gain": 0.8, "pairs": 20},
+                "shading_depth": {
+                    "azimuth_deg": -127.0,
+                    "gain": 0.8,
+                    "pairs": 20,
+                    "least_lit": 0.02,
+                    "steep": 9,
+                },
             }
         )
     )
@@ -474,6 +480,7 @@ def test_the_demo_decides_with_its_stations_shading_calibration_where_one_is_cal
     assert asked == [("tile", None)]  # asked once, for the line without a band
     assert load_guard_band(calibration).version in version
     assert "dent depth read from shading (light from -127°, calibrated on 20 limit" in said
+    assert "20 limit samples' dents, dark spots told by 9 steep ones' lit slope)" in said
     (version,), said = versions("plain", calibrate_depth=False)
     assert "guard band" not in version and "shading" not in said
     band = tmp_path / "band.json"

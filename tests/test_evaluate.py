@@ -263,6 +263,11 @@ def test_an_evaluation_with_a_guard_band_says_so_and_what_read_its_dents_depth(t
     assert "guard_band" not in plain["products"]["tile"]["fused"]
     edited = {**fused, "guard_band_given": {"version": "v", "shading_depth": {"pairs": "24"}}}
     assert "calibrated" not in products_section([edited])  # a malformed count is not said
+    for steep, said in ((23, True), (0, False), ("23", False), (True, False)):
+        spots = {**shading, "least_lit": 0.019, "steep": steep}
+        given = {**fused, "guard_band_given": {"version": "v", "shading_depth": spots}}
+        words = "24 limit samples' dents, dark spots told by 23 steep ones' lit slope) |"
+        assert any(words in r for r in products_section([given]).splitlines()) is said
 
 
 def test_card_shows_thresholds_lifted_to_their_floor():

@@ -800,23 +800,69 @@ def _photographed_dents(product: str, n: int) -> list[tuple[np.ndarray, np.ndarr
 
 @pytest.mark.parametrize("product", ["bracket", "tile"])
 def test_a_photographed_dents_depth_reads_from_its_shading(product):
-    """The synthetic station's dents, lit from LIGHT_DIR: the dents' shading points to
-    the light within 5 degrees, and with the gain fitted on the first ten, the next ten
-    read their depth within 30 % at the median (the shading saturates on deep dents,
-    and the glaze's speckle and the brushing mark shallow ones)."""
+    """The synthetic station's dents, lit from LIGHT_DIR: the first twenty's gentle
+    dents' shading points to the light within 6 degrees (5.1 on bracket's 15), and with
+    the gain fitted on them, the next twenty's gentle ones read their depth within 30 %
+    at the median (the glaze's speckle and the brushing mark shallow ones); the steep
+    ones stay unread."""
     from inspection.measure import dent_shading
     from inspection.standards.guard import fit_shading_depth
     from inspection.synth.surfaces import LIGHT_DIR
 
     read = [
         (dent_shading(image, mask), mm, depth)
-        for image, mask, mm, depth in _photographed_dents(product, 20)
+        for image, mask, mm, depth in _photographed_dents(product, 40)
     ]
-    fitted = fit_shading_depth(read[:10])
+    fitted = fit_shading_depth(read[:20])
     light = np.degrees(np.arctan2(LIGHT_DIR[1], LIGHT_DIR[0]))
-    assert abs((fitted.azimuth_deg - light + 180) % 360 - 180) < 5
-    errors = [abs(fitted.depth_mm(shading, mm) / depth - 1) for shading, mm, depth in read[10:]]
-    assert np.median(errors) < 0.3
+    assert abs((fitted.azimuth_deg - light + 180) % 360 - 180) < 6
+    gentle = [(shading, mm, depth) for shading, mm, depth in read[20:] if shading.linear]
+    errors = [abs(fitted.depth_mm(shading, mm) / depth - 1) for shading, mm, depth in gentle]
+    assert len(gentle) >= 8 and np.median(errors) < 0.3
+    assert all(fitted.depth_mm(s, mm) is None for s, mm, _ in read[20:] if not s.linear)
+
+
+def _dark_spots(product: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(image, mask)``: a pair of dark dots 2 px in radius, 6 px apart (a speck pair,
+    the glaze's speckle the maps took for a pit), less than half as bright as the
+    surface, where the synthetic line's first ``n`` dents of ``product`` lie, on the
+    same parts without them."""
+    from inspection.synth.part import generate_part
+
+    spots = []
+    for index, (_, dent, _, _) in enumerate(_photographed_dents(product, n)):
+        image = generate_part(product, index, 5, None).image.astype(np.float32)
+        ys, xs = np.nonzero(dent)
+        cx, cy = int(xs.mean()), int(ys.mean())
+        mask = np.zeros(dent.shape, np.uint8)
+        for x in (cx - 3, cx + 3):
+            cv2.circle(mask, (x, cy), 2, 1, -1)
+        image[mask > 0] *= 0.45
+        spots.append((image.astype(np.uint8), mask > 0))
+    return spots
+
+
+@pytest.mark.parametrize("product", ["bracket", "tile"])
+def test_a_steep_dark_spot_with_no_lit_slope_reads_no_depth(product):
+    """Too dark to read a depth from, a dent and a dark spot differ in their lit slope:
+    fitted on thirty dents of known depth (steep ones among them), at least half of ten
+    speck pairs read 0 deep (a depth clause passes them on their area), and no true
+    dent does (a steep one stays unread: REVIEW). The least a steep dent is lit differs
+    between the products' surfaces, the level with it."""
+    from inspection.measure import dent_shading
+    from inspection.standards.guard import fit_shading_depth
+
+    dents = [
+        (dent_shading(image, mask), mm, depth)
+        for image, mask, mm, depth in _photographed_dents(product, 30)
+    ]
+    fitted = fit_shading_depth(dents)
+    assert fitted.least_lit is not None and fitted.steep >= 8
+    mm = dents[0][1]
+    spots = [dent_shading(image, mask) for image, mask in _dark_spots(product, 10)]
+    assert all(not spot.linear for spot in spots)
+    assert sum(fitted.depth_mm(spot, mm) == 0.0 for spot in spots) >= 5
+    assert all(fitted.depth_mm(s, mm) != 0.0 for s, mm, _ in dents)
 
 
 def test_a_patch_darker_all_over_reads_no_depth():

@@ -408,9 +408,12 @@ def _guard_words(metrics: Mapping[str, Any]) -> str:
     if band is None:
         return ""
     shading = band["shading_depth"] or {}
-    pairs = shading.get("pairs")
+    pairs, steep = shading.get("pairs"), shading.get("steep")
     if isinstance(pairs, int) and not isinstance(pairs, bool):
-        return f"dent depth read from shading, calibrated on {pairs} limit samples' dents"
+        said = f"dent depth read from shading, calibrated on {pairs} limit samples' dents"
+        if isinstance(steep, int) and not isinstance(steep, bool) and steep:
+            said += f", dark spots told by {steep} steep ones' lit slope"
+        return said
     version = band["version"]  # "guard band 0de3de85", as the line records it
     return version if isinstance(version, str) and version else "a guard band"
 

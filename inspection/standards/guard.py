@@ -84,6 +84,14 @@ Band = tuple[float, float]
 """``(fixed, proportional)``: ``U = fixed + proportional * reading``."""
 
 
+UNLIT_SHARE = 0.5
+"""A region too dark to read a depth from is no dent where it brightens the surface less
+than this share of the least any steep limit-sample dent did
+(:attr:`ShadingDepth.least_lit`). On the demo's tile limit samples the least is 0.019;
+under half of it lie 19 of the 24 steep regions on no dent of the held-out tiles and
+none of their 12 steep dents (``benchmarks/steep_dents.py``)."""
+
+
 @dataclass(frozen=True)
 class ShadingDepth:
     """A station's dent depth read from its shading on a photograph
@@ -96,19 +104,54 @@ class ShadingDepth:
     gain : float
         The darkening summed along the light (mm) per mm of depth.
     pairs : int
-        The dents of known depth it was fitted on.
+        The dents of known depth its gain was fitted on (gentle enough to read).
+    least_lit : float or None
+        The least any steep dent of known depth brightened the surface
+        (:attr:`~inspection.measure.DentShading.lit`), over ``steep`` of them: how much a
+        true dent's lit slope shows under this station's light, on this surface (one near
+        white has little headroom to brighten). ``None`` where too few steep dents were
+        read: a steep region's depth then stays unread whatever its shading.
+    steep : int
+        The steep dents ``least_lit`` was taken over.
     """
 
     azimuth_deg: float
     gain: float
     pairs: int = 0
+    least_lit: float | None = None
+    steep: int = 0
 
-    def depth_mm(self, shading: DentShading, mm_per_px: float) -> float:
-        """The depth (mm) of a dent shading so, in a frame of ``mm_per_px``."""
-        return shading.integral_px(math.radians(self.azimuth_deg)) * mm_per_px / self.gain
+    def depth_mm(self, shading: DentShading, mm_per_px: float) -> float | None:
+        """The depth (mm) of a region shading so, in a frame of ``mm_per_px``.
+
+        A gentle one reads from its darkening along the light. A steep one
+        (:attr:`~inspection.measure.DentShading.linear` false) reads 0 where it is lit
+        less than :data:`UNLIT_SHARE` of :attr:`least_lit`, a dark spot the maps took
+        for a dent and no depression (its area still counts); ``None`` otherwise (a steep
+        dent: its depth is unread, and a depth clause goes to REVIEW).
+        """
+        if shading.linear:
+            return shading.integral_px(math.radians(self.azimuth_deg)) * mm_per_px / self.gain
+        if self.least_lit is not None and shading.lit < UNLIT_SHARE * self.least_lit:
+            return 0.0
+        return None
+
+    @property
+    def steep_words(self) -> str:
+        """How a region too dark to read is told from a dent, in words for a log (``""``
+        where it is not: :attr:`least_lit` is ``None``)."""
+        if self.least_lit is None:
+            return ""
+        return (
+            f"a region too dark to read lit under {UNLIT_SHARE:g} of the least of its "
+            f"{self.steep} steep dents ({self.least_lit:.3f}) reads 0 deep, a dark spot"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"azimuth_deg": self.azimuth_deg, "gain": self.gain, "pairs": self.pairs}
+        written = {"azimuth_deg": self.azimuth_deg, "gain": self.gain, "pairs": self.pairs}
+        if self.least_lit is not None:
+            written |= {"least_lit": self.least_lit, "steep": self.steep}
+        return written
 
 
 def fit_shading_depth(
@@ -119,27 +162,37 @@ def fit_shading_depth(
     Parameters
     ----------
     dents : iterable of (shading, mm_per_px, true depth in mm)
-        Each dent found on a photograph and matched to its true one.
+        Each dent found on a photograph and matched to its true one, gentle or steep.
     min_pairs : int
-        Fewer dents of a finite depth above 0 give ``None``.
+        Fewer gentle dents (:attr:`~inspection.measure.DentShading.linear`) of a finite
+        depth above 0 give ``None``; fewer steep ones give no :attr:`least_lit`.
 
     Returns
     -------
     ShadingDepth or None
-        The light's azimuth is that of the dents' moments summed (each points to its
-        dark slope, towards the light); the gain is the median of their darkening
+        The light's azimuth is that of the gentle dents' moments summed (each points to
+        its dark slope, towards the light); the gain is the median of their darkening
         integrals along it over their depths, so that half the readings lie on each side
-        of the truth.
+        of the truth. The steep dents give the least their lit slope brightens.
     """
     dents = [(s, p, d) for s, p, d in dents if math.isfinite(d) and d > 0 and p > 0]
-    if len(dents) < min_pairs:
+    gentle = [(s, p, d) for s, p, d in dents if s.linear]
+    steep = [s.lit for s, _, _ in dents if not s.linear]
+    if len(gentle) < min_pairs:
         return None
-    toward = np.sum([s.toward_light for s, _, _ in dents], axis=0)  # (2,): x, y
+    toward = np.sum([s.toward_light for s, _, _ in gentle], axis=0)  # (2,): x, y
     azimuth = math.atan2(float(toward[1]), float(toward[0]))
-    gain = float(np.median([s.integral_px(azimuth) * p / d for s, p, d in dents]))
+    gain = float(np.median([s.integral_px(azimuth) * p / d for s, p, d in gentle]))
     if not gain > 0:
         return None
-    return ShadingDepth(round(math.degrees(azimuth), 3), gain, len(dents))
+    least_lit = min(steep) if len(steep) >= min_pairs and min(steep) > 0 else None
+    return ShadingDepth(
+        round(math.degrees(azimuth), 3),
+        gain,
+        len(gentle),
+        least_lit,
+        len(steep) if least_lit is not None else 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -500,7 +553,7 @@ def _shading(value: Any, where: str) -> ShadingDepth | None:
         return None
     if not isinstance(value, dict):
         raise GuardBandError(f"{where}: expected {{azimuth_deg, gain, pairs}}")
-    unknown = set(value) - {"azimuth_deg", "gain", "pairs"}
+    unknown = set(value) - {"azimuth_deg", "gain", "pairs", "least_lit", "steep"}
     if unknown:
         raise GuardBandError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     azimuth, gain = value.get("azimuth_deg"), value.get("gain")
@@ -511,9 +564,29 @@ def _shading(value: Any, where: str) -> ShadingDepth | None:
             raise GuardBandError(f"{where}.{name}: {number!r} is not a finite number")
     if gain <= 0:
         raise GuardBandError(f"{where}.gain: {gain!r} must be above 0 (darkening per mm of depth)")
-    pairs = value.get("pairs", 0)
-    pairs = pairs if isinstance(pairs, int) and not isinstance(pairs, bool) and pairs >= 0 else 0
-    return ShadingDepth(float(azimuth), float(gain), pairs)
+    pairs, steep = (_count(value.get(name, 0)) for name in ("pairs", "steep"))
+    return ShadingDepth(float(azimuth), float(gain), pairs, _least_lit(value, where), steep)
+
+
+def _count(value: Any) -> int:
+    """A count as written; 0 where it is none (it only says what a fit was made on)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _least_lit(value: dict[str, Any], where: str) -> float | None:
+    """:attr:`ShadingDepth.least_lit` as written: ``None`` where the file has none (a steep
+    region's depth then stays unread), a share of the surface's luminance above 0."""
+    lit = value.get("least_lit")
+    if lit is None:
+        return None
+    if isinstance(lit, bool) or not isinstance(lit, int | float) or not math.isfinite(lit):
+        raise GuardBandError(f"{where}.least_lit: {lit!r} is not a finite number")
+    if not 0 < lit < 1:
+        raise GuardBandError(
+            f"{where}.least_lit: {lit!r} must lie between 0 and 1 (the least a steep dent "
+            "brightened the surface, a share of its luminance)"
+        )
+    return float(lit)
 
 
 def _band(value: Any, where: str, sided: bool = True) -> Band:

@@ -203,9 +203,10 @@ def dent_depth_reading(standard: Standard, thresholds: Thresholds) -> str:
     said += "frame's height map (a 3D profiler) where it has one, else "
     shading = thresholds.guard.shading if thresholds.guard is not None else None
     if shading is not None:
+        steep = f"; {shading.steep_words}" if shading.steep_words else ""
         return said + (
             f"from the dent's shading (light from {shading.azimuth_deg:.0f} degrees, "
-            f"calibrated on {shading.pairs} dents of known depth)"
+            f"calibrated on {shading.pairs} dents of known depth{steep})"
         )
     return said + (
         "not read: such a dent goes to REVIEW (to read it from its shading, run `inspection "

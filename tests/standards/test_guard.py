@@ -260,6 +260,8 @@ class _Shading:
 
     toward_light: tuple[float, float]
     along: float  # px, along toward_light; less by the cosine off it
+    lit: float = 0.05  # the most it brightens the surface
+    linear: bool = True  # gentle enough to read its depth from
 
     def integral_px(self, azimuth: float) -> float:
         off = azimuth - math.atan2(self.toward_light[1], self.toward_light[0])
@@ -283,6 +285,46 @@ def test_a_shading_depth_is_fitted_on_dents_of_known_depth():
     assert fitted.depth_mm(dents[3][0], 0.1) == pytest.approx(0.4, rel=0.01)
     assert fit_shading_depth(dents[: MIN_PAIRS - 1]) is None
     assert fit_shading_depth([(s, 0.1, 0.0) for s, _, _ in dents]) is None
+    assert fitted.least_lit is None and fitted.steep == 0  # no steep dent among them
+
+
+def _steep(lit: float) -> _Shading:
+    """A dent too dark to read its depth from, lit ``lit`` on its far slope."""
+    return _Shading((0.0, 1.0), 1e3, lit=lit, linear=False)
+
+
+def test_steep_dents_give_the_least_a_true_dent_is_lit():
+    """Gentle dents fit the light and the gain as ever; steep ones (dark enough to read
+    short, whatever their integral) give the least their lit slope brightened the
+    surface. A steep region lit under half that reads 0 deep (a dark spot, not a
+    depression); one lit more stays unread, and so does every steep region where fewer
+    steep dents than a band needs were fitted on."""
+    gentle = [
+        (_Shading((math.cos(math.radians(50)), math.sin(math.radians(50))), 20 * d), 0.1, d)
+        for d in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    ]
+    steep = [(_steep(lit), 0.1, 0.5) for lit in (0.02, 0.03, 0.04, 0.05, 0.06, 0.02, 0.03, 0.04)]
+    fitted = fit_shading_depth(gentle + steep)
+    assert fitted is not None and fitted.pairs == 8 and fitted.steep == 8
+    assert fitted.least_lit == pytest.approx(0.02)
+    assert fitted.azimuth_deg == pytest.approx(50, abs=0.01)  # the steep moments left out
+    assert fitted.gain == pytest.approx(2.0, rel=0.01)
+    assert fitted.depth_mm(_steep(0.0099), 0.1) == 0.0
+    assert fitted.depth_mm(_steep(0.0101), 0.1) is None
+    assert fitted.depth_mm(gentle[3][0], 0.1) == pytest.approx(0.4, rel=0.01)
+    too_few = fit_shading_depth(gentle + steep[: MIN_PAIRS - 1])
+    assert too_few.least_lit is None and too_few.depth_mm(_steep(0.0), 0.1) is None
+    assert fit_shading_depth(steep) is None  # a gain needs gentle dents
+
+
+def test_the_least_lit_round_trips_and_changes_the_version(tmp_path):
+    plain = ShadingDepth(-127.5, 1.35, 16)
+    lit = ShadingDepth(-127.5, 1.35, 16, least_lit=0.019, steep=23)
+    path = tmp_path / "shading.json"
+    path.write_text(json.dumps(GuardBand(BAND.margins, shading=lit).to_dict()))
+    assert load_guard_band(path).shading == lit
+    assert GuardBand({}, shading=lit).version != GuardBand({}, shading=plain).version
+    assert "least_lit" not in plain.to_dict()  # a file of before reads as it was written
 
 
 def test_too_few_pairs_give_no_band():
@@ -322,6 +364,22 @@ def test_file_round_trip_and_version(tmp_path):
         ('{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 0}}', "gain: 0 must be"),
         ('{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": NaN}}', "not a finite"),
         ('{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 1, "tilt": 3}}', "unknown"),
+        (
+            '{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 1, "least_lit": 0}}',
+            "between 0",
+        ),
+        (
+            '{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 1, "least_lit": 2}}',
+            "2 must lie",
+        ),
+        (
+            '{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 1, "least_lit": "a"}}',
+            "not a fin",
+        ),
+        (
+            '{"margins": {}, "shading_depth": {"azimuth_deg": 9, "gain": 1, "least_lit": true}}',
+            "True is",
+        ),
     ],
 )
 def test_malformed_files_are_clear_errors(tmp_path, text, message):

@@ -541,6 +541,13 @@ def test_a_station_says_how_it_reads_the_dent_depth_its_standard_limits(
     calibrated = build_runtime(station_config(tmp_path, None, model=model))
     words = dent_depth_reading(calibrated.inspector.standard, calibrated.inspector.thresholds)
     assert "from the dent's shading (light from -126 degrees, calibrated on 35 dents" in words
+    assert "dark spot" not in words  # no steep dents in this calibration
+    steep = json.loads(calibration.read_text())
+    steep["shading_depth"] |= {"least_lit": 0.0194, "steep": 23}
+    calibration.write_text(json.dumps(steep))
+    spotted = build_runtime(station_config(tmp_path, None, model=model))
+    words = dent_depth_reading(spotted.inspector.standard, spotted.inspector.thresholds)
+    assert "lit under 0.5 of the least of its 23 steep dents (0.019) reads 0 deep" in words
     from inspection.config import standard_path
     from inspection.standards import load_standard
 
