@@ -12,8 +12,11 @@ Printed for each set, the range on steep regions over a true dent and how many s
 regions on no dent lie under the least of those (and under half the least of the first
 set's, the limit samples').
 
-    python benchmarks/steep_dents.py --data runs/limit-tile --also runs/val-tile \
+    python benchmarks/steep_dents.py --data runs/limit200-tile --also runs/val-tile \
         runs/heldout-tile --normality runs/normality/tile-560
+
+(``runs/limit200-tile``: the demo's limit samples, ``inspection synth --n 200 --seed 4
+--product tile --train-ratio 0 --defect-ratio 1 --class dent``.)
 
 Results: benchmarks/README.md, "A steep dent's shading unclipped" and what follows it.
 """

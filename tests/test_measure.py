@@ -845,10 +845,11 @@ def _dark_spots(product: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
 @pytest.mark.parametrize("product", ["bracket", "tile"])
 def test_a_steep_dark_spot_with_no_lit_slope_reads_no_depth(product):
     """Too dark to read a depth from, a dent and a dark spot differ in their lit slope:
-    fitted on thirty dents of known depth (steep ones among them), at least half of ten
-    speck pairs read 0 deep (a depth clause passes them on their area), and no true
-    dent does (a steep one stays unread: REVIEW). The least a steep dent is lit differs
-    between the products' surfaces, the level with it."""
+    fitted on thirty dents of known depth (the 11-12 steep ones among them taken as
+    enough here; a station needs MIN_STEEP_DENTS), at least half of ten speck pairs read
+    0 deep (a depth clause passes them on their area), and no true dent does (a steep
+    one stays unread: REVIEW). The least a steep dent is lit differs between the
+    products' surfaces, the level with it."""
     from inspection.measure import dent_shading
     from inspection.standards.guard import fit_shading_depth
 
@@ -856,7 +857,7 @@ def test_a_steep_dark_spot_with_no_lit_slope_reads_no_depth(product):
         (dent_shading(image, mask), mm, depth)
         for image, mask, mm, depth in _photographed_dents(product, 30)
     ]
-    fitted = fit_shading_depth(dents)
+    fitted = fit_shading_depth(dents, min_steep=8)
     assert fitted.least_lit is not None and fitted.steep >= 8
     mm = dents[0][1]
     spots = [dent_shading(image, mask) for image, mask in _dark_spots(product, 10)]

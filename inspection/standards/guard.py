@@ -87,9 +87,15 @@ Band = tuple[float, float]
 UNLIT_SHARE = 0.5
 """A region too dark to read a depth from is no dent where it brightens the surface less
 than this share of the least any steep limit-sample dent did
-(:attr:`ShadingDepth.least_lit`). On the demo's tile limit samples the least is 0.019;
-under half of it lie 19 of the 24 steep regions on no dent of the held-out tiles and
-none of their 12 steep dents (``benchmarks/steep_dents.py``)."""
+(:attr:`ShadingDepth.least_lit`). On the demo's 200 tile limit samples the least is
+0.0092 (a 0.19 mm dent of 25 px; the least of those deeper than T31's 0.2 mm, 0.0117);
+most steep regions on no dent brighten nothing at all (``benchmarks/steep_dents.py``)."""
+
+MIN_STEEP_DENTS = 40
+"""The fewest steep dents whose least lit slope sets :attr:`ShadingDepth.least_lit`: the
+least of a few is not the least a station shows (tile's 23 steep dents in 60 limit
+samples gave 0.0194, its 67 in 200 gave 0.0092). Fewer give none, and every steep region
+stays unread."""
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,9 @@ class ShadingDepth:
         The least any steep dent of known depth brightened the surface
         (:attr:`~inspection.measure.DentShading.lit`), over ``steep`` of them: how much a
         true dent's lit slope shows under this station's light, on this surface (one near
-        white has little headroom to brighten). ``None`` where too few steep dents were
-        read: a steep region's depth then stays unread whatever its shading.
+        white has little headroom to brighten). ``None`` where fewer than
+        :data:`MIN_STEEP_DENTS` steep dents were read: a steep region's depth then stays
+        unread whatever its shading.
     steep : int
         The steep dents ``least_lit`` was taken over.
     """
@@ -155,7 +162,9 @@ class ShadingDepth:
 
 
 def fit_shading_depth(
-    dents: Iterable[tuple[DentShading, float, float]], min_pairs: int = MIN_PAIRS
+    dents: Iterable[tuple[DentShading, float, float]],
+    min_pairs: int = MIN_PAIRS,
+    min_steep: int = MIN_STEEP_DENTS,
 ) -> ShadingDepth | None:
     """The station's :class:`ShadingDepth`, from dents of known depth.
 
@@ -165,7 +174,9 @@ def fit_shading_depth(
         Each dent found on a photograph and matched to its true one, gentle or steep.
     min_pairs : int
         Fewer gentle dents (:attr:`~inspection.measure.DentShading.linear`) of a finite
-        depth above 0 give ``None``; fewer steep ones give no :attr:`least_lit`.
+        depth above 0 give ``None``.
+    min_steep : int
+        Fewer steep ones give no :attr:`~ShadingDepth.least_lit`.
 
     Returns
     -------
@@ -185,7 +196,7 @@ def fit_shading_depth(
     gain = float(np.median([s.integral_px(azimuth) * p / d for s, p, d in gentle]))
     if not gain > 0:
         return None
-    least_lit = min(steep) if len(steep) >= min_pairs and min(steep) > 0 else None
+    least_lit = min(steep) if len(steep) >= min_steep and min(steep) > 0 else None
     return ShadingDepth(
         round(math.degrees(azimuth), 3),
         gain,

@@ -18,6 +18,7 @@ from inspection.standards import (
 )
 from inspection.standards.guard import (
     MIN_PAIRS,
+    MIN_STEEP_DENTS,
     ShadingDepth,
     fit_band,
     fit_shading_depth,
@@ -298,21 +299,21 @@ def test_steep_dents_give_the_least_a_true_dent_is_lit():
     short, whatever their integral) give the least their lit slope brightened the
     surface. A steep region lit under half that reads 0 deep (a dark spot, not a
     depression); one lit more stays unread, and so does every steep region where fewer
-    steep dents than a band needs were fitted on."""
+    than MIN_STEEP_DENTS steep dents were fitted on."""
     gentle = [
         (_Shading((math.cos(math.radians(50)), math.sin(math.radians(50))), 20 * d), 0.1, d)
         for d in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     ]
-    steep = [(_steep(lit), 0.1, 0.5) for lit in (0.02, 0.03, 0.04, 0.05, 0.06, 0.02, 0.03, 0.04)]
+    steep = [(_steep(0.02 + 0.001 * i), 0.1, 0.5) for i in range(MIN_STEEP_DENTS)]
     fitted = fit_shading_depth(gentle + steep)
-    assert fitted is not None and fitted.pairs == 8 and fitted.steep == 8
+    assert fitted is not None and fitted.pairs == 8 and fitted.steep == MIN_STEEP_DENTS
     assert fitted.least_lit == pytest.approx(0.02)
     assert fitted.azimuth_deg == pytest.approx(50, abs=0.01)  # the steep moments left out
     assert fitted.gain == pytest.approx(2.0, rel=0.01)
     assert fitted.depth_mm(_steep(0.0099), 0.1) == 0.0
     assert fitted.depth_mm(_steep(0.0101), 0.1) is None
     assert fitted.depth_mm(gentle[3][0], 0.1) == pytest.approx(0.4, rel=0.01)
-    too_few = fit_shading_depth(gentle + steep[: MIN_PAIRS - 1])
+    too_few = fit_shading_depth(gentle + steep[: MIN_STEEP_DENTS - 1])
     assert too_few.least_lit is None and too_few.depth_mm(_steep(0.0), 0.1) is None
     assert fit_shading_depth(steep) is None  # a gain needs gentle dents
 
