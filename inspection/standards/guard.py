@@ -89,7 +89,9 @@ UNLIT_SHARE = 0.5
 than this share of the least any steep limit-sample dent did
 (:attr:`ShadingDepth.least_lit`). On the demo's 200 tile limit samples the least is
 0.0092 (a 0.19 mm dent of 25 px; the least of those deeper than T31's 0.2 mm, 0.0117);
-most steep regions on no dent brighten nothing at all (``benchmarks/steep_dents.py``)."""
+most steep regions on no dent brighten nothing at all (``benchmarks/steep_dents.py``).
+It leans on the maps' region holding the dent's lit slope: one cut to a steep dent's dark
+half may look unlit (benchmarks/README.md, "What it leans on")."""
 
 MIN_STEEP_DENTS = 40
 """The fewest steep dents whose least lit slope sets :attr:`ShadingDepth.least_lit`: the
