@@ -712,6 +712,68 @@ def test_a_dents_depth_is_read_from_its_shading_once_calibrated(tmp_path, capsys
     assert "needs depth_mm" in rows["130"]["reasons"]
 
 
+def test_a_steep_dark_spot_with_no_lit_slope_passes_once_calibrated_on_steep_dents(
+    tmp_path, capsys
+):
+    """Calibrated on 10 gentle dents and MIN_STEEP_DENTS steep ones (0.6-1.0 mm deep, too
+    dark to read, each brightening the slope that faces the light), the file records the
+    least they brightened the surface, and the evaluation says what it does. Given it, a
+    dark spot as dark as a steep dent that brightens nothing (a speck pair the maps call a
+    dent, on a good part) reads 0 deep and passes; a steep dent stays in REVIEW. With one
+    steep dent too few, the file sets no level and the spot stays in REVIEW."""
+    from inspection.cli import _print_guard_band
+    from inspection.pipeline import with_guard_band
+    from inspection.standards.guard import MIN_STEEP_DENTS
+
+    gentle = {60 + 3 * i: 0.04 + 0.02 * i for i in range(10)}
+    steep = {90 + 3 * i: 0.6 + 0.01 * i for i in range(MIN_STEEP_DENTS)}
+    calibration = _dents(tmp_path / "calibration", gentle | steep)
+    fitted = evaluate(
+        calibration, THRESHOLDS, tmp_path / "calibration", tmp_path / "fit", progress=False
+    )
+    shading = fitted["guard_band"]["shading_depth"]
+    assert shading["pairs"] == 10 and shading["steep"] == MIN_STEEP_DENTS
+    assert 0.1 < shading["least_lit"] < 0.5  # the steep dents' lit slopes, all
+    _print_guard_band(fitted, tmp_path / "fit")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"the least of its {MIN_STEEP_DENTS} steep dents" in printed
+    assert (
+        f"the least of its {MIN_STEEP_DENTS} steep dents"
+        in (tmp_path / "fit" / "index.html").read_text()
+    )
+
+    line = tmp_path / "line"
+    dent, region = _shaded_dent(110, 0.8)
+    spot = np.full_like(dent, 100)
+    spot[region] = 40  # as dark as the steep dent's dark slope, lit nowhere
+    lines = []
+    for shade, image, label, truth in (
+        (100, spot, "good", []),
+        (110, dent, "dent", [{"defect_class": "dent", "bbox": [44, 44, 57, 57],
+                              "attributes": {"length_mm": 1.2, "width_mm": 1.2,
+                                             "depth_mm": 0.8}}]),
+    ):  # fmt: skip
+        part = {"image": _write(line / f"{shade}.png", image), "label": label}
+        lines.append({**part, "split": "test", "part_id": f"p{shade}", "mm_per_px": MM_PER_PX,
+                      "image_size": [W, H], "defects": truth})  # fmt: skip
+    (line / "manifest.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (line / "dataset.yaml").write_text("product: bracket\n")
+    detector = ByShade({shade: detection(region, cls="dent") for shade in (100, 110)})
+    guarded = with_guard_band(THRESHOLDS, tmp_path / "fit" / "shading_depth.json")
+    evaluate(detector, guarded, line, tmp_path / "guarded", progress=False)
+    rows = _rows(tmp_path / "guarded")
+    assert rows["100"]["verdict"] == "PASS" and "depth_mm=0," in rows["100"]["reasons"]
+    assert rows["110"]["verdict"] == "REVIEW" and "needs depth_mm" in rows["110"]["reasons"]
+
+    few = _dents(tmp_path / "few", gentle | dict(list(steep.items())[: MIN_STEEP_DENTS - 1]))
+    evaluate(few, THRESHOLDS, tmp_path / "few", tmp_path / "few-fit", progress=False)
+    unlevelled = json.loads((tmp_path / "few-fit" / "shading_depth.json").read_text())
+    assert "least_lit" not in unlevelled["shading_depth"]
+    plain = with_guard_band(THRESHOLDS, tmp_path / "few-fit" / "shading_depth.json")
+    evaluate(detector, plain, line, tmp_path / "plain", progress=False)
+    assert _rows(tmp_path / "plain")["100"]["verdict"] == "REVIEW"
+
+
 def test_only_a_dent_no_profiler_measured_reads_its_depth_from_shading():
     """The shading reads a dent's depth where nothing else did: a dent the profiler
     measured keeps the profiler's depth, a scratch gets none, and a frame without a

@@ -560,6 +560,17 @@ def _proven(value: Any, where: str) -> bool | frozenset[str]:
     )
 
 
+def steep_words_of(written: Any) -> str:
+    """:attr:`ShadingDepth.steep_words` of a calibration as written
+    (:meth:`ShadingDepth.to_dict`, in an evaluation's metrics); ``""`` where it sets no
+    level or cannot be read."""
+    try:
+        shading = _shading(written, "shading_depth")
+    except GuardBandError:
+        return ""
+    return "" if shading is None else shading.steep_words
+
+
 def _shading(value: Any, where: str) -> ShadingDepth | None:
     """A :class:`ShadingDepth` as written (``None`` where the file has none)."""
     if value is None:
