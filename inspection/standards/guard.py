@@ -151,9 +151,10 @@ class ShadingDepth:
         where it is not: :attr:`least_lit` is ``None``)."""
         if self.least_lit is None:
             return ""
+        over = f"{self.steep} steep dents" if self.steep else "steep dents"  # 0: by hand
         return (
             f"a region too dark to read lit under {UNLIT_SHARE:g} of the least of its "
-            f"{self.steep} steep dents ({self.least_lit:.3f}) reads 0 deep, a dark spot"
+            f"{over} ({self.least_lit:.3f}) reads 0 deep, a dark spot"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -326,6 +326,10 @@ def test_the_least_lit_round_trips_and_changes_the_version(tmp_path):
     assert load_guard_band(path).shading == lit
     assert GuardBand({}, shading=lit).version != GuardBand({}, shading=plain).version
     assert "least_lit" not in plain.to_dict()  # a file of before reads as it was written
+    assert plain.steep_words == ""  # no level: every steep region unread
+    assert "the least of its 23 steep dents (0.019) reads 0 deep" in lit.steep_words
+    by_hand = ShadingDepth(-127.5, 1.35, 16, least_lit=0.019)  # no count written
+    assert "the least of its steep dents (0.019)" in by_hand.steep_words
 
 
 def test_too_few_pairs_give_no_band():
