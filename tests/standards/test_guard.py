@@ -332,6 +332,18 @@ def test_the_least_lit_round_trips_and_changes_the_version(tmp_path):
     assert "the least of its steep dents (0.019)" in by_hand.steep_words
 
 
+def test_steep_words_of_a_written_calibration_say_nothing_where_it_cannot_be_read():
+    """An evaluation's metrics carry the calibration as written: its words where it sets
+    a level, nothing where it sets none or is malformed (a hand-edited record)."""
+    from inspection.standards.guard import steep_words_of
+
+    written = ShadingDepth(-127.5, 1.35, 16, least_lit=0.019, steep=23).to_dict()
+    assert "23 steep dents (0.019) reads 0 deep" in steep_words_of(written)
+    assert steep_words_of(ShadingDepth(-127.5, 1.35, 16).to_dict()) == ""
+    for malformed in (None, 2, {**written, "least_lit": "0.019"}, {**written, "gain": 0}):
+        assert steep_words_of(malformed) == ""
+
+
 def test_too_few_pairs_give_no_band():
     few = [("dent", {"area_mm2": 1.0}, {"area_mm2": 2.0})] * (MIN_PAIRS - 1)
     band = measure_guard_band(few)
