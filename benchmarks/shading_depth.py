@@ -55,7 +55,7 @@ def darkening_alone(image: np.ndarray, mask: np.ndarray) -> DentShading | None:
     if odd is None or shaded is None:
         return None
     darkening = np.clip(-shaded[0], 0.0, None).astype(np.float32)
-    return DentShading(darkening, odd.toward_light, odd.deepest)
+    return DentShading(darkening, odd.toward_light, odd.deepest, odd.lit)
 
 
 READINGS = {"darkening": darkening_alone, "odd part": dent_shading}

@@ -632,7 +632,7 @@ MOVED_PRINTED = 8  # the parts a guard band would decide otherwise, named on the
 def _print_guard_band(metrics: dict, out: Path) -> None:
     """The gauge's measured uncertainty per class, and the dents' depth from shading."""
     from inspection.evaluate import PROVEN_REJECTION
-    from inspection.standards.guard import steep_words_of, written_band_words
+    from inspection.standards.guard import shading_depth_of, written_band_words
 
     margins = metrics["guard_band"]["margins"]
     written = out / "guard_band.json"
@@ -655,8 +655,8 @@ def _print_guard_band(metrics: dict, out: Path) -> None:
             f"dents: read with --guard-band, or alone (the depth's band, no other) with "
             f"--guard-band {out / 'shading_depth.json'}"
         )
-        if steep := steep_words_of(shading):
-            console.print(f"  {steep}")
+        if (read := shading_depth_of(shading)) is not None and read.steep_words:
+            console.print(f"  {read.steep_words}")
 
 
 def _print_band_effects(metrics: dict) -> None:

@@ -533,15 +533,9 @@ def _decider(
             guard = None if calibration is None else load_guard_band(calibration)
             thresholds = line_thresholds(metadata, guard_band=guard, **settings)
             if guard is not None and guard.shading is not None:
-                shading = guard.shading
-                spots = (
-                    f", dark spots told by {shading.steep} steep ones' lit slope"
-                    if shading.least_lit is not None
-                    else ""
-                )
                 described += (
-                    f", dent depth read from shading (light from {shading.azimuth_deg:.0f}°, "
-                    f"calibrated on {shading.pairs} limit samples' dents{spots})"
+                    f", dent depth read from shading (light from {guard.shading.azimuth_deg:.0f}°, "
+                    f"{guard.shading.calibration_words})"
                 )
         if review_from is not None:
             described += f", review band from {review_from:g}"

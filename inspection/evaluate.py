@@ -106,7 +106,7 @@ from inspection.standards.guard import (
     ShadingDepth,
     fit_shading_depth,
     gauge_readings,
-    steep_words_of,
+    shading_depth_of,
     written_band_words,
 )
 from inspection.types import Action, AudioClip, Defect, Frame, InspectionResult, Verdict
@@ -1486,8 +1486,8 @@ def _guard_band_table(metrics: dict[str, Any]) -> tuple:
             f"{shading['azimuth_deg']:.0f}°, gain {shading['gain']:.3g}, {shading['pairs']} "
             "dents; alone: --guard-band shading_depth.json)"
         )
-        if steep := steep_words_of(shading):
-            title += f"; {steep}"
+        if (read := shading_depth_of(shading)) is not None and read.steep_words:
+            title += f"; {read.steep_words}"
     return (
         title,
         ["class", "attribute", "band (+ above / − under the reading)", "defects matched"],

@@ -490,7 +490,7 @@ class DentShading:
     darkening: np.ndarray
     toward_light: tuple[float, float]
     deepest: float
-    lit: float = 0.0
+    lit: float
 
     @property
     def linear(self) -> bool:

@@ -407,13 +407,11 @@ def _guard_words(metrics: Mapping[str, Any]) -> str:
     band = _guard_band(metrics)
     if band is None:
         return ""
-    shading = band["shading_depth"] or {}
-    pairs, steep = shading.get("pairs"), shading.get("steep")
-    if isinstance(pairs, int) and not isinstance(pairs, bool):
-        said = f"dent depth read from shading, calibrated on {pairs} limit samples' dents"
-        if isinstance(steep, int) and not isinstance(steep, bool) and steep:
-            said += f", dark spots told by {steep} steep ones' lit slope"
-        return said
+    from inspection.standards.guard import shading_depth_of  # numpy: only for a band
+
+    shading = shading_depth_of(band["shading_depth"])
+    if shading is not None:
+        return f"dent depth read from shading, {shading.calibration_words}"
     version = band["version"]  # "guard band 0de3de85", as the line records it
     return version if isinstance(version, str) and version else "a guard band"
 

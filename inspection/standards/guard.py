@@ -146,15 +146,23 @@ class ShadingDepth:
         return None
 
     @property
+    def calibration_words(self) -> str:
+        """What it was calibrated on, in a few words for a label (a count of 0, as a
+        hand-written file may leave it, is not said)."""
+        said = f"calibrated on {_counted(self.pairs)}limit samples' dents"
+        if self.least_lit is not None:
+            said += f", dark spots told by {_counted(self.steep)}steep ones' lit slope"
+        return said
+
+    @property
     def steep_words(self) -> str:
         """How a region too dark to read is told from a dent, in words for a log (``""``
         where it is not: :attr:`least_lit` is ``None``)."""
         if self.least_lit is None:
             return ""
-        over = f"{self.steep} steep dents" if self.steep else "steep dents"  # 0: by hand
         return (
             f"a region too dark to read lit under {UNLIT_SHARE:g} of the least of its "
-            f"{over} ({self.least_lit:.3f}) reads 0 deep, a dark spot"
+            f"{_counted(self.steep)}steep dents ({self.least_lit:.3f}) reads 0 deep, a dark spot"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,6 +170,11 @@ class ShadingDepth:
         if self.least_lit is not None:
             written |= {"least_lit": self.least_lit, "steep": self.steep}
         return written
+
+
+def _counted(count: int) -> str:
+    """``"N "`` for a count in words, ``""`` for none."""
+    return f"{count} " if count else ""
 
 
 def fit_shading_depth(
@@ -187,7 +200,8 @@ def fit_shading_depth(
         The light's azimuth is that of the gentle dents' moments summed (each points to
         its dark slope, towards the light); the gain is the median of their darkening
         integrals along it over their depths, so that half the readings lie on each side
-        of the truth. The steep dents give the least their lit slope brightens.
+        of the truth. The steep dents give the least their lit slope brightens (none
+        where that least is 0: no steep region is then told from a dent).
     """
     dents = [(s, p, d) for s, p, d in dents if math.isfinite(d) and d > 0 and p > 0]
     gentle = [(s, p, d) for s, p, d in dents if s.linear]
@@ -561,15 +575,14 @@ def _proven(value: Any, where: str) -> bool | frozenset[str]:
     )
 
 
-def steep_words_of(written: Any) -> str:
-    """:attr:`ShadingDepth.steep_words` of a calibration as written
-    (:meth:`ShadingDepth.to_dict`, in an evaluation's metrics); ``""`` where it sets no
-    level or cannot be read."""
+def shading_depth_of(written: Any) -> ShadingDepth | None:
+    """A calibration as written (:meth:`ShadingDepth.to_dict`, in an evaluation's metrics),
+    to say what it is; ``None`` where there is none or it cannot be read (a hand-edited
+    record says nothing)."""
     try:
-        shading = _shading(written, "shading_depth")
+        return _shading(written, "shading_depth")
     except GuardBandError:
-        return ""
-    return "" if shading is None else shading.steep_words
+        return None
 
 
 def _shading(value: Any, where: str) -> ShadingDepth | None:

@@ -332,16 +332,24 @@ def test_the_least_lit_round_trips_and_changes_the_version(tmp_path):
     assert "the least of its steep dents (0.019)" in by_hand.steep_words
 
 
-def test_steep_words_of_a_written_calibration_say_nothing_where_it_cannot_be_read():
-    """An evaluation's metrics carry the calibration as written: its words where it sets
-    a level, nothing where it sets none or is malformed (a hand-edited record)."""
-    from inspection.standards.guard import steep_words_of
+def test_a_written_calibration_is_read_back_to_be_said_and_not_where_it_cannot_be():
+    """An evaluation's metrics carry the calibration as written: read back, its words
+    (the label's and the log's); nothing where it sets none or is malformed (a
+    hand-edited record)."""
+    from inspection.standards.guard import shading_depth_of
 
     written = ShadingDepth(-127.5, 1.35, 16, least_lit=0.019, steep=23).to_dict()
-    assert "23 steep dents (0.019) reads 0 deep" in steep_words_of(written)
-    assert steep_words_of(ShadingDepth(-127.5, 1.35, 16).to_dict()) == ""
+    read = shading_depth_of(written)
+    assert "23 steep dents (0.019) reads 0 deep" in read.steep_words
+    words = "calibrated on 16 limit samples' dents, dark spots told by 23 steep ones' lit slope"
+    assert read.calibration_words == words
+    plain = shading_depth_of(ShadingDepth(-127.5, 1.35, 16).to_dict())
+    assert plain.steep_words == "" and plain.calibration_words.endswith("16 limit samples' dents")
+    assert shading_depth_of({**written, "pairs": "16"}).calibration_words.startswith(
+        "calibrated on limit samples' dents"
+    )  # a count not written as one is not said
     for malformed in (None, 2, {**written, "least_lit": "0.019"}, {**written, "gain": 0}):
-        assert steep_words_of(malformed) == ""
+        assert shading_depth_of(malformed) is None
 
 
 def test_too_few_pairs_give_no_band():
