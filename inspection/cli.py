@@ -770,8 +770,18 @@ def second_look_command(
 @app.command("package")
 def package_command(
     model: Annotated[Path, typer.Option(help="Trained model directory.")],
-    eval_dir: Annotated[Path, typer.Option("--eval", help="Its `inspection evaluate` output.")],
-    command: Annotated[str, typer.Option(help="The command that made the model.")],
+    eval_dir: Annotated[
+        Path | None, typer.Option("--eval", help="Its `inspection evaluate` output.")
+    ] = None,
+    command: Annotated[str | None, typer.Option(help="The command that made the model.")] = None,
+    manifest_only: Annotated[
+        bool,
+        typer.Option(
+            help="Only record the files as they are now (manifest.json), before they are "
+            "measured: a model whose files were just replaced loads again, to be evaluated "
+            "and then packaged with its card."
+        ),
+    ] = False,
     description: Annotated[str, typer.Option(help="One paragraph for the model card.")] = (
         "Defect detection model for the simulated bracket line."
     ),
@@ -795,6 +805,14 @@ def package_command(
         write_model_card,
         write_product_evaluation,
     )
+
+    if not model.is_dir():
+        fail(f"{model}: no such model folder")
+    if manifest_only:
+        console.print(f"wrote {write_manifest(model)} (the card is written once measured)")
+        return
+    if eval_dir is None or command is None:
+        fail("give --eval and --command to write the card (or --manifest-only)")
 
     def read(folder: Path) -> dict:
         try:

@@ -42,7 +42,8 @@ from inspection.config import default_model_dir, standard_path
 from inspection.decoder.schema import to_json as report_json
 from inspection.errors import UserError
 from inspection.measure import defects_from_mask, fill_dropouts
-from inspection.models.card import PRODUCT_EVALUATION, evaluation_key
+from inspection.models.backbones import provenance_words
+from inspection.models.card import PRODUCT_EVALUATION, evaluation_key, normality_backbone
 from inspection.standards import (
     GuardBandError,
     Standard,
@@ -523,6 +524,8 @@ def _decider(
                 product_second_look(model, product, normality, console)
             detector, metadata = with_normality(model, normality, verify)
             described += f" fused with the normality model {normality}"
+            weights = provenance_words(normality_backbone(metadata.get("fusion")), brief=True)
+            described += f" (on {weights})" if weights else ""
         settings = {"review_from": review_from, "profiler_dents": profiler_dents}
         thresholds = line_thresholds(metadata, guard_band=guard, **settings)
         if calibrate and standard.limiting("dent", "depth_mm"):

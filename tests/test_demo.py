@@ -185,7 +185,7 @@ def test_the_demo_fits_the_products_normality_model_once_and_fuses_it(tmp_path, 
     assert (fitted / "model.safetensors").is_file()
     said = " ".join(console.export_text().split())  # as printed, unwrapped
     assert "fitting a normality model of panel on 24 synthesised good parts" in said
-    assert f"fused with the normality model {fitted}" in said
+    assert f"fused with the normality model {fitted} (on pretrained efficientnet-lite0, " in said
     # the model's second look on panel, set on fresh good parts and kept for this model
     assert "setting the model's second look on panel from 6 synthesised good parts" in said
     levels = json.loads((fitted / "second-look.json").read_text())["levels"]

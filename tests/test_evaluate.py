@@ -16,6 +16,7 @@ pytest.importorskip("torch", reason="evaluation runs a torch model (install the 
 from inspection.evaluate import evaluate
 from inspection.measure import measure_region
 from inspection.models import create_model, save_model
+from inspection.models.backbones import get_backbone
 from inspection.models.card import (
     AT_LIMITS_KEYS,
     PRODUCT_CLASSES,
@@ -159,7 +160,9 @@ def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line,
     try:
         detector, thresholds = _detector(tiny_model)
         alone = evaluate(detector, thresholds, line, tmp_path / "alone", progress=False)
-        normality = TorchDetector(tiny_normality_model({"image": 0.55, "pixel": 0.65}))
+        normality_model = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+        normality_model.metadata["backbone"] = get_backbone("efficientnet-lite0").provenance
+        normality = TorchDetector(normality_model)
         fused_detector = FusedDetector(detector, normality)
         fused = evaluate(
             fused_detector,
@@ -177,6 +180,18 @@ def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line,
     assert panel["verdict_agreement"] == alone["verdict_agreement"]  # whatever the order
     assert panel["fused"]["verdict_agreement"] == fused["verdict_agreement"]
     assert panel["fused"]["normality_version"] == normality.version
+    # the pretrained weights every fused figure starts from, said once on the card
+    provenance = get_backbone("efficientnet-lite0").provenance
+    assert fused["fusion"]["normality"]["backbone"] == provenance
+    assert panel["fused"]["normality_backbone"] == provenance
+    said = "The fused rows' normality models start from pretrained `efficientnet-lite0` ("
+    assert products_section([alone, fused, fused]).count(said) == 1
+    assert provenance["sha256"] in products_section([fused])
+    assert "start from" not in products_section([alone])
+    for odd in ("x", {"backbone": "efficientnet-lite0"}, {**provenance, "sha256": 3}):
+        normality_record = {**fused["fusion"]["normality"], "backbone": odd}
+        edited = {**fused, "fusion": {**fused["fusion"], "normality": normality_record}}
+        assert "start from" not in products_section([edited])  # a hand-edited record
     # A hand-edited fusion record: still the fused figures, no version, no traceback.
     for broken in ("yes", {"normality": "x"}, {"heads": {}}):
         edited = json.loads(

@@ -119,6 +119,24 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+def provenance_words(record: Any, brief: bool = False) -> str | None:
+    """A recorded :attr:`BackboneSpec.provenance` in words, as a model card and the demo
+    say which pretrained weights a model starts from: "pretrained `efficientnet-lite0`
+    (Apache-2.0; <source>; SHA-256 `...`)", or with ``brief`` (a console line)
+    "pretrained efficientnet-lite0, Apache-2.0". ``None`` for a record that is not one (a
+    model from random weights records none; a hand-edited record says nothing rather than
+    something wrong)."""
+    if not isinstance(record, dict):
+        return None
+    fields = [record.get(k) for k in ("backbone", "licence", "source", "sha256")]
+    if not all(isinstance(f, str) and f for f in fields):
+        return None
+    name, licence, source, digest = fields
+    if brief:
+        return f"pretrained {name}, {licence}"
+    return f"pretrained `{name}` ({licence}; {source}; SHA-256 `{digest}`)"
+
+
 def list_backbones() -> list[str]:
     """Names of the pretrained backbones, sorted."""
     return sorted(BACKBONES)

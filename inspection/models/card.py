@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from inspection.errors import ModelError
+from inspection.models.backbones import provenance_words
 from inspection.silhouette import SilhouetteRule
 
 MANIFEST = "manifest.json"
@@ -299,6 +300,7 @@ def write_product_evaluation(model_dir: str | Path, evaluations: list[dict[str, 
         }
         if m.get("fusion"):
             figures["normality_version"] = _normality_version(m["fusion"])
+            figures["normality_backbone"] = normality_backbone(m["fusion"])
             figures["second_look"] = _second_look(m["fusion"])
         if _height_maps(m):
             figures["height_maps"] = _height_maps(m)
@@ -366,8 +368,20 @@ def _at_limits(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
 def _normality_version(fusion: Any) -> str | None:
     """The normality model's version in an evaluation's ``fusion`` record; ``None`` when
     a hand-edited metrics.json does not hold one (the figures are still the fused ones)."""
+    return _normality_record(fusion).get("version")
+
+
+def normality_backbone(fusion: Any) -> dict[str, Any] | None:
+    """The pretrained weights the fused normality model starts from
+    (:attr:`~inspection.models.backbones.BackboneSpec.provenance`), as its evaluation
+    recorded them; ``None`` when it recorded none."""
+    backbone = _normality_record(fusion).get("backbone")
+    return backbone if isinstance(backbone, dict) else None
+
+
+def _normality_record(fusion: Any) -> dict[str, Any]:
     normality = fusion.get("normality") if isinstance(fusion, dict) else None
-    return normality.get("version") if isinstance(normality, dict) else None
+    return normality if isinstance(normality, dict) else {}
 
 
 def _second_look(fusion: Any) -> float | None:
@@ -469,6 +483,7 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
         "Each product's held-out parts (seed 7, `inspection synth --n 300 --train-ratio 0`), "
         "decided under that product's standard as the line decides them."
     )
+    intro += _pretrained_words(evaluations)
     if any(_height_maps(m) for m in evaluations):
         intro += (
             " Rows with a 3D profiler: the same parts with their height maps (`inspection "
@@ -477,16 +492,21 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
     return _table(intro, header, rows)
 
 
+def _pretrained_words(evaluations: list[dict[str, Any]]) -> str:
+    """Which pretrained weights the fused rows' normality models start from, each said
+    once, with their licence, source and SHA-256; nothing where none recorded any."""
+    said = [provenance_words(normality_backbone(m.get("fusion"))) for m in evaluations]
+    weights = list(dict.fromkeys(words for words in said if words))
+    if not weights:
+        return ""
+    return f" The fused rows' normality models start from {' and '.join(weights)}."
+
+
 def _weights_line(config: dict[str, Any], extra: dict[str, Any]) -> str:
     """Which weights the model starts from, with their licence and source."""
-    backbone = extra.get("backbone")
-    if isinstance(backbone, dict):
-        return (
-            f"{config.get('method')} on pretrained `{backbone.get('backbone')}`"
-            f"{' (frozen)' if config.get('freeze_backbone') else ''} "
-            f"({backbone.get('licence')}; {backbone.get('source')}; "
-            f"SHA-256 `{backbone.get('sha256')}`)"
-        )
+    if weights := provenance_words(extra.get("backbone")):
+        frozen = ", the backbone frozen" if config.get("freeze_backbone") else ""
+        return f"{config.get('method')} on {weights}{frozen}"
     if extra.get("init"):  # the version names it; the path was the training machine's
         folder = Path(str(extra["init"])).name
         return f"the model version `{extra.get('init_version')}` (folder `{folder}` when trained)"

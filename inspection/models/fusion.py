@@ -219,6 +219,8 @@ class FusedDetector:
                 "normality": {
                     "version": normality.version,
                     **_threshold_dict(self.normality_thresholds),
+                    # the pretrained weights it starts from, for every figure fused with it
+                    "backbone": normality_meta.get("backbone"),
                 },
                 "second_look": second_look,
                 "silhouette": None if self.silhouette is None else self.silhouette.to_dict(),

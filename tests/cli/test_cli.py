@@ -222,6 +222,32 @@ def test_package_refuses_a_folder_without_metrics_before_writing(tmp_path):
         assert sorted(p.name for p in model.iterdir()) == ["config.json"]  # nothing written
 
 
+def test_package_manifest_only_lets_a_model_with_new_weights_load_before_it_is_measured(
+    tmp_path,
+):
+    """`make model` copies fresh weights over the shipped model's, then evaluates them: the
+    old manifest refused them until the card was written, which needs the evaluation."""
+    pytest.importorskip("torch", reason="a model is built")
+    from inspection.errors import ModelError
+    from inspection.models import create_model, load_model, save_model
+    from inspection.models.card import write_manifest
+
+    model = save_model(create_model("tiny"), tmp_path / "model", extra={"thresholds": {}})
+    write_manifest(model)
+    fresh = save_model(create_model("tiny"), tmp_path / "fresh", extra={"thresholds": {}})
+    for name in ("model.safetensors", "config.json"):
+        (model / name).write_bytes((fresh / name).read_bytes())
+    with pytest.raises(ModelError, match=r"differs from manifest\.json"):
+        load_model(model)
+    card = runner.invoke(app, ["package", "--model", str(model)])  # a card needs measuring
+    assert card.exit_code == 2 and "--eval and --command" in card.output, card.output
+    assert not (model / "MODEL_CARD.md").exists()
+    result = runner.invoke(app, ["package", "--model", str(model), "--manifest-only"])
+    assert result.exit_code == 0, result.output
+    assert load_model(model).model_version == load_model(fresh).model_version
+    assert not (model / "MODEL_CARD.md").exists()
+
+
 def _commands(group, path=()):
     for name, command in getattr(group, "commands", {}).items():
         yield (*path, name), command

@@ -40,6 +40,7 @@ CASES = [
     ["evaluate", "--model", SHIPPED, "--data", "{ok}", "--out", "{ok}/e", "--normality", "{m}/n"],
     ["second-look", "--model", SHIPPED, "--normality", "{m}/n", "--good", "{ok}"],
     ["package", "--model", SHIPPED, "--eval", "{m}/eval", "--command", "x"],
+    ["package", "--model", "{m}/model", "--manifest-only"],
     ["export", "--out", "{ok}/x.onnx", "--model", "{m}/model"],
     ["export", "--out", "{ok}/x.onnx", "--int8", "--calibration-data", "{m}/calibration"],
     ["demo", "--normality", "{m}/n", "--n", "1", "--out", "{ok}/d"],

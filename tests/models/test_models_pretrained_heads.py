@@ -107,7 +107,8 @@ def test_the_model_records_and_shows_which_weights_it_starts_from(trained):
     spec = get_backbone(BACKBONE)
     assert provenance["sha256"] == spec.sha256 and provenance["licence"] == "Apache-2.0"
     line = _weights_line(model.config.to_dict(), model.metadata)
-    assert f"heads on pretrained `{BACKBONE}` (frozen)" in line and spec.sha256 in line
+    assert line.startswith(f"heads on pretrained `{BACKBONE}` (Apache-2.0; ")
+    assert line.endswith(", the backbone frozen") and spec.sha256 in line
 
 
 def test_a_checkpoint_loads_without_the_package_and_building_one_names_it(trained, monkeypatch):
