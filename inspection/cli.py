@@ -529,6 +529,7 @@ def evaluate_command(
     data gives the defects' true sizes; where it gives photographed dents' depths, how the
     station's light shades them too, and shading_depth.json (that and its band alone)."""
     from inspection.evaluate import evaluate
+    from inspection.models.backbones import provenance_words
     from inspection.pipeline import line_thresholds, load_detector
 
     detector, metadata = load_detector(model, verify=not no_verify, normality=normality)
@@ -574,6 +575,8 @@ def evaluate_command(
     if bias:
         table.add_row("width bias mm, median", "  ".join(f"{c} {v:+.3f}" for c, v in bias.items()))
     table.add_row("latency p50 ms", f"{metrics['latency_ms']['p50'] or 0:.1f}")
+    if weights := provenance_words(metrics["pretrained_weights"], brief=True):
+        table.add_row("starts from", weights)
     if metrics["verdicts"] is not None:  # the line's verdicts, from pipeline.decide
         table.add_row("verdicts", "  ".join(f"{k} {v}" for k, v in metrics["verdicts"].items()))
         for key in ("verdict_false_reject_rate", "verdict_miss_rate", "verdict_agreement"):

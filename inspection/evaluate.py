@@ -80,6 +80,8 @@ from inspection.metrics import (
     pixel_aupro,
     pixel_auroc,
 )
+from inspection.models.backbones import provenance_words
+from inspection.models.card import normality_backbone
 from inspection.pipeline import (
     Detector,
     Thresholds,
@@ -965,6 +967,7 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
         "model_version": getattr(detector, "version", None),
         # A fused detector's two models and thresholds: what the figures were measured with.
         "fusion": (getattr(detector, "metadata", None) or {}).get("fusion"),
+        "pretrained_weights": pretrained_weights(detector),
     }
     metrics["per_class_by_score"] = _per_class_auroc(valid)
     for cls, scores in metrics["per_class"].items():
@@ -972,6 +975,15 @@ def _metrics(rows: list[Row], size_pairs, thresholds: Thresholds, detector) -> d
         if cls not in detector.classes:  # a class the model was never taught: no accuracy
             scores.update(accuracy=None, precision=None, recall=None, f1=None)
     return metrics
+
+
+def pretrained_weights(detector: Detector) -> dict[str, Any] | None:
+    """The pretrained weights a detector starts from, as its model recorded them
+    (:attr:`~inspection.models.backbones.BackboneSpec.provenance`): a normality model's
+    own, or that of the one fused with the heads; ``None`` from random weights."""
+    metadata = getattr(detector, "metadata", None) or {}
+    own = metadata.get("backbone")
+    return own if isinstance(own, dict) else normality_backbone(metadata.get("fusion"))
 
 
 def _per_class_auroc(rows: list[Row]) -> dict[str, dict[str, float | None]]:
@@ -1386,6 +1398,8 @@ def _write_page(
         )
     ]
     summary.append(("latency p50 ms", _fmt(metrics["latency_ms"]["p50"])))
+    if weights := provenance_words(metrics.get("pretrained_weights")):
+        summary.append(("starts from", weights))
     if metrics["verdicts"] is not None:
         standard = metrics["verdict_standard"]
         summary.append(("verdict standard", f"{standard['id']} ({standard['version']})"))

@@ -183,6 +183,10 @@ def test_a_fused_evaluation_is_recorded_beside_the_model_alone(tiny_model, line,
     # the pretrained weights every fused figure starts from, said once on the card
     provenance = get_backbone("efficientnet-lite0").provenance
     assert fused["fusion"]["normality"]["backbone"] == provenance
+    assert fused["pretrained_weights"] == provenance and alone["pretrained_weights"] is None
+    page = (tmp_path / "fused" / "index.html").read_text(encoding="utf-8")
+    assert "starts from" in page and provenance["sha256"] in page
+    assert "starts from" not in (tmp_path / "alone" / "index.html").read_text(encoding="utf-8")
     assert panel["fused"]["normality_backbone"] == provenance
     said = "The fused rows' normality models start from pretrained `efficientnet-lite0` ("
     assert products_section([alone, fused, fused]).count(said) == 1

@@ -331,6 +331,39 @@ def test_a_wrong_normality_model_is_a_one_line_error_on_every_command(tmp_path):
             assert not (heads / "second-look.json").exists()
 
 
+def test_evaluate_says_which_pretrained_weights_a_fused_figure_starts_from(tmp_path):
+    """The console's table and the page name the normality model's weights, their licence
+    (and on the page their source and SHA-256): a figure measured on ImageNet features
+    says so where it is read."""
+    torch = pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+    from inspection.models import save_model
+    from inspection.models.backbones import get_backbone
+    from inspection.models.registry import create_model
+    from inspection.synth import synthesize
+
+    torch.manual_seed(0)
+    heads = save_model(create_model("tiny"), tmp_path / "heads", extra={"thresholds": {}})
+    normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
+    spec = get_backbone("efficientnet-lite0")
+    extra = {**normality.metadata, "backbone": spec.provenance}
+    normality_dir = save_model(normality, tmp_path / "normality", extra=extra)
+    data = tmp_path / "data"
+    synthesize(data, n=4, seed=3, product="panel", size=64, train_ratio=0.0, progress=False)
+    args = ["evaluate", "--model", str(heads), "--data", str(data), "--no-reports"]
+    result = CliRunner().invoke(
+        app, [*args, "--out", str(tmp_path / "out"), "--normality", str(normality_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "starts from pretrained efficientnet-lite0, Apache-2.0" in said
+    assert spec.sha256 in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    alone = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "alone")])
+    assert alone.exit_code == 0 and "starts from" not in alone.output, alone.output
+
+
 def _second_look(heads_map, heads_image, level) -> FusedDetector:
     heads = FakeDetector(CLASSES, HEADS_T, _detection(CLASSES, heads_map, heads_image))
     normality_map = _far()
