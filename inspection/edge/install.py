@@ -36,6 +36,7 @@ from typing import Any
 
 from inspection.edge.bundle import Bundle, BundleError, load_bundle
 from inspection.errors import UserError
+from inspection.models.backbones import provenance_words
 
 HOME_ENV = "INSPECTION_EDGE_HOME"
 DEFAULT_HOME = Path("~/.local/share/inspection/edge")
@@ -327,6 +328,9 @@ def status(home: str | Path | None = None) -> EdgeStatus:
                 "signed_by": bundle.signed_by,
                 "verified": True,
             }
+            normality = bundle.manifest.get("normality") or {}
+            if weights := provenance_words(normality.get("backbone"), brief=True):
+                details["pretrained_weights"] = weights  # in its normality graph
         except UserError as exc:
             details = {"verified": False, "error": str(exc)}
     previous = _target(home / "previous")

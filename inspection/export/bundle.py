@@ -758,6 +758,8 @@ def _manifest(
             "thresholds": dict(normality[0].metadata.get("thresholds") or {}),
             "config": normality[0].config.name,
             "second_look": normality[2],
+            # its graph holds the pretrained weights: their licence and source travel with it
+            "backbone": normality[0].metadata.get("backbone"),
         },
         "fusion": decoder.fusion.config.to_dict() if decoder is not None else None,
         "standards": standards,

@@ -487,13 +487,17 @@ def test_a_bundle_with_a_normality_model_decides_fused_on_the_box(tmp_path):
     from inspection.edge.install import run_selftest
     from inspection.edge.runtime import EdgeRuntime
     from inspection.models import save_model
+    from inspection.models.backbones import get_backbone
     from inspection.models.fusion import ANOMALY_CLASS, FusedDetector
 
     normality = tiny_normality_model({"image": 0.55, "pixel": 0.65})
-    normality_dir = save_model(normality, tmp_path / "normality", extra=normality.metadata)
+    provenance = get_backbone("efficientnet-lite0").provenance
+    extra = {**normality.metadata, "backbone": provenance}
+    normality_dir = save_model(normality, tmp_path / "normality", extra=extra)
     bundle_dir = tiny_bundle(tmp_path / "export", split="tokens", normality_dir=normality_dir)
     bundle = load_bundle(bundle_dir)
     assert bundle.normality_graph is not None and bundle.normality_graph.is_file()
+    assert bundle.manifest["normality"]["backbone"] == provenance  # its weights' licence
     assert bundle.normality_thresholds == {"image": 0.55, "pixel": 0.65}
     held = bundle.manifest["checks"]["holdout"]  # torch fused against ONNX fused
     assert held["verdicts_identical"] == held["parts"] > 0
@@ -518,6 +522,12 @@ def test_a_bundle_with_a_normality_model_decides_fused_on_the_box(tmp_path):
     """)
     assert done.returncode == 0, done.stderr
     assert bundle.manifest["normality"]["second_look"] is None  # none set for these heads
+    from inspection.edge.install import install_bundle, status
+
+    home = tmp_path / "home"
+    install_bundle(bundle_dir, home=home, threads=1)
+    weights = "pretrained efficientnet-lite0, Apache-2.0"
+    assert status(home).details["pretrained_weights"] == weights  # what `edge status` says
 
 
 def test_a_bundle_carries_the_heads_second_look_on_its_product(tmp_path):
