@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -143,6 +143,10 @@ class AuditOptions:
             Frame(np.zeros((8, 8), np.uint8), mm_per_px=self.mm_per_px)  # refused at the door
 
 
+def _encoding_record(encoding: HeightEncoding | None) -> dict[str, Any] | None:
+    return None if encoding is None else asdict(encoding)
+
+
 @dataclass(frozen=True)
 class AuditSummary:
     """What one run did (the report counts every part of the folder, resumed ones too)."""
@@ -254,6 +258,9 @@ class PartAuditor:
             "standard_revision": self.standard.revision,
             "standard_version": self.standard.version,
             "calibration_version": t.version,
+            # how sizes are read where a part states no scale or height encoding of its own
+            "mm_per_px": self.options.mm_per_px,
+            "height_encoding": _encoding_record(self.options.height_encoding),
             "thresholds": {"image": t.image, "pixel": t.pixel, "audio": t.audio},
             "clauses": {
                 c.id: {"severity": str(c.severity), "action": str(c.action), "text": c.text.en}

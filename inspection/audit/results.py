@@ -21,7 +21,17 @@ from inspection.errors import UserError
 RESULTS_NAME = "results.jsonl"
 RUN_NAME = "audit.json"
 # What must match for a re-run to resume the audit already in a folder.
-RUN_IDENTITY = ("model_version", "standard_id", "standard_version", "calibration_version")
+RUN_IDENTITY = (
+    "model_version",
+    "standard_id",
+    "standard_version",
+    "calibration_version",
+    "mm_per_px",
+    "height_encoding",
+)
+"""What a resumed audit must share with the first run: its verdicts depend on each. An
+audit recorded before the scale and height encoding were (they read as ``None``) resumes
+only without them."""
 
 
 class AuditStateError(UserError):
@@ -145,7 +155,8 @@ def check_run(out: Path, run: dict[str, Any]) -> dict[str, Any]:
     Raises
     ------
     AuditStateError
-        When ``DIR`` holds an audit made with another model, standard or calibration.
+        When ``DIR`` holds an audit made with another model, standard, calibration,
+        default scale or height encoding.
     """
     path = Path(out) / RUN_NAME
     results = Path(out) / RESULTS_NAME

@@ -8,6 +8,7 @@ import shutil
 import struct
 import zipfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,7 @@ from PIL import Image
 from inspection.audit import AuditOptions, audit
 from inspection.audit.results import AuditStateError
 from inspection.config import get_settings
-from inspection.io import read_image
+from inspection.io import HeightEncoding, read_image
 from inspection.models import load_model
 from inspection.models.detector import TorchDetector
 from inspection.pipeline import Inspector, thresholds_of
@@ -196,6 +197,28 @@ def test_an_audit_folder_of_another_model_is_not_resumed(tmp_path, parts, model_
     other = STANDARD.with_name("panel.yaml")
     with pytest.raises(AuditStateError, match="standard"):
         audit(lot, out, model_dir, other, OPTIONS)
+
+
+def test_an_audit_folder_read_at_another_scale_is_not_resumed(tmp_path, parts, model_dir):
+    """Sizes, and so verdicts, depend on the scale and on how height maps read: a resumed
+    audit given another refused, where it had reported the first run's verdicts as its
+    own (0 parts audited, every one "done before")."""
+    lot = tmp_path / "lot"
+    shutil.copytree(parts / "good", lot)
+    out = tmp_path / "out"
+    audit(lot, out, model_dir, STANDARD, replace(OPTIONS, mm_per_px=0.47))
+    for changed in (
+        replace(OPTIONS, mm_per_px=None),
+        replace(OPTIONS, mm_per_px=0.5),
+        replace(OPTIONS, mm_per_px=0.47, height_encoding=HeightEncoding(scale_mm=0.001)),
+    ):
+        with pytest.raises(AuditStateError, match=r"mm_per_px|height_encoding"):
+            audit(lot, out, model_dir, STANDARD, changed)
+    again = audit(lot, out, model_dir, STANDARD, replace(OPTIONS, mm_per_px=0.47))
+    assert again.new == 0  # the same scale resumes
+    encoded = replace(OPTIONS, height_encoding=HeightEncoding(scale_mm=0.001, invalid=0))
+    audit(lot, tmp_path / "h", model_dir, STANDARD, encoded)
+    assert audit(lot, tmp_path / "h", model_dir, STANDARD, encoded).new == 0  # read back
 
 
 def test_a_zip_is_audited_like_its_folder(tmp_path, parts, model_dir):
