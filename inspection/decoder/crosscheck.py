@@ -153,12 +153,14 @@ _VERDICT_ZH = re.compile("|".join(sorted(VERDICTS_ZH.values(), key=len, reverse=
 _VERDICT_OF_ZH = {word: verdict for verdict, word in VERDICTS_ZH.items()}
 _COUNT = re.compile(r"(\d+)\s*(?:defect\(s\)|defects?\b|处缺陷)")
 _DEFECT = re.compile(r"(?:\b[Dd]efect|缺陷)\s*(\d+)")
-_NO_CLAUSE = ("no clause applies", "无适用条款")
+_NO_CLAUSE = {"en": "no clause applies", "zh": "无适用条款"}
 _RULES_SAY = {
     "en": "the rules say {verdict}{clauses}; the decoder's answer disagreed: {answer}",
     "zh": "规则判定为{verdict}{clauses}；解码器的回答与之不符：{answer}",
 }
 _CLAUSES = {"en": " (clause {ids})", "zh": "（条款 {ids}）"}
+_DEFECT_SAYS = {"en": "; defect {i}: {what}", "zh": "；缺陷 {i}：{what}"}
+_DEFECT_CLAUSE = {"en": "clause {id}", "zh": "条款 {id}"}
 
 
 def check_answer(
@@ -208,7 +210,7 @@ def _per_defect(
         i = int(m.group(1))
         said = answer[m.end() : after.start() if after else len(answer)]
         clauses = _clauses_in(said, clause_ids)
-        no_clause = any(p in said for p in _NO_CLAUSE)
+        no_clause = any(p in said for p in _NO_CLAUSE.values())
         if not (clauses or no_clause):
             continue  # says nothing the rules decide (its size, its zone ...)
         if not 1 <= i <= len(listed):
@@ -223,10 +225,17 @@ def _per_defect(
 
 def rules_say(result: InspectionResult, answer: str, language: str) -> str:
     """What an answer that contradicts the rules becomes: the rules' verdict and the
-    clauses behind it, then the decoder's answer, in ``language``."""
+    clauses behind it, what they say of each defect the answer speaks of (numbered as the
+    prompt lists them), then the decoder's answer, in ``language``."""
     deciding = [d for d in result.decisions if d.action is result.action and d.clause_id]
     ids = list(dict.fromkeys(d.clause_id for d in deciding))
     clauses = _CLAUSES[language].format(ids=", ".join(ids)) if ids else ""
+    listed = [result.decisions[k] for k in listed_indices(result.decisions)]
+    for i in dict.fromkeys(int(m.group(1)) for m in _DEFECT.finditer(answer)):
+        if 1 <= i <= len(listed):  # one the rules do not list: the verdict says enough
+            rule = listed[i - 1].clause_id
+            what = _DEFECT_CLAUSE[language].format(id=rule) if rule else _NO_CLAUSE[language]
+            clauses += _DEFECT_SAYS[language].format(i=i, what=what)
     verdict = result.verdict.value
     return _RULES_SAY[language].format(
         verdict=VERDICTS_ZH[verdict] if language == "zh" else verdict,

@@ -195,3 +195,30 @@ def test_the_rules_verdict_is_what_a_disagreeing_answer_says(bracket_standard):
         "PASS: no defects found."
     )
     assert rules_say(result, "合格。", "zh").startswith("规则判定为不合格（条款 4.1.1）")
+
+
+def test_a_disagreeing_answer_about_one_defect_says_what_the_rules_say_of_it(bracket_standard):
+    """Asked which clause applies to a dent, the decoder named the part's deciding one:
+    the corrected answer gave the verdict's clause alone, as if it were the dent's."""
+    from inspection.decoder.crosscheck import check_answer, rules_say
+    from inspection.decoder.prompt import listed_indices
+
+    defects = [
+        Defect("scratch", {"length_mm": 6.0}, zone="A"),  # 4.1.1, scrap: the verdict's
+        Defect("dent", {"length_mm": 2.0, "depth_mm": 0.1}, zone="A"),  # 4.2.2, rework
+        Defect("scratch", {"length_mm": 1.0}, zone="A"),  # no clause
+    ]
+    result = apply_standard(bracket_standard, defects, "p")
+    listed = [result.decisions[k] for k in listed_indices(result.decisions)]
+    dent = 1 + next(i for i, d in enumerate(listed) if d.defect.defect_class == "dent")
+    short = 1 + next(i for i, d in enumerate(listed) if d.clause_id is None)
+    answer = f"Defect {dent} (dent, zone A): clause 4.1.1, critical, scrap."
+    assert check_answer(answer, result, bracket_standard.clause_ids)  # caught
+    said = rules_say(result, answer, "en")
+    assert said.startswith(f"the rules say REJECT (clause 4.1.1); defect {dent}: clause 4.2.2;")
+    both = f"Defect {dent}: clause 4.1.1. Defect {short}: clause 4.1.2. Defect 9: clause 4.1.1."
+    said = rules_say(result, both, "en")
+    assert f"defect {dent}: clause 4.2.2; defect {short}: no clause applies;" in said
+    assert "defect 9" not in said.split("disagreed")[0]  # one the rules do not list
+    zh = rules_say(result, f"缺陷 {dent}：条款 4.1.1。", "zh")
+    assert zh.startswith(f"规则判定为不合格（条款 4.1.1）；缺陷 {dent}：条款 4.2.2；")
