@@ -1099,11 +1099,18 @@ def _export_bundle(
         worst = max(normality["max_abs_diff"].values())
         table.add_row("normality graph parity", f"{worst:.1e} on {normality['inputs']} inputs")
     held = result.holdout.summary()
+    quantised = manifest["checks"].get("int8_holdout")
     table.add_row(
-        "held-out parts",
+        "held-out parts" + (" (float32)" if quantised else ""),
         f"{held['verdicts_identical']}/{held['parts']} verdicts identical, scores within "
         f"{held['max_score_diff']:.1e}",
     )
+    if quantised:  # what the bundle ships and its self-test expects
+        table.add_row(
+            "held-out parts (INT8, shipped)",
+            f"{quantised['verdicts_identical']}/{quantised['parts']} verdicts identical to "
+            f"float32 torch, scores within {quantised['max_score_diff']:.2g}",
+        )
     table.add_row("files", str(len(manifest["files"])))
     table.add_row("signed by", result.signed_by or "unsigned")
     console.print(table)

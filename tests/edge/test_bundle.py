@@ -449,17 +449,21 @@ def test_cli_exports_a_bundle_from_a_holdout_folder(signed, tmp_path):
 @pytest.mark.slow
 def test_an_int8_bundle_ships_the_quantised_graph_and_its_own_selftest(signed, tmp_path):
     pytest.importorskip("onnxruntime.quantization")
-    from inspection.export.bundle import export_bundle
     from inspection.export.runtime import OnnxDetector
     from inspection.pipeline import Inspector
     from inspection.synth import synthesize
 
     calibration = tmp_path / "calibration"
     synthesize(calibration, n=6, seed=11, product=PRODUCT, size=96, workers=1, progress=False)
+    holdout = tmp_path / "holdout"
+    holdout.mkdir()
+    for png in sorted(signed.glob("selftest/*.png"))[:3]:
+        shutil.copyfile(png, holdout / png.name)
     out = tmp_path / "int8"
-    export_bundle(
-        signed.parent / "model", out, holdout_size=96, int8=True, calibration_data=calibration
-    )
+    args = ["export", "--format", "bundle", "--model", str(signed.parent / "model")]
+    args += ["--out", str(out), "--int8", "--calibration-data", str(calibration)]
+    result = runner.invoke(app, [*args, "--holdout", str(holdout), "--standard", "bracket"])
+    assert result.exit_code == 0, result.output
     bundle = load_bundle(out)
     manifest = bundle.manifest
     assert manifest["precision"] == "int8"
@@ -468,6 +472,14 @@ def test_an_int8_bundle_ships_the_quantised_graph_and_its_own_selftest(signed, t
     checks = manifest["checks"]
     assert checks["holdout"]["verdicts_identical"] == 3  # torch against the FP32 graph
     assert 0.0 <= checks["int8_holdout"]["verdict_agreement"] <= 1.0
+    # The summary says both, the graph it ships by name: it had shown the FP32 figures alone.
+    said = " ".join(result.output.replace("│", " ").split())
+    shipped = checks["int8_holdout"]
+    assert "held-out parts (float32) 3/3 verdicts identical" in said
+    assert (
+        f"held-out parts (INT8, shipped) {shipped['verdicts_identical']}/3 verdicts "
+        "identical to float32 torch"
+    ) in said, result.output
     for case in bundle.selftest():  # the expectation is what the INT8 graph decides
         result = Inspector(
             detector, bundle.load_standard(case.product), bundle.decision_thresholds()
