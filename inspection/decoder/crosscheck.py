@@ -121,6 +121,10 @@ def compare(result: InspectionResult, report: Report | None) -> list[str]:
             f"defects: {len(result.decisions)} found, more than a report holds; it lists the "
             f"worst {len(keep)} and not the other {omitted}"
         )
+    # The summary says the verdict, the count and the worst defect's clause in words: a
+    # report whose fields agree and whose summary cites another clause is a wrong report.
+    summary = report.summary
+    out += [f"summary {d}" for d in check_answer(summary, result, _CLAUSE_IN.findall(summary))]
     pairs = zip_longest(report.defects, [result.decisions[k] for k in keep])
     for i, (ours, rule) in enumerate(pairs, 1):
         if ours is None or rule is None:
@@ -159,6 +163,7 @@ _RULES_SAY = {
     "zh": "规则判定为{verdict}{clauses}；解码器的回答与之不符：{answer}",
 }
 _CLAUSES = {"en": " (clause {ids})", "zh": "（条款 {ids}）"}
+_CLAUSE_IN = re.compile(r"(?:\bclause|条款)\s*([\w.-]*\w)")  # a clause a text cites
 _DEFECT_SAYS = {"en": "; defect {i}: {what}", "zh": "；缺陷 {i}：{what}"}
 _DEFECT_CLAUSE = {"en": "clause {id}", "zh": "条款 {id}"}
 

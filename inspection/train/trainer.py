@@ -85,6 +85,13 @@ class TrainOptions:
             raise TrainError("--init and --from-scratch contradict each other: choose one")
         if self.method not in ("auto", *METHODS):
             raise TrainError(f"--method must be auto or one of {', '.join(METHODS)}")
+        if self.from_scratch and self.resolved_method in NORMALITY_METHODS:
+            raise TrainError(
+                f"--from-scratch trains heads from random weights; a {self.resolved_method} "
+                "model "
+                "starts from its pretrained backbone (leave --from-scratch out, or use "
+                "--method heads)"
+            )
         problems = run_problems(self.steps, self.batch_size, self.lr, self.max_minutes)
         if problems:
             raise TrainError("; ".join(problems))
@@ -93,13 +100,16 @@ class TrainOptions:
     def resolved_method(self) -> str:
         """``auto`` is the best measured method for the data: a PaDiM normality model on a
         pretrained backbone for good images alone (``--normal-only``) when no heads
-        config, ``--init`` or ``--resume`` asks for trained heads; else trained heads
-        (they learn the defect classes from labelled and synthesised defects)."""
+        config, ``--init``, ``--resume`` or ``--from-scratch`` asks for trained heads;
+        else trained heads (they learn the defect classes from labelled and synthesised
+        defects)."""
         if self.method != "auto":
             return self.method
         if (named := _config_method(self.config)) in NORMALITY_METHODS:
             return named  # --config padim-lite0-context: the config says what it is
-        heads_asked = self.config is not None or self.init is not None or self.resume
+        heads_asked = (
+            self.config is not None or self.init is not None or self.resume or self.from_scratch
+        )
         return "padim" if self.normal_only and not heads_asked else "heads"
 
     @property

@@ -23,6 +23,7 @@ KINDS = (
     "defect_class",
     "defects",
     "standard version",
+    "summary",
     "no report",
 )
 
@@ -58,6 +59,7 @@ def _stubs(report):
         return replace(report, defects=(replace(d, **change),))
 
     other_verdict = PASS if report.verdict is not PASS else REJECT
+    summary_tail = "1 defect(s); worst: crack in zone A, critical, scrap (clause 4.5.1)."
     return {
         "verdict": replace(report, verdict=other_verdict),
         "severity": one(severity=Severity.MINOR if d.severity is not Severity.MINOR else None),
@@ -66,6 +68,8 @@ def _stubs(report):
         "defect_class": one(defect_class="crack"),
         "defects": replace(report, defects=()),
         "standard version": replace(report, standard_version="0123456789ab"),
+        # every field right, but the summary names another worst defect's clause
+        "summary": replace(report, summary=f"{report.verdict.value}: {summary_tail}"),
         "no report": None,
     }
 

@@ -349,18 +349,24 @@ def test_statistics_are_stored_in_half_where_that_is_lossless(tmp_path):
 
 
 def test_auto_method_is_padim_for_good_images_alone_and_heads_otherwise(tmp_path):
-    from inspection.train.trainer import TrainOptions
+    from inspection.train.trainer import TrainError, TrainOptions
 
     plain = TrainOptions(data=tmp_path, out=tmp_path / "m", normal_only=True)
     assert plain.resolved_method == "padim"
     assert replace(plain, config="tiny").resolved_method == "heads"
     assert replace(plain, normal_only=False).resolved_method == "heads"
     assert replace(plain, method="patchcore").resolved_method == "patchcore"
+    # random weights are the heads' (the README's "--normal-only --from-scratch"); a
+    # normality model starts from its pretrained backbone: asking both is an error
+    assert replace(plain, from_scratch=True).resolved_method == "heads"
+    for asked in ({"method": "padim"}, {"config": "padim-lite0-context"}):
+        with pytest.raises(TrainError, match="--from-scratch trains heads"):
+            TrainOptions(data=tmp_path, out=tmp_path / "m", from_scratch=True, **asked)
     # a normality config says what it is; heads cannot train one (a clear error, not
     # autograd's)
     context = replace(plain, config="padim-lite0-context")
     assert context.resolved_method == "padim"
-    from inspection.train.trainer import TrainError, train
+    from inspection.train.trainer import train
 
     with pytest.raises(TrainError, match="normality model"):
         train(replace(context, method="heads"))
