@@ -480,8 +480,9 @@ def products_section(evaluations: list[dict[str, Any]]) -> str:
             ]
         )
     intro = (
-        "Each product's held-out parts (seed 7, `inspection synth --n 300 --train-ratio 0`), "
-        "decided under that product's standard as the line decides them."
+        "Each product's evaluated parts (as the commands above made and evaluated them: for "
+        "`make model`, held-out parts of seed 7), decided under that product's standard as "
+        "the line decides them."
     )
     intro += _pretrained_words(evaluations)
     if any(_height_maps(m) for m in evaluations):
