@@ -17,7 +17,7 @@ import functools
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from inspection.decoder.schema import (
     parse_report,
     question_language,
     report_json_schema,
+    summarise_report,
 )
 from inspection.decoder.tokenizer import control_token_ids
 from inspection.errors import UserError
@@ -315,6 +316,9 @@ def _result(
         report = parse_report(text, request.standard, request.part_id, language, n_defects)
     except ValidationError as exc:
         return DecodingResult(None, text, tokens, seconds, f"cut short or invalid: {exc}")
+    # The summary restates the fields the grammar bound; decoded, it is free text and
+    # named clauses they did not, so it is composed from them (``text`` keeps the decoder's).
+    report = replace(report, summary=summarise_report(report, request.standard))
     return DecodingResult(report, text, tokens, seconds)
 
 

@@ -23,6 +23,7 @@ the decoder writes its own from the payload and the prompt. The figures (added t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,7 +105,9 @@ def report_metrics(scored: Sequence[tuple[DecodingResult, Report, InspectionResu
             rouge.append(0.0)
             continue
         verdicts += report.verdict is target.verdict
-        rouge.append(rouge_l(report.summary, target.summary, target.language == "zh"))
+        # the decoder's own summary (the report's is composed from its fields)
+        written = json.loads(decoded.text)["summary"]
+        rouge.append(rouge_l(written, target.summary, target.language == "zh"))
         for ours, truth in zip(report.defects, target.defects, strict=False):
             hits = [field_value(ours, f) == field_value(truth, f) for f in FIELDS]
             exact += all(hits)

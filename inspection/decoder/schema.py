@@ -428,30 +428,59 @@ _WORDS_ZH = {**VERDICTS_ZH, **TERMS_ZH}
 
 def summarise(result: InspectionResult, standard: Standard, language: str = "en") -> str:
     """A one-line summary of the rule engine's outcome, deterministic, in ``language``."""
+    worst = max(result.decisions, key=_worst_first, default=None)
+    fields = None
+    if worst is not None:
+        fields = (worst.defect.defect_class, worst.zone, worst.severity, worst.action)
+        fields += (worst.clause_id,)
+    return _summary(result.verdict, len(result.decisions), fields, standard, language)
 
+
+def summarise_report(report: Report, standard: Standard) -> str:
+    """The summary a report's own fields give, in its language: the template
+    :func:`summarise` fills from the rules, filled from the report's verdict, defects and
+    ``omitted_defects``. Where the fields agree with the rules the two are the same; a
+    decoded summary, free text, named clauses its fields did not (a standard's ids in
+    another's style), so the line composes it instead (benchmarks/README.md, "The
+    report's summary, cross-checked")."""
+    worst = max(report.defects, key=_worst_first, default=None)
+    fields = None
+    if worst is not None:
+        fields = (worst.defect_class, worst.zone, worst.severity, worst.action, worst.clause_id)
+    n = len(report.defects) + report.omitted_defects
+    return _summary(report.verdict, n, fields, standard, report.language)
+
+
+def _worst_first(d: DefectDecision | ReportDefect) -> tuple[int, int]:
+    return d.action.rank, d.severity.rank if d.severity else -1
+
+
+def _summary(
+    verdict: Verdict,
+    n: int,
+    worst: tuple[str, str | None, Severity | None, Action, str | None] | None,
+    standard: Standard,
+    language: str,
+) -> str:
     def word(value: str) -> str:
         return _WORDS_ZH.get(value, value) if language == "zh" else value
 
     templates = _SUMMARY[language]
-    fields: dict[str, Any] = {"verdict": word(result.verdict.value), "n": len(result.decisions)}
-    if not result.decisions:
+    fields: dict[str, Any] = {"verdict": word(verdict.value), "n": n}
+    if worst is None:
         text = templates["none"].format(**fields)
+    elif worst[3] is Action.ACCEPT:
+        text = templates["ok"].format(**fields)
     else:
-        worst = max(
-            result.decisions,
-            key=lambda d: (d.action.rank, d.severity.rank if d.severity else -1),
+        defect_class, zone, severity, action, clause = worst
+        text = templates["worst"].format(
+            **fields,
+            name=_class_name(standard, defect_class, language),
+            zone=zone or "-",
+            severity=word(severity.value) if severity else "-",
+            action=word(action.value),
+            clause=clause or "-",
         )
-        if worst.action is Action.ACCEPT:
-            text = templates["ok"].format(**fields)
-        else:
-            text = templates["worst"].format(
-                **fields,
-                name=_class_name(standard, worst.defect.defect_class, language),
-                zone=worst.zone or "-",
-                severity=word(worst.severity.value) if worst.severity else "-",
-                action=word(worst.action.value),
-                clause=worst.clause_id or "-",
-            )
     return _clean(text)[:SUMMARY_MAX_CHARS]
 
 

@@ -93,6 +93,22 @@ def test_disagreeing_report(bracket_standard, rules, kind):
     assert any(kind in line for line in check.disagreements), check.disagreements
 
 
+def test_a_reports_fields_give_the_rules_summary_random_parts():
+    """The line composes a report's summary from its fields: where they agree with the
+    rules it is the rules' own summary, word for word, in both languages, past the
+    defects a report holds too (omitted ones counted)."""
+    from inspection.decoder.schema import summarise, summarise_report
+
+    rng = np.random.default_rng(3)
+    for i in range(80):
+        standard = generate_standard(rng)
+        result = apply_standard(standard, random_defects(rng, standard, 24 if i % 10 else 3))
+        for language in ("en", "zh"):
+            report = target_report(result, standard, language)
+            assert summarise_report(report, standard) == summarise(result, standard, language)
+            assert cross_check(result, report).agreed
+
+
 def test_never_pass_on_a_rules_reject_random_parts():
     rng = np.random.default_rng(0)
     for _ in range(60):

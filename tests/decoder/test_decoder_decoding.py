@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from inspection.decoder.corpus import (  # noqa: E402
 )
 from inspection.decoder.decoding import DecodingOptions, ReportRequest, decode  # noqa: E402
 from inspection.decoder.model import ReportDecoder  # noqa: E402
-from inspection.decoder.schema import parse_report  # noqa: E402
+from inspection.decoder.schema import parse_report, summarise_report  # noqa: E402
 from inspection.decoder.tokenizer import tokenizer_corpus, train_tokenizer  # noqa: E402
 from inspection.types import Verdict  # noqa: E402
 
@@ -53,7 +54,11 @@ def _check(result, request, language):
         assert defect["defect_class"] in standard.class_ids
         assert defect["clause_id"] is None or defect["clause_id"] in standard.clause_ids
         assert defect["zone"] is None or defect["zone"] in [z.id for z in standard.zones]
-    assert parse_report(result.text, standard, request.part_id, language) == result.report
+    parsed = parse_report(result.text, standard, request.part_id, language)
+    # every field as decoded; the summary composed from them (the decoder's stays in text)
+    composed = summarise_report(parsed, standard)
+    assert result.report == replace(parsed, summary=composed)
+    assert parsed.summary == data["summary"]
     assert result.report.part_id == request.part_id
     assert result.report.standard_version == standard.version
 

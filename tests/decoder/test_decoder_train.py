@@ -139,8 +139,9 @@ def _scored(n: int):
     triples = []
     for e in examples:
         target = target_report(e.result, e.standard, e.language)
-        decoded = parse_report(report_text(target), e.standard, n_defects=len(e.defects))
-        triples.append((DecodingResult(decoded, "", (), 0.0), target, e.result))
+        text = report_text(target)  # as decoded: the report's JSON
+        decoded = parse_report(text, e.standard, n_defects=len(e.defects))
+        triples.append((DecodingResult(decoded, text, (), 0.0), target, e.result))
     return triples
 
 
