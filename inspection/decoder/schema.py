@@ -15,7 +15,8 @@ review (a rules REJECT stays REJECT).
 The schema for one standard restricts ``defect_class``, ``zone`` and ``clause_id`` to the
 ids that standard defines: a constrained decoder then cannot cite a clause the prompt
 does not contain. The rule engine writes the training target (:func:`target_report`);
-the summary is a deterministic zh/en template of the rule engine's outcome.
+the summary is a deterministic zh/en template of the rule engine's outcome, and a decoded
+report's is composed from its own fields by the same template (:func:`summarise_report`).
 
 Every string here is bounded and every number has a range, so a report has a
 worst-case length (:func:`max_report_bytes`): decoding with at least that many new
