@@ -237,7 +237,11 @@ def train(
     model.train()
     out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above writes nothing
     log = (out / LOG_FILE).open("a", encoding="utf-8")
-    while step < options.steps:
+    # A run resumed without the --max-minutes it began with has no deadline to stop it:
+    # it ends where that deadline's plan did (its schedule spans those steps, and past
+    # them the learning rate stays at its 2 % floor), not at the step limit.
+    last = options.steps if deadline is not None else min(options.steps, plan.total)
+    while step < last:
         now = clock()
         if plan.expired(now):
             stopped = True

@@ -16,6 +16,7 @@ from inspection.train.trainer import (
     CALIBRATION_MAX_SHARE,
     CALIBRATION_RESERVE,
     MIN_CALIBRATION_IMAGES,
+    STATE_FILE,
     TrainError,
     TrainOptions,
     plan_calibration,
@@ -77,6 +78,25 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_data, tmp_pa
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "cut")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_run_resumed_without_its_deadline_ends_where_its_plan_did(
+    tiny_data, tmp_path, monkeypatch
+):
+    """A run planned by its --max-minutes to 8 of its 12 steps, resumed without the flag,
+    stops at 8 (the schedule has annealed there), where it went on to the step limit at
+    the schedule's floor rate with no deadline at all."""
+    real_batch = _power_cut_at(7, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(tiny_data, tmp_path / "cut"))
+    monkeypatch.setattr(train_data.BatchMaker, "batch", real_batch)
+    state_path = tmp_path / "cut" / STATE_FILE
+    state = torch.load(state_path, weights_only=False)
+    assert state["step"] == 6
+    state["planned_steps"] = 8  # as a deadline's plan records it
+    torch.save(state, state_path)
+    resumed = train(_options(tiny_data, tmp_path / "cut", resume=True))
+    assert resumed.steps == 8
 
 
 def test_resume_without_state_is_an_error(tiny_data, tmp_path):
