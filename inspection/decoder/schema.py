@@ -430,10 +430,7 @@ _WORDS_ZH = {**VERDICTS_ZH, **TERMS_ZH}
 def summarise(result: InspectionResult, standard: Standard, language: str = "en") -> str:
     """A one-line summary of the rule engine's outcome, deterministic, in ``language``."""
     worst = max(result.decisions, key=_worst_first, default=None)
-    fields = None
-    if worst is not None:
-        fields = (worst.defect.defect_class, worst.zone, worst.severity, worst.action)
-        fields += (worst.clause_id,)
+    fields = None if worst is None else (worst.defect.defect_class, *_ruling(worst))
     return _summary(result.verdict, len(result.decisions), fields, standard, language)
 
 
@@ -445,11 +442,14 @@ def summarise_report(report: Report, standard: Standard) -> str:
     another's style), so the line composes it instead (benchmarks/README.md, "The
     report's summary, cross-checked")."""
     worst = max(report.defects, key=_worst_first, default=None)
-    fields = None
-    if worst is not None:
-        fields = (worst.defect_class, worst.zone, worst.severity, worst.action, worst.clause_id)
+    fields = None if worst is None else (worst.defect_class, *_ruling(worst))
     n = len(report.defects) + report.omitted_defects
     return _summary(report.verdict, n, fields, standard, report.language)
+
+
+def _ruling(d: DefectDecision | ReportDefect) -> tuple:
+    """Where a defect lies and what its clause rules: zone, severity, action, clause."""
+    return d.zone, d.severity, d.action, d.clause_id
 
 
 def _worst_first(d: DefectDecision | ReportDefect) -> tuple[int, int]:

@@ -88,8 +88,7 @@ class TrainOptions:
         if self.from_scratch and self.resolved_method in NORMALITY_METHODS:
             raise TrainError(
                 f"--from-scratch trains heads from random weights; a {self.resolved_method} "
-                "model "
-                "starts from its pretrained backbone (leave --from-scratch out, or use "
+                "model starts from its pretrained backbone (leave --from-scratch out, or use "
                 "--method heads)"
             )
         problems = run_problems(self.steps, self.batch_size, self.lr, self.max_minutes)
